@@ -1,0 +1,152 @@
+// RocksDbBlobStore: the CAS's durable storage, one RocksDB database.
+//
+// Column families (layout documented in docs/ARCHITECTURE.md):
+//   meta     raw sha256 (32 B)                 -> BlobRecord (size, data id, atime)
+//   chunks   data id (8 B BE) + offset (8 B BE) -> bytes (integrated BlobDB)
+//   visible  raw sha256 (32 B) + namespace      -> "" (namespace may read blob)
+//   uploads  data id (8 B BE)                   -> UploadRecord (in progress)
+//   ac       u16 BE len + namespace + raw sha256 + size (8 B BE) -> ActionResult
+//
+// A blob's content is stored once whatever the number of namespaces that
+// may see it. Writes go to a fresh data id; the meta and visible records that
+// make it readable are written in one atomic batch only after the digest is
+// verified, so a crash at any point leaves either the whole blob or nothing
+// readable. Interrupted uploads are kept for resumption (bounded by a TTL).
+//
+// Size bound: logical content bytes above max_bytes evict least recently used
+// blobs (reads and FindMissing hits count as use).
+//
+// Thread safety: thread-safe. Index and commits are serialized by one mutex;
+// hashing and chunk writes of concurrent uploads run in parallel.
+#ifndef STAGEFARM_CAS_ROCKSDB_BLOB_STORE_H_
+#define STAGEFARM_CAS_ROCKSDB_BLOB_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "cas/blob_store.h"
+#include "common/clock.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace stagefarm {
+
+struct RocksDbBlobStoreOptions {
+  std::string path;
+  // 0: unbounded.
+  int64_t max_bytes = 0;
+  Clock* clock = SystemClock::Get();
+  // A blob's last-access time is persisted at most this often.
+  int64_t atime_granularity_micros = 60'000'000;
+  // Interrupted uploads older than this are discarded.
+  int64_t upload_ttl_micros = 24LL * 3600 * 1'000'000;
+  // Size of stored chunks; incoming writes are buffered up to this.
+  size_t chunk_bytes = 1 << 20;
+  // fsync the write-ahead log when a blob becomes visible (power-loss
+  // durability). Without it a killed process loses nothing, a lost machine
+  // may lose the last seconds.
+  bool sync_commits = false;
+};
+
+class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
+ public:
+  static absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> Open(
+      const RocksDbBlobStoreOptions& options);
+  ~RocksDbBlobStore() override;
+
+  absl::StatusOr<std::vector<Digest>> FindMissing(
+      absl::string_view ns, absl::Span<const Digest> digests) override;
+  std::vector<absl::Status> PutBatch(
+      absl::string_view ns,
+      absl::Span<const std::pair<Digest, absl::string_view>> blobs) override;
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(
+      absl::string_view ns, const Digest& digest, int64_t offset,
+      int64_t limit) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
+      absl::string_view ns, const Digest& digest,
+      absl::string_view upload_key) override;
+  absl::StatusOr<int64_t> QueryWrite(absl::string_view ns, const Digest& digest,
+                                     absl::string_view upload_key) override;
+
+  absl::StatusOr<std::string> GetAction(absl::string_view ns,
+                                        const Digest& action) override;
+  absl::Status PutAction(absl::string_view ns, const Digest& action,
+                         absl::string_view serialized_result) override;
+  absl::Status DeleteAction(absl::string_view ns,
+                            const Digest& action) override;
+
+  StoreStats Stats();
+
+ private:
+  class Writer;
+  class Reader;
+  friend class Writer;
+
+  struct Entry {
+    int64_t size = 0;
+    uint64_t data_id = 0;
+    int64_t atime = 0;          // in memory, exact
+    int64_t persisted_atime = 0;
+  };
+  struct Upload {
+    uint64_t data_id = 0;
+    Digest digest;
+    int64_t committed = 0;
+    bool active = false;
+  };
+
+  explicit RocksDbBlobStore(const RocksDbBlobStoreOptions& options);
+  absl::Status Load();
+
+  bool IsVisible(absl::string_view ns, const Digest& digest);
+  // Marks use; persists atime when it moved past the granularity.
+  void TouchLocked(const Sha256::Raw& key, Entry& entry,
+                   rocksdb::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
+  uint64_t NewDataId() { return next_data_id_.fetch_add(1); }
+  std::string UploadMapKey(absl::string_view ns,
+                           absl::string_view upload_key) const;
+  void DiscardExpiredUploadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const RocksDbBlobStoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* chunks_ = nullptr;
+  rocksdb::ColumnFamilyHandle* visible_ = nullptr;
+  rocksdb::ColumnFamilyHandle* uploads_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* ac_ = nullptr;
+  std::atomic<uint64_t> next_data_id_{1};
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<Sha256::Raw, Entry> index_ ABSL_GUARDED_BY(mu_);
+  std::set<std::pair<int64_t, Sha256::Raw>> lru_ ABSL_GUARDED_BY(mu_);
+  int64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evicted_blobs_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evicted_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t ac_entries_ ABSL_GUARDED_BY(mu_) = 0;
+  // Resumable uploads by namespace + '\0' + upload key.
+  absl::flat_hash_map<std::string, Upload> uploads_ ABSL_GUARDED_BY(mu_);
+  // Hash state of interrupted uploads, so resuming needs no re-read.
+  std::map<uint64_t, std::pair<int64_t, std::unique_ptr<Sha256>>> hash_states_
+      ABSL_GUARDED_BY(mu_);
+  int64_t last_upload_gc_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace stagefarm
+
+#endif  // STAGEFARM_CAS_ROCKSDB_BLOB_STORE_H_
