@@ -1,0 +1,45 @@
+// ActionCache: REAPI action-cache semantics over ActionCacheStorage and the
+// CAS. A result is served only while every blob it references (output
+// files, output directory trees and their files, stdout, stderr) is in the
+// CAS; otherwise the entry is dropped and the answer is NOT_FOUND, as REAPI
+// asks, so eviction can never hand out a dangling result. Updates must
+// reference blobs that exist. Thread-safe if its stores are.
+#ifndef STAGEFARM_CAS_ACTION_CACHE_H_
+#define STAGEFARM_CAS_ACTION_CACHE_H_
+
+#include "absl/status/statusor.h"
+#include "cas/blob_store.h"
+#include "common/digest.h"
+
+namespace stagefarm {
+
+struct InlineRequest {
+  bool stdout_raw = false;
+  bool stderr_raw = false;
+  std::vector<std::string> output_files;
+};
+
+class ActionCache {
+ public:
+  ActionCache(BlobStore* cas, ActionCacheStorage* storage)
+      : cas_(cas), storage_(storage) {}
+
+  absl::StatusOr<reapi::ActionResult> Get(absl::string_view ns,
+                                          const Digest& action,
+                                          const InlineRequest& inline_request);
+  absl::Status Update(absl::string_view ns, const Digest& action,
+                      reapi::ActionResult result);
+
+ private:
+  // Digests `result` references, validated; INVALID_ARGUMENT names the field.
+  absl::StatusOr<std::vector<Digest>> Referenced(
+      absl::string_view ns, const reapi::ActionResult& result,
+      bool include_tree_contents);
+
+  BlobStore* cas_;
+  ActionCacheStorage* storage_;
+};
+
+}  // namespace stagefarm
+
+#endif  // STAGEFARM_CAS_ACTION_CACHE_H_

@@ -1,0 +1,384 @@
+#include "cas/grpc_services.h"
+
+#include <deque>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/resource_name.h"
+#include "common/status_macros.h"
+
+namespace stagefarm {
+namespace {
+
+using google::bytestream::QueryWriteStatusRequest;
+using google::bytestream::QueryWriteStatusResponse;
+using google::bytestream::ReadRequest;
+using google::bytestream::ReadResponse;
+using google::bytestream::WriteRequest;
+using google::bytestream::WriteResponse;
+
+// GetTree pages hold at most this many directories and bytes.
+constexpr int kDefaultTreePageSize = 10000;
+constexpr size_t kMaxTreePageBytes = 2 << 20;
+
+grpc::Status Rpc(const absl::Status& status) { return ToGrpcStatus(status); }
+
+grpc::Status TooManyItems(absl::string_view field, int n, int max) {
+  return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+      field, ": ", n, " items exceed the limit of ", max, " per request")));
+}
+
+}  // namespace
+
+// ------------------------------------------------ ContentAddressableStorage
+
+grpc::Status CasService::FindMissingBlobs(
+    grpc::ServerContext*, const reapi::FindMissingBlobsRequest* request,
+    reapi::FindMissingBlobsResponse* response) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  if (request->blob_digests_size() > limits_.max_batch_items) {
+    return TooManyItems("blob_digests", request->blob_digests_size(),
+                        limits_.max_batch_items);
+  }
+  std::vector<Digest> digests;
+  digests.reserve(request->blob_digests_size());
+  for (int i = 0; i < request->blob_digests_size(); ++i) {
+    absl::StatusOr<Digest> d = Digest::FromProto(
+        request->blob_digests(i), absl::StrCat("blob_digests[", i, "]"));
+    if (!d.ok()) return Rpc(d.status());
+    digests.push_back(*d);
+  }
+  absl::StatusOr<std::vector<Digest>> missing = store_->FindMissing(*ns, digests);
+  if (!missing.ok()) return Rpc(missing.status());
+  for (const Digest& d : *missing) d.ToProto(response->add_missing_blob_digests());
+  return grpc::Status::OK;
+}
+
+grpc::Status CasService::BatchUpdateBlobs(
+    grpc::ServerContext*, const reapi::BatchUpdateBlobsRequest* request,
+    reapi::BatchUpdateBlobsResponse* response) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  if (request->requests_size() > limits_.max_batch_items) {
+    return TooManyItems("requests", request->requests_size(),
+                        limits_.max_batch_items);
+  }
+  int64_t total = 0;
+  std::vector<std::pair<Digest, absl::string_view>> items;
+  std::vector<absl::Status> pre(request->requests_size());
+  std::vector<int> item_index;
+  for (int i = 0; i < request->requests_size(); ++i) {
+    const auto& r = request->requests(i);
+    total += static_cast<int64_t>(r.data().size());
+    absl::StatusOr<Digest> d =
+        Digest::FromProto(r.digest(), absl::StrCat("requests[", i, "].digest"));
+    if (!d.ok()) {
+      pre[i] = d.status();
+    } else if (d->size() != static_cast<int64_t>(r.data().size())) {
+      pre[i] = absl::InvalidArgumentError(absl::StrCat(
+          "requests[", i, "].digest.size_bytes is ", d->size(), " but data has ",
+          r.data().size(), " bytes"));
+    } else {
+      items.emplace_back(*d, r.data());
+      item_index.push_back(i);
+    }
+  }
+  if (total > limits_.max_batch_total_size_bytes) {
+    return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+        "requests: ", total, " bytes exceed max_batch_total_size_bytes ",
+        limits_.max_batch_total_size_bytes, "; use ByteStream.Write")));
+  }
+  std::vector<absl::Status> results = store_->PutBatch(*ns, items);
+  for (size_t k = 0; k < results.size(); ++k) pre[item_index[k]] = results[k];
+  for (int i = 0; i < request->requests_size(); ++i) {
+    auto* out = response->add_responses();
+    *out->mutable_digest() = request->requests(i).digest();
+    ToRpcStatus(pre[i], out->mutable_status());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CasService::BatchReadBlobs(
+    grpc::ServerContext*, const reapi::BatchReadBlobsRequest* request,
+    reapi::BatchReadBlobsResponse* response) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  if (request->digests_size() > limits_.max_batch_items) {
+    return TooManyItems("digests", request->digests_size(),
+                        limits_.max_batch_items);
+  }
+  std::vector<Digest> digests;
+  int64_t total = 0;
+  for (int i = 0; i < request->digests_size(); ++i) {
+    absl::StatusOr<Digest> d = Digest::FromProto(
+        request->digests(i), absl::StrCat("digests[", i, "]"));
+    if (!d.ok()) return Rpc(d.status());
+    total += d->size();
+    digests.push_back(*d);
+  }
+  if (total > limits_.max_batch_total_size_bytes) {
+    return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+        "digests: ", total, " bytes exceed max_batch_total_size_bytes ",
+        limits_.max_batch_total_size_bytes, "; use ByteStream.Read")));
+  }
+  for (const Digest& d : digests) {
+    auto* out = response->add_responses();
+    d.ToProto(out->mutable_digest());
+    absl::StatusOr<std::string> data = store_->Get(*ns, d);
+    if (data.ok()) {
+      *out->mutable_data() = std::move(*data);
+      ToRpcStatus(absl::OkStatus(), out->mutable_status());
+    } else {
+      ToRpcStatus(data.status(), out->mutable_status());
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CasService::GetTree(
+    grpc::ServerContext* context, const reapi::GetTreeRequest* request,
+    grpc::ServerWriter<reapi::GetTreeResponse>* writer) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  absl::StatusOr<Digest> root =
+      Digest::FromProto(request->root_digest(), "root_digest");
+  if (!root.ok()) return Rpc(root.status());
+  if (request->page_size() < 0) {
+    return Rpc(absl::InvalidArgumentError("page_size: negative"));
+  }
+  int page_size =
+      request->page_size() > 0 ? request->page_size() : kDefaultTreePageSize;
+  // The page token is the number of directories already returned, in the
+  // breadth-first order of the tree (deterministic for one root).
+  int64_t skip = 0;
+  if (!request->page_token().empty() &&
+      (!absl::SimpleAtoi(request->page_token(), &skip) || skip < 0)) {
+    return Rpc(absl::InvalidArgumentError(absl::StrCat(
+        "page_token: \"", request->page_token(), "\" is not from this server")));
+  }
+  std::deque<Digest> queue{*root};
+  absl::flat_hash_set<Digest> seen{*root};
+  int64_t index = 0;
+  reapi::GetTreeResponse page;
+  size_t page_bytes = 0;
+  bool first = true;
+  while (!queue.empty()) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    Digest d = queue.front();
+    queue.pop_front();
+    absl::StatusOr<std::string> bytes = store_->Get(*ns, d);
+    if (!bytes.ok()) {
+      if (first) return Rpc(bytes.status());
+      continue;  // REAPI: return the portion of the tree that is present.
+    }
+    first = false;
+    reapi::Directory dir;
+    if (!dir.ParseFromString(*bytes)) {
+      return Rpc(absl::InvalidArgumentError(
+          absl::StrCat("directory ", d.ToString(), " is not a Directory")));
+    }
+    for (int i = 0; i < dir.directories_size(); ++i) {
+      absl::StatusOr<Digest> child = Digest::FromProto(
+          dir.directories(i).digest(), absl::StrCat("directory ", d.ToString(),
+                                                    " child ", i));
+      if (!child.ok()) return Rpc(child.status());
+      if (seen.insert(*child).second) queue.push_back(*child);
+    }
+    if (index++ < skip) continue;
+    page_bytes += bytes->size();
+    *page.add_directories() = std::move(dir);
+    if (page.directories_size() >= page_size || page_bytes >= kMaxTreePageBytes) {
+      if (!queue.empty()) page.set_next_page_token(absl::StrCat(index));
+      if (!writer->Write(page)) return grpc::Status::CANCELLED;
+      page.Clear();
+      page_bytes = 0;
+    }
+  }
+  if (page.directories_size() > 0 || index <= skip) writer->Write(page);
+  return grpc::Status::OK;
+}
+
+// ------------------------------------------------------------ Capabilities
+
+grpc::Status CapabilitiesService::GetCapabilities(
+    grpc::ServerContext*, const reapi::GetCapabilitiesRequest* request,
+    reapi::ServerCapabilities* response) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  auto* cache = response->mutable_cache_capabilities();
+  cache->add_digest_function(reapi::DigestFunction::SHA256);
+  cache->mutable_action_cache_update_capabilities()->set_update_enabled(
+      policy_->action_cache_writable_by_anyone());
+  cache->set_max_batch_total_size_bytes(limits_.max_batch_total_size_bytes);
+  cache->set_symlink_absolute_path_strategy(
+      reapi::SymlinkAbsolutePathStrategy::ALLOWED);
+  response->mutable_low_api_version()->set_major(2);
+  response->mutable_high_api_version()->set_major(2);
+  return grpc::Status::OK;
+}
+
+// ------------------------------------------------------------- ActionCache
+
+grpc::Status ActionCacheService::GetActionResult(
+    grpc::ServerContext*, const reapi::GetActionResultRequest* request,
+    reapi::ActionResult* response) {
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  absl::StatusOr<Digest> action =
+      Digest::FromProto(request->action_digest(), "action_digest");
+  if (!action.ok()) return Rpc(action.status());
+  InlineRequest inline_request;
+  inline_request.stdout_raw = request->inline_stdout();
+  inline_request.stderr_raw = request->inline_stderr();
+  inline_request.output_files.assign(request->inline_output_files().begin(),
+                                     request->inline_output_files().end());
+  absl::StatusOr<reapi::ActionResult> result =
+      cache_->Get(*ns, *action, inline_request);
+  if (!result.ok()) return Rpc(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status ActionCacheService::UpdateActionResult(
+    grpc::ServerContext* context, const reapi::UpdateActionResultRequest* request,
+    reapi::ActionResult* response) {
+  std::string authorization;
+  auto it = context->client_metadata().find("authorization");
+  if (it != context->client_metadata().end()) {
+    authorization.assign(it->second.data(), it->second.size());
+  }
+  absl::Status allowed = policy_->CheckActionCacheWrite(authorization);
+  if (!allowed.ok()) return Rpc(allowed);
+  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  if (!ns.ok()) return Rpc(ns.status());
+  absl::StatusOr<Digest> action =
+      Digest::FromProto(request->action_digest(), "action_digest");
+  if (!action.ok()) return Rpc(action.status());
+  absl::Status s = cache_->Update(*ns, *action, request->action_result());
+  if (!s.ok()) return Rpc(s);
+  *response = request->action_result();
+  return grpc::Status::OK;
+}
+
+// -------------------------------------------------------------- ByteStream
+
+grpc::Status ByteStreamService::Read(grpc::ServerContext* context,
+                                     const ReadRequest* request,
+                                     grpc::ServerWriter<ReadResponse>* writer) {
+  absl::StatusOr<ReadResourceName> name =
+      ParseReadResourceName(request->resource_name());
+  if (!name.ok()) return Rpc(name.status());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(name->instance_name, "resource_name instance");
+  if (!ns.ok()) return Rpc(ns.status());
+  if (request->read_offset() < 0) {
+    return Rpc(absl::OutOfRangeError(
+        absl::StrCat("read_offset: negative (", request->read_offset(), ")")));
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader = store_->OpenRead(
+      *ns, name->digest, request->read_offset(), request->read_limit());
+  if (!reader.ok()) return Rpc(reader.status());
+  ReadResponse response;
+  grpc::WriteOptions options;
+  while (true) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    response.mutable_data()->clear();
+    absl::StatusOr<size_t> n = (*reader)->Read(
+        static_cast<size_t>(limits_.read_chunk_bytes), response.mutable_data());
+    if (!n.ok()) return Rpc(n.status());
+    if (*n == 0) break;
+    if (!writer->Write(response, options)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ByteStreamService::Write(grpc::ServerContext*,
+                                      grpc::ServerReader<WriteRequest>* reader,
+                                      WriteResponse* response) {
+  WriteRequest request;
+  if (!reader->Read(&request)) {
+    return Rpc(absl::InvalidArgumentError("Write: no requests in the stream"));
+  }
+  const std::string resource = request.resource_name();
+  absl::StatusOr<WriteResourceName> name = ParseWriteResourceName(resource);
+  if (!name.ok()) return Rpc(name.status());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(name->instance_name, "resource_name instance");
+  if (!ns.ok()) return Rpc(ns.status());
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+      store_->OpenWrite(*ns, name->digest, resource.substr(
+          0, resource.find("/blobs/")));
+  if (!writer.ok()) return Rpc(writer.status());
+  BlobWriter& w = **writer;
+  if (w.already_complete()) {
+    // REAPI: the server may answer at once when the blob is already present.
+    response->set_committed_size(name->digest.size());
+    return grpc::Status::OK;
+  }
+  while (true) {
+    if (!request.resource_name().empty() && request.resource_name() != resource) {
+      return Rpc(absl::InvalidArgumentError(absl::StrCat(
+          "resource_name: changed within the stream to \"",
+          request.resource_name(), "\"")));
+    }
+    if (request.write_offset() != w.committed_bytes()) {
+      return Rpc(absl::InvalidArgumentError(absl::StrCat(
+          "write_offset: expected ", w.committed_bytes(), ", got ",
+          request.write_offset(),
+          w.committed_bytes() > 0 ? " (resume at the committed size)" : "")));
+    }
+    absl::Status s = w.Write(request.write_offset(), request.data());
+    if (!s.ok()) return Rpc(s);
+    if (request.finish_write()) {
+      s = w.Finish();
+      if (!s.ok()) return Rpc(s);
+      response->set_committed_size(w.committed_bytes());
+      return grpc::Status::OK;
+    }
+    if (!reader->Read(&request)) break;
+  }
+  // The client went away or closed early: what it sent stays resumable.
+  return Rpc(absl::InvalidArgumentError(absl::StrCat(
+      "Write: stream ended without finish_write after ", w.committed_bytes(),
+      " bytes; resume from there with the same resource_name")));
+}
+
+grpc::Status ByteStreamService::QueryWriteStatus(
+    grpc::ServerContext*, const QueryWriteStatusRequest* request,
+    QueryWriteStatusResponse* response) {
+  const std::string& resource = request->resource_name();
+  absl::StatusOr<WriteResourceName> name = ParseWriteResourceName(resource);
+  if (!name.ok()) return Rpc(name.status());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(name->instance_name, "resource_name instance");
+  if (!ns.ok()) return Rpc(ns.status());
+  absl::StatusOr<int64_t> committed = store_->QueryWrite(
+      *ns, name->digest, resource.substr(0, resource.find("/blobs/")));
+  if (!committed.ok()) return Rpc(committed.status());
+  response->set_committed_size(*committed);
+  absl::StatusOr<std::vector<Digest>> missing =
+      store_->FindMissing(*ns, {name->digest});
+  response->set_complete(missing.ok() && missing->empty());
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------- CasAdmin
+
+grpc::Status CasAdminService::GetStats(grpc::ServerContext*,
+                                       const v1::GetStatsRequest*,
+                                       v1::GetStatsResponse* response) {
+  StoreStats s = stats_();
+  response->set_stored_bytes(s.stored_bytes);
+  response->set_blob_count(s.blob_count);
+  response->set_max_bytes(s.max_bytes);
+  response->set_evicted_blobs(s.evicted_blobs);
+  response->set_evicted_bytes(s.evicted_bytes);
+  response->set_action_cache_entries(s.action_cache_entries);
+  response->set_uploads_in_progress(s.uploads_in_progress);
+  return grpc::Status::OK;
+}
+
+}  // namespace stagefarm

@@ -1,0 +1,88 @@
+// stagefarm-cas: the content-addressable store server (REAPI v2).
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_split.h"
+#include "cas/cas_server.h"
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+void OnSignal(int sig) { g_signal = sig; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  stagefarm::CasServerOptions options;
+  std::string data_dir;
+  int64_t max_bytes = 0;
+  std::vector<std::string> share;
+  std::string ac_writers = "all";
+  std::string ac_token_file;
+  bool fsync = false;
+
+  CLI::App app{"stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
+  app.add_option("--listen", options.listen, "HOST:PORT to serve on (port 0: any)")
+      ->required();
+  app.add_option("--data", data_dir, "directory of the RocksDB database")
+      ->required();
+  app.add_option("--max-bytes", max_bytes,
+                 "bound on stored content bytes, LRU eviction (0: unbounded)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--share-instances", share,
+                 "comma-separated instance names that share one namespace "
+                 "(repeatable)");
+  app.add_option("--action-cache-writers", ac_writers,
+                 "who may call UpdateActionResult: all, none, or token")
+      ->check(CLI::IsMember({"all", "none", "token"}));
+  app.add_option("--action-cache-token-file", ac_token_file,
+                 "file holding the bearer token trusted workers present");
+  app.add_flag("--fsync", fsync, "fsync the log each time a blob is committed");
+  CLI11_PARSE(app, argc, argv);
+
+  options.store.path = data_dir;
+  options.store.max_bytes = max_bytes;
+  options.store.sync_commits = fsync;
+  for (const std::string& group : share) {
+    options.policy.share_groups.push_back(
+        absl::StrSplit(group, ',', absl::SkipEmpty()));
+  }
+  if (ac_writers == "none") {
+    options.policy.ac_writers = stagefarm::ActionCacheWriters::kNone;
+  } else if (ac_writers == "token") {
+    options.policy.ac_writers = stagefarm::ActionCacheWriters::kToken;
+    std::ifstream in(ac_token_file);
+    if (ac_token_file.empty() || !in) {
+      std::cerr << "stagefarm-cas: --action-cache-writers=token needs a "
+                   "readable --action-cache-token-file\n";
+      return 2;
+    }
+    std::getline(in, options.policy.ac_token);
+  }
+
+  auto server = stagefarm::CasServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "stagefarm-cas: " << server.status().message() << "\n";
+    return 1;
+  }
+  // One line on stdout that scripts can wait for.
+  std::cout << "stagefarm-cas listening on " << (*server)->address()
+            << std::endl;
+  spdlog::info("serving data dir {} (max bytes {})", data_dir, max_bytes);
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::thread waiter([&] { (*server)->Wait(); });
+  while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("signal {}: shutting down", g_signal.load());
+  (*server)->Shutdown();
+  waiter.join();
+  server->reset();
+  return 0;
+}
