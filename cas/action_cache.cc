@@ -123,7 +123,6 @@ absl::Status ActionCache::Update(absl::string_view ns, const Digest& action,
   // Inline contents go to the CAS; the stored result references digests.
   auto store_inline = [&](std::string* raw, reapi::Digest* digest,
                           std::string field) -> absl::Status {
-    if (raw->empty()) return absl::OkStatus();
     Digest d = Digest::Of(*raw);
     if (digest->hash().empty()) d.ToProto(digest);
     ASSIGN_OR_RETURN(Digest claimed, Digest::FromProto(*digest, field));
@@ -135,12 +134,19 @@ absl::Status ActionCache::Update(absl::string_view ns, const Digest& action,
     raw->clear();
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(store_inline(result.mutable_stdout_raw(),
-                               result.mutable_stdout_digest(), "stdout_digest"));
-  RETURN_IF_ERROR(store_inline(result.mutable_stderr_raw(),
-                               result.mutable_stderr_digest(), "stderr_digest"));
+  if (!result.stdout_raw().empty()) {
+    RETURN_IF_ERROR(store_inline(result.mutable_stdout_raw(),
+                                 result.mutable_stdout_digest(),
+                                 "stdout_digest"));
+  }
+  if (!result.stderr_raw().empty()) {
+    RETURN_IF_ERROR(store_inline(result.mutable_stderr_raw(),
+                                 result.mutable_stderr_digest(),
+                                 "stderr_digest"));
+  }
   for (int i = 0; i < result.output_files_size(); ++i) {
     auto* f = result.mutable_output_files(i);
+    if (f->contents().empty()) continue;
     RETURN_IF_ERROR(store_inline(f->mutable_contents(), f->mutable_digest(),
                                  absl::StrCat("output_files[", i, "].digest")));
   }
