@@ -45,6 +45,9 @@ class CasServerTest : public ::testing::Test {
     options_.limits.max_batch_total_size_bytes = 1 << 20;
   }
   void TearDown() override {
+    // Close the client first: a channel outliving its server can wait on
+    // reconnection backoff when destroyed.
+    channel_.reset();
     server_.reset();
     std::filesystem::remove_all(dir_);
   }
