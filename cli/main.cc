@@ -1,0 +1,193 @@
+// stagefarm: the command-line client.
+//
+// Today it talks to a CAS (put, get, has, stats). The build, plan, image and
+// cluster commands arrive with the front end and the farm; until then they
+// say plainly that they are not implemented.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_split.h"
+#include "common/cas_client.h"
+#include "common/status_macros.h"
+
+namespace stagefarm {
+namespace {
+
+constexpr int kUsageError = 2;
+
+absl::StatusOr<Digest> ParseDigestArg(const std::string& arg) {
+  std::vector<std::string> parts = absl::StrSplit(arg, '/');
+  int64_t size = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[1], &size)) {
+    return absl::InvalidArgumentError(
+        "digest \"" + arg + "\": expected HASH/SIZE (sha256 hex, bytes)");
+  }
+  return Digest::Parse(parts[0], size, "digest");
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "stagefarm: " << status.message() << "\n";
+  return status.code() == absl::StatusCode::kInvalidArgument ? kUsageError : 1;
+}
+
+struct CasFlags {
+  std::string address;
+  std::string instance;
+};
+
+absl::StatusOr<CasClient> Connect(const CasFlags& flags) {
+  std::string address = flags.address;
+  if (address.empty()) {
+    const char* env = std::getenv("STAGEFARM_CAS");
+    if (env != nullptr) address = env;
+  }
+  if (address.empty()) {
+    return absl::InvalidArgumentError(
+        "no CAS address: pass --cas HOST:PORT or set STAGEFARM_CAS");
+  }
+  return CasClient(CasClient::Connect(address), flags.instance);
+}
+
+int CasPut(const CasFlags& flags, const std::vector<std::string>& files) {
+  absl::StatusOr<CasClient> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  for (const std::string& file : files) {
+    Digest digest;
+    absl::Status s = client->WriteFile(file, &digest);
+    if (!s.ok()) return Fail(absl::Status(s.code(), file + ": " + std::string(s.message())));
+    std::cout << digest.ToString() << "  " << file << "\n";
+  }
+  return 0;
+}
+
+int CasGet(const CasFlags& flags, const std::string& digest_arg,
+           const std::string& output) {
+  absl::StatusOr<Digest> digest = ParseDigestArg(digest_arg);
+  if (!digest.ok()) return Fail(digest.status());
+  absl::StatusOr<CasClient> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  // Write to a temporary file and rename it, so a failed download never
+  // leaves a partial output behind.
+  std::string tmp = output.empty() ? "" : output + ".stagefarm-partial";
+  FILE* out = output.empty() ? stdout : std::fopen(tmp.c_str(), "wb");
+  if (out == nullptr) return Fail(absl::UnavailableError("cannot write " + tmp));
+  Sha256 hash;
+  int64_t size = 0;
+  absl::Status s = client->Read(*digest, [&](absl::string_view chunk) {
+    hash.Update(chunk);
+    size += static_cast<int64_t>(chunk.size());
+    if (std::fwrite(chunk.data(), 1, chunk.size(), out) != chunk.size()) {
+      return absl::DataLossError("writing the output failed");
+    }
+    return absl::OkStatus();
+  });
+  if (s.ok() && Digest::FromRaw(hash.Final(), size) != *digest) {
+    s = absl::DataLossError("downloaded data does not match " +
+                            digest->ToString());
+  }
+  if (output.empty()) {
+    std::fflush(stdout);
+  } else {
+    if (std::fclose(out) != 0 && s.ok()) s = absl::DataLossError("closing " + tmp);
+    if (s.ok() && std::rename(tmp.c_str(), output.c_str()) != 0) {
+      s = absl::UnavailableError("cannot rename to " + output);
+    }
+    if (!s.ok()) std::remove(tmp.c_str());
+  }
+  return s.ok() ? 0 : Fail(s);
+}
+
+int CasHas(const CasFlags& flags, const std::vector<std::string>& args) {
+  std::vector<Digest> digests;
+  for (const std::string& a : args) {
+    absl::StatusOr<Digest> d = ParseDigestArg(a);
+    if (!d.ok()) return Fail(d.status());
+    digests.push_back(*d);
+  }
+  absl::StatusOr<CasClient> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<std::vector<Digest>> missing = client->FindMissing(digests);
+  if (!missing.ok()) return Fail(missing.status());
+  for (const Digest& d : digests) {
+    bool absent = std::find(missing->begin(), missing->end(), d) != missing->end();
+    std::cout << d.ToString() << (absent ? "  missing\n" : "  present\n");
+  }
+  return missing->empty() ? 0 : 1;
+}
+
+int CasStats(const CasFlags& flags) {
+  absl::StatusOr<CasClient> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::GetStatsResponse> stats = client->GetStats();
+  if (!stats.ok()) return Fail(stats.status());
+  std::cout << "stored_bytes " << stats->stored_bytes() << "\n"
+            << "blob_count " << stats->blob_count() << "\n"
+            << "max_bytes " << stats->max_bytes() << "\n"
+            << "evicted_blobs " << stats->evicted_blobs() << "\n"
+            << "evicted_bytes " << stats->evicted_bytes() << "\n"
+            << "action_cache_entries " << stats->action_cache_entries() << "\n"
+            << "uploads_in_progress " << stats->uploads_in_progress() << "\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace stagefarm
+
+int main(int argc, char** argv) {
+  using namespace stagefarm;
+  CLI::App app{"stagefarm: a distributed build farm for Dockerfiles"};
+  app.require_subcommand(1);
+
+  CasFlags cas_flags;
+  CLI::App* cas = app.add_subcommand("cas", "talk to a content-addressable store");
+  cas->add_option("--cas", cas_flags.address, "CAS address HOST:PORT (or STAGEFARM_CAS)");
+  cas->add_option("--instance", cas_flags.instance, "REAPI instance name");
+  cas->require_subcommand(1);
+  cas->fallthrough();
+
+  std::vector<std::string> put_files;
+  CLI::App* put = cas->add_subcommand("put", "upload files; prints HASH/SIZE of each");
+  put->add_option("files", put_files, "files to upload")->required();
+
+  std::string get_digest, get_output;
+  CLI::App* get = cas->add_subcommand("get", "download a blob (verified)");
+  get->add_option("digest", get_digest, "HASH/SIZE")->required();
+  get->add_option("-o,--output", get_output, "file to write (default: stdout)");
+
+  std::vector<std::string> has_digests;
+  CLI::App* has = cas->add_subcommand("has", "check blobs; exit 1 if any is missing");
+  has->add_option("digests", has_digests, "HASH/SIZE ...")->required();
+
+  CLI::App* stats = cas->add_subcommand("stats", "print the CAS's counters");
+
+  CLI::App* version = app.add_subcommand("version", "print the version");
+
+  // Commands of the product that this version does not have yet.
+  std::vector<std::string> rest;
+  for (const char* name : {"build", "plan", "parse", "image", "run", "cluster"}) {
+    CLI::App* sub = app.add_subcommand(name, "not implemented yet");
+    sub->allow_extras();
+  }
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (version->parsed()) {
+    std::cout << "stagefarm 0.1.0\n";
+    return 0;
+  }
+  if (put->parsed()) return CasPut(cas_flags, put_files);
+  if (get->parsed()) return CasGet(cas_flags, get_digest, get_output);
+  if (has->parsed()) return CasHas(cas_flags, has_digests);
+  if (stats->parsed()) return CasStats(cas_flags);
+  for (CLI::App* sub : app.get_subcommands()) {
+    std::cerr << "stagefarm: \"" << sub->get_name()
+              << "\" is not implemented in this version (only \"cas\" and "
+                 "\"version\" are)\n";
+    return kUsageError;
+  }
+  return kUsageError;
+}
