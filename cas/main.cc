@@ -1,4 +1,6 @@
 // stagefarm-cas: the content-addressable store server (REAPI v2).
+#include <malloc.h>
+
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -43,8 +45,22 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"all", "none", "token"}));
   app.add_option("--action-cache-token-file", ac_token_file,
                  "file holding the bearer token trusted workers present");
+  app.add_option("--wal-bypass-bytes", options.store.wal_bypass_bytes,
+                 "streamed blobs this large skip the write-ahead log and are "
+                 "flushed before they become visible")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--fsync", fsync, "fsync the log each time a blob is committed");
   CLI11_PARSE(app, argc, argv);
+
+  // Blob chunks are ~1 MiB buffers, allocated and freed constantly. With
+  // glibc's defaults they are mmapped or trimmed back to the kernel, and every
+  // reuse pays page faults (costly under virtualization: -40% throughput
+  // measured). Keep them in the heap instead.
+  // Two arenas bound what idle threads hold on to.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  mallopt(M_ARENA_MAX, 2);
+
 
   options.store.path = data_dir;
   options.store.max_bytes = max_bytes;

@@ -183,7 +183,8 @@ class RocksDbBlobStore::Writer : public BlobWriter {
         data_id_(data_id),
         committed_(committed),
         flushed_(committed),
-        hash_(std::move(hash)) {
+        hash_(std::move(hash)),
+        bypass_wal_(digest.size() >= store->options_.wal_bypass_bytes) {
     record_.set_upload_key(upload_map_key_);
     record_.set_hash(digest_.hash());
     record_.set_size_bytes(digest_.size());
@@ -272,12 +273,27 @@ class RocksDbBlobStore::Writer : public BlobWriter {
 
  private:
   absl::Status WriteChunk(absl::string_view data) {
+    absl::Status s;
+    if (bypass_wal_ && !record_written_) {
+      // The upload record goes through the log first, so a crash always
+      // leaves a record that lets the next start discard or resume the data.
+      rocksdb::WriteBatch record;
+      record.Put(store_->uploads_cf_, IdKey(data_id_), record_.SerializeAsString());
+      s = store_->Write(&record, false);
+      if (!s.ok()) {
+        failed_ = true;
+        return s;
+      }
+      record_written_ = true;
+    }
     rocksdb::WriteBatch batch;
     batch.Put(store_->chunks_, ChunkKey(data_id_, flushed_),
               rocksdb::Slice(data.data(), data.size()));
-    record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
-    batch.Put(store_->uploads_cf_, IdKey(data_id_), record_.SerializeAsString());
-    absl::Status s = store_->Write(&batch, false);
+    if (!bypass_wal_) {
+      record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
+      batch.Put(store_->uploads_cf_, IdKey(data_id_), record_.SerializeAsString());
+    }
+    s = store_->Write(&batch, false, bypass_wal_);
     if (!s.ok()) {
       failed_ = true;
       return s;
@@ -310,6 +326,15 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   }
 
   absl::Status Commit() {
+    if (bypass_wal_ && record_written_) {
+      // Chunks written without the log must be on disk before anything
+      // points at them.
+      absl::Status flushed = store_->FlushChunks();
+      if (!flushed.ok()) {
+        failed_ = true;
+        return flushed;
+      }
+    }
     rocksdb::WriteBatch batch;
     const Sha256::Raw& raw = digest_.raw();
     int64_t now = store_->options_.clock->NowMicros();
@@ -362,6 +387,8 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   bool complete_ = false;
   bool done_ = false;
   bool failed_ = false;
+  bool bypass_wal_ = false;
+  bool record_written_ = false;
 };
 
 // ---------------------------------------------------------------- Store
@@ -392,7 +419,7 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   db_options.keep_log_file_num = 4;
   // Bound memtable memory across column families: large uploads must not
   // grow the process.
-  db_options.db_write_buffer_size = 96 << 20;
+  db_options.db_write_buffer_size = 64 << 20;
 
   // One block cache for all column families bounds read memory.
   rocksdb::BlockBasedTableOptions table;
@@ -411,7 +438,7 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
 
   rocksdb::ColumnFamilyOptions chunks;
   chunks.table_factory = table_factory;
-  chunks.write_buffer_size = 32 << 20;
+  chunks.write_buffer_size = 16 << 20;
   chunks.max_write_buffer_number = 3;
   chunks.compression = rocksdb::kNoCompression;
   // Integrated BlobDB: chunk values live in blob files, so compaction moves
@@ -503,8 +530,29 @@ absl::Status RocksDbBlobStore::Load() {
         discard.Delete(uploads_cf_, it->key());
         continue;
       }
-      uploads_[record.upload_key()] =
-          Upload{id, *digest, record.committed_bytes(), false};
+      // What is durable is the contiguous run of chunks from offset 0 (chunks
+      // of large uploads bypass the log, so the record cannot know it).
+      int64_t durable = 0;
+      {
+        std::string upper = IdKey(id + 1);
+        rocksdb::Slice upper_slice(upper);
+        rocksdb::ReadOptions ro;
+        ro.iterate_upper_bound = &upper_slice;
+        ro.fill_cache = false;
+        std::unique_ptr<rocksdb::Iterator> chunk(db_->NewIterator(ro, chunks_));
+        for (chunk->Seek(IdKey(id)); chunk->Valid(); chunk->Next()) {
+          if (chunk->key().size() != 16 ||
+              static_cast<int64_t>(ReadBigEndian64(chunk->key().data() + 8)) !=
+                  durable) {
+            break;
+          }
+          durable += static_cast<int64_t>(chunk->value().size());
+        }
+      }
+      // Anything past a gap can never be used: drop it.
+      discard.DeleteRange(chunks_, ChunkKey(id, static_cast<uint64_t>(durable)),
+                          IdKey(id + 1));
+      uploads_[record.upload_key()] = Upload{id, *digest, durable, false};
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "loading uploads"));
     RETURN_IF_ERROR(Write(&discard, false));
@@ -520,10 +568,19 @@ absl::Status RocksDbBlobStore::Load() {
   return absl::OkStatus();
 }
 
-absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync) {
+absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync,
+                                     bool disable_wal) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  wo.disableWAL = disable_wal;
   return FromRocks(db_->Write(wo, batch), "writing to the CAS database");
+}
+
+absl::Status RocksDbBlobStore::FlushChunks() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  return FromRocks(db_->Flush(fo, chunks_), "flushing blob chunks");
 }
 
 std::string RocksDbBlobStore::UploadMapKey(absl::string_view ns,

@@ -79,6 +79,31 @@ TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
   EXPECT_EQ(store_->Stats().uploads_in_progress, 0);
 }
 
+TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
+  options_.wal_bypass_bytes = 1 << 20;
+  std::string data(5 << 20, 'w');
+  for (size_t i = 0; i < data.size(); i += 997) data[i] = static_cast<char>(i);
+  Digest d = Digest::Of(data);
+  Open();
+  {
+    auto writer = store_->OpenWrite("ns", d, "big");
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 3 << 20)).ok());
+  }
+  Open();
+  auto writer = store_->OpenWrite("ns", d, "big");
+  ASSERT_TRUE(writer.ok());
+  int64_t resume = (*writer)->committed_bytes();
+  EXPECT_EQ(resume, 3 << 20);
+  ASSERT_TRUE((*writer)->Write(resume, absl::string_view(data).substr(resume)).ok());
+  ASSERT_TRUE((*writer)->Finish().ok());
+  writer->reset();
+  Open();
+  auto got = store_->Get("ns", d);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == data);
+}
+
 TEST_F(RocksDbBlobStoreTest, UnkeyedInterruptedUploadLeavesNothing) {
   Open();
   std::string data(2 << 20, 'q');
