@@ -1,0 +1,2 @@
+#include "greeting.h"
+std::string Greeting() { return "hello from a remotely cached build"; }
