@@ -3,12 +3,11 @@
 //   small blobs, FindMissingBlobs of many digests.
 // Prints one "name value unit" line per measurement. bench/cas runs it
 // against a fresh server beside `openssl speed`.
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <random>
-
-#include <CLI/CLI.hpp>
 
 #include "common/cas_client.h"
 
@@ -40,8 +39,10 @@ int Run(const std::string& address, int64_t big_bytes, int small_count,
   };
   Sha256 hash;
   std::vector<char> buf(CasClient::kChunkBytes);
-  for (int64_t off = 0; off < big_bytes; off += static_cast<int64_t>(buf.size())) {
-    size_t n = static_cast<size_t>(std::min<int64_t>(big_bytes - off, buf.size()));
+  for (int64_t off = 0; off < big_bytes;
+       off += static_cast<int64_t>(buf.size())) {
+    size_t n =
+        static_cast<size_t>(std::min<int64_t>(big_bytes - off, buf.size()));
     fill(buf.data(), n, off);
     hash.Update(absl::string_view(buf.data(), n));
   }
@@ -49,12 +50,14 @@ int Run(const std::string& address, int64_t big_bytes, int small_count,
 
   int64_t produced = 0;
   auto t0 = std::chrono::steady_clock::now();
-  absl::Status s = client.Write(big, [&](char* out, size_t max) -> absl::StatusOr<size_t> {
-    size_t n = static_cast<size_t>(std::min<int64_t>(big_bytes - produced, max));
-    fill(out, n, produced);
-    produced += static_cast<int64_t>(n);
-    return n;
-  });
+  absl::Status s =
+      client.Write(big, [&](char* out, size_t max) -> absl::StatusOr<size_t> {
+        size_t n =
+            static_cast<size_t>(std::min<int64_t>(big_bytes - produced, max));
+        fill(out, n, produced);
+        produced += static_cast<int64_t>(n);
+        return n;
+      });
   double write_s = Seconds(t0);
   if (!s.ok()) {
     std::cerr << "bytestream write: " << s << "\n";
@@ -83,8 +86,9 @@ int Run(const std::string& address, int64_t big_bytes, int small_count,
     smalls.emplace_back(Digest::Of(data), std::move(data));
   }
   auto caps = client.GetCapabilities();
-  int64_t limit = caps.ok() ? caps->cache_capabilities().max_batch_total_size_bytes()
-                            : (4 << 20);
+  int64_t limit = caps.ok()
+                      ? caps->cache_capabilities().max_batch_total_size_bytes()
+                      : (4 << 20);
   t0 = std::chrono::steady_clock::now();
   std::vector<std::pair<Digest, std::string>> batch;
   int64_t batch_bytes = 0;
@@ -121,7 +125,8 @@ int Run(const std::string& address, int64_t big_bytes, int small_count,
   t0 = std::chrono::steady_clock::now();
   auto missing = client.FindMissing(digests);
   double find_s = Seconds(t0);
-  if (!missing.ok() || missing->size() != static_cast<size_t>(small_count / 2)) {
+  if (!missing.ok() ||
+      missing->size() != static_cast<size_t>(small_count / 2)) {
     std::cerr << "find missing: wrong answer\n";
     return 1;
   }

@@ -33,8 +33,8 @@ absl::StatusOr<std::vector<Digest>> ActionCache::Referenced(
     const reapi::OutputDirectory& dir = result.output_directories(i);
     ASSIGN_OR_RETURN(
         Digest tree,
-        Digest::FromProto(dir.tree_digest(),
-                          absl::StrCat("output_directories[", i, "].tree_digest")));
+        Digest::FromProto(dir.tree_digest(), absl::StrCat("output_directories[",
+                                                          i, "].tree_digest")));
     out.push_back(tree);
     if (!include_tree_contents) continue;
     absl::StatusOr<std::string> bytes = cas_->Get(ns, tree);
@@ -71,15 +71,15 @@ absl::StatusOr<reapi::ActionResult> ActionCache::Get(
   reapi::ActionResult result;
   if (!result.ParseFromString(bytes)) {
     storage_->DeleteAction(ns, action).IgnoreError();
-    return absl::NotFoundError(
-        absl::StrCat("action result for ", action.ToString(), " is unreadable"));
+    return absl::NotFoundError(absl::StrCat(
+        "action result for ", action.ToString(), " is unreadable"));
   }
   absl::StatusOr<std::vector<Digest>> referenced = Referenced(ns, result, true);
   if (!referenced.ok()) {
     storage_->DeleteAction(ns, action).IgnoreError();
-    return absl::NotFoundError(absl::StrCat(
-        "action result for ", action.ToString(), " is invalid: ",
-        referenced.status().message()));
+    return absl::NotFoundError(
+        absl::StrCat("action result for ", action.ToString(),
+                     " is invalid: ", referenced.status().message()));
   }
   ASSIGN_OR_RETURN(std::vector<Digest> missing,
                    cas_->FindMissing(ns, *referenced));
@@ -87,9 +87,8 @@ absl::StatusOr<reapi::ActionResult> ActionCache::Get(
     // An output was evicted: the result is useless, forget it.
     storage_->DeleteAction(ns, action).IgnoreError();
     return absl::NotFoundError(absl::StrCat(
-        "action result for ", action.ToString(), " references ",
-        missing.size(), " blob(s) no longer in the CAS, e.g. ",
-        missing.front().ToString()));
+        "action result for ", action.ToString(), " references ", missing.size(),
+        " blob(s) no longer in the CAS, e.g. ", missing.front().ToString()));
   }
   int64_t budget = kMaxInlineBytes;
   auto inline_blob = [&](const reapi::Digest& proto,

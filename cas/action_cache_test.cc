@@ -32,8 +32,8 @@ TEST_F(ActionCacheTest, StoresAndServesCompleteResults) {
 
 TEST_F(ActionCacheTest, UpdateRefusesResultsWithMissingOutputs) {
   reapi::ActionResult result;
-  Digest::Of("never uploaded").ToProto(
-      result.add_output_files()->mutable_digest());
+  Digest::Of("never uploaded")
+      .ToProto(result.add_output_files()->mutable_digest());
   absl::Status s = cache_.Update("ns", action_, result);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
 }
@@ -51,7 +51,8 @@ TEST_F(ActionCacheTest, EvictedOutputMakesTheEntryNotFound) {
   ASSERT_TRUE(store_.Put("ns", "stdout text").ok());
   ASSERT_TRUE(store_.Put("ns", "tree file").ok());
   reapi::Tree tree;
-  Digest::Of("tree file").ToProto(tree.mutable_root()->add_files()->mutable_digest());
+  Digest::Of("tree file")
+      .ToProto(tree.mutable_root()->add_files()->mutable_digest());
   std::string tree_bytes = tree.SerializeAsString();
   ASSERT_TRUE(store_.Put("ns", tree_bytes).ok());
   reapi::ActionResult result;

@@ -101,8 +101,9 @@ TEST_P(BlobStoreConformance, StreamingWriteVerifiesAndCommits) {
   auto writer = store_->OpenWrite("ns", d, "upload-1");
   ASSERT_TRUE(writer.ok()) << writer.status();
   for (size_t off = 0; off < data.size(); off += 100000) {
-    ASSERT_TRUE((*writer)->Write(static_cast<int64_t>(off),
-                                 absl::string_view(data).substr(off, 100000))
+    ASSERT_TRUE((*writer)
+                    ->Write(static_cast<int64_t>(off),
+                            absl::string_view(data).substr(off, 100000))
                     .ok());
   }
   ASSERT_TRUE((*writer)->Finish().ok());
@@ -141,7 +142,8 @@ TEST_P(BlobStoreConformance, InterruptedUploadResumes) {
   {
     auto writer = store_->OpenWrite("ns", d, "u-42");
     ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 2 << 20)).ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 2 << 20)).ok());
     // Dropped without Finish: the connection was cut.
   }
   EXPECT_EQ(store_->Get("ns", d).status().code(), absl::StatusCode::kNotFound);
@@ -151,7 +153,8 @@ TEST_P(BlobStoreConformance, InterruptedUploadResumes) {
   auto writer = store_->OpenWrite("ns", d, "u-42");
   ASSERT_TRUE(writer.ok());
   EXPECT_EQ((*writer)->committed_bytes(), 2 << 20);
-  ASSERT_TRUE((*writer)->Write(2 << 20, absl::string_view(data).substr(2 << 20)).ok());
+  ASSERT_TRUE(
+      (*writer)->Write(2 << 20, absl::string_view(data).substr(2 << 20)).ok());
   ASSERT_TRUE((*writer)->Finish().ok());
   writer->reset();
   auto got = store_->Get("ns", d);

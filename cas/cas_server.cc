@@ -18,10 +18,11 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   std::unique_ptr<CasServer> server(new CasServer());
   server->host_ = options.listen.substr(0, colon);
   ASSIGN_OR_RETURN(server->store_, RocksDbBlobStore::Open(options.store));
-  ASSIGN_OR_RETURN(InstancePolicy policy, InstancePolicy::Create(options.policy));
+  ASSIGN_OR_RETURN(InstancePolicy policy,
+                   InstancePolicy::Create(options.policy));
   server->policy_ = std::make_unique<InstancePolicy>(std::move(policy));
-  server->action_cache_ = std::make_unique<ActionCache>(server->store_.get(),
-                                                        server->store_.get());
+  server->action_cache_ =
+      std::make_unique<ActionCache>(server->store_.get(), server->store_.get());
   server->cas_ = std::make_unique<CasService>(
       server->store_.get(), server->policy_.get(), options.limits);
   server->capabilities_ = std::make_unique<CapabilitiesService>(
@@ -40,8 +41,8 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
                            &server->port_);
   // Batch calls carry up to max_batch_total_size_bytes plus framing.
-  int max_message = static_cast<int>(
-      std::max<int64_t>(options.limits.max_batch_total_size_bytes * 2, 16 << 20));
+  int max_message = static_cast<int>(std::max<int64_t>(
+      options.limits.max_batch_total_size_bytes * 2, 16 << 20));
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
   builder.RegisterService(server->cas_.get());

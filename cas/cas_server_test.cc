@@ -92,12 +92,13 @@ TEST_F(CasServerTest, ByteStreamRoundTripWithOffsetAndLimit) {
   EXPECT_TRUE(*back == data);
   std::string part;
   ASSERT_TRUE(client
-                  .Read(d,
-                        [&](absl::string_view c) {
-                          part.append(c.data(), c.size());
-                          return absl::OkStatus();
-                        },
-                        (1 << 20) + 3, 2 << 20)
+                  .Read(
+                      d,
+                      [&](absl::string_view c) {
+                        part.append(c.data(), c.size());
+                        return absl::OkStatus();
+                      },
+                      (1 << 20) + 3, 2 << 20)
                   .ok());
   EXPECT_TRUE(part == data.substr((1 << 20) + 3, 2 << 20));
   auto missing = client.FindMissing({d, Digest::Of("nope")});
@@ -112,12 +113,13 @@ TEST_F(CasServerTest, CorruptUploadIsDataLossAndLeavesNothing) {
   Digest d = Digest::Of(data);
   data[100] ^= 0x55;
   size_t pos = 0;
-  absl::Status s = client.Write(d, [&](char* buf, size_t max) -> absl::StatusOr<size_t> {
-    size_t n = std::min(max, data.size() - pos);
-    memcpy(buf, data.data() + pos, n);
-    pos += n;
-    return n;
-  });
+  absl::Status s =
+      client.Write(d, [&](char* buf, size_t max) -> absl::StatusOr<size_t> {
+        size_t n = std::min(max, data.size() - pos);
+        memcpy(buf, data.data() + pos, n);
+        pos += n;
+        return n;
+      });
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   EXPECT_EQ(client.FindMissing({d})->size(), 1u);
   EXPECT_EQ(client.ReadString(d).status().code(), absl::StatusCode::kNotFound);
@@ -150,7 +152,8 @@ TEST_F(CasServerTest, CutOffUploadResumesWithQueryWriteStatus) {
   QueryWriteStatusRequest query;
   query.set_resource_name(resource);
   QueryWriteStatusResponse status_response;
-  ASSERT_TRUE(client.bytestream()->QueryWriteStatus(&qc, query, &status_response).ok());
+  ASSERT_TRUE(
+      client.bytestream()->QueryWriteStatus(&qc, query, &status_response).ok());
   EXPECT_EQ(status_response.committed_size(), (1 << 20) + (1 << 19));
   EXPECT_FALSE(status_response.complete());
   {
@@ -220,7 +223,8 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(cas->BatchUpdateBlobs(&ctx, req, &resp).ok());
     ASSERT_EQ(resp.responses_size(), 3);
-    EXPECT_EQ(resp.responses(0).status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(resp.responses(0).status().code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(resp.responses(0).status().message().find("requests[0]"),
               std::string::npos);
     EXPECT_EQ(resp.responses(1).status().code(), grpc::StatusCode::DATA_LOSS);
@@ -267,7 +271,8 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     WriteResponse resp;
     auto stream = client.bytestream()->Write(&ctx, &resp);
     WriteRequest req;
-    req.set_resource_name(MakeWriteResourceName("main", "u", Digest::Of("12345")));
+    req.set_resource_name(
+        MakeWriteResourceName("main", "u", Digest::Of("12345")));
     req.set_write_offset(2);
     req.set_data("345");
     req.set_finish_write(true);
@@ -403,7 +408,8 @@ TEST_F(CasServerTest, GetTreePagesThroughTheWholeTree) {
     reapi::GetTreeResponse resp;
     // Take only the first page of each call, then resume by token.
     ASSERT_TRUE(reader->Read(&resp));
-    for (const auto& d : resp.directories()) seen.push_back(d.SerializeAsString());
+    for (const auto& d : resp.directories())
+      seen.push_back(d.SerializeAsString());
     token = resp.next_page_token();
     ctx.TryCancel();
     reader->Finish();
@@ -456,7 +462,8 @@ TEST_F(CasServerTest, HealthAndReflectionAreServed) {
   grpc::CompletionQueue cq;
   grpc::ClientContext ctx;
   auto stream = stub.PrepareCall(
-      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      &cq);
   void* tag;
   bool ok;
   stream->StartCall(reinterpret_cast<void*>(1));
@@ -471,9 +478,11 @@ TEST_F(CasServerTest, HealthAndReflectionAreServed) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(resp.Dump(&slices).ok());
   std::string listing;
-  for (auto& sl : slices) listing.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-  EXPECT_NE(listing.find("build.bazel.remote.execution.v2.ContentAddressableStorage"),
-            std::string::npos);
+  for (auto& sl : slices)
+    listing.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_NE(
+      listing.find("build.bazel.remote.execution.v2.ContentAddressableStorage"),
+      std::string::npos);
   EXPECT_NE(listing.find("google.bytestream.ByteStream"), std::string::npos);
   ctx.TryCancel();
   grpc::Status finish_status;

@@ -51,9 +51,11 @@ grpc::Status CasService::FindMissingBlobs(
     if (!d.ok()) return Rpc(d.status());
     digests.push_back(*d);
   }
-  absl::StatusOr<std::vector<Digest>> missing = store_->FindMissing(*ns, digests);
+  absl::StatusOr<std::vector<Digest>> missing =
+      store_->FindMissing(*ns, digests);
   if (!missing.ok()) return Rpc(missing.status());
-  for (const Digest& d : *missing) d.ToProto(response->add_missing_blob_digests());
+  for (const Digest& d : *missing)
+    d.ToProto(response->add_missing_blob_digests());
   return grpc::Status::OK;
 }
 
@@ -78,9 +80,9 @@ grpc::Status CasService::BatchUpdateBlobs(
     if (!d.ok()) {
       pre[i] = d.status();
     } else if (d->size() != static_cast<int64_t>(r.data().size())) {
-      pre[i] = absl::InvalidArgumentError(absl::StrCat(
-          "requests[", i, "].digest.size_bytes is ", d->size(), " but data has ",
-          r.data().size(), " bytes"));
+      pre[i] = absl::InvalidArgumentError(
+          absl::StrCat("requests[", i, "].digest.size_bytes is ", d->size(),
+                       " but data has ", r.data().size(), " bytes"));
     } else {
       items.emplace_back(*d, r.data());
       item_index.push_back(i);
@@ -156,8 +158,9 @@ grpc::Status CasService::GetTree(
   int64_t skip = 0;
   if (!request->page_token().empty() &&
       (!absl::SimpleAtoi(request->page_token(), &skip) || skip < 0)) {
-    return Rpc(absl::InvalidArgumentError(absl::StrCat(
-        "page_token: \"", request->page_token(), "\" is not from this server")));
+    return Rpc(absl::InvalidArgumentError(
+        absl::StrCat("page_token: \"", request->page_token(),
+                     "\" is not from this server")));
   }
   std::deque<Digest> queue{*root};
   absl::flat_hash_set<Digest> seen{*root};
@@ -182,15 +185,16 @@ grpc::Status CasService::GetTree(
     }
     for (int i = 0; i < dir.directories_size(); ++i) {
       absl::StatusOr<Digest> child = Digest::FromProto(
-          dir.directories(i).digest(), absl::StrCat("directory ", d.ToString(),
-                                                    " child ", i));
+          dir.directories(i).digest(),
+          absl::StrCat("directory ", d.ToString(), " child ", i));
       if (!child.ok()) return Rpc(child.status());
       if (seen.insert(*child).second) queue.push_back(*child);
     }
     if (index++ < skip) continue;
     page_bytes += bytes->size();
     *page.add_directories() = std::move(dir);
-    if (page.directories_size() >= page_size || page_bytes >= kMaxTreePageBytes) {
+    if (page.directories_size() >= page_size ||
+        page_bytes >= kMaxTreePageBytes) {
       if (!queue.empty()) page.set_next_page_token(absl::StrCat(index));
       if (!writer->Write(page)) return grpc::Status::CANCELLED;
       page.Clear();
@@ -243,7 +247,8 @@ grpc::Status ActionCacheService::GetActionResult(
 }
 
 grpc::Status ActionCacheService::UpdateActionResult(
-    grpc::ServerContext* context, const reapi::UpdateActionResultRequest* request,
+    grpc::ServerContext* context,
+    const reapi::UpdateActionResultRequest* request,
     reapi::ActionResult* response) {
   std::string authorization;
   auto it = context->client_metadata().find("authorization");
@@ -308,9 +313,8 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
   absl::StatusOr<std::string> ns =
       policy_->Namespace(name->instance_name, "resource_name instance");
   if (!ns.ok()) return Rpc(ns.status());
-  absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
-      store_->OpenWrite(*ns, name->digest, resource.substr(
-          0, resource.find("/blobs/")));
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer = store_->OpenWrite(
+      *ns, name->digest, resource.substr(0, resource.find("/blobs/")));
   if (!writer.ok()) return Rpc(writer.status());
   BlobWriter& w = **writer;
   if (w.already_complete()) {
@@ -319,10 +323,11 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
     return grpc::Status::OK;
   }
   while (true) {
-    if (!request.resource_name().empty() && request.resource_name() != resource) {
-      return Rpc(absl::InvalidArgumentError(absl::StrCat(
-          "resource_name: changed within the stream to \"",
-          request.resource_name(), "\"")));
+    if (!request.resource_name().empty() &&
+        request.resource_name() != resource) {
+      return Rpc(absl::InvalidArgumentError(
+          absl::StrCat("resource_name: changed within the stream to \"",
+                       request.resource_name(), "\"")));
     }
     if (request.write_offset() != w.committed_bytes()) {
       return Rpc(absl::InvalidArgumentError(absl::StrCat(

@@ -31,18 +31,20 @@ class CasService final : public reapi::ContentAddressableStorage::Service {
   CasService(BlobStore* store, const InstancePolicy* policy, CasLimits limits)
       : store_(store), policy_(policy), limits_(limits) {}
 
-  grpc::Status FindMissingBlobs(grpc::ServerContext* context,
-                                const reapi::FindMissingBlobsRequest* request,
-                                reapi::FindMissingBlobsResponse* response) override;
-  grpc::Status BatchUpdateBlobs(grpc::ServerContext* context,
-                                const reapi::BatchUpdateBlobsRequest* request,
-                                reapi::BatchUpdateBlobsResponse* response) override;
+  grpc::Status FindMissingBlobs(
+      grpc::ServerContext* context,
+      const reapi::FindMissingBlobsRequest* request,
+      reapi::FindMissingBlobsResponse* response) override;
+  grpc::Status BatchUpdateBlobs(
+      grpc::ServerContext* context,
+      const reapi::BatchUpdateBlobsRequest* request,
+      reapi::BatchUpdateBlobsResponse* response) override;
   grpc::Status BatchReadBlobs(grpc::ServerContext* context,
                               const reapi::BatchReadBlobsRequest* request,
                               reapi::BatchReadBlobsResponse* response) override;
-  grpc::Status GetTree(grpc::ServerContext* context,
-                       const reapi::GetTreeRequest* request,
-                       grpc::ServerWriter<reapi::GetTreeResponse>* writer) override;
+  grpc::Status GetTree(
+      grpc::ServerContext* context, const reapi::GetTreeRequest* request,
+      grpc::ServerWriter<reapi::GetTreeResponse>* writer) override;
 
  private:
   BlobStore* store_;
@@ -70,9 +72,10 @@ class ActionCacheService final : public reapi::ActionCache::Service {
   grpc::Status GetActionResult(grpc::ServerContext* context,
                                const reapi::GetActionResultRequest* request,
                                reapi::ActionResult* response) override;
-  grpc::Status UpdateActionResult(grpc::ServerContext* context,
-                                  const reapi::UpdateActionResultRequest* request,
-                                  reapi::ActionResult* response) override;
+  grpc::Status UpdateActionResult(
+      grpc::ServerContext* context,
+      const reapi::UpdateActionResultRequest* request,
+      reapi::ActionResult* response) override;
 
  private:
   ActionCache* cache_;
@@ -85,7 +88,8 @@ class ByteStreamService final : public google::bytestream::ByteStream::Service {
                     CasLimits limits)
       : store_(store), policy_(policy), limits_(limits) {}
   grpc::Status Read(
-      grpc::ServerContext* context, const google::bytestream::ReadRequest* request,
+      grpc::ServerContext* context,
+      const google::bytestream::ReadRequest* request,
       grpc::ServerWriter<google::bytestream::ReadResponse>* writer) override;
   grpc::Status Write(
       grpc::ServerContext* context,

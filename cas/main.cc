@@ -1,13 +1,12 @@
 // stagefarm-cas: the content-addressable store server (REAPI v2).
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <fstream>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_split.h"
 #include "cas/cas_server.h"
@@ -29,8 +28,10 @@ int main(int argc, char** argv) {
   std::string ac_token_file;
   bool fsync = false;
 
-  CLI::App app{"stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
-  app.add_option("--listen", options.listen, "HOST:PORT to serve on (port 0: any)")
+  CLI::App app{
+      "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
+  app.add_option("--listen", options.listen,
+                 "HOST:PORT to serve on (port 0: any)")
       ->required();
   app.add_option("--data", data_dir, "directory of the RocksDB database")
       ->required();
@@ -60,7 +61,6 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
   mallopt(M_ARENA_MAX, 2);
-
 
   options.store.path = data_dir;
   options.store.max_bytes = max_bytes;
@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::thread waiter([&] { (*server)->Wait(); });
-  while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (g_signal == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   spdlog::info("signal {}: shutting down", g_signal.load());
   (*server)->Shutdown();
   waiter.join();

@@ -33,8 +33,11 @@ class MemoryBlobStore::Writer : public BlobWriter {
  public:
   Writer(MemoryBlobStore* store, std::string ns, Digest digest,
          std::string upload_key, std::string data, bool complete)
-      : store_(store), ns_(std::move(ns)), digest_(std::move(digest)),
-        upload_key_(std::move(upload_key)), data_(std::move(data)),
+      : store_(store),
+        ns_(std::move(ns)),
+        digest_(std::move(digest)),
+        upload_key_(std::move(upload_key)),
+        data_(std::move(data)),
         complete_(complete) {}
   ~Writer() override {
     if (complete_ || done_ || upload_key_.empty()) return;
@@ -108,7 +111,8 @@ std::vector<absl::Status> MemoryBlobStore::PutBatch(
       results.push_back(absl::DataLossError("data does not match the digest"));
       continue;
     }
-    blobs_[{std::string(ns), digest}] = std::make_shared<const std::string>(data);
+    blobs_[{std::string(ns), digest}] =
+        std::make_shared<const std::string>(data);
     results.push_back(absl::OkStatus());
   }
   return results;
@@ -120,8 +124,8 @@ absl::StatusOr<std::unique_ptr<BlobReader>> MemoryBlobStore::OpenRead(
     return absl::OutOfRangeError("read_offset outside the blob");
   }
   if (limit < 0) return absl::InvalidArgumentError("read_limit: negative");
-  int64_t end = limit == 0 ? digest.size()
-                           : std::min(digest.size(), offset + limit);
+  int64_t end =
+      limit == 0 ? digest.size() : std::min(digest.size(), offset + limit);
   if (digest.is_empty_blob()) {
     return std::unique_ptr<BlobReader>(
         new StringReader(std::make_shared<const std::string>(), 0, 0));
@@ -129,15 +133,17 @@ absl::StatusOr<std::unique_ptr<BlobReader>> MemoryBlobStore::OpenRead(
   absl::MutexLock lock(&mu_);
   auto it = blobs_.find({std::string(ns), digest});
   if (it == blobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("blob ", digest.ToString(), " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("blob ", digest.ToString(), " not found"));
   }
   return std::unique_ptr<BlobReader>(new StringReader(it->second, offset, end));
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> MemoryBlobStore::OpenWrite(
     absl::string_view ns, const Digest& digest, absl::string_view upload_key) {
-  std::string key =
-      upload_key.empty() ? "" : absl::StrCat(ns, std::string(1, '\0'), upload_key);
+  std::string key = upload_key.empty()
+                        ? ""
+                        : absl::StrCat(ns, std::string(1, '\0'), upload_key);
   absl::MutexLock lock(&mu_);
   if (digest.is_empty_blob() || blobs_.count({std::string(ns), digest})) {
     return std::unique_ptr<BlobWriter>(

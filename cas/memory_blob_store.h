@@ -23,9 +23,10 @@ class MemoryBlobStore : public BlobStore, public ActionCacheStorage {
   std::vector<absl::Status> PutBatch(
       absl::string_view ns,
       absl::Span<const std::pair<Digest, absl::string_view>> blobs) override;
-  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(
-      absl::string_view ns, const Digest& digest, int64_t offset,
-      int64_t limit) override;
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(absl::string_view ns,
+                                                       const Digest& digest,
+                                                       int64_t offset,
+                                                       int64_t limit) override;
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       absl::string_view ns, const Digest& digest,
       absl::string_view upload_key) override;

@@ -22,7 +22,8 @@ constexpr size_t kMaxHashStates = 1024;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
-  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(what, ": not found"));
+  if (s.IsNotFound())
+    return absl::NotFoundError(absl::StrCat(what, ": not found"));
   if (s.IsNoSpace()) {
     return absl::ResourceExhaustedError(absl::StrCat(what, ": ", s.ToString()));
   }
@@ -131,8 +132,8 @@ class RocksDbBlobStore::Reader : public BlobReader {
     }
     RETURN_IF_ERROR(FromRocks(it_->status(), "reading blob chunks"));
     if (!it_->Valid() || it_->key().size() != 16 ||
-        ReadBigEndian64(it_->key().data()) != data_id_ ||
-        ChunkStart() > pos_ || ChunkEnd() <= pos_) {
+        ReadBigEndian64(it_->key().data()) != data_id_ || ChunkStart() > pos_ ||
+        ChunkEnd() <= pos_) {
       return absl::DataLossError(
           absl::StrCat("blob data missing at offset ", pos_));
     }
@@ -170,7 +171,9 @@ class RocksDbBlobStore::Writer : public BlobWriter {
  public:
   // A writer for a blob that is already readable in the namespace.
   Writer(RocksDbBlobStore* store, const Digest& digest)
-      : store_(store), digest_(digest), committed_(digest.size()),
+      : store_(store),
+        digest_(digest),
+        committed_(digest.size()),
         complete_(true) {}
 
   Writer(RocksDbBlobStore* store, std::string ns, const Digest& digest,
@@ -264,9 +267,9 @@ class RocksDbBlobStore::Writer : public BlobWriter {
     Digest actual = Digest::FromRaw(hash_->Final(), committed_);
     if (actual != digest_) {
       Discard();
-      return absl::DataLossError(absl::StrCat(
-          "uploaded data hashes to ", actual.hash(), ", not ", digest_.hash(),
-          "; nothing stored"));
+      return absl::DataLossError(
+          absl::StrCat("uploaded data hashes to ", actual.hash(), ", not ",
+                       digest_.hash(), "; nothing stored"));
     }
     return Commit();
   }
@@ -278,7 +281,8 @@ class RocksDbBlobStore::Writer : public BlobWriter {
       // The upload record goes through the log first, so a crash always
       // leaves a record that lets the next start discard or resume the data.
       rocksdb::WriteBatch record;
-      record.Put(store_->uploads_cf_, IdKey(data_id_), record_.SerializeAsString());
+      record.Put(store_->uploads_cf_, IdKey(data_id_),
+                 record_.SerializeAsString());
       s = store_->Write(&record, false);
       if (!s.ok()) {
         failed_ = true;
@@ -291,7 +295,8 @@ class RocksDbBlobStore::Writer : public BlobWriter {
               rocksdb::Slice(data.data(), data.size()));
     if (!bypass_wal_) {
       record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
-      batch.Put(store_->uploads_cf_, IdKey(data_id_), record_.SerializeAsString());
+      batch.Put(store_->uploads_cf_, IdKey(data_id_),
+                record_.SerializeAsString());
     }
     s = store_->Write(&batch, false, bypass_wal_);
     if (!s.ok()) {
@@ -459,8 +464,8 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
       {"ac", small},
   };
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, cfs,
-                                        &store->handles_, &db);
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, options.path, cfs, &store->handles_, &db);
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "opening the CAS database in ", options.path, ": ", s.ToString()));
@@ -590,8 +595,9 @@ std::string RocksDbBlobStore::UploadMapKey(absl::string_view ns,
 
 bool RocksDbBlobStore::IsVisible(absl::string_view ns, const Digest& digest) {
   std::string value;
-  return db_->Get(rocksdb::ReadOptions(), visible_,
-                  VisibleKey(digest.raw(), ns), &value)
+  return db_
+      ->Get(rocksdb::ReadOptions(), visible_, VisibleKey(digest.raw(), ns),
+            &value)
       .ok();
 }
 
@@ -692,9 +698,9 @@ std::vector<absl::Status> RocksDbBlobStore::PutBatch(
     }
     Digest actual = Digest::Of(data);
     if (actual != digest) {
-      results[i] = absl::DataLossError(absl::StrCat(
-          "data hashes to ", actual.ToString(), ", not ", digest.ToString(),
-          "; nothing stored"));
+      results[i] = absl::DataLossError(
+          absl::StrCat("data hashes to ", actual.ToString(), ", not ",
+                       digest.ToString(), "; nothing stored"));
     }
   }
   rocksdb::WriteBatch batch;
@@ -750,16 +756,16 @@ std::vector<absl::Status> RocksDbBlobStore::PutBatch(
 absl::StatusOr<std::unique_ptr<BlobReader>> RocksDbBlobStore::OpenRead(
     absl::string_view ns, const Digest& digest, int64_t offset, int64_t limit) {
   if (offset < 0 || offset > digest.size()) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "read_offset ", offset, " is outside the blob of ", digest.size(),
-        " bytes"));
+    return absl::OutOfRangeError(absl::StrCat("read_offset ", offset,
+                                              " is outside the blob of ",
+                                              digest.size(), " bytes"));
   }
   if (limit < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("read_limit: negative (", limit, ")"));
   }
-  int64_t end = limit == 0 ? digest.size()
-                           : std::min(digest.size(), offset + limit);
+  int64_t end =
+      limit == 0 ? digest.size() : std::min(digest.size(), offset + limit);
   if (digest.is_empty_blob()) {
     return std::unique_ptr<BlobReader>(
         new Reader(db_.get(), chunks_, db_->GetSnapshot(), 0, 0, 0));

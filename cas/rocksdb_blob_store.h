@@ -1,11 +1,12 @@
 // RocksDbBlobStore: the CAS's durable storage, one RocksDB database.
 //
 // Column families (layout documented in docs/ARCHITECTURE.md):
-//   meta     raw sha256 (32 B)                 -> BlobRecord (size, data id, atime)
-//   chunks   data id (8 B BE) + offset (8 B BE) -> bytes (integrated BlobDB)
-//   visible  raw sha256 (32 B) + namespace      -> "" (namespace may read blob)
-//   uploads  data id (8 B BE)                   -> UploadRecord (in progress)
-//   ac       u16 BE len + namespace + raw sha256 + size (8 B BE) -> ActionResult
+//   meta     raw sha256 (32 B)                 -> BlobRecord (size, data id,
+//   atime) chunks   data id (8 B BE) + offset (8 B BE) -> bytes (integrated
+//   BlobDB) visible  raw sha256 (32 B) + namespace      -> "" (namespace may
+//   read blob) uploads  data id (8 B BE)                   -> UploadRecord (in
+//   progress) ac       u16 BE len + namespace + raw sha256 + size (8 B BE) ->
+//   ActionResult
 //
 // A blob's content is stored once whatever the number of namespaces that
 // may see it. Writes go to a fresh data id; the meta and visible records that
@@ -77,9 +78,10 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   std::vector<absl::Status> PutBatch(
       absl::string_view ns,
       absl::Span<const std::pair<Digest, absl::string_view>> blobs) override;
-  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(
-      absl::string_view ns, const Digest& digest, int64_t offset,
-      int64_t limit) override;
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(absl::string_view ns,
+                                                       const Digest& digest,
+                                                       int64_t offset,
+                                                       int64_t limit) override;
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       absl::string_view ns, const Digest& digest,
       absl::string_view upload_key) override;
@@ -103,7 +105,7 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   struct Entry {
     int64_t size = 0;
     uint64_t data_id = 0;
-    int64_t atime = 0;          // in memory, exact
+    int64_t atime = 0;  // in memory, exact
     int64_t persisted_atime = 0;
   };
   struct Upload {
@@ -119,7 +121,8 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   bool IsVisible(absl::string_view ns, const Digest& digest);
   // Marks use; persists atime when it moved past the granularity.
   void TouchLocked(const Sha256::Raw& key, Entry& entry,
-                   rocksdb::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                   rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync,
                      bool disable_wal = false);

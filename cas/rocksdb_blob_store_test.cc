@@ -65,14 +65,16 @@ TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
   {
     auto writer = store_->OpenWrite("ns", d, "resume-me");
     ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 1500000)).ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 1500000)).ok());
   }
   Open();  // The server restarted: hash state must be rebuilt from disk.
   EXPECT_EQ(*store_->QueryWrite("ns", d, "resume-me"), 1500000);
   auto writer = store_->OpenWrite("ns", d, "resume-me");
   ASSERT_TRUE(writer.ok());
   ASSERT_EQ((*writer)->committed_bytes(), 1500000);
-  ASSERT_TRUE((*writer)->Write(1500000, absl::string_view(data).substr(1500000)).ok());
+  ASSERT_TRUE(
+      (*writer)->Write(1500000, absl::string_view(data).substr(1500000)).ok());
   ASSERT_TRUE((*writer)->Finish().ok());
   writer->reset();
   EXPECT_TRUE(*store_->Get("ns", d) == data);
@@ -88,14 +90,16 @@ TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   {
     auto writer = store_->OpenWrite("ns", d, "big");
     ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 3 << 20)).ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 3 << 20)).ok());
   }
   Open();
   auto writer = store_->OpenWrite("ns", d, "big");
   ASSERT_TRUE(writer.ok());
   int64_t resume = (*writer)->committed_bytes();
   EXPECT_EQ(resume, 3 << 20);
-  ASSERT_TRUE((*writer)->Write(resume, absl::string_view(data).substr(resume)).ok());
+  ASSERT_TRUE(
+      (*writer)->Write(resume, absl::string_view(data).substr(resume)).ok());
   ASSERT_TRUE((*writer)->Finish().ok());
   writer->reset();
   Open();
@@ -110,7 +114,8 @@ TEST_F(RocksDbBlobStoreTest, UnkeyedInterruptedUploadLeavesNothing) {
   Digest d = Digest::Of(data);
   {
     auto writer = store_->OpenWrite("ns", d, "");
-    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 1 << 20)).ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 1 << 20)).ok());
   }
   Open();
   EXPECT_EQ(store_->QueryWrite("ns", d, "").status().code(),
@@ -124,7 +129,8 @@ TEST_F(RocksDbBlobStoreTest, ExpiredUploadsAreDiscardedOnOpen) {
   Digest d = Digest::Of(data);
   {
     auto writer = store_->OpenWrite("ns", d, "old");
-    ASSERT_TRUE((*writer)->Write(0, absl::string_view(data).substr(0, 1 << 20)).ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 1 << 20)).ok());
   }
   clock_.AdvanceMicros(options_.upload_ttl_micros + 1);
   Open();

@@ -3,12 +3,11 @@
 // Today it talks to a CAS (put, get, has, stats). The build, plan, image and
 // cluster commands arrive with the front end and the farm; until then they
 // say plainly that they are not implemented.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_split.h"
 #include "common/cas_client.h"
@@ -58,7 +57,9 @@ int CasPut(const CasFlags& flags, const std::vector<std::string>& files) {
   for (const std::string& file : files) {
     Digest digest;
     absl::Status s = client->WriteFile(file, &digest);
-    if (!s.ok()) return Fail(absl::Status(s.code(), file + ": " + std::string(s.message())));
+    if (!s.ok())
+      return Fail(
+          absl::Status(s.code(), file + ": " + std::string(s.message())));
     std::cout << digest.ToString() << "  " << file << "\n";
   }
   return 0;
@@ -74,7 +75,8 @@ int CasGet(const CasFlags& flags, const std::string& digest_arg,
   // leaves a partial output behind.
   std::string tmp = output.empty() ? "" : output + ".stagefarm-partial";
   FILE* out = output.empty() ? stdout : std::fopen(tmp.c_str(), "wb");
-  if (out == nullptr) return Fail(absl::UnavailableError("cannot write " + tmp));
+  if (out == nullptr)
+    return Fail(absl::UnavailableError("cannot write " + tmp));
   Sha256 hash;
   int64_t size = 0;
   absl::Status s = client->Read(*digest, [&](absl::string_view chunk) {
@@ -92,7 +94,8 @@ int CasGet(const CasFlags& flags, const std::string& digest_arg,
   if (output.empty()) {
     std::fflush(stdout);
   } else {
-    if (std::fclose(out) != 0 && s.ok()) s = absl::DataLossError("closing " + tmp);
+    if (std::fclose(out) != 0 && s.ok())
+      s = absl::DataLossError("closing " + tmp);
     if (s.ok() && std::rename(tmp.c_str(), output.c_str()) != 0) {
       s = absl::UnavailableError("cannot rename to " + output);
     }
@@ -113,7 +116,8 @@ int CasHas(const CasFlags& flags, const std::vector<std::string>& args) {
   absl::StatusOr<std::vector<Digest>> missing = client->FindMissing(digests);
   if (!missing.ok()) return Fail(missing.status());
   for (const Digest& d : digests) {
-    bool absent = std::find(missing->begin(), missing->end(), d) != missing->end();
+    bool absent =
+        std::find(missing->begin(), missing->end(), d) != missing->end();
     std::cout << d.ToString() << (absent ? "  missing\n" : "  present\n");
   }
   return missing->empty() ? 0 : 1;
@@ -143,14 +147,17 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   CasFlags cas_flags;
-  CLI::App* cas = app.add_subcommand("cas", "talk to a content-addressable store");
-  cas->add_option("--cas", cas_flags.address, "CAS address HOST:PORT (or STAGEFARM_CAS)");
+  CLI::App* cas =
+      app.add_subcommand("cas", "talk to a content-addressable store");
+  cas->add_option("--cas", cas_flags.address,
+                  "CAS address HOST:PORT (or STAGEFARM_CAS)");
   cas->add_option("--instance", cas_flags.instance, "REAPI instance name");
   cas->require_subcommand(1);
   cas->fallthrough();
 
   std::vector<std::string> put_files;
-  CLI::App* put = cas->add_subcommand("put", "upload files; prints HASH/SIZE of each");
+  CLI::App* put =
+      cas->add_subcommand("put", "upload files; prints HASH/SIZE of each");
   put->add_option("files", put_files, "files to upload")->required();
 
   std::string get_digest, get_output;
@@ -159,7 +166,8 @@ int main(int argc, char** argv) {
   get->add_option("-o,--output", get_output, "file to write (default: stdout)");
 
   std::vector<std::string> has_digests;
-  CLI::App* has = cas->add_subcommand("has", "check blobs; exit 1 if any is missing");
+  CLI::App* has =
+      cas->add_subcommand("has", "check blobs; exit 1 if any is missing");
   has->add_option("digests", has_digests, "HASH/SIZE ...")->required();
 
   CLI::App* stats = cas->add_subcommand("stats", "print the CAS's counters");
@@ -168,7 +176,8 @@ int main(int argc, char** argv) {
 
   // Commands of the product that this version does not have yet.
   std::vector<std::string> rest;
-  for (const char* name : {"build", "plan", "parse", "image", "run", "cluster"}) {
+  for (const char* name :
+       {"build", "plan", "parse", "image", "run", "cluster"}) {
     CLI::App* sub = app.add_subcommand(name, "not implemented yet");
     sub->allow_extras();
   }

@@ -76,7 +76,8 @@ absl::StatusOr<std::vector<absl::Status>> CasClient::BatchUpdate(
   RETURN_IF_ERROR(
       FromGrpcStatus(cas_->BatchUpdateBlobs(&context, request, &response)));
   std::vector<absl::Status> out;
-  for (const auto& r : response.responses()) out.push_back(FromRpcStatus(r.status()));
+  for (const auto& r : response.responses())
+    out.push_back(FromRpcStatus(r.status()));
   if (out.size() != blobs.size()) {
     return absl::InternalError("BatchUpdateBlobs: wrong number of responses");
   }
@@ -94,7 +95,8 @@ CasClient::BatchRead(const std::vector<Digest>& digests) {
       FromGrpcStatus(cas_->BatchReadBlobs(&context, request, &response)));
   std::vector<std::pair<Digest, absl::StatusOr<std::string>>> out;
   for (auto& r : *response.mutable_responses()) {
-    ASSIGN_OR_RETURN(Digest d, Digest::FromProto(r.digest(), "responses.digest"));
+    ASSIGN_OR_RETURN(Digest d,
+                     Digest::FromProto(r.digest(), "responses.digest"));
     absl::Status s = FromRpcStatus(r.status());
     if (s.ok()) {
       out.emplace_back(d, std::move(*r.mutable_data()));
@@ -107,7 +109,8 @@ CasClient::BatchRead(const std::vector<Digest>& digests) {
 
 absl::Status CasClient::Write(const Digest& digest, const Source& source,
                               int retries) {
-  std::string resource = MakeWriteResourceName(instance_name_, NewUuid(), digest);
+  std::string resource =
+      MakeWriteResourceName(instance_name_, NewUuid(), digest);
   int64_t offset = 0;
   std::string pending;  // read from source but not yet acknowledged
   std::vector<char> buf(kChunkBytes);
@@ -144,15 +147,16 @@ absl::Status CasClient::Write(const Digest& digest, const Source& source,
     grpc::Status status = stream->Finish();
     if (status.ok()) {
       if (response.committed_size() != digest.size()) {
-        return absl::DataLossError(absl::StrCat(
-            "server committed ", response.committed_size(), " of ",
-            digest.size(), " bytes"));
+        return absl::DataLossError(
+            absl::StrCat("server committed ", response.committed_size(), " of ",
+                         digest.size(), " bytes"));
       }
       return absl::OkStatus();
     }
-    bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                     status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                     status.error_code() == grpc::StatusCode::ABORTED;
+    bool retryable =
+        status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+        status.error_code() == grpc::StatusCode::ABORTED;
     if (!retryable || attempt >= retries) return FromGrpcStatus(status);
     // Resume where the server stopped; the source cannot rewind, so the
     // upload restarts only if the server kept everything we sent.
@@ -164,18 +168,20 @@ absl::Status CasClient::Write(const Digest& digest, const Source& source,
         bytestream_->QueryWriteStatus(&query_context, query, &query_response);
     if (!qs.ok()) return FromGrpcStatus(status);
     if (query_response.complete()) return absl::OkStatus();
-    if (query_response.committed_size() != offset) return FromGrpcStatus(status);
+    if (query_response.committed_size() != offset)
+      return FromGrpcStatus(status);
   }
 }
 
 absl::Status CasClient::WriteString(const std::string& data) {
   size_t pos = 0;
-  return Write(Digest::Of(data), [&](char* buf, size_t max) -> absl::StatusOr<size_t> {
-    size_t n = std::min(max, data.size() - pos);
-    std::memcpy(buf, data.data() + pos, n);
-    pos += n;
-    return n;
-  });
+  return Write(Digest::Of(data),
+               [&](char* buf, size_t max) -> absl::StatusOr<size_t> {
+                 size_t n = std::min(max, data.size() - pos);
+                 std::memcpy(buf, data.data() + pos, n);
+                 pos += n;
+                 return n;
+               });
 }
 
 absl::Status CasClient::WriteFile(const std::string& path, Digest* digest_out) {
@@ -187,7 +193,8 @@ absl::Status CasClient::WriteFile(const std::string& path, Digest* digest_out) {
   int64_t size = 0;
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    hash.Update(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
+    hash.Update(
+        absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
     size += in.gcount();
   }
   Digest digest = Digest::FromRaw(hash.Final(), size);
@@ -241,7 +248,8 @@ absl::StatusOr<reapi::ActionResult> CasClient::GetActionResult(
   action.ToProto(request.mutable_action_digest());
   reapi::ActionResult result;
   grpc::ClientContext context;
-  RETURN_IF_ERROR(FromGrpcStatus(ac_->GetActionResult(&context, request, &result)));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(ac_->GetActionResult(&context, request, &result)));
   return result;
 }
 
@@ -274,7 +282,8 @@ absl::StatusOr<v1::GetStatsResponse> CasClient::GetStats() {
   v1::GetStatsRequest request;
   v1::GetStatsResponse response;
   grpc::ClientContext context;
-  RETURN_IF_ERROR(FromGrpcStatus(admin_->GetStats(&context, request, &response)));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(admin_->GetStats(&context, request, &response)));
   return response;
 }
 

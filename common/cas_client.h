@@ -62,7 +62,9 @@ class CasClient {
   absl::StatusOr<v1::GetStatsResponse> GetStats();
 
   const std::string& instance_name() const { return instance_name_; }
-  google::bytestream::ByteStream::Stub* bytestream() { return bytestream_.get(); }
+  google::bytestream::ByteStream::Stub* bytestream() {
+    return bytestream_.get();
+  }
 
  private:
   std::string instance_name_;

@@ -26,8 +26,7 @@ absl::StatusOr<Digest> Digest::Parse(absl::string_view hash, int64_t size,
                                      absl::string_view field) {
   if (hash.size() != Sha256::kRawSize * 2) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ".hash: expected 64 hex characters (SHA-256), got ",
-        hash.size(),
+        field, ".hash: expected 64 hex characters (SHA-256), got ", hash.size(),
         hash.size() == 40 || hash.size() == 128 || hash.size() == 96
             ? " (another digest function? only SHA256 is supported)"
             : ""));
@@ -37,9 +36,8 @@ absl::StatusOr<Digest> Digest::Parse(absl::string_view hash, int64_t size,
     int hi = HexValue(hash[2 * i]);
     int lo = HexValue(hash[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".hash: not hexadecimal: \"",
-                       hash.substr(0, 64), "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".hash: not hexadecimal: \"", hash.substr(0, 64), "\""));
     }
     raw[i] = static_cast<uint8_t>(hi << 4 | lo);
   }

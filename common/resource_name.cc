@@ -39,9 +39,9 @@ absl::StatusOr<Digest> ParseDigestSegments(
     absl::string_view name) {
   if (i < segments.size() && IsDigestFunctionName(segments[i])) {
     if (segments[i] != "sha256") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("resource_name \"", name, "\": unknown digest function \"",
-                       segments[i], "\" (this server supports sha256)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "resource_name \"", name, "\": unknown digest function \"",
+          segments[i], "\" (this server supports sha256)"));
     }
     ++i;
   }
@@ -51,7 +51,8 @@ absl::StatusOr<Digest> ParseDigestSegments(
   }
   int64_t size = 0;
   if (!absl::SimpleAtoi(segments[i + 1], &size) ||
-      !absl::ascii_isdigit(segments[i + 1].empty() ? 'x' : segments[i + 1][0])) {
+      !absl::ascii_isdigit(segments[i + 1].empty() ? 'x'
+                                                   : segments[i + 1][0])) {
     return absl::InvalidArgumentError(
         absl::StrCat("resource_name \"", name, "\": size \"", segments[i + 1],
                      "\" is not a non-negative integer"));
@@ -82,8 +83,8 @@ absl::Status ValidateInstanceName(absl::string_view instance_name,
   }
   for (absl::string_view segment : absl::StrSplit(instance_name, '/')) {
     if (segment.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " \"", instance_name, "\": empty path segment"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " \"", instance_name, "\": empty path segment"));
     }
     if (IsReserved(segment)) {
       return absl::InvalidArgumentError(
@@ -99,17 +100,20 @@ absl::StatusOr<ReadResourceName> ParseReadResourceName(absl::string_view name) {
   size_t i = FindReserved(segments);
   if (i == segments.size() || segments[i] != "blobs") {
     if (i < segments.size() && segments[i] == "compressed-blobs") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "resource_name \"", name,
-          "\": compressed-blobs are not supported (no compressors advertised)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("resource_name \"", name,
+                       "\": compressed-blobs are not supported (no compressors "
+                       "advertised)"));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("resource_name \"", name,
                      "\": expected {instance_name}/blobs/{hash}/{size}"));
   }
   ReadResourceName out;
-  out.instance_name = absl::StrJoin(segments.begin(), segments.begin() + i, "/");
-  RETURN_IF_ERROR(ValidateInstanceName(out.instance_name, "resource_name instance"));
+  out.instance_name =
+      absl::StrJoin(segments.begin(), segments.begin() + i, "/");
+  RETURN_IF_ERROR(
+      ValidateInstanceName(out.instance_name, "resource_name instance"));
   ASSIGN_OR_RETURN(out.digest, ParseDigestSegments(segments, i + 1, name));
   return out;
 }
@@ -122,17 +126,20 @@ absl::StatusOr<WriteResourceName> ParseWriteResourceName(
       i + 2 >= segments.size() || segments[i + 1].empty() ||
       (segments[i + 2] != "blobs")) {
     if (i + 2 < segments.size() && segments[i + 2] == "compressed-blobs") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "resource_name \"", name,
-          "\": compressed-blobs are not supported (no compressors advertised)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("resource_name \"", name,
+                       "\": compressed-blobs are not supported (no compressors "
+                       "advertised)"));
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "resource_name \"", name,
         "\": expected {instance_name}/uploads/{uuid}/blobs/{hash}/{size}"));
   }
   WriteResourceName out;
-  out.instance_name = absl::StrJoin(segments.begin(), segments.begin() + i, "/");
-  RETURN_IF_ERROR(ValidateInstanceName(out.instance_name, "resource_name instance"));
+  out.instance_name =
+      absl::StrJoin(segments.begin(), segments.begin() + i, "/");
+  RETURN_IF_ERROR(
+      ValidateInstanceName(out.instance_name, "resource_name instance"));
   out.uuid = std::string(segments[i + 1]);
   ASSIGN_OR_RETURN(out.digest, ParseDigestSegments(segments, i + 3, name));
   return out;
@@ -140,8 +147,8 @@ absl::StatusOr<WriteResourceName> ParseWriteResourceName(
 
 std::string MakeReadResourceName(absl::string_view instance_name,
                                  const Digest& digest) {
-  return absl::StrCat(instance_name, instance_name.empty() ? "" : "/",
-                      "blobs/", digest.hash(), "/", digest.size());
+  return absl::StrCat(instance_name, instance_name.empty() ? "" : "/", "blobs/",
+                      digest.hash(), "/", digest.size());
 }
 
 std::string MakeWriteResourceName(absl::string_view instance_name,

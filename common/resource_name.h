@@ -1,6 +1,7 @@
 // ByteStream resource names as REAPI v2 defines them:
 //   read:  {instance_name}/blobs/[{digest_function}/]{hash}/{size}[/{filename}]
-//   write: {instance_name}/uploads/{uuid}/blobs/[{digest_function}/]{hash}/{size}[/{metadata}]
+//   write:
+//   {instance_name}/uploads/{uuid}/blobs/[{digest_function}/]{hash}/{size}[/{metadata}]
 // The instance name may contain slashes but no segment named "blobs",
 // "uploads", "compressed-blobs", "actions", "actionResults", "operations" or
 // "capabilities". Pure; thread-compatible.
@@ -33,8 +34,7 @@ absl::StatusOr<WriteResourceName> ParseWriteResourceName(
 std::string MakeReadResourceName(absl::string_view instance_name,
                                  const Digest& digest);
 std::string MakeWriteResourceName(absl::string_view instance_name,
-                                  absl::string_view uuid,
-                                  const Digest& digest);
+                                  absl::string_view uuid, const Digest& digest);
 
 // Checks an instance name from any request: no empty segments, no reserved
 // segment names, no NUL, at most 1024 bytes. `field` names the field.

@@ -49,7 +49,8 @@ TEST(ResourceNameTest, MalformedNamesAreInvalidArgument) {
   for (const std::string& name : std::vector<std::string>{
            "", "blobs", "blobs/" + Abc().hash(), "x/blobs/zz/3",
            "blobs/" + Abc().hash() + "/-3", "blobs/" + Abc().hash() + "/+3",
-           "blobs/" + Abc().hash() + "/three", "a//b/blobs/" + Abc().hash() + "/3",
+           "blobs/" + Abc().hash() + "/three",
+           "a//b/blobs/" + Abc().hash() + "/3",
            "uploads/u/blobs/" + Abc().hash() + "/3"}) {
     auto r = ParseReadResourceName(name);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << name;
@@ -57,7 +58,8 @@ TEST(ResourceNameTest, MalformedNamesAreInvalidArgument) {
         << r.status();
   }
   for (const std::string& name : std::vector<std::string>{
-           "blobs/" + Abc().hash() + "/3", "uploads//blobs/" + Abc().hash() + "/3",
+           "blobs/" + Abc().hash() + "/3",
+           "uploads//blobs/" + Abc().hash() + "/3",
            "uploads/u/" + Abc().hash() + "/3",
            "uploads/u/compressed-blobs/zstd/" + Abc().hash() + "/3"}) {
     auto w = ParseWriteResourceName(name);

@@ -22,7 +22,8 @@ class PatternSource {
  public:
   PatternSource(uint64_t seed, int64_t size) : rng_(seed), left_(size) {}
   absl::StatusOr<size_t> operator()(char* buf, size_t max) {
-    size_t n = static_cast<size_t>(std::min<int64_t>(left_, static_cast<int64_t>(max)));
+    size_t n = static_cast<size_t>(
+        std::min<int64_t>(left_, static_cast<int64_t>(max)));
     for (size_t i = 0; i < n; i += 8) {
       uint64_t v = rng_();
       std::memcpy(buf + i, &v, std::min<size_t>(8, n - i));
@@ -85,7 +86,8 @@ TEST(CasCrashTest, KillDuringConcurrentUploadsLosesNothingVisible) {
           size += static_cast<int64_t>(chunk.size());
           return absl::OkStatus();
         });
-        ASSERT_TRUE(s.ok()) << "round " << round << " " << d.ToString() << ": " << s;
+        ASSERT_TRUE(s.ok())
+            << "round " << round << " " << d.ToString() << ": " << s;
         ASSERT_EQ(Digest::FromRaw(hash.Final(), size), d) << "half a blob";
       }
       if (round > 0) {
@@ -143,16 +145,19 @@ TEST(CasCrashTest, KillDuringConcurrentUploadsLosesNothingVisible) {
   int present = static_cast<int>(attempted.size() - missing->size());
   EXPECT_GE(present, total_ok) << "an acknowledged upload was lost";
   for (const Digest& d : attempted) {
-    if (std::find(missing->begin(), missing->end(), d) != missing->end()) continue;
+    if (std::find(missing->begin(), missing->end(), d) != missing->end())
+      continue;
     auto data = client.ReadString(d);
     ASSERT_TRUE(data.ok()) << data.status();
     ASSERT_EQ(Digest::Of(*data), d);
   }
   // And the store still takes writes.
   ASSERT_TRUE(client.WriteString("after the crashes").ok());
-  EXPECT_EQ(*client.ReadString(Digest::Of("after the crashes")), "after the crashes");
-  std::printf("attempted %zu uploads, %d acknowledged, %d present after 3 kill -9\n",
-              attempted.size(), total_ok, present);
+  EXPECT_EQ(*client.ReadString(Digest::Of("after the crashes")),
+            "after the crashes");
+  std::printf(
+      "attempted %zu uploads, %d acknowledged, %d present after 3 kill -9\n",
+      attempted.size(), total_ok, present);
   cas->Stop();
   std::filesystem::remove_all(dir);
 }

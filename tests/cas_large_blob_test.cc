@@ -42,14 +42,18 @@ TEST(CasLargeBlobTest, FourGiBStreamsInAndOutUnder300MBRss) {
 
   int64_t produced = 0;
   auto t0 = std::chrono::steady_clock::now();
-  absl::Status s = client.Write(digest, [&](char* out, size_t max) -> absl::StatusOr<size_t> {
-    size_t n = static_cast<size_t>(std::min<int64_t>(kSize - produced, static_cast<int64_t>(max)));
-    Fill(out, n, static_cast<uint64_t>(produced));
-    produced += static_cast<int64_t>(n);
-    return n;
-  });
+  absl::Status s = client.Write(
+      digest, [&](char* out, size_t max) -> absl::StatusOr<size_t> {
+        size_t n = static_cast<size_t>(
+            std::min<int64_t>(kSize - produced, static_cast<int64_t>(max)));
+        Fill(out, n, static_cast<uint64_t>(produced));
+        produced += static_cast<int64_t>(n);
+        return n;
+      });
   ASSERT_TRUE(s.ok()) << s;
-  double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double write_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
 
   t0 = std::chrono::steady_clock::now();
   Sha256 back;
@@ -60,7 +64,9 @@ TEST(CasLargeBlobTest, FourGiBStreamsInAndOutUnder300MBRss) {
     return absl::OkStatus();
   });
   ASSERT_TRUE(s.ok()) << s;
-  double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double read_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_EQ(Digest::FromRaw(back.Final(), got), digest);
 
   auto rss = cas->PeakRssBytes();

@@ -41,7 +41,8 @@ absl::StatusOr<CasProcess> CasProcess::Start(
   FILE* out = fdopen(fds[0], "r");
   char line[512];
   std::string first;
-  if (out != nullptr && std::fgets(line, sizeof(line), out) != nullptr) first = line;
+  if (out != nullptr && std::fgets(line, sizeof(line), out) != nullptr)
+    first = line;
   // Keep reading the pipe in the background so the child never blocks on it.
   if (out != nullptr) {
     if (fork() == 0) {
@@ -116,7 +117,8 @@ std::string CasBinaryPath() {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
   return absl::StrCat(srcdir ? srcdir : ".", "/",
-                      workspace ? workspace : "stagefarm", "/cas/stagefarm-cas");
+                      workspace ? workspace : "stagefarm",
+                      "/cas/stagefarm-cas");
 }
 
 std::string MakeTempDir(const std::string& prefix) {

@@ -16,9 +16,9 @@ class CasProcess {
  public:
   // Starts `binary --listen 127.0.0.1:0 --data data_dir extra_args...` and
   // waits for its "listening on" line.
-  static absl::StatusOr<CasProcess> Start(const std::string& binary,
-                                          const std::string& data_dir,
-                                          const std::vector<std::string>& extra_args = {});
+  static absl::StatusOr<CasProcess> Start(
+      const std::string& binary, const std::string& data_dir,
+      const std::vector<std::string>& extra_args = {});
   CasProcess(CasProcess&& other) noexcept;
   CasProcess& operator=(CasProcess&& other) noexcept;
   ~CasProcess();

@@ -1,3 +1,4 @@
 #include <iostream>
+
 #include "greeting.h"
 int main() { std::cout << Greeting() << std::endl; }
