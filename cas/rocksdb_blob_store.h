@@ -1,12 +1,11 @@
 // RocksDbBlobStore: the CAS's durable storage, one RocksDB database.
 //
-// Column families (layout documented in docs/ARCHITECTURE.md):
-//   meta     raw sha256 (32 B)                 -> BlobRecord (size, data id,
-//   atime) chunks   data id (8 B BE) + offset (8 B BE) -> bytes (integrated
-//   BlobDB) visible  raw sha256 (32 B) + namespace      -> "" (namespace may
-//   read blob) uploads  data id (8 B BE)                   -> UploadRecord (in
-//   progress) ac       u16 BE len + namespace + raw sha256 + size (8 B BE) ->
-//   ActionResult
+// Column families (keys and values in docs/ARCHITECTURE.md):
+//   meta:    one BlobRecord per stored content, by raw SHA-256
+//   chunks:  content bytes by data id and offset
+//   visible: which namespaces may read which content
+//   uploads: uploads in progress, by data id
+//   ac:      action results by namespace and action digest
 //
 // A blob's content is stored once whatever the number of namespaces that
 // may see it. Writes go to a fresh data id; the meta and visible records that
