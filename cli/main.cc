@@ -12,6 +12,8 @@
 #include "absl/strings/str_split.h"
 #include "common/cas_client.h"
 #include "common/status_macros.h"
+#include "scheduler/dockerfile/dump.h"
+#include "scheduler/dockerfile/parser.h"
 
 namespace stagefarm {
 namespace {
@@ -123,6 +125,32 @@ int CasHas(const CasFlags& flags, const std::vector<std::string>& args) {
   return missing->empty() ? 0 : 1;
 }
 
+int ParseCommand(const std::string& file, const std::string& format) {
+  std::string text;
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Fail(absl::NotFoundError("cannot read " + file));
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  absl::StatusOr<dockerfile::ParsedDockerfile> parsed =
+      dockerfile::Parse(text, file == "-" ? "<stdin>" : file);
+  if (!parsed.ok()) {
+    std::cerr << "stagefarm: " << parsed.status().message() << "\n";
+    return 1;
+  }
+  if (format == "buildkit-result") {
+    std::cout << dockerfile::DumpBuildkitResult(*parsed);
+    return 0;
+  }
+  for (const dockerfile::Node& node : parsed->children) {
+    std::cout << node.start_line << "-" << node.end_line << "\t"
+              << node.original << "\n";
+  }
+  return 0;
+}
+
 int CasStats(const CasFlags& flags) {
   absl::StatusOr<CasClient> client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
@@ -174,10 +202,19 @@ int main(int argc, char** argv) {
 
   CLI::App* version = app.add_subcommand("version", "print the version");
 
+  std::string parse_file, parse_format = "buildkit-result";
+  CLI::App* parse = app.add_subcommand(
+      "parse", "parse a Dockerfile and print its instructions");
+  parse->add_option("file", parse_file, "the Dockerfile (- for stdin)")
+      ->required();
+  parse
+      ->add_option("--format", parse_format,
+                   "buildkit-result (BuildKit's parser dump) or lines")
+      ->check(CLI::IsMember({"buildkit-result", "lines"}));
+
   // Commands of the product that this version does not have yet.
   std::vector<std::string> rest;
-  for (const char* name :
-       {"build", "plan", "parse", "image", "run", "cluster"}) {
+  for (const char* name : {"build", "plan", "image", "run", "cluster"}) {
     CLI::App* sub = app.add_subcommand(name, "not implemented yet");
     sub->allow_extras();
   }
@@ -188,14 +225,16 @@ int main(int argc, char** argv) {
     std::cout << "stagefarm 0.1.0\n";
     return 0;
   }
+  if (parse->parsed()) return ParseCommand(parse_file, parse_format);
   if (put->parsed()) return CasPut(cas_flags, put_files);
   if (get->parsed()) return CasGet(cas_flags, get_digest, get_output);
   if (has->parsed()) return CasHas(cas_flags, has_digests);
   if (stats->parsed()) return CasStats(cas_flags);
   for (CLI::App* sub : app.get_subcommands()) {
-    std::cerr << "stagefarm: \"" << sub->get_name()
-              << "\" is not implemented in this version (only \"cas\" and "
-                 "\"version\" are)\n";
+    std::cerr
+        << "stagefarm: \"" << sub->get_name()
+        << "\" is not implemented in this version (only \"cas\", \"parse\" "
+           "and \"version\" are)\n";
     return kUsageError;
   }
   return kUsageError;
