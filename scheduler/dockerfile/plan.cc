@@ -1,0 +1,318 @@
+#include "scheduler/dockerfile/plan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "scheduler/dockerfile/shell_lex.h"
+
+namespace stagefarm::dockerfile {
+namespace {
+
+const std::set<std::string>& ProxyArgs() {
+  static const std::set<std::string>* args = new std::set<std::string>{
+      "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+      "ftp_proxy",  "NO_PROXY",   "no_proxy",    "ALL_PROXY",   "all_proxy"};
+  return *args;
+}
+
+absl::Status At(absl::string_view file, int line, absl::string_view message) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(file, ":", line, ": ", message));
+}
+
+// Resolves a --from value: a stage index or name, else an image.
+struct Reference {
+  int stage = -1;
+  std::string image;
+};
+
+}  // namespace
+
+std::string Stage::DisplayName() const {
+  return name.empty() ? absl::StrCat("stage-", index) : name;
+}
+
+std::map<std::string, std::string> PlatformArgs(const PlanOptions& options) {
+  std::map<std::string, std::string> out;
+  auto add = [&out](const std::string& prefix, const std::string& platform) {
+    std::vector<std::string> parts = absl::StrSplit(platform, '/');
+    out[prefix + "PLATFORM"] = platform;
+    out[prefix + "OS"] = parts.size() > 0 ? parts[0] : "";
+    out[prefix + "ARCH"] = parts.size() > 1 ? parts[1] : "";
+    out[prefix + "VARIANT"] = parts.size() > 2 ? parts[2] : "";
+  };
+  add("TARGET", options.target_platform);
+  add("BUILD", options.build_platform);
+  return out;
+}
+
+absl::StatusOr<Plan> MakePlan(const std::vector<Instruction>& instructions,
+                              const PlanOptions& options,
+                              absl::string_view file) {
+  Plan plan;
+  std::map<std::string, std::string> platform_args = PlatformArgs(options);
+  std::set<std::string> declared;  // every ARG name anywhere
+
+  // Global scope: ARGs before the first FROM.
+  size_t i = 0;
+  std::map<std::string, std::optional<std::string>> globals;
+  EnvLookup global_lookup =
+      [&](absl::string_view name) -> std::optional<std::string> {
+    auto g = globals.find(std::string(name));
+    if (g != globals.end()) return g->second;
+    auto p = platform_args.find(std::string(name));
+    if (p != platform_args.end()) return p->second;
+    return std::nullopt;
+  };
+  ShellLex lex;
+  for (; i < instructions.size(); ++i) {
+    const Instruction& inst = instructions[i];
+    if (inst.keyword == "from") break;
+    const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
+    if (arg == nullptr) {
+      return At(file, inst.line,
+                absl::StrCat("no build stage in current context (",
+                             absl::AsciiStrToUpper(inst.keyword),
+                             " before the first FROM)"));
+    }
+    for (const ArgInst::Arg& a : arg->args) {
+      declared.insert(a.name);
+      std::optional<std::string> value;
+      auto override_it = options.build_args.find(a.name);
+      if (override_it != options.build_args.end()) {
+        value = override_it->second;
+      } else if (a.default_value) {
+        absl::StatusOr<std::string> expanded =
+            lex.ProcessWord(*a.default_value, global_lookup);
+        if (!expanded.ok())
+          return At(file, inst.line, expanded.status().message());
+        value = *expanded;
+      }
+      globals[a.name] = value;
+      plan.global_args.push_back({a.name, value, inst.line});
+    }
+  }
+  if (i == instructions.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": dockerfile contains no stages to build"));
+  }
+
+  // Stages.
+  std::map<std::string, int> by_name;  // lower-case name -> first stage
+  for (; i < instructions.size(); ++i) {
+    const Instruction& inst = instructions[i];
+    if (const FromInst* from = std::get_if<FromInst>(&inst.value)) {
+      Stage stage;
+      stage.index = static_cast<int>(plan.stages.size());
+      stage.name = from->name;
+      stage.line = inst.line;
+      std::vector<std::string> unknown;
+      EnvLookup from_lookup =
+          [&](absl::string_view name) -> std::optional<std::string> {
+        std::optional<std::string> v = global_lookup(name);
+        if (!v && !globals.count(std::string(name))) unknown.emplace_back(name);
+        return v;
+      };
+      absl::StatusOr<std::string> base =
+          lex.ProcessWord(from->image, from_lookup);
+      if (!base.ok()) return At(file, inst.line, base.status().message());
+      if (base->empty()) {
+        return At(
+            file, inst.line,
+            absl::StrCat("base name (", from->image, ") should not be blank"));
+      }
+      for (const std::string& name : unknown) {
+        plan.warnings.push_back(absl::StrCat(
+            file, ":", inst.line, ": FROM uses undeclared variable $", name,
+            " (it expands to empty)"));
+      }
+      stage.base = *base;
+      if (!from->platform.empty()) {
+        unknown.clear();
+        absl::StatusOr<std::string> platform =
+            lex.ProcessWord(from->platform, from_lookup);
+        if (!platform.ok())
+          return At(file, inst.line, platform.status().message());
+        if (platform->empty()) {
+          std::vector<std::string> names;
+          for (const auto& [k, v] : platform_args) names.push_back(k);
+          for (const auto& [k, v] : globals) names.push_back(k);
+          std::string hint = unknown.empty() ? "" : Suggest(unknown[0], names);
+          return At(file, inst.line,
+                    absl::StrCat(
+                        "empty platform value from expression ", from->platform,
+                        hint.empty() ? "" : " (did you mean " + hint + "?)"));
+        }
+        stage.platform = *platform;
+      }
+      auto base_it = by_name.find(absl::AsciiStrToLower(stage.base));
+      if (base_it != by_name.end()) stage.base_stage = base_it->second;
+      if (!stage.name.empty()) {
+        std::string lower = absl::AsciiStrToLower(stage.name);
+        if (by_name.count(lower)) {
+          plan.warnings.push_back(
+              absl::StrCat(file, ":", inst.line, ": Duplicate stage name \"",
+                           stage.name, "\", stage names should be unique"));
+        } else {
+          by_name[lower] = stage.index;
+        }
+      }
+      plan.stages.push_back(std::move(stage));
+      continue;
+    }
+    if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
+      for (const ArgInst::Arg& a : arg->args) declared.insert(a.name);
+    }
+    plan.stages.back().instructions.push_back(inst);
+  }
+
+  // Edges. Forward references are recorded here and rejected below, after
+  // cycles (which name the stage where the cycle closes).
+  struct Edge {
+    int to;
+    int line;
+    std::string what;
+  };
+  std::vector<std::vector<Edge>> edges(plan.stages.size());
+  auto resolve = [&](const std::string& from) -> Reference {
+    Reference ref;
+    int index = 0;
+    if (absl::SimpleAtoi(from, &index) && index >= 0 &&
+        index < static_cast<int>(plan.stages.size()) &&
+        absl::ascii_isdigit(from[0])) {
+      ref.stage = index;
+      return ref;
+    }
+    auto it = by_name.find(absl::AsciiStrToLower(from));
+    if (it != by_name.end()) {
+      ref.stage = it->second;
+    } else {
+      ref.image = from;
+    }
+    return ref;
+  };
+  for (Stage& stage : plan.stages) {
+    if (stage.base_stage >= 0) {
+      edges[stage.index].push_back({stage.base_stage, stage.line, "FROM"});
+    }
+    for (const Instruction& inst : stage.instructions) {
+      std::vector<std::string> froms;
+      if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
+        if (!copy->from.empty()) froms.push_back(copy->from);
+      } else if (const RunInst* run = std::get_if<RunInst>(&inst.value)) {
+        for (const Mount& m : run->mounts) {
+          if (!m.from.empty()) froms.push_back(m.from);
+        }
+      }
+      for (const std::string& from : froms) {
+        Reference ref = resolve(from);
+        if (ref.stage >= 0) {
+          edges[stage.index].push_back({ref.stage, inst.line, from});
+        } else if (std::find(stage.images.begin(), stage.images.end(),
+                             ref.image) == stage.images.end()) {
+          stage.images.push_back(ref.image);
+        }
+      }
+    }
+  }
+
+  // Target.
+  if (options.target.empty()) {
+    plan.target = static_cast<int>(plan.stages.size()) - 1;
+  } else {
+    auto it = by_name.find(absl::AsciiStrToLower(options.target));
+    if (it == by_name.end()) {
+      std::vector<std::string> names;
+      for (const Stage& s : plan.stages) {
+        if (!s.name.empty()) names.push_back(s.name);
+      }
+      std::string hint = Suggest(options.target, names);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "target stage \"", options.target, "\" could not be found",
+          hint.empty() ? "" : " (did you mean " + hint + "?)"));
+    }
+    plan.target = it->second;
+  }
+
+  // Cycles, depth-first from the target.
+  std::vector<int> state(plan.stages.size(), 0);  // 0 new, 1 on stack, 2 done
+  std::function<absl::Status(int)> visit = [&](int s) -> absl::Status {
+    state[s] = 1;
+    for (const Edge& e : edges[s]) {
+      if (state[e.to] == 1) {
+        return At(file, e.line,
+                  absl::StrCat("circular dependency detected on stage: ",
+                               plan.stages[s].DisplayName()));
+      }
+      if (state[e.to] == 0) RETURN_IF_ERROR(visit(e.to));
+    }
+    state[s] = 2;
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(visit(plan.target));
+
+  // Needed stages, order of definition, and levels.
+  for (Stage& stage : plan.stages) {
+    stage.needed = state[stage.index] == 2;
+    std::set<int> deps;
+    for (const Edge& e : edges[stage.index]) deps.insert(e.to);
+    stage.depends_on.assign(deps.begin(), deps.end());
+  }
+  for (const Stage& stage : plan.stages) {
+    if (!stage.needed) continue;
+    for (const Edge& e : edges[stage.index]) {
+      if (e.to > stage.index) {
+        return At(
+            file, e.line,
+            absl::StrCat("cannot copy from stage \"", e.what,
+                         "\", it needs to be defined before current stage \"",
+                         stage.DisplayName(), "\""));
+      }
+    }
+  }
+  std::vector<int> level(plan.stages.size(), -1);
+  int max_level = -1;
+  for (const Stage& stage : plan.stages) {  // deps come first (checked above)
+    if (!stage.needed) continue;
+    int l = 0;
+    for (int d : stage.depends_on) l = std::max(l, level[d] + 1);
+    level[stage.index] = l;
+    max_level = std::max(max_level, l);
+  }
+  plan.schedule.resize(static_cast<size_t>(max_level + 1));
+  for (const Stage& stage : plan.stages) {
+    if (stage.needed) plan.schedule[level[stage.index]].push_back(stage.index);
+  }
+
+  // Build args nobody declared.
+  std::vector<std::string> unused;
+  for (const auto& [name, value] : options.build_args) {
+    if (!declared.count(name) && !ProxyArgs().count(name) &&
+        !platform_args.count(name)) {
+      unused.push_back(name);
+    }
+  }
+  if (!unused.empty()) {
+    plan.warnings.push_back(absl::StrCat("one or more build args [",
+                                         absl::StrJoin(unused, " "),
+                                         "] were not consumed"));
+  }
+  return plan;
+}
+
+absl::StatusOr<Plan> PlanDockerfile(absl::string_view text,
+                                    const PlanOptions& options,
+                                    absl::string_view filename) {
+  ASSIGN_OR_RETURN(ParsedDockerfile parsed, Parse(text, filename));
+  ASSIGN_OR_RETURN(std::vector<Instruction> instructions,
+                   ToInstructions(parsed, filename));
+  return MakePlan(instructions, options, filename);
+}
+
+}  // namespace stagefarm::dockerfile
