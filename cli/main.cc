@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -14,6 +15,8 @@
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/dump.h"
 #include "scheduler/dockerfile/parser.h"
+#include "scheduler/dockerfile/plan.h"
+#include "scheduler/dockerfile/plan_format.h"
 
 namespace stagefarm {
 namespace {
@@ -28,6 +31,19 @@ absl::StatusOr<Digest> ParseDigestArg(const std::string& arg) {
         "digest \"" + arg + "\": expected HASH/SIZE (sha256 hex, bytes)");
   }
   return Digest::Parse(parts[0], size, "digest");
+}
+
+// Reads a whole regular file; a clear error for anything else.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return absl::NotFoundError(path + (std::filesystem::exists(path, ec)
+                                           ? ": not a regular file"
+                                           : ": no such file"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::PermissionDeniedError("cannot read " + path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 int Fail(const absl::Status& status) {
@@ -130,9 +146,9 @@ int ParseCommand(const std::string& file, const std::string& format) {
   if (file == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), {});
   } else {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return Fail(absl::NotFoundError("cannot read " + file));
-    text.assign(std::istreambuf_iterator<char>(in), {});
+    absl::StatusOr<std::string> read = ReadFileToString(file);
+    if (!read.ok()) return Fail(read.status());
+    text = std::move(*read);
   }
   absl::StatusOr<dockerfile::ParsedDockerfile> parsed =
       dockerfile::Parse(text, file == "-" ? "<stdin>" : file);
@@ -147,6 +163,49 @@ int ParseCommand(const std::string& file, const std::string& format) {
   for (const dockerfile::Node& node : parsed->children) {
     std::cout << node.start_line << "-" << node.end_line << "\t"
               << node.original << "\n";
+  }
+  return 0;
+}
+
+struct PlanFlags {
+  std::string file;
+  std::string target;
+  std::vector<std::string> build_args;
+  std::string format = "text";
+  std::string context = ".";
+};
+
+int PlanCommand(const PlanFlags& flags) {
+  std::string path =
+      flags.file.empty() ? flags.context + "/Dockerfile" : flags.file;
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return Fail(text.status());
+  dockerfile::PlanOptions options;
+  options.target = flags.target;
+  for (const std::string& kv : flags.build_args) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      // Docker takes the value from the environment for a bare name.
+      const char* env = std::getenv(kv.c_str());
+      if (env != nullptr) options.build_args[kv] = env;
+      continue;
+    }
+    options.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  absl::StatusOr<dockerfile::Plan> plan =
+      dockerfile::PlanDockerfile(*text, options, path);
+  if (!plan.ok()) {
+    std::cerr << "stagefarm: " << plan.status().message() << "\n";
+    return 1;
+  }
+  for (const std::string& w : plan->warnings)
+    std::cerr << "warning: " << w << "\n";
+  if (flags.format == "json") {
+    std::cout << dockerfile::PlanAsJson(*plan);
+  } else if (flags.format == "dot") {
+    std::cout << dockerfile::PlanAsDot(*plan);
+  } else {
+    std::cout << dockerfile::PlanAsText(*plan);
   }
   return 0;
 }
@@ -212,9 +271,24 @@ int main(int argc, char** argv) {
                    "buildkit-result (BuildKit's parser dump) or lines")
       ->check(CLI::IsMember({"buildkit-result", "lines"}));
 
+  PlanFlags plan_flags;
+  CLI::App* plan = app.add_subcommand(
+      "plan",
+      "print the stages of a build, what they depend on and the schedule");
+  plan->add_option("-f,--file", plan_flags.file,
+                   "the Dockerfile (default CONTEXT/Dockerfile)");
+  plan->add_option("--target", plan_flags.target,
+                   "the stage to build (default: the last)");
+  plan->add_option("--build-arg", plan_flags.build_args,
+                   "KEY=VALUE (repeatable)");
+  plan->add_option("--format", plan_flags.format, "text, json or dot")
+      ->check(CLI::IsMember({"text", "json", "dot"}));
+  plan->add_option("context", plan_flags.context,
+                   "the build context (default .)");
+
   // Commands of the product that this version does not have yet.
   std::vector<std::string> rest;
-  for (const char* name : {"build", "plan", "image", "run", "cluster"}) {
+  for (const char* name : {"build", "image", "run", "cluster"}) {
     CLI::App* sub = app.add_subcommand(name, "not implemented yet");
     sub->allow_extras();
   }
@@ -226,6 +300,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (parse->parsed()) return ParseCommand(parse_file, parse_format);
+  if (plan->parsed()) return PlanCommand(plan_flags);
   if (put->parsed()) return CasPut(cas_flags, put_files);
   if (get->parsed()) return CasGet(cas_flags, get_digest, get_output);
   if (has->parsed()) return CasHas(cas_flags, has_digests);
