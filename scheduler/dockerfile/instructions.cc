@@ -255,11 +255,9 @@ absl::StatusOr<Mount> ParseMount(const std::string& spec, int column,
     }
   }
   if (!m.read_only_set) m.read_only = m.type == "bind";
-  if (m.target.empty() &&
-      (m.type == "bind" || m.type == "cache" || m.type == "tmpfs")) {
-    return at.Error(absl::StrCat("mount of type ", m.type, " needs a target"),
-                    column);
-  }
+  // An empty or relative target is resolved against the working directory
+  // when the step runs (BuildKit does the same: `--mount=ro` binds the
+  // context at WORKDIR).
   if (m.type == "cache" && m.sharing.empty()) m.sharing = "shared";
   return m;
 }

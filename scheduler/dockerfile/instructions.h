@@ -31,7 +31,7 @@ struct Command {
 
 struct Mount {
   std::string type = "bind";  // bind, cache, tmpfs, secret, ssh
-  std::string target;
+  std::string target;         // empty or relative: under the working directory
   std::string source;
   std::string from;  // stage, index or image
   std::string id;

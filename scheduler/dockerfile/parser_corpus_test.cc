@@ -9,6 +9,7 @@
 
 #include "scheduler/dockerfile/dump.h"
 #include "scheduler/dockerfile/parser.h"
+#include "scheduler/dockerfile/plan.h"
 #include "scheduler/dockerfile/shared_dir.h"
 
 namespace stagefarm::dockerfile {
@@ -108,6 +109,13 @@ TEST_F(CorpusTest, RealDockerfilesParse) {
       ++files;
       auto parsed = Parse(ReadFile(entry.path()), entry.path().string());
       EXPECT_TRUE(parsed.ok()) << parsed.status();
+      // Real-world files also convert and plan (stages, DAG, schedule).
+      auto plan =
+          PlanDockerfile(ReadFile(entry.path()), {}, entry.path().string());
+      EXPECT_TRUE(plan.ok()) << plan.status();
+      if (plan.ok()) {
+        EXPECT_FALSE(plan->schedule.empty()) << entry.path();
+      }
     }
   }
   EXPECT_GE(files, 50);
