@@ -57,26 +57,55 @@ struct FlagSpec {
   enum Kind { kString, kBool, kStrings } kind;
 };
 
+// The flags an instruction accepts; a fixed table, no allocation.
+class FlagTable {
+ public:
+  FlagTable(std::initializer_list<std::pair<absl::string_view, FlagSpec::Kind>>
+                list) {
+    for (const auto& entry : list) {
+      if (n_ < kMax) entries_[n_++] = entry;
+    }
+  }
+  void Add(absl::string_view name, FlagSpec::Kind kind) {
+    if (n_ < kMax) entries_[n_++] = {name, kind};
+  }
+  const std::pair<absl::string_view, FlagSpec::Kind>* Find(
+      absl::string_view name) const {
+    for (int i = 0; i < n_; ++i) {
+      if (entries_[i].first == name) return &entries_[i];
+    }
+    return nullptr;
+  }
+  std::vector<std::string> Names() const {
+    std::vector<std::string> out;
+    for (int i = 0; i < n_; ++i) out.emplace_back(entries_[i].first);
+    return out;
+  }
+
+ private:
+  static constexpr int kMax = 10;
+  std::pair<absl::string_view, FlagSpec::Kind> entries_[kMax];
+  int n_ = 0;
+};
+
 // Parses "--name[=value]" flags against the instruction's allowed set.
 class Flags {
  public:
-  Flags(const Node& node, const Locator& at,
-        std::map<std::string, FlagSpec::Kind> allowed)
-      : node_(node), at_(at), allowed_(std::move(allowed)) {}
+  Flags(const Node& node, const Locator& at, FlagTable allowed)
+      : node_(node), at_(at), allowed_(allowed) {}
 
   absl::Status Parse() {
+    if (node_.flags.empty()) return absl::OkStatus();
     for (const std::string& flag : node_.flags) {
       std::string body = flag.substr(2);
       size_t eq = body.find('=');
       std::string name = body.substr(0, eq);
       std::optional<std::string> value;
       if (eq != std::string::npos) value = body.substr(eq + 1);
-      auto it = allowed_.find(name);
+      const auto* it = allowed_.Find(name);
       int column = at_.ColumnOf("--" + name);
-      if (it == allowed_.end()) {
-        std::vector<std::string> names;
-        for (const auto& [n, k] : allowed_) names.push_back(n);
-        std::string hint = Suggest(name, names);
+      if (it == nullptr) {
+        std::string hint = Suggest(name, allowed_.Names());
         return at_.Error(
             absl::StrCat("unknown flag: --", name,
                          hint.empty() ? "" : " (did you mean --" + hint + "?)"),
@@ -149,7 +178,7 @@ class Flags {
  private:
   const Node& node_;
   const Locator& at_;
-  std::map<std::string, FlagSpec::Kind> allowed_;
+  FlagTable allowed_;
   std::map<std::string, std::pair<std::string, int>> strings_;
   std::map<std::string, bool> bools_;
   std::map<std::string, std::vector<std::pair<std::string, int>>> lists_;
@@ -310,8 +339,6 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
   inst.keyword = node.LowerKeyword();
   inst.line = node.start_line;
   inst.end_line = node.end_line;
-  inst.original = node.original;
-  inst.heredocs = node.heredocs;
   const std::string& k = inst.keyword;
   using K = FlagSpec::Kind;
 
@@ -385,17 +412,17 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
     inst.value = ShellInst{node.args};
   } else if (k == "copy" || k == "add") {
     bool add = k == "add";
-    std::map<std::string, K> allowed = {{"chown", K::kString},
-                                        {"chmod", K::kString},
-                                        {"link", K::kBool},
-                                        {"exclude", K::kStrings},
-                                        {"parents", K::kBool}};
+    FlagTable allowed = {{"chown", K::kString},
+                         {"chmod", K::kString},
+                         {"link", K::kBool},
+                         {"exclude", K::kStrings},
+                         {"parents", K::kBool}};
     if (add) {
-      allowed["checksum"] = K::kString;
-      allowed["keep-git-dir"] = K::kBool;
-      allowed["unpack"] = K::kBool;
+      allowed.Add("checksum", K::kString);
+      allowed.Add("keep-git-dir", K::kBool);
+      allowed.Add("unpack", K::kBool);
     } else {
-      allowed["from"] = K::kString;
+      allowed.Add("from", K::kString);
     }
     Flags flags(node, at, allowed);
     RETURN_IF_ERROR(flags.Parse());
@@ -603,7 +630,10 @@ absl::string_view TrimSpaceAscii(absl::string_view s) {
 
 absl::StatusOr<Instruction> ToInstruction(const Node& node,
                                           absl::string_view filename) {
-  return Convert(node, filename);
+  ASSIGN_OR_RETURN(Instruction inst, Convert(node, filename));
+  inst.original = node.original;
+  inst.heredocs = node.heredocs;
+  return inst;
 }
 
 absl::StatusOr<std::vector<Instruction>> ToInstructions(
@@ -611,7 +641,21 @@ absl::StatusOr<std::vector<Instruction>> ToInstructions(
   std::vector<Instruction> out;
   out.reserve(parsed.children.size());
   for (const Node& node : parsed.children) {
+    ASSIGN_OR_RETURN(Instruction inst, ToInstruction(node, filename));
+    out.push_back(std::move(inst));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Instruction>> ToInstructions(
+    ParsedDockerfile&& parsed, absl::string_view filename) {
+  std::vector<Instruction> out;
+  out.reserve(parsed.children.size());
+  for (Node& node : parsed.children) {
     ASSIGN_OR_RETURN(Instruction inst, Convert(node, filename));
+    // The node is not needed any more: take its text instead of copying.
+    inst.original = std::move(node.original);
+    inst.heredocs = std::move(node.heredocs);
     out.push_back(std::move(inst));
   }
   return out;

@@ -138,9 +138,12 @@ struct Instruction {
 absl::StatusOr<Instruction> ToInstruction(const Node& node,
                                           absl::string_view filename);
 
-// Every instruction of a parsed file, in order.
+// Every instruction of a parsed file, in order. The rvalue overload moves
+// the nodes' text instead of copying it.
 absl::StatusOr<std::vector<Instruction>> ToInstructions(
     const ParsedDockerfile& parsed, absl::string_view filename);
+absl::StatusOr<std::vector<Instruction>> ToInstructions(
+    ParsedDockerfile&& parsed, absl::string_view filename);
 
 absl::string_view TrimSpaceAscii(absl::string_view s);
 

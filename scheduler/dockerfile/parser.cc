@@ -152,18 +152,18 @@ JsonResult ParseJsonArray(absl::string_view rest,
 std::vector<std::string> SplitWhitespace(absl::string_view rest) {
   std::vector<std::string> out;
   if (rest.empty()) return out;
+  size_t start = 0;
   size_t i = 0;
-  std::string word;
-  for (; i < rest.size(); ++i) {
+  while (i < rest.size()) {
     if (IsAsciiSpaceNoNewline(rest[i])) {
-      out.push_back(word);
-      word.clear();
-      while (i + 1 < rest.size() && IsAsciiSpaceNoNewline(rest[i + 1])) ++i;
+      out.emplace_back(rest.substr(start, i - start));
+      while (i < rest.size() && IsAsciiSpaceNoNewline(rest[i])) ++i;
+      start = i;
     } else {
-      word.push_back(rest[i]);
+      ++i;
     }
   }
-  out.push_back(word);
+  out.emplace_back(rest.substr(start));
   return out;
 }
 
@@ -356,7 +356,7 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
     absl::StatusOr<Node> node = NodeFromLine(line, escape);
     if (!node.ok())
       return ParseError::At(filename, start, node.status().message());
-    if (CanContainHeredoc(*node) && line.find("<<") != std::string::npos) {
+    if (line.find("<<") != std::string::npos && CanContainHeredoc(*node)) {
       for (Heredoc& doc : HeredocsFromLine(line)) {
         bool terminated = false;
         while (next < lines.size()) {

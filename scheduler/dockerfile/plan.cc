@@ -52,7 +52,7 @@ std::map<std::string, std::string> PlatformArgs(const PlanOptions& options) {
   return out;
 }
 
-absl::StatusOr<Plan> MakePlan(const std::vector<Instruction>& instructions,
+absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
                               const PlanOptions& options,
                               absl::string_view file) {
   Plan plan;
@@ -169,7 +169,7 @@ absl::StatusOr<Plan> MakePlan(const std::vector<Instruction>& instructions,
     if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
       for (const ArgInst::Arg& a : arg->args) declared.insert(a.name);
     }
-    plan.stages.back().instructions.push_back(inst);
+    plan.stages.back().instructions.push_back(std::move(instructions[i]));
   }
 
   // Edges. Forward references are recorded here and rejected below, after
@@ -311,8 +311,8 @@ absl::StatusOr<Plan> PlanDockerfile(absl::string_view text,
                                     absl::string_view filename) {
   ASSIGN_OR_RETURN(ParsedDockerfile parsed, Parse(text, filename));
   ASSIGN_OR_RETURN(std::vector<Instruction> instructions,
-                   ToInstructions(parsed, filename));
-  return MakePlan(instructions, options, filename);
+                   ToInstructions(std::move(parsed), filename));
+  return MakePlan(std::move(instructions), options, filename);
 }
 
 }  // namespace stagefarm::dockerfile

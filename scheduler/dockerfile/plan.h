@@ -60,7 +60,7 @@ struct Plan {
 // The predefined platform args for a "os/arch[/variant]" pair of platforms.
 std::map<std::string, std::string> PlatformArgs(const PlanOptions& options);
 
-absl::StatusOr<Plan> MakePlan(const std::vector<Instruction>& instructions,
+absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
                               const PlanOptions& options,
                               absl::string_view filename = "Dockerfile");
 

@@ -9,8 +9,8 @@ namespace {
 
 // Decodes one UTF-8 rune at s[pos]. Returns its width (>= 1); sets `valid`
 // false for an invalid or truncated sequence (width 1, like Go's RuneError).
-uint32_t DecodeRune(absl::string_view s, size_t pos, size_t* width,
-                    bool* valid) {
+inline uint32_t DecodeRune(absl::string_view s, size_t pos, size_t* width,
+                           bool* valid) {
   unsigned char c = static_cast<unsigned char>(s[pos]);
   *valid = true;
   if (c < 0x80) {
@@ -111,6 +111,8 @@ bool IsPrintRune(uint32_t r) {
 
 size_t SpaceWidthAt(absl::string_view s, size_t pos) {
   if (pos >= s.size()) return 0;
+  unsigned char c = static_cast<unsigned char>(s[pos]);
+  if (c < 0x80) return IsAsciiSpace(static_cast<char>(c)) ? 1 : 0;
   size_t width;
   bool valid;
   uint32_t r = DecodeRune(s, pos, &width, &valid);
