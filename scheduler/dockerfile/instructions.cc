@@ -108,7 +108,7 @@ class Flags {
         std::string hint = Suggest(name, allowed_.Names());
         return at_.Error(
             absl::StrCat("unknown flag: --", name,
-                         hint.empty() ? "" : " (did you mean --" + hint + "?)"),
+                         hint.empty() ? "" : " (did you mean " + hint + "?)"),
             column);
       }
       switch (it->second) {
@@ -224,14 +224,18 @@ absl::StatusOr<Mount> ParseMount(const std::string& spec, int column,
       m.type = value;
       if (value != "bind" && value != "cache" && value != "tmpfs" &&
           value != "secret" && value != "ssh") {
-        return at.Error(absl::StrCat("unsupported mount type \"", value,
-                                     "\" (bind, cache, tmpfs, secret or ssh)"),
-                        column);
+        std::string hint =
+            Suggest(value, {"bind", "cache", "tmpfs", "secret", "ssh"});
+        return at.Error(
+            absl::StrCat("unsupported mount type \"", value, "\"",
+                         hint.empty() ? " (bind, cache, tmpfs, secret or ssh)"
+                                      : " (did you mean " + hint + "?)"),
+            column);
       }
     } else {
       fields.emplace_back(key, value);
       if (eq == std::string::npos && key != "ro" && key != "rw" &&
-          key != "readonly" && key != "required") {
+          key != "readonly" && key != "required" && key != "type") {
         return at.Error(
             absl::StrCat("invalid field '", key, "' must be a key=value pair"),
             column);
@@ -279,8 +283,13 @@ absl::StatusOr<Mount> ParseMount(const std::string& spec, int column,
     } else if (key == "env") {
       m.env = value;
     } else {
+      std::string hint = Suggest(
+          key, {"type", "target", "source", "from", "id", "sharing", "mode",
+                "uid", "gid", "size", "readonly", "required", "env"});
       return at.Error(
-          absl::StrCat("unexpected key '", key, "' in '", spec, "'"), column);
+          absl::StrCat("unexpected key '", key, "' in '", spec, "'",
+                       hint.empty() ? "" : " (did you mean " + hint + "?)"),
+          column);
     }
   }
   if (!m.read_only_set) m.read_only = m.type == "bind";
@@ -331,6 +340,30 @@ bool IsDuration(absl::string_view s) {
     }
   }
   return true;
+}
+
+// Nanoseconds of a Go-style duration already checked by IsDuration.
+double DurationNanos(absl::string_view s) {
+  double total = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() && (absl::ascii_isdigit(s[i]) || s[i] == '.')) ++i;
+    double n = 0;
+    if (!absl::SimpleAtod(s.substr(start, i - start), &n)) return 0;
+    size_t unit = i;
+    while (i < s.size() && absl::ascii_isalpha(s[i])) ++i;
+    absl::string_view u = s.substr(unit, i - unit);
+    double scale = u == "ns"   ? 1
+                   : u == "us" ? 1e3
+                   : u == "ms" ? 1e6
+                   : u == "s"  ? 1e9
+                   : u == "m"  ? 6e10
+                   : u == "h"  ? 3.6e12
+                               : 0;
+    total += n * scale;
+  }
+  return total;
 }
 
 absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
@@ -457,6 +490,16 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
     }
     copy.sources.assign(node.args.begin(), node.args.end() - 1);
     copy.dest = node.args.back();
+    if (!node.heredocs.empty()) {
+      absl::string_view d = copy.dest;
+      while (!d.empty() && absl::ascii_isdigit(d[0])) d.remove_prefix(1);
+      if (absl::StartsWith(d, "<<")) {
+        return at.Error(
+            absl::StrCat(absl::AsciiStrToUpper(k),
+                         " cannot accept a heredoc as a destination"),
+            at.ColumnOf(copy.dest));
+      }
+    }
     if (!add) {
       for (const std::string& src : copy.sources) {
         if (IsUrl(src)) {
@@ -555,7 +598,9 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
                  {"start-interval", K::kString},
                  {"retries", K::kString}});
     RETURN_IF_ERROR(flags.Parse());
-    if (node.args.empty()) return at.Error("HEALTHCHECK requires an argument");
+    if (node.args.empty()) {
+      return at.Error("HEALTHCHECK requires at least one argument");
+    }
     HealthcheckInst hc;
     std::string type = absl::AsciiStrToUpper(node.args[0]);
     if (type == "NONE") {
@@ -576,6 +621,12 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
     for (const char* name :
          {"interval", "timeout", "start-period", "start-interval"}) {
       std::string v = flags.String(name);
+      if (!v.empty() && IsDuration(v) && DurationNanos(v) > 0 &&
+          DurationNanos(v) < 1e6) {
+        return at.Error(
+            absl::StrCat("Interval \"", name, "\" cannot be less than 1ms"),
+            flags.Column(name));
+      }
       if (!v.empty() && !IsDuration(v)) {
         return at.Error(
             absl::StrCat("invalid duration for --", name, ": \"", v, "\""),
@@ -601,7 +652,10 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
   } else if (k == "onbuild") {
     if (!node.inner) return at.Error("ONBUILD requires at least one argument");
     std::string inner = node.inner->LowerKeyword();
-    if (inner == "onbuild" || inner == "from" || inner == "maintainer") {
+    if (inner == "onbuild") {
+      return at.Error("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    }
+    if (inner == "from" || inner == "maintainer") {
       return at.Error(absl::StrCat(absl::AsciiStrToUpper(inner),
                                    " isn't allowed as an ONBUILD trigger"));
     }
@@ -614,7 +668,7 @@ absl::StatusOr<Instruction> Convert(const Node& node, absl::string_view file) {
     inst.value = OnbuildInst{expression};
   } else {
     std::vector<std::string> names(std::begin(kKeywords), std::end(kKeywords));
-    std::string hint = Suggest(k, names);
+    std::string hint = absl::AsciiStrToUpper(Suggest(k, names));
     return at.Error(
         absl::StrCat("unknown instruction: ", node.keyword,
                      hint.empty() ? "" : " (did you mean " + hint + "?)"));

@@ -197,23 +197,46 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
     }
     return ref;
   };
+  auto froms_of = [](const Instruction& inst, std::vector<std::string>* froms) {
+    if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
+      if (!copy->from.empty()) froms->push_back(copy->from);
+    } else if (const RunInst* run = std::get_if<RunInst>(&inst.value)) {
+      for (const Mount& m : run->mounts) {
+        if (!m.from.empty()) froms->push_back(m.from);
+      }
+    }
+  };
   for (Stage& stage : plan.stages) {
+    std::vector<std::pair<std::string, int>> refs;  // (from, line)
     if (stage.base_stage >= 0) {
       edges[stage.index].push_back({stage.base_stage, stage.line, "FROM"});
+      // ONBUILD triggers of the base stage run at the start of this stage,
+      // and their --from references are this stage's dependencies.
+      for (const Instruction& inst :
+           plan.stages[stage.base_stage].instructions) {
+        const OnbuildInst* onbuild = std::get_if<OnbuildInst>(&inst.value);
+        if (onbuild == nullptr) continue;
+        absl::StatusOr<ParsedDockerfile> trigger =
+            Parse(onbuild->expression, file);
+        if (!trigger.ok() || trigger->children.empty()) continue;
+        absl::StatusOr<Instruction> t =
+            ToInstruction(trigger->children[0], file);
+        if (!t.ok()) continue;
+        std::vector<std::string> froms;
+        froms_of(*t, &froms);
+        for (const std::string& f : froms) refs.emplace_back(f, stage.line);
+      }
     }
     for (const Instruction& inst : stage.instructions) {
       std::vector<std::string> froms;
-      if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
-        if (!copy->from.empty()) froms.push_back(copy->from);
-      } else if (const RunInst* run = std::get_if<RunInst>(&inst.value)) {
-        for (const Mount& m : run->mounts) {
-          if (!m.from.empty()) froms.push_back(m.from);
-        }
-      }
-      for (const std::string& from : froms) {
+      froms_of(inst, &froms);
+      for (const std::string& f : froms) refs.emplace_back(f, inst.line);
+    }
+    {
+      for (const auto& [from, line] : refs) {
         Reference ref = resolve(from);
         if (ref.stage >= 0) {
-          edges[stage.index].push_back({ref.stage, inst.line, from});
+          edges[stage.index].push_back({ref.stage, line, from});
         } else if (std::find(stage.images.begin(), stage.images.end(),
                              ref.image) == stage.images.end()) {
           stage.images.push_back(ref.image);

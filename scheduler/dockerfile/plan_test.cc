@@ -217,13 +217,92 @@ TEST(PlanSpecI, I1ErrorLocations) {
   EXPECT_EQ(ErrorOf("from alpine\n\nrun what\nwhat x\n"),
             "Dockerfile:4:1: unknown instruction: what");
   EXPECT_EQ(ErrorOf("from alpine\n\ncopy --foo=bar / /\n"),
-            "Dockerfile:3:6: unknown flag: --foo (did you mean --from?)");
+            "Dockerfile:3:6: unknown flag: --foo (did you mean from?)");
   EXPECT_EQ(
       ErrorOf(
           "FROM alpine\nRUN --mount=type=cache,target=/x --netwrk=none true\n"),
-      "Dockerfile:2:34: unknown flag: --netwrk (did you mean --network?)");
+      "Dockerfile:2:34: unknown flag: --netwrk (did you mean network?)");
   EXPECT_EQ(ErrorOf("FROM alpine\nRUNN echo\n"),
-            "Dockerfile:2:1: unknown instruction: RUNN (did you mean run?)");
+            "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)");
+}
+
+TEST(PlanSpecD, D6UnknownInstructions) {
+  std::string e = ErrorOf("FROM busybox\nFNTRYPOINT [\"a\"]\n");
+  EXPECT_TRUE(Contains(e, "unknown instruction: FNTRYPOINT")) << e;
+  EXPECT_TRUE(Contains(e, "did you mean ENTRYPOINT?")) << e;
+  EXPECT_TRUE(
+      Contains(ErrorOf("FROM busybox\nFOO bar\n"), "unknown instruction: FOO"));
+  EXPECT_TRUE(
+      Contains(ErrorOf("FROM busybox\nfoo bar\n"), "unknown instruction: foo"));
+}
+
+TEST(PlanSpecD, D7ArgumentCountsAndFlags) {
+  for (const char* k : {"MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"}) {
+    EXPECT_TRUE(Contains(ErrorOf(std::string("FROM a\n") + k + "\n"),
+                         "exactly one argument"))
+        << k;
+  }
+  for (const char* k :
+       {"ENV", "LABEL", "ONBUILD", "HEALTHCHECK", "EXPOSE", "VOLUME"}) {
+    EXPECT_TRUE(Contains(ErrorOf(std::string("FROM a\n") + k + "\n"),
+                         "at least one argument"))
+        << k;
+  }
+  EXPECT_TRUE(Contains(ErrorOf("FROM a\nCOPY\t\nRUN x\n"),
+                       "COPY requires at least two arguments"));
+  EXPECT_TRUE(Contains(ErrorOf("FROM a\nADD arg1\n"),
+                       "Destination could not be determined"));
+  EXPECT_TRUE(
+      Contains(ErrorOf("FROM a\nMAINTAINER --boo x\n"), "unknown flag: --boo"));
+  EXPECT_TRUE(Contains(ErrorOf("FROM a\nONBUILD ONBUILD RUN x\n"),
+                       "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"));
+  EXPECT_TRUE(Contains(ErrorOf("FROM a\nHEALTHCHECK --interval=50ns CMD x\n"),
+                       "cannot be less than 1ms"));
+  EXPECT_TRUE(P("FROM a\nHEALTHCHECK --interval=0ms CMD x\n").ok());
+  std::string mont = ErrorOf("FROM a\nRUN --mont=type=cache,target=/x true\n");
+  EXPECT_TRUE(Contains(mont, "unknown flag: --mont")) << mont;
+  EXPECT_TRUE(Contains(mont, "did you mean mount?")) << mont;
+  std::string typ = ErrorOf("FROM a\nRUN --mount=typ=tmpfs,target=/x true\n");
+  EXPECT_TRUE(Contains(typ, "unexpected key 'typ'")) << typ;
+  EXPECT_TRUE(Contains(typ, "did you mean type?")) << typ;
+  std::string tmp = ErrorOf("FROM a\nRUN --mount=type=tmp,target=/x true\n");
+  EXPECT_TRUE(Contains(tmp, "unsupported mount type \"tmp\"")) << tmp;
+  EXPECT_TRUE(Contains(tmp, "did you mean tmpfs?")) << tmp;
+}
+
+TEST(PlanSpecG, G1G2OnbuildTriggersOfAStageBringDependencies) {
+  auto plan =
+      P("FROM alpine AS src\nRUN true\nFROM busybox AS base\n"
+        "ONBUILD COPY --from=src /in/file /out/foo\nFROM base AS mid\n"
+        "RUN cp /out/foo /out/bar\nFROM scratch\nCOPY --from=mid /out/bar /\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->stages[2].depends_on, (std::vector<int>{0, 1}));
+  EXPECT_TRUE(plan->stages[0].depends_on.empty());
+  EXPECT_TRUE(
+      plan->stages[1].depends_on.empty());  // the trigger does not run in base
+  EXPECT_EQ(plan->schedule, (std::vector<std::vector<int>>{{0, 1}, {2}, {3}}));
+}
+
+TEST(PlanSpecH, H6H7Heredocs) {
+  auto plan = P(
+      "FROM busybox AS build\nWORKDIR /dest\n"
+      "RUN cat <<EOF1 | tr '[:upper:]' '[:lower:]' > ./out1; \\\n"
+      "\tcat <<EOF2 | tr '[:lower:]' '[:upper:]' > ./out2\nhello WORLD\nEOF1\n"
+      "HELLO world\nEOF2\nRUN <<EOF 3<<IN1 awk -f -\nBEGIN "
+      "{}\nEOF\nhello\nIN1\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const auto& steps = plan->stages[0].instructions;
+  ASSERT_EQ(steps.size(), 3u);
+  ASSERT_EQ(steps[1].heredocs.size(), 2u);
+  EXPECT_EQ(steps[1].heredocs[0].content, "hello WORLD\n");
+  EXPECT_EQ(steps[1].heredocs[1].content, "HELLO world\n");
+  ASSERT_EQ(steps[2].heredocs.size(), 2u);
+  EXPECT_EQ(steps[2].heredocs[1].fd, 3);
+  EXPECT_TRUE(Contains(ErrorOf("FROM a\nCOPY /foo <<EOF\nEOF\n"),
+                       "COPY cannot accept a heredoc as a destination"));
+  auto exec = P("FROM a\nRUN [\"<<EOF\"]\n");
+  ASSERT_TRUE(exec.ok());
+  EXPECT_TRUE(exec->stages[0].instructions[0].heredocs.empty());
 }
 
 TEST(PlanSchedule, IndependentStagesRunTogether) {
