@@ -59,7 +59,14 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   return server;
 }
 
-CasServer::~CasServer() { Shutdown(); }
+CasServer::~CasServer() {
+  // Destruction does not drain: whatever is still in flight is cancelled.
+  if (server_ && !shut_down_) {
+    shut_down_ = true;
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now());
+  }
+}
 
 std::string CasServer::address() const {
   return absl::StrCat(host_, ":", port_);
@@ -70,7 +77,8 @@ void CasServer::Wait() {
 }
 
 void CasServer::Shutdown() {
-  if (server_) {
+  if (server_ && !shut_down_) {
+    shut_down_ = true;
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(5));

@@ -36,6 +36,7 @@ class CasServer {
   RocksDbBlobStore* store() { return store_.get(); }
   // Blocks until Shutdown() is called from another thread.
   void Wait();
+  // Stops accepting calls and gives calls in flight up to 5 s to finish.
   void Shutdown();
 
  private:
@@ -52,6 +53,7 @@ class CasServer {
   std::unique_ptr<ByteStreamService> bytestream_;
   std::unique_ptr<CasAdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
 };
 
 }  // namespace stagefarm

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <limits>
 
 #include "common/cas_client.h"
 #include "common/resource_name.h"
@@ -173,6 +174,32 @@ TEST_F(CasServerTest, CutOffUploadResumesWithQueryWriteStatus) {
   EXPECT_TRUE(*client.ReadString(d) == data);
 }
 
+TEST_F(CasServerTest, RestartingAnUploadFromZeroIsAccepted) {
+  Start();
+  CasClient client = Client();
+  std::string data = Pattern(2 << 20, 4);
+  Digest d = Digest::Of(data);
+  std::string resource = MakeWriteResourceName("main", "uuid-restart", d);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    grpc::ClientContext context;
+    WriteResponse response;
+    auto stream = client.bytestream()->Write(&context, &response);
+    WriteRequest req;
+    req.set_resource_name(resource);
+    // First attempt: half, then the stream ends. Second: all from zero.
+    req.set_data(attempt == 0 ? data.substr(0, 1 << 20) : data);
+    req.set_finish_write(attempt == 1);
+    ASSERT_TRUE(stream->Write(req));
+    stream->WritesDone();
+    grpc::Status status = stream->Finish();
+    if (attempt == 1) {
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      EXPECT_EQ(response.committed_size(), d.size());
+    }
+  }
+  EXPECT_TRUE(*client.ReadString(d) == data);
+}
+
 TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
   Start();
   CasClient client = Client();
@@ -230,6 +257,18 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     EXPECT_EQ(resp.responses(1).status().code(), grpc::StatusCode::DATA_LOSS);
     EXPECT_EQ(resp.responses(2).status().code(), grpc::StatusCode::OK);
     EXPECT_EQ(client.FindMissing({Digest::Of("abc")})->size(), 1u);
+  }
+  {  // Claimed sizes that would overflow a sum.
+    reapi::BatchReadBlobsRequest req;
+    for (int i = 0; i < 3; ++i) {
+      auto* d = req.add_digests();
+      d->set_hash(Digest::Of(std::to_string(i)).hash());
+      d->set_size_bytes(std::numeric_limits<int64_t>::max() / 2);
+    }
+    reapi::BatchReadBlobsResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_EQ(cas->BatchReadBlobs(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
   {  // Batch read over the limit.
     reapi::BatchReadBlobsRequest req;

@@ -118,6 +118,11 @@ grpc::Status CasService::BatchReadBlobs(
     absl::StatusOr<Digest> d = Digest::FromProto(
         request->digests(i), absl::StrCat("digests[", i, "]"));
     if (!d.ok()) return Rpc(d.status());
+    // Compare before adding: claimed sizes could overflow a sum.
+    if (d->size() > limits_.max_batch_total_size_bytes - total) {
+      total = limits_.max_batch_total_size_bytes + 1;
+      break;
+    }
     total += d->size();
     digests.push_back(*d);
   }
@@ -329,13 +334,20 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
           absl::StrCat("resource_name: changed within the stream to \"",
                        request.resource_name(), "\"")));
     }
-    if (request.write_offset() != w.committed_bytes()) {
+    // A client that resumes from an older offset (or restarts from zero)
+    // resends bytes the server already holds: skip them. The final digest
+    // check covers the whole blob either way.
+    absl::string_view data = request.data();
+    int64_t offset = request.write_offset();
+    if (offset < 0 || offset > w.committed_bytes()) {
       return Rpc(absl::InvalidArgumentError(absl::StrCat(
-          "write_offset: expected ", w.committed_bytes(), ", got ",
-          request.write_offset(),
-          w.committed_bytes() > 0 ? " (resume at the committed size)" : "")));
+          "write_offset: ", offset, " is past the committed size ",
+          w.committed_bytes(), " (resume at the committed size)")));
     }
-    absl::Status s = w.Write(request.write_offset(), request.data());
+    int64_t overlap = std::min<int64_t>(w.committed_bytes() - offset,
+                                        static_cast<int64_t>(data.size()));
+    data.remove_prefix(static_cast<size_t>(overlap));
+    absl::Status s = w.Write(offset + overlap, data);
     if (!s.ok()) return Rpc(s);
     if (request.finish_write()) {
       s = w.Finish();

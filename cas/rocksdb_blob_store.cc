@@ -197,7 +197,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
 
   ~Writer() override {
     if (complete_ || done_) return;
-    bool resumable = !upload_map_key_.empty() && !failed_;
+    bool resumable = !upload_map_key_.empty() && !failed_ && committed_ > 0;
     if (resumable && FlushBuffer().ok()) {
       absl::MutexLock lock(&store_->mu_);
       auto it = store_->uploads_.find(upload_map_key_);
@@ -304,6 +304,11 @@ class RocksDbBlobStore::Writer : public BlobWriter {
       return s;
     }
     flushed_ += static_cast<int64_t>(data.size());
+    if (!upload_map_key_.empty()) {
+      absl::MutexLock lock(&store_->mu_);
+      auto it = store_->uploads_.find(upload_map_key_);
+      if (it != store_->uploads_.end()) it->second.committed = flushed_;
+    }
     return absl::OkStatus();
   }
 
@@ -331,7 +336,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   }
 
   absl::Status Commit() {
-    if (bypass_wal_ && record_written_) {
+    if (bypass_wal_ && flushed_ > 0) {
       // Chunks written without the log must be on disk before anything
       // points at them.
       absl::Status flushed = store_->FlushChunks();
@@ -659,14 +664,18 @@ absl::StatusOr<std::vector<Digest>> RocksDbBlobStore::FindMissing(
   std::vector<rocksdb::Slice> key_slices(keys.begin(), keys.end());
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  if (!keys.empty()) {
-    db_->MultiGet(rocksdb::ReadOptions(), visible_, keys.size(),
-                  key_slices.data(), values.data(), statuses.data());
-  }
   std::vector<Digest> missing;
   rocksdb::WriteBatch touch;
   {
+    // Visibility and the index are read under one lock so that eviction and
+    // commits (also under it) cannot interleave; the access-time update is
+    // written before the lock is released so it can never resurrect a blob
+    // evicted in between.
     absl::MutexLock lock(&mu_);
+    if (!keys.empty()) {
+      db_->MultiGet(rocksdb::ReadOptions(), visible_, keys.size(),
+                    key_slices.data(), values.data(), statuses.data());
+    }
     for (size_t i = 0; i < unique.size(); ++i) {
       if (!statuses[i].ok() && !statuses[i].IsNotFound()) {
         return FromRocks(statuses[i], "FindMissing lookup");
@@ -679,8 +688,8 @@ absl::StatusOr<std::vector<Digest>> RocksDbBlobStore::FindMissing(
       }
       TouchLocked(unique[i].raw(), it->second, &touch);
     }
+    if (touch.Count() > 0) Write(&touch, false).IgnoreError();
   }
-  if (touch.Count() > 0) Write(&touch, false).IgnoreError();
   return missing;
 }
 
@@ -764,22 +773,18 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RocksDbBlobStore::OpenRead(
     return absl::InvalidArgumentError(
         absl::StrCat("read_limit: negative (", limit, ")"));
   }
-  int64_t end =
-      limit == 0 ? digest.size() : std::min(digest.size(), offset + limit);
+  int64_t end = (limit == 0 || limit > digest.size() - offset) ? digest.size()
+                                                               : offset + limit;
   if (digest.is_empty_blob()) {
     return std::unique_ptr<BlobReader>(
         new Reader(db_.get(), chunks_, db_->GetSnapshot(), 0, 0, 0));
   }
-  if (!IsVisible(ns, digest)) {
-    return absl::NotFoundError(
-        absl::StrCat("blob ", digest.ToString(), " not found"));
-  }
-  rocksdb::WriteBatch touch;
   const rocksdb::Snapshot* snapshot = nullptr;
   uint64_t data_id = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = index_.find(digest.raw());
+    if (!IsVisible(ns, digest)) it = index_.end();
     if (it == index_.end() || it->second.size != digest.size()) {
       return absl::NotFoundError(
           absl::StrCat("blob ", digest.ToString(), " not found"));
@@ -787,9 +792,10 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RocksDbBlobStore::OpenRead(
     data_id = it->second.data_id;
     // Taken under the lock so eviction cannot slip in between.
     snapshot = db_->GetSnapshot();
+    rocksdb::WriteBatch touch;
     TouchLocked(digest.raw(), it->second, &touch);
+    if (touch.Count() > 0) Write(&touch, false).IgnoreError();
   }
-  if (touch.Count() > 0) Write(&touch, false).IgnoreError();
   return std::unique_ptr<BlobReader>(
       new Reader(db_.get(), chunks_, snapshot, data_id, offset, end));
 }
@@ -835,10 +841,11 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
         "blob of ", digest.size(), " bytes exceeds the store's size limit of ",
         options_.max_bytes));
   }
-  if (IsVisible(ns, digest)) {
+  {
     absl::MutexLock lock(&mu_);
     auto it = index_.find(digest.raw());
-    if (it != index_.end() && it->second.size == digest.size()) {
+    if (it != index_.end() && it->second.size == digest.size() &&
+        IsVisible(ns, digest)) {
       rocksdb::WriteBatch touch;
       TouchLocked(digest.raw(), it->second, &touch);
       if (touch.Count() > 0) Write(&touch, false).IgnoreError();
@@ -894,7 +901,22 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
         }
         hash->Update(buf);
       }
-      if (committed == 0) hash->Reset();
+      if (committed == 0) {
+        // The stored prefix cannot be read back: drop it and start over
+        // under a fresh data id, so no stale chunk can mix in.
+        hash->Reset();
+        rocksdb::WriteBatch drop;
+        DeleteChunks(&drop, chunks_, data_id);
+        drop.Delete(uploads_cf_, IdKey(data_id));
+        Write(&drop, false).IgnoreError();
+        absl::MutexLock lock(&mu_);
+        data_id = NewDataId();
+        auto it = uploads_.find(map_key);
+        if (it != uploads_.end()) {
+          it->second.data_id = data_id;
+          it->second.committed = 0;
+        }
+      }
     }
   }
   return std::unique_ptr<BlobWriter>(new Writer(this, std::string(ns), digest,
@@ -905,11 +927,9 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
 absl::StatusOr<int64_t> RocksDbBlobStore::QueryWrite(
     absl::string_view ns, const Digest& digest, absl::string_view upload_key) {
   if (digest.is_empty_blob()) return 0;
-  if (IsVisible(ns, digest)) {
-    absl::MutexLock lock(&mu_);
-    if (index_.contains(digest.raw())) return digest.size();
-  }
   absl::MutexLock lock(&mu_);
+  if (index_.contains(digest.raw()) && IsVisible(ns, digest))
+    return digest.size();
   auto it = uploads_.find(UploadMapKey(ns, upload_key));
   if (it == uploads_.end() || it->second.digest != digest) {
     return absl::NotFoundError(

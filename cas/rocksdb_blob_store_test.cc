@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 namespace stagefarm {
 namespace {
@@ -106,6 +107,38 @@ TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   auto got = store_->Get("ns", d);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(*got == data);
+}
+
+TEST_F(RocksDbBlobStoreTest, QueryWriteSeesProgressOfAnActiveWriter) {
+  Open();
+  std::string data(4 << 20, 'p');
+  Digest d = Digest::Of(data);
+  auto writer = store_->OpenWrite("ns", d, "live");
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE(
+      (*writer)->Write(0, absl::string_view(data).substr(0, 3 << 20)).ok());
+  EXPECT_EQ(*store_->QueryWrite("ns", d, "live"), 3 << 20);
+}
+
+TEST_F(RocksDbBlobStoreTest, EmptyInterruptedUploadIsForgotten) {
+  Open();
+  Digest d = Digest::Of("never sent");
+  { auto writer = store_->OpenWrite("ns", d, "nothing"); }
+  EXPECT_EQ(store_->Stats().uploads_in_progress, 0);
+  EXPECT_EQ(store_->QueryWrite("ns", d, "nothing").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RocksDbBlobStoreTest, HugeReadLimitDoesNotOverflow) {
+  Open();
+  ASSERT_TRUE(store_->Put("ns", "0123456789").ok());
+  auto reader = store_->OpenRead("ns", Digest::Of("0123456789"), 4,
+                                 std::numeric_limits<int64_t>::max());
+  ASSERT_TRUE(reader.ok());
+  std::string out;
+  while (*(*reader)->Read(100, &out) > 0) {
+  }
+  EXPECT_EQ(out, "456789");
 }
 
 TEST_F(RocksDbBlobStoreTest, UnkeyedInterruptedUploadLeavesNothing) {
