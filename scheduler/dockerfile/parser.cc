@@ -167,7 +167,11 @@ std::vector<std::string> SplitWhitespace(absl::string_view rest) {
   return out;
 }
 
-absl::Status ParseMaybeJson(absl::string_view rest, Node* node) {
+// A JSON array of strings, else `fallback` of the rest (a valid array with
+// a non-string element is an error).
+template <typename Fallback>
+absl::Status ParseJsonOr(absl::string_view rest, Node* node,
+                         Fallback fallback) {
   if (rest.empty()) return absl::OkStatus();
   switch (ParseJsonArray(rest, &node->args)) {
     case JsonResult::kOk:
@@ -177,26 +181,20 @@ absl::Status ParseMaybeJson(absl::string_view rest, Node* node) {
       node->args.clear();
       return absl::InvalidArgumentError(kNotStringArray);
     case JsonResult::kNotJson:
-      node->args = {std::string(rest)};
+      node->args = fallback(rest);
       return absl::OkStatus();
   }
   return absl::OkStatus();
 }
 
+absl::Status ParseMaybeJson(absl::string_view rest, Node* node) {
+  return ParseJsonOr(rest, node, [](absl::string_view r) {
+    return std::vector<std::string>{std::string(r)};
+  });
+}
+
 absl::Status ParseMaybeJsonToList(absl::string_view rest, Node* node) {
-  if (rest.empty()) return absl::OkStatus();
-  switch (ParseJsonArray(rest, &node->args)) {
-    case JsonResult::kOk:
-      node->json = true;
-      return absl::OkStatus();
-    case JsonResult::kNotStrings:
-      node->args.clear();
-      return absl::InvalidArgumentError(kNotStringArray);
-    case JsonResult::kNotJson:
-      node->args = SplitWhitespace(rest);
-      return absl::OkStatus();
-  }
-  return absl::OkStatus();
+  return ParseJsonOr(rest, node, SplitWhitespace);
 }
 
 absl::Status ParseNameVal(absl::string_view rest, absl::string_view keyword,

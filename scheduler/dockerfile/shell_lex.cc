@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "scheduler/dockerfile/utf8.h"
 
 namespace stagefarm::dockerfile {
 namespace {
@@ -43,44 +44,12 @@ std::vector<uint32_t> Decode(absl::string_view s) {
 void Append(uint32_t r, std::string* out) {
   if (r >= kRawByte) {
     out->push_back(static_cast<char>(r - kRawByte));
-  } else if (r < 0x80) {
-    out->push_back(static_cast<char>(r));
-  } else if (r < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (r >> 6)));
-    out->push_back(static_cast<char>(0x80 | (r & 0x3F)));
-  } else if (r < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (r >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((r >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (r & 0x3F)));
   } else {
-    out->push_back(static_cast<char>(0xF0 | (r >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((r >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((r >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (r & 0x3F)));
+    AppendUtf8(r, out);
   }
 }
 
-bool IsSpaceRune(uint32_t r) {
-  switch (r) {
-    case '\t':
-    case '\n':
-    case '\v':
-    case '\f':
-    case '\r':
-    case ' ':
-    case 0x85:
-    case 0xA0:
-    case 0x1680:
-    case 0x2028:
-    case 0x2029:
-    case 0x202F:
-    case 0x205F:
-    case 0x3000:
-      return true;
-    default:
-      return r >= 0x2000 && r <= 0x200A;
-  }
-}
+bool IsSpaceRune(uint32_t r) { return IsUnicodeSpace(r); }
 
 bool IsDigitRune(uint32_t r) { return r >= '0' && r <= '9'; }
 // Letters: ASCII letters and any non-ASCII code point that is not space or
