@@ -84,6 +84,16 @@ class Scope {
 
 }  // namespace
 
+absl::StatusOr<std::string> ExpandHeredoc(const Heredoc& heredoc,
+                                          const std::vector<std::string>& env,
+                                          char escape) {
+  if (!heredoc.expand) return heredoc.content;
+  ShellLexOptions options;
+  options.escape = escape;
+  options.skip_process_quotes = true;
+  return ShellLex(options).ProcessWord(heredoc.content, EnvFromList(&env));
+}
+
 absl::StatusOr<ExpandedStage> ExpandStage(
     const Plan& plan, int stage_index, const PlanOptions& options,
     const std::vector<std::string>& base_env, absl::string_view file) {

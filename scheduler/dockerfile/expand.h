@@ -48,6 +48,13 @@ struct ExpandedStage {
   std::vector<std::string> warnings;
 };
 
+// The text a heredoc produces: as written when any part of its name was
+// quoted, else with $ expansion and escapes processed (quotes are ordinary
+// characters) in the step's scope `env` ("KEY=VALUE").
+absl::StatusOr<std::string> ExpandHeredoc(const Heredoc& heredoc,
+                                          const std::vector<std::string>& env,
+                                          char escape = '\\');
+
 // Expands stage `stage_index` of `plan`. `base_env` is the environment of
 // the stage's base (image config Env, or the base stage's final env).
 absl::StatusOr<ExpandedStage> ExpandStage(

@@ -185,6 +185,42 @@ TEST(ExpandSpecB, B16RunHistoryListsArgs) {
             "RUN |2 foo=bar2 bar=123 /bin/sh -c ls /etc/ # buildkit");
 }
 
+Heredoc Doc(const std::string& content, bool expand) {
+  Heredoc h;
+  h.name = "EOF";
+  h.content = content;
+  h.expand = expand;
+  return h;
+}
+
+TEST(ExpandSpecH, H2BackslashesAndDollar) {
+  std::vector<std::string> env;
+  EXPECT_EQ(*ExpandHeredoc(Doc("\\\n", true), env), "\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("\\\\\n", true), env), "\\\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("\\$\n", true), env), "$\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("\"quotes in file\"\n", true), env),
+            "\"quotes in file\"\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("\\\n", false), env), "\\\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("\\$\n", false), env), "\\$\n");
+}
+
+TEST(ExpandSpecH, H3VariablesInHeredocs) {
+  std::vector<std::string> env = {"name=world"};
+  EXPECT_EQ(*ExpandHeredoc(Doc("Hello ${name}!\n", true), env),
+            "Hello world!\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("Hello ${name}!\n", false), env),
+            "Hello ${name}!\n");
+  EXPECT_EQ(*ExpandHeredoc(Doc("'${name}'\n", true), env), "'world'\n");
+}
+
+TEST(ExpandSpecH, H4DashStripsLeadingTabs) {
+  auto parsed =
+      Parse("FROM a\nCOPY <<EOF a\n\tfoo\nEOF\nCOPY <<-EOF b\n\tbar\n\tEOF\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->children[1].heredocs[0].content, "\tfoo\n");
+  EXPECT_EQ(parsed->children[2].heredocs[0].content, "bar\n");
+}
+
 TEST(ExpandTest, EnvPairsSeeThePreviousScopeAndLabelsExpand) {
   auto s = X(
       "FROM x\nENV a=1\nENV a=2 b=$a\nLABEL \"k-$a\"=\"v $b\"\nWORKDIR /w/$b\n"

@@ -369,7 +369,10 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
             terminated = true;
             break;
           }
-          doc.content.append(body.data(), body.size());
+          // <<- strips leading tabs from every body line, as from the
+          // terminator.
+          doc.content.append(doc.chomp ? candidate.data() : body.data(),
+                             doc.chomp ? candidate.size() : body.size());
           doc.content.push_back('\n');
         }
         if (!terminated) {

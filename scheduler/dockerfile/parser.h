@@ -24,7 +24,7 @@ struct Heredoc {
   std::string name;     // the terminator word, quotes removed
   std::string content;  // body lines, each with its "\n"
   bool expand = true;   // false when any part of the name was quoted
-  bool chomp = false;   // <<- strips leading tabs
+  bool chomp = false;   // <<- (leading tabs already stripped from content)
   int fd = -1;          // 3<<EOF gives 3
 };
 

@@ -41,7 +41,7 @@ TEST(ParserTest, HeredocBodiesAreReadAndNotParsed) {
   EXPECT_EQ(copy.heredocs[0].name, "A");
   EXPECT_TRUE(copy.heredocs[0].chomp);
   EXPECT_FALSE(copy.heredocs[0].expand);
-  EXPECT_EQ(copy.heredocs[0].content, "\t\tfirst $X\n");
+  EXPECT_EQ(copy.heredocs[0].content, "first $X\n");
   EXPECT_EQ(copy.heredocs[1].name, "B");
   EXPECT_EQ(copy.heredocs[1].fd, 3);
   EXPECT_EQ(copy.heredocs[1].content, "second\n");

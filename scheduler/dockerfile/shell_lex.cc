@@ -134,11 +134,11 @@ class Expander {
         ASSIGN_OR_RETURN(std::string tmp, Dollar());
         result += tmp;
         words.AddString(tmp);
-      } else if (ch == '\'') {
+      } else if (ch == '\'' && !o_.skip_process_quotes) {
         ASSIGN_OR_RETURN(std::string tmp, SingleQuote());
         result += tmp;
         words.AddRawString(tmp);
-      } else if (ch == '"') {
+      } else if (ch == '"' && !o_.skip_process_quotes) {
         ASSIGN_OR_RETURN(std::string tmp, DoubleQuote());
         result += tmp;
         words.AddRawString(tmp);

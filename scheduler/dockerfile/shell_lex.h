@@ -30,6 +30,8 @@ struct ShellLexOptions {
   bool raw_escapes = false;
   // Leave references to unset variables as written.
   bool skip_unset = false;
+  // Quotes are ordinary characters (heredoc bodies).
+  bool skip_process_quotes = false;
 };
 
 class ShellLex {
