@@ -687,6 +687,7 @@ absl::StatusOr<Instruction> ToInstruction(const Node& node,
   ASSIGN_OR_RETURN(Instruction inst, Convert(node, filename));
   inst.original = node.original;
   inst.heredocs = node.heredocs;
+  inst.comments = node.comments;
   return inst;
 }
 
@@ -710,6 +711,7 @@ absl::StatusOr<std::vector<Instruction>> ToInstructions(
     // The node is not needed any more: take its text instead of copying.
     inst.original = std::move(node.original);
     inst.heredocs = std::move(node.heredocs);
+    inst.comments = std::move(node.comments);
     out.push_back(std::move(inst));
   }
   return out;

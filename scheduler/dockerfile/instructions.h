@@ -128,6 +128,7 @@ struct Instruction {
   int end_line = 0;
   std::string original;
   std::vector<Heredoc> heredocs;
+  std::vector<std::string> comments;
   std::variant<FromInst, RunInst, CmdInst, EntrypointInst, ShellInst, CopyInst,
                EnvInst, LabelInst, ArgInst, ExposeInst, VolumeInst, UserInst,
                WorkdirInst, StopSignalInst, MaintainerInst, HealthcheckInst,

@@ -325,6 +325,7 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
   }
   size_t next = 0;
   int current = 0;
+  std::vector<std::string> comments;
   while (next < lines.size()) {
     absl::string_view raw = lines[next++];
     ++current;
@@ -333,7 +334,17 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
     if (!s.ok()) return ParseError::At(filename, current, s.message());
     char escape = out.directives.escape;
     int start = current;
-    std::string line(IsCommentLine(raw) ? absl::string_view() : stripped);
+    if (IsCommentLine(raw)) {
+      absl::string_view msg = stripped.substr(1);
+      if (!msg.empty() && msg[0] == ' ') msg.remove_prefix(1);
+      comments.emplace_back(msg);
+      continue;
+    }
+    if (stripped.empty()) {
+      comments.clear();
+      continue;
+    }
+    std::string line(stripped);
     bool continues = TrimContinuation(&line, escape);
     if (!continues && line.empty()) continue;
     while (continues && next < lines.size()) {
@@ -386,6 +397,8 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
     }
     node->start_line = start;
     node->end_line = current;
+    node->comments = std::move(comments);
+    comments.clear();
     if (out.children.empty()) out.start_line = start;
     out.end_line = current;
     out.children.push_back(std::move(*node));

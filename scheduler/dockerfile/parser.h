@@ -41,6 +41,9 @@ struct Node {
   int start_line = 0;    // 1-based
   int end_line = 0;
   std::vector<Heredoc> heredocs;
+  // The comment lines right above the instruction (no blank line between),
+  // without "#" and one following space.
+  std::vector<std::string> comments;
 
   std::string LowerKeyword() const;
 };

@@ -4,10 +4,12 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/shell_lex.h"
 
@@ -95,7 +97,8 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
         value = *expanded;
       }
       globals[a.name] = value;
-      plan.global_args.push_back({a.name, value, inst.line});
+      plan.global_args.push_back({a.name, value, inst.line, a.default_value,
+                                  DescriptionFor(a.name, inst.comments)});
     }
   }
   if (i == instructions.size()) {
@@ -112,6 +115,9 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
       stage.index = static_cast<int>(plan.stages.size());
       stage.name = from->name;
       stage.line = inst.line;
+      stage.from_expression = from->image;
+      stage.platform_expression = from->platform;
+      stage.comments = inst.comments;
       std::vector<std::string> unknown;
       EnvLookup from_lookup =
           [&](absl::string_view name) -> std::optional<std::string> {
@@ -313,6 +319,57 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
     if (stage.needed) plan.schedule[level[stage.index]].push_back(stage.index);
   }
 
+  // Outline: the args that affect the target.
+  {
+    std::set<std::string> used;
+    for (const Stage& stage : plan.stages) {
+      if (!stage.needed) continue;
+      for (const std::string& n : lex.ReferencedNames(stage.from_expression))
+        used.insert(n);
+      for (const std::string& n :
+           lex.ReferencedNames(stage.platform_expression)) {
+        used.insert(n);
+      }
+      for (const Instruction& inst : stage.instructions) {
+        if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
+          for (const ArgInst::Arg& a : arg->args) used.insert(a.name);
+        }
+      }
+    }
+    // Global defaults may use earlier globals.
+    for (auto it = plan.global_args.rbegin(); it != plan.global_args.rend();
+         ++it) {
+      if (!used.count(it->name) || !it->default_expression) continue;
+      for (const std::string& n : lex.ReferencedNames(*it->default_expression))
+        used.insert(n);
+    }
+    std::set<std::string> listed;
+    for (const GlobalArg& g : plan.global_args) {
+      if (!used.count(g.name) || !listed.insert(g.name).second) continue;
+      plan.outline.push_back({g.name, g.value, g.description, g.line});
+    }
+    for (const Stage& stage : plan.stages) {
+      if (!stage.needed) continue;
+      for (const Instruction& inst : stage.instructions) {
+        const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
+        if (arg == nullptr) continue;
+        for (const ArgInst::Arg& a : arg->args) {
+          if (!listed.insert(a.name).second) continue;
+          std::optional<std::string> value = a.default_value;
+          auto given = options.build_args.find(a.name);
+          if (given != options.build_args.end()) value = given->second;
+          plan.outline.push_back({a.name, value,
+                                  DescriptionFor(a.name, inst.comments),
+                                  inst.line});
+        }
+      }
+    }
+    const Stage& target = plan.stages[plan.target];
+    if (!target.name.empty()) {
+      plan.target_description = DescriptionFor(target.name, target.comments);
+    }
+  }
+
   // Build args nobody declared.
   std::vector<std::string> unused;
   for (const auto& [name, value] : options.build_args) {
@@ -327,6 +384,25 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
                                          "] were not consumed"));
   }
   return plan;
+}
+
+std::string DescriptionFor(absl::string_view name,
+                           const std::vector<std::string>& comments) {
+  std::vector<std::string> lines;
+  for (const std::string& c : comments) {
+    absl::string_view t = absl::StripAsciiWhitespace(c);
+    if (absl::StartsWithIgnoreCase(t, "check=") ||
+        absl::StartsWithIgnoreCase(t, "check =")) {
+      continue;
+    }
+    lines.emplace_back(t);
+  }
+  if (lines.empty()) return "";
+  std::string text = absl::StrJoin(lines, " ");
+  absl::string_view view(text);
+  if (!absl::ConsumePrefix(&view, name) || view.empty() || view[0] != ' ')
+    return "";
+  return std::string(absl::StripLeadingAsciiWhitespace(view));
 }
 
 absl::StatusOr<Plan> PlanDockerfile(absl::string_view text,

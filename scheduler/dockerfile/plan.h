@@ -37,6 +37,9 @@ struct Stage {
   std::vector<std::string> images;  // images named by --from / mount from
   bool needed = false;
   int line = 0;
+  std::string from_expression;            // the FROM image as written
+  std::string platform_expression;        // --platform as written
+  std::vector<std::string> comments;      // above the FROM
   std::vector<Instruction> instructions;  // after FROM
   // "stage-N" for an unnamed stage, else the name.
   std::string DisplayName() const;
@@ -45,6 +48,16 @@ struct Stage {
 struct GlobalArg {
   std::string name;
   std::optional<std::string> value;  // nullopt: declared without a value
+  int line = 0;
+  std::optional<std::string> default_expression;  // as written
+  std::string description;
+};
+
+// A build arg that affects the target, for an outline of the build.
+struct OutlineArg {
+  std::string name;
+  std::optional<std::string> value;  // after build-arg overrides
+  std::string description;           // from the comment above: "# NAME does x"
   int line = 0;
 };
 
@@ -55,7 +68,18 @@ struct Plan {
   // Groups of needed stages that can run at the same time, in order.
   std::vector<std::vector<int>> schedule;
   std::vector<std::string> warnings;
+  // The args that affect the target: global args the needed stages use
+  // (directly or through other global args' defaults), then the needed
+  // stages' own args, in file order.
+  std::vector<OutlineArg> outline;
+  // The target's description, from the comment above its FROM.
+  std::string target_description;
 };
+
+// The description a comment block gives `name`: the comment must start with
+// the name ("# sfx is a suffix" gives "is a suffix"); check= lines are skipped.
+std::string DescriptionFor(absl::string_view name,
+                           const std::vector<std::string>& comments);
 
 // The predefined platform args for a "os/arch[/variant]" pair of platforms.
 std::map<std::string, std::string> PlatformArgs(const PlanOptions& options);

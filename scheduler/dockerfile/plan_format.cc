@@ -62,6 +62,13 @@ std::string PlanAsJson(const Plan& plan) {
     j["stages"].push_back(stage);
   }
   j["schedule"] = plan.schedule;
+  j["args"] = nlohmann::json::array();
+  for (const OutlineArg& a : plan.outline) {
+    nlohmann::json arg = {{"name", a.name}, {"line", a.line}};
+    if (a.value) arg["value"] = *a.value;
+    if (!a.description.empty()) arg["description"] = a.description;
+    j["args"].push_back(arg);
+  }
   j["target"] = plan.target;
   j["warnings"] = plan.warnings;
   return j.dump(2) + "\n";

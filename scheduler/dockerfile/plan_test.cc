@@ -226,6 +226,47 @@ TEST(PlanSpecI, I1ErrorLocations) {
             "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)");
 }
 
+TEST(PlanSpecA, A10TargetDescriptions) {
+  auto plan = P(
+      "\n# build defines stage for compiling the binary\nFROM alpine AS build\n"
+      "RUN true\n\n# binary returns the compiled binary\nFROM build AS "
+      "binary\n");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->target_description, "returns the compiled binary");
+  EXPECT_EQ(DescriptionFor("build", plan->stages[0].comments),
+            "defines stage for compiling the binary");
+}
+
+TEST(PlanSpecB, B17ArgsThatAffectTheTarget) {
+  const char* text =
+      "ARG inherited=box\nARG inherited2=box2\nARG unused=abc${inherited2}\n"
+      "# sfx is a suffix\nARG sfx=\"usy${inherited}\"\nFROM b${sfx} AS first\n"
+      "# this is not assigned to anything\n\nARG FOO=123\n# BAR is a "
+      "number\nARG BAR=456\n"
+      "RUN true\nFROM alpine${unused} AS second\nARG BAZ\nRUN true\n"
+      "FROM scratch AS third\nARG ABC=a\n# check=skip=all\nARG password\n"
+      "# alternate_password will show up in the outline\n# check=skip=all\n"
+      "ARG alternate_password\n# target defines build target\nFROM third AS "
+      "target\n"
+      "COPY --from=first /etc/passwd /\nFROM second\n";
+  PlanOptions options;
+  options.target = "target";
+  options.build_args["BAR"] = "678";
+  auto plan = P(text, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::vector<std::string> got;
+  for (const OutlineArg& a : plan->outline) {
+    got.push_back(a.name + "=" + a.value.value_or("<unset>") +
+                  (a.description.empty() ? "" : " (" + a.description + ")"));
+  }
+  EXPECT_EQ(got,
+            (std::vector<std::string>{
+                "inherited=box", "sfx=usybox (is a suffix)", "FOO=123",
+                "BAR=678 (is a number)", "ABC=a", "password=<unset>",
+                "alternate_password=<unset> (will show up in the outline)"}));
+  EXPECT_EQ(plan->target_description, "defines build target");
+}
+
 TEST(PlanSpecD, D6UnknownInstructions) {
   std::string e = ErrorOf("FROM busybox\nFNTRYPOINT [\"a\"]\n");
   EXPECT_TRUE(Contains(e, "unknown instruction: FNTRYPOINT")) << e;
