@@ -36,6 +36,14 @@ std::string PlanAsText(const Plan& plan) {
     }
     absl::StrAppend(&out, "  steps: ", s.instructions.size(), "\n");
   }
+  if (!plan.outline.empty()) {
+    absl::StrAppend(&out, "build args that affect the target:\n");
+    for (const OutlineArg& a : plan.outline) {
+      absl::StrAppend(&out, "  ", a.name, a.value ? "=" + *a.value : "",
+                      a.description.empty() ? "" : "  # " + a.description,
+                      "\n");
+    }
+  }
   absl::StrAppend(&out,
                   "schedule (stages in one step can run at the same time):\n");
   for (size_t i = 0; i < plan.schedule.size(); ++i) {

@@ -34,6 +34,16 @@ TEST(PlanFormatTest, TextAndDot) {
       << text;
   EXPECT_NE(text.find("  1: build, assets\n  2: stage-2\n"), std::string::npos)
       << text;
+  auto with_args =
+      PlanDockerfile("ARG V=1\n# V is the version\nFROM x:$V\n", {});
+  ASSERT_TRUE(with_args.ok());
+  EXPECT_NE(PlanAsText(*with_args)
+                .find("build args that affect the target:\n  V=1\n"),
+            std::string::npos)
+      << PlanAsText(*with_args);
+  auto j = nlohmann::json::parse(PlanAsJson(*with_args));
+  EXPECT_EQ(j["args"][0]["name"], "V");
+  EXPECT_EQ(j["args"][0]["value"], "1");
   std::string dot = PlanAsDot(*plan);
   EXPECT_NE(dot.find("s0 -> s2;"), std::string::npos);
   EXPECT_NE(dot.find("s1 -> s2;"), std::string::npos);
