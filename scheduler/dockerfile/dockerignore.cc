@@ -131,54 +131,64 @@ absl::StatusOr<DockerignoreMatcher::Pattern> DockerignoreMatcher::Compile(
   return p;
 }
 
-bool DockerignoreMatcher::Match(const std::vector<Token>& tokens,
-                                absl::string_view path) {
-  // reachable[j]: the first k tokens can match path[0, j).
+std::vector<char> DockerignoreMatcher::MatchPrefixes(
+    const std::vector<Token>& tokens, absl::string_view path) {
+  // reachable[j]: the tokens so far match path[0, j). Every token is one
+  // linear sweep, so a pattern costs O(tokens * length) whatever its stars.
   const size_t n = path.size();
   std::vector<char> reachable(n + 1, 0), next(n + 1, 0);
   reachable[0] = 1;
   for (const Token& t : tokens) {
     std::fill(next.begin(), next.end(), 0);
-    for (size_t j = 0; j <= n; ++j) {
-      if (!reachable[j]) continue;
-      switch (t.kind) {
-        case Token::kLiteral:
-          if (j < n && path[j] == t.literal) next[j + 1] = 1;
-          break;
-        case Token::kQuestion:
-          if (j < n && path[j] != '/') next[j + 1] = 1;
-          break;
-        case Token::kClass:
-          if (j < n && path[j] != '/') {
-            bool in = false;
-            for (size_t k = 0; k + 1 < t.class_chars.size(); k += 2) {
-              if (path[j] >= t.class_chars[k] &&
-                  path[j] <= t.class_chars[k + 1])
-                in = true;
+    bool active = false;
+    switch (t.kind) {
+      case Token::kLiteral:
+        for (size_t j = 0; j < n; ++j) {
+          if (reachable[j] && path[j] == t.literal) next[j + 1] = 1;
+        }
+        break;
+      case Token::kQuestion:
+        for (size_t j = 0; j < n; ++j) {
+          if (reachable[j] && path[j] != '/') next[j + 1] = 1;
+        }
+        break;
+      case Token::kClass:
+        for (size_t j = 0; j < n; ++j) {
+          if (!reachable[j] || path[j] == '/') continue;
+          bool in = false;
+          for (size_t k = 0; k + 1 < t.class_chars.size(); k += 2) {
+            if (path[j] >= t.class_chars[k] &&
+                path[j] <= t.class_chars[k + 1]) {
+              in = true;
             }
-            if (in != t.negated) next[j + 1] = 1;
           }
-          break;
-        case Token::kStar:
-          for (size_t k = j; k <= n; ++k) {
-            next[k] = 1;
-            if (k < n && path[k] == '/') break;
-          }
-          break;
-        case Token::kAnyDirs:  // (.*/)?
-          next[j] = 1;
-          for (size_t k = j; k < n; ++k) {
-            if (path[k] == '/') next[k + 1] = 1;
-          }
-          break;
-        case Token::kAnyRest:  // .*
-          for (size_t k = j; k <= n; ++k) next[k] = 1;
-          break;
-      }
+          if (in != t.negated) next[j + 1] = 1;
+        }
+        break;
+      case Token::kStar:  // [^/]*
+        for (size_t k = 0; k <= n; ++k) {
+          if (reachable[k]) active = true;
+          if (active) next[k] = 1;
+          if (k < n && path[k] == '/') active = false;
+        }
+        break;
+      case Token::kAnyDirs:  // (.*/)?
+        for (size_t k = 0; k <= n; ++k) {
+          if (reachable[k]) next[k] = 1;
+          if (k > 0 && active && path[k - 1] == '/') next[k] = 1;
+          if (reachable[k]) active = true;
+        }
+        break;
+      case Token::kAnyRest:  // .*
+        for (size_t k = 0; k <= n; ++k) {
+          if (reachable[k]) active = true;
+          if (active) next[k] = 1;
+        }
+        break;
     }
     std::swap(reachable, next);
   }
-  return reachable[n] != 0;
+  return reachable;
 }
 
 absl::StatusOr<DockerignoreMatcher> DockerignoreMatcher::Create(
@@ -196,17 +206,15 @@ absl::StatusOr<DockerignoreMatcher> DockerignoreMatcher::Create(
 
 bool DockerignoreMatcher::Excluded(absl::string_view raw_path) const {
   std::string path = CleanPath(raw_path);
-  std::vector<absl::string_view> parents = absl::StrSplit(path, '/');
-  parents.pop_back();
   bool matched = false;
   for (const Pattern& p : patterns_) {
     if (p.exclusion != matched) continue;
-    bool match = Match(p.tokens, path);
-    std::string prefix;
-    for (size_t i = 0; !match && i < parents.size(); ++i) {
-      if (i > 0) prefix += "/";
-      prefix.append(parents[i].data(), parents[i].size());
-      match = Match(p.tokens, prefix);
+    // One pass answers the path and all its parent directories: a parent is
+    // the prefix that ends just before a "/".
+    std::vector<char> ends = MatchPrefixes(p.tokens, path);
+    bool match = ends[path.size()] != 0;
+    for (size_t i = 0; !match && i < path.size(); ++i) {
+      if (path[i] == '/' && ends[i]) match = true;
     }
     if (match) matched = !p.exclusion;
   }

@@ -48,7 +48,9 @@ class DockerignoreMatcher {
     std::vector<Token> tokens;
   };
   static absl::StatusOr<Pattern> Compile(absl::string_view pattern);
-  static bool Match(const std::vector<Token>& tokens, absl::string_view path);
+  // For each i, whether the tokens match path[0, i) exactly.
+  static std::vector<char> MatchPrefixes(const std::vector<Token>& tokens,
+                                         absl::string_view path);
 
   std::vector<Pattern> patterns_;
   bool has_exceptions_ = false;

@@ -92,6 +92,21 @@ TEST(DockerignoreTest, QuestionClassesAndEscapes) {
   EXPECT_FALSE(m.Excluded("litx"));
 }
 
+// Found by the fuzzer: many stars against a long path once took seconds
+// (quadratic per star, and again per parent directory). It is linear now;
+// the test's timeout guards it.
+TEST(DockerignoreTest, ManyStarsAndDeepPathsStayLinear) {
+  std::string pattern(2000, '*');
+  pattern += "x";
+  std::string path;
+  for (int i = 0; i < 1500; ++i) path += "a/";
+  path += "b";
+  auto m = DockerignoreMatcher::Create({pattern, "!" + pattern + "y", "**/" + pattern});
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->Excluded(path));
+  EXPECT_TRUE(m->Excluded(path + "x"));
+}
+
 TEST(DockerignoreTest, PerDockerfileIgnoreFileComesFirst) {
   EXPECT_EQ(IgnoreFileCandidates("ctx/Dockerfile2", "ctx"),
             (std::vector<std::string>{"ctx/Dockerfile2.dockerignore",
