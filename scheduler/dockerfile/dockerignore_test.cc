@@ -104,7 +104,10 @@ TEST(DockerignoreTest, ManyStarsAndDeepPathsStayLinear) {
   auto m = DockerignoreMatcher::Create({pattern, "!" + pattern + "y", "**/" + pattern});
   ASSERT_TRUE(m.ok());
   EXPECT_FALSE(m->Excluded(path));
-  EXPECT_TRUE(m->Excluded(path + "x"));
+  // "**" not followed by "/" is "(.*/)?" in Docker's rules: the x must
+  // start a path segment.
+  EXPECT_FALSE(m->Excluded(path + "x"));
+  EXPECT_TRUE(m->Excluded(path + "/x"));
 }
 
 TEST(DockerignoreTest, PerDockerfileIgnoreFileComesFirst) {
