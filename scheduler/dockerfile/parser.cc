@@ -129,10 +129,93 @@ constexpr char kNotStringArray[] =
 // JSON array of strings at the start of `rest` (after leading space). Like
 // Go's json.Decoder, text after the first value is ignored.
 enum class JsonResult { kOk, kNotJson, kNotStrings };
+// The common case, without a general JSON parser: an array of strings with
+// simple escapes. Returns false (and leaves the verdict to the full parser)
+// for anything else.
+bool FastStringArray(absl::string_view s, std::vector<std::string>* out) {
+  size_t i = 1;  // after '['
+  auto ws = [&] {
+    while (i < s.size() &&
+           (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+      ++i;
+  };
+  out->clear();
+  ws();
+  if (i < s.size() && s[i] == ']') return true;
+  while (true) {
+    if (i >= s.size() || s[i] != '"') return false;
+    ++i;
+    std::string str;
+    while (true) {
+      if (i >= s.size()) return false;
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        ++i;
+        break;
+      }
+      if (c < 0x20 || c >= 0x80) return false;
+      if (c == '\\') {
+        if (i + 1 >= s.size()) return false;
+        char e = s[i + 1];
+        switch (e) {
+          case '"':
+            str.push_back('"');
+            break;
+          case '\\':
+            str.push_back('\\');
+            break;
+          case '/':
+            str.push_back('/');
+            break;
+          case 'b':
+            str.push_back('\b');
+            break;
+          case 'f':
+            str.push_back('\f');
+            break;
+          case 'n':
+            str.push_back('\n');
+            break;
+          case 'r':
+            str.push_back('\r');
+            break;
+          case 't':
+            str.push_back('\t');
+            break;
+          default:
+            return false;  // \u and invalid escapes: full parser
+        }
+        i += 2;
+        continue;
+      }
+      size_t run = i;
+      while (run < s.size() && s[run] != '"' && s[run] != '\\' &&
+             static_cast<unsigned char>(s[run]) >= 0x20 &&
+             static_cast<unsigned char>(s[run]) < 0x80) {
+        ++run;
+      }
+      str.append(s.data() + i, run - i);
+      i = run;
+    }
+    out->push_back(std::move(str));
+    ws();
+    if (i < s.size() && s[i] == ',') {
+      ++i;
+      ws();
+      continue;
+    }
+    if (i < s.size() && s[i] == ']') return true;
+    return false;
+  }
+}
+
 JsonResult ParseJsonArray(absl::string_view rest,
                           std::vector<std::string>* out) {
   rest = TrimLeftSpace(rest);
   if (rest.empty() || rest[0] != '[') return JsonResult::kNotJson;
+  if (FastStringArray(rest, out)) return JsonResult::kOk;
+  // Anything unusual (numbers, nesting, \u escapes, control bytes) goes
+  // through a full JSON parser for the exact verdict.
   nlohmann::json value;
   std::istringstream in{std::string(rest)};
   try {
