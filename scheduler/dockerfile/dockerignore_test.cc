@@ -101,7 +101,8 @@ TEST(DockerignoreTest, ManyStarsAndDeepPathsStayLinear) {
   std::string path;
   for (int i = 0; i < 1500; ++i) path += "a/";
   path += "b";
-  auto m = DockerignoreMatcher::Create({pattern, "!" + pattern + "y", "**/" + pattern});
+  auto m = DockerignoreMatcher::Create(
+      {pattern, "!" + pattern + "y", "**/" + pattern});
   ASSERT_TRUE(m.ok());
   EXPECT_FALSE(m->Excluded(path));
   // "**" not followed by "/" is "(.*/)?" in Docker's rules: the x must

@@ -20,6 +20,11 @@ class ParseError {
     return absl::InvalidArgumentError(
         absl::StrCat(file, ":", line, ": ", message));
   }
+  static absl::Status At(absl::string_view file, int line, int column,
+                         absl::string_view message) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ":", line, ":", column, ": ", message));
+  }
 };
 
 // Splits `text` like Go's bufio.ScanLines: on "\n", dropping one trailing
@@ -446,8 +451,17 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
     }
     if (TrimSpace(line).empty()) continue;
     absl::StatusOr<Node> node = NodeFromLine(line, escape);
-    if (!node.ok())
-      return ParseError::At(filename, start, node.status().message());
+    // Columns are 1-based in the instruction's first physical line.
+    const int indent = static_cast<int>(lines[start - 1].size() -
+                                        TrimLeftSpace(lines[start - 1]).size());
+    if (!node.ok()) {
+      size_t bracket = line.find('[');
+      int column = absl::StrContains(node.status().message(), "JSON array") &&
+                           bracket != std::string::npos
+                       ? indent + static_cast<int>(bracket) + 1
+                       : indent + 1;
+      return ParseError::At(filename, start, column, node.status().message());
+    }
     if (line.find("<<") != std::string::npos && CanContainHeredoc(*node)) {
       for (Heredoc& doc : HeredocsFromLine(line)) {
         bool terminated = false;
@@ -470,7 +484,9 @@ absl::StatusOr<ParsedDockerfile> Parse(absl::string_view text,
           doc.content.push_back('\n');
         }
         if (!terminated) {
+          size_t marker = line.find("<<");
           return ParseError::At(filename, start,
+                                indent + static_cast<int>(marker) + 1,
                                 absl::StrCat("unterminated heredoc <<",
                                              doc.name, " (no line equal to \"",
                                              doc.name, "\" before the end)"));

@@ -75,8 +75,9 @@ TEST_F(CorpusTest, NegativeCasesSayWhy) {
             std::string::npos);
   auto env = Parse("FROM x\nENV PATH\n", "Dockerfile");
   EXPECT_EQ(env.status().message(),
-            "Dockerfile:2: ENV must have two arguments");
-  auto nested = Parse("CMD [ \"echo\", [ \"nested json\" ] ]\n");
+            "Dockerfile:2:1: ENV must have two arguments");
+  auto nested = Parse("  CMD [ \"echo\", [ \"nested json\" ] ]\n");
+  EXPECT_EQ(nested.status().message().substr(0, 15), "Dockerfile:1:7:");
   EXPECT_NE(nested.status().message().find(
                 "arrays must be comprised of strings only"),
             std::string::npos);

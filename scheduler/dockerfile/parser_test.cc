@@ -61,7 +61,7 @@ TEST(ParserTest, UnterminatedHeredocNamesFileAndLine) {
   auto parsed = Parse("FROM x\n\nRUN <<EOF\necho\n", "app/Dockerfile");
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(parsed.status().message().substr(0, 17), "app/Dockerfile:3:");
+  EXPECT_EQ(parsed.status().message().substr(0, 19), "app/Dockerfile:3:5:");
   EXPECT_NE(parsed.status().message().find("unterminated heredoc"),
             std::string::npos);
 }
@@ -125,7 +125,7 @@ TEST(ParserTest, EnvNewFormNeedsEquals) {
   auto parsed = Parse("FROM x\nENV a=b c\n");
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.status().message(),
-            "Dockerfile:2: Syntax error - can't find = in \"c\". Must be of "
+            "Dockerfile:2:1: Syntax error - can't find = in \"c\". Must be of "
             "the form: name=value");
 }
 
