@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string input(reinterpret_cast<const char*>(data), size);
   size_t nul = input.find('\0');
   std::string ignore = input.substr(0, nul);
-  std::string path = nul == std::string::npos ? "a/b/c.txt" : input.substr(nul + 1);
+  std::string path =
+      nul == std::string::npos ? "a/b/c.txt" : input.substr(nul + 1);
   auto matcher = DockerignoreMatcher::Create(ReadDockerignore(ignore));
   if (!matcher.ok()) return 0;
   (void)matcher->Excluded(path);
