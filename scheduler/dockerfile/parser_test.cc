@@ -57,6 +57,13 @@ TEST(ParserTest, QuotedOrJsonHeredocMarkersAreNotHeredocs) {
   EXPECT_TRUE(parsed->children[2].heredocs.empty());
 }
 
+// Found by the fuzzer: a file-descriptor prefix too long for an int threw.
+TEST(ParserTest, HugeHeredocFdIsNotAHeredoc) {
+  auto parsed = Parse("FROM x\nCOPY 07777777777777777777<<y /d\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->children[1].heredocs.empty());
+}
+
 TEST(ParserTest, UnterminatedHeredocNamesFileAndLine) {
   auto parsed = Parse("FROM x\n\nRUN <<EOF\necho\n", "app/Dockerfile");
   ASSERT_FALSE(parsed.ok());

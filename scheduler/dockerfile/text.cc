@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "scheduler/dockerfile/utf8.h"
 
@@ -235,7 +236,8 @@ std::vector<Heredoc> HeredocsFromLine(absl::string_view line) {
     while (i < word.size() && word[i] >= '0' && word[i] <= '9') ++i;
     if (word.compare(i, 2, "<<") != 0) continue;
     Heredoc doc;
-    if (i > 0) doc.fd = std::stoi(word.substr(0, i));
+    // A file descriptor that does not fit an int is not a heredoc marker.
+    if (i > 0 && !absl::SimpleAtoi(word.substr(0, i), &doc.fd)) continue;
     i += 2;
     if (i < word.size() && word[i] == '-') {
       doc.chomp = true;
