@@ -1,8 +1,8 @@
 // stagefarm: the command-line client.
 //
-// Today it talks to a CAS (put, get, has, stats). The build, plan, image and
-// cluster commands arrive with the front end and the farm; until then they
-// say plainly that they are not implemented.
+// Builds and images run on the embedded engine (cli/local.h); cas talks to a
+// CAS server; parse and plan show the front end's view of a Dockerfile. The
+// cluster commands arrive with the farm and say so until then.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "absl/strings/str_split.h"
+#include "cli/local_commands.h"
 #include "common/cas_client.h"
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/dump.h"
@@ -286,12 +287,79 @@ int main(int argc, char** argv) {
   plan->add_option("context", plan_flags.context,
                    "the build context (default .)");
 
+  cli::LocalOptions local;
+  auto add_local_flags = [&local](CLI::App* sub) {
+    sub->add_option("--runtime", local.runtime, "OCI runtime: runc or crun");
+  };
+
+  cli::BuildFlags build_flags;
+  CLI::App* build = app.add_subcommand(
+      "build", "build a Dockerfile on this machine (embedded engine)");
+  build->add_option("-f,--file", build_flags.file,
+                    "the Dockerfile (default CONTEXT/Dockerfile)");
+  build->add_option("-t,--tag", build_flags.tags, "NAME:TAG (repeatable)");
+  build->add_option("--target", build_flags.target, "the stage to build");
+  build->add_option("--build-arg", build_flags.build_args,
+                    "KEY=VALUE (repeatable)");
+  build->add_option("--label", build_flags.labels, "KEY=VALUE (repeatable)");
+  build->add_flag("--no-cache", build_flags.no_cache,
+                  "run every step, ignoring the step cache");
+  build->add_option("--secret", build_flags.secrets,
+                    "id=ID,src=FILE (repeatable)");
+  build
+      ->add_option("--progress", build_flags.progress,
+                   "auto, plain, tty or quiet")
+      ->check(CLI::IsMember({"auto", "plain", "tty", "quiet"}));
+  build->add_option("-o,--output", build_flags.outputs,
+                    "type=docker|oci|local,dest=PATH (repeatable)");
+  build->add_option("--source-date-epoch", build_flags.source_date_epoch,
+                    "clamp file times and set created (or SOURCE_DATE_EPOCH)");
+  build->add_option("--compression", build_flags.compression,
+                    "layer compression: gzip, zstd or uncompressed");
+  build->add_flag("--network-none", local.force_no_network,
+                  "run every RUN without network");
+  build->add_option("--memory", local.memory_bytes,
+                    "memory limit of each RUN in bytes (0: none)");
+  build->add_option("--pids-limit", local.pids_limit,
+                    "process limit of each RUN (0: none)");
+  build->add_option("context", build_flags.context, "the build context")
+      ->required();
+  add_local_flags(build);
+
+  CLI::App* image = app.add_subcommand("image", "manage local images");
+  image->require_subcommand(1);
+  std::string import_path;
+  std::vector<std::string> import_tags;
+  CLI::App* import = image->add_subcommand(
+      "import",
+      "import a docker-archive, OCI archive or layout, or a root file system");
+  import->add_option("path", import_path, "FILE-OR-DIR")->required();
+  import->add_option("-t,--tag", import_tags, "NAME:TAG (repeatable)");
+  CLI::App* ls = image->add_subcommand("ls", "list images");
+  std::string inspect_name;
+  CLI::App* inspect = image->add_subcommand("inspect", "print an image");
+  inspect->add_option("name", inspect_name, "NAME:TAG")->required();
+  std::vector<std::string> rm_names;
+  CLI::App* rm = image->add_subcommand("rm", "remove image names");
+  rm->add_option("names", rm_names, "NAME:TAG ...")->required();
+  std::string export_name, export_format = "oci", export_output;
+  CLI::App* exp = image->add_subcommand("export", "write an image archive");
+  exp->add_option("name", export_name, "NAME:TAG")->required();
+  exp->add_option("--format", export_format, "oci or docker")
+      ->check(CLI::IsMember({"oci", "docker"}));
+  exp->add_option("-o,--output", export_output, "FILE")->required();
+
+  std::string run_image;
+  std::vector<std::string> run_args;
+  CLI::App* run = app.add_subcommand("run", "run an image's command");
+  run->add_option("image", run_image, "NAME:TAG")->required();
+  run->add_option("args", run_args, "command and arguments");
+  run->prefix_command();
+  add_local_flags(run);
+
   // Commands of the product that this version does not have yet.
-  std::vector<std::string> rest;
-  for (const char* name : {"build", "image", "run", "cluster"}) {
-    CLI::App* sub = app.add_subcommand(name, "not implemented yet");
-    sub->allow_extras();
-  }
+  CLI::App* cluster = app.add_subcommand("cluster", "not implemented yet");
+  cluster->allow_extras();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -305,11 +373,22 @@ int main(int argc, char** argv) {
   if (get->parsed()) return CasGet(cas_flags, get_digest, get_output);
   if (has->parsed()) return CasHas(cas_flags, has_digests);
   if (stats->parsed()) return CasStats(cas_flags);
+  if (build->parsed()) return cli::BuildCommand(local, build_flags);
+  if (import->parsed()) {
+    return cli::ImageImportCommand(local, import_path, import_tags);
+  }
+  if (ls->parsed()) return cli::ImageListCommand(local);
+  if (inspect->parsed()) return cli::ImageInspectCommand(local, inspect_name);
+  if (rm->parsed()) return cli::ImageRemoveCommand(local, rm_names);
+  if (exp->parsed()) {
+    return cli::ImageExportCommand(local, export_name, export_format,
+                                   export_output);
+  }
+  if (run->parsed()) return cli::RunCommand(local, run_image, run_args);
   for (CLI::App* sub : app.get_subcommands()) {
-    std::cerr
-        << "stagefarm: \"" << sub->get_name()
-        << "\" is not implemented in this version (only \"cas\", \"parse\" "
-           "and \"version\" are)\n";
+    std::cerr << "stagefarm: \"" << sub->get_name()
+              << "\" is not implemented in this version (the farm's cluster "
+                 "commands come with the scheduler service)\n";
     return kUsageError;
   }
   return kUsageError;

@@ -743,4 +743,8 @@ std::string Suggest(absl::string_view word,
   return best;
 }
 
+double GoDurationNanos(absl::string_view s) {
+  return IsDuration(s) ? DurationNanos(s) : 0;
+}
+
 }  // namespace stagefarm::dockerfile

@@ -148,6 +148,9 @@ absl::StatusOr<std::vector<Instruction>> ToInstructions(
 
 absl::string_view TrimSpaceAscii(absl::string_view s);
 
+// Nanoseconds of a Go-style duration ("1m30s", "500ms"); 0 if invalid.
+double GoDurationNanos(absl::string_view s);
+
 // The closest of `candidates` to `word` by edit distance, or "" when none is
 // close (for "did you mean" hints).
 std::string Suggest(absl::string_view word,

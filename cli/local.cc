@@ -1,0 +1,69 @@
+#include "cli/local.h"
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/fs_util.h"
+
+namespace stagefarm::cli {
+
+std::string DefaultHome() {
+  if (const char* h = getenv("STAGEFARM_HOME"); h != nullptr && *h != '\0') {
+    return h;
+  }
+  const char* home = getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : "/root",
+                      "/.local/share/stagefarm");
+}
+
+absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
+  auto l = std::unique_ptr<Local>(new Local());
+  std::string home = o.home.empty() ? DefaultHome() : o.home;
+  RETURN_IF_ERROR(worker::MakeDirs(home, 0700));
+  char* real = realpath(home.c_str(), nullptr);
+  if (real == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot resolve ", home));
+  }
+  l->home_ = real;
+  free(real);
+  RocksDbBlobStoreOptions so;
+  so.path = l->home_ + "/cas";
+  auto store = RocksDbBlobStore::Open(so);
+  if (!store.ok()) {
+    if (absl::StrContains(store.status().message(), "lock")) {
+      return absl::UnavailableError(absl::StrCat(
+          "the local store ", so.path,
+          " is in use by another stagefarm process; wait for it, or use "
+          "another STAGEFARM_HOME"));
+    }
+    return store.status();
+  }
+  l->store_ = std::move(*store);
+  l->images_ = std::make_unique<worker::ImageStore>(l->store_.get(), kNamespace,
+                                                    l->home_ + "/images.json");
+  ASSIGN_OR_RETURN(l->snapshots_,
+                   worker::Snapshotter::Open(l->home_ + "/worker",
+                                             l->store_.get(), kNamespace));
+  worker::RuncOptions ro;
+  ro.runtime = o.runtime;
+  ro.state_dir = l->home_ + "/runc";
+  ro.bundles_dir = l->home_ + "/bundles";
+  ro.force_no_network = o.force_no_network;
+  ro.default_memory_bytes = o.memory_bytes;
+  ro.default_pids_limit = o.pids_limit;
+  ASSIGN_OR_RETURN(l->executor_, worker::RuncExecutor::Create(ro));
+  worker::EngineOptions eo;
+  eo.ns = kNamespace;
+  eo.cache_mounts = l->home_ + "/cache-mounts";
+  eo.force_no_network = o.force_no_network;
+  eo.memory_bytes = o.memory_bytes;
+  eo.pids_limit = o.pids_limit;
+  l->engine_ = std::make_unique<worker::BuildEngine>(
+      l->store_.get(), l->store_.get(), l->images_.get(), l->snapshots_.get(),
+      l->executor_.get(), eo);
+  return l;
+}
+
+}  // namespace stagefarm::cli

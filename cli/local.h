@@ -1,0 +1,60 @@
+// The embedded default: scheduler, worker and CAS in one process, with
+// their state under one directory ($STAGEFARM_HOME, default
+// ~/.local/share/stagefarm):
+//   cas/          RocksDB blob store and action cache
+//   images.json   the image index (tags)
+//   worker/       snapshots and scratch (worker/snapshots.h)
+//   cache-mounts/ RUN --mount=type=cache directories
+//   runc/         runtime state; bundles/ runtime bundles
+// Not thread-safe to open twice: RocksDB holds a lock on cas/, so a second
+// process gets a clear error while the first runs.
+#ifndef STAGEFARM_CLI_LOCAL_H_
+#define STAGEFARM_CLI_LOCAL_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cas/rocksdb_blob_store.h"
+#include "worker/build_engine.h"
+#include "worker/image_store.h"
+#include "worker/runc_executor.h"
+#include "worker/snapshots.h"
+
+namespace stagefarm::cli {
+
+struct LocalOptions {
+  std::string home;  // "" = $STAGEFARM_HOME or ~/.local/share/stagefarm
+  std::string runtime = "runc";
+  bool force_no_network = false;
+  int64_t memory_bytes = 0;
+  int64_t pids_limit = 0;
+};
+
+class Local {
+ public:
+  static absl::StatusOr<std::unique_ptr<Local>> Open(const LocalOptions& o);
+
+  const std::string& home() const { return home_; }
+  worker::ImageStore* images() { return images_.get(); }
+  worker::Snapshotter* snapshots() { return snapshots_.get(); }
+  worker::BuildEngine* engine() { return engine_.get(); }
+  worker::Executor* executor() { return executor_.get(); }
+  RocksDbBlobStore* store() { return store_.get(); }
+  static constexpr char kNamespace[] = "i:";
+
+ private:
+  std::string home_;
+  std::unique_ptr<RocksDbBlobStore> store_;
+  std::unique_ptr<worker::ImageStore> images_;
+  std::unique_ptr<worker::Snapshotter> snapshots_;
+  std::unique_ptr<worker::Executor> executor_;
+  std::unique_ptr<worker::BuildEngine> engine_;
+};
+
+// $STAGEFARM_HOME, else $HOME/.local/share/stagefarm.
+std::string DefaultHome();
+
+}  // namespace stagefarm::cli
+
+#endif  // STAGEFARM_CLI_LOCAL_H_

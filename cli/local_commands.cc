@@ -1,0 +1,434 @@
+#include "cli/local_commands.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "scheduler/dockerfile/dockerignore.h"
+#include "worker/fs_util.h"
+#include "worker/image_archive.h"
+
+namespace stagefarm::cli {
+namespace {
+
+constexpr int kFailure = 1;
+constexpr int kUsageError = 2;
+
+std::atomic<bool> g_cancel{false};
+
+void OnSignal(int) {
+  if (g_cancel.exchange(true)) {
+    // A second Ctrl-C: give up at once.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+  }
+}
+
+void InstallSignalHandlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "error: " << status.message() << "\n";
+  return absl::IsInvalidArgument(status) ? kUsageError : kFailure;
+}
+
+std::string HumanSize(int64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  return u == 0 ? absl::StrCat(bytes, "B")
+                : absl::StrFormat("%.3g%s", v, units[u]);
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
+    const std::string& text, absl::string_view flag) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    size_t eq = part.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " \"", text, "\": expected KEY=VALUE[,KEY=VALUE...]"));
+    }
+    out[std::string(part.substr(0, eq))] = std::string(part.substr(eq + 1));
+  }
+  return out;
+}
+
+struct Output {
+  std::string type;
+  std::string dest;
+};
+
+absl::StatusOr<Output> ParseOutput(const std::string& text) {
+  if (text.find('=') == std::string::npos) return Output{"local", text};
+  ASSIGN_OR_RETURN(auto kv, ParseKeyValues(text, "--output"));
+  Output o;
+  o.type = kv["type"];
+  o.dest = kv["dest"];
+  if (o.type != "docker" && o.type != "oci" && o.type != "local") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--output \"", text,
+        "\": type must be docker, oci or local (registry pushes are not "
+        "supported by this version)"));
+  }
+  if (o.dest.empty() || o.dest == "-") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output \"", text, "\": needs dest=PATH"));
+  }
+  return o;
+}
+
+// Prints build events, one line each (the plain progress mode).
+class PlainProgress {
+ public:
+  explicit PlainProgress(bool quiet) : quiet_(quiet) {}
+  void operator()(const worker::BuildEvent& ev) {
+    if (quiet_) return;
+    std::string head =
+        absl::StrFormat("[%s %d/%d]", ev.stage, ev.step, ev.steps);
+    switch (ev.kind) {
+      case worker::BuildEvent::Kind::kStepStarted:
+        std::cerr << head << " " << ev.text << "\n";
+        break;
+      case worker::BuildEvent::Kind::kStepCached:
+        std::cerr << head << " CACHED " << ev.text << "\n";
+        break;
+      case worker::BuildEvent::Kind::kStepDone:
+        std::cerr << head << absl::StrFormat(" DONE %.2fs", ev.seconds) << "\n";
+        break;
+      case worker::BuildEvent::Kind::kStepFailed:
+        std::cerr << head << " ERROR " << ev.text << "\n";
+        break;
+      case worker::BuildEvent::Kind::kLog: {
+        std::string& pending = partial_[ev.stage];
+        pending += ev.text;
+        size_t nl;
+        while ((nl = pending.find('\n')) != std::string::npos) {
+          std::cerr << head << " | " << pending.substr(0, nl) << "\n";
+          pending.erase(0, nl + 1);
+        }
+        break;
+      }
+    }
+  }
+
+ private:
+  bool quiet_;
+  std::map<std::string, std::string> partial_;
+};
+
+absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
+  worker::BuildRequest req;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(flags.context, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context \"", flags.context, "\" is not a directory"));
+  }
+  char* real = realpath(flags.context.c_str(), nullptr);
+  req.context_dir = real != nullptr ? real : flags.context;
+  free(real);
+  std::string file =
+      flags.file.empty() ? req.context_dir + "/Dockerfile" : flags.file;
+  auto text = worker::ReadFileToString(file);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the Dockerfile: ", text.status().message()));
+  }
+  req.dockerfile = *text;
+  req.dockerfile_name = flags.file.empty() ? "Dockerfile" : flags.file;
+  for (const std::string& candidate :
+       dockerfile::IgnoreFileCandidates(file, req.context_dir)) {
+    auto ignore = worker::ReadFileToString(candidate);
+    if (ignore.ok()) {
+      req.dockerignore = *ignore;
+      break;
+    }
+  }
+  req.plan_options.target = flags.target;
+  for (const std::string& a : flags.build_args) {
+    size_t eq = a.find('=');
+    if (eq == std::string::npos) {
+      // docker: --build-arg NAME takes the value from the environment.
+      const char* v = getenv(a.c_str());
+      if (v != nullptr) req.plan_options.build_args[a] = v;
+      continue;
+    }
+    req.plan_options.build_args[a.substr(0, eq)] = a.substr(eq + 1);
+  }
+  for (const std::string& l : flags.labels) {
+    size_t eq = l.find('=');
+    req.labels[l.substr(0, eq)] =
+        eq == std::string::npos ? "" : l.substr(eq + 1);
+  }
+  req.no_cache = flags.no_cache;
+  for (const std::string& s : flags.secrets) {
+    ASSIGN_OR_RETURN(auto kv, ParseKeyValues(s, "--secret"));
+    std::string id = kv["id"];
+    std::string src = kv.count("src") ? kv["src"] : kv["source"];
+    if (id.empty() || src.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret \"", s, "\": expected id=ID,src=FILE"));
+    }
+    char* r = realpath(src.c_str(), nullptr);
+    if (r == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret ", id, ": cannot read ", src));
+    }
+    req.secrets[id] = r;
+    free(r);
+  }
+  std::string epoch = flags.source_date_epoch;
+  if (epoch.empty()) {
+    if (const char* e = getenv("SOURCE_DATE_EPOCH")) epoch = e;
+  }
+  if (!epoch.empty()) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(epoch, &v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--source-date-epoch \"", epoch, "\": expected seconds since 1970"));
+    }
+    req.source_date_epoch = v;
+  }
+  if (flags.compression == "zstd") {
+    req.compression = worker::Compression::kZstd;
+  } else if (flags.compression == "uncompressed") {
+    req.compression = worker::Compression::kNone;
+  } else if (flags.compression != "gzip") {
+    return absl::InvalidArgumentError(
+        "--compression must be gzip, zstd or uncompressed");
+  }
+  req.tags = flags.tags;
+  return req;
+}
+
+}  // namespace
+
+int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
+  auto start = std::chrono::steady_clock::now();
+  auto req = MakeRequest(flags);
+  if (!req.ok()) return Fail(req.status());
+  std::vector<Output> outputs;
+  for (const std::string& o : flags.outputs) {
+    auto out = ParseOutput(o);
+    if (!out.ok()) return Fail(out.status());
+    outputs.push_back(*out);
+  }
+  for (const std::string& t : flags.tags) {
+    auto n = worker::NormalizeReference(t);
+    if (!n.ok()) return Fail(n.status());
+  }
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  InstallSignalHandlers();
+  PlainProgress progress(flags.progress == "quiet");
+  auto result = (*l)->engine()->Build(
+      *req, [&](const worker::BuildEvent& ev) { progress(ev); }, &g_cancel);
+  if (!result.ok()) {
+    if (absl::IsCancelled(result.status())) {
+      std::cerr << "build cancelled\n";
+      return 130;
+    }
+    return Fail(result.status());
+  }
+  std::vector<std::string> names;
+  for (const std::string& t : flags.tags) {
+    names.push_back(*worker::NormalizeReference(t));
+  }
+  for (const Output& o : outputs) {
+    absl::Status s;
+    if (o.type == "local") {
+      s = (*l)->engine()->ExportRootfs(result->image, o.dest);
+    } else {
+      s = worker::ExportImage((*l)->images(), result->manifest.digest, names,
+                              o.type == "docker"
+                                  ? worker::ArchiveFormat::kDocker
+                                  : worker::ArchiveFormat::kOci,
+                              o.dest);
+    }
+    if (!s.ok()) return Fail(s);
+  }
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (flags.progress != "quiet") {
+    std::cerr << absl::StrFormat(
+        "built %s in %.2fs (%d steps run, %d cached)\n",
+        worker::OciDigest(result->manifest.digest), secs, result->steps_run,
+        result->steps_cached);
+    for (const std::string& n : names) std::cerr << "tagged " << n << "\n";
+  }
+  std::cout << worker::OciDigest(result->manifest.digest) << "\n";
+  return 0;
+}
+
+int ImageImportCommand(const LocalOptions& local, const std::string& path,
+                       const std::vector<std::string>& tags) {
+  for (const std::string& t : tags) {
+    auto n = worker::NormalizeReference(t);
+    if (!n.ok()) return Fail(n.status());
+  }
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto scratch = (*l)->snapshots()->TempDir("import-");
+  if (!scratch.ok()) return Fail(scratch.status());
+  auto desc = worker::ImportImage((*l)->images(), path, *scratch);
+  (void)worker::RemoveAll(*scratch);
+  if (!desc.ok()) return Fail(desc.status());
+  for (const std::string& t : tags) {
+    absl::Status s = (*l)->images()->Tag(t, desc->digest);
+    if (!s.ok()) return Fail(s);
+  }
+  std::cout << worker::OciDigest(desc->digest) << "\n";
+  return 0;
+}
+
+int ImageListCommand(const LocalOptions& local) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto records = (*l)->images()->List();
+  if (!records.ok()) return Fail(records.status());
+  std::cout << absl::StrFormat("%-40s %-19s %-10s %s\n", "NAME", "MANIFEST",
+                               "SIZE", "CREATED");
+  for (const auto& r : *records) {
+    std::cout << absl::StrFormat("%-40s %-19s %-10s %s\n", r.name,
+                                 "sha256:" + r.manifest.hash().substr(0, 12),
+                                 HumanSize(r.size), r.created);
+  }
+  return 0;
+}
+
+int ImageInspectCommand(const LocalOptions& local, const std::string& name) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto image = (*l)->images()->Resolve(name);
+  if (!image.ok()) return Fail(image.status());
+  nlohmann::json out{{"name", image->name},
+                     {"manifest", worker::DescriptorJson(image->manifest)},
+                     {"config", image->image.config}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& d : image->image.layers) {
+    layers.push_back(worker::DescriptorJson(d));
+  }
+  out["layers"] = layers;
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+int ImageRemoveCommand(const LocalOptions& local,
+                       const std::vector<std::string>& names) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  for (const std::string& n : names) {
+    absl::Status s = (*l)->images()->Remove(n);
+    if (!s.ok()) return Fail(s);
+    std::cout << "untagged " << *worker::NormalizeReference(n) << "\n";
+  }
+  return 0;
+}
+
+int ImageExportCommand(const LocalOptions& local, const std::string& name,
+                       const std::string& format, const std::string& output) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto image = (*l)->images()->Resolve(name);
+  if (!image.ok()) return Fail(image.status());
+  absl::Status s =
+      worker::ExportImage((*l)->images(), image->manifest.digest, {image->name},
+                          format == "docker" ? worker::ArchiveFormat::kDocker
+                                             : worker::ArchiveFormat::kOci,
+                          output);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int RunCommand(const LocalOptions& local, const std::string& name,
+               const std::vector<std::string>& args) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto image = (*l)->images()->Resolve(name);
+  if (!image.ok()) return Fail(image.status());
+  const nlohmann::json& cfg = image->image.config["config"];
+  auto strings = [](const nlohmann::json& j) {
+    std::vector<std::string> out;
+    if (j.is_array()) {
+      for (const auto& v : j) {
+        if (v.is_string()) out.push_back(v.get<std::string>());
+      }
+    }
+    return out;
+  };
+  std::vector<std::string> argv =
+      strings(cfg.value("Entrypoint", nlohmann::json()));
+  std::vector<std::string> cmd =
+      args.empty() ? strings(cfg.value("Cmd", nlohmann::json())) : args;
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  if (argv.empty()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "image ", image->name, " has no Entrypoint or Cmd: give a command")));
+  }
+  auto lowers =
+      (*l)->snapshots()->Prepare(image->image.layers, image->image.diff_ids);
+  if (!lowers.ok()) return Fail(lowers.status());
+  auto dir = (*l)->snapshots()->TempDir("run-");
+  if (!dir.ok()) return Fail(dir.status());
+  std::string upper = *dir + "/upper", work = *dir + "/work",
+              root = *dir + "/rootfs";
+  for (const std::string& d : {upper, work, root}) mkdir(d.c_str(), 0755);
+  int code = kFailure;
+  {
+    auto mount = worker::OverlayMount::Mount(*lowers, upper, work, root,
+                                             (*l)->snapshots()->empty_dir());
+    if (!mount.ok()) return Fail(mount.status());
+    worker::ExecSpec spec;
+    spec.rootfs = root;
+    spec.args = argv;
+    spec.env = strings(cfg.value("Env", nlohmann::json()));
+    std::string wd = cfg.value("WorkingDir", "");
+    spec.cwd = wd.empty() ? "/" : wd;
+    std::string user = cfg.value("User", "");
+    uint32_t uid = 0;
+    if (!user.empty() &&
+        absl::SimpleAtoi(user.substr(0, user.find(':')), &uid)) {
+      spec.uid = uid;
+    }
+    spec.hostname = "stagefarm";
+    spec.on_output = [](absl::string_view chunk) {
+      fwrite(chunk.data(), 1, chunk.size(), stdout);
+      fflush(stdout);
+    };
+    InstallSignalHandlers();
+    spec.cancel = &g_cancel;
+    auto result = (*l)->executor()->Run(spec);
+    if (!result.ok()) {
+      (void)(*mount)->Unmount();
+      (void)worker::RemoveAll(*dir);
+      return Fail(result.status());
+    }
+    code = result->exit_code;
+  }
+  (void)worker::RemoveAll(*dir);
+  return code;
+}
+
+}  // namespace stagefarm::cli

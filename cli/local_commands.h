@@ -1,0 +1,42 @@
+// The commands that build and handle images with the embedded engine:
+// build, image import|ls|inspect|rm|export, and run.
+#ifndef STAGEFARM_CLI_LOCAL_COMMANDS_H_
+#define STAGEFARM_CLI_LOCAL_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "cli/local.h"
+
+namespace stagefarm::cli {
+
+struct BuildFlags {
+  std::string file;
+  std::vector<std::string> tags;
+  std::string target;
+  std::vector<std::string> build_args;
+  std::vector<std::string> labels;
+  bool no_cache = false;
+  std::vector<std::string> secrets;
+  std::string progress = "auto";
+  std::vector<std::string> outputs;
+  std::string source_date_epoch;
+  std::string compression = "gzip";
+  std::string context = ".";
+};
+
+int BuildCommand(const LocalOptions& local, const BuildFlags& flags);
+int ImageImportCommand(const LocalOptions& local, const std::string& path,
+                       const std::vector<std::string>& tags);
+int ImageListCommand(const LocalOptions& local);
+int ImageInspectCommand(const LocalOptions& local, const std::string& name);
+int ImageRemoveCommand(const LocalOptions& local,
+                       const std::vector<std::string>& names);
+int ImageExportCommand(const LocalOptions& local, const std::string& name,
+                       const std::string& format, const std::string& output);
+int RunCommand(const LocalOptions& local, const std::string& image,
+               const std::vector<std::string>& args);
+
+}  // namespace stagefarm::cli
+
+#endif  // STAGEFARM_CLI_LOCAL_COMMANDS_H_

@@ -1,0 +1,1239 @@
+#include "worker/build_engine.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "scheduler/build/cache_key.h"
+#include "scheduler/dockerfile/dockerignore.h"
+#include "scheduler/dockerfile/expand.h"
+#include "worker/copy.h"
+#include "worker/fs_util.h"
+
+namespace stagefarm::worker {
+namespace {
+
+using dockerfile::ExpandedStep;
+using dockerfile::Instruction;
+using nlohmann::json;
+
+constexpr int kStepResultVersion = 1;
+
+std::string Rfc3339(int64_t seconds) {
+  time_t t = static_cast<time_t>(seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::vector<std::string> JsonStrings(const json& j) {
+  std::vector<std::string> out;
+  if (!j.is_array()) return out;
+  for (const auto& v : j) {
+    if (v.is_string()) out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+std::string EnvKey(absl::string_view kv) {
+  return std::string(kv.substr(0, kv.find('=')));
+}
+
+void SetEnv(json* config, const std::string& key, const std::string& value) {
+  json& env = (*config)["Env"];
+  if (!env.is_array()) env = json::array();
+  for (auto& e : env) {
+    if (e.is_string() && EnvKey(e.get<std::string>()) == key) {
+      e = absl::StrCat(key, "=", value);
+      return;
+    }
+  }
+  env.push_back(absl::StrCat(key, "=", value));
+}
+
+// An /etc/passwd or /etc/group line split into fields.
+std::vector<std::vector<std::string>> ReadColonFile(const std::string& path) {
+  std::vector<std::vector<std::string>> out;
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return out;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    out.push_back(absl::StrSplit(line, ':'));
+  }
+  return out;
+}
+
+struct UserIds {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> additional;
+};
+
+// Resolves "user[:group]" with the rootfs's own /etc/passwd and /etc/group.
+absl::StatusOr<UserIds> ResolveUser(const std::string& rootfs,
+                                    const std::string& spec, bool with_groups) {
+  UserIds ids;
+  std::string user = spec.empty() ? "root" : spec;
+  std::string group;
+  bool has_group = false;
+  if (size_t c = user.find(':'); c != std::string::npos) {
+    group = user.substr(c + 1);
+    user = user.substr(0, c);
+    has_group = true;
+  }
+  auto passwd_path = ResolveInRoot(rootfs, "/etc/passwd", true);
+  auto group_path = ResolveInRoot(rootfs, "/etc/group", true);
+  auto passwd = passwd_path.ok() ? ReadColonFile(*passwd_path)
+                                 : std::vector<std::vector<std::string>>{};
+  auto groups = group_path.ok() ? ReadColonFile(*group_path)
+                                : std::vector<std::vector<std::string>>{};
+  std::string user_name;
+  bool found = false;
+  uint32_t n = 0;
+  bool numeric = absl::SimpleAtoi(user, &n);
+  for (const auto& f : passwd) {
+    if (f.size() < 4) continue;
+    uint32_t uid = 0, gid = 0;
+    if (!absl::SimpleAtoi(f[2], &uid) || !absl::SimpleAtoi(f[3], &gid)) {
+      continue;
+    }
+    if ((numeric && uid == n) || (!numeric && f[0] == user)) {
+      ids.uid = uid;
+      ids.gid = gid;
+      user_name = f[0];
+      found = true;
+      break;
+    }
+  }
+  if (!found) {
+    if (!numeric) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("unable to find user ", user,
+                       ": no matching entries in passwd file"));
+    }
+    ids.uid = n;
+    ids.gid = 0;
+  }
+  if (has_group) {
+    uint32_t g = 0;
+    if (absl::SimpleAtoi(group, &g)) {
+      ids.gid = g;
+    } else {
+      bool gfound = false;
+      for (const auto& f : groups) {
+        if (f.size() >= 3 && f[0] == group && absl::SimpleAtoi(f[2], &g)) {
+          ids.gid = g;
+          gfound = true;
+          break;
+        }
+      }
+      if (!gfound) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("unable to find group ", group,
+                         ": no matching entries in group file"));
+      }
+    }
+    return ids;
+  }
+  if (with_groups) ids.additional.push_back(ids.gid);
+  if (with_groups && found) {
+    for (const auto& f : groups) {
+      if (f.size() < 4) continue;
+      uint32_t g = 0;
+      if (!absl::SimpleAtoi(f[2], &g)) continue;
+      for (absl::string_view m : absl::StrSplit(f[3], ',')) {
+        if (m == user_name && g != ids.gid) ids.additional.push_back(g);
+      }
+    }
+  }
+  return ids;
+}
+
+// A step's working directory joined with a possibly relative path.
+std::string JoinWorkdir(const std::string& workdir, const std::string& path) {
+  if (!path.empty() && path[0] == '/') return CleanAbsolute(path);
+  return CleanAbsolute(
+      absl::StrCat(workdir.empty() ? "/" : workdir, "/", path));
+}
+
+absl::Status UploadFile(BlobStore* blobs, const std::string& ns,
+                        const std::string& path, const Digest& digest) {
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w,
+                   blobs->OpenWrite(ns, digest, ""));
+  if (w->already_complete()) return absl::OkStatus();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot open ", path));
+  }
+  std::string buf(1 << 20, '\0');
+  int64_t offset = 0;
+  absl::Status status;
+  while (status.ok()) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = absl::InternalError(absl::StrCat("cannot read ", path));
+      break;
+    }
+    if (n == 0) break;
+    status = w->Write(offset, absl::string_view(buf.data(), n));
+    offset += n;
+  }
+  close(fd);
+  RETURN_IF_ERROR(status);
+  return w->Finish();
+}
+
+// Holds an flock for a cache mount with sharing=locked.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& path)
+      : fd_(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ >= 0) flock(fd_, LOCK_EX);
+  }
+  ~DirLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  int fd_;
+};
+
+std::string ExposedPort(const std::string& p) {
+  return p.find('/') == std::string::npos ? p + "/tcp"
+                                          : absl::AsciiStrToLower(p);
+}
+
+}  // namespace
+
+BuildEngine::BuildEngine(BlobStore* blobs, ActionCacheStorage* ac,
+                         ImageStore* images, Snapshotter* snapshots,
+                         Executor* executor, EngineOptions options)
+    : blobs_(blobs),
+      ac_storage_(ac),
+      action_cache_(blobs, ac),
+      images_(images),
+      snapshots_(snapshots),
+      executor_(executor),
+      options_(std::move(options)) {}
+
+// Runs the steps of one stage.
+class StageRunner {
+ public:
+  struct Shared {
+    BuildEngine* engine;
+    const BuildRequest* request;
+    const dockerfile::Plan* plan;
+    const dockerfile::DockerignoreMatcher* ignore;
+    std::function<void(const BuildEvent&)> emit;
+    const std::atomic<bool>* cancel;
+    std::string created;  // RFC 3339 time for history and config
+    // Finished stages, by index; filled before dependents start.
+    std::map<int, std::shared_future<absl::StatusOr<ImageState>>>* stages;
+    std::atomic<int>* run;
+    std::atomic<int>* cached;
+  };
+
+  StageRunner(Shared shared, int index)
+      : s_(std::move(shared)),
+        e_(s_.engine),
+        index_(index),
+        stage_(s_.plan->stages[index]),
+        name_(stage_.DisplayName()) {}
+
+  absl::StatusOr<ImageState> Run() {
+    RETURN_IF_ERROR(ResolveBase());
+    std::vector<std::string> base_env = JsonStrings(Cfg()["Env"]);
+    ASSIGN_OR_RETURN(
+        dockerfile::ExpandedStage expanded,
+        dockerfile::ExpandStage(*s_.plan, index_, s_.request->plan_options,
+                                base_env, s_.request->dockerfile_name));
+    int total = static_cast<int>(expanded.steps.size());
+    for (int i = 0; i < total; ++i) {
+      if (s_.cancel != nullptr && s_.cancel->load()) {
+        return absl::CancelledError("build cancelled");
+      }
+      const ExpandedStep& step = expanded.steps[i];
+      step_no_ = i + 1;
+      steps_ = total;
+      absl::Status st = RunStep(step);
+      if (!st.ok()) {
+        Emit(BuildEvent::Kind::kStepFailed, Display(step), 0);
+        return st;
+      }
+    }
+    return state_;
+  }
+
+ private:
+  json& Cfg() { return state_.config["config"]; }
+
+  void Emit(BuildEvent::Kind kind, std::string text, double seconds) {
+    BuildEvent ev;
+    ev.kind = kind;
+    ev.stage = name_;
+    ev.step = step_no_;
+    ev.steps = steps_;
+    ev.text = std::move(text);
+    ev.seconds = seconds;
+    s_.emit(ev);
+  }
+
+  std::string Display(const ExpandedStep& step) const {
+    std::string text = step.instruction->original;
+    size_t nl = text.find('\n');
+    if (nl != std::string::npos) text = text.substr(0, nl) + " ...";
+    return text;
+  }
+
+  std::string At(const Instruction& inst) const {
+    return absl::StrCat(s_.request->dockerfile_name, ":", inst.line);
+  }
+
+  absl::Status ResolveBase() {
+    if (stage_.base_stage >= 0) {
+      ASSIGN_OR_RETURN(state_, s_.stages->at(stage_.base_stage).get());
+      // A stage built on another starts a new history only in the sense of
+      // config; layers and history carry over.
+      ApplyOnbuildWarning();
+      return absl::OkStatus();
+    }
+    if (absl::AsciiStrToLower(stage_.base) == "scratch") {
+      state_.config = EmptyImageConfig();
+      state_.key = build::CacheKeyBuilder().Add("base", "scratch").Finish();
+    } else {
+      ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(stage_.base));
+      state_.config = image.image.config;
+      state_.layers = image.image.layers;
+      state_.diff_ids = image.image.diff_ids;
+      state_.key = build::CacheKeyBuilder()
+                       .Add("base", OciDigest(image.manifest.digest))
+                       .Finish();
+      ApplyOnbuildWarning();
+    }
+    if (!state_.config.contains("history") ||
+        !state_.config["history"].is_array()) {
+      state_.config["history"] = json::array();
+    }
+    if (!state_.config.contains("config") ||
+        !state_.config["config"].is_object()) {
+      state_.config["config"] = json::object();
+    }
+    // BuildKit gives every image a PATH.
+    bool has_path = false;
+    for (const std::string& e : JsonStrings(Cfg()["Env"])) {
+      if (EnvKey(e) == "PATH") has_path = true;
+    }
+    if (!has_path) SetEnv(&Cfg(), "PATH", kDefaultPath);
+    return absl::OkStatus();
+  }
+
+  void ApplyOnbuildWarning() {
+    // ONBUILD triggers of the base are not run yet; they are cleared so
+    // the result does not pretend to have consumed them.
+    if (state_.config.contains("config") &&
+        state_.config["config"].contains("OnBuild") &&
+        !state_.config["config"]["OnBuild"].is_null() &&
+        !state_.config["config"]["OnBuild"].empty()) {
+      onbuild_pending_ = JsonStrings(state_.config["config"]["OnBuild"]);
+      state_.config["config"].erase("OnBuild");
+    }
+  }
+
+  void AddHistory(const std::string& created_by, bool empty_layer) {
+    json h{{"created", s_.created},
+           {"created_by", created_by},
+           {"comment", "buildkit.dockerfile.v0"}};
+    if (empty_layer) h["empty_layer"] = true;
+    state_.config["history"].push_back(std::move(h));
+  }
+
+  // The key of the next step: the previous key plus this step's fields.
+  build::CacheKeyBuilder KeyBuilder(const ExpandedStep& step) {
+    build::CacheKeyBuilder b;
+    b.Add("parent", state_.key);
+    b.Add("instruction", step.instruction->keyword);
+    return b;
+  }
+
+  absl::Status RunStep(const ExpandedStep& step) {
+    const Instruction& inst = *step.instruction;
+    const std::string& k = inst.keyword;
+    if (k == "run")
+      return RunRun(step, std::get<dockerfile::RunInst>(inst.value));
+    if (k == "copy" || k == "add") {
+      return RunCopy(step, std::get<dockerfile::CopyInst>(inst.value));
+    }
+    if (k == "workdir") return RunWorkdir(step);
+    // Metadata-only steps.
+    build::CacheKeyBuilder key = KeyBuilder(step);
+    std::string history = absl::StrCat(absl::AsciiStrToUpper(k), " ");
+    json& cfg = Cfg();
+    if (k == "env") {
+      std::vector<std::string> parts;
+      for (const auto& kv : step.pairs) {
+        SetEnv(&cfg, kv.key, kv.value);
+        parts.push_back(absl::StrCat(kv.key, "=", kv.value));
+      }
+      absl::StrAppend(&history, absl::StrJoin(parts, " "));
+      key.AddList("env", parts);
+    } else if (k == "label") {
+      if (!cfg["Labels"].is_object()) cfg["Labels"] = json::object();
+      std::vector<std::string> parts;
+      for (const auto& kv : step.pairs) {
+        cfg["Labels"][kv.key] = kv.value;
+        parts.push_back(absl::StrCat(kv.key, "=", kv.value));
+      }
+      absl::StrAppend(&history, absl::StrJoin(parts, " "));
+      key.AddList("labels", parts);
+    } else if (k == "cmd" || k == "entrypoint") {
+      const dockerfile::Command& c =
+          k == "cmd" ? std::get<dockerfile::CmdInst>(inst.value).command
+                     : std::get<dockerfile::EntrypointInst>(inst.value).command;
+      std::vector<std::string> args = c.args;
+      if (c.shell_form) args = ShellArgs(absl::StrJoin(c.args, " "));
+      if (k == "cmd") {
+        cfg["Cmd"] = args;
+        cmd_set_ = true;
+      } else {
+        cfg["Entrypoint"] = args;
+        if (!cmd_set_) cfg["Cmd"] = nullptr;
+      }
+      absl::StrAppend(&history, json(args).dump());
+      key.AddList("args", args);
+    } else if (k == "shell") {
+      cfg["Shell"] = std::get<dockerfile::ShellInst>(inst.value).shell;
+      absl::StrAppend(&history, cfg["Shell"].dump());
+      key.AddList("shell", JsonStrings(cfg["Shell"]));
+    } else if (k == "user") {
+      cfg["User"] = step.words.empty() ? "" : step.words[0];
+      absl::StrAppend(&history, cfg["User"].get<std::string>());
+      key.Add("user", cfg["User"].get<std::string>());
+    } else if (k == "expose") {
+      if (!cfg["ExposedPorts"].is_object())
+        cfg["ExposedPorts"] = json::object();
+      std::vector<std::string> ports;
+      for (const std::string& p : step.words) {
+        ports.push_back(ExposedPort(p));
+        cfg["ExposedPorts"][ports.back()] = json::object();
+      }
+      std::sort(ports.begin(), ports.end());
+      absl::StrAppend(&history, "[", absl::StrJoin(ports, " "), "]");
+      key.AddList("ports", ports);
+    } else if (k == "volume") {
+      if (!cfg["Volumes"].is_object()) cfg["Volumes"] = json::object();
+      for (const std::string& v : step.words)
+        cfg["Volumes"][v] = json::object();
+      absl::StrAppend(&history, "[", absl::StrJoin(step.words, " "), "]");
+      key.AddList("volumes", step.words);
+    } else if (k == "stopsignal") {
+      cfg["StopSignal"] = step.words.empty() ? "" : step.words[0];
+      absl::StrAppend(&history, cfg["StopSignal"].get<std::string>());
+      key.Add("signal", cfg["StopSignal"].get<std::string>());
+    } else if (k == "healthcheck") {
+      const auto& h = std::get<dockerfile::HealthcheckInst>(inst.value);
+      json hc = json::object();
+      if (h.none) {
+        hc["Test"] = {"NONE"};
+      } else {
+        std::vector<std::string> test{h.command.shell_form ? "CMD-SHELL"
+                                                           : "CMD"};
+        if (h.command.shell_form) {
+          test.push_back(absl::StrJoin(h.command.args, " "));
+        } else {
+          test.insert(test.end(), h.command.args.begin(), h.command.args.end());
+        }
+        hc["Test"] = test;
+        auto dur = [&](const char* field, const std::string& v) {
+          if (!v.empty()) {
+            hc[field] = static_cast<int64_t>(dockerfile::GoDurationNanos(v));
+          }
+        };
+        dur("Interval", h.interval);
+        dur("Timeout", h.timeout);
+        dur("StartPeriod", h.start_period);
+        dur("StartInterval", h.start_interval);
+        if (h.retries) hc["Retries"] = *h.retries;
+      }
+      cfg["Healthcheck"] = hc;
+      absl::StrAppend(&history, hc.dump());
+      key.Add("healthcheck", hc.dump());
+    } else if (k == "onbuild") {
+      if (!cfg["OnBuild"].is_array()) cfg["OnBuild"] = json::array();
+      const std::string& expr =
+          std::get<dockerfile::OnbuildInst>(inst.value).expression;
+      cfg["OnBuild"].push_back(expr);
+      absl::StrAppend(&history, expr);
+      key.Add("onbuild", expr);
+    } else if (k == "maintainer") {
+      state_.config["author"] =
+          std::get<dockerfile::MaintainerInst>(inst.value).name;
+      absl::StrAppend(&history, state_.config["author"].get<std::string>());
+      key.Add("author", state_.config["author"].get<std::string>());
+    } else if (k == "arg") {
+      // ARG changes what later steps see; their keys include that.
+      return absl::OkStatus();
+    } else {
+      return absl::UnimplementedError(
+          absl::StrCat(At(inst), ": ", absl::AsciiStrToUpper(k),
+                       " is not supported by this version's build engine"));
+    }
+    state_.key = key.Finish();
+    AddHistory(history, true);
+    return absl::OkStatus();
+  }
+
+  std::vector<std::string> ShellArgs(const std::string& cmd) {
+    std::vector<std::string> shell = JsonStrings(Cfg()["Shell"]);
+    if (shell.empty()) shell = {"/bin/sh", "-c"};
+    shell.push_back(cmd);
+    return shell;
+  }
+
+  // --- cache ---
+
+  struct StepResult {
+    bool empty = true;
+    Descriptor layer;
+    std::string diff_id;
+  };
+
+  absl::StatusOr<std::optional<StepResult>> LookupCache(
+      const std::string& key) {
+    if (s_.request->no_cache) return std::optional<StepResult>();
+    ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "cache key"));
+    auto result = e_->action_cache_.Get(e_->options_.ns, action, {});
+    if (absl::IsNotFound(result.status())) return std::optional<StepResult>();
+    RETURN_IF_ERROR(result.status());
+    for (const auto& f : result->output_files()) {
+      if (f.path() != "step.json") continue;
+      ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
+      ASSIGN_OR_RETURN(std::string text, e_->blobs_->Get(e_->options_.ns, d));
+      auto j = ParseJson(text, "cached step result");
+      if (!j.ok() || j->value("version", 0) != kStepResultVersion) break;
+      StepResult r;
+      r.empty = j->value("empty", true);
+      if (!r.empty) {
+        auto layer = ParseDescriptor((*j)["layer"], "cached step layer");
+        if (!layer.ok()) break;
+        r.layer = *layer;
+        r.diff_id = j->value("diff_id", "");
+      }
+      return std::optional<StepResult>(r);
+    }
+    return std::optional<StepResult>();
+  }
+
+  absl::Status StoreCache(const std::string& key, const StepResult& r) {
+    json j{{"version", kStepResultVersion}, {"empty", r.empty}};
+    if (!r.empty) {
+      j["layer"] = DescriptorJson(r.layer);
+      j["diff_id"] = r.diff_id;
+    }
+    std::string text = Serialize(j);
+    RETURN_IF_ERROR(e_->blobs_->Put(e_->options_.ns, text));
+    reapi::ActionResult ar;
+    auto* f = ar.add_output_files();
+    f->set_path("step.json");
+    Digest::Of(text).ToProto(f->mutable_digest());
+    if (!r.empty) {
+      auto* l = ar.add_output_files();
+      l->set_path("layer");
+      r.layer.digest.ToProto(l->mutable_digest());
+    }
+    ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "cache key"));
+    return e_->action_cache_.Update(e_->options_.ns, action, std::move(ar));
+  }
+
+  void ApplyResult(const StepResult& r, const std::string& history) {
+    if (!r.empty) {
+      state_.layers.push_back(r.layer);
+      state_.diff_ids.push_back(r.diff_id);
+    }
+    AddHistory(history, r.empty);
+  }
+
+  // --- executing steps ---
+
+  // A writable root file system for one step.
+  struct Rootfs {
+    std::unique_ptr<OverlayMount> mount;
+    std::string upper, work, dir;
+    std::string path() const { return mount->path(); }
+  };
+
+  absl::StatusOr<Rootfs> MountRootfs() {
+    Rootfs r;
+    ASSIGN_OR_RETURN(std::vector<std::string> lowers,
+                     e_->snapshots_->Prepare(state_.layers, state_.diff_ids));
+    ASSIGN_OR_RETURN(r.dir, e_->snapshots_->TempDir("step-"));
+    r.upper = r.dir + "/upper";
+    r.work = r.dir + "/work";
+    std::string target = r.dir + "/rootfs";
+    for (const std::string& d : {r.upper, r.work, target}) {
+      if (mkdir(d.c_str(), 0755) != 0) {
+        return absl::InternalError(absl::StrCat("cannot create ", d));
+      }
+    }
+    ASSIGN_OR_RETURN(r.mount,
+                     OverlayMount::Mount(lowers, r.upper, r.work, target,
+                                         e_->snapshots_->empty_dir()));
+    return r;
+  }
+
+  // Unmounts, turns the upper dir into a layer, uploads it, commits the
+  // snapshot, records the cache entry and the history.
+  absl::Status Finish(Rootfs rootfs, const std::string& key,
+                      const std::string& history, double started) {
+    RETURN_IF_ERROR(rootfs.mount->Unmount());
+    LayerOptions lo;
+    lo.compression = s_.request->compression;
+    lo.source_date_epoch = s_.request->source_date_epoch;
+    std::string blob_path = rootfs.dir + "/layer";
+    ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(rootfs.upper, lo, blob_path));
+    StepResult r;
+    r.empty = blob.entries == 0;
+    if (!r.empty) {
+      r.layer = Descriptor{blob.media_type, blob.digest};
+      r.diff_id = blob.diff_id;
+      RETURN_IF_ERROR(
+          UploadFile(e_->blobs_, e_->options_.ns, blob_path, blob.digest));
+      std::vector<std::string> ids = state_.diff_ids;
+      ids.push_back(r.diff_id);
+      RETURN_IF_ERROR(
+          e_->snapshots_->Commit(rootfs.upper, ChainIds(ids).back()));
+    }
+    (void)RemoveAll(rootfs.dir);
+    RETURN_IF_ERROR(StoreCache(key, r));
+    ApplyResult(r, history);
+    state_.key = key;
+    ++*s_.run;
+    Emit(BuildEvent::Kind::kStepDone, "", Seconds() - started);
+    return absl::OkStatus();
+  }
+
+  static double Seconds() {
+    return std::chrono::duration<double>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // Returns true (and applies the cached result) on a hit.
+  absl::StatusOr<bool> TryCache(const std::string& key,
+                                const std::string& history,
+                                const std::string& display) {
+    ASSIGN_OR_RETURN(std::optional<StepResult> hit, LookupCache(key));
+    if (!hit) return false;
+    ApplyResult(*hit, history);
+    state_.key = key;
+    ++*s_.cached;
+    Emit(BuildEvent::Kind::kStepCached, display, 0);
+    return true;
+  }
+
+  std::string Workdir() {
+    std::string w = Cfg().value("WorkingDir", "");
+    return w.empty() ? "/" : w;
+  }
+
+  absl::Status RunWorkdir(const ExpandedStep& step) {
+    std::string path =
+        JoinWorkdir(Workdir(), step.words.empty() ? "/" : step.words[0]);
+    Cfg()["WorkingDir"] = path;
+    std::string user = Cfg().value("User", "");
+    std::string key =
+        KeyBuilder(step).Add("path", path).Add("user", user).Finish();
+    std::string history = absl::StrCat("WORKDIR ", path);
+    std::string display = Display(step);
+    ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+    if (hit) return absl::OkStatus();
+    double started = Seconds();
+    Emit(BuildEvent::Kind::kStepStarted, display, 0);
+    ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
+    ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, false));
+    ASSIGN_OR_RETURN(std::string host,
+                     ResolveInRoot(rootfs.path(), path, true));
+    std::string cur = rootfs.path();
+    for (absl::string_view part :
+         absl::StrSplit(absl::string_view(host).substr(cur.size()), '/',
+                        absl::SkipEmpty())) {
+      absl::StrAppend(&cur, "/", part);
+      struct stat st;
+      if (lstat(cur.c_str(), &st) == 0) continue;
+      if (mkdir(cur.c_str(), 0755) != 0 ||
+          lchown(cur.c_str(), ids.uid, ids.gid) != 0) {
+        return absl::InternalError(
+            absl::StrCat(At(*step.instruction), ": cannot create ", path));
+      }
+    }
+    return Finish(std::move(rootfs), key, history, started);
+  }
+
+  // The paths a RUN's mounts would create in the rootfs, and which of them
+  // (with their parents) did not exist before, so they can be removed.
+  std::vector<std::string> MissingStubs(const std::string& root,
+                                        const std::vector<std::string>& dests) {
+    std::set<std::string> missing;
+    for (const std::string& d : dests) {
+      std::string cur;
+      for (absl::string_view part : absl::StrSplit(d, '/', absl::SkipEmpty())) {
+        absl::StrAppend(&cur, "/", part);
+        struct stat st;
+        if (lstat((root + cur).c_str(), &st) != 0) missing.insert(cur);
+      }
+    }
+    std::vector<std::string> out(missing.begin(), missing.end());
+    std::sort(out.rbegin(), out.rend());  // deepest first
+    return out;
+  }
+
+  void RemoveStubs(const std::string& upper,
+                   const std::vector<std::string>& stubs) {
+    for (const std::string& s : stubs) {
+      std::string p = upper + s;
+      struct stat st;
+      if (lstat(p.c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        rmdir(p.c_str());  // only if empty
+      } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+        unlink(p.c_str());
+      }
+    }
+  }
+
+  absl::StatusOr<std::string> StageKey(const std::string& from) {
+    int idx = StageIndex(from);
+    if (idx >= 0) {
+      ASSIGN_OR_RETURN(ImageState st, s_.stages->at(idx).get());
+      return st.key;
+    }
+    ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
+    return OciDigest(image.manifest.digest);
+  }
+
+  int StageIndex(const std::string& from) {
+    if (from.empty()) return -1;
+    int n = 0;
+    if (absl::SimpleAtoi(from, &n) && n >= 0 &&
+        n < static_cast<int>(s_.plan->stages.size()) && n < index_) {
+      return n;
+    }
+    for (const auto& st : s_.plan->stages) {
+      if (st.index < index_ && !st.name.empty() &&
+          absl::AsciiStrToLower(st.name) == absl::AsciiStrToLower(from)) {
+        return st.index;
+      }
+    }
+    return -1;
+  }
+
+  // A read-only view of a stage's or image's files.
+  struct View {
+    std::unique_ptr<OverlayMount> mount;
+    std::string dir;
+    std::string path;
+  };
+  absl::StatusOr<View> ViewOf(const std::string& from) {
+    ImageState st;
+    int idx = StageIndex(from);
+    if (idx >= 0) {
+      ASSIGN_OR_RETURN(st, s_.stages->at(idx).get());
+    } else {
+      ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
+      st.layers = image.image.layers;
+      st.diff_ids = image.image.diff_ids;
+    }
+    View v;
+    ASSIGN_OR_RETURN(std::vector<std::string> lowers,
+                     e_->snapshots_->Prepare(st.layers, st.diff_ids));
+    ASSIGN_OR_RETURN(v.dir, e_->snapshots_->TempDir("view-"));
+    v.path = v.dir + "/rootfs";
+    mkdir(v.path.c_str(), 0755);
+    ASSIGN_OR_RETURN(v.mount, OverlayMount::Mount(lowers, "", "", v.path,
+                                                  e_->snapshots_->empty_dir()));
+    return v;
+  }
+
+  absl::Status RunRun(const ExpandedStep& step,
+                      const dockerfile::RunInst& run) {
+    const Instruction& inst = *step.instruction;
+    json& cfg = Cfg();
+    std::vector<std::string> args;
+    if (run.command.shell_form) {
+      std::string script = absl::StrJoin(run.command.args, " ");
+      if (!inst.heredocs.empty()) {
+        std::string trimmed(absl::StripAsciiWhitespace(script));
+        if (inst.heredocs.size() == 1 && absl::StartsWith(trimmed, "<<") &&
+            trimmed.find(' ') == std::string::npos) {
+          // RUN <<EOF: the body is the script.
+          script = inst.heredocs[0].content;
+        } else {
+          for (const auto& h : inst.heredocs) {
+            absl::StrAppend(&script, "\n", h.content, h.name);
+          }
+        }
+      }
+      args = ShellArgs(script);
+    } else {
+      args = run.command.args;
+    }
+    std::vector<std::string> env = step.run_env;
+    bool has_path = false;
+    for (const auto& e : env) has_path |= EnvKey(e) == "PATH";
+    if (!has_path) env.push_back(absl::StrCat("PATH=", kDefaultPath));
+    std::string user = cfg.value("User", "");
+    std::string workdir = Workdir();
+    bool network = run.network != "none" && !e_->options_.force_no_network;
+
+    build::CacheKeyBuilder kb = KeyBuilder(step);
+    kb.AddList("args", args).AddList("env", env).Add("user", user);
+    kb.Add("workdir", workdir).Add("network", run.network);
+    // Mounts: what they are, and the content of bind sources.
+    for (const auto& m : run.mounts) {
+      std::vector<std::string> f{
+          m.type,    m.target, m.source, m.from, m.id,
+          m.sharing, m.mode,   m.uid,    m.gid,  m.read_only ? "ro" : "rw"};
+      if (m.type == "bind") {
+        if (!m.from.empty()) {
+          ASSIGN_OR_RETURN(std::string from_key, StageKey(m.from));
+          f.push_back(from_key);
+        } else {
+          CopySource src{s_.request->context_dir, s_.ignore, false};
+          ASSIGN_OR_RETURN(
+              auto matches,
+              MatchSources(src, {m.source.empty() ? "." : m.source}, {}));
+          ASSIGN_OR_RETURN(std::string d, DigestSources(src, matches, {}));
+          f.push_back(d);
+        }
+      }
+      kb.AddList("mount", f);
+    }
+    std::string key = kb.Finish();
+    std::string history = step.history.empty()
+                              ? absl::StrCat("RUN ", absl::StrJoin(args, " "))
+                              : step.history;
+    std::string display = Display(step);
+    ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+    if (hit) return absl::OkStatus();
+
+    double started = Seconds();
+    Emit(BuildEvent::Kind::kStepStarted, display, 0);
+    ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
+    ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, true));
+
+    ExecSpec spec;
+    spec.rootfs = rootfs.path();
+    spec.args = args;
+    spec.env = env;
+    spec.cwd = workdir;
+    spec.uid = ids.uid;
+    spec.gid = ids.gid;
+    spec.additional_gids = ids.additional;
+    spec.network = network;
+    spec.memory_bytes = e_->options_.memory_bytes;
+    spec.pids_limit = e_->options_.pids_limit;
+    spec.cancel = s_.cancel;
+    std::vector<std::string> dests{"/proc", "/dev", "/sys"};
+    if (network) {
+      dests.push_back("/etc/resolv.conf");
+      dests.push_back("/etc/hosts");
+    }
+    std::vector<View> views;
+    std::vector<std::unique_ptr<DirLock>> locks;
+    for (const auto& m : run.mounts) {
+      ExecMount em;
+      em.destination = JoinWorkdir(workdir, m.target);
+      if (m.type == "cache") {
+        std::string id = m.id.empty() ? em.destination : m.id;
+        std::string dir =
+            absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
+        RETURN_IF_ERROR(MakeDirs(dir, 0755));
+        if (m.sharing == "locked" || m.sharing == "private") {
+          locks.push_back(std::make_unique<DirLock>(dir));
+        }
+        em.source = dir;
+        em.read_only = false;
+      } else if (m.type == "tmpfs") {
+        em.type = "tmpfs";
+        if (!m.size.empty()) em.options = absl::StrCat("size=", m.size);
+      } else if (m.type == "secret") {
+        std::string id =
+            m.id.empty() ? m.target.substr(m.target.rfind('/') + 1) : m.id;
+        auto it = s_.request->secrets.find(id);
+        if (it == s_.request->secrets.end()) {
+          if (m.required) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(At(inst), ": secret ", id,
+                             " is required but was not given (--secret id=", id,
+                             ",src=FILE)"));
+          }
+          continue;
+        }
+        em.source = it->second;
+        em.destination = m.target.empty() ? absl::StrCat("/run/secrets/", id)
+                                          : JoinWorkdir(workdir, m.target);
+        em.read_only = true;
+      } else if (m.type == "bind") {
+        std::string root = s_.request->context_dir;
+        if (!m.from.empty()) {
+          ASSIGN_OR_RETURN(View v, ViewOf(m.from));
+          root = v.path;
+          views.push_back(std::move(v));
+        }
+        ASSIGN_OR_RETURN(
+            em.source,
+            ResolveInRoot(root, m.source.empty() ? "/" : m.source, true));
+        em.read_only = !m.read_only_set || m.read_only;
+        if (!em.read_only) {
+          return absl::UnimplementedError(absl::StrCat(
+              At(inst), ": RUN --mount=type=bind,rw is not supported yet"));
+        }
+      } else {
+        return absl::UnimplementedError(
+            absl::StrCat(At(inst), ": RUN --mount=type=", m.type,
+                         " is not supported by this version"));
+      }
+      dests.push_back(em.destination);
+      spec.mounts.push_back(std::move(em));
+    }
+    std::vector<std::string> stubs = MissingStubs(rootfs.path(), dests);
+    spec.on_output = [this](absl::string_view chunk) {
+      Emit(BuildEvent::Kind::kLog, std::string(chunk), 0);
+    };
+    absl::StatusOr<ExecResult> result = e_->executor_->Run(spec);
+    views.clear();
+    locks.clear();
+    if (!result.ok()) {
+      return absl::Status(result.status().code(),
+                          absl::StrCat(At(inst), ": ", Display(step), ": ",
+                                       result.status().message()));
+    }
+    if (result->exit_code != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          At(inst), ": process \"", absl::StrJoin(args, " "),
+          "\" did not complete successfully: exit code: ", result->exit_code,
+          result->output_tail.empty() ? "" : "\n--- last output ---\n",
+          result->output_tail));
+    }
+    RETURN_IF_ERROR(rootfs.mount->Unmount());
+    RemoveStubs(rootfs.upper, stubs);
+    return Finish(std::move(rootfs), key, history, started);
+  }
+
+  absl::Status RunCopy(const ExpandedStep& step,
+                       const dockerfile::CopyInst& copy) {
+    const Instruction& inst = *step.instruction;
+    std::string keyword = copy.is_add ? "ADD" : "COPY";
+    if (copy.parents) {
+      return absl::UnimplementedError(absl::StrCat(
+          At(inst), ": ", keyword, " --parents is not supported yet"));
+    }
+    if (step.words.size() < 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(At(inst), ": ", keyword, " requires a destination"));
+    }
+    std::vector<std::string> sources(step.words.begin(), step.words.end() - 1);
+    std::string dest_word = step.words.back();
+    for (const std::string& s : sources) {
+      if (absl::StartsWith(s, "http://") || absl::StartsWith(s, "https://") ||
+          absl::StartsWith(s, "git@")) {
+        return absl::UnimplementedError(absl::StrCat(
+            At(inst), ": ADD from a URL is not supported by this version (", s,
+            ")"));
+      }
+    }
+    std::string workdir = Workdir();
+    bool dir_dest = dest_word.empty() || absl::EndsWith(dest_word, "/") ||
+                    dest_word == "." || dest_word == ".." ||
+                    absl::EndsWith(dest_word, "/.") ||
+                    absl::EndsWith(dest_word, "/..");
+    std::string dest = JoinWorkdir(workdir, dest_word);
+    if (dir_dest && dest != "/") dest += "/";
+
+    // Where the sources come from.
+    CopySource src;
+    std::optional<View> view;
+    std::string heredoc_dir;
+    build::CacheKeyBuilder kb = KeyBuilder(step);
+    bool heredocs = false;
+    for (const std::string& s : sources) heredocs |= absl::StartsWith(s, "<<");
+    if (heredocs) {
+      ASSIGN_OR_RETURN(heredoc_dir, e_->snapshots_->TempDir("heredoc-"));
+      std::vector<std::string> renamed;
+      for (const std::string& s : sources) {
+        std::string name(absl::StripPrefix(absl::StripPrefix(s, "<<"), "-"));
+        name.erase(std::remove(name.begin(), name.end(), '"'), name.end());
+        name.erase(std::remove(name.begin(), name.end(), '\''), name.end());
+        const dockerfile::Heredoc* h = nullptr;
+        for (const auto& d : inst.heredocs) {
+          if (d.name == name) h = &d;
+        }
+        if (h == nullptr) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(At(inst), ": no heredoc named ", name));
+        }
+        std::string content = h->content;
+        if (h->expand) {
+          ASSIGN_OR_RETURN(content, dockerfile::ExpandHeredoc(
+                                        *h, JsonStrings(Cfg()["Env"])));
+        }
+        RETURN_IF_ERROR(
+            WriteStringToFile(heredoc_dir + "/" + name, content, 0644));
+        renamed.push_back(name);
+        kb.Add("heredoc", content);
+      }
+      sources = renamed;
+      src.root = heredoc_dir;
+    } else if (!copy.from.empty()) {
+      ASSIGN_OR_RETURN(std::string from_key, StageKey(copy.from));
+      kb.Add("from", from_key);
+      src.keep_owners = true;
+    } else {
+      src.root = s_.request->context_dir;
+      src.ignore = s_.ignore;
+    }
+    std::optional<mode_t> mode;
+    if (!step.chmod.empty()) {
+      auto m = ParseChmod(step.chmod);
+      if (!m.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(At(inst), ": ", m.status().message()));
+      }
+      mode = *m;
+    }
+    kb.AddList("sources", sources).Add("dest", dest);
+    kb.Add("chown", step.chown).Add("chmod", step.chmod);
+    kb.AddList("exclude", copy.excludes).Add("add", copy.is_add ? 1 : 0);
+    kb.Add("user", Cfg().value("User", ""));
+    std::vector<SourceMatch> matches;
+    if (copy.from.empty()) {
+      auto m = MatchSources(src, sources, copy.excludes);
+      if (!m.ok()) {
+        return absl::Status(m.status().code(),
+                            absl::StrCat(At(inst), ": ", keyword,
+                                         " failed: ", m.status().message()));
+      }
+      matches = std::move(*m);
+      ASSIGN_OR_RETURN(std::string digest,
+                       DigestSources(src, matches, copy.excludes));
+      kb.Add("content", digest);
+    }
+    std::string key = kb.Finish();
+    std::vector<std::string> shown = sources;
+    std::string history = absl::StrCat(keyword, " ", absl::StrJoin(shown, " "),
+                                       " ", dest_word, " # buildkit");
+    std::string display = Display(step);
+    auto cleanup = [&] {
+      if (!heredoc_dir.empty()) (void)RemoveAll(heredoc_dir);
+    };
+    ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+    if (hit) {
+      cleanup();
+      return absl::OkStatus();
+    }
+    double started = Seconds();
+    Emit(BuildEvent::Kind::kStepStarted, display, 0);
+    if (!copy.from.empty()) {
+      ASSIGN_OR_RETURN(View v, ViewOf(copy.from));
+      src.root = v.path;
+      view = std::move(v);
+      auto m = MatchSources(src, sources, copy.excludes);
+      if (!m.ok()) {
+        return absl::Status(m.status().code(),
+                            absl::StrCat(At(inst), ": ", keyword,
+                                         " failed: ", m.status().message()));
+      }
+      matches = std::move(*m);
+    }
+    ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
+    CopyOptions options;
+    options.dest = dest;
+    options.mode = mode;
+    options.unpack_archives =
+        copy.is_add && copy.from.empty() && copy.unpack.value_or(true);
+    if (!step.chown.empty()) {
+      ASSIGN_OR_RETURN(UserIds ids,
+                       ResolveUser(rootfs.path(), step.chown, false));
+      options.uid = ids.uid;
+      options.gid = ids.gid;
+    }
+    absl::Status st =
+        CopyInto(src, matches, copy.excludes, rootfs.path(), options);
+    view.reset();
+    cleanup();
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat(At(inst), ": ", keyword,
+                                                  " failed: ", st.message()));
+    }
+    return Finish(std::move(rootfs), key, history, started);
+  }
+
+  Shared s_;
+  BuildEngine* e_;
+  int index_;
+  const dockerfile::Stage& stage_;
+  std::string name_;
+  ImageState state_;
+  bool cmd_set_ = false;
+  std::vector<std::string> onbuild_pending_;
+  int step_no_ = 0;
+  int steps_ = 0;
+};
+
+absl::StatusOr<BuildResult> BuildEngine::Build(
+    const BuildRequest& request,
+    const std::function<void(const BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel) {
+  ASSIGN_OR_RETURN(
+      dockerfile::Plan plan,
+      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
+                                 request.dockerfile_name));
+  std::optional<dockerfile::DockerignoreMatcher> ignore;
+  if (!request.dockerignore.empty()) {
+    auto m = dockerfile::DockerignoreMatcher::Create(
+        dockerfile::ReadDockerignore(request.dockerignore));
+    if (!m.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(".dockerignore: ", m.status().message()));
+    }
+    ignore = std::move(*m);
+  }
+  std::mutex emit_mu;
+  auto emit = [&](const BuildEvent& ev) {
+    std::lock_guard<std::mutex> lock(emit_mu);
+    if (on_event) on_event(ev);
+  };
+  std::atomic<bool> failed{false};
+  std::atomic<int> run{0}, cached{0};
+  std::map<int, std::shared_future<absl::StatusOr<ImageState>>> stages;
+  std::map<int, std::promise<absl::StatusOr<ImageState>>> promises;
+  std::string created =
+      Rfc3339(request.source_date_epoch ? *request.source_date_epoch
+                                        : static_cast<int64_t>(time(nullptr)));
+  for (const auto& st : plan.stages) {
+    if (!st.needed) continue;
+    stages[st.index] = promises[st.index].get_future().share();
+  }
+  // A combined cancel flag: the caller's, or a failure elsewhere.
+  std::atomic<bool> stop{false};
+  std::atomic<bool> watching{true};
+  std::thread watcher([&] {
+    while (watching.load()) {
+      if (cancel != nullptr && cancel->load()) stop = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  std::vector<std::thread> threads;
+  for (const auto& st : plan.stages) {
+    if (!st.needed) continue;
+    int index = st.index;
+    threads.emplace_back([&, index] {
+      StageRunner::Shared shared{
+          this, &request, &plan,   ignore ? &*ignore : nullptr,
+          emit, &stop,    created, &stages,
+          &run, &cached};
+      // Wait for the stages this one needs; a failed dependency fails it.
+      absl::StatusOr<ImageState> result;
+      bool dep_failed = false;
+      for (int dep : plan.stages[index].depends_on) {
+        auto it = stages.find(dep);
+        if (it != stages.end() && !it->second.get().ok()) dep_failed = true;
+      }
+      if (dep_failed) {
+        result = absl::CancelledError("a stage it depends on failed");
+      } else {
+        StageRunner runner(shared, index);
+        result = runner.Run();
+      }
+      if (!result.ok()) {
+        failed = true;
+        stop = true;
+      }
+      promises[index].set_value(std::move(result));
+    });
+  }
+  for (auto& t : threads) t.join();
+  watching = false;
+  watcher.join();
+
+  // Report the first real failure (not the cancellations it caused).
+  absl::Status first;
+  for (auto& [index, f] : stages) {
+    const auto& r = f.get();
+    if (r.ok()) continue;
+    if (first.ok() ||
+        (absl::IsCancelled(first) && !absl::IsCancelled(r.status()))) {
+      first = r.status();
+    }
+  }
+  if (!first.ok()) {
+    if (absl::IsCancelled(first) && cancel != nullptr && cancel->load()) {
+      return absl::CancelledError("build cancelled");
+    }
+    return first;
+  }
+  BuildResult out;
+  out.image = *stages[plan.target].get();
+  for (const auto& [k, v] : request.labels) {
+    json& cfg = out.image.config["config"];
+    if (!cfg["Labels"].is_object()) cfg["Labels"] = json::object();
+    cfg["Labels"][k] = v;
+  }
+  out.image.config["created"] = created;
+  out.image.config["rootfs"] =
+      json{{"type", "layers"}, {"diff_ids", out.image.diff_ids}};
+  ASSIGN_OR_RETURN(out.manifest,
+                   images_->PutImage(out.image.config, out.image.layers));
+  for (const std::string& tag : request.tags) {
+    RETURN_IF_ERROR(images_->Tag(tag, out.manifest.digest));
+  }
+  out.steps_run = run.load();
+  out.steps_cached = cached.load();
+  return out;
+}
+
+absl::Status BuildEngine::ExportRootfs(const ImageState& image,
+                                       const std::string& dest) {
+  RETURN_IF_ERROR(MakeDirs(dest, 0755));
+  ASSIGN_OR_RETURN(std::vector<std::string> lowers,
+                   snapshots_->Prepare(image.layers, image.diff_ids));
+  ASSIGN_OR_RETURN(std::string dir, snapshots_->TempDir("export-"));
+  std::string target = dir + "/rootfs";
+  mkdir(target.c_str(), 0755);
+  absl::Status status;
+  {
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<OverlayMount> mount,
+        OverlayMount::Mount(lowers, "", "", target, snapshots_->empty_dir()));
+    CopySource src{target, nullptr, true};
+    CopyOptions options;
+    options.dest = "/";
+    SourceMatch all{"", target, true};
+    char* real = realpath(dest.c_str(), nullptr);
+    std::string real_dest = real ? real : dest;
+    free(real);
+    status = CopyInto(src, {all}, {}, real_dest, options);
+  }
+  (void)RemoveAll(dir);
+  return status;
+}
+
+}  // namespace stagefarm::worker

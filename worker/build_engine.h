@@ -1,0 +1,122 @@
+// The build engine: runs a planned Dockerfile's stages on this machine.
+//
+// Each needed stage runs on its own thread as soon as the stages it depends
+// on are done, so independent stages run at the same time. A stage starts
+// from its base (an image from the ImageStore, an earlier stage, or
+// scratch) and runs its steps in order. Steps that change files (RUN, COPY,
+// ADD, WORKDIR) have a cache key (docs/ARCHITECTURE.md, "Step cache keys");
+// a key found in the action cache reuses that step's layer without running
+// anything. Otherwise the step runs on an overlayfs of the stage's layers
+// with a fresh upper directory, which then becomes the step's OCI layer (or
+// no layer when nothing changed) and a snapshot for the next step.
+// Metadata steps (ENV, CMD, LABEL, ...) only change the image config.
+//
+// The action-cache entry of a step is a REAPI ActionResult whose output
+// files are "step.json" (the result) and "layer" (the layer blob), so the
+// CAS's completeness checks drop it when the layer is evicted.
+//
+// Thread-safe: one engine can run several builds at once.
+#ifndef STAGEFARM_WORKER_BUILD_ENGINE_H_
+#define STAGEFARM_WORKER_BUILD_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cas/action_cache.h"
+#include "cas/blob_store.h"
+#include "scheduler/dockerfile/plan.h"
+#include "worker/executor.h"
+#include "worker/image_store.h"
+#include "worker/layer_tar.h"
+#include "worker/snapshots.h"
+
+namespace stagefarm::worker {
+
+struct BuildRequest {
+  std::string dockerfile;       // the text
+  std::string dockerfile_name;  // for messages: "Dockerfile"
+  std::string context_dir;      // host directory
+  // Text of the .dockerignore that applies ("" for none).
+  std::string dockerignore;
+  dockerfile::PlanOptions plan_options;
+  bool no_cache = false;
+  std::map<std::string, std::string> secrets;  // id -> host file
+  std::optional<int64_t> source_date_epoch;
+  Compression compression = Compression::kGzip;
+  std::vector<std::string> tags;
+  std::map<std::string, std::string> labels;  // --label
+};
+
+struct BuildEvent {
+  enum class Kind { kStepStarted, kStepCached, kStepDone, kLog, kStepFailed };
+  Kind kind = Kind::kLog;
+  std::string stage;  // display name
+  int step = 0;       // 1-based within the stage
+  int steps = 0;
+  std::string text;  // the instruction, or a log chunk
+  double seconds = 0;
+};
+
+// A finished stage or image: its config document and layers.
+struct ImageState {
+  nlohmann::json config;
+  std::vector<Descriptor> layers;
+  std::vector<std::string> diff_ids;
+  std::string key;  // cache key of its last step (or of the base)
+};
+
+struct BuildResult {
+  ImageState image;
+  Descriptor manifest;
+  int steps_run = 0;
+  int steps_cached = 0;
+};
+
+struct EngineOptions {
+  std::string ns;            // BlobStore namespace for everything
+  std::string cache_mounts;  // host directory for RUN --mount=type=cache
+  bool force_no_network = false;
+  int64_t memory_bytes = 0;
+  int64_t pids_limit = 0;
+};
+
+class BuildEngine {
+ public:
+  BuildEngine(BlobStore* blobs, ActionCacheStorage* ac, ImageStore* images,
+              Snapshotter* snapshots, Executor* executor,
+              EngineOptions options);
+
+  // Runs the build. INVALID_ARGUMENT with file:line for Dockerfile errors;
+  // a failed RUN is FAILED_PRECONDITION naming the instruction, its line,
+  // the exit code and the last output lines. Tags (request.tags) are set
+  // only when every stage succeeded.
+  absl::StatusOr<BuildResult> Build(
+      const BuildRequest& request,
+      const std::function<void(const BuildEvent&)>& on_event,
+      const std::atomic<bool>* cancel);
+
+  // Writes the files of an image's layers into `dest` (created if missing).
+  absl::Status ExportRootfs(const ImageState& image, const std::string& dest);
+
+  ActionCache* action_cache() { return &action_cache_; }
+
+ private:
+  friend class StageRunner;
+  BlobStore* blobs_;
+  ActionCacheStorage* ac_storage_;
+  ActionCache action_cache_;
+  ImageStore* images_;
+  Snapshotter* snapshots_;
+  Executor* executor_;
+  EngineOptions options_;
+};
+
+}  // namespace stagefarm::worker
+
+#endif  // STAGEFARM_WORKER_BUILD_ENGINE_H_

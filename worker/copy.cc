@@ -1,0 +1,539 @@
+#include "worker/copy.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "scheduler/dockerfile/shell_lex.h"
+#include "worker/fs_util.h"
+
+namespace stagefarm::worker {
+namespace {
+
+using dockerfile::DockerignoreMatcher;
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  int e = errno;
+  std::string msg = absl::StrCat(what, " ", path, ": ", strerror(e));
+  if (e == ENOENT) return absl::NotFoundError(msg);
+  return absl::InternalError(msg);
+}
+
+bool HasGlob(absl::string_view s) {
+  return s.find_first_of("*?[") != absl::string_view::npos;
+}
+
+std::vector<std::string> SortedNames(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (struct dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    names.emplace_back(e->d_name);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string Join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  return absl::StrCat(a, "/", b);
+}
+
+// What a source root hides: the context's .dockerignore and --exclude.
+class Filter {
+ public:
+  Filter(const CopySource& source, const std::vector<std::string>& excludes)
+      : ignore_(source.ignore) {
+    if (!excludes.empty()) {
+      auto m = DockerignoreMatcher::Create(excludes);
+      if (m.ok()) exclude_ = std::move(*m);
+    }
+  }
+  bool Hidden(const std::string& rel) const {
+    if (rel.empty()) return false;
+    if (ignore_ != nullptr && ignore_->Excluded(rel)) return true;
+    return exclude_.has_value() && exclude_->Excluded(rel);
+  }
+
+ private:
+  const DockerignoreMatcher* ignore_;
+  std::optional<DockerignoreMatcher> exclude_;
+};
+
+absl::Status ExpandGlob(const CopySource& source, const Filter& filter,
+                        const std::vector<std::string>& parts, size_t i,
+                        const std::string& rel, std::vector<std::string>* out) {
+  if (i == parts.size()) {
+    out->push_back(rel);
+    return absl::OkStatus();
+  }
+  if (!HasGlob(parts[i])) {
+    return ExpandGlob(source, filter, parts, i + 1, Join(rel, parts[i]), out);
+  }
+  ASSIGN_OR_RETURN(std::string dir, ResolveInRoot(source.root, rel, true));
+  for (const std::string& name : SortedNames(dir)) {
+    if (!dockerfile::ShellPatternMatch(parts[i], name)) continue;
+    std::string child = Join(rel, name);
+    if (filter.Hidden(child)) continue;
+    RETURN_IF_ERROR(ExpandGlob(source, filter, parts, i + 1, child, out));
+  }
+  return absl::OkStatus();
+}
+
+void HashField(Sha256* h, absl::string_view s) {
+  uint64_t n = s.size();
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(n >> (56 - 8 * i));
+  h->Update(absl::string_view(len, 8));
+  h->Update(s);
+}
+
+absl::Status HashFileContent(Sha256* h, const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Errno("cannot open", path);
+  Sha256 content;
+  char buf[1 << 16];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("cannot read", path);
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    content.Update(absl::string_view(buf, static_cast<size_t>(n)));
+  }
+  close(fd);
+  HashField(h, content.FinalHex());
+  return absl::OkStatus();
+}
+
+absl::Status HashTree(Sha256* h, const CopySource& source, const Filter& filter,
+                      const std::string& host, const std::string& rel,
+                      const std::string& name) {
+  struct stat st;
+  if (lstat(host.c_str(), &st) != 0) return Errno("cannot stat", host);
+  HashField(h, name);
+  HashField(h, absl::StrCat(st.st_mode));
+  if (source.keep_owners) HashField(h, absl::StrCat(st.st_uid, ":", st.st_gid));
+  if (S_ISREG(st.st_mode)) {
+    HashField(h, absl::StrCat(st.st_size));
+    return HashFileContent(h, host);
+  }
+  if (S_ISLNK(st.st_mode)) {
+    std::vector<char> buf(static_cast<size_t>(st.st_size) + 2);
+    ssize_t n = readlink(host.c_str(), buf.data(), buf.size() - 1);
+    if (n < 0) return Errno("cannot read link", host);
+    HashField(h, absl::string_view(buf.data(), static_cast<size_t>(n)));
+    return absl::OkStatus();
+  }
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    HashField(h, absl::StrCat(major(st.st_rdev), ",", minor(st.st_rdev)));
+    return absl::OkStatus();
+  }
+  if (!S_ISDIR(st.st_mode)) return absl::OkStatus();
+  for (const std::string& child : SortedNames(host)) {
+    std::string child_rel = Join(rel, child);
+    if (filter.Hidden(child_rel)) continue;
+    RETURN_IF_ERROR(HashTree(h, source, filter, host + "/" + child, child_rel,
+                             Join(name, child)));
+  }
+  HashField(h, "end-dir");
+  return absl::OkStatus();
+}
+
+// Creates the missing directories of `path` (a host path under `root`, all
+// components already resolved) with the given owner and mode.
+absl::Status MakeParents(const std::string& root, const std::string& path,
+                         uid_t uid, gid_t gid, mode_t mode) {
+  if (path.size() <= root.size()) return absl::OkStatus();
+  std::string cur = root;
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(path).substr(root.size()), '/')) {
+    if (part.empty()) continue;
+    absl::StrAppend(&cur, "/", part);
+    struct stat st;
+    if (lstat(cur.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot copy to ", cur.substr(root.size()), ": not a directory"));
+      }
+      continue;
+    }
+    if (mkdir(cur.c_str(), mode) != 0) return Errno("cannot create", cur);
+    if (lchown(cur.c_str(), uid, gid) != 0) return Errno("cannot chown", cur);
+    if (chmod(cur.c_str(), mode) != 0) return Errno("cannot chmod", cur);
+  }
+  return absl::OkStatus();
+}
+
+struct Owner {
+  uid_t uid;
+  gid_t gid;
+};
+
+Owner OwnerFor(const CopySource& source, const CopyOptions& options,
+               const struct stat& st) {
+  Owner o{source.keep_owners ? st.st_uid : 0,
+          source.keep_owners ? st.st_gid : 0};
+  if (options.uid) o.uid = *options.uid;
+  if (options.gid) o.gid = *options.gid;
+  return o;
+}
+
+absl::Status CopyFileData(const std::string& from, const std::string& to,
+                          mode_t mode) {
+  int in = open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (in < 0) return Errno("cannot open", from);
+  unlink(to.c_str());
+  int out =
+      open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+           mode & 0777);
+  if (out < 0) {
+    absl::Status s = Errno("cannot create", to);
+    close(in);
+    return s;
+  }
+  char buf[1 << 16];
+  absl::Status status;
+  while (true) {
+    ssize_t n = read(in, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = Errno("cannot read", from);
+      break;
+    }
+    if (n == 0) break;
+    ssize_t done = 0;
+    while (done < n) {
+      ssize_t w = write(out, buf + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        status = Errno("cannot write", to);
+        break;
+      }
+      done += w;
+    }
+    if (!status.ok()) break;
+  }
+  close(in);
+  if (close(out) != 0 && status.ok()) status = Errno("cannot write", to);
+  return status;
+}
+
+absl::Status SetAttrs(const std::string& path, const struct stat& st,
+                      Owner owner, mode_t mode, bool is_link) {
+  if (lchown(path.c_str(), owner.uid, owner.gid) != 0) {
+    return Errno("cannot chown", path);
+  }
+  if (!is_link && chmod(path.c_str(), mode) != 0) {
+    return Errno("cannot chmod", path);
+  }
+  struct timespec times[2] = {st.st_mtim, st.st_mtim};
+  utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  return absl::OkStatus();
+}
+
+// Copies one entry (recursively for directories) from `from` to the host
+// path `to`, whose parent exists.
+absl::Status CopyEntry(const CopySource& source, const Filter& filter,
+                       const CopyOptions& options, const std::string& from,
+                       const std::string& rel, const std::string& to,
+                       bool follow) {
+  struct stat st;
+  if ((follow ? stat(from.c_str(), &st) : lstat(from.c_str(), &st)) != 0) {
+    return Errno("cannot stat", from);
+  }
+  Owner owner = OwnerFor(source, options, st);
+  mode_t mode = options.mode ? *options.mode : (st.st_mode & 07777);
+  if (S_ISDIR(st.st_mode)) {
+    struct stat existing;
+    bool exists = lstat(to.c_str(), &existing) == 0;
+    if (exists && !S_ISDIR(existing.st_mode)) {
+      if (unlink(to.c_str()) != 0) return Errno("cannot replace", to);
+      exists = false;
+    }
+    if (!exists) {
+      if (mkdir(to.c_str(), 0700) != 0) return Errno("cannot create", to);
+    }
+    for (const std::string& child : SortedNames(from)) {
+      std::string child_rel = Join(rel, child);
+      if (filter.Hidden(child_rel)) continue;
+      RETURN_IF_ERROR(CopyEntry(source, filter, options, from + "/" + child,
+                                child_rel, to + "/" + child, false));
+    }
+    if (!exists) RETURN_IF_ERROR(SetAttrs(to, st, owner, mode, false));
+    return absl::OkStatus();
+  }
+  struct stat existing;
+  if (lstat(to.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) {
+    RETURN_IF_ERROR(RemoveAll(to));
+  }
+  if (S_ISREG(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    if (S_ISSOCK(st.st_mode)) {
+      unlink(to.c_str());
+      RETURN_IF_ERROR(WriteStringToFile(to, "", 0644));
+      if (!options.mode) mode = 0644;
+    } else {
+      RETURN_IF_ERROR(CopyFileData(from, to, mode));
+    }
+    return SetAttrs(to, st, owner, mode, false);
+  }
+  unlink(to.c_str());
+  if (S_ISLNK(st.st_mode)) {
+    std::vector<char> buf(static_cast<size_t>(st.st_size) + 2);
+    ssize_t n = readlink(from.c_str(), buf.data(), buf.size() - 1);
+    if (n < 0) return Errno("cannot read link", from);
+    std::string target(buf.data(), static_cast<size_t>(n));
+    if (symlink(target.c_str(), to.c_str()) != 0) {
+      return Errno("cannot create symlink", to);
+    }
+    return SetAttrs(to, st, owner, mode, true);
+  }
+  if (mknod(to.c_str(), st.st_mode, st.st_rdev) != 0) {
+    return Errno("cannot create", to);
+  }
+  return SetAttrs(to, st, owner, mode, false);
+}
+
+bool IsArchive(const std::string& path) {
+  struct archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  bool ok = archive_read_open_filename(a, path.c_str(), 1 << 16) == ARCHIVE_OK;
+  struct archive_entry* e = nullptr;
+  ok = ok && archive_read_next_header(a, &e) == ARCHIVE_OK;
+  archive_read_free(a);
+  return ok;
+}
+
+absl::Status Unpack(const std::string& archive_path, const std::string& dest,
+                    const CopyOptions& options) {
+  struct archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  struct archive* w = archive_write_disk_new();
+  archive_write_disk_set_options(
+      w, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+             ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+             ARCHIVE_EXTRACT_UNLINK);
+  absl::Status status;
+  if (archive_read_open_filename(a, archive_path.c_str(), 1 << 16) !=
+      ARCHIVE_OK) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("cannot open archive: ", archive_error_string(a)));
+  }
+  struct archive_entry* e = nullptr;
+  while (status.ok()) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("bad archive: ", archive_error_string(a)));
+      break;
+    }
+    std::string name = archive_entry_pathname(e);
+    std::string clean = CleanAbsolute(name);
+    if (absl::StrContains(absl::StrCat("/", name, "/"), "/../") ||
+        (!name.empty() && name[0] == '/')) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("archive entry \"", name,
+                       "\" would be written outside the destination"));
+      break;
+    }
+    if (clean == "/") continue;
+    archive_entry_set_pathname(e, (dest + clean).c_str());
+    if (const char* link = archive_entry_hardlink(e)) {
+      std::string l = link;
+      if (absl::StrContains(absl::StrCat("/", l, "/"), "/../") ||
+          (!l.empty() && l[0] == '/')) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            "archive entry \"", name, "\" links outside the destination"));
+        break;
+      }
+      archive_entry_set_hardlink(e, (dest + CleanAbsolute(l)).c_str());
+    }
+    if (options.uid) archive_entry_set_uid(e, *options.uid);
+    if (options.gid) archive_entry_set_gid(e, *options.gid);
+    archive_entry_set_uname(e, nullptr);
+    archive_entry_set_gname(e, nullptr);
+    if (options.mode && archive_entry_filetype(e) != AE_IFLNK) {
+      archive_entry_set_perm(e, *options.mode);
+    }
+    r = archive_write_header(w, e);
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "archive entry \"", name, "\": ", archive_error_string(w)));
+      break;
+    }
+    const void* buf;
+    size_t size;
+    la_int64_t offset;
+    while ((r = archive_read_data_block(a, &buf, &size, &offset)) ==
+           ARCHIVE_OK) {
+      if (archive_write_data_block(w, buf, size, offset) != ARCHIVE_OK) {
+        status = absl::InternalError(absl::StrCat(
+            "archive entry \"", name, "\": ", archive_error_string(w)));
+        break;
+      }
+    }
+    if (status.ok() && r != ARCHIVE_EOF) {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "archive entry \"", name, "\": ", archive_error_string(a)));
+    }
+    archive_write_finish_entry(w);
+  }
+  archive_write_close(w);
+  archive_write_free(w);
+  archive_read_free(a);
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<mode_t> ParseChmod(const std::string& text) {
+  mode_t mode = 0;
+  bool ok = !text.empty() && text.size() <= 5;
+  for (char c : text) {
+    if (c < '0' || c > '7') ok = false;
+    mode = mode * 8 + static_cast<mode_t>(c - '0');
+  }
+  if (!ok || mode > 07777) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid chmod parameter: '", text,
+                     "'. it should be octal string and between 0 and 07777"));
+  }
+  return mode;
+}
+
+absl::StatusOr<std::vector<SourceMatch>> MatchSources(
+    const CopySource& source, const std::vector<std::string>& patterns,
+    const std::vector<std::string>& excludes) {
+  Filter filter(source, excludes);
+  std::vector<SourceMatch> out;
+  for (const std::string& pattern : patterns) {
+    std::string clean = dockerfile::CleanPath(absl::StrCat("/", pattern));
+    std::vector<std::string> parts;
+    for (absl::string_view p : absl::StrSplit(clean, '/', absl::SkipEmpty())) {
+      parts.emplace_back(p);
+    }
+    std::vector<std::string> rels;
+    if (HasGlob(clean)) {
+      RETURN_IF_ERROR(ExpandGlob(source, filter, parts, 0, "", &rels));
+    } else {
+      std::string rel = absl::StrJoin(parts, "/");
+      if (filter.Hidden(rel)) {
+        return absl::NotFoundError(absl::StrCat(
+            "\"/", rel, "\": not found (excluded by .dockerignore)"));
+      }
+      rels.push_back(rel);
+    }
+    for (const std::string& rel : rels) {
+      ASSIGN_OR_RETURN(std::string host, ResolveInRoot(source.root, rel, true));
+      struct stat st;
+      if (stat(host.c_str(), &st) != 0) {
+        if (HasGlob(clean)) continue;
+        return absl::NotFoundError(absl::StrCat("\"/", rel, "\": not found"));
+      }
+      out.push_back(SourceMatch{rel, host, S_ISDIR(st.st_mode)});
+    }
+  }
+  if (out.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no source files were specified: nothing matches ",
+                     absl::StrJoin(patterns, " ")));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> DigestSources(
+    const CopySource& source, const std::vector<SourceMatch>& matches,
+    const std::vector<std::string>& excludes) {
+  Filter filter(source, excludes);
+  Sha256 h;
+  for (const SourceMatch& m : matches) {
+    HashField(&h, "source");
+    HashField(&h, m.rel);
+    // The matched entry itself is followed; its contents are not.
+    struct stat st;
+    if (stat(m.host.c_str(), &st) != 0) return Errno("cannot stat", m.host);
+    if (S_ISREG(st.st_mode)) {
+      HashField(&h, absl::StrCat(st.st_mode));
+      if (source.keep_owners) {
+        HashField(&h, absl::StrCat(st.st_uid, ":", st.st_gid));
+      }
+      RETURN_IF_ERROR(HashFileContent(&h, m.host));
+    } else {
+      RETURN_IF_ERROR(HashTree(&h, source, filter, m.host, m.rel, ""));
+    }
+  }
+  return absl::StrCat("sha256:", h.FinalHex());
+}
+
+absl::Status CopyInto(const CopySource& source,
+                      const std::vector<SourceMatch>& matches,
+                      const std::vector<std::string>& excludes,
+                      const std::string& dest_root,
+                      const CopyOptions& options) {
+  Filter filter(source, excludes);
+  bool dest_slash = absl::EndsWith(options.dest, "/");
+  ASSIGN_OR_RETURN(std::string dest, ResolveInRoot(dest_root, options.dest,
+                                                   /*follow_last=*/true));
+  struct stat dst;
+  bool dest_is_dir =
+      dest_slash || (lstat(dest.c_str(), &dst) == 0 && S_ISDIR(dst.st_mode));
+  if (matches.size() > 1 && !dest_is_dir) {
+    return absl::InvalidArgumentError(
+        "When using COPY with more than one source file, the destination "
+        "must be a directory and end with a /");
+  }
+  uid_t puid = options.uid.value_or(0);
+  gid_t pgid = options.gid.value_or(0);
+  mode_t pmode = options.mode.value_or(0755);
+  for (const SourceMatch& m : matches) {
+    bool archive = options.unpack_archives && !m.is_dir && IsArchive(m.host);
+    if (m.is_dir || archive) {
+      RETURN_IF_ERROR(MakeParents(dest_root, dest, puid, pgid, pmode));
+      if (archive) {
+        RETURN_IF_ERROR(Unpack(m.host, dest, options));
+      } else {
+        RETURN_IF_ERROR(
+            CopyEntry(source, filter, options, m.host, m.rel, dest, true));
+      }
+      continue;
+    }
+    std::string target = dest;
+    if (dest_is_dir) {
+      RETURN_IF_ERROR(MakeParents(dest_root, dest, puid, pgid, pmode));
+      std::string base = m.rel.substr(m.rel.rfind('/') + 1);
+      target = dest + "/" + base;
+    } else {
+      RETURN_IF_ERROR(MakeParents(dest_root, dest.substr(0, dest.rfind('/')),
+                                  puid, pgid, pmode));
+    }
+    RETURN_IF_ERROR(
+        CopyEntry(source, filter, options, m.host, m.rel, target, true));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace stagefarm::worker

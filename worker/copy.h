@@ -1,0 +1,70 @@
+// COPY and ADD between directory trees with Docker's semantics: sources
+// matched by glob inside a source root (the build context or another
+// stage's file system), symlinks among the matched sources followed inside
+// that root, a directory source copying its contents, trailing-slash and
+// existing-directory destinations, --chown/--chmod, created parents owned by
+// root (or by the --chown owner), and local tar archives unpacked by ADD.
+// Nothing is read outside the source root or written outside the
+// destination root. Thread-safe (no shared state).
+#ifndef STAGEFARM_WORKER_COPY_H_
+#define STAGEFARM_WORKER_COPY_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/dockerfile/dockerignore.h"
+
+namespace stagefarm::worker {
+
+struct CopySource {
+  std::string root;  // host directory
+  // Context only: paths it excludes do not exist for COPY.
+  const dockerfile::DockerignoreMatcher* ignore = nullptr;
+  // Files from the context are owned by root in the image; files from a
+  // stage or image keep their owners.
+  bool keep_owners = false;
+};
+
+struct SourceMatch {
+  std::string rel;   // path inside the source root, "/"-separated, no slash
+  std::string host;  // resolved host path
+  bool is_dir = false;
+};
+
+// The entries `patterns` select (in pattern order, glob matches sorted).
+// NOT_FOUND naming the pattern when a plain path is missing, or when
+// nothing matches at all.
+absl::StatusOr<std::vector<SourceMatch>> MatchSources(
+    const CopySource& source, const std::vector<std::string>& patterns,
+    const std::vector<std::string>& excludes);
+
+// A digest ("sha256:<hex>") over the selected entries' names, types, modes,
+// (owners when kept), sizes, contents and link targets, recursively. Never
+// over mtimes or host paths.
+absl::StatusOr<std::string> DigestSources(
+    const CopySource& source, const std::vector<SourceMatch>& matches,
+    const std::vector<std::string>& excludes);
+
+struct CopyOptions {
+  std::string dest;  // absolute in the destination root; a trailing "/" kept
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::optional<mode_t> mode;    // --chmod (octal)
+  bool unpack_archives = false;  // ADD of local archives
+};
+
+absl::Status CopyInto(const CopySource& source,
+                      const std::vector<SourceMatch>& matches,
+                      const std::vector<std::string>& excludes,
+                      const std::string& dest_root, const CopyOptions& options);
+
+// Parses --chmod: octal 0..07777. INVALID_ARGUMENT in BuildKit's words.
+absl::StatusOr<mode_t> ParseChmod(const std::string& text);
+
+}  // namespace stagefarm::worker
+
+#endif  // STAGEFARM_WORKER_COPY_H_

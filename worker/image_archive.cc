@@ -1,0 +1,433 @@
+#include "worker/image_archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "worker/fs_util.h"
+#include "worker/layer_tar.h"
+
+namespace stagefarm::worker {
+namespace {
+
+using nlohmann::json;
+
+absl::Status ArchiveError(struct archive* a, absl::string_view what) {
+  const char* e = archive_error_string(a);
+  return absl::InternalError(absl::StrCat(what, ": ", e ? e : "unknown error"));
+}
+
+class TarWriter {
+ public:
+  explicit TarWriter(const std::string& path) : a_(archive_write_new()) {
+    archive_write_set_format_pax_restricted(a_);
+    archive_write_set_bytes_per_block(a_, 0);
+    ok_ = archive_write_open_filename(a_, path.c_str()) == ARCHIVE_OK;
+  }
+  ~TarWriter() { archive_write_free(a_); }
+  absl::Status status() const {
+    return ok_ ? absl::OkStatus()
+               : absl::InternalError("cannot open the output archive");
+  }
+  absl::Status AddBytes(const std::string& name, absl::string_view data) {
+    RETURN_IF_ERROR(Header(name, data.size()));
+    if (!data.empty() && archive_write_data(a_, data.data(), data.size()) < 0) {
+      return ArchiveError(a_, name);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status AddDir(const std::string& name) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFDIR);
+    archive_entry_set_perm(e, 0755);
+    archive_entry_set_mtime(e, 0, 0);
+    int r = archive_write_header(a_, e);
+    archive_entry_free(e);
+    return r == ARCHIVE_OK ? absl::OkStatus() : ArchiveError(a_, name);
+  }
+  absl::Status AddBlob(const std::string& name, BlobStore* blobs,
+                       const std::string& ns, const Digest& digest) {
+    RETURN_IF_ERROR(Header(name, digest.size()));
+    ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> r,
+                     blobs->OpenRead(ns, digest, 0, 0));
+    std::string buf;
+    while (true) {
+      buf.clear();
+      ASSIGN_OR_RETURN(size_t n, r->Read(1 << 20, &buf));
+      if (n == 0) break;
+      if (archive_write_data(a_, buf.data(), buf.size()) < 0) {
+        return ArchiveError(a_, name);
+      }
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Close() {
+    if (archive_write_close(a_) != ARCHIVE_OK) {
+      return ArchiveError(a_, "closing the archive");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status Header(const std::string& name, size_t size) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(size));
+    archive_entry_set_mtime(e, 0, 0);
+    int r = archive_write_header(a_, e);
+    archive_entry_free(e);
+    return r == ARCHIVE_OK ? absl::OkStatus() : ArchiveError(a_, name);
+  }
+  struct archive* a_;
+  bool ok_;
+};
+
+std::string BlobPath(const Digest& d) {
+  return absl::StrCat("blobs/sha256/", d.hash());
+}
+
+// Hashes a file: its digest.
+absl::StatusOr<Digest> HashFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", path, ": ", strerror(errno)));
+  }
+  Sha256 h;
+  int64_t size = 0;
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return absl::InternalError(absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    h.Update(absl::string_view(buf.data(), n));
+    size += n;
+  }
+  close(fd);
+  return Digest::FromRaw(h.Final(), size);
+}
+
+absl::Status UploadPath(BlobStore* blobs, const std::string& ns,
+                        const std::string& path, const Digest& digest) {
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w,
+                   blobs->OpenWrite(ns, digest, ""));
+  if (w->already_complete()) return absl::OkStatus();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::string buf(1 << 20, '\0');
+  int64_t off = 0;
+  absl::Status st;
+  while (st.ok()) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    st = w->Write(off, absl::string_view(buf.data(), n));
+    off += n;
+  }
+  close(fd);
+  RETURN_IF_ERROR(st);
+  return w->Finish();
+}
+
+// A path inside an unpacked archive or layout, refusing escapes.
+absl::StatusOr<std::string> Inside(const std::string& root,
+                                   const std::string& rel) {
+  if (rel.empty() || rel[0] == '/' ||
+      absl::StrContains(absl::StrCat("/", rel, "/"), "/../")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("archive path \"", rel, "\" points outside the archive"));
+  }
+  return ResolveInRoot(root, rel, true);
+}
+
+absl::Status Extract(const std::string& path, const std::string& dest) {
+  struct archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  struct archive* w = archive_write_disk_new();
+  archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM |
+                                        ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                                        ARCHIVE_EXTRACT_SECURE_NODOTDOT);
+  absl::Status status;
+  if (archive_read_open_filename(a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a tar archive: ", archive_error_string(a)));
+  }
+  struct archive_entry* e;
+  while (status.ok()) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", archive_error_string(a)));
+      break;
+    }
+    std::string name = archive_entry_pathname(e);
+    if (name.empty() || name[0] == '/' ||
+        absl::StrContains(absl::StrCat("/", name, "/"), "/../")) {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          path, ": entry \"", name, "\" points outside the archive"));
+      break;
+    }
+    archive_entry_set_pathname(e, (dest + "/" + name).c_str());
+    if (const char* l = archive_entry_hardlink(e)) {
+      std::string link = l;
+      if (link.empty() || link[0] == '/' ||
+          absl::StrContains(absl::StrCat("/", link, "/"), "/../")) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            path, ": entry \"", name, "\" links outside the archive"));
+        break;
+      }
+      archive_entry_set_hardlink(e, (dest + "/" + link).c_str());
+    }
+    if (archive_write_header(w, e) != ARCHIVE_OK) {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          path, ": entry \"", name, "\": ", archive_error_string(w)));
+      break;
+    }
+    const void* buf;
+    size_t size;
+    la_int64_t off;
+    while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
+      if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK) {
+        status = absl::InternalError(
+            absl::StrCat(path, ": ", archive_error_string(w)));
+        break;
+      }
+    }
+    if (status.ok() && r != ARCHIVE_EOF) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", archive_error_string(a)));
+    }
+    archive_write_finish_entry(w);
+  }
+  archive_write_free(w);
+  archive_read_free(a);
+  return status;
+}
+
+absl::StatusOr<std::string> ReadJsonFile(const std::string& path) {
+  return ReadFileToString(path);
+}
+
+// Stores a layer file: returns its descriptor.
+absl::StatusOr<Descriptor> StoreLayerFile(ImageStore* store,
+                                          const std::string& path) {
+  ASSIGN_OR_RETURN(Digest d, HashFile(path));
+  RETURN_IF_ERROR(UploadPath(store->blobs(), store->ns(), path, d));
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  unsigned char magic[4] = {0, 0, 0, 0};
+  if (fd >= 0) {
+    (void)!read(fd, magic, sizeof(magic));
+    close(fd);
+  }
+  std::string media = kMediaTypeLayerTar;
+  if (magic[0] == 0x1f && magic[1] == 0x8b) media = kMediaTypeLayerGzip;
+  if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f &&
+      magic[3] == 0xfd) {
+    media = kMediaTypeLayerZstd;
+  }
+  return Descriptor{media, d};
+}
+
+absl::StatusOr<Descriptor> ImportDockerArchive(ImageStore* store,
+                                               const std::string& root) {
+  ASSIGN_OR_RETURN(std::string text, ReadJsonFile(root + "/manifest.json"));
+  ASSIGN_OR_RETURN(json m, ParseJson(text, "manifest.json"));
+  if (!m.is_array() || m.empty() || !m[0].is_object() ||
+      !m[0].contains("Config") || !m[0]["Config"].is_string() ||
+      !m[0].contains("Layers") || !m[0]["Layers"].is_array()) {
+    return absl::InvalidArgumentError(
+        "manifest.json: expected [{\"Config\": ..., \"Layers\": [...]}]");
+  }
+  ASSIGN_OR_RETURN(std::string config_path,
+                   Inside(root, m[0]["Config"].get<std::string>()));
+  ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(config_path));
+  ASSIGN_OR_RETURN(json config, ParseJson(config_bytes, "image config"));
+  std::vector<Descriptor> layers;
+  for (const auto& l : m[0]["Layers"]) {
+    if (!l.is_string()) {
+      return absl::InvalidArgumentError("manifest.json: a layer is no string");
+    }
+    ASSIGN_OR_RETURN(std::string p, Inside(root, l.get<std::string>()));
+    ASSIGN_OR_RETURN(Descriptor d, StoreLayerFile(store, p));
+    layers.push_back(d);
+  }
+  RETURN_IF_ERROR(store->blobs()->Put(store->ns(), config_bytes));
+  Descriptor config_desc{kMediaTypeConfig, Digest::Of(config_bytes)};
+  std::string manifest = Serialize(MakeManifest(config_desc, layers));
+  // Check the pair before it is stored.
+  RETURN_IF_ERROR(ParseImage(manifest, config_bytes).status());
+  RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
+  return Descriptor{kMediaTypeManifest, Digest::Of(manifest)};
+}
+
+absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
+                                           const std::string& root) {
+  ASSIGN_OR_RETURN(std::string text, ReadJsonFile(root + "/index.json"));
+  ASSIGN_OR_RETURN(json index, ParseJson(text, "index.json"));
+  if (!index.is_object() || !index.contains("manifests") ||
+      !index["manifests"].is_array() || index["manifests"].empty()) {
+    return absl::InvalidArgumentError("index.json: no manifests");
+  }
+  ASSIGN_OR_RETURN(Descriptor md,
+                   ParseDescriptor(index["manifests"][0], "index.json"));
+  auto blob = [&](const Descriptor& d) -> absl::StatusOr<std::string> {
+    std::string p = absl::StrCat(root, "/", BlobPath(d.digest));
+    ASSIGN_OR_RETURN(Digest actual, HashFile(p));
+    if (actual != d.digest) {
+      return absl::DataLossError(absl::StrCat("blob ", OciDigest(d.digest),
+                                              " does not match its digest"));
+    }
+    return p;
+  };
+  ASSIGN_OR_RETURN(std::string mp, blob(md));
+  ASSIGN_OR_RETURN(std::string manifest, ReadFileToString(mp));
+  ASSIGN_OR_RETURN(json mj, ParseJson(manifest, "manifest"));
+  if (mj.value("mediaType", "") == kMediaTypeIndex ||
+      mj.contains("manifests")) {
+    return absl::UnimplementedError(
+        "multi-platform image indexes are not supported yet: import a "
+        "single-platform image");
+  }
+  if (!mj.contains("config")) {
+    return absl::InvalidArgumentError("manifest: no config");
+  }
+  ASSIGN_OR_RETURN(Descriptor cd, ParseDescriptor(mj["config"], "config"));
+  ASSIGN_OR_RETURN(std::string cp, blob(cd));
+  ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(cp));
+  ASSIGN_OR_RETURN(Image image, ParseImage(manifest, config_bytes));
+  for (const Descriptor& l : image.layers) {
+    ASSIGN_OR_RETURN(std::string lp, blob(l));
+    RETURN_IF_ERROR(UploadPath(store->blobs(), store->ns(), lp, l.digest));
+  }
+  RETURN_IF_ERROR(store->blobs()->Put(store->ns(), config_bytes));
+  RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
+  return md;
+}
+
+absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
+                                        const std::string& dir,
+                                        const std::string& scratch) {
+  LayerOptions lo;
+  std::string blob_path = scratch + "/rootfs-layer";
+  ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(dir, lo, blob_path));
+  RETURN_IF_ERROR(
+      UploadPath(store->blobs(), store->ns(), blob_path, blob.digest));
+  unlink(blob_path.c_str());
+  json config = EmptyImageConfig();
+  config["rootfs"]["diff_ids"] = {blob.diff_id};
+  config["history"] = {json{{"created_by", "stagefarm image import"},
+                            {"comment", "imported from a root file system"}}};
+  return store->PutImage(config, {Descriptor{blob.media_type, blob.digest}});
+}
+
+}  // namespace
+
+absl::Status ExportImage(ImageStore* store, const Digest& manifest,
+                         const std::vector<std::string>& names,
+                         ArchiveFormat format, const std::string& out_path) {
+  ASSIGN_OR_RETURN(ResolvedImage image, store->Load(manifest));
+  std::string tmp = absl::StrCat(out_path, ".tmp-", getpid());
+  absl::Status status;
+  {
+    TarWriter w(tmp);
+    status = w.status();
+    if (status.ok())
+      status = w.AddBytes("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
+    json manifests = json::array();
+    json entry = DescriptorJson(image.manifest);
+    if (!names.empty()) {
+      std::string tag = names[0].substr(names[0].rfind(':') + 1);
+      entry["annotations"] = {{"io.containerd.image.name", names[0]},
+                              {"org.opencontainers.image.ref.name", tag}};
+    }
+    manifests.push_back(entry);
+    json index{{"schemaVersion", 2},
+               {"mediaType", kMediaTypeIndex},
+               {"manifests", manifests}};
+    if (status.ok()) status = w.AddBytes("index.json", Serialize(index));
+    if (format == ArchiveFormat::kDocker && status.ok()) {
+      json layers = json::array();
+      for (const Descriptor& l : image.image.layers) {
+        layers.push_back(BlobPath(l.digest));
+      }
+      json dm = json::array({json{{"Config", BlobPath(image.config.digest)},
+                                  {"RepoTags", names},
+                                  {"Layers", layers}}});
+      status = w.AddBytes("manifest.json", Serialize(dm));
+    }
+    if (status.ok()) status = w.AddDir("blobs/");
+    if (status.ok()) status = w.AddDir("blobs/sha256/");
+    std::vector<Digest> blobs{image.manifest.digest, image.config.digest};
+    for (const Descriptor& l : image.image.layers) blobs.push_back(l.digest);
+    std::sort(blobs.begin(), blobs.end());
+    blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
+    for (const Digest& d : blobs) {
+      if (!status.ok()) break;
+      status = w.AddBlob(BlobPath(d), store->blobs(), store->ns(), d);
+    }
+    if (status.ok()) status = w.Close();
+  }
+  if (status.ok() && rename(tmp.c_str(), out_path.c_str()) != 0) {
+    status = absl::InternalError(
+        absl::StrCat("cannot write ", out_path, ": ", strerror(errno)));
+  }
+  if (!status.ok()) unlink(tmp.c_str());
+  return status;
+}
+
+absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
+                                       const std::string& path,
+                                       const std::string& scratch) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": ", strerror(errno)));
+  }
+  std::string root = path;
+  std::string unpacked;
+  if (!S_ISDIR(st.st_mode)) {
+    ASSIGN_OR_RETURN(unpacked, MakeTempDir(scratch, "import-"));
+    absl::Status s = Extract(path, unpacked);
+    if (!s.ok()) {
+      (void)RemoveAll(unpacked);
+      return s;
+    }
+    root = unpacked;
+  }
+  absl::StatusOr<Descriptor> result;
+  struct stat probe;
+  if (stat((root + "/manifest.json").c_str(), &probe) == 0) {
+    result = ImportDockerArchive(store, root);
+  } else if (stat((root + "/oci-layout").c_str(), &probe) == 0) {
+    result = ImportOciLayout(store, root);
+  } else {
+    result = ImportRootfs(store, root, scratch);
+  }
+  if (!unpacked.empty()) (void)RemoveAll(unpacked);
+  if (!result.ok()) {
+    return absl::Status(
+        result.status().code(),
+        absl::StrCat("import ", path, ": ", result.status().message()));
+  }
+  return result;
+}
+
+}  // namespace stagefarm::worker

@@ -1,0 +1,70 @@
+// The local image index: names ("app:1") pointing at manifests whose blobs
+// (manifest, config, layers) live in a BlobStore namespace.
+//
+// Tags are one JSON file, replaced atomically (write to a temporary file,
+// fsync, rename) under an exclusive lock on a lock file, so concurrent
+// `stagefarm` processes never lose or tear a tag. Thread-safe.
+#ifndef STAGEFARM_WORKER_IMAGE_STORE_H_
+#define STAGEFARM_WORKER_IMAGE_STORE_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cas/blob_store.h"
+#include "worker/oci.h"
+
+namespace stagefarm::worker {
+
+struct ImageRecord {
+  std::string name;  // normalized reference
+  Digest manifest;   // digest of the manifest blob
+  int64_t size = 0;  // manifest + config + compressed layers
+  std::string created;
+};
+
+struct ResolvedImage {
+  std::string name;
+  Descriptor manifest;
+  Descriptor config;
+  std::string manifest_bytes;
+  Image image;
+};
+
+class ImageStore {
+ public:
+  // `ns` is the BlobStore namespace; `index_path` the tags file.
+  ImageStore(BlobStore* blobs, std::string ns, std::string index_path);
+
+  BlobStore* blobs() const { return blobs_; }
+  const std::string& ns() const { return ns_; }
+
+  // Stores `config` and a manifest over `layers` (which must already be in
+  // the store); returns the manifest's descriptor.
+  absl::StatusOr<Descriptor> PutImage(const nlohmann::json& config,
+                                      const std::vector<Descriptor>& layers);
+  // Reads and checks an image by manifest digest.
+  absl::StatusOr<ResolvedImage> Load(const Digest& manifest);
+
+  // Points `name` at `manifest` (replacing an earlier tag).
+  absl::Status Tag(absl::string_view name, const Digest& manifest);
+  // NOT_FOUND (saying how to import one) when no image has that name.
+  absl::StatusOr<ResolvedImage> Resolve(absl::string_view name);
+  absl::StatusOr<std::vector<ImageRecord>> List();
+  absl::Status Remove(absl::string_view name);
+
+ private:
+  absl::StatusOr<nlohmann::json> ReadIndexLocked();
+  absl::Status WriteIndexLocked(const nlohmann::json& index);
+
+  BlobStore* blobs_;
+  std::string ns_;
+  std::string index_path_;
+  std::mutex mu_;
+};
+
+}  // namespace stagefarm::worker
+
+#endif  // STAGEFARM_WORKER_IMAGE_STORE_H_
