@@ -350,10 +350,9 @@ int main(int argc, char** argv) {
   exp->add_option("-o,--output", export_output, "FILE")->required();
 
   std::string run_image;
-  std::vector<std::string> run_args;
   CLI::App* run = app.add_subcommand("run", "run an image's command");
   run->add_option("image", run_image, "NAME:TAG")->required();
-  run->add_option("args", run_args, "command and arguments");
+  // Everything after IMAGE is the command, flags included.
   run->prefix_command();
   add_local_flags(run);
 
@@ -384,7 +383,9 @@ int main(int argc, char** argv) {
     return cli::ImageExportCommand(local, export_name, export_format,
                                    export_output);
   }
-  if (run->parsed()) return cli::RunCommand(local, run_image, run_args);
+  if (run->parsed()) {
+    return cli::RunCommand(local, run_image, run->remaining());
+  }
   for (CLI::App* sub : app.get_subcommands()) {
     std::cerr << "stagefarm: \"" << sub->get_name()
               << "\" is not implemented in this version (the farm's cluster "

@@ -23,6 +23,7 @@
 #include "scheduler/build/cache_key.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/expand.h"
+#include "scheduler/dockerfile/parser.h"
 #include "worker/copy.h"
 #include "worker/fs_util.h"
 
@@ -262,9 +263,26 @@ class StageRunner {
   absl::StatusOr<ImageState> Run() {
     RETURN_IF_ERROR(ResolveBase());
     std::vector<std::string> base_env = JsonStrings(Cfg()["Env"]);
+    const dockerfile::Plan* plan = s_.plan;
+    if (!onbuild_pending_.empty()) {
+      // The base's ONBUILD triggers run first, as if written right after
+      // FROM; they are consumed (the result's config has none of them).
+      triggered_plan_ = std::make_unique<dockerfile::Plan>(*s_.plan);
+      std::string text = "FROM scratch\n";
+      for (const std::string& t : onbuild_pending_)
+        absl::StrAppend(&text, t, "\n");
+      std::string where = absl::StrCat("ONBUILD trigger of ", stage_.base);
+      ASSIGN_OR_RETURN(dockerfile::ParsedDockerfile parsed,
+                       dockerfile::Parse(text, where));
+      ASSIGN_OR_RETURN(std::vector<Instruction> insts,
+                       dockerfile::ToInstructions(std::move(parsed), where));
+      auto& own = triggered_plan_->stages[index_].instructions;
+      own.insert(own.begin(), insts.begin() + 1, insts.end());
+      plan = triggered_plan_.get();
+    }
     ASSIGN_OR_RETURN(
         dockerfile::ExpandedStage expanded,
-        dockerfile::ExpandStage(*s_.plan, index_, s_.request->plan_options,
+        dockerfile::ExpandStage(*plan, index_, s_.request->plan_options,
                                 base_env, s_.request->dockerfile_name));
     int total = static_cast<int>(expanded.steps.size());
     for (int i = 0; i < total; ++i) {
@@ -310,10 +328,8 @@ class StageRunner {
 
   absl::Status ResolveBase() {
     if (stage_.base_stage >= 0) {
-      ASSIGN_OR_RETURN(state_, s_.stages->at(stage_.base_stage).get());
-      // A stage built on another starts a new history only in the sense of
-      // config; layers and history carry over.
-      ApplyOnbuildWarning();
+      ASSIGN_OR_RETURN(state_, StageResult(stage_.base_stage));
+      TakeOnbuildTriggers();
       return absl::OkStatus();
     }
     if (absl::AsciiStrToLower(stage_.base) == "scratch") {
@@ -327,7 +343,7 @@ class StageRunner {
       state_.key = build::CacheKeyBuilder()
                        .Add("base", OciDigest(image.manifest.digest))
                        .Finish();
-      ApplyOnbuildWarning();
+      TakeOnbuildTriggers();
     }
     if (!state_.config.contains("history") ||
         !state_.config["history"].is_array()) {
@@ -346,9 +362,9 @@ class StageRunner {
     return absl::OkStatus();
   }
 
-  void ApplyOnbuildWarning() {
-    // ONBUILD triggers of the base are not run yet; they are cleared so
-    // the result does not pretend to have consumed them.
+  void TakeOnbuildTriggers() {
+    // The base's ONBUILD triggers run in this stage (Run) and are not
+    // passed on: an image that consumed them has none left.
     if (state_.config.contains("config") &&
         state_.config["config"].contains("OnBuild") &&
         !state_.config["config"]["OnBuild"].is_null() &&
@@ -722,11 +738,22 @@ class StageRunner {
   absl::StatusOr<std::string> StageKey(const std::string& from) {
     int idx = StageIndex(from);
     if (idx >= 0) {
-      ASSIGN_OR_RETURN(ImageState st, s_.stages->at(idx).get());
+      ASSIGN_OR_RETURN(ImageState st, StageResult(idx));
       return st.key;
     }
     ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
     return OciDigest(image.manifest.digest);
+  }
+
+  // Waits for an earlier stage of this build.
+  absl::StatusOr<ImageState> StageResult(int idx) {
+    auto it = s_.stages->find(idx);
+    if (it == s_.stages->end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "stage ", s_.plan->stages[idx].DisplayName(),
+          " is not part of this build (an ONBUILD trigger refers to it)"));
+    }
+    return it->second.get();
   }
 
   int StageIndex(const std::string& from) {
@@ -755,7 +782,7 @@ class StageRunner {
     ImageState st;
     int idx = StageIndex(from);
     if (idx >= 0) {
-      ASSIGN_OR_RETURN(st, s_.stages->at(idx).get());
+      ASSIGN_OR_RETURN(st, StageResult(idx));
     } else {
       ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
       st.layers = image.image.layers;
@@ -992,8 +1019,8 @@ class StageRunner {
         }
         std::string content = h->content;
         if (h->expand) {
-          ASSIGN_OR_RETURN(content, dockerfile::ExpandHeredoc(
-                                        *h, JsonStrings(Cfg()["Env"])));
+          ASSIGN_OR_RETURN(content,
+                           dockerfile::ExpandHeredoc(*h, step.run_env));
         }
         RETURN_IF_ERROR(
             WriteStringToFile(heredoc_dir + "/" + name, content, 0644));
@@ -1094,6 +1121,7 @@ class StageRunner {
   ImageState state_;
   bool cmd_set_ = false;
   std::vector<std::string> onbuild_pending_;
+  std::unique_ptr<dockerfile::Plan> triggered_plan_;
   int step_no_ = 0;
   int steps_ = 0;
 };

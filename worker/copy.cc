@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -251,12 +253,15 @@ absl::Status SetAttrs(const std::string& path, const struct stat& st,
   return absl::OkStatus();
 }
 
+// Files with several links copied so far, so links stay links.
+using HardLinks = std::map<std::pair<dev_t, ino_t>, std::string>;
+
 // Copies one entry (recursively for directories) from `from` to the host
 // path `to`, whose parent exists.
 absl::Status CopyEntry(const CopySource& source, const Filter& filter,
                        const CopyOptions& options, const std::string& from,
                        const std::string& rel, const std::string& to,
-                       bool follow) {
+                       bool follow, HardLinks* links) {
   struct stat st;
   if ((follow ? stat(from.c_str(), &st) : lstat(from.c_str(), &st)) != 0) {
     return Errno("cannot stat", from);
@@ -277,7 +282,7 @@ absl::Status CopyEntry(const CopySource& source, const Filter& filter,
       std::string child_rel = Join(rel, child);
       if (filter.Hidden(child_rel)) continue;
       RETURN_IF_ERROR(CopyEntry(source, filter, options, from + "/" + child,
-                                child_rel, to + "/" + child, false));
+                                child_rel, to + "/" + child, false, links));
     }
     if (!exists) RETURN_IF_ERROR(SetAttrs(to, st, owner, mode, false));
     return absl::OkStatus();
@@ -292,6 +297,15 @@ absl::Status CopyEntry(const CopySource& source, const Filter& filter,
       RETURN_IF_ERROR(WriteStringToFile(to, "", 0644));
       if (!options.mode) mode = 0644;
     } else {
+      if (st.st_nlink > 1) {
+        auto [it, inserted] = links->try_emplace({st.st_dev, st.st_ino}, to);
+        if (!inserted) {
+          unlink(to.c_str());
+          if (link(it->second.c_str(), to.c_str()) == 0) {
+            return absl::OkStatus();
+          }
+        }
+      }
       RETURN_IF_ERROR(CopyFileData(from, to, mode));
     }
     return SetAttrs(to, st, owner, mode, false);
@@ -509,6 +523,7 @@ absl::Status CopyInto(const CopySource& source,
   uid_t puid = options.uid.value_or(0);
   gid_t pgid = options.gid.value_or(0);
   mode_t pmode = options.mode.value_or(0755);
+  HardLinks links;
   for (const SourceMatch& m : matches) {
     bool archive = options.unpack_archives && !m.is_dir && IsArchive(m.host);
     if (m.is_dir || archive) {
@@ -516,8 +531,8 @@ absl::Status CopyInto(const CopySource& source,
       if (archive) {
         RETURN_IF_ERROR(Unpack(m.host, dest, options));
       } else {
-        RETURN_IF_ERROR(
-            CopyEntry(source, filter, options, m.host, m.rel, dest, true));
+        RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, dest,
+                                  true, &links));
       }
       continue;
     }
@@ -530,8 +545,8 @@ absl::Status CopyInto(const CopySource& source,
       RETURN_IF_ERROR(MakeParents(dest_root, dest.substr(0, dest.rfind('/')),
                                   puid, pgid, pmode));
     }
-    RETURN_IF_ERROR(
-        CopyEntry(source, filter, options, m.host, m.rel, target, true));
+    RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, target,
+                              true, &links));
   }
   return absl::OkStatus();
 }

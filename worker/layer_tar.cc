@@ -469,8 +469,8 @@ class LayerWriter {
 
   absl::Status WriteHeader(const std::string& rel) {
     int rc = archive_write_header(a_, entry_.get());
-    // ARCHIVE_WARN is a name that does not convert to UTF-8; libarchive then
-    // stores it as binary, which is still exact.
+    // ARCHIVE_WARN is a name that is not valid UTF-8; libarchive then stores
+    // it as raw bytes (hdrcharset=BINARY), which is still exact.
     if (rc < ARCHIVE_WARN) return ArchiveError("writing tar header for", rel);
     ++entries_;
     return absl::OkStatus();
@@ -779,7 +779,9 @@ class LayerStream {
             absl::StrCat("corrupt zstd layer: ", ZSTD_getErrorName(rc)));
       }
       // 0 means a frame just ended and everything is flushed.
-      zstd_frame_done_ = rc == 0;
+      // (A call without progress starts looking for the next frame and
+      // returns non-zero even at a clean end, so only progress counts.)
+      if (in.pos > 0 || out.pos > 0) zstd_frame_done_ = rc == 0;
       if (out.pos > 0) {
         return absl::string_view(reinterpret_cast<const char*>(out_.data()),
                                  out.pos);
@@ -866,7 +868,11 @@ absl::StatusOr<std::vector<std::string>> CleanPath(absl::string_view path,
         absl::StrCat("layer entry ", Quoted(entry), " links to ", Quoted(path),
                      " outside the destination"));
   };
-  if (absl::StartsWith(path, "/")) return escapes();
+  if (absl::StartsWith(path, "/")) {
+    if (link_target) return escapes();
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer entry ", Quoted(entry), " has an absolute path"));
+  }
   std::vector<std::string> parts;
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part.empty() || part == ".") continue;
@@ -885,8 +891,10 @@ absl::StatusOr<Fd> OpenParents(int root_fd,
                                size_t count, absl::string_view entry,
                                bool create) {
   Fd dir(fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
-  if (!dir.valid())
-    return ErrnoError(errno, "duplicating descriptor for", entry);
+  if (!dir.valid()) {
+    return ErrnoError(errno, "duplicating descriptor for layer entry",
+                      Quoted(entry));
+  }
   for (size_t i = 0; i < count; ++i) {
     const char* name = parts[i].c_str();
     int fd = openat(dir.get(), name,
@@ -906,13 +914,17 @@ absl::StatusOr<Fd> OpenParents(int root_fd,
     int err = errno;
     std::string prefix =
         absl::StrJoin(parts.begin(), parts.begin() + i + 1, "/");
-    if (err == ELOOP) {
+    // O_NOFOLLOW|O_DIRECTORY on a symlink fails with ENOTDIR or ELOOP
+    // depending on the kernel, so look at what is there.
+    struct stat st;
+    bool exists = fstatat(dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (exists && S_ISLNK(st.st_mode)) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer entry ", Quoted(entry), " goes through symlink ",
                        Quoted(prefix)));
     }
     if (!create && (err == ENOENT || err == ENOTDIR)) return Fd();
-    if (err == ENOTDIR) {
+    if (exists && !S_ISDIR(st.st_mode)) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer entry ", Quoted(entry), " goes through ",
                        Quoted(prefix), ", which is not a directory"));
@@ -1165,7 +1177,11 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
   // Restricted pax: plain ustar headers unless a name, size, id or xattr
   // needs an extension. No blocking: the stream ends right after the two
   // zero blocks instead of being padded to 10 KiB.
+  // xattrs only as SCHILY.xattr.*, the form docker and GNU tar read, instead
+  // of also repeating them base64-encoded as LIBARCHIVE.xattr.*.
   if (archive_write_set_format_pax_restricted(a.get()) != ARCHIVE_OK ||
+      archive_write_set_format_option(a.get(), "pax", "xattrheader",
+                                      "SCHILY") != ARCHIVE_OK ||
       archive_write_set_bytes_per_block(a.get(), 0) != ARCHIVE_OK ||
       archive_write_open2(a.get(), &sink, nullptr, SinkWriteCallback, nullptr,
                           nullptr) != ARCHIVE_OK) {

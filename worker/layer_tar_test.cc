@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <set>
@@ -411,11 +412,15 @@ void MakeTar(const std::string& path, const std::vector<Member>& members) {
   WriteFile(path, out);
 }
 
-// Serves `data` in pieces of `chunk` bytes.
+// Serves `data` in pieces of `chunk` bytes; with `chunk` 0, in pieces of
+// 1, 2, 3, ... 97 bytes, over and over, so the first bytes (the compression
+// magic) arrive split and piece boundaries fall everywhere.
 ByteSource SourceOf(const std::string& data, size_t chunk) {
   auto pos = std::make_shared<size_t>(0);
-  return [data, chunk, pos](std::string* out) -> absl::StatusOr<size_t> {
-    size_t n = std::min(chunk, data.size() - *pos);
+  auto calls = std::make_shared<size_t>(0);
+  return [data, chunk, pos, calls](std::string* out) -> absl::StatusOr<size_t> {
+    size_t want = chunk != 0 ? chunk : 1 + (*calls)++ % 97;
+    size_t n = std::min(want, data.size() - *pos);
     out->assign(data, *pos, n);
     *pos += n;
     return n;
@@ -478,6 +483,10 @@ TEST_P(LayerTarCompressionTest, RoundTripKeepsTheTree) {
   EXPECT_EQ(Scan(dest), src_tree);
   EXPECT_EQ(LinkGroups(dest), LinkGroups(src));
   EXPECT_EQ(LinkGroups(dest).size(), 1u);
+  if (!has_capability) {
+    std::cerr << "note: this filesystem refused security.capability; file "
+                 "capabilities are not covered\n";
+  }
   EXPECT_EQ(GetXattr(dest + "/cap", "security.capability"),
             has_capability ? CapabilityValue() : "");
   EXPECT_EQ(GetXattr(dest + "/cap", "user.note"), "");
@@ -666,11 +675,11 @@ TEST(LayerTarTest, AppliesFromTinyChunksAndForeignGzip) {
   ASSERT_TRUE(layer.ok()) << layer.status();
   const std::string tar = ReadFile(blob);
 
-  // Two gzip members made by zlib, split mid-entry; then served 3 bytes at
-  // a time so even the magic bytes arrive in pieces.
+  // Two gzip members made by zlib, split mid-entry, served in small pieces
+  // of varying size and in large ones.
   const size_t split = tar.size() / 2 + 7;
   const std::string gz = Gzip(tar.substr(0, split)) + Gzip(tar.substr(split));
-  for (size_t chunk : {size_t{3}, size_t{1} << 20}) {
+  for (size_t chunk : {size_t{0}, size_t{1} << 20}) {
     SCOPED_TRACE(chunk);
     std::string dest = tmp.Dir(absl::StrCat("dest", chunk));
     auto applied = ApplyLayer(SourceOf(gz, chunk), dest);
@@ -683,7 +692,7 @@ TEST(LayerTarTest, AppliesFromTinyChunksAndForeignGzip) {
   ASSERT_TRUE(
       WriteLayer(src, {Compression::kZstd, std::nullopt}, zstd_blob).ok());
   std::string dest = tmp.Dir("dest_zstd");
-  auto applied = ApplyLayer(SourceOf(ReadFile(zstd_blob), 5), dest);
+  auto applied = ApplyLayer(SourceOf(ReadFile(zstd_blob), 0), dest);
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->diff_id, layer->diff_id);
 }

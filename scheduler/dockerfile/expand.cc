@@ -171,6 +171,12 @@ absl::StatusOr<ExpandedStage> ExpandStage(
         step.pairs.push_back({key, value});
       }
     } else if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
+      // The scope heredoc bodies expand in: ENV, then declared ARGs.
+      if (!inst.heredocs.empty()) {
+        step.run_env = scope.EnvList();
+        for (const KeyValue& kv : scope.ArgValues())
+          step.run_env.push_back(kv.key + "=" + kv.value);
+      }
       for (const std::string& src : copy->sources) {
         ASSIGN_OR_RETURN(std::string s, expand(inst, src));
         step.words.push_back(s);

@@ -33,8 +33,9 @@ struct ExpandedStep {
   std::vector<std::string> words;
   std::vector<KeyValue> pairs;  // ENV and LABEL, expanded
   std::string chown, chmod;     // COPY/ADD, expanded
-  // RUN: the environment the command sees ("KEY=VALUE"), and the build args
-  // it records in history (declared ARGs with values, first-declaration
+  // RUN: the environment the command sees ("KEY=VALUE"; for COPY/ADD with
+  // heredocs, the scope their bodies expand in), and the build args RUN
+  // records in history (declared ARGs with values, first-declaration
   // order, latest value).
   std::vector<std::string> run_env;
   std::vector<KeyValue> run_args;

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# End-to-end: `stagefarm build` on the embedded engine with runc and
+# overlayfs, checking files, owners, modes and image config of the results
+# for the execution cases of ../shared/spec/dockerfile-semantics.md.
+# Usage: build_test.sh BIN_DIR   (needs root, runc, busybox-static, jq)
+. "$(dirname "$0")/lib.sh"
+e2e_setup "$1"
+
+# --- B: ARG and ENV as RUN sees them --------------------------------------
+c=$(new_ctx args)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+ARG A=one
+ENV B=${A}-env
+ARG C
+RUN echo "$A $B ${C:-unset}" > /args && env | sort > /env
+DF
+build_local "$c" --build-arg C=given
+check "B: ARG/ENV/build-arg in RUN" "one one-env given" "$(cat "$c.out/args" 2>/dev/null)"
+check_contains "B: RUN env has PATH" "PATH=/usr/local/sbin" "$(cat "$c.out/env" 2>/dev/null)"
+
+# --- C1: wildcards, directories and trailing slashes ------------------------
+c=$(new_ctx wild)
+mkdir -p "$c/sub/dir1/dir2"
+echo foo >"$c/foo.go"; echo bar >"$c/bar.go"; echo f >"$c/sub/dir1/dir2/foo"
+cat >"$c/Dockerfile" <<'DF'
+FROM scratch
+COPY *.go /gofiles/
+COPY f*.go foo2.go
+COPY sub/* /subdest/
+COPY sub/*/dir2/foo /subdest2/
+COPY sub/*/dir2/foo /subdest3/bar
+COPY sub/dir1/ subdest4
+COPY sub/dir1/. subdest5
+COPY sub/dir1 subdest6
+COPY foo.go nomatch* /c2/
+DF
+build_local "$c"
+o=$c.out
+r=""
+for p in gofiles/foo.go gofiles/bar.go foo2.go subdest/dir2/foo subdest2/foo subdest3/bar \
+         subdest4/dir2/foo subdest5/dir2/foo subdest6/dir2/foo c2/foo.go; do
+  [ -f "$o/$p" ] && r="$r ok" || r="$r missing:$p"
+done
+check "C1/C2: COPY wildcard and directory rules" " ok ok ok ok ok ok ok ok ok ok" "$r"
+check "C1: a matched directory's contents are copied" "no" "$([ -e "$o/subdest/dir1" ] && echo yes || echo no)"
+
+# --- C3/C4: relative destinations follow WORKDIR ---------------------------
+c=$(new_ctx rel)
+echo x >"$c/foo"
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+WORKDIR /test1
+WORKDIR test2
+COPY foo ./
+ADD foo ./bar/baz
+COPY foo ./bar/baz2
+WORKDIR ..
+COPY foo ./
+COPY foo /test3/
+WORKDIR /test5/test6
+COPY foo ../
+ENV empty=""
+WORKDIR /var/www
+COPY foo $empty
+DF
+build_local "$c"
+r=""
+for p in test1/test2/foo test1/test2/bar/baz test1/test2/bar/baz2 test1/foo test3/foo test5/foo var/www/foo; do
+  [ -f "$c.out/$p" ] && r="$r ok" || r="$r missing:$p"
+done
+check "C3/C4: relative COPY destinations" " ok ok ok ok ok ok ok" "$r"
+
+# --- C6/C7/C8: ownership and modes -----------------------------------------
+c=$(new_ctx own)
+echo foo >"$c/foo"; mkdir -p "$c/bar/sub"
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox AS source
+RUN mkdir -p /dir/subdir && echo n > /dir/subdir/nestedfile && echo f > /file && \
+    chown 100:200 /file /dir && chown 101:201 /dir/subdir && chown 102:202 /dir/subdir/nestedfile
+FROM busybox
+ENV owner 1000
+ARG group
+COPY --chown=daemon foo /
+COPY --chown=1000:nobody bar /baz
+COPY --chown=${owner}:${group} foo /foobis
+COPY --from=source /file .
+COPY --from=source /dir /dir
+COPY --chmod=0644 foo /m644
+COPY --chmod=777 foo /parent/foo
+COPY --chmod=770 foo /parent/sub/foo
+DF
+build_local "$c" --build-arg group=nobody
+o=$c.out
+st() { stat -c "$2" "$o/$1" 2>/dev/null; }
+check "C6: --chown=user takes the user's group" "1:1" "$(st foo %u:%g)"
+check "C6: --chown on a directory's contents" "1000:65534" "$(st baz/sub %u:%g)"
+check "C6: --chown expands ENV and ARG" "1000:65534" "$(st foobis %u:%g)"
+check "C7: ownership kept from a stage" "100:200" "$(st file %u:%g)"
+check "C7: the new target directory is root's" "0:0" "$(st dir %u:%g)"
+check "C7: nested ownership kept" "101:201 102:202" "$(st dir/subdir %u:%g) $(st dir/subdir/nestedfile %u:%g)"
+check "C8: --chmod modes incl. created parents" "644 777 777 770" \
+  "$(st m644 %a) $(st parent/foo %a) $(st parent %a) $(st parent/sub %a)"
+check "C: context files are root's" "0:0" "$(st m644 %u:%g)"
+
+# --- C8: invalid chmod is a clear error -------------------------------------
+c=$(new_ctx badchmod)
+echo x >"$c/foo"
+printf 'FROM scratch\nCOPY --chmod=64a foo /\n' >"$c/Dockerfile"
+build_local "$c"; rc=$?
+check_contains "C8: invalid --chmod error" "invalid chmod parameter: '64a'" "$(cat "$c.log")"
+check_contains "C8: error names file:line" "Dockerfile:2" "$(cat "$c.log")"
+
+# --- C9/C10: symlinks ---------------------------------------------------------
+c=$(new_ctx links)
+echo target >"$c/bar"; ln -s bar "$c/foo"; mkdir "$c/sub"; echo s >"$c/sub/subfile"
+ln -s subfile "$c/sub/l0"; ln -s sub "$c/link"; ln -s ../../../../etc/passwd "$c/escape"
+mkdir -p "$c/t/tmp"; ln -s ../tmp/symlink-target "$c/t/symlink"; tar -C "$c/t" -cf "$c/t.tar" symlink
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+COPY foo /
+COPY sub/l* /alllinks/
+COPY link/subfile /through
+ADD t.tar /
+COPY foo /symlink/
+DF
+build_local "$c"
+o=$c.out
+check "C9: a symlink source is followed" "target" "$(cat "$o/foo" 2>/dev/null)"
+check "C9: matched links become files" "regular file" "$(stat -c %F "$o/alllinks/l0" 2>/dev/null)"
+check "C9: a symlinked directory in the path is followed" "s" "$(cat "$o/through" 2>/dev/null)"
+check "C10: destination symlinks resolve inside the rootfs" "target" "$(cat "$o/tmp/symlink-target/foo" 2>/dev/null)"
+printf 'FROM busybox\nCOPY escape /escape\n' >"$c/Dockerfile"
+build_local "$c"
+check_contains "C9: a link out of the context resolves inside it" '"/escape": not found' "$(cat "$c.log")"
+check "C9: nothing from outside the context is copied" "no" "$(grep -qs '^root:' "$c.out/escape" && echo yes || echo no)"
+
+# --- C12: ADD of archives ---------------------------------------------------
+c=$(new_ctx add)
+mkdir -p "$c/a"; echo inside >"$c/a/foo"; tar -C "$c/a" -czf "$c/t.tar.gz" foo
+cat >"$c/Dockerfile" <<'DF'
+FROM scratch
+ADD t.tar.gz /x/
+COPY t.tar.gz /y/
+ADD --chown=100:200 t.tar.gz /z/
+DF
+build_local "$c"
+check "C12: ADD unpacks a local archive" "inside" "$(cat "$c.out/x/foo" 2>/dev/null)"
+check "C12: COPY keeps the archive" "yes" "$([ -f "$c.out/y/t.tar.gz" ] && echo yes || echo no)"
+check "C12: ADD --chown applies to unpacked files" "100:200" "$(stat -c %u:%g "$c.out/z/foo" 2>/dev/null)"
+
+# --- D9/E: USER and WORKDIR ---------------------------------------------------
+c=$(new_ctx user)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+RUN echo 'dockerio:x:1001:1001::/home:/bin/sh' >> /etc/passwd && \
+    echo 'dockerio:x:1001:' >> /etc/group && echo 'supp:x:1002:dockerio' >> /etc/group
+RUN id > /root-id
+USER dockerio
+WORKDIR /mydir
+RUN id > /mydir/id1
+USER 1234
+RUN id > /tmp/id2
+USER daemon
+RUN id > /tmp/id3
+USER 1042:1043
+RUN id -u > /tmp/id4 && id -g >> /tmp/id4
+USER nobody
+DF
+build_local "$c"
+o=$c.out
+check "D9: root is 0:0 with wheel" "uid=0(root) gid=0(root) groups=0(root),10(wheel)" "$(cat "$o/root-id" 2>/dev/null)"
+check "D9: user by name with supplementary groups" "uid=1001(dockerio) gid=1001(dockerio) groups=1001(dockerio),1002(supp)" "$(cat "$o/mydir/id1" 2>/dev/null)"
+check "D9: unknown numeric uid gets gid 0" "uid=1234 gid=0(root) groups=0(root)" "$(cat "$o/tmp/id2" 2>/dev/null)"
+check "D9: daemon" "uid=1(daemon) gid=1(daemon) groups=1(daemon)" "$(cat "$o/tmp/id3" 2>/dev/null)"
+check "D9: unknown uid:gid" "1042 1043" "$(tr '\n' ' ' <"$o/tmp/id4" 2>/dev/null | sed 's/ $//')"
+check "E2: WORKDIR after USER is the user's" "1001:1001" "$(stat -c %u:%g "$o/mydir" 2>/dev/null)"
+
+# --- H: heredocs -------------------------------------------------------------
+c=$(new_ctx heredoc)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox AS build
+ARG name=world
+WORKDIR /dest
+COPY <<EOF single
+Hello ${name}!
+EOF
+COPY <<'EOF' raw
+Hello ${name}!
+EOF
+COPY <<EOF <<EOF2 double/
+first file
+EOF
+second file
+EOF2
+RUN <<EOF
+echo "i am" >> /dest/run
+whoami >> /dest/run
+EOF
+RUN <<-EOF sh > /dest/indented
+	echo bar
+	EOF
+FROM scratch
+COPY --from=build /dest /
+DF
+build_local "$c"
+o=$c.out
+check "H3: COPY heredoc expands ARG" "Hello world!" "$(cat "$o/single" 2>/dev/null)"
+check "H3: quoted heredoc stays raw" 'Hello ${name}!' "$(cat "$o/raw" 2>/dev/null)"
+check "H1: heredoc names are file names in a directory" "first file|second file" "$(cat "$o/double/EOF" 2>/dev/null)|$(cat "$o/double/EOF2" 2>/dev/null)"
+check "H5: RUN heredoc runs as a script" "i am root" "$(tr '\n' ' ' <"$o/run" 2>/dev/null | sed 's/ $//')"
+check "H4: <<- strips tabs and feeds the command" "bar" "$(cat "$o/indented" 2>/dev/null)"
+
+# --- G1: ONBUILD -------------------------------------------------------------
+c=$(new_ctx onbuild)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox AS base
+ONBUILD RUN mkdir -p /out && echo -n 11 >> /out/foo
+FROM base AS mid
+RUN cp /out/foo /out/bar
+FROM mid AS child
+RUN cp /out/foo /out/baz
+FROM scratch
+COPY --from=child /out/ /
+DF
+build_local "$c"
+check "G1: a trigger runs in the stage built FROM it" "11" "$(cat "$c.out/bar" 2>/dev/null)"
+check "G4: a trigger runs once" "11" "$(cat "$c.out/baz" 2>/dev/null)"
+
+# --- whiteouts and hard links in layers -----------------------------------------
+c=$(new_ctx whiteout)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+RUN mkdir -p /d/keep /d/drop && echo a > /d/keep/a && echo b > /d/drop/b && echo f > /gone
+RUN rm -rf /d/drop /gone && ln /d/keep/a /d/keep/hard
+DF
+"$SF" build --progress quiet -t e2e-whiteout -o "type=oci,dest=$c.tar" -o "type=local,dest=$c.out" "$c" >"$c.log" 2>&1
+check "whiteouts: deleted paths are gone" "no no" "$([ -e "$c.out/gone" ] && echo yes || echo no) $([ -e "$c.out/d/drop" ] && echo yes || echo no)"
+mkdir -p "$c.oci" && tar -C "$c.oci" -xf "$c.tar" 2>/dev/null
+m=$(jq -r '.manifests[0].digest' "$c.oci/index.json" 2>/dev/null | sed 's/sha256://')
+last=$(jq -r '.layers[-1].digest' "$c.oci/blobs/sha256/$m" 2>/dev/null | sed 's/sha256://')
+entries=$(tar -tvzf "$c.oci/blobs/sha256/$last" 2>/dev/null)
+check_contains "whiteouts: the layer has .wh. entries" "d/.wh.drop" "$entries"
+check_contains "whiteouts: a file deletion" ".wh.gone" "$entries"
+check_contains "hard links: kept as links in the layer" "d/keep/hard link to d/keep/a" "$entries"
+check "hard links: one inode in the result" "2" "$(stat -c %h "$c.out/d/keep/a" 2>/dev/null)"
+
+# --- RUN mounts and network ------------------------------------------------------
+c=$(new_ctx mounts)
+echo ctxfile >"$c/input"; echo s3cr3t-value >"$WORK/secret.txt"
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+ARG n=1
+RUN --mount=type=cache,target=/cache echo "run $n" >> /cache/log && cat /cache/log > /cachelog
+RUN --mount=type=secret,id=tok cat /run/secrets/tok > /dev/null && test -s /run/secrets/tok && echo seen > /secret-seen
+RUN --mount=type=bind,source=input,target=/in cat /in > /bound
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && mount | grep -c ' /scratch ' > /tmpfs
+RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /netdev
+DF
+build_local "$c" --secret "id=tok,src=$WORK/secret.txt" --build-arg n=1
+build_local "$c" --secret "id=tok,src=$WORK/secret.txt" --build-arg n=2
+o=$c.out
+check "mount cache: persists between builds" "run 1|run 2" "$(tr '\n' '|' <"$o/cachelog" 2>/dev/null | sed 's/|$//')"
+check "mount secret: readable in RUN" "seen" "$(cat "$o/secret-seen" 2>/dev/null)"
+check "mount secret: not in the image" "absent" "$(grep -rqs s3cr3t-value "$o" && echo present || echo absent)"
+check "mount secret: no stub left" "no" "$([ -e "$o/run/secrets" ] && echo yes || echo no)"
+check "mount bind: context file visible" "ctxfile" "$(cat "$o/bound" 2>/dev/null)"
+check "mount tmpfs" "1" "$(cat "$o/tmpfs" 2>/dev/null)"
+check "network=none: only lo" "lo" "$(cat "$o/netdev" 2>/dev/null)"
+check "no mount stubs in the result" "no no" "$([ -e "$o/in" ] && echo yes || echo no) $([ -e "$o/scratch" ] && echo yes || echo no)"
+
+# --- failures ----------------------------------------------------------------------
+c=$(new_ctx fail)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+RUN echo before
+RUN echo some output && invalidcmd
+DF
+"$SF" build --progress plain -t e2e-fail:1 "$c" >"$c.log" 2>&1; rc=$?
+log=$(cat "$c.log")
+check "D5: a failing RUN fails the build" "1" "$rc"
+check_contains "D5: names the command" '/bin/sh -c echo some output && invalidcmd' "$log"
+check_contains "D5: did not complete successfully" "did not complete successfully: exit code: 127" "$log"
+check_contains "D5: the line" "Dockerfile:3" "$log"
+check_contains "D5: the last output" "some output" "$log"
+check "D5: nothing is tagged" "no" "$("$SF" image ls | grep -q e2e-fail && echo yes || echo no)"
+"$SF" build --progress plain "$c" >"$c.log2" 2>&1
+check_contains "D5: the failed step is not cached" "[stage-0 2/2] RUN echo some output" "$(cat "$c.log2")"
+check_contains "D5: steps before it are" "CACHED RUN echo before" "$(cat "$c.log2")"
+
+c=$(new_ctx missing)
+printf 'FROM nosuchimage:1\nRUN true\n' >"$c/Dockerfile"
+"$SF" build --progress quiet "$c" >"$c.log" 2>&1
+check_contains "a missing base image says how to import it" "stagefarm image import" "$(cat "$c.log")"
+printf 'FROM busybox\nCOPY nothere /x\n' >"$c/Dockerfile"
+"$SF" build --progress quiet "$c" >"$c.log" 2>&1
+check_contains "a missing COPY source is a clear error" '"/nothere": not found' "$(cat "$c.log")"
+
+# --- step cache ----------------------------------------------------------------------
+c=$(new_ctx cache)
+echo v1 >"$c/file"
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+RUN echo first > /first
+COPY file /file
+RUN cat /file > /copy
+DF
+"$SF" build --progress plain "$c" >"$c.log1" 2>&1
+"$SF" build --progress plain "$c" >"$c.log2" 2>&1
+check_contains "cache: a rebuild runs nothing" "(0 steps run, 3 cached)" "$(cat "$c.log2")"
+touch -d '2001-01-01' "$c/file"
+"$SF" build --progress plain "$c" >"$c.log3" 2>&1
+check_contains "cache: mtimes do not enter keys" "(0 steps run, 3 cached)" "$(cat "$c.log3")"
+cp -a "$c" "$WORK/elsewhere"
+"$SF" build --progress plain "$WORK/elsewhere" >"$c.log4" 2>&1
+check_contains "cache: another checkout path hits" "(0 steps run, 3 cached)" "$(cat "$c.log4")"
+echo v2 >"$c/file"
+"$SF" build --progress plain -o "type=local,dest=$c.out" "$c" >"$c.log5" 2>&1
+check_contains "cache: a changed file reruns from its COPY" "(2 steps run, 1 cached)" "$(cat "$c.log5")"
+check "cache: the new content is used" "v2" "$(cat "$c.out/copy" 2>/dev/null)"
+"$SF" build --progress plain --no-cache "$c" >"$c.log6" 2>&1
+check_contains "cache: --no-cache runs everything" "(3 steps run, 0 cached)" "$(cat "$c.log6")"
+
+# --- reproducible layers ------------------------------------------------------------
+c=$(new_ctx repro)
+echo data >"$c/f"
+printf 'FROM busybox\nCOPY f /f\nRUN echo x > /g\n' >"$c/Dockerfile"
+d1=$("$SF" build --progress quiet --no-cache --source-date-epoch 1700000000 "$c" 2>/dev/null)
+touch "$c/f"
+d2=$("$SF" build --progress quiet --no-cache --source-date-epoch 1700000000 "$c" 2>/dev/null)
+check "SOURCE_DATE_EPOCH: byte-identical images" "$d1" "$d2"
+
+# --- image config -------------------------------------------------------------------
+c=$(new_ctx config)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox
+ENV foo=bar
+LABEL lbl=val "other label"=x
+WORKDIR /work
+USER nobody
+EXPOSE 2375 5000 1234/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --retries=3 CMD wget -q localhost
+ENTRYPOINT ["/bin/echo"]
+CMD ["hello"]
+DF
+"$SF" build --progress quiet -t e2e-config:1 --label extra=1 "$c" >/dev/null 2>"$c.log"
+cfg=$("$SF" image inspect e2e-config:1 | jq -c '.config.config')
+check "D8: Env" '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","foo=bar"]' "$(jq -c .Env <<<"$cfg")"
+check "D8: Labels (file and --label)" '{"extra":"1","lbl":"val","other label":"x"}' "$(jq -c .Labels <<<"$cfg")"
+check "D8: WorkingDir, User, StopSignal" '"/work" "nobody" "SIGTERM"' "$(jq -c '.WorkingDir, .User, .StopSignal' <<<"$cfg" | tr '\n' ' ' | sed 's/ $//')"
+check "D8: ExposedPorts" '["1234/udp","2375/tcp","5000/tcp"]' "$(jq -c '.ExposedPorts | keys' <<<"$cfg")"
+check "D8: Volumes" '["/data"]' "$(jq -c '.Volumes | keys' <<<"$cfg")"
+check "D8: Entrypoint and Cmd" '["/bin/echo"] ["hello"]' "$(jq -c '.Entrypoint, .Cmd' <<<"$cfg" | tr '\n' ' ' | sed 's/ $//')"
+check "D8: Healthcheck" '{"Interval":30000000000,"Retries":3,"Test":["CMD-SHELL","wget -q localhost"]}' "$(jq -c .Healthcheck <<<"$cfg")"
+hist=$("$SF" image inspect e2e-config:1 | jq -c '[.config.history[] | select(.created_by | startswith("EXPOSE")) | .empty_layer]')
+check "D8: metadata steps are empty layers in history" "[true]" "$hist"
+check_contains "D8: EXPOSE history sorted" 'EXPOSE [1234/udp 2375/tcp 5000/tcp]' "$("$SF" image inspect e2e-config:1 | jq -r '.config.history[].created_by')"
+check "run: the image's command" "hello" "$("$SF" run e2e-config:1 2>&1)"
+check "run: arguments replace Cmd and keep Entrypoint" "a b" "$("$SF" run e2e-config:1 a b 2>&1)"
+
+# --- D1/D2: shell-form ENTRYPOINT -----------------------------------------------------
+c=$(new_ctx entry)
+printf 'FROM busybox AS base\nCMD ["test"]\nFROM base\nSHELL ["ls"]\nENTRYPOINT my entrypoint\n' >"$c/Dockerfile"
+"$SF" build --progress quiet -t e2e-entry "$c" >/dev/null 2>&1
+check "D2: SHELL shapes ENTRYPOINT, which resets CMD" '["ls","my entrypoint"] null' \
+  "$("$SF" image inspect e2e-entry | jq -c '.config.config.Entrypoint, .config.config.Cmd' | tr '\n' ' ' | sed 's/ $//')"
+
+# --- F1: .dockerignore -------------------------------------------------------------
+c=$(new_ctx ignore)
+for f in foo bar baz bay; do echo $f >"$c/$f"; done
+printf 'ba*\nDockerfile\n!bay\n.dockerignore\n' >"$c/.dockerignore"
+printf 'FROM scratch\nCOPY . .\n' >"$c/Dockerfile"
+build_local "$c"
+check "F1: .dockerignore patterns and exceptions" "bay foo" "$(ls "$c.out" | tr '\n' ' ' | sed 's/ $//')"
+
+# --- outputs ---------------------------------------------------------------------------
+c=$(new_ctx outputs)
+printf 'FROM busybox\nRUN echo out > /o\n' >"$c/Dockerfile"
+"$SF" build --progress quiet -t e2e-out:1 -o "type=docker,dest=$c.docker.tar" -o "type=oci,dest=$c.oci.tar" "$c" >/dev/null 2>&1
+check "docker output: manifest.json names the tag" '["e2e-out:1"]' "$(tar -xOf "$c.docker.tar" manifest.json 2>/dev/null | jq -c '.[0].RepoTags')"
+check "oci output: an OCI layout" '{"imageLayoutVersion":"1.0.0"}' "$(tar -xOf "$c.oci.tar" oci-layout 2>/dev/null)"
+"$SF" image export e2e-out:1 --format docker -o "$c.exported.tar"
+"$SF" image rm e2e-out:1 >/dev/null
+"$SF" image import "$c.exported.tar" -t e2e-back:1 >/dev/null
+check "image export + import round trip" "out" "$("$SF" run e2e-back:1 cat /o 2>&1)"
+check "bad --output is a clear error" "2" "$("$SF" build -o type=registry,dest=x "$c" >/dev/null 2>&1; echo $?)"
+
+exit $E2E_FAILED

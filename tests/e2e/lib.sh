@@ -1,0 +1,53 @@
+# Helpers for the end-to-end scripts: a private STAGEFARM_HOME, a busybox
+# base image made from Debian's busybox-static, and PASS/FAIL bookkeeping.
+# Each check prints "PASS name" or "FAIL name: why"; scripts/test counts them.
+set -uo pipefail
+
+E2E_FAILED=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; E2E_FAILED=1; }
+# check NAME EXPECTED ACTUAL
+check() {
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected [$2], got [$3]"; fi
+}
+# check_contains NAME NEEDLE HAYSTACK
+check_contains() {
+  case "$3" in *"$2"*) pass "$1" ;; *) fail "$1" "[$2] not in [$(printf '%s' "$3" | head -c 600)]" ;; esac
+}
+
+e2e_setup() { # BIN_DIR
+  SF="$1/stagefarm"
+  [ -x "$SF" ] || { echo "FAIL setup: $SF is missing"; exit 1; }
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || { echo "FAIL setup: runc is not installed"; exit 1; }
+  [ -x /bin/busybox ] || { echo "FAIL setup: /bin/busybox (busybox-static) is missing"; exit 1; }
+  WORK=$(mktemp -d /tmp/stagefarm-e2e.XXXXXX)
+  export STAGEFARM_HOME=$WORK/home
+  trap 'rm -rf "$WORK"' EXIT
+  make_busybox_rootfs "$WORK/busybox"
+  "$SF" image import "$WORK/busybox" -t busybox >/dev/null || { echo "FAIL setup: busybox import"; exit 1; }
+}
+
+make_busybox_rootfs() { # DIR
+  local d=$1
+  mkdir -p "$d/bin" "$d/etc" "$d/tmp" "$d/root" "$d/home"
+  cp /bin/busybox "$d/bin/busybox"
+  local a
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$d/bin/$a"
+  done
+  printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'daemon:x:1:1:daemon:/usr/sbin:/bin/false' \
+    'nobody:x:65534:65534:nobody:/home:/bin/false' >"$d/etc/passwd"
+  printf '%s\n' 'root:x:0:' 'daemon:x:1:' 'wheel:x:10:root' 'nobody:x:65534:' >"$d/etc/group"
+  chmod 1777 "$d/tmp"
+}
+
+# new_ctx NAME: a fresh context directory; prints its path.
+new_ctx() { local c="$WORK/ctx-$1"; rm -rf "$c"; mkdir -p "$c"; echo "$c"; }
+
+# build CTX [flags...]: quiet build, output to $WORK/out-<ctx> (type=local).
+build_local() {
+  local ctx=$1; shift
+  local out="$ctx.out"
+  rm -rf "$out"
+  "$SF" build --progress quiet -o "type=local,dest=$out" "$@" "$ctx" >"$ctx.log" 2>&1
+}
