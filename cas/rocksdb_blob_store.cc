@@ -427,6 +427,9 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
+  // Replaying the log at open is enough; flushing it there costs a table
+  // write and fsyncs on every start of a short-lived embedded process.
+  db_options.avoid_flush_during_recovery = true;
   // Bound memtable memory across column families: large uploads must not
   // grow the process.
   db_options.db_write_buffer_size = 64 << 20;

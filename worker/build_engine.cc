@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <future>
 #include <memory>
@@ -125,6 +126,8 @@ absl::StatusOr<UserIds> ResolveUser(const std::string& rootfs,
     }
   }
   if (!found) {
+    // No USER (or an image without /etc/passwd): root.
+    if (spec.empty()) numeric = true, n = 0;
     if (!numeric) {
       return absl::FailedPreconditionError(
           absl::StrCat("unable to find user ", user,
@@ -1162,11 +1165,14 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   }
   // A combined cancel flag: the caller's, or a failure elsewhere.
   std::atomic<bool> stop{false};
-  std::atomic<bool> watching{true};
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool watching = true;
   std::thread watcher([&] {
-    while (watching.load()) {
+    std::unique_lock<std::mutex> lock(watch_mu);
+    while (watching) {
       if (cancel != nullptr && cancel->load()) stop = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      watch_cv.wait_for(lock, std::chrono::milliseconds(50));
     }
   });
   std::vector<std::thread> threads;
@@ -1199,7 +1205,11 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
     });
   }
   for (auto& t : threads) t.join();
-  watching = false;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu);
+    watching = false;
+  }
+  watch_cv.notify_all();
   watcher.join();
 
   // Report the first real failure (not the cancellations it caused).
