@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/progress.h"
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "worker/fs_util.h"
@@ -99,45 +100,6 @@ absl::StatusOr<Output> ParseOutput(const std::string& text) {
   }
   return o;
 }
-
-// Prints build events, one line each (the plain progress mode).
-class PlainProgress {
- public:
-  explicit PlainProgress(bool quiet) : quiet_(quiet) {}
-  void operator()(const worker::BuildEvent& ev) {
-    if (quiet_) return;
-    std::string head =
-        absl::StrFormat("[%s %d/%d]", ev.stage, ev.step, ev.steps);
-    switch (ev.kind) {
-      case worker::BuildEvent::Kind::kStepStarted:
-        std::cerr << head << " " << ev.text << "\n";
-        break;
-      case worker::BuildEvent::Kind::kStepCached:
-        std::cerr << head << " CACHED " << ev.text << "\n";
-        break;
-      case worker::BuildEvent::Kind::kStepDone:
-        std::cerr << head << absl::StrFormat(" DONE %.2fs", ev.seconds) << "\n";
-        break;
-      case worker::BuildEvent::Kind::kStepFailed:
-        std::cerr << head << " ERROR " << ev.text << "\n";
-        break;
-      case worker::BuildEvent::Kind::kLog: {
-        std::string& pending = partial_[ev.stage];
-        pending += ev.text;
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-          std::cerr << head << " | " << pending.substr(0, nl) << "\n";
-          pending.erase(0, nl + 1);
-        }
-        break;
-      }
-    }
-  }
-
- private:
-  bool quiet_;
-  std::map<std::string, std::string> partial_;
-};
 
 absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
   worker::BuildRequest req;
@@ -242,9 +204,11 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
   InstallSignalHandlers();
-  PlainProgress progress(flags.progress == "quiet");
+  std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
   auto result = (*l)->engine()->Build(
-      *req, [&](const worker::BuildEvent& ev) { progress(ev); }, &g_cancel);
+      *req, [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); },
+      &g_cancel);
+  progress->Finish();
   if (!result.ok()) {
     if (absl::IsCancelled(result.status())) {
       std::cerr << "build cancelled\n";
