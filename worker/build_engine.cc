@@ -27,6 +27,7 @@
 #include "scheduler/dockerfile/parser.h"
 #include "worker/copy.h"
 #include "worker/fs_util.h"
+#include "worker/http_fetch.h"
 
 namespace stagefarm::worker {
 namespace {
@@ -968,8 +969,39 @@ class StageRunner {
     return Finish(std::move(rootfs), key, history, started);
   }
 
+  static bool IsUrl(const std::string& s) {
+    return absl::StartsWith(s, "http://") || absl::StartsWith(s, "https://");
+  }
+
+  // Downloads `url` into `dir` (as Docker names it, mode 0600, mtime from
+  // Last-Modified); checks `checksum` when given. Returns the body digest.
+  absl::StatusOr<std::string> Download(const Instruction& inst,
+                                       const std::string& url,
+                                       const std::string& dir,
+                                       const std::string& checksum) {
+    std::string path = dir + "/" + FilenameOfUrl(url);
+    auto f = Fetch(url, path);
+    if (!f.ok()) {
+      return absl::Status(f.status().code(),
+                          absl::StrCat(At(inst), ": ", f.status().message()));
+    }
+    if (!checksum.empty() && absl::AsciiStrToLower(checksum) != f->digest) {
+      unlink(path.c_str());
+      return absl::InvalidArgumentError(
+          absl::StrCat(At(inst), ": digest mismatch for ", url, ": expected ",
+                       checksum, ", got ", f->digest));
+    }
+    chmod(path.c_str(), 0600);
+    if (f->mtime >= 0) {
+      struct timespec times[2] = {{f->mtime, 0}, {f->mtime, 0}};
+      utimensat(AT_FDCWD, path.c_str(), times, 0);
+    }
+    return f->digest;
+  }
+
   absl::Status RunCopy(const ExpandedStep& step,
                        const dockerfile::CopyInst& copy) {
+    downloaded_ = false;
     const Instruction& inst = *step.instruction;
     std::string keyword = copy.is_add ? "ADD" : "COPY";
     if (copy.parents) {
@@ -982,13 +1014,27 @@ class StageRunner {
     }
     std::vector<std::string> sources(step.words.begin(), step.words.end() - 1);
     std::string dest_word = step.words.back();
+    int urls = 0;
     for (const std::string& s : sources) {
-      if (absl::StartsWith(s, "http://") || absl::StartsWith(s, "https://") ||
-          absl::StartsWith(s, "git@")) {
-        return absl::UnimplementedError(absl::StrCat(
-            At(inst), ": ADD from a URL is not supported by this version (", s,
-            ")"));
+      if (absl::StartsWith(s, "git@") || absl::EndsWith(s, ".git")) {
+        return absl::UnimplementedError(
+            absl::StrCat(At(inst),
+                         ": ADD of a git repository is not supported by this "
+                         "version (",
+                         s, ")"));
       }
+      urls += IsUrl(s) ? 1 : 0;
+    }
+    if (urls > 0 &&
+        (!copy.is_add || urls != static_cast<int>(sources.size()))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(At(inst), ": ",
+                       copy.is_add ? "ADD cannot mix URLs and local sources"
+                                   : "COPY does not take URLs (use ADD)"));
+    }
+    if (!copy.checksum.empty() && urls == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(At(inst), ": ADD --checksum needs a URL source"));
     }
     std::string workdir = Workdir();
     bool dir_dest = dest_word.empty() || absl::EndsWith(dest_word, "/") ||
@@ -1005,7 +1051,34 @@ class StageRunner {
     build::CacheKeyBuilder kb = KeyBuilder(step);
     bool heredocs = false;
     for (const std::string& s : sources) heredocs |= absl::StartsWith(s, "<<");
-    if (heredocs) {
+    std::vector<std::string> urls_list;
+    if (urls > 0) {
+      // Downloads land in a scratch directory that becomes the source root.
+      ASSIGN_OR_RETURN(heredoc_dir, e_->snapshots_->TempDir("download-"));
+      urls_list = sources;
+      std::vector<std::string> names;
+      for (const std::string& url : urls_list)
+        names.push_back(FilenameOfUrl(url));
+      kb.AddList("urls", urls_list);
+      if (!copy.checksum.empty()) {
+        // With a checksum the content is known without downloading.
+        if (!absl::StartsWith(copy.checksum, "sha256:") ||
+            copy.checksum.size() != 71) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              At(inst), ": --checksum must be sha256:<64 hex digits>"));
+        }
+        kb.Add("checksum", absl::AsciiStrToLower(copy.checksum));
+      } else {
+        for (const std::string& url : urls_list) {
+          ASSIGN_OR_RETURN(std::string digest,
+                           Download(inst, url, heredoc_dir, ""));
+          kb.Add("content", digest);
+        }
+        downloaded_ = true;
+      }
+      sources = names;
+      src.root = heredoc_dir;
+    } else if (heredocs) {
       ASSIGN_OR_RETURN(heredoc_dir, e_->snapshots_->TempDir("heredoc-"));
       std::vector<std::string> renamed;
       for (const std::string& s : sources) {
@@ -1054,7 +1127,7 @@ class StageRunner {
     kb.AddList("exclude", copy.excludes).Add("add", copy.is_add ? 1 : 0);
     kb.Add("user", Cfg().value("User", ""));
     std::vector<SourceMatch> matches;
-    if (copy.from.empty()) {
+    if (copy.from.empty() && urls == 0) {
       auto m = MatchSources(src, sources, copy.excludes);
       if (!m.ok()) {
         return absl::Status(m.status().code(),
@@ -1067,7 +1140,7 @@ class StageRunner {
       kb.Add("content", digest);
     }
     std::string key = kb.Finish();
-    std::vector<std::string> shown = sources;
+    std::vector<std::string> shown = urls > 0 ? urls_list : sources;
     std::string history = absl::StrCat(keyword, " ", absl::StrJoin(shown, " "),
                                        " ", dest_word, " # buildkit");
     std::string display = Display(step);
@@ -1081,6 +1154,15 @@ class StageRunner {
     }
     double started = Seconds();
     Emit(BuildEvent::Kind::kStepStarted, display, 0);
+    if (urls > 0) {
+      if (!downloaded_) {
+        for (const std::string& url : urls_list) {
+          RETURN_IF_ERROR(
+              Download(inst, url, heredoc_dir, copy.checksum).status());
+        }
+      }
+      ASSIGN_OR_RETURN(matches, MatchSources(src, sources, {}));
+    }
     if (!copy.from.empty()) {
       ASSIGN_OR_RETURN(View v, ViewOf(copy.from));
       src.root = v.path;
@@ -1098,7 +1180,7 @@ class StageRunner {
     options.dest = dest;
     options.mode = mode;
     options.unpack_archives =
-        copy.is_add && copy.from.empty() && copy.unpack.value_or(true);
+        copy.is_add && copy.from.empty() && copy.unpack.value_or(urls == 0);
     if (!step.chown.empty()) {
       ASSIGN_OR_RETURN(UserIds ids,
                        ResolveUser(rootfs.path(), step.chown, false));
@@ -1123,6 +1205,7 @@ class StageRunner {
   std::string name_;
   ImageState state_;
   bool cmd_set_ = false;
+  bool downloaded_ = false;
   std::vector<std::string> onbuild_pending_;
   std::unique_ptr<dockerfile::Plan> triggered_plan_;
   int step_no_ = 0;

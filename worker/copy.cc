@@ -70,10 +70,19 @@ class Filter {
   bool Hidden(const std::string& rel) const {
     if (rel.empty()) return false;
     if (ignore_ != nullptr && ignore_->Excluded(rel)) return true;
-    return exclude_.has_value() && exclude_->Excluded(rel);
+    if (!exclude_.has_value()) return false;
+    // --exclude patterns are relative to the source being copied.
+    absl::string_view r = rel;
+    if (!base_.empty() && absl::StartsWith(r, base_ + "/")) {
+      r.remove_prefix(base_.size() + 1);
+    }
+    return exclude_->Excluded(r);
   }
+  // The matched source a copy is below (its directory for a file).
+  void SetBase(std::string base) { base_ = std::move(base); }
 
  private:
+  std::string base_;
   const DockerignoreMatcher* ignore_;
   std::optional<DockerignoreMatcher> exclude_;
 };
@@ -485,6 +494,7 @@ absl::StatusOr<std::string> DigestSources(
   Filter filter(source, excludes);
   Sha256 h;
   for (const SourceMatch& m : matches) {
+    filter.SetBase(m.is_dir ? m.rel : "");
     HashField(&h, "source");
     HashField(&h, m.rel);
     // The matched entry itself is followed; its contents are not.
@@ -525,6 +535,7 @@ absl::Status CopyInto(const CopySource& source,
   mode_t pmode = options.mode.value_or(0755);
   HardLinks links;
   for (const SourceMatch& m : matches) {
+    filter.SetBase(m.is_dir ? m.rel : "");
     bool archive = options.unpack_archives && !m.is_dir && IsArchive(m.host);
     if (m.is_dir || archive) {
       RETURN_IF_ERROR(MakeParents(dest_root, dest, puid, pgid, pmode));

@@ -62,9 +62,9 @@ TEST(NormalizeReferenceTest, RejectsWhitespace) {
 // --- ChainIds ---
 
 TEST(ChainIdsTest, MatchesTheOciSpecFormula) {
-  const std::vector<std::string> diff_ids = {
-      absl::StrCat("sha256:", Hex('1')), absl::StrCat("sha256:", Hex('2')),
-      absl::StrCat("sha256:", Hex('3'))};
+  const std::vector<std::string> diff_ids = {absl::StrCat("sha256:", Hex('1')),
+                                             absl::StrCat("sha256:", Hex('2')),
+                                             absl::StrCat("sha256:", Hex('3'))};
   // ChainID(L0) = DiffID(L0); ChainID(Ln) = SHA256(ChainID(Ln-1) + " " +
   // DiffID(Ln)), all in "sha256:<hex>" form.
   std::vector<std::string> expected;
@@ -142,9 +142,9 @@ TEST(ParseImageTest, ParsesLayersAndDiffIds) {
 }
 
 TEST(ParseImageTest, RejectsDiffIdCountMismatch) {
-  auto image = ParseImage(
-      ManifestWithLayers({LayerJson('1', 100), LayerJson('2', 200)}),
-      ConfigWithDiffIds({absl::StrCat("sha256:", Hex('d'))}));
+  auto image =
+      ParseImage(ManifestWithLayers({LayerJson('1', 100), LayerJson('2', 200)}),
+                 ConfigWithDiffIds({absl::StrCat("sha256:", Hex('d'))}));
   ASSERT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(image.status().message(), HasSubstr("diff_ids"));
 }
@@ -178,9 +178,9 @@ TEST(ParseImageTest, RejectsConfigWithoutRootfs) {
 }
 
 TEST(ParseImageTest, RejectsLayerWithBadDigest) {
-  auto image = ParseImage(
-      ManifestWithLayers({R"({"digest":"sha256:xyz","size":1})"}),
-      ConfigWithDiffIds({absl::StrCat("sha256:", Hex('d'))}));
+  auto image =
+      ParseImage(ManifestWithLayers({R"({"digest":"sha256:xyz","size":1})"}),
+                 ConfigWithDiffIds({absl::StrCat("sha256:", Hex('d'))}));
   EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -224,8 +224,8 @@ TEST(ParseOciDigestTest, AcceptsSha256) {
 }
 
 TEST(ParseOciDigestTest, RejectsOtherAlgorithmsNamingTheField) {
-  auto d = ParseOciDigest("md5:d41d8cd98f00b204e9800998ecf8427e", 0,
-                          "layers[3]");
+  auto d =
+      ParseOciDigest("md5:d41d8cd98f00b204e9800998ecf8427e", 0, "layers[3]");
   ASSERT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(d.status().message(), HasSubstr("layers[3]"));
 }

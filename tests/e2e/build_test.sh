@@ -387,4 +387,71 @@ check "oci output: an OCI layout" '{"imageLayoutVersion":"1.0.0"}' "$(tar -xOf "
 check "image export + import round trip" "out" "$("$SF" run e2e-back:1 cat /o 2>&1)"
 check "bad --output is a clear error" "2" "$("$SF" build -o type=registry,dest=x "$c" >/dev/null 2>&1; echo $?)"
 
+# --- C13: ADD from a URL (busybox httpd on loopback) ----------------------------------
+c=$(new_ctx url)
+mkdir -p "$WORK/www"; echo downloaded >"$WORK/www/file.txt"
+port=""
+for try in 1 2 3 4 5; do
+  p=$((20000 + RANDOM % 20000))
+  /bin/busybox httpd -f -p "127.0.0.1:$p" -h "$WORK/www" & hp=$!
+  sleep 0.3
+  if kill -0 $hp 2>/dev/null; then port=$p; break; fi
+done
+sum=$(sha256sum "$WORK/www/file.txt" | cut -d' ' -f1)
+cat >"$c/Dockerfile" <<DF
+FROM busybox
+ADD http://127.0.0.1:$port/file.txt /dest/
+ADD --checksum=sha256:$sum http://127.0.0.1:$port/file.txt /tmp/foo
+DF
+build_local "$c"
+check "C13: ADD <url> dir/ saves the download by name" "downloaded" "$(cat "$c.out/dest/file.txt" 2>/dev/null)"
+check "C13: downloads are mode 0600" "600" "$(stat -c %a "$c.out/dest/file.txt" 2>/dev/null)"
+check "C13: --checksum verified" "downloaded" "$(cat "$c.out/tmp/foo" 2>/dev/null)"
+printf 'FROM busybox\nADD --checksum=sha256:%064d http://127.0.0.1:%s/file.txt /x\n' 0 "$port" >"$c/Dockerfile"
+build_local "$c"
+check_contains "C13: a checksum mismatch is an error" "digest mismatch" "$(cat "$c.log")"
+printf 'FROM busybox\nADD http://127.0.0.1:%s/nothere /x\n' "$port" >"$c/Dockerfile"
+build_local "$c"
+check_contains "C13: HTTP 404 is an error naming the URL" "nothere failed: HTTP status 404" "$(cat "$c.log")"
+kill $hp 2>/dev/null; wait $hp 2>/dev/null
+
+# --- COPY --exclude, --link --------------------------------------------------------
+c=$(new_ctx exclude)
+mkdir -p "$c/src/sub"; echo a >"$c/src/a.txt"; echo b >"$c/src/b.log"; echo c >"$c/src/sub/c.log"
+printf 'FROM scratch\nCOPY --exclude=*.log --exclude=sub/*.log src /x/\nCOPY --link src/a.txt /linked\n' >"$c/Dockerfile"
+build_local "$c"
+check "COPY --exclude leaves excluded files out" "a.txt sub" "$(ls "$c.out/x" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+check "COPY --exclude inside directories" "" "$(ls "$c.out/x/sub" 2>/dev/null)"
+check "COPY --link copies" "a" "$(cat "$c.out/linked" 2>/dev/null)"
+
+# --- hostile archives ----------------------------------------------------------------
+c=$(new_ctx hostile)
+mkdir -p "$c/h"; echo evil >"$c/h/evil"
+tar -C "$c/h" -cf "$c/bad.tar" --transform 's,^evil,../../../../tmp/stagefarm-e2e-escape,' evil
+printf 'FROM busybox\nADD bad.tar /x/\n' >"$c/Dockerfile"
+build_local "$c"
+check_contains "ADD of a tar with ../ entries is refused" "outside the destination" "$(cat "$c.log")"
+check "ADD of a hostile tar writes nothing outside" "no" "$([ -e /tmp/stagefarm-e2e-escape ] && echo yes || echo no)"
+
+# --- independent stages run at the same time -----------------------------------------
+c=$(new_ctx parallel)
+printf 'FROM busybox AS a\nRUN sleep 1\nFROM busybox AS b\nRUN sleep 1\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >"$c.log" 2>&1
+first_done=$(grep -n ' DONE ' "$c.log" | head -1 | cut -d: -f1)
+starts_before=$(head -n "${first_done:-0}" "$c.log" | grep -c 'RUN sleep 1')
+check "independent stages start before either finishes" "2" "$starts_before"
+
+# --- Ctrl-C ------------------------------------------------------------------------------
+c=$(new_ctx interrupt)
+printf 'FROM busybox\nRUN echo started && sleep 60\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >"$c.log" 2>&1 & bp=$!
+for i in $(seq 50); do grep -q started "$c.log" 2>/dev/null && break; sleep 0.1; done
+kill -INT $bp; wait $bp; rc=$?
+check "Ctrl-C stops the build (exit 130)" "130" "$rc"
+check "Ctrl-C leaves no container" "" "$(runc --root "$STAGEFARM_HOME/runc" list -q 2>/dev/null)"
+check "Ctrl-C leaves no mount" "0" "$(grep -c "$STAGEFARM_HOME" /proc/self/mountinfo)"
+printf 'FROM busybox\nRUN echo after > /after\n' >"$c/Dockerfile"
+build_local "$c"
+check "the store works after an interrupted build" "after" "$(cat "$c.out/after" 2>/dev/null)"
+
 exit $E2E_FAILED
