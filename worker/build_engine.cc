@@ -1004,10 +1004,6 @@ class StageRunner {
     downloaded_ = false;
     const Instruction& inst = *step.instruction;
     std::string keyword = copy.is_add ? "ADD" : "COPY";
-    if (copy.parents) {
-      return absl::UnimplementedError(absl::StrCat(
-          At(inst), ": ", keyword, " --parents is not supported yet"));
-    }
     if (step.words.size() < 2) {
       return absl::InvalidArgumentError(
           absl::StrCat(At(inst), ": ", keyword, " requires a destination"));
@@ -1125,6 +1121,7 @@ class StageRunner {
     kb.AddList("sources", sources).Add("dest", dest);
     kb.Add("chown", step.chown).Add("chmod", step.chmod);
     kb.AddList("exclude", copy.excludes).Add("add", copy.is_add ? 1 : 0);
+    kb.Add("parents", copy.parents ? 1 : 0);
     kb.Add("user", Cfg().value("User", ""));
     std::vector<SourceMatch> matches;
     if (copy.from.empty() && urls == 0) {
@@ -1179,6 +1176,7 @@ class StageRunner {
     CopyOptions options;
     options.dest = dest;
     options.mode = mode;
+    options.parents = copy.parents;
     options.unpack_archives =
         copy.is_add && copy.from.empty() && copy.unpack.value_or(urls == 0);
     if (!step.chown.empty()) {
@@ -1347,7 +1345,7 @@ absl::Status BuildEngine::ExportRootfs(const ImageState& image,
     CopySource src{target, nullptr, true};
     CopyOptions options;
     options.dest = "/";
-    SourceMatch all{"", target, true};
+    SourceMatch all{"", target, true, ""};
     char* real = realpath(dest.c_str(), nullptr);
     std::string real_dest = real ? real : dest;
     free(real);

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/shell_lex.h"
@@ -454,6 +455,15 @@ absl::StatusOr<std::vector<SourceMatch>> MatchSources(
   Filter filter(source, excludes);
   std::vector<SourceMatch> out;
   for (const std::string& pattern : patterns) {
+    // "a/./b": with --parents, only what follows the pivot is kept.
+    std::string pivot;
+    absl::string_view pat = pattern;
+    while (absl::ConsumePrefix(&pat, "./")) {
+    }
+    if (size_t p = pat.find("/./"); p != absl::string_view::npos) {
+      pivot = dockerfile::CleanPath(absl::StrCat("/", pat.substr(0, p)));
+      pivot = pivot == "/" ? "" : pivot.substr(1);
+    }
     std::string clean = dockerfile::CleanPath(absl::StrCat("/", pattern));
     std::vector<std::string> parts;
     for (absl::string_view p : absl::StrSplit(clean, '/', absl::SkipEmpty())) {
@@ -477,7 +487,11 @@ absl::StatusOr<std::vector<SourceMatch>> MatchSources(
         if (HasGlob(clean)) continue;
         return absl::NotFoundError(absl::StrCat("\"/", rel, "\": not found"));
       }
-      out.push_back(SourceMatch{rel, host, S_ISDIR(st.st_mode)});
+      std::string keep = rel;
+      if (!pivot.empty() && absl::StartsWith(rel, pivot + "/")) {
+        keep = rel.substr(pivot.size() + 1);
+      }
+      out.push_back(SourceMatch{rel, host, S_ISDIR(st.st_mode), keep});
     }
   }
   if (out.empty()) {
@@ -525,6 +539,23 @@ absl::Status CopyInto(const CopySource& source,
   struct stat dst;
   bool dest_is_dir =
       dest_slash || (lstat(dest.c_str(), &dst) == 0 && S_ISDIR(dst.st_mode));
+  if (options.parents) {
+    HardLinks links;
+    for (const SourceMatch& m : matches) {
+      filter.SetBase(m.is_dir ? m.rel : "");
+      ASSIGN_OR_RETURN(
+          std::string target,
+          ResolveInRoot(dest_root, absl::StrCat(options.dest, "/", m.keep),
+                        /*follow_last=*/false));
+      std::string parent = target.substr(0, target.rfind('/'));
+      RETURN_IF_ERROR(MakeParents(
+          dest_root, m.is_dir ? target : parent, options.uid.value_or(0),
+          options.gid.value_or(0), options.mode.value_or(0755)));
+      RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, target,
+                                true, &links));
+    }
+    return absl::OkStatus();
+  }
   if (matches.size() > 1 && !dest_is_dir) {
     return absl::InvalidArgumentError(
         "When using COPY with more than one source file, the destination "

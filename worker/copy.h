@@ -33,6 +33,9 @@ struct SourceMatch {
   std::string rel;   // path inside the source root, "/"-separated, no slash
   std::string host;  // resolved host path
   bool is_dir = false;
+  // With --parents: the part of `rel` kept under the destination (all of
+  // it, or what follows a "/./" pivot in the pattern).
+  std::string keep;
 };
 
 // The entries `patterns` select (in pattern order, glob matches sorted).
@@ -55,6 +58,7 @@ struct CopyOptions {
   std::optional<gid_t> gid;
   std::optional<mode_t> mode;    // --chmod (octal)
   bool unpack_archives = false;  // ADD of local archives
+  bool parents = false;          // --parents: keep each source's path
 };
 
 absl::Status CopyInto(const CopySource& source,

@@ -175,9 +175,8 @@ TEST_F(ImageArchiveTest, DockerExportHasManifestIndexLayoutAndBlobs) {
   auto image = store_->Load(m.digest);
   ASSERT_TRUE(image.ok()) << image.status();
   std::string path = out_ + "/img.tar";
-  absl::Status s =
-      ExportImage(store_.get(), m.digest, {"app:1"}, ArchiveFormat::kDocker,
-                  path);
+  absl::Status s = ExportImage(store_.get(), m.digest, {"app:1"},
+                               ArchiveFormat::kDocker, path);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_THAT(ListDir(out_), ElementsAre("img.tar"));  // no temp file left
 
@@ -223,9 +222,9 @@ TEST_F(ImageArchiveTest, DockerExportHasManifestIndexLayoutAndBlobs) {
 TEST_F(ImageArchiveTest, OciExportHasNoDockerManifest) {
   Descriptor m = ImportRootfs();
   std::string path = out_ + "/img.tar";
-  ASSERT_TRUE(ExportImage(store_.get(), m.digest, {"app:1"},
-                          ArchiveFormat::kOci, path)
-                  .ok());
+  ASSERT_TRUE(
+      ExportImage(store_.get(), m.digest, {"app:1"}, ArchiveFormat::kOci, path)
+          .ok());
   std::map<std::string, std::string> files = ReadTar(path);
   EXPECT_FALSE(files.count("manifest.json"));
   EXPECT_TRUE(files.count("index.json"));
@@ -261,9 +260,8 @@ TEST_F(ImageArchiveTest, DockerArchiveRoundTripGivesTheSameManifest) {
 TEST_F(ImageArchiveTest, OciArchiveRoundTripGivesTheSameManifest) {
   Descriptor m = ImportRootfs();
   std::string path = out_ + "/img.tar";
-  ASSERT_TRUE(ExportImage(store_.get(), m.digest, {}, ArchiveFormat::kOci,
-                          path)
-                  .ok());
+  ASSERT_TRUE(
+      ExportImage(store_.get(), m.digest, {}, ArchiveFormat::kOci, path).ok());
   auto imported = ImportImage(other_.get(), path, scratch_);
   ASSERT_TRUE(imported.ok()) << imported.status();
   EXPECT_EQ(imported->digest, m.digest);
@@ -288,8 +286,7 @@ TEST_F(ImageArchiveTest, TamperedOciBlobIsRejected) {
   EXPECT_EQ(imported.status().code(), absl::StatusCode::kDataLoss)
       << imported.status();
   // Nothing of the layer reached the store.
-  auto missing =
-      other_blobs_.FindMissing(kNs, {image->image.layers[0].digest});
+  auto missing = other_blobs_.FindMissing(kNs, {image->image.layers[0].digest});
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(missing->size(), 1u);
 }
@@ -341,9 +338,8 @@ TEST_F(ImageArchiveTest, FailedExportLeavesNoPartialOrTempFile) {
 }
 
 TEST_F(ImageArchiveTest, ExportOfAnUnknownManifestFails) {
-  absl::Status s =
-      ExportImage(store_.get(), Digest::Of("nothing"), {"app:1"},
-                  ArchiveFormat::kOci, out_ + "/img.tar");
+  absl::Status s = ExportImage(store_.get(), Digest::Of("nothing"), {"app:1"},
+                               ArchiveFormat::kOci, out_ + "/img.tar");
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(ListDir(out_).empty());
 }

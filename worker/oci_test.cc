@@ -59,6 +59,28 @@ TEST(NormalizeReferenceTest, RejectsWhitespace) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(NormalizeReferenceTest, RejectsEmptyNameComponents) {
+  EXPECT_FALSE(NormalizeReference("/a").ok());
+  EXPECT_FALSE(NormalizeReference(":tag").ok());
+  EXPECT_FALSE(NormalizeReference("a//b").ok());
+  EXPECT_FALSE(NormalizeReference("docker.io/").ok());
+}
+
+// BUG: references with an empty tag, an empty last path component or an
+// empty digest/name around "@" are accepted although the header promises
+// INVALID_ARGUMENT for a malformed reference (Docker's grammar rejects all
+// four): "a:" -> "a:", "a/" -> "a/:latest", "a@" -> "a@",
+// "@sha256:<hex>" -> itself. Enable once fixed.
+TEST(NormalizeReferenceTest, DISABLED_RejectsEmptyTagPathOrDigestParts) {
+  for (const std::string& ref :
+       {std::string("a:"), std::string("a/"), std::string("a@"),
+        absl::StrCat("@sha256:", Hex('a'))}) {
+    auto r = NormalizeReference(ref);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << ref << " -> " << (r.ok() ? *r : r.status().ToString());
+  }
+}
+
 // --- ChainIds ---
 
 TEST(ChainIdsTest, MatchesTheOciSpecFormula) {

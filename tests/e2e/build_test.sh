@@ -424,6 +424,15 @@ check "COPY --exclude leaves excluded files out" "a.txt sub" "$(ls "$c.out/x" 2>
 check "COPY --exclude inside directories" "" "$(ls "$c.out/x/sub" 2>/dev/null)"
 check "COPY --link copies" "a" "$(cat "$c.out/linked" 2>/dev/null)"
 
+# --- COPY --parents ----------------------------------------------------------------------
+c=$(new_ctx parents)
+mkdir -p "$c/x/sub" "$c/y"; echo xa >"$c/x/a.txt"; echo ya >"$c/y/a.txt"; echo s >"$c/x/sub/s"
+printf 'FROM scratch\nCOPY --parents x/a.txt y/a.txt /parents/\nCOPY --parents ./x/./sub /piv/\nCOPY --parents */a.txt /glob/\n' >"$c/Dockerfile"
+build_local "$c"
+check "COPY --parents keeps source paths" "xa ya" "$(cat "$c.out/parents/x/a.txt" "$c.out/parents/y/a.txt" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+check "COPY --parents with a /./ pivot" "s" "$(cat "$c.out/piv/sub/s" 2>/dev/null)"
+check "COPY --parents with a glob" "xa ya" "$(cat "$c.out/glob/x/a.txt" "$c.out/glob/y/a.txt" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+
 # --- hostile archives ----------------------------------------------------------------
 c=$(new_ctx hostile)
 mkdir -p "$c/h"; echo evil >"$c/h/evil"
