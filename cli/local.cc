@@ -1,6 +1,9 @@
 #include "cli/local.h"
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -30,13 +33,26 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   free(real);
   RocksDbBlobStoreOptions so;
   so.path = l->home_ + "/cas";
+  // One process at a time owns the store (RocksDB's lock): wait for it.
   auto store = RocksDbBlobStore::Open(so);
+  auto deadline = std::chrono::steady_clock::now() + o.lock_timeout;
+  bool said = false;
+  while (!store.ok() && absl::StrContains(store.status().message(), "lock") &&
+         std::chrono::steady_clock::now() < deadline) {
+    if (!said) {
+      fprintf(stderr, "waiting for %s: another stagefarm process is using it\n",
+              so.path.c_str());
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    store = RocksDbBlobStore::Open(so);
+  }
   if (!store.ok()) {
     if (absl::StrContains(store.status().message(), "lock")) {
       return absl::UnavailableError(absl::StrCat(
           "the local store ", so.path,
-          " is in use by another stagefarm process; wait for it, or use "
-          "another STAGEFARM_HOME"));
+          " is still in use by another stagefarm process; use another "
+          "STAGEFARM_HOME to work in parallel"));
     }
     return store.status();
   }

@@ -6,11 +6,12 @@
 //   worker/       snapshots and scratch (worker/snapshots.h)
 //   cache-mounts/ RUN --mount=type=cache directories
 //   runc/         runtime state; bundles/ runtime bundles
-// Not thread-safe to open twice: RocksDB holds a lock on cas/, so a second
-// process gets a clear error while the first runs.
+// One process at a time: RocksDB holds a lock on cas/, and a second process
+// waits for it (saying so) rather than failing.
 #ifndef STAGEFARM_CLI_LOCAL_H_
 #define STAGEFARM_CLI_LOCAL_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -29,6 +30,8 @@ struct LocalOptions {
   bool force_no_network = false;
   int64_t memory_bytes = 0;
   int64_t pids_limit = 0;
+  // How long to wait for another process holding the store.
+  std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };
 
 class Local {

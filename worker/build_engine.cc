@@ -1345,7 +1345,7 @@ absl::Status BuildEngine::ExportRootfs(const ImageState& image,
     CopySource src{target, nullptr, true};
     CopyOptions options;
     options.dest = "/";
-    SourceMatch all{"", target, true, ""};
+    SourceMatch all{"", target, true, "", ""};
     char* real = realpath(dest.c_str(), nullptr);
     std::string real_dest = real ? real : dest;
     free(real);

@@ -487,11 +487,22 @@ absl::StatusOr<std::vector<SourceMatch>> MatchSources(
         if (HasGlob(clean)) continue;
         return absl::NotFoundError(absl::StrCat("\"/", rel, "\": not found"));
       }
+      // What the path really names decides whether it is hidden, so an
+      // ignored file is reachable neither by a glob nor through a link.
+      std::string real_rel = host.size() > source.root.size()
+                                 ? host.substr(source.root.size() + 1)
+                                 : "";
+      if (filter.Hidden(rel) || filter.Hidden(real_rel)) {
+        if (HasGlob(clean)) continue;
+        return absl::NotFoundError(absl::StrCat(
+            "\"/", rel, "\": not found (excluded by .dockerignore)"));
+      }
       std::string keep = rel;
       if (!pivot.empty() && absl::StartsWith(rel, pivot + "/")) {
         keep = rel.substr(pivot.size() + 1);
       }
-      out.push_back(SourceMatch{rel, host, S_ISDIR(st.st_mode), keep});
+      out.push_back(
+          SourceMatch{rel, host, S_ISDIR(st.st_mode), keep, real_rel});
     }
   }
   if (out.empty()) {
@@ -508,7 +519,7 @@ absl::StatusOr<std::string> DigestSources(
   Filter filter(source, excludes);
   Sha256 h;
   for (const SourceMatch& m : matches) {
-    filter.SetBase(m.is_dir ? m.rel : "");
+    filter.SetBase(m.is_dir ? m.real_rel : "");
     HashField(&h, "source");
     HashField(&h, m.rel);
     // The matched entry itself is followed; its contents are not.
@@ -521,7 +532,7 @@ absl::StatusOr<std::string> DigestSources(
       }
       RETURN_IF_ERROR(HashFileContent(&h, m.host));
     } else {
-      RETURN_IF_ERROR(HashTree(&h, source, filter, m.host, m.rel, ""));
+      RETURN_IF_ERROR(HashTree(&h, source, filter, m.host, m.real_rel, ""));
     }
   }
   return absl::StrCat("sha256:", h.FinalHex());
@@ -542,7 +553,7 @@ absl::Status CopyInto(const CopySource& source,
   if (options.parents) {
     HardLinks links;
     for (const SourceMatch& m : matches) {
-      filter.SetBase(m.is_dir ? m.rel : "");
+      filter.SetBase(m.is_dir ? m.real_rel : "");
       ASSIGN_OR_RETURN(
           std::string target,
           ResolveInRoot(dest_root, absl::StrCat(options.dest, "/", m.keep),
@@ -551,8 +562,8 @@ absl::Status CopyInto(const CopySource& source,
       RETURN_IF_ERROR(MakeParents(
           dest_root, m.is_dir ? target : parent, options.uid.value_or(0),
           options.gid.value_or(0), options.mode.value_or(0755)));
-      RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, target,
-                                true, &links));
+      RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.real_rel,
+                                target, true, &links));
     }
     return absl::OkStatus();
   }
@@ -566,15 +577,15 @@ absl::Status CopyInto(const CopySource& source,
   mode_t pmode = options.mode.value_or(0755);
   HardLinks links;
   for (const SourceMatch& m : matches) {
-    filter.SetBase(m.is_dir ? m.rel : "");
+    filter.SetBase(m.is_dir ? m.real_rel : "");
     bool archive = options.unpack_archives && !m.is_dir && IsArchive(m.host);
     if (m.is_dir || archive) {
       RETURN_IF_ERROR(MakeParents(dest_root, dest, puid, pgid, pmode));
       if (archive) {
         RETURN_IF_ERROR(Unpack(m.host, dest, options));
       } else {
-        RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, dest,
-                                  true, &links));
+        RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.real_rel,
+                                  dest, true, &links));
       }
       continue;
     }
@@ -587,8 +598,8 @@ absl::Status CopyInto(const CopySource& source,
       RETURN_IF_ERROR(MakeParents(dest_root, dest.substr(0, dest.rfind('/')),
                                   puid, pgid, pmode));
     }
-    RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.rel, target,
-                              true, &links));
+    RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.real_rel,
+                              target, true, &links));
   }
   return absl::OkStatus();
 }

@@ -36,6 +36,8 @@ struct SourceMatch {
   // With --parents: the part of `rel` kept under the destination (all of
   // it, or what follows a "/./" pivot in the pattern).
   std::string keep;
+  // `rel` with symlinks resolved: what .dockerignore and --exclude judge.
+  std::string real_rel;
 };
 
 // The entries `patterns` select (in pattern order, glob matches sorted).

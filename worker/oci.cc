@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -150,18 +151,42 @@ absl::StatusOr<std::string> NormalizeReference(absl::string_view ref) {
       break;
     }
   }
-  if (r.find('@') != std::string::npos) return r;
-  size_t slash = r.rfind('/');
-  size_t colon = r.rfind(':');
-  if (colon == std::string::npos ||
-      (slash != std::string::npos && colon < slash)) {
-    r += ":latest";
-  }
-  if (r.front() == '/' || r.front() == ':' || absl::StrContains(r, "//")) {
+  auto invalid = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid image reference \"", ref, "\""));
+        absl::StrCat("invalid image reference \"", ref, "\": ", why));
+  };
+  std::string name = r;
+  std::string suffix;
+  if (size_t at = r.find('@'); at != std::string::npos) {
+    name = r.substr(0, at);
+    std::string digest = r.substr(at + 1);
+    if (!absl::StartsWith(digest, "sha256:") || digest.size() != 71 ||
+        digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos) {
+      return invalid("the digest must be sha256:<64 lowercase hex digits>");
+    }
+    suffix = "@" + digest;
   }
-  return r;
+  size_t slash = name.rfind('/');
+  size_t colon = name.rfind(':');
+  std::string tag;
+  if (colon != std::string::npos &&
+      (slash == std::string::npos || colon > slash)) {
+    tag = name.substr(colon + 1);
+    name = name.substr(0, colon);
+    if (tag.empty() || tag.size() > 128 ||
+        tag.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+                              "VWXYZ0123456789_.-") != std::string::npos ||
+        tag[0] == '.' || tag[0] == '-') {
+      return invalid("bad tag");
+    }
+  }
+  if (name.empty()) return invalid("no name");
+  for (absl::string_view part : absl::StrSplit(name, '/')) {
+    if (part.empty()) return invalid("empty path component");
+  }
+  if (!tag.empty()) return absl::StrCat(name, ":", tag, suffix);
+  if (!suffix.empty()) return absl::StrCat(name, suffix);
+  return absl::StrCat(name, ":latest");
 }
 
 }  // namespace stagefarm::worker

@@ -71,7 +71,7 @@ TEST(NormalizeReferenceTest, RejectsEmptyNameComponents) {
 // INVALID_ARGUMENT for a malformed reference (Docker's grammar rejects all
 // four): "a:" -> "a:", "a/" -> "a/:latest", "a@" -> "a@",
 // "@sha256:<hex>" -> itself. Enable once fixed.
-TEST(NormalizeReferenceTest, DISABLED_RejectsEmptyTagPathOrDigestParts) {
+TEST(NormalizeReferenceTest, RejectsEmptyTagPathOrDigestParts) {
   for (const std::string& ref :
        {std::string("a:"), std::string("a/"), std::string("a@"),
         absl::StrCat("@sha256:", Hex('a'))}) {

@@ -181,6 +181,16 @@ absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(
     const std::vector<std::string>& lowers, const std::string& upper,
     const std::string& work, const std::string& target,
     const std::string& empty_dir) {
+  if (lowers.empty() && upper.empty()) {
+    // Nothing to stack (an image without layers): an empty read-only tmpfs,
+    // since overlayfs needs two lowers without an upper.
+    if (mount("tmpfs", target.c_str(), "tmpfs",
+              MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=755") != 0) {
+      return absl::InternalError(absl::StrCat("cannot mount an empty view on ",
+                                              target, ": ", strerror(errno)));
+    }
+    return std::unique_ptr<OverlayMount>(new OverlayMount(target));
+  }
   std::vector<std::string> top_first(lowers.rbegin(), lowers.rend());
   // A read-only overlay needs two lowers, a read-write one at least one.
   top_first.push_back(empty_dir);

@@ -232,7 +232,7 @@ TEST_F(SnapshotsTest, ReadWriteMountWritesLandInTheUpperDir) {
 // too (ELOOP, "conflicting lowerdir path"). BuildEngine's ViewOf (COPY
 // --from a layerless stage/image) and ExportRootfs hit this. Enable once
 // fixed.
-TEST_F(SnapshotsTest, DISABLED_ReadOnlyMountWithNoLayersIsEmpty) {
+TEST_F(SnapshotsTest, ReadOnlyMountWithNoLayersIsEmpty) {
   auto target = snap_->TempDir("mnt-");
   ASSERT_TRUE(target.ok());
   auto mount = OverlayMount::Mount({}, "", "", *target, snap_->empty_dir());
