@@ -21,6 +21,7 @@
 #include "scheduler/dockerfile/dockerignore.h"
 #include "worker/fs_util.h"
 #include "worker/image_archive.h"
+#include "worker/user_db.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -370,12 +371,15 @@ int RunCommand(const LocalOptions& local, const std::string& name,
     spec.env = strings(cfg.value("Env", nlohmann::json()));
     std::string wd = cfg.value("WorkingDir", "");
     spec.cwd = wd.empty() ? "/" : wd;
-    std::string user = cfg.value("User", "");
-    uint32_t uid = 0;
-    if (!user.empty() &&
-        absl::SimpleAtoi(user.substr(0, user.find(':')), &uid)) {
-      spec.uid = uid;
+    auto ids = worker::ResolveUser(root, cfg.value("User", ""), true);
+    if (!ids.ok()) {
+      (void)(*mount)->Unmount();
+      (void)worker::RemoveAll(*dir);
+      return Fail(ids.status());
     }
+    spec.uid = ids->uid;
+    spec.gid = ids->gid;
+    spec.additional_gids = ids->additional;
     spec.hostname = "stagefarm";
     spec.on_output = [](absl::string_view chunk) {
       fwrite(chunk.data(), 1, chunk.size(), stdout);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,9 +26,11 @@
 #include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/expand.h"
 #include "scheduler/dockerfile/parser.h"
+#include "worker/blob_files.h"
 #include "worker/copy.h"
 #include "worker/fs_util.h"
 #include "worker/http_fetch.h"
+#include "worker/user_db.h"
 
 namespace stagefarm::worker {
 namespace {
@@ -72,104 +75,14 @@ void SetEnv(json* config, const std::string& key, const std::string& value) {
   env.push_back(absl::StrCat(key, "=", value));
 }
 
-// An /etc/passwd or /etc/group line split into fields.
-std::vector<std::vector<std::string>> ReadColonFile(const std::string& path) {
-  std::vector<std::vector<std::string>> out;
-  auto text = ReadFileToString(path);
-  if (!text.ok()) return out;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    out.push_back(absl::StrSplit(line, ':'));
-  }
-  return out;
-}
-
-struct UserIds {
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  std::vector<uint32_t> additional;
-};
-
-// Resolves "user[:group]" with the rootfs's own /etc/passwd and /etc/group.
-absl::StatusOr<UserIds> ResolveUser(const std::string& rootfs,
-                                    const std::string& spec, bool with_groups) {
-  UserIds ids;
-  std::string user = spec.empty() ? "root" : spec;
-  std::string group;
-  bool has_group = false;
-  if (size_t c = user.find(':'); c != std::string::npos) {
-    group = user.substr(c + 1);
-    user = user.substr(0, c);
-    has_group = true;
-  }
-  auto passwd_path = ResolveInRoot(rootfs, "/etc/passwd", true);
-  auto group_path = ResolveInRoot(rootfs, "/etc/group", true);
-  auto passwd = passwd_path.ok() ? ReadColonFile(*passwd_path)
-                                 : std::vector<std::vector<std::string>>{};
-  auto groups = group_path.ok() ? ReadColonFile(*group_path)
-                                : std::vector<std::vector<std::string>>{};
-  std::string user_name;
-  bool found = false;
-  uint32_t n = 0;
-  bool numeric = absl::SimpleAtoi(user, &n);
-  for (const auto& f : passwd) {
-    if (f.size() < 4) continue;
-    uint32_t uid = 0, gid = 0;
-    if (!absl::SimpleAtoi(f[2], &uid) || !absl::SimpleAtoi(f[3], &gid)) {
-      continue;
-    }
-    if ((numeric && uid == n) || (!numeric && f[0] == user)) {
-      ids.uid = uid;
-      ids.gid = gid;
-      user_name = f[0];
-      found = true;
-      break;
-    }
-  }
-  if (!found) {
-    // No USER (or an image without /etc/passwd): root.
-    if (spec.empty()) numeric = true, n = 0;
-    if (!numeric) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("unable to find user ", user,
-                       ": no matching entries in passwd file"));
-    }
-    ids.uid = n;
-    ids.gid = 0;
-  }
-  if (has_group) {
-    uint32_t g = 0;
-    if (absl::SimpleAtoi(group, &g)) {
-      ids.gid = g;
-    } else {
-      bool gfound = false;
-      for (const auto& f : groups) {
-        if (f.size() >= 3 && f[0] == group && absl::SimpleAtoi(f[2], &g)) {
-          ids.gid = g;
-          gfound = true;
-          break;
-        }
-      }
-      if (!gfound) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("unable to find group ", group,
-                         ": no matching entries in group file"));
-      }
-    }
-    return ids;
-  }
-  if (with_groups) ids.additional.push_back(ids.gid);
-  if (with_groups && found) {
-    for (const auto& f : groups) {
-      if (f.size() < 4) continue;
-      uint32_t g = 0;
-      if (!absl::SimpleAtoi(f[2], &g)) continue;
-      for (absl::string_view m : absl::StrSplit(f[3], ',')) {
-        if (m == user_name && g != ids.gid) ids.additional.push_back(g);
-      }
-    }
-  }
-  return ids;
+// "linux/amd64" or "linux/arm64": what this machine's steps run as.
+std::string HostPlatform() {
+  struct utsname u;
+  if (uname(&u) != 0) return "linux/amd64";
+  std::string m = u.machine;
+  if (m == "x86_64") return "linux/amd64";
+  if (m == "aarch64") return "linux/arm64";
+  return "linux/" + m;
 }
 
 // A step's working directory joined with a possibly relative path.
@@ -179,47 +92,22 @@ std::string JoinWorkdir(const std::string& workdir, const std::string& path) {
       absl::StrCat(workdir.empty() ? "/" : workdir, "/", path));
 }
 
-absl::Status UploadFile(BlobStore* blobs, const std::string& ns,
-                        const std::string& path, const Digest& digest) {
-  ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w,
-                   blobs->OpenWrite(ns, digest, ""));
-  if (w->already_complete()) return absl::OkStatus();
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot open ", path));
-  }
-  std::string buf(1 << 20, '\0');
-  int64_t offset = 0;
-  absl::Status status;
-  while (status.ok()) {
-    ssize_t n = read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      status = absl::InternalError(absl::StrCat("cannot read ", path));
-      break;
-    }
-    if (n == 0) break;
-    status = w->Write(offset, absl::string_view(buf.data(), n));
-    offset += n;
-  }
-  close(fd);
-  RETURN_IF_ERROR(status);
-  return w->Finish();
-}
-
-// Holds an flock for a cache mount with sharing=locked.
+// Holds an flock on a cache mount (sharing=locked waits for it,
+// sharing=private only tries).
 class DirLock {
  public:
-  explicit DirLock(const std::string& path)
+  DirLock(const std::string& path, bool wait)
       : fd_(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
-    if (fd_ >= 0) flock(fd_, LOCK_EX);
+    held_ = fd_ >= 0 && flock(fd_, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0;
   }
   ~DirLock() {
     if (fd_ >= 0) close(fd_);
   }
+  bool held() const { return held_; }
 
  private:
   int fd_;
+  bool held_ = false;
 };
 
 std::string ExposedPort(const std::string& p) {
@@ -331,6 +219,14 @@ class StageRunner {
   }
 
   absl::Status ResolveBase() {
+    if (!stage_.platform.empty() && stage_.platform != HostPlatform() &&
+        stage_.platform != "$BUILDPLATFORM" &&
+        stage_.platform != "$TARGETPLATFORM") {
+      return absl::UnimplementedError(absl::StrCat(
+          s_.request->dockerfile_name, ":", stage_.line, ": FROM --platform=",
+          stage_.platform, " is not supported: this worker builds for ",
+          HostPlatform(), " only"));
+    }
     if (stage_.base_stage >= 0) {
       ASSIGN_OR_RETURN(state_, StageResult(stage_.base_stage));
       TakeOnbuildTriggers();
@@ -889,6 +785,7 @@ class StageRunner {
     }
     std::vector<View> views;
     std::vector<std::unique_ptr<DirLock>> locks;
+    std::vector<std::string> scratch_dirs;
     for (const auto& m : run.mounts) {
       ExecMount em;
       em.destination = JoinWorkdir(workdir, m.target);
@@ -897,8 +794,29 @@ class StageRunner {
         std::string dir =
             absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
         RETURN_IF_ERROR(MakeDirs(dir, 0755));
-        if (m.sharing == "locked" || m.sharing == "private") {
-          locks.push_back(std::make_unique<DirLock>(dir));
+        if (m.sharing == "locked") {
+          locks.push_back(std::make_unique<DirLock>(dir, /*wait=*/true));
+        } else if (m.sharing == "private") {
+          // In use by another step: this one gets a fresh, throwaway cache.
+          auto lock = std::make_unique<DirLock>(dir, /*wait=*/false);
+          if (lock->held()) {
+            locks.push_back(std::move(lock));
+          } else {
+            ASSIGN_OR_RETURN(dir, e_->snapshots_->TempDir("cache-private-"));
+            scratch_dirs.push_back(dir);
+          }
+        }
+        // uid, gid and mode apply to the cache directory itself.
+        uint32_t n = 0;
+        if (!m.uid.empty() && absl::SimpleAtoi(m.uid, &n)) {
+          (void)!chown(dir.c_str(), n, static_cast<gid_t>(-1));
+        }
+        if (!m.gid.empty() && absl::SimpleAtoi(m.gid, &n)) {
+          (void)!chown(dir.c_str(), static_cast<uid_t>(-1), n);
+        }
+        if (!m.mode.empty()) {
+          auto mode = ParseChmod(m.mode);
+          if (mode.ok()) chmod(dir.c_str(), *mode);
         }
         em.source = dir;
         em.read_only = false;
@@ -952,6 +870,7 @@ class StageRunner {
     absl::StatusOr<ExecResult> result = e_->executor_->Run(spec);
     views.clear();
     locks.clear();
+    for (const std::string& d : scratch_dirs) (void)RemoveAll(d);
     if (!result.ok()) {
       return absl::Status(result.status().code(),
                           absl::StrCat(At(inst), ": ", Display(step), ": ",
@@ -1109,9 +1028,9 @@ class StageRunner {
       src.root = s_.request->context_dir;
       src.ignore = s_.ignore;
     }
-    std::optional<mode_t> mode;
+    std::optional<FileMode> mode;
     if (!step.chmod.empty()) {
-      auto m = ParseChmod(step.chmod);
+      auto m = FileMode::Parse(step.chmod);
       if (!m.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(At(inst), ": ", m.status().message()));

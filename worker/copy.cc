@@ -277,7 +277,9 @@ absl::Status CopyEntry(const CopySource& source, const Filter& filter,
     return Errno("cannot stat", from);
   }
   Owner owner = OwnerFor(source, options, st);
-  mode_t mode = options.mode ? *options.mode : (st.st_mode & 07777);
+  mode_t mode = options.mode ? options.mode->Apply(st.st_mode & 07777,
+                                                   S_ISDIR(st.st_mode))
+                             : (st.st_mode & 07777);
   if (S_ISDIR(st.st_mode)) {
     struct stat existing;
     bool exists = lstat(to.c_str(), &existing) == 0;
@@ -401,7 +403,9 @@ absl::Status Unpack(const std::string& archive_path, const std::string& dest,
     archive_entry_set_uname(e, nullptr);
     archive_entry_set_gname(e, nullptr);
     if (options.mode && archive_entry_filetype(e) != AE_IFLNK) {
-      archive_entry_set_perm(e, *options.mode);
+      archive_entry_set_perm(
+          e, options.mode->Apply(archive_entry_perm(e),
+                                 archive_entry_filetype(e) == AE_IFDIR));
     }
     r = archive_write_header(w, e);
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
@@ -433,6 +437,91 @@ absl::Status Unpack(const std::string& archive_path, const std::string& dest,
 }
 
 }  // namespace
+
+absl::StatusOr<FileMode> FileMode::Parse(const std::string& text) {
+  if (!text.empty() && text[0] >= '0' && text[0] <= '9') {
+    ASSIGN_OR_RETURN(mode_t m, ParseChmod(text));
+    return FileMode(m);
+  }
+  auto invalid = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid chmod parameter: '", text,
+        "'. it should be octal string and between 0 and 07777, or symbolic "
+        "like u+rw,g-w,a+X"));
+  };
+  FileMode fm;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    size_t i = 0;
+    mode_t who = 0;
+    for (; i < part.size() && strchr("ugoa", part[i]) != nullptr; ++i) {
+      switch (part[i]) {
+        case 'u':
+          who |= 04700;
+          break;
+        case 'g':
+          who |= 02070;
+          break;
+        case 'o':
+          who |= 01007;
+          break;
+        default:
+          who |= 07777;
+          break;
+      }
+    }
+    if (who == 0) who = 07777;
+    if (i == part.size()) return invalid();
+    while (i < part.size()) {
+      char op = part[i++];
+      if (op != '+' && op != '-' && op != '=') return invalid();
+      size_t start = i;
+      while (i < part.size() && strchr("rwxXst", part[i]) != nullptr) ++i;
+      fm.clauses_.push_back(
+          Clause{who, op, std::string(part.substr(start, i - start))});
+    }
+  }
+  if (fm.clauses_.empty()) return invalid();
+  return fm;
+}
+
+mode_t FileMode::Apply(mode_t current, bool is_dir) const {
+  if (octal_) return *octal_;
+  mode_t mode = current & 07777;
+  for (const Clause& c : clauses_) {
+    mode_t bits = 0;
+    for (char p : c.perms) {
+      switch (p) {
+        case 'r':
+          bits |= 0444;
+          break;
+        case 'w':
+          bits |= 0222;
+          break;
+        case 'x':
+          bits |= 0111;
+          break;
+        case 'X':
+          if (is_dir || (current & 0111) != 0) bits |= 0111;
+          break;
+        case 's':
+          bits |= 06000;
+          break;
+        case 't':
+          bits |= 01000;
+          break;
+      }
+    }
+    bits &= c.who;
+    if (c.op == '+') {
+      mode |= bits;
+    } else if (c.op == '-') {
+      mode &= ~bits;
+    } else {
+      mode = (mode & ~(c.who & 0777)) | bits;
+    }
+  }
+  return mode;
+}
 
 absl::StatusOr<mode_t> ParseChmod(const std::string& text) {
   mode_t mode = 0;
@@ -559,9 +648,10 @@ absl::Status CopyInto(const CopySource& source,
           ResolveInRoot(dest_root, absl::StrCat(options.dest, "/", m.keep),
                         /*follow_last=*/false));
       std::string parent = target.substr(0, target.rfind('/'));
-      RETURN_IF_ERROR(MakeParents(
-          dest_root, m.is_dir ? target : parent, options.uid.value_or(0),
-          options.gid.value_or(0), options.mode.value_or(0755)));
+      RETURN_IF_ERROR(
+          MakeParents(dest_root, m.is_dir ? target : parent,
+                      options.uid.value_or(0), options.gid.value_or(0),
+                      options.mode ? options.mode->Apply(0755, true) : 0755));
       RETURN_IF_ERROR(CopyEntry(source, filter, options, m.host, m.real_rel,
                                 target, true, &links));
     }
@@ -574,7 +664,7 @@ absl::Status CopyInto(const CopySource& source,
   }
   uid_t puid = options.uid.value_or(0);
   gid_t pgid = options.gid.value_or(0);
-  mode_t pmode = options.mode.value_or(0755);
+  mode_t pmode = options.mode ? options.mode->Apply(0755, true) : 0755;
   HardLinks links;
   for (const SourceMatch& m : matches) {
     filter.SetBase(m.is_dir ? m.real_rel : "");

@@ -54,11 +54,30 @@ absl::StatusOr<std::string> DigestSources(
     const CopySource& source, const std::vector<SourceMatch>& matches,
     const std::vector<std::string>& excludes);
 
+// A --chmod value: an octal mode, or chmod(1) symbolic clauses such as
+// "u+rw,g+r,o-x", "go-w", "a+X" applied to each file's own mode.
+class FileMode {
+ public:
+  FileMode(mode_t octal) : octal_(octal) {}  // NOLINT: octal is the common case
+  static absl::StatusOr<FileMode> Parse(const std::string& text);
+  mode_t Apply(mode_t current, bool is_dir) const;
+
+ private:
+  struct Clause {
+    mode_t who;  // bits the clause may touch
+    char op;     // + - =
+    std::string perms;
+  };
+  FileMode() = default;
+  std::optional<mode_t> octal_;
+  std::vector<Clause> clauses_;
+};
+
 struct CopyOptions {
   std::string dest;  // absolute in the destination root; a trailing "/" kept
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
-  std::optional<mode_t> mode;    // --chmod (octal)
+  std::optional<FileMode> mode;  // --chmod
   bool unpack_archives = false;  // ADD of local archives
   bool parents = false;          // --parents: keep each source's path
 };

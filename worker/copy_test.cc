@@ -187,6 +187,37 @@ TEST(ParseChmodTest, RejectsOutOfRange) {
 
 // --- MatchSources ---
 
+// --- FileMode (--chmod, octal or symbolic) ---
+
+TEST(FileModeTest, OctalReplacesTheMode) {
+  auto m = FileMode::Parse("0750");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->Apply(0644, false), 0750u);
+}
+
+TEST(FileModeTest, SymbolicClausesActLikeChmod) {
+  EXPECT_EQ(FileMode::Parse("go-w")->Apply(0666, false), 0644u);
+  EXPECT_EQ(FileMode::Parse("u=rw,g=r,o=r")->Apply(0777, false), 0644u);
+  EXPECT_EQ(FileMode::Parse("u+rw,g+r,o-x,o+w")->Apply(0001, false), 0642u);
+  EXPECT_EQ(FileMode::Parse("+x")->Apply(0600, false), 0711u);
+  EXPECT_EQ(FileMode::Parse("u+s")->Apply(0755, false), 04755u);
+}
+
+TEST(FileModeTest, CapitalXOnlyForDirectoriesAndExecutables) {
+  auto m = FileMode::Parse("a+X");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->Apply(0600, false), 0600u);
+  EXPECT_EQ(m->Apply(0700, false), 0711u);
+  EXPECT_EQ(m->Apply(0700, true), 0711u);
+}
+
+TEST(FileModeTest, RejectsGarbage) {
+  for (const char* bad : {"64a", "u+q", "u", "z+r", "", ",", "10000"}) {
+    auto m = FileMode::Parse(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << bad;
+  }
+}
+
 TEST_F(CopyTest, GlobMatchesAreSorted) {
   WriteFile(C("b.go"), "b");
   WriteFile(C("c.txt"), "c");

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "worker/blob_files.h"
 #include "worker/fs_util.h"
 #include "worker/layer_tar.h"
 
@@ -96,53 +97,6 @@ class TarWriter {
 
 std::string BlobPath(const Digest& d) {
   return absl::StrCat("blobs/sha256/", d.hash());
-}
-
-// Hashes a file: its digest.
-absl::StatusOr<Digest> HashFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", strerror(errno)));
-  }
-  Sha256 h;
-  int64_t size = 0;
-  std::string buf(1 << 20, '\0');
-  while (true) {
-    ssize_t n = read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      close(fd);
-      return absl::InternalError(absl::StrCat("cannot read ", path));
-    }
-    if (n == 0) break;
-    h.Update(absl::string_view(buf.data(), n));
-    size += n;
-  }
-  close(fd);
-  return Digest::FromRaw(h.Final(), size);
-}
-
-absl::Status UploadPath(BlobStore* blobs, const std::string& ns,
-                        const std::string& path, const Digest& digest) {
-  ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> w,
-                   blobs->OpenWrite(ns, digest, ""));
-  if (w->already_complete()) return absl::OkStatus();
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::string buf(1 << 20, '\0');
-  int64_t off = 0;
-  absl::Status st;
-  while (st.ok()) {
-    ssize_t n = read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    st = w->Write(off, absl::string_view(buf.data(), n));
-    off += n;
-  }
-  close(fd);
-  RETURN_IF_ERROR(st);
-  return w->Finish();
 }
 
 // A path inside an unpacked archive or layout, refusing escapes.
@@ -231,7 +185,7 @@ absl::StatusOr<std::string> ReadJsonFile(const std::string& path) {
 absl::StatusOr<Descriptor> StoreLayerFile(ImageStore* store,
                                           const std::string& path) {
   ASSIGN_OR_RETURN(Digest d, HashFile(path));
-  RETURN_IF_ERROR(UploadPath(store->blobs(), store->ns(), path, d));
+  RETURN_IF_ERROR(UploadFile(store->blobs(), store->ns(), path, d));
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   unsigned char magic[4] = {0, 0, 0, 0};
   if (fd >= 0) {
@@ -316,7 +270,7 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
   ASSIGN_OR_RETURN(Image image, ParseImage(manifest, config_bytes));
   for (const Descriptor& l : image.layers) {
     ASSIGN_OR_RETURN(std::string lp, blob(l));
-    RETURN_IF_ERROR(UploadPath(store->blobs(), store->ns(), lp, l.digest));
+    RETURN_IF_ERROR(UploadFile(store->blobs(), store->ns(), lp, l.digest));
   }
   RETURN_IF_ERROR(store->blobs()->Put(store->ns(), config_bytes));
   RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
@@ -330,7 +284,7 @@ absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
   std::string blob_path = scratch + "/rootfs-layer";
   ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(dir, lo, blob_path));
   RETURN_IF_ERROR(
-      UploadPath(store->blobs(), store->ns(), blob_path, blob.digest));
+      UploadFile(store->blobs(), store->ns(), blob_path, blob.digest));
   unlink(blob_path.c_str());
   json config = EmptyImageConfig();
   config["rootfs"]["diff_ids"] = {blob.diff_id};

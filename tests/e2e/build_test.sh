@@ -111,6 +111,16 @@ build_local "$c"; rc=$?
 check_contains "C8: invalid --chmod error" "invalid chmod parameter: '64a'" "$(cat "$c.log")"
 check_contains "C8: error names file:line" "Dockerfile:2" "$(cat "$c.log")"
 
+# --- C8: symbolic --chmod -------------------------------------------------------------
+c=$(new_ctx symchmod)
+echo f >"$c/f"; chmod 664 "$c/f"; mkdir -p "$c/d/sub"; echo g >"$c/d/g"; echo x >"$c/d/x"
+chmod 700 "$c/d/sub"; chmod 600 "$c/d/g"; chmod 700 "$c/d/x"
+printf 'FROM scratch\nCOPY --chmod=go-w f /s1\nCOPY --chmod=u=rw,g=r,o=r f /s2\nCOPY --chmod=a+X d /d/\n' >"$c/Dockerfile"
+build_local "$c"
+check "C8: symbolic --chmod on files" "644 644" "$(stat -c %a "$c.out/s1" "$c.out/s2" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+check "C8: a+X adds x to directories and executables only" "711 600 711" \
+  "$(stat -c %a "$c.out/d/sub" "$c.out/d/g" "$c.out/d/x" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+
 # --- C9/C10: symlinks ---------------------------------------------------------
 c=$(new_ctx links)
 echo target >"$c/bar"; ln -s bar "$c/foo"; mkdir "$c/sub"; echo s >"$c/sub/subfile"
