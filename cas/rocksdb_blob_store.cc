@@ -484,6 +484,14 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   store->visible_ = store->handles_[3];
   store->uploads_cf_ = store->handles_[4];
   store->ac_ = store->handles_[5];
+  // Recovered logs are replayed, not flushed, at open (see
+  // avoid_flush_during_recovery); short-lived processes would let them pile
+  // up, so past a few they are flushed into tables once.
+  rocksdb::VectorLogPtr wals;
+  if (db->GetSortedWalFiles(wals).ok() && wals.size() > 4) {
+    rocksdb::FlushOptions fo;
+    (void)db->Flush(fo, store->handles_);
+  }
   RETURN_IF_ERROR(store->Load());
   return store;
 }
