@@ -430,6 +430,11 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   // Replaying the log at open is enough; flushing it there costs a table
   // write and fsyncs on every start of a short-lived embedded process.
   db_options.avoid_flush_during_recovery = true;
+  // Nor read every table's statistics at open (they only tune compaction).
+  db_options.skip_stats_update_on_db_open = true;
+  // Tables are opened at open by this many threads per column family; the
+  // default (16) starts ~100 short-lived threads for a handful of files.
+  db_options.max_file_opening_threads = 1;
   // Bound memtable memory across column families: large uploads must not
   // grow the process.
   db_options.db_write_buffer_size = 64 << 20;
