@@ -44,15 +44,18 @@ int main(int argc, char** argv) {
   struct Case {
     const char* name;
     Compression c;
-  } cases[] = {{"none", Compression::kNone},
-               {"gzip (ISA-L level 1)", Compression::kGzip},
-               {"zstd (level 3)", Compression::kZstd}};
+    int level;
+  } cases[] = {{"none", Compression::kNone, 0},
+               {"gzip 6 (default)", Compression::kGzip, 0},
+               {"gzip 1", Compression::kGzip, 1},
+               {"zstd 3 (default)", Compression::kZstd, 0}};
   for (const Case& c : cases) {
     double best = 1e9;
     int64_t size = 0;
     for (int i = 0; i < rounds; ++i) {
       stagefarm::worker::LayerOptions o;
       o.compression = c.c;
+      o.level = c.level;
       double t0 = Now();
       auto r = stagefarm::worker::WriteLayer(dir, o, out);
       double t = Now() - t0;

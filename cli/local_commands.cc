@@ -182,6 +182,13 @@ absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
     return absl::InvalidArgumentError(
         "--compression must be gzip, zstd or uncompressed");
   }
+  int max_level = flags.compression == "zstd" ? 22 : 12;
+  if (flags.compression_level < 0 || flags.compression_level > max_level) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--compression-level must be between 1 and ", max_level,
+                     " for ", flags.compression));
+  }
+  req.compression_level = flags.compression_level;
   req.tags = flags.tags;
   return req;
 }

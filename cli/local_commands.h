@@ -22,6 +22,7 @@ struct BuildFlags {
   std::vector<std::string> outputs;
   std::string source_date_epoch;
   std::string compression = "gzip";
+  int compression_level = 0;
   std::string context = ".";
 };
 

@@ -316,6 +316,8 @@ int main(int argc, char** argv) {
                     "clamp file times and set created (or SOURCE_DATE_EPOCH)");
   build->add_option("--compression", build_flags.compression,
                     "layer compression: gzip, zstd or uncompressed");
+  build->add_option("--compression-level", build_flags.compression_level,
+                    "gzip 1-12 (default 6) or zstd 1-22 (default 3)");
   build->add_flag("--network-none", local.force_no_network,
                   "run every RUN without network");
   build->add_option("--memory", local.memory_bytes,

@@ -522,6 +522,7 @@ class StageRunner {
     RETURN_IF_ERROR(rootfs.mount->Unmount());
     LayerOptions lo;
     lo.compression = s_.request->compression;
+    lo.level = s_.request->compression_level;
     lo.source_date_epoch = s_.request->source_date_epoch;
     std::string blob_path = rootfs.dir + "/layer";
     ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(rootfs.upper, lo, blob_path));

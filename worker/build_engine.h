@@ -49,6 +49,7 @@ struct BuildRequest {
   std::map<std::string, std::string> secrets;  // id -> host file
   std::optional<int64_t> source_date_epoch;
   Compression compression = Compression::kGzip;
+  int compression_level = 0;  // 0: the default for the compression
   std::vector<std::string> tags;
   std::map<std::string, std::string> labels;  // --label
 };

@@ -43,6 +43,9 @@ struct LayerOptions {
   Compression compression = Compression::kGzip;
   // Clamp every mtime to this (seconds since the epoch) when set.
   std::optional<int64_t> source_date_epoch;
+  // 0: the default (gzip 6, as Go's and so BuildKit's; zstd 3). gzip 1-12
+  // (libdeflate's range), zstd 1-22.
+  int level = 0;
 };
 
 struct LayerBlob {

@@ -448,7 +448,7 @@ TEST_P(LayerTarCompressionTest, RoundTripKeepsTheTree) {
   ASSERT_NO_FATAL_FAILURE(BuildTree(src, kBaseTime, &has_capability));
   std::string blob = tmp.Sub("layer");
 
-  auto layer = WriteLayer(src, LayerOptions{GetParam(), std::nullopt}, blob);
+  auto layer = WriteLayer(src, LayerOptions{GetParam(), std::nullopt, 0}, blob);
   ASSERT_TRUE(layer.ok()) << layer.status();
 
   const std::string bytes = ReadFile(blob);
@@ -504,7 +504,7 @@ TEST_P(LayerTarCompressionTest, SameContentGivesIdenticalBlobs) {
   auto write = [&](const std::string& dir, std::optional<int64_t> epoch,
                    const std::string& name) {
     std::string path = tmp.Sub(name);
-    auto layer = WriteLayer(dir, LayerOptions{GetParam(), epoch}, path);
+    auto layer = WriteLayer(dir, LayerOptions{GetParam(), epoch, 0}, path);
     EXPECT_TRUE(layer.ok()) << layer.status();
     return ReadFile(path);
   };
@@ -531,7 +531,8 @@ TEST(LayerTarTest, EntriesAreSortedWithNumericOwnersOnly) {
   bool has_capability = false;
   ASSERT_NO_FATAL_FAILURE(BuildTree(src, kBaseTime, &has_capability));
   std::string blob = tmp.Sub("layer.tar");
-  ASSERT_TRUE(WriteLayer(src, {Compression::kNone, std::nullopt}, blob).ok());
+  ASSERT_TRUE(
+      WriteLayer(src, {Compression::kNone, std::nullopt, 0}, blob).ok());
 
   std::vector<TarEntry> entries = ListTar(blob);
   // Each directory's names in byte order, a directory before its contents.
@@ -583,7 +584,7 @@ TEST(LayerTarTest, ClampsOnlyNewerMtimes) {
   SetMtime(src + "/old", 1000);
   SetMtime(src + "/new", 2000000000);
   std::string blob = tmp.Sub("layer");
-  ASSERT_TRUE(WriteLayer(src, {Compression::kGzip, 1500000000}, blob).ok());
+  ASSERT_TRUE(WriteLayer(src, {Compression::kGzip, 1500000000, 0}, blob).ok());
   std::vector<TarEntry> entries = ListTar(blob);
   ASSERT_EQ(Names(entries), (std::vector<std::string>{"new", "old"}));
   EXPECT_EQ(entries[0].mtime, 1500000000);
@@ -607,7 +608,7 @@ TEST(LayerTarTest, WhiteoutsAndOpaqueDirectoriesRoundTrip) {
   SetMtime(upper + "/opq", kBaseTime + 1);
 
   std::string blob = tmp.Sub("layer");
-  auto layer = WriteLayer(upper, {Compression::kGzip, std::nullopt}, blob);
+  auto layer = WriteLayer(upper, {Compression::kGzip, std::nullopt, 0}, blob);
   ASSERT_TRUE(layer.ok()) << layer.status();
   std::vector<TarEntry> entries = ListTar(blob);
   EXPECT_THAT(Names(entries),
@@ -652,7 +653,7 @@ TEST(LayerTarTest, EmptyDirectoryGivesEmptyLayer) {
   TempDir tmp;
   std::string src = tmp.Dir("src");
   std::string blob = tmp.Sub("layer.tar");
-  auto layer = WriteLayer(src, {Compression::kNone, std::nullopt}, blob);
+  auto layer = WriteLayer(src, {Compression::kNone, std::nullopt, 0}, blob);
   ASSERT_TRUE(layer.ok()) << layer.status();
   EXPECT_EQ(layer->entries, 0);
   // Just the end-of-archive marker, no 10 KiB block padding.
@@ -671,7 +672,7 @@ TEST(LayerTarTest, AppliesFromTinyChunksAndForeignGzip) {
   bool cap = false;
   ASSERT_NO_FATAL_FAILURE(BuildTree(src, kBaseTime, &cap));
   std::string blob = tmp.Sub("layer");
-  auto layer = WriteLayer(src, {Compression::kNone, std::nullopt}, blob);
+  auto layer = WriteLayer(src, {Compression::kNone, std::nullopt, 0}, blob);
   ASSERT_TRUE(layer.ok()) << layer.status();
   const std::string tar = ReadFile(blob);
 
@@ -690,7 +691,7 @@ TEST(LayerTarTest, AppliesFromTinyChunksAndForeignGzip) {
 
   std::string zstd_blob = tmp.Sub("layer.zst");
   ASSERT_TRUE(
-      WriteLayer(src, {Compression::kZstd, std::nullopt}, zstd_blob).ok());
+      WriteLayer(src, {Compression::kZstd, std::nullopt, 0}, zstd_blob).ok());
   std::string dest = tmp.Dir("dest_zstd");
   auto applied = ApplyLayer(SourceOf(ReadFile(zstd_blob), 0), dest);
   ASSERT_TRUE(applied.ok()) << applied.status();
@@ -815,9 +816,9 @@ TEST(LayerTarTest, CorruptOrTruncatedBlobsFail) {
   std::string gz_blob = tmp.Sub("layer.gz");
   std::string zst_blob = tmp.Sub("layer.zst");
   ASSERT_TRUE(
-      WriteLayer(src, {Compression::kGzip, std::nullopt}, gz_blob).ok());
+      WriteLayer(src, {Compression::kGzip, std::nullopt, 0}, gz_blob).ok());
   ASSERT_TRUE(
-      WriteLayer(src, {Compression::kZstd, std::nullopt}, zst_blob).ok());
+      WriteLayer(src, {Compression::kZstd, std::nullopt, 0}, zst_blob).ok());
   const std::string gz = ReadFile(gz_blob);
   const std::string zst = ReadFile(zst_blob);
   std::string flipped = gz;
