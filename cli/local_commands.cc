@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -231,7 +232,20 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   for (const Output& o : outputs) {
     absl::Status s;
     if (o.type == "local") {
-      s = (*l)->engine()->ExportRootfs(result->image, o.dest);
+      // A new directory appears whole or not at all; an existing one is
+      // written into, as docker buildx does.
+      struct stat st;
+      if (stat(o.dest.c_str(), &st) == 0) {
+        s = (*l)->engine()->ExportRootfs(result->image, o.dest);
+      } else {
+        std::string tmp = absl::StrCat(o.dest, ".tmp-", getpid());
+        s = (*l)->engine()->ExportRootfs(result->image, tmp);
+        if (s.ok() && rename(tmp.c_str(), o.dest.c_str()) != 0) {
+          s = absl::InternalError(
+              absl::StrCat("cannot create ", o.dest, ": ", strerror(errno)));
+        }
+        if (!s.ok()) (void)worker::RemoveAll(tmp);
+      }
     } else {
       s = worker::ExportImage((*l)->images(), result->manifest.digest, names,
                               o.type == "docker"
