@@ -861,7 +861,11 @@ class StageRunner {
             absl::StrCat(At(inst), ": RUN --mount=type=", m.type,
                          " is not supported by this version"));
       }
-      dests.push_back(em.destination);
+      // Mount points runc creates are removed afterwards, except those of
+      // cache and tmpfs mounts, which stay as empty directories in the
+      // layer as BuildKit leaves them.
+      if (m.type != "cache" && m.type != "tmpfs")
+        dests.push_back(em.destination);
       spec.mounts.push_back(std::move(em));
     }
     std::vector<std::string> stubs = MissingStubs(rootfs.path(), dests);

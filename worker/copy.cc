@@ -82,8 +82,34 @@ class Filter {
   // The matched source a copy is below (its directory for a file).
   void SetBase(std::string base) { base_ = std::move(base); }
 
+  // Whether `rel` (a host directory `host`) is skipped as a whole: hidden
+  // itself and, when "!" exceptions exist, with nothing visible below it
+  // (Docker sends a re-included file of an excluded directory, and the
+  // directory with it).
+  bool SkipTree(const std::string& host, const std::string& rel) const {
+    if (!Hidden(rel)) return false;
+    if (ignore_ == nullptr || !ignore_->has_exceptions()) return true;
+    struct stat st;
+    if (lstat(host.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return true;
+    return !AnyVisibleBelow(host, rel);
+  }
+
  private:
   std::string base_;
+  bool AnyVisibleBelow(const std::string& host, const std::string& rel) const {
+    for (const std::string& name : SortedNames(host)) {
+      std::string child = rel + "/" + name;
+      if (!Hidden(child)) return true;
+      struct stat st;
+      std::string child_host = host + "/" + name;
+      if (lstat(child_host.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+          AnyVisibleBelow(child_host, child)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   const DockerignoreMatcher* ignore_;
   std::optional<DockerignoreMatcher> exclude_;
 };
@@ -163,7 +189,7 @@ absl::Status HashTree(Sha256* h, const CopySource& source, const Filter& filter,
   if (!S_ISDIR(st.st_mode)) return absl::OkStatus();
   for (const std::string& child : SortedNames(host)) {
     std::string child_rel = Join(rel, child);
-    if (filter.Hidden(child_rel)) continue;
+    if (filter.SkipTree(host + "/" + child, child_rel)) continue;
     RETURN_IF_ERROR(HashTree(h, source, filter, host + "/" + child, child_rel,
                              Join(name, child)));
   }
@@ -292,7 +318,7 @@ absl::Status CopyEntry(const CopySource& source, const Filter& filter,
     }
     for (const std::string& child : SortedNames(from)) {
       std::string child_rel = Join(rel, child);
-      if (filter.Hidden(child_rel)) continue;
+      if (filter.SkipTree(from + "/" + child, child_rel)) continue;
       RETURN_IF_ERROR(CopyEntry(source, filter, options, from + "/" + child,
                                 child_rel, to + "/" + child, false, links));
     }
