@@ -2,8 +2,9 @@
 # End-to-end: the examples built with stagefarm from local base images
 # (scripts/base-images), run with `stagefarm run`, and loaded into and run by
 # Debian's Docker engine (dockerd started here on a private socket, data root
-# and exec root, without a bridge; stopped at the end).
-# Usage: examples_test.sh BIN_DIR   (needs root, debootstrap, docker.io)
+# and exec root, without a bridge; stopped at the end) and by podman (with its
+# own storage and configuration under the test's temp dir).
+# Usage: examples_test.sh BIN_DIR   (needs root, debootstrap, docker.io, podman)
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SF="$1/stagefarm"
@@ -16,15 +17,16 @@ cleanup() {
   if [ -n "$DOCKERD_PID" ]; then
     kill "$DOCKERD_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
-    grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   fi
+  [ -n "${CONTAINERS_CONF:-}" ] && podman rmi -af >/dev/null 2>&1
+  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && SF="$SF" bash scripts/base-images busybox runtime golang) >"$WORK/base.log" 2>&1 ||
+(cd "$ROOT" && SF="$SF" bash scripts/base-images busybox runtime golang node) >"$WORK/base.log" 2>&1 ||
   { tail -5 "$WORK/base.log"; echo "FAIL setup: base images"; exit 1; }
-pass "base images busybox, runtime, golang:1.19 made locally"
+pass "base images busybox, runtime, golang:1.19, node:18 made locally"
 
 # A page to count links in, served on loopback for `stagefarm run` (which
 # shares the host's network) and mounted as a file for `docker run`.
@@ -78,6 +80,24 @@ check "href-counter: the multi-stage image is >= 95% smaller than the SDK image"
   "$(awk -v p="$pct" 'BEGIN{print (p >= 95) ? "yes" : "no (" p "%)"}')"
 kill $hp 2>/dev/null; wait $hp 2>/dev/null
 
+# --- node: plain on node:18, and multi-stage FROM scratch -------------------------
+N=$ROOT/examples/node
+"$SF" build --progress quiet -t node-app:plain -o "type=docker,dest=$WORK/node-plain.tar" "$N" \
+  >"$WORK/n1.log" 2>&1 || tail -5 "$WORK/n1.log"
+"$SF" build --progress quiet -f "$N/Dockerfile.multi" -t node-app:multi \
+  -o "type=docker,dest=$WORK/node-multi.tar" "$N" >"$WORK/n2.log" 2>&1 || tail -5 "$WORK/n2.log"
+node_expected='Hello farm from Node 18: sha256 c8cf701f30ad, 1. März 2024, 29 gzip bytes'
+for tag in plain multi; do
+  check "node-app:$tag prints the line (crypto, Intl, zlib)" "$node_expected" "$("$SF" run "node-app:$tag" farm 2>&1)"
+done
+nplain=$(bytes_of node-app:plain); nmulti=$(bytes_of node-app:multi)
+echo "sizes (compressed): node-app:plain $nplain B, multi $nmulti B"
+check "node-app: the multi-stage image is >= 75% smaller than the plain one" "yes" \
+  "$(awk -v a="$nplain" -v b="$nmulti" 'BEGIN{print (a > 0 && b <= a / 4) ? "yes" : "no"}')"
+"$SF" image ls >"$WORK/ls.txt"
+check_contains "stagefarm image ls shows the sizes" "node-app:multi" "$(cat "$WORK/ls.txt")"
+cat "$WORK/ls.txt"
+
 # --- Docker loads and runs what we made ---------------------------------------------
 DOCKER=/usr/bin/docker
 if ! command -v dockerd >/dev/null || [ ! -x $DOCKER ]; then
@@ -98,7 +118,7 @@ if ! $DOCKER version >/dev/null 2>&1; then
   exit $E2E_FAILED
 fi
 pass "dockerd started (private socket and data root)"
-for t in hello build pattern multi; do
+for t in hello build pattern multi node-plain node-multi; do
   out=$($DOCKER load -i "$WORK/$t.tar" 2>&1)
   check_contains "docker load accepts $t.tar" "Loaded image" "$out"
 done
@@ -107,6 +127,54 @@ for tag in build builder-pattern multi; do
   check "docker run href-counter:$tag: same output" "$expected" \
     "$($DOCKER run --rm --network none -v "$WORK/www/page.html:/page.html:ro" "href-counter:$tag" /page.html 2>&1)"
 done
+for tag in plain multi; do
+  check "docker run node-app:$tag: same output" "$node_expected" \
+    "$($DOCKER run --rm --network none "node-app:$tag" farm 2>&1)"
+done
+for img in href-counter:build href-counter:multi node-app:plain node-app:multi; do
+  echo "sizes (docker, uncompressed): $img $($DOCKER image inspect -f '{{.Size}}' "$img" 2>&1) B"
+done
+
+# --- podman loads and runs them too ------------------------------------------------
+if ! command -v podman >/dev/null; then
+  fail "podman" "podman is not installed (scripts/install-deps installs it)"
+else
+  P=$WORK/podman
+  mkdir -p "$P/conf"
+  printf '[storage]\ndriver = "overlay"\nrunroot = "%s/run"\ngraphroot = "%s/storage"\n' "$P" "$P" \
+    >"$P/conf/storage.conf"
+  # runc and cgroupfs as on this kind of machine; podman would raise
+  # RLIMIT_NOFILE above the hard limit, which needs CAP_SYS_RESOURCE.
+  hn=$(ulimit -Hn)
+  cat >"$P/conf/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$hn:$hn", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$P/libpod"
+volume_path = "$P/volumes"
+CONF
+  printf 'unqualified-search-registries = []\nshort-name-mode = "permissive"\n' >"$P/conf/registries.conf"
+  export CONTAINERS_STORAGE_CONF=$P/conf/storage.conf CONTAINERS_CONF=$P/conf/containers.conf \
+    CONTAINERS_REGISTRIES_CONF=$P/conf/registries.conf
+  for t in hello multi node-multi; do
+    check_contains "podman load accepts $t.tar" "Loaded image" "$(podman load -i "$WORK/$t.tar" 2>&1)"
+  done
+  "$SF" image export node-app:plain --format oci -o "$WORK/node-plain.oci.tar"
+  check_contains "podman load accepts an OCI archive (node-app:plain)" "Loaded image" \
+    "$(podman load -i "$WORK/node-plain.oci.tar" 2>&1)"
+  check "podman run hello-scratch: same output" "Hello world!" \
+    "$(podman run --rm --network none localhost/hello-scratch:1 2>&1)"
+  check "podman run href-counter:multi: same output" "$expected" \
+    "$(podman run --rm --network none -v "$WORK/www/page.html:/page.html:ro" localhost/href-counter:multi /page.html 2>&1)"
+  for tag in multi plain; do
+    check "podman run node-app:$tag: same output" "$node_expected" \
+      "$(podman run --rm --network none "localhost/node-app:$tag" farm 2>&1)"
+  done
+fi
+
 if command -v skopeo >/dev/null; then
   "$SF" image export href-counter:multi --format oci -o "$WORK/multi.oci.tar"
   check_contains "skopeo inspects the OCI archive" '"Architecture": "amd64"' \
