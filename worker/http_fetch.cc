@@ -1,13 +1,12 @@
 #include "worker/http_fetch.h"
 
-#include <curl/curl.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "worker/curl_api.h"
 
 namespace stagefarm::worker {
 namespace {
@@ -32,11 +31,6 @@ size_t OnData(char* data, size_t size, size_t n, void* arg) {
   return fwrite(data, 1, bytes, sink->file);
 }
 
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 }  // namespace
 
 std::string FilenameOfUrl(const std::string& url) {
@@ -56,36 +50,42 @@ std::string FilenameOfUrl(const std::string& url) {
 
 absl::StatusOr<Fetched> Fetch(const std::string& url, const std::string& path,
                               const FetchOptions& options) {
-  GlobalInit();
+  auto api = Curl();
+  if (!api.ok()) return api.status();
+  const CurlApi& c = **api;
   Sink sink;
   sink.max = options.max_bytes;
   sink.file = fopen(path.c_str(), "wbe");
   if (sink.file == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create ", path));
   }
-  CURL* curl = curl_easy_init();
+  CURL* curl = c.easy_init();
+  if (curl == nullptr) {
+    fclose(sink.file);
+    unlink(path.c_str());
+    return absl::InternalError("curl_easy_init failed");
+  }
   char error[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnData);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(curl, CURLOPT_FILETIME, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT,
-                   options.connect_timeout_seconds);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options.low_speed_seconds);
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "stagefarm");
-  CURLcode rc = curl_easy_perform(curl);
+  c.easy_setopt(curl, CURLOPT_URL, url.c_str());
+  c.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+  c.easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
+  c.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  c.easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  c.easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnData);
+  c.easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  c.easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  c.easy_setopt(curl, CURLOPT_FILETIME, 1L);
+  c.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  c.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, options.connect_timeout_seconds);
+  c.easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  c.easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options.low_speed_seconds);
+  c.easy_setopt(curl, CURLOPT_USERAGENT, "stagefarm");
+  CURLcode rc = c.easy_perform(curl);
   long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  c.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_off_t filetime = -1;
-  curl_easy_getinfo(curl, CURLINFO_FILETIME_T, &filetime);
-  curl_easy_cleanup(curl);
+  c.easy_getinfo(curl, CURLINFO_FILETIME_T, &filetime);
+  c.easy_cleanup(curl);
   bool write_ok = fclose(sink.file) == 0;
   absl::Status err;
   if (sink.too_big) {
@@ -94,7 +94,7 @@ absl::StatusOr<Fetched> Fetch(const std::string& url, const std::string& path,
   } else if (rc != CURLE_OK) {
     err = absl::UnavailableError(
         absl::StrCat("download of ", url,
-                     " failed: ", error[0] ? error : curl_easy_strerror(rc)));
+                     " failed: ", error[0] ? error : c.easy_strerror(rc)));
   } else if (status < 200 || status >= 300) {
     err = absl::NotFoundError(
         absl::StrCat("download of ", url, " failed: HTTP status ", status));
