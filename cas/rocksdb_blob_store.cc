@@ -1,6 +1,7 @@
 #include "cas/rocksdb_blob_store.h"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
@@ -408,6 +409,19 @@ RocksDbBlobStore::RocksDbBlobStore(const RocksDbBlobStoreOptions& options)
 
 RocksDbBlobStore::~RocksDbBlobStore() {
   if (db_ == nullptr) return;
+  if (options_.flush_on_close_wal_bytes > 0) {
+    rocksdb::VectorLogPtr wals;
+    uint64_t bytes = 0;
+    if (db_->GetSortedWalFiles(wals).ok()) {
+      for (const auto& w : wals) bytes += w->SizeFileBytes();
+    }
+    if (bytes >= static_cast<uint64_t>(options_.flush_on_close_wal_bytes)) {
+      (void)db_->Flush(rocksdb::FlushOptions(), handles_);
+    }
+  }
+  if (options_.abandon_compactions_at_close) {
+    rocksdb::CancelAllBackgroundWork(db_.get(), /*wait=*/true);
+  }
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close().PermitUncheckedError();
 }
@@ -435,6 +449,7 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   // Tables are opened at open by this many threads per column family; the
   // default (16) starts ~100 short-lived threads for a handful of files.
   db_options.max_file_opening_threads = 1;
+  db_options.max_open_files = options.max_open_files;
   // Bound memtable memory across column families: large uploads must not
   // grow the process.
   db_options.db_write_buffer_size = 64 << 20;
@@ -451,11 +466,20 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   rocksdb::ColumnFamilyOptions small;
   small.table_factory = table_factory;
   small.write_buffer_size = 16 << 20;
-  small.memtable_whole_key_filtering = true;
-  small.memtable_prefix_bloom_size_ratio = 0.02;
+  if (options.memtable_bloom) {
+    small.memtable_whole_key_filtering = true;
+    small.memtable_prefix_bloom_size_ratio = 0.02;
+  }
 
+  // Chunk tables: every chunk is its own data block (a block is cut as soon
+  // as it holds anything). With the default 4 KiB target a small blob's
+  // chunk shared a block with the next 1 MiB chunk, so reading a 300-byte
+  // step result read, checksummed and copied a megabyte.
+  rocksdb::BlockBasedTableOptions chunk_table = table;
+  chunk_table.block_size = 1;
+  chunk_table.block_size_deviation = 0;
   rocksdb::ColumnFamilyOptions chunks;
-  chunks.table_factory = table_factory;
+  chunks.table_factory.reset(rocksdb::NewBlockBasedTableFactory(chunk_table));
   chunks.write_buffer_size = 16 << 20;
   chunks.max_write_buffer_number = 3;
   chunks.compression = rocksdb::kNoCompression;
@@ -527,8 +551,23 @@ absl::Status RocksDbBlobStore::Load() {
     RETURN_IF_ERROR(FromRocks(it->status(), "loading blob records"));
   }
   {
+    // The highest chunk key, without reading a (1 MiB) chunk: the tables'
+    // largest keys from their metadata, and the memtable recovered from the
+    // log. A range tombstone's end may exceed every live key by one id,
+    // which only skips an id.
+    rocksdb::ColumnFamilyMetaData md;
+    db_->GetColumnFamilyMetaData(chunks_, &md);
+    for (const auto& level : md.levels) {
+      for (const auto& file : level.files) {
+        if (file.largestkey.size() >= 8) {
+          max_id = std::max(max_id, ReadBigEndian64(file.largestkey.data()));
+        }
+      }
+    }
+    rocksdb::ReadOptions memtable_only;
+    memtable_only.read_tier = rocksdb::kMemtableTier;
     std::unique_ptr<rocksdb::Iterator> it(
-        db_->NewIterator(rocksdb::ReadOptions(), chunks_));
+        db_->NewIterator(memtable_only, chunks_));
     it->SeekToLast();
     if (it->Valid() && it->key().size() == 16) {
       max_id = std::max(max_id, ReadBigEndian64(it->key().data()));

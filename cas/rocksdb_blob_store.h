@@ -64,6 +64,25 @@ struct RocksDbBlobStoreOptions {
   // durability). Without it a killed process loses nothing, a lost machine
   // may lose the last seconds.
   bool sync_commits = false;
+  // Table files kept open (RocksDB's max_open_files). -1, for servers, opens
+  // every table at start and keeps it open. A short-lived process sets a
+  // bound: only that many are opened at start (a quarter of it), the rest
+  // when first read, so starting does not grow with the number of tables.
+  int max_open_files = -1;
+  // When the write-ahead logs hold at least this many bytes at close, the
+  // memtables are flushed into tables first, so that the next open does not
+  // replay them (0: never). For short-lived processes: a build that wrote
+  // layers pays once, instead of every later command at its start.
+  int64_t flush_on_close_wal_bytes = 0;
+  // At close, stop compactions in progress instead of waiting for them to
+  // finish. RocksDB 7.8 rewrites every table that reaches the last level
+  // once more, only to zero its sequence numbers; a short-lived command
+  // would otherwise wait for that at exit. Nothing is lost: an interrupted
+  // compaction is discarded and runs again in a later process.
+  bool abandon_compactions_at_close = false;
+  // Bloom filters over the small column families' memtables (faster misses
+  // in a busy server; each costs 320 KiB to set up at every open).
+  bool memtable_bloom = true;
 };
 
 class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {

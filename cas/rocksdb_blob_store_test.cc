@@ -109,6 +109,55 @@ TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   EXPECT_TRUE(*got == data);
 }
 
+// The options of the embedded, short-lived store: tables opened lazily,
+// memtables flushed at close, compactions abandoned, no memtable bloom. New
+// data ids must still never reuse an id whose chunks are on disk, whether
+// those chunks sit in tables or in the memtable recovered from the log.
+TEST_F(RocksDbBlobStoreTest, ShortLivedOptionsKeepDataIdsUnique) {
+  options_.max_open_files = 16;
+  options_.flush_on_close_wal_bytes = 1;
+  options_.abandon_compactions_at_close = true;
+  options_.memtable_bloom = false;
+  options_.wal_bypass_bytes = 1 << 20;
+  std::string big(3 << 20, 'b');
+  for (size_t i = 0; i < big.size(); i += 1013) big[i] = static_cast<char>(i);
+  Digest d = Digest::Of(big);
+  std::vector<std::string> smalls;
+  for (int round = 0; round < 3; ++round) {
+    Open();
+    // An interrupted upload in the first round, blobs in every round.
+    if (round == 0) {
+      auto writer = store_->OpenWrite("ns", d, "interrupted");
+      ASSERT_TRUE(writer.ok());
+      ASSERT_TRUE(
+          (*writer)->Write(0, absl::string_view(big).substr(0, 2 << 20)).ok());
+    }
+    for (int i = 0; i < 20; ++i) {
+      smalls.push_back("blob " + std::to_string(round) + "/" +
+                       std::to_string(i) + std::string(i * 100, 's'));
+      ASSERT_TRUE(store_->Put("ns", smalls.back()).ok());
+    }
+  }
+  Open();
+  auto writer = store_->OpenWrite("ns", d, "interrupted");
+  ASSERT_TRUE(writer.ok());
+  int64_t resume = (*writer)->committed_bytes();
+  EXPECT_EQ(resume, 2 << 20);
+  ASSERT_TRUE(
+      (*writer)->Write(resume, absl::string_view(big).substr(resume)).ok());
+  ASSERT_TRUE((*writer)->Finish().ok());
+  writer->reset();
+  Open();
+  auto got = store_->Get("ns", d);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == big);
+  for (const std::string& s : smalls) {
+    auto small = store_->Get("ns", Digest::Of(s));
+    ASSERT_TRUE(small.ok()) << small.status();
+    EXPECT_EQ(*small, s);
+  }
+}
+
 TEST_F(RocksDbBlobStoreTest, QueryWriteSeesProgressOfAnActiveWriter) {
   Open();
   std::string data(4 << 20, 'p');

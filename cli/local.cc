@@ -33,6 +33,12 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   free(real);
   RocksDbBlobStoreOptions so;
   so.path = l->home_ + "/cas";
+  // Each command is a short-lived process: open tables lazily (a build
+  // reads a few small ones; the large layer chunks only when exported).
+  so.max_open_files = 64;
+  so.flush_on_close_wal_bytes = 1 << 20;
+  so.abandon_compactions_at_close = true;
+  so.memtable_bloom = false;
   // One process at a time owns the store (RocksDB's lock): wait for it.
   auto store = RocksDbBlobStore::Open(so);
   auto deadline = std::chrono::steady_clock::now() + o.lock_timeout;
