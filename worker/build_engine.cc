@@ -521,7 +521,13 @@ class StageRunner {
                       const std::string& history, double started) {
     RETURN_IF_ERROR(rootfs.mount->Unmount());
     LayerOptions lo;
-    lo.compression = s_.request->compression;
+    // Only the target stage's layers go into the image as they are; other
+    // stages' layers are snapshots and cache entries, kept uncompressed (a
+    // third of the work of a step that writes much). The few that end up in
+    // the image (a target stage FROM another stage) are compressed when the
+    // image is assembled.
+    lo.compression = index_ == s_.plan->target ? s_.request->compression
+                                               : Compression::kNone;
     lo.level = s_.request->compression_level;
     lo.source_date_epoch = s_.request->source_date_epoch;
     std::string blob_path = rootfs.dir + "/layer";
@@ -1235,6 +1241,14 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   }
   BuildResult out;
   out.image = *stages[plan.target].get();
+  if (request.compression != Compression::kNone) {
+    for (size_t i = 0; i < out.image.layers.size(); ++i) {
+      Descriptor& layer = out.image.layers[i];
+      if (layer.media_type != kMediaTypeLayerTar) continue;
+      ASSIGN_OR_RETURN(layer,
+                       CompressedLayer(layer, out.image.diff_ids[i], request));
+    }
+  }
   for (const auto& [k, v] : request.labels) {
     json& cfg = out.image.config["config"];
     if (!cfg["Labels"].is_object()) cfg["Labels"] = json::object();
@@ -1250,6 +1264,57 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   }
   out.steps_run = run.load();
   out.steps_cached = cached.load();
+  return out;
+}
+
+absl::StatusOr<Descriptor> BuildEngine::CompressedLayer(
+    const Descriptor& tar, const std::string& diff_id,
+    const BuildRequest& request) {
+  LayerOptions lo;
+  lo.compression = request.compression;
+  lo.level = request.compression_level;
+  std::string key = build::CacheKeyBuilder()
+                        .Add("kind", "compressed-layer")
+                        .Add("layer", OciDigest(tar.digest))
+                        .Add("media_type", LayerMediaType(lo.compression))
+                        .Add("level", lo.level)
+                        .Finish();
+  ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "compression key"));
+  auto hit = action_cache_.Get(options_.ns, action, {});
+  if (hit.ok()) {
+    for (const auto& f : hit->output_files()) {
+      if (f.path() != "layer") continue;
+      ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
+      return Descriptor{LayerMediaType(lo.compression), d};
+    }
+  } else if (!absl::IsNotFound(hit.status())) {
+    return hit.status();
+  }
+  ASSIGN_OR_RETURN(std::string dir, snapshots_->TempDir("compress-"));
+  auto compress = [&]() -> absl::StatusOr<Descriptor> {
+    ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader,
+                     blobs_->OpenRead(options_.ns, tar.digest, 0, 0));
+    std::string path = dir + "/layer";
+    ASSIGN_OR_RETURN(LayerBlob blob, CompressLayer(
+                                         [&](std::string* out) {
+                                           return reader->Read(1 << 20, out);
+                                         },
+                                         lo, path));
+    if (blob.diff_id != diff_id) {
+      return absl::DataLossError(
+          absl::StrCat("layer ", OciDigest(tar.digest), " reads as ",
+                       blob.diff_id, " but the image config says ", diff_id));
+    }
+    RETURN_IF_ERROR(UploadFile(blobs_, options_.ns, path, blob.digest));
+    reapi::ActionResult ar;
+    auto* f = ar.add_output_files();
+    f->set_path("layer");
+    blob.digest.ToProto(f->mutable_digest());
+    RETURN_IF_ERROR(action_cache_.Update(options_.ns, action, std::move(ar)));
+    return Descriptor{blob.media_type, blob.digest};
+  };
+  absl::StatusOr<Descriptor> out = compress();
+  (void)RemoveAll(dir);
   return out;
 }
 

@@ -109,6 +109,13 @@ class BuildEngine {
 
  private:
   friend class StageRunner;
+  // The layer `tar` (uncompressed, as intermediate stages store them)
+  // compressed as the request asks, through the action cache so that each
+  // layer is compressed once.
+  absl::StatusOr<Descriptor> CompressedLayer(const Descriptor& tar,
+                                             const std::string& diff_id,
+                                             const BuildRequest& request);
+
   BlobStore* blobs_;
   ActionCacheStorage* ac_storage_;
   ActionCache action_cache_;

@@ -1262,18 +1262,46 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
   LayerBlob blob;
   blob.digest = sink.BlobDigest();
   blob.diff_id = sink.DiffId();
-  switch (options.compression) {
+  blob.media_type = LayerMediaType(options.compression);
+  blob.entries = writer.entries();
+  return blob;
+}
+
+const char* LayerMediaType(Compression compression) {
+  switch (compression) {
     case Compression::kGzip:
-      blob.media_type = kMediaTypeLayerGzip;
-      break;
+      return kMediaTypeLayerGzip;
     case Compression::kZstd:
-      blob.media_type = kMediaTypeLayerZstd;
-      break;
+      return kMediaTypeLayerZstd;
     case Compression::kNone:
-      blob.media_type = kMediaTypeLayerTar;
       break;
   }
-  blob.entries = writer.entries();
+  return kMediaTypeLayerTar;
+}
+
+absl::StatusOr<LayerBlob> CompressLayer(const ByteSource& tar,
+                                        const LayerOptions& options,
+                                        const std::string& out_path) {
+  Fd out(
+      open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out.valid()) return ErrnoError(errno, "creating", out_path);
+  BlobSink sink(out.get(), options.compression, options.level, out_path);
+  RETURN_IF_ERROR(sink.Init());
+  std::string buf;
+  while (true) {
+    buf.clear();
+    ASSIGN_OR_RETURN(size_t n, tar(&buf));
+    if (n == 0) break;
+    RETURN_IF_ERROR(
+        sink.Write(reinterpret_cast<const uint8_t*>(buf.data()), buf.size()));
+  }
+  RETURN_IF_ERROR(sink.Finish());
+  if (out.Close() != 0) return ErrnoError(errno, "closing", out_path);
+  LayerBlob blob;
+  blob.digest = sink.BlobDigest();
+  blob.diff_id = sink.DiffId();
+  blob.media_type = LayerMediaType(options.compression);
+  blob.entries = -1;  // not counted
   return blob;
 }
 

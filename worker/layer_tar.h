@@ -64,6 +64,18 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
 // the next bytes, returns 0 at the end.
 using ByteSource = std::function<absl::StatusOr<size_t>(std::string* out)>;
 
+// The OCI media type of a layer with `compression`.
+const char* LayerMediaType(Compression compression);
+
+// Compresses an uncompressed layer tar (read from `tar`) into `out_path`
+// with options.compression and options.level (source_date_epoch is not
+// used: the tar is taken as it is). The result's diff_id is the tar's
+// digest; given the same tar bytes the blob is byte-identical to what
+// WriteLayer makes. `entries` is not counted (-1).
+absl::StatusOr<LayerBlob> CompressLayer(const ByteSource& tar,
+                                        const LayerOptions& options,
+                                        const std::string& out_path);
+
 struct ApplyResult {
   std::string diff_id;  // "sha256:<hex>" of the uncompressed tar
   int64_t entries = 0;

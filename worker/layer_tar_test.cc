@@ -808,6 +808,50 @@ TEST_F(HostileLayerTest, ReplacesSymlinkInsteadOfWritingThroughIt) {
   ExpectVictimUntouched();
 }
 
+// A layer written uncompressed and compressed later (an intermediate
+// stage's layer that ends up in an image) is byte-identical to the layer
+// written compressed in the first place, whatever the read sizes.
+TEST(LayerTarTest, CompressingATarLaterGivesTheSameBlob) {
+  TempDir tmp;
+  std::string src = tmp.Dir("src");
+  bool cap = false;
+  ASSERT_NO_FATAL_FAILURE(BuildTree(src, kBaseTime, &cap));
+  // Big enough for several 1 MiB gzip members.
+  std::string big(3 << 20, 0);
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<char>(i * 7 % 251);
+  WriteFile(src + "/big", big);
+  std::string plain = tmp.Sub("plain");
+  auto tar = WriteLayer(src, {Compression::kNone, std::nullopt, 0}, plain);
+  ASSERT_TRUE(tar.ok()) << tar.status();
+  const std::string tar_bytes = ReadFile(plain);
+  for (Compression c : {Compression::kGzip, Compression::kZstd}) {
+    SCOPED_TRACE(Suffix(c));
+    std::string direct = tmp.Sub(absl::StrCat("direct", Suffix(c)));
+    auto want = WriteLayer(src, {c, std::nullopt, 0}, direct);
+    ASSERT_TRUE(want.ok()) << want.status();
+    for (size_t chunk : {size_t{0}, size_t{1} << 20}) {
+      std::string later = tmp.Sub(absl::StrCat("later", Suffix(c), chunk));
+      auto got = CompressLayer(SourceOf(tar_bytes, chunk), {c, std::nullopt, 0},
+                               later);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->digest, want->digest);
+      EXPECT_EQ(got->diff_id, tar->diff_id);
+      EXPECT_EQ(got->media_type, want->media_type);
+      EXPECT_TRUE(ReadFile(later) == ReadFile(direct));
+    }
+  }
+  // A failing source fails the compression.
+  auto failing = [](std::string*) -> absl::StatusOr<size_t> {
+    return absl::DataLossError("source broke");
+  };
+  EXPECT_EQ(CompressLayer(failing, {Compression::kGzip, std::nullopt, 0},
+                          tmp.Sub("broken"))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST(LayerTarTest, CorruptOrTruncatedBlobsFail) {
   TempDir tmp;
   std::string src = tmp.Dir("src");

@@ -341,6 +341,37 @@ touch "$c/f"
 d2=$("$SF" build --progress quiet --no-cache --source-date-epoch 1700000000 "$c" 2>/dev/null)
 check "SOURCE_DATE_EPOCH: byte-identical images" "$d1" "$d2"
 
+# --- layer compression: intermediate stages' layers are compressed when an image uses them
+c=$(new_ctx compress)
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox AS base
+RUN head -c 300000 /bin/busybox > /blob
+FROM base AS mid
+RUN echo mid > /mid
+FROM mid
+RUN echo top > /top
+DF
+layer_types() { "$SF" image inspect "$1" | jq -r '[.layers[].mediaType | sub(".*[.]"; "")] | join(" ")'; }
+"$SF" build --progress quiet -t e2e-compress:gzip "$c" >/dev/null 2>&1
+check "layers from earlier stages are gzip in the image" "tar+gzip tar+gzip tar+gzip tar+gzip" \
+  "$(layer_types e2e-compress:gzip)"
+"$SF" build --progress quiet --no-cache --compression zstd -t e2e-compress:zstd "$c" >/dev/null 2>&1
+check "and zstd with --compression zstd" "tar+gzip tar+zstd tar+zstd tar+zstd" \
+  "$(layer_types e2e-compress:zstd)"
+"$SF" build --progress quiet --target mid -t e2e-compress:mid "$c" >/dev/null 2>&1
+check "--target of an intermediate stage: its layers are gzip" "tar+gzip tar+gzip tar+gzip" \
+  "$(layer_types e2e-compress:mid)"
+o=$WORK/out-compress
+rm -rf "$o"; mkdir -p "$o"
+"$SF" image export e2e-compress:gzip --format oci -o "$o/img.tar" 2>/dev/null
+tar -xf "$o/img.tar" -C "$o" 2>/dev/null
+sizes_ok=yes
+for l in $(jq -r '.manifests[0].digest' "$o/index.json" | sed 's/sha256://' |
+  xargs -I{} jq -r '.layers[].digest' "$o/blobs/sha256/{}" | sed 's/sha256://'); do
+  gzip -t "$o/blobs/sha256/$l" 2>/dev/null || sizes_ok="no ($l is not gzip)"
+done
+check "exported layers are valid gzip streams" "yes" "$sizes_ok"
+
 # --- image config -------------------------------------------------------------------
 c=$(new_ctx config)
 cat >"$c/Dockerfile" <<'DF'
