@@ -4,16 +4,21 @@
 // CAS server; parse and plan show the front end's view of a Dockerfile. The
 // cluster commands arrive with the farm and say so until then.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_split.h"
+#include "cli/context_upload.h"
+#include "cli/local.h"
 #include "cli/local_commands.h"
 #include "common/cas_client.h"
 #include "common/status_macros.h"
+#include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/dump.h"
 #include "scheduler/dockerfile/parser.h"
 #include "scheduler/dockerfile/plan.h"
@@ -81,6 +86,72 @@ int CasPut(const CasFlags& flags, const std::vector<std::string>& files) {
           absl::Status(s.code(), file + ": " + std::string(s.message())));
     std::cout << digest.ToString() << "  " << file << "\n";
   }
+  return 0;
+}
+
+// Uploads a build context: prints the root Directory's HASH/SIZE, and what
+// was checked and sent on stderr. The stat cache lives under
+// $STAGEFARM_HOME/statcache, one file per context directory.
+int CasPushContext(const CasFlags& flags, const std::string& dir) {
+  auto t0 = std::chrono::steady_clock::now();
+  char* real = realpath(dir.c_str(), nullptr);
+  if (real == nullptr) {
+    return Fail(absl::NotFoundError("context " + dir + ": no such directory"));
+  }
+  std::string context = real;
+  free(real);
+  std::optional<dockerfile::DockerignoreMatcher> ignore;
+  std::ifstream ignore_file(context + "/.dockerignore", std::ios::binary);
+  if (ignore_file) {
+    std::string text((std::istreambuf_iterator<char>(ignore_file)), {});
+    auto m = dockerfile::DockerignoreMatcher::Create(
+        dockerfile::ReadDockerignore(text));
+    if (!m.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          context + "/.dockerignore: " + std::string(m.status().message())));
+    }
+    ignore = std::move(*m);
+  }
+  absl::StatusOr<CasClient> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  std::string cache_dir = cli::DefaultHome() + "/statcache";
+  std::error_code ec;
+  std::filesystem::create_directories(cache_dir, ec);
+  std::string cache_file =
+      cache_dir + "/" + Digest::Of(context).hash().substr(0, 32);
+  cli::StatCache cache = cli::StatCache::Load(cache_file);
+  auto tree =
+      cli::BuildContextTree(context, ignore ? &*ignore : nullptr, &cache);
+  if (!tree.ok()) return Fail(tree.status());
+  auto t1 = std::chrono::steady_clock::now();
+  auto up = cli::UploadMissing(*tree, &*client);
+  if (!up.ok()) return Fail(up.status());
+  cache.DropUnused();
+  // The cache only saves work: failing to write it is not an error.
+  (void)cache.Save(cache_file);
+  auto t2 = std::chrono::steady_clock::now();
+  auto ms = [](auto a, auto b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  fprintf(stderr,
+          "context %s: %lld files (%lld bytes), %lld directories, %lld "
+          "symlinks%s; %lld files hashed, the rest from the stat cache "
+          "(%.0f ms); %lld digests checked, %lld blobs (%lld bytes) uploaded "
+          "(%.0f ms)\n",
+          context.c_str(), static_cast<long long>(tree->file_count),
+          static_cast<long long>(tree->total_bytes),
+          static_cast<long long>(tree->dir_count),
+          static_cast<long long>(tree->symlink_count),
+          tree->skipped_special > 0
+              ? (", " + std::to_string(tree->skipped_special) +
+                 " sockets/FIFOs/devices skipped")
+                    .c_str()
+              : "",
+          static_cast<long long>(tree->files_hashed), ms(t0, t1),
+          static_cast<long long>(up->digests_checked),
+          static_cast<long long>(up->blobs_uploaded),
+          static_cast<long long>(up->bytes_uploaded), ms(t1, t2));
+  std::cout << tree->root.ToString() << "\n";
   return 0;
 }
 
@@ -260,6 +331,13 @@ int main(int argc, char** argv) {
 
   CLI::App* stats = cas->add_subcommand("stats", "print the CAS's counters");
 
+  std::string context_dir;
+  CLI::App* push_context = cas->add_subcommand(
+      "push-context",
+      "upload a build context (with its .dockerignore) as a REAPI tree; "
+      "prints the root digest");
+  push_context->add_option("dir", context_dir, "context directory")->required();
+
   CLI::App* version = app.add_subcommand("version", "print the version");
 
   std::string parse_file, parse_format = "buildkit-result";
@@ -374,6 +452,7 @@ int main(int argc, char** argv) {
   if (get->parsed()) return CasGet(cas_flags, get_digest, get_output);
   if (has->parsed()) return CasHas(cas_flags, has_digests);
   if (stats->parsed()) return CasStats(cas_flags);
+  if (push_context->parsed()) return CasPushContext(cas_flags, context_dir);
   if (build->parsed()) return cli::BuildCommand(local, build_flags);
   if (import->parsed()) {
     return cli::ImageImportCommand(local, import_path, import_tags);
