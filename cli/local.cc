@@ -31,43 +31,61 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   }
   l->home_ = real;
   free(real);
-  RocksDbBlobStoreOptions so;
-  so.path = l->home_ + "/cas";
-  // Each command is a short-lived process: open tables lazily (a build
-  // reads a few small ones; the large layer chunks only when exported).
-  so.max_open_files = 64;
-  so.flush_on_close_wal_bytes = 1 << 20;
-  so.abandon_compactions_at_close = true;
-  so.memtable_bloom = false;
-  // One process at a time owns the store (RocksDB's lock): wait for it.
-  auto store = RocksDbBlobStore::Open(so);
-  auto deadline = std::chrono::steady_clock::now() + o.lock_timeout;
-  bool said = false;
-  while (!store.ok() && absl::StrContains(store.status().message(), "lock") &&
-         std::chrono::steady_clock::now() < deadline) {
-    if (!said) {
-      fprintf(stderr, "waiting for %s: another stagefarm process is using it\n",
-              so.path.c_str());
-      said = true;
+  if (!o.cas_address.empty()) {
+    auto client = std::make_shared<CasClient>(CasClient::Connect(o.cas_address),
+                                              o.cas_instance);
+    // Fail now, naming the address, rather than at the first blob.
+    auto caps = client->GetCapabilities();
+    if (!caps.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the CAS at ",
+                                                 o.cas_address, ": ",
+                                                 caps.status().message()));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    store = RocksDbBlobStore::Open(so);
-  }
-  if (!store.ok()) {
-    if (absl::StrContains(store.status().message(), "lock")) {
-      return absl::UnavailableError(absl::StrCat(
-          "the local store ", so.path,
-          " is still in use by another stagefarm process; use another "
-          "STAGEFARM_HOME to work in parallel"));
+    l->remote_ = std::make_unique<RemoteBlobStore>(std::move(client));
+    l->blobs_ = l->remote_.get();
+    l->actions_ = l->remote_.get();
+  } else {
+    RocksDbBlobStoreOptions so;
+    so.path = l->home_ + "/cas";
+    // Each command is a short-lived process: open tables lazily (a build
+    // reads a few small ones; the large layer chunks only when exported).
+    so.max_open_files = 64;
+    so.flush_on_close_wal_bytes = 1 << 20;
+    so.abandon_compactions_at_close = true;
+    so.memtable_bloom = false;
+    // One process at a time owns the store (RocksDB's lock): wait for it.
+    auto store = RocksDbBlobStore::Open(so);
+    auto deadline = std::chrono::steady_clock::now() + o.lock_timeout;
+    bool said = false;
+    while (!store.ok() && absl::StrContains(store.status().message(), "lock") &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (!said) {
+        fprintf(stderr,
+                "waiting for %s: another stagefarm process is using it\n",
+                so.path.c_str());
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      store = RocksDbBlobStore::Open(so);
     }
-    return store.status();
+    if (!store.ok()) {
+      if (absl::StrContains(store.status().message(), "lock")) {
+        return absl::UnavailableError(absl::StrCat(
+            "the local store ", so.path,
+            " is still in use by another stagefarm process; use another "
+            "STAGEFARM_HOME to work in parallel"));
+      }
+      return store.status();
+    }
+    l->store_ = std::move(*store);
+    l->blobs_ = l->store_.get();
+    l->actions_ = l->store_.get();
   }
-  l->store_ = std::move(*store);
-  l->images_ = std::make_unique<worker::ImageStore>(l->store_.get(), kNamespace,
+  l->images_ = std::make_unique<worker::ImageStore>(l->blobs_, kNamespace,
                                                     l->home_ + "/images.json");
-  ASSIGN_OR_RETURN(l->snapshots_,
-                   worker::Snapshotter::Open(l->home_ + "/worker",
-                                             l->store_.get(), kNamespace));
+  ASSIGN_OR_RETURN(
+      l->snapshots_,
+      worker::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));
   worker::RuncOptions ro;
   ro.runtime = o.runtime;
   ro.state_dir = l->home_ + "/runc";
@@ -83,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   eo.memory_bytes = o.memory_bytes;
   eo.pids_limit = o.pids_limit;
   l->engine_ = std::make_unique<worker::BuildEngine>(
-      l->store_.get(), l->store_.get(), l->images_.get(), l->snapshots_.get(),
+      l->blobs_, l->actions_, l->images_.get(), l->snapshots_.get(),
       l->executor_.get(), eo);
   return l;
 }

@@ -8,6 +8,9 @@
 //   runc/         runtime state; bundles/ runtime bundles
 // One process at a time: RocksDB holds a lock on cas/, and a second process
 // waits for it (saying so) rather than failing.
+// With a remote CAS (LocalOptions::cas_address), blobs and the action cache
+// live there instead of in cas/: clients with different homes and
+// checkouts share one build cache; the image index and snapshots stay local.
 #ifndef STAGEFARM_CLI_LOCAL_H_
 #define STAGEFARM_CLI_LOCAL_H_
 
@@ -17,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "cas/rocksdb_blob_store.h"
+#include "common/remote_store.h"
 #include "worker/build_engine.h"
 #include "worker/image_store.h"
 #include "worker/runc_executor.h"
@@ -30,6 +34,10 @@ struct LocalOptions {
   bool force_no_network = false;
   int64_t memory_bytes = 0;
   int64_t pids_limit = 0;
+  // HOST:PORT of a stagefarm-cas (or any REAPI CAS) to keep blobs and the
+  // action cache in, and its instance name; "" = the local store.
+  std::string cas_address;
+  std::string cas_instance;
   // How long to wait for another process holding the store.
   std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };
@@ -43,12 +51,15 @@ class Local {
   worker::Snapshotter* snapshots() { return snapshots_.get(); }
   worker::BuildEngine* engine() { return engine_.get(); }
   worker::Executor* executor() { return executor_.get(); }
-  RocksDbBlobStore* store() { return store_.get(); }
+  BlobStore* store() { return blobs_; }
   static constexpr char kNamespace[] = "i:";
 
  private:
   std::string home_;
   std::unique_ptr<RocksDbBlobStore> store_;
+  std::unique_ptr<RemoteBlobStore> remote_;
+  BlobStore* blobs_ = nullptr;
+  ActionCacheStorage* actions_ = nullptr;
   std::unique_ptr<worker::ImageStore> images_;
   std::unique_ptr<worker::Snapshotter> snapshots_;
   std::unique_ptr<worker::Executor> executor_;

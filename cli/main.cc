@@ -368,6 +368,11 @@ int main(int argc, char** argv) {
   cli::LocalOptions local;
   auto add_local_flags = [&local](CLI::App* sub) {
     sub->add_option("--runtime", local.runtime, "OCI runtime: runc or crun");
+    sub->add_option("--cas", local.cas_address,
+                    "keep blobs and the build cache in this CAS, HOST:PORT "
+                    "(or STAGEFARM_CAS; default: the local store)");
+    sub->add_option("--instance", local.cas_instance,
+                    "the CAS instance name (with --cas)");
   };
 
   cli::BuildFlags build_flags;
@@ -408,6 +413,9 @@ int main(int argc, char** argv) {
 
   CLI::App* image = app.add_subcommand("image", "manage local images");
   image->require_subcommand(1);
+  // Its subcommands (created below) take the parent's flags too.
+  add_local_flags(image);
+  image->fallthrough();
   std::string import_path;
   std::vector<std::string> import_tags;
   CLI::App* import = image->add_subcommand(
@@ -441,6 +449,11 @@ int main(int argc, char** argv) {
   cluster->allow_extras();
 
   CLI11_PARSE(app, argc, argv);
+  if (local.cas_address.empty()) {
+    if (const char* env = std::getenv("STAGEFARM_CAS"); env != nullptr) {
+      local.cas_address = env;
+    }
+  }
 
   if (version->parsed()) {
     std::cout << "stagefarm 0.1.0\n";
