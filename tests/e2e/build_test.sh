@@ -494,7 +494,9 @@ check "independent stages start before either finishes" "2" "$starts_before"
 
 # --- one build cache in a shared CAS (--cas) -------------------------------------------
 CASBIN="$(dirname "$SF")/stagefarm-cas"
-"$CASBIN" --listen 127.0.0.1:0 --data "$WORK/shared-cas" >"$WORK/cas.out" 2>"$WORK/cas.err" & cas_pid=$!
+# Instances are tenants; team-a and team-a-ci share one namespace.
+"$CASBIN" --listen 127.0.0.1:0 --data "$WORK/shared-cas" --share-instances team-a,team-a-ci \
+  >"$WORK/cas.out" 2>"$WORK/cas.err" & cas_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/cas.out" 2>/dev/null && break; sleep 0.1; done
 cas_addr=$(sed -n 's/.*listening on //p' "$WORK/cas.out")
 # Two clients: their own homes, checkouts in different places with other
@@ -505,20 +507,29 @@ printf 'FROM busybox\nCOPY greeting /g\nRUN cat /g /g > /twice\nCMD ["cat", "/tw
 (umask 077; cp "$c1/greeting" "$c1/Dockerfile" "$c2/")
 chmod 644 "$c2/greeting" "$c2/Dockerfile"
 touch -d '2001-01-01' "$c2/greeting"
-for who in one two; do
-  STAGEFARM_HOME=$WORK/home-$who "$SF" image import --cas "$cas_addr" "$WORK/busybox" -t busybox >/dev/null 2>&1
+inst_one=team-a; inst_two=team-a-ci; inst_three=team-b
+for who in one two three; do
+  eval "inst=\$inst_$who"
+  STAGEFARM_HOME=$WORK/home-$who "$SF" image import --cas "$cas_addr" --instance "$inst" \
+    "$WORK/busybox" -t busybox >/dev/null 2>&1
 done
-d1=$(STAGEFARM_HOME=$WORK/home-one "$SF" build --cas "$cas_addr" --progress plain -t shared:1 "$c1" 2>"$WORK/shared1.log")
-d2=$(STAGEFARM_HOME=$WORK/home-two "$SF" build --cas "$cas_addr" --progress plain -t shared:1 "$c2" 2>"$WORK/shared2.log")
+d1=$(STAGEFARM_HOME=$WORK/home-one "$SF" build --cas "$cas_addr" --instance team-a --progress plain \
+  -t shared:1 "$c1" 2>"$WORK/shared1.log")
+d2=$(STAGEFARM_HOME=$WORK/home-two "$SF" build --cas "$cas_addr" --instance team-a-ci --progress plain \
+  -t shared:1 "$c2" 2>"$WORK/shared2.log")
+STAGEFARM_HOME=$WORK/home-three "$SF" build --cas "$cas_addr" --instance team-b --progress plain \
+  "$c2" >/dev/null 2>"$WORK/shared3.log"
+check_contains "--cas: another tenant reuses nothing of team-a's cache" "(2 steps run, 0 cached)" \
+  "$(cat "$WORK/shared3.log")"
 check_contains "--cas: the first client runs the steps" "(2 steps run, 0 cached)" "$(cat "$WORK/shared1.log")"
 check_contains "--cas: the second client, another checkout, runs nothing" "(0 steps run, 2 cached)" \
   "$(cat "$WORK/shared2.log")"
 check "--cas: both get the same image" "yes" \
   "$([ -n "$d1" ] && [ "$d1" = "$d2" ] && echo yes || echo "no ([$d1] and [$d2])")"
 check "--cas: the second client runs the image from the shared store" "hello
-hello" "$(STAGEFARM_HOME=$WORK/home-two "$SF" run --cas "$cas_addr" shared:1 2>&1)"
+hello" "$(STAGEFARM_HOME=$WORK/home-two "$SF" run --cas "$cas_addr" --instance team-a-ci shared:1 2>&1)"
 check "--cas: nothing went into the local stores" "" \
-  "$(ls "$WORK/home-one/cas" "$WORK/home-two/cas" 2>/dev/null)"
+  "$(ls "$WORK/home-one/cas" "$WORK/home-two/cas" "$WORK/home-three/cas" 2>/dev/null)"
 kill $cas_pid; wait $cas_pid 2>/dev/null
 check_contains "--cas: an unreachable CAS is a clear error" "cannot reach the CAS at 127.0.0.1:1" \
   "$(STAGEFARM_HOME=$WORK/home-one "$SF" build --cas 127.0.0.1:1 "$c1" 2>&1)"
