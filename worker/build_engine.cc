@@ -236,7 +236,7 @@ class StageRunner {
       state_.config = EmptyImageConfig();
       state_.key = build::CacheKeyBuilder().Add("base", "scratch").Finish();
     } else {
-      ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(stage_.base));
+      ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(stage_.base));
       state_.config = image.image.config;
       state_.layers = image.image.layers;
       state_.diff_ids = image.image.diff_ids;
@@ -648,8 +648,16 @@ class StageRunner {
       ASSIGN_OR_RETURN(ImageState st, StageResult(idx));
       return st.key;
     }
-    ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
+    ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(from));
     return OciDigest(image.manifest.digest);
+  }
+
+  // An image named in FROM or --from: as the request resolved it (a farm
+  // client resolves names against its own index), else from the ImageStore.
+  absl::StatusOr<ResolvedImage> ResolveImage(const std::string& name) {
+    auto it = s_.request->images.find(name);
+    if (it != s_.request->images.end()) return e_->images_->Load(it->second);
+    return e_->images_->Resolve(name);
   }
 
   // Waits for an earlier stage of this build.
@@ -691,7 +699,7 @@ class StageRunner {
     if (idx >= 0) {
       ASSIGN_OR_RETURN(st, StageResult(idx));
     } else {
-      ASSIGN_OR_RETURN(ResolvedImage image, e_->images_->Resolve(from));
+      ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(from));
       st.layers = image.image.layers;
       st.diff_ids = image.image.diff_ids;
     }
@@ -1140,14 +1148,10 @@ class StageRunner {
   int steps_ = 0;
 };
 
-absl::StatusOr<BuildResult> BuildEngine::Build(
-    const BuildRequest& request,
-    const std::function<void(const BuildEvent&)>& on_event,
-    const std::atomic<bool>* cancel) {
-  ASSIGN_OR_RETURN(
-      dockerfile::Plan plan,
-      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
-                                 request.dockerfile_name));
+namespace {
+
+absl::StatusOr<std::optional<dockerfile::DockerignoreMatcher>> IgnoreOf(
+    const BuildRequest& request) {
   std::optional<dockerfile::DockerignoreMatcher> ignore;
   if (!request.dockerignore.empty()) {
     auto m = dockerfile::DockerignoreMatcher::Create(
@@ -1158,6 +1162,28 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
     }
     ignore = std::move(*m);
   }
+  return ignore;
+}
+
+std::string CreatedOf(const BuildRequest& request) {
+  if (!request.created.empty()) return request.created;
+  return Rfc3339(request.source_date_epoch
+                     ? *request.source_date_epoch
+                     : static_cast<int64_t>(time(nullptr)));
+}
+
+}  // namespace
+
+absl::StatusOr<BuildResult> BuildEngine::Build(
+    const BuildRequest& request,
+    const std::function<void(const BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel) {
+  ASSIGN_OR_RETURN(
+      dockerfile::Plan plan,
+      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
+                                 request.dockerfile_name));
+  ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
+                   IgnoreOf(request));
   std::mutex emit_mu;
   auto emit = [&](const BuildEvent& ev) {
     std::lock_guard<std::mutex> lock(emit_mu);
@@ -1167,9 +1193,7 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   std::atomic<int> run{0}, cached{0};
   std::map<int, std::shared_future<absl::StatusOr<ImageState>>> stages;
   std::map<int, std::promise<absl::StatusOr<ImageState>>> promises;
-  std::string created =
-      Rfc3339(request.source_date_epoch ? *request.source_date_epoch
-                                        : static_cast<int64_t>(time(nullptr)));
+  std::string created = CreatedOf(request);
   for (const auto& st : plan.stages) {
     if (!st.needed) continue;
     stages[st.index] = promises[st.index].get_future().share();
@@ -1239,8 +1263,71 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
     }
     return first;
   }
+  ASSIGN_OR_RETURN(BuildResult out,
+                   Assemble(request, *stages[plan.target].get()));
+  out.steps_run = run.load();
+  out.steps_cached = cached.load();
+  return out;
+}
+
+absl::StatusOr<StageOutcome> BuildEngine::RunStage(
+    const BuildRequest& request, int index,
+    const std::map<int, ImageState>& dependencies,
+    const std::function<void(const BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel) {
+  ASSIGN_OR_RETURN(
+      dockerfile::Plan plan,
+      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
+                                 request.dockerfile_name));
+  if (index < 0 || index >= static_cast<int>(plan.stages.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage index ", index, " is not in the Dockerfile"));
+  }
+  for (int dep : plan.stages[index].depends_on) {
+    if (dependencies.find(dep) == dependencies.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stage ", plan.stages[index].DisplayName(),
+          " needs the result of stage ", plan.stages[dep].DisplayName()));
+    }
+  }
+  ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
+                   IgnoreOf(request));
+  std::map<int, std::shared_future<absl::StatusOr<ImageState>>> stages;
+  for (const auto& [dep, state] : dependencies) {
+    std::promise<absl::StatusOr<ImageState>> ready;
+    ready.set_value(state);
+    stages[dep] = ready.get_future().share();
+  }
+  std::atomic<int> run{0}, cached{0};
+  std::atomic<bool> no_cancel{false};
+  std::mutex emit_mu;
+  auto emit = [&](const BuildEvent& ev) {
+    std::lock_guard<std::mutex> lock(emit_mu);
+    if (on_event) on_event(ev);
+  };
+  StageRunner::Shared shared{this,
+                             &request,
+                             &plan,
+                             ignore ? &*ignore : nullptr,
+                             emit,
+                             cancel != nullptr ? cancel : &no_cancel,
+                             CreatedOf(request),
+                             &stages,
+                             &run,
+                             &cached};
+  StageRunner runner(shared, index);
+  ASSIGN_OR_RETURN(ImageState state, runner.Run());
+  StageOutcome out;
+  out.state = std::move(state);
+  out.steps_run = run.load();
+  out.steps_cached = cached.load();
+  return out;
+}
+
+absl::StatusOr<BuildResult> BuildEngine::Assemble(const BuildRequest& request,
+                                                  ImageState image) {
   BuildResult out;
-  out.image = *stages[plan.target].get();
+  out.image = std::move(image);
   if (request.compression != Compression::kNone) {
     for (size_t i = 0; i < out.image.layers.size(); ++i) {
       Descriptor& layer = out.image.layers[i];
@@ -1254,7 +1341,7 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
     if (!cfg["Labels"].is_object()) cfg["Labels"] = json::object();
     cfg["Labels"][k] = v;
   }
-  out.image.config["created"] = created;
+  out.image.config["created"] = CreatedOf(request);
   out.image.config["rootfs"] =
       json{{"type", "layers"}, {"diff_ids", out.image.diff_ids}};
   ASSIGN_OR_RETURN(out.manifest,
@@ -1262,8 +1349,6 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   for (const std::string& tag : request.tags) {
     RETURN_IF_ERROR(images_->Tag(tag, out.manifest.digest));
   }
-  out.steps_run = run.load();
-  out.steps_cached = cached.load();
   return out;
 }
 

@@ -52,6 +52,13 @@ struct BuildRequest {
   int compression_level = 0;  // 0: the default for the compression
   std::vector<std::string> tags;
   std::map<std::string, std::string> labels;  // --label
+  // Images named in FROM or --from that the caller already resolved (a farm
+  // client resolves names in its own index): name as written -> manifest.
+  // Other names are looked up in the engine's ImageStore.
+  std::map<std::string, Digest> images;
+  // The build's time for history entries and the config (RFC 3339), the
+  // same on every worker of one build; "" = now, or the epoch when set.
+  std::string created;
 };
 
 struct BuildEvent {
@@ -70,6 +77,13 @@ struct ImageState {
   std::vector<Descriptor> layers;
   std::vector<std::string> diff_ids;
   std::string key;  // cache key of its last step (or of the base)
+};
+
+// One stage's result, run on its own (RunStage).
+struct StageOutcome {
+  ImageState state;
+  int steps_run = 0;
+  int steps_cached = 0;
 };
 
 struct BuildResult {
@@ -101,6 +115,22 @@ class BuildEngine {
       const BuildRequest& request,
       const std::function<void(const BuildEvent&)>& on_event,
       const std::atomic<bool>* cancel);
+
+  // Runs one stage of the request's Dockerfile, given the results of the
+  // stages it depends on (FROM, --from, RUN --mount=from), by stage index:
+  // how a farm worker runs its share of a build. INVALID_ARGUMENT when a
+  // needed result is missing.
+  absl::StatusOr<StageOutcome> RunStage(
+      const BuildRequest& request, int index,
+      const std::map<int, ImageState>& dependencies,
+      const std::function<void(const BuildEvent&)>& on_event,
+      const std::atomic<bool>* cancel);
+
+  // Makes the image of a finished target stage: layers taken uncompressed
+  // from other stages compressed as asked, labels, created and
+  // rootfs.diff_ids set, config and manifest stored, tags written.
+  absl::StatusOr<BuildResult> Assemble(const BuildRequest& request,
+                                       ImageState target);
 
   // Writes the files of an image's layers into `dest` (created if missing).
   absl::Status ExportRootfs(const ImageState& image, const std::string& dest);

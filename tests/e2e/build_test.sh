@@ -513,9 +513,9 @@ for who in one two three; do
   STAGEFARM_HOME=$WORK/home-$who "$SF" image import --cas "$cas_addr" --instance "$inst" \
     "$WORK/busybox" -t busybox >/dev/null 2>&1
 done
-d1=$(STAGEFARM_HOME=$WORK/home-one "$SF" build --cas "$cas_addr" --instance team-a --progress plain \
+d1=$(STAGEFARM_HOME=$WORK/home-one "$SF" build --cas "$cas_addr" --instance team-a --progress plain --source-date-epoch 1700000000 \
   -t shared:1 "$c1" 2>"$WORK/shared1.log")
-d2=$(STAGEFARM_HOME=$WORK/home-two "$SF" build --cas "$cas_addr" --instance team-a-ci --progress plain \
+d2=$(STAGEFARM_HOME=$WORK/home-two "$SF" build --cas "$cas_addr" --instance team-a-ci --progress plain --source-date-epoch 1700000000 \
   -t shared:1 "$c2" 2>"$WORK/shared2.log")
 STAGEFARM_HOME=$WORK/home-three "$SF" build --cas "$cas_addr" --instance team-b --progress plain \
   "$c2" >/dev/null 2>"$WORK/shared3.log"
