@@ -52,6 +52,8 @@ class Local {
   worker::BuildEngine* engine() { return engine_.get(); }
   worker::Executor* executor() { return executor_.get(); }
   BlobStore* store() { return blobs_; }
+  // The remote CAS, when LocalOptions::cas_address is set (else null).
+  RemoteBlobStore* remote() { return remote_.get(); }
   static constexpr char kNamespace[] = "i:";
 
  private:

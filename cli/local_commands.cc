@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/progress.h"
 #include "common/status_macros.h"
+#include "farm/client.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "worker/fs_util.h"
 #include "worker/image_archive.h"
@@ -212,11 +213,32 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
+  std::string server = flags.server;
+  if (server.empty()) {
+    if (const char* env = getenv("STAGEFARM_SERVER")) server = env;
+  }
+  if (!server.empty() && (*l)->remote() == nullptr) {
+    return Fail(absl::InvalidArgumentError(
+        "--server needs the farm's CAS: pass --cas HOST:PORT or set "
+        "STAGEFARM_CAS"));
+  }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
-  auto result = (*l)->engine()->Build(
-      *req, [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); },
-      &g_cancel);
+  auto on_event = [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); };
+  absl::StatusOr<worker::BuildResult> result;
+  if (server.empty()) {
+    result = (*l)->engine()->Build(*req, on_event, &g_cancel);
+  } else {
+    farm::FarmBuildOptions fo;
+    fo.server = server;
+    std::string cache_dir = (*l)->home() + "/statcache";
+    if (worker::MakeDirs(cache_dir, 0700).ok()) {
+      fo.stat_cache_file =
+          cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
+    }
+    result = farm::FarmBuild(fo, (*l)->remote(), (*l)->images(), *req, on_event,
+                             &g_cancel);
+  }
   progress->Finish();
   if (!result.ok()) {
     if (absl::IsCancelled(result.status())) {

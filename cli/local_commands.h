@@ -24,6 +24,9 @@ struct BuildFlags {
   std::string compression = "gzip";
   int compression_level = 0;
   std::string context = ".";
+  // Scheduler HOST:PORT of a farm to build on (or STAGEFARM_SERVER); the
+  // farm's CAS comes from --cas.
+  std::string server;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);

@@ -409,6 +409,9 @@ int main(int argc, char** argv) {
                     "process limit of each RUN (0: none)");
   build->add_option("context", build_flags.context, "the build context")
       ->required();
+  build->add_option("--server", build_flags.server,
+                    "build on the farm whose scheduler is HOST:PORT (or "
+                    "STAGEFARM_SERVER); needs --cas");
   add_local_flags(build);
 
   CLI::App* image = app.add_subcommand("image", "manage local images");

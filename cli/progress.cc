@@ -37,6 +37,9 @@ class PlainProgress : public Progress {
       case Kind::kStepFailed:
         fprintf(out_, "%s ERROR %s\n", head.c_str(), ev.text.c_str());
         break;
+      case Kind::kNote:
+        fprintf(out_, "[%s] %s\n", ev.stage.c_str(), ev.text.c_str());
+        break;
       case Kind::kLog: {
         std::string& pending = partial_[ev.stage];
         pending += ev.text;
@@ -89,6 +92,9 @@ class TtyProgress : public Progress {
         for (const std::string& l : tail) done_.push_back("  > " + l);
         break;
       }
+      case Kind::kNote:
+        done_.push_back(absl::StrFormat("[%s] %s", ev.stage, ev.text));
+        break;
       case Kind::kLog: {
         auto it = running_.find(ev.stage);
         std::string& pending = partial_[ev.stage];

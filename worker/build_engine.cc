@@ -1174,6 +1174,38 @@ std::string CreatedOf(const BuildRequest& request) {
 
 }  // namespace
 
+std::string ImageStateJson(const ImageState& state) {
+  json layers = json::array();
+  for (const Descriptor& d : state.layers) layers.push_back(DescriptorJson(d));
+  return Serialize(json{{"config", state.config},
+                        {"layers", layers},
+                        {"diff_ids", state.diff_ids},
+                        {"key", state.key}});
+}
+
+absl::StatusOr<ImageState> ParseImageState(absl::string_view text) {
+  ASSIGN_OR_RETURN(json j, ParseJson(text, "stage result"));
+  ImageState st;
+  if (!j.is_object() || !j["config"].is_object() ||
+      !j["layers"].is_array() || !j["diff_ids"].is_array() ||
+      !j["key"].is_string() || j["layers"].size() != j["diff_ids"].size()) {
+    return absl::InvalidArgumentError("stage result: malformed image state");
+  }
+  st.config = j["config"];
+  for (const json& l : j["layers"]) {
+    ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(l, "stage result layer"));
+    st.layers.push_back(d);
+  }
+  for (const json& d : j["diff_ids"]) {
+    if (!d.is_string()) {
+      return absl::InvalidArgumentError("stage result: malformed diff_id");
+    }
+    st.diff_ids.push_back(d.get<std::string>());
+  }
+  st.key = j["key"].get<std::string>();
+  return st;
+}
+
 absl::StatusOr<BuildResult> BuildEngine::Build(
     const BuildRequest& request,
     const std::function<void(const BuildEvent&)>& on_event,

@@ -62,7 +62,15 @@ struct BuildRequest {
 };
 
 struct BuildEvent {
-  enum class Kind { kStepStarted, kStepCached, kStepDone, kLog, kStepFailed };
+  // kNote: where a farm runs the stage (text says so), retries.
+  enum class Kind {
+    kStepStarted,
+    kStepCached,
+    kStepDone,
+    kLog,
+    kStepFailed,
+    kNote
+  };
   Kind kind = Kind::kLog;
   std::string stage;  // display name
   int step = 0;       // 1-based within the stage
@@ -78,6 +86,11 @@ struct ImageState {
   std::vector<std::string> diff_ids;
   std::string key;  // cache key of its last step (or of the base)
 };
+
+// An ImageState as JSON ({"config", "layers", "diff_ids", "key"}), as it
+// travels between farm workers, and back.
+std::string ImageStateJson(const ImageState& state);
+absl::StatusOr<ImageState> ParseImageState(absl::string_view text);
 
 // One stage's result, run on its own (RunStage).
 struct StageOutcome {

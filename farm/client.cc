@@ -1,0 +1,179 @@
+#include "farm/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "cli/context_upload.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "farm/events.h"
+#include "scheduler/dockerfile/dockerignore.h"
+#include "scheduler/dockerfile/plan.h"
+#include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace stagefarm::farm {
+namespace {
+
+std::string CompressionName(worker::Compression c) {
+  switch (c) {
+    case worker::Compression::kGzip:
+      return "gzip";
+    case worker::Compression::kZstd:
+      return "zstd";
+    case worker::Compression::kNone:
+      break;
+  }
+  return "uncompressed";
+}
+
+// Every image the needed stages name (FROM, --from, RUN --mount=from),
+// resolved in the client's index.
+absl::Status ResolveImages(const worker::BuildRequest& request,
+                           worker::ImageStore* images, v1::BuildSpec* spec) {
+  ASSIGN_OR_RETURN(
+      dockerfile::Plan plan,
+      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
+                                 request.dockerfile_name));
+  std::vector<std::string> names;
+  for (const auto& st : plan.stages) {
+    if (!st.needed) continue;
+    if (st.base_stage < 0 && absl::AsciiStrToLower(st.base) != "scratch") {
+      names.push_back(st.base);
+    }
+    for (const std::string& n : st.images) names.push_back(n);
+  }
+  for (const std::string& name : names) {
+    if (spec->images().contains(name)) continue;
+    ASSIGN_OR_RETURN(worker::ResolvedImage image, images->Resolve(name));
+    image.manifest.digest.ToProto(&(*spec->mutable_images())[name]);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Digest> UploadContext(const FarmBuildOptions& options,
+                                     RemoteBlobStore* store,
+                                     const worker::BuildRequest& request) {
+  std::optional<dockerfile::DockerignoreMatcher> ignore;
+  if (!request.dockerignore.empty()) {
+    ASSIGN_OR_RETURN(ignore,
+                     dockerfile::DockerignoreMatcher::Create(
+                         dockerfile::ReadDockerignore(request.dockerignore)));
+  }
+  cli::StatCache cache;
+  if (!options.stat_cache_file.empty()) {
+    cache = cli::StatCache::Load(options.stat_cache_file);
+  }
+  ASSIGN_OR_RETURN(cli::ContextTree tree,
+                   cli::BuildContextTree(request.context_dir,
+                                         ignore ? &*ignore : nullptr, &cache));
+  ASSIGN_OR_RETURN(cli::UploadStats up,
+                   cli::UploadMissing(tree, store->client()));
+  (void)up;
+  if (!options.stat_cache_file.empty()) {
+    cache.DropUnused();
+    (void)cache.Save(options.stat_cache_file);  // only saves work next time
+  }
+  return tree.root;
+}
+
+}  // namespace
+
+absl::StatusOr<worker::BuildResult> FarmBuild(
+    const FarmBuildOptions& options, RemoteBlobStore* store,
+    worker::ImageStore* images, const worker::BuildRequest& request,
+    const std::function<void(const worker::BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel) {
+  if (!request.secrets.empty()) {
+    return absl::UnimplementedError(
+        "--secret is not supported on the farm yet (build locally)");
+  }
+  v1::BuildSpec spec;
+  spec.set_dockerfile(request.dockerfile);
+  spec.set_dockerfile_name(request.dockerfile_name);
+  spec.set_dockerignore(request.dockerignore);
+  for (const auto& [k, v] : request.plan_options.build_args) {
+    (*spec.mutable_build_args())[k] = v;
+  }
+  spec.set_target(request.plan_options.target);
+  spec.set_no_cache(request.no_cache);
+  for (const auto& [k, v] : request.labels) (*spec.mutable_labels())[k] = v;
+  if (request.source_date_epoch) {
+    spec.set_has_source_date_epoch(true);
+    spec.set_source_date_epoch(*request.source_date_epoch);
+  }
+  spec.set_compression(CompressionName(request.compression));
+  spec.set_compression_level(request.compression_level);
+  spec.set_instance_name(store->client()->instance_name());
+  for (const auto& [name, d] : request.images) {
+    d.ToProto(&(*spec.mutable_images())[name]);
+  }
+  RETURN_IF_ERROR(ResolveImages(request, images, &spec));
+  ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
+  root.ToProto(spec.mutable_context());
+
+  auto stub = v1::Scheduler::NewStub(
+      grpc::CreateChannel(options.server, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::SubmitBuildRequest submit;
+  *submit.mutable_spec() = spec;
+  auto stream = stub->Build(&ctx, submit);
+  std::atomic<bool> reading{true};
+  std::thread watcher([&] {
+    while (reading) {
+      if (cancel != nullptr && cancel->load()) {
+        ctx.TryCancel();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  v1::BuildUpdate update, last;
+  bool finished = false;
+  while (stream->Read(&update)) {
+    for (const v1::Event& e : update.events()) {
+      if (on_event) on_event(FromWire(e));
+    }
+    if (update.finished()) {
+      finished = true;
+      last = update;
+    }
+  }
+  reading = false;
+  watcher.join();
+  grpc::Status status = stream->Finish();
+  if (cancel != nullptr && cancel->load()) {
+    return absl::CancelledError("build cancelled");
+  }
+  if (!finished) {
+    if (!status.ok()) {
+      absl::Status s = FromGrpcStatus(status);
+      return absl::Status(s.code(), absl::StrCat("the farm at ", options.server,
+                                                 ": ", s.message()));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("the scheduler at ", options.server,
+                     " ended the build without a result"));
+  }
+  if (last.code() != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(last.code()),
+                        last.error());
+  }
+  ASSIGN_OR_RETURN(Digest manifest, Digest::FromProto(last.manifest()));
+  ASSIGN_OR_RETURN(worker::ResolvedImage image, images->Load(manifest));
+  worker::BuildResult result;
+  result.image.config = image.image.config;
+  result.image.layers = image.image.layers;
+  result.image.diff_ids = image.image.diff_ids;
+  result.manifest = image.manifest;
+  result.steps_run = last.steps_run();
+  result.steps_cached = last.steps_cached();
+  for (const std::string& tag : request.tags) {
+    RETURN_IF_ERROR(images->Tag(tag, manifest));
+  }
+  return result;
+}
+
+}  // namespace stagefarm::farm

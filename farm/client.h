@@ -1,0 +1,36 @@
+// The client side of a farm build (`stagefarm build --server`): resolves the
+// images the Dockerfile names in the client's own index, uploads the context
+// (cli/context_upload.h), submits the build to the scheduler and relays its
+// progress; the image itself is made by the workers in the shared CAS and
+// tagged in the client's index at the end.
+#ifndef STAGEFARM_FARM_CLIENT_H_
+#define STAGEFARM_FARM_CLIENT_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/remote_store.h"
+#include "worker/build_engine.h"
+#include "worker/image_store.h"
+
+namespace stagefarm::farm {
+
+struct FarmBuildOptions {
+  std::string server;           // scheduler HOST:PORT
+  std::string stat_cache_file;  // "" = no stat cache
+};
+
+// Runs `request` on the farm. `store` is the farm's CAS (the instance the
+// workers use), `images` the client's image index over it. Secrets are not
+// supported yet (UNIMPLEMENTED). Setting *cancel cancels the remote build.
+absl::StatusOr<worker::BuildResult> FarmBuild(
+    const FarmBuildOptions& options, RemoteBlobStore* store,
+    worker::ImageStore* images, const worker::BuildRequest& request,
+    const std::function<void(const worker::BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel);
+
+}  // namespace stagefarm::farm
+
+#endif  // STAGEFARM_FARM_CLIENT_H_

@@ -1,0 +1,58 @@
+// stagefarm-scheduler: the farm's scheduler service (farm/scheduler_service.h).
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "farm/scheduler_service.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace stagefarm;
+  CLI::App app{"stagefarm-scheduler: hands build stages to farm workers"};
+  std::string listen;
+  int lease_ms = 10000, heartbeat_ms = 1000;
+  app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
+      ->required();
+  app.add_option("--lease-timeout-ms", lease_ms,
+                 "a stage whose worker has not reported for this long runs "
+                 "again elsewhere")
+      ->check(CLI::Range(500, 3600000));
+  app.add_option("--heartbeat-ms", heartbeat_ms,
+                 "how often workers report while they run a stage")
+      ->check(CLI::Range(50, 600000));
+  CLI11_PARSE(app, argc, argv);
+  if (heartbeat_ms * 2 > lease_ms) {
+    std::cerr << "stagefarm-scheduler: --lease-timeout-ms must be at least "
+                 "twice --heartbeat-ms\n";
+    return 2;
+  }
+  farm::SchedulerOptions options;
+  options.lease_timeout = std::chrono::milliseconds(lease_ms);
+  options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  farm::SchedulerService service(options);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "stagefarm-scheduler: cannot listen on " << listen << "\n";
+    return 1;
+  }
+  std::string host = listen.substr(0, listen.rfind(':'));
+  std::cout << "stagefarm-scheduler listening on " << host << ":" << port
+            << std::endl;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}

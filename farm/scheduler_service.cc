@@ -1,0 +1,325 @@
+#include "farm/scheduler_service.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/digest.h"
+#include "scheduler/dockerfile/plan.h"
+
+namespace stagefarm::farm {
+namespace {
+
+std::string RandomId() {
+  unsigned char bytes[12];
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+std::string Rfc3339(int64_t seconds) {
+  time_t t = static_cast<time_t>(seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+double UnixNow() {
+  return std::chrono::duration<double>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+}  // namespace
+
+SchedulerService::SchedulerService(SchedulerOptions options)
+    : options_(options) {
+  reaper_ = std::thread([this] { ExpireLeases(); });
+}
+
+SchedulerService::~SchedulerService() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  reaper_.join();
+}
+
+void SchedulerService::Event(BuildState* b, const std::string& kind,
+                             const std::string& stage, const std::string& text,
+                             const std::string& worker) {
+  v1::Event e;
+  e.set_kind(kind);
+  e.set_stage(stage);
+  e.set_text(text);
+  e.set_worker(worker);
+  e.set_unix_time(UnixNow());
+  b->events.push_back(std::move(e));
+}
+
+void SchedulerService::QueueReady(BuildState* b) {
+  for (auto& [index, st] : b->stages) {
+    if (st.status != StageStatus::kWaiting) continue;
+    bool ready = true;
+    for (int dep : st.depends_on) {
+      if (b->stages[dep].status != StageStatus::kDone) ready = false;
+    }
+    if (!ready) continue;
+    st.status = StageStatus::kQueued;
+    queue_.emplace_back(b->id, index);
+  }
+}
+
+void SchedulerService::Finish(BuildState* b, int code,
+                              const std::string& error) {
+  if (b->finished) return;
+  b->finished = true;
+  b->code = code;
+  b->error = error;
+}
+
+grpc::Status SchedulerService::Build(
+    grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
+    grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  const v1::BuildSpec& spec = request->spec();
+  if (spec.dockerfile().empty()) return Invalid("spec.dockerfile: empty");
+  if (!Digest::FromProto(spec.context()).ok()) {
+    return Invalid("spec.context: not a valid digest");
+  }
+  if (spec.compression() != "gzip" && spec.compression() != "zstd" &&
+      spec.compression() != "uncompressed") {
+    return Invalid("spec.compression: must be gzip, zstd or uncompressed");
+  }
+  dockerfile::PlanOptions po;
+  po.target = spec.target();
+  for (const auto& [k, v] : spec.build_args()) po.build_args[k] = v;
+  std::string name =
+      spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+  auto plan = dockerfile::PlanDockerfile(spec.dockerfile(), po, name);
+  if (!plan.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(plan.status().code()),
+                        std::string(plan.status().message()));
+  }
+  auto b = std::make_shared<BuildState>();
+  b->id = RandomId();
+  b->spec = spec;
+  b->created = Rfc3339(spec.has_source_date_epoch()
+                           ? spec.source_date_epoch()
+                           : static_cast<int64_t>(time(nullptr)));
+  b->target = plan->target;
+  for (const auto& st : plan->stages) {
+    if (!st.needed) continue;
+    StageState& s = b->stages[st.index];
+    s.display = st.DisplayName();
+    s.depends_on = st.depends_on;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    builds_[b->id] = b;
+    Event(b.get(), "queued", "",
+          absl::StrCat(b->stages.size(), " stages to run"), "");
+    QueueReady(b.get());
+  }
+  cv_.notify_all();
+
+  size_t sent = 0;
+  while (true) {
+    v1::BuildUpdate update;
+    update.set_build_id(b->id);
+    bool done = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+        return b->events.size() > sent || b->finished || stopping_;
+      });
+      if (context->IsCancelled() && !b->finished) {
+        Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+               "the client went away");
+      }
+      if (stopping_ && !b->finished) {
+        Finish(b.get(), static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+               "the scheduler is shutting down");
+      }
+      for (; sent < b->events.size(); ++sent) {
+        *update.add_events() = b->events[sent];
+      }
+      if (b->finished) {
+        done = true;
+        update.set_finished(true);
+        update.set_code(b->code);
+        update.set_error(b->error);
+        if (b->result.has_manifest()) {
+          *update.mutable_manifest() = b->result.manifest();
+        }
+        update.set_steps_run(b->steps_run);
+        update.set_steps_cached(b->steps_cached);
+        builds_.erase(b->id);
+      }
+    }
+    if (done) cv_.notify_all();
+    if (update.events_size() > 0 || done) {
+      if (!writer->Write(update)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+               "the client went away");
+        builds_.erase(b->id);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+    }
+    if (done) return grpc::Status::OK;
+  }
+}
+
+grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
+                                     const v1::LeaseRequest* request,
+                                     v1::LeaseResponse* response) {
+  if (request->worker().empty()) return Invalid("worker: empty");
+  auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
+  response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    while (!queue_.empty()) {
+      auto [build_id, index] = queue_.front();
+      queue_.pop_front();
+      auto it = builds_.find(build_id);
+      if (it == builds_.end() || it->second->finished) continue;
+      BuildState* b = it->second.get();
+      StageState& st = b->stages[index];
+      if (st.status != StageStatus::kQueued) continue;
+      st.status = StageStatus::kLeased;
+      ++st.attempts;
+      st.lease = RandomId();
+      leases_[st.lease] =
+          LeaseState{build_id, index, request->worker(),
+                     std::chrono::steady_clock::now() + options_.lease_timeout};
+      Event(b, "stage-started", st.display,
+            absl::StrCat("on ", request->worker(),
+                         st.attempts > 1
+                             ? absl::StrCat(" (attempt ", st.attempts, ")")
+                             : ""),
+            request->worker());
+      v1::StageTask* task = response->mutable_task();
+      task->set_lease_id(st.lease);
+      task->set_build_id(build_id);
+      task->set_stage_index(index);
+      *task->mutable_spec() = b->spec;
+      for (int dep : st.depends_on) {
+        (*task->mutable_dependencies())[dep] = b->stages[dep].result;
+      }
+      task->set_assemble(index == b->target);
+      task->set_created(b->created);
+      lock.unlock();
+      cv_.notify_all();
+      return grpc::Status::OK;
+    }
+    if (stopping_ || context->IsCancelled() ||
+        cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      if (queue_.empty()) return grpc::Status::OK;
+    }
+  }
+}
+
+grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
+                                      const v1::StageReport* request,
+                                      v1::StageReportResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto lit = leases_.find(request->lease_id());
+  if (lit == leases_.end()) {
+    response->set_stop(true);  // expired, or the build is over
+    return grpc::Status::OK;
+  }
+  LeaseState& lease = lit->second;
+  auto bit = builds_.find(lease.build);
+  if (bit == builds_.end() || bit->second->finished) {
+    leases_.erase(lit);
+    response->set_stop(true);
+    return grpc::Status::OK;
+  }
+  BuildState* b = bit->second.get();
+  StageState& st = b->stages[lease.stage];
+  for (v1::Event e : request->events()) {
+    e.set_worker(lease.worker);
+    e.set_unix_time(UnixNow());
+    b->events.push_back(std::move(e));
+  }
+  lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;
+  if (request->finished()) {
+    std::string worker = lease.worker;
+    leases_.erase(lit);
+    b->steps_run += request->steps_run();
+    b->steps_cached += request->steps_cached();
+    if (request->code() != 0) {
+      // A step that fails fails the build: running it elsewhere would fail
+      // the same way.
+      Finish(b, request->code(), request->error());
+    } else {
+      st.status = StageStatus::kDone;
+      st.result = request->image_state();
+      Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
+      if (lease.stage == b->target) {
+        *b->result.mutable_manifest() = request->manifest();
+        Finish(b, 0, "");
+      } else {
+        QueueReady(b);
+      }
+    }
+  }
+  cv_.notify_all();
+  return grpc::Status::OK;
+}
+
+void SchedulerService::ExpireLeases() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    auto now = std::chrono::steady_clock::now();
+    bool changed = false;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      LeaseState lease = it->second;
+      it = leases_.erase(it);
+      auto bit = builds_.find(lease.build);
+      if (bit == builds_.end() || bit->second->finished) continue;
+      BuildState* b = bit->second.get();
+      StageState& st = b->stages[lease.stage];
+      changed = true;
+      if (st.attempts >= options_.max_attempts) {
+        Finish(b, static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+               absl::StrCat("stage ", st.display, " was lost by ", st.attempts,
+                            " workers (no report within the lease time); "
+                            "the last was ",
+                            lease.worker));
+        continue;
+      }
+      Event(b, "retry", st.display,
+            absl::StrCat(lease.worker,
+                         " stopped reporting; the stage runs again"),
+            lease.worker);
+      st.status = StageStatus::kQueued;
+      st.lease.clear();
+      queue_.emplace_back(b->id, lease.stage);
+    }
+    if (changed) {
+      lock.unlock();
+      cv_.notify_all();
+      lock.lock();
+    }
+  }
+}
+
+}  // namespace stagefarm::farm

@@ -1,0 +1,104 @@
+// The farm's scheduler: accepts builds from clients, plans them, hands their
+// stages to workers as soon as the stages they need are done (independent
+// stages go to different workers at the same time), relays progress to the
+// client, and finishes the build when the worker that ran the target stage
+// has made the image.
+//
+// Workers pull work (Lease, long-polled) and report progress and results
+// (Report). A lease is kept alive by reports; one not heard of within the
+// lease timeout is taken back and its stage queued again, up to three
+// attempts, after which the build fails naming the stage. A client that
+// goes away cancels its build; workers learn it from their next report.
+//
+// State is held in memory: a restarted scheduler forgets its builds (their
+// clients see the stream break).
+#ifndef STAGEFARM_FARM_SCHEDULER_SERVICE_H_
+#define STAGEFARM_FARM_SCHEDULER_SERVICE_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace stagefarm::farm {
+
+struct SchedulerOptions {
+  std::chrono::milliseconds lease_timeout{10000};
+  std::chrono::milliseconds heartbeat{1000};
+  int max_attempts = 3;
+};
+
+class SchedulerService final : public v1::Scheduler::Service {
+ public:
+  explicit SchedulerService(SchedulerOptions options = {});
+  ~SchedulerService() override;
+
+  grpc::Status Build(grpc::ServerContext* context,
+                     const v1::SubmitBuildRequest* request,
+                     grpc::ServerWriter<v1::BuildUpdate>* writer) override;
+  grpc::Status Lease(grpc::ServerContext* context,
+                     const v1::LeaseRequest* request,
+                     v1::LeaseResponse* response) override;
+  grpc::Status Report(grpc::ServerContext* context,
+                      const v1::StageReport* request,
+                      v1::StageReportResponse* response) override;
+
+ private:
+  enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
+  struct StageState {
+    StageStatus status = StageStatus::kWaiting;
+    std::vector<int> depends_on;
+    std::string display;
+    int attempts = 0;
+    std::string lease;
+    std::string result;  // image state JSON when done
+  };
+  struct BuildState {
+    std::string id;
+    v1::BuildSpec spec;
+    std::string created;
+    int target = -1;
+    std::map<int, StageState> stages;  // needed stages only
+    std::vector<v1::Event> events;
+    bool finished = false;
+    int code = 0;
+    std::string error;
+    v1::BuildUpdate result;
+    int steps_run = 0;
+    int steps_cached = 0;
+  };
+  struct LeaseState {
+    std::string build;
+    int stage = -1;
+    std::string worker;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  void Event(BuildState* b, const std::string& kind, const std::string& stage,
+             const std::string& text, const std::string& worker)
+      /* requires mu_ */;
+  void QueueReady(BuildState* b) /* requires mu_ */;
+  void Finish(BuildState* b, int code, const std::string& error)
+      /* requires mu_ */;
+  void ExpireLeases();
+
+  SchedulerOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::shared_ptr<BuildState>> builds_;
+  std::deque<std::pair<std::string, int>> queue_;
+  std::map<std::string, LeaseState> leases_;
+  bool stopping_ = false;
+  std::thread reaper_;
+};
+
+}  // namespace stagefarm::farm
+
+#endif  // STAGEFARM_FARM_SCHEDULER_SERVICE_H_

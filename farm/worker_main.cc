@@ -1,0 +1,302 @@
+// stagefarm-worker: runs build stages for a farm scheduler. Each of --slots
+// threads leases a stage, writes the build context from the CAS into the
+// work directory (kept per context digest), runs the stage with the build
+// engine against the CAS (blobs, layers and the action cache live there;
+// layer snapshots stay on this machine), reports progress as it goes (the
+// lease's heartbeat) and the stage's result; for the target stage it also
+// makes the image.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/remote_store.h"
+#include "common/status_macros.h"
+#include "farm/events.h"
+#include "stagefarm/v1/farm.grpc.pb.h"
+#include "worker/build_engine.h"
+#include "worker/context_fetch.h"
+#include "worker/fs_util.h"
+#include "worker/image_store.h"
+#include "worker/runc_executor.h"
+#include "worker/snapshots.h"
+
+namespace stagefarm::farm {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+struct WorkerFlags {
+  std::string scheduler, cas, work, name, runtime = "runc";
+  int slots = 1;
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerFlags flags) : f_(std::move(flags)) {}
+
+  absl::Status Init() {
+    RETURN_IF_ERROR(worker::MakeDirs(f_.work, 0700));
+    worker::RuncOptions ro;
+    ro.runtime = f_.runtime;
+    ro.state_dir = f_.work + "/runc";
+    ro.bundles_dir = f_.work + "/bundles";
+    ro.cgroup_parent = "/stagefarm-" + f_.name;
+    ASSIGN_OR_RETURN(executor_, worker::RuncExecutor::Create(ro));
+    cas_channel_ = CasClient::Connect(f_.cas);
+    scheduler_ = v1::Scheduler::NewStub(
+        grpc::CreateChannel(f_.scheduler, grpc::InsecureChannelCredentials()));
+    return absl::OkStatus();
+  }
+
+  void Slot() {
+    while (!g_stop) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(15));
+      v1::LeaseRequest req;
+      req.set_worker(f_.name);
+      req.set_wait_ms(5000);
+      v1::LeaseResponse resp;
+      grpc::Status s = scheduler_->Lease(&ctx, req, &resp);
+      if (!s.ok()) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      if (!resp.has_task()) continue;
+      RunTask(resp.task(), std::max(50, resp.heartbeat_ms()));
+    }
+  }
+
+ private:
+  // Per CAS instance: its store, image index and snapshots (instances are
+  // tenants; nothing is shared between them on the worker either).
+  struct Instance {
+    std::unique_ptr<RemoteBlobStore> store;
+    std::unique_ptr<worker::ImageStore> images;
+    std::unique_ptr<worker::Snapshotter> snapshots;
+  };
+
+  absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(name);
+    if (it != instances_.end()) return it->second.get();
+    auto inst = std::make_unique<Instance>();
+    inst->store = std::make_unique<RemoteBlobStore>(
+        std::make_shared<CasClient>(cas_channel_, name));
+    std::string dir =
+        absl::StrCat(f_.work, "/instances/", absl::BytesToHexString(name));
+    RETURN_IF_ERROR(worker::MakeDirs(dir, 0700));
+    inst->images = std::make_unique<worker::ImageStore>(inst->store.get(), "",
+                                                        dir + "/images.json");
+    ASSIGN_OR_RETURN(
+        inst->snapshots,
+        worker::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
+    Instance* out = inst.get();
+    instances_[name] = std::move(inst);
+    return out;
+  }
+
+  absl::StatusOr<std::string> Context(Instance* inst, const Digest& root) {
+    std::string dir = absl::StrCat(
+        f_.work, "/contexts/",
+        absl::BytesToHexString(inst->store->client()->instance_name()), "-",
+        root.hash());
+    std::lock_guard<std::mutex> lock(context_mu_);
+    struct stat st;
+    if (stat(dir.c_str(), &st) == 0) return dir;
+    RETURN_IF_ERROR(worker::MakeDirs(f_.work + "/contexts", 0700));
+    RETURN_IF_ERROR(worker::MaterializeTree(inst->store.get(), "", root, dir));
+    return dir;
+  }
+
+  absl::StatusOr<worker::BuildRequest> Request(const v1::StageTask& task,
+                                               Instance* inst) {
+    const v1::BuildSpec& spec = task.spec();
+    worker::BuildRequest r;
+    r.dockerfile = spec.dockerfile();
+    r.dockerfile_name =
+        spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+    ASSIGN_OR_RETURN(Digest root, Digest::FromProto(spec.context()));
+    ASSIGN_OR_RETURN(r.context_dir, Context(inst, root));
+    r.dockerignore = spec.dockerignore();
+    r.plan_options.target = spec.target();
+    for (const auto& [k, v] : spec.build_args()) {
+      r.plan_options.build_args[k] = v;
+    }
+    r.no_cache = spec.no_cache();
+    for (const auto& [k, v] : spec.labels()) r.labels[k] = v;
+    if (spec.has_source_date_epoch()) {
+      r.source_date_epoch = spec.source_date_epoch();
+    }
+    r.compression = spec.compression() == "zstd" ? worker::Compression::kZstd
+                    : spec.compression() == "uncompressed"
+                        ? worker::Compression::kNone
+                        : worker::Compression::kGzip;
+    r.compression_level = spec.compression_level();
+    for (const auto& [name, d] : spec.images()) {
+      ASSIGN_OR_RETURN(r.images[name], Digest::FromProto(d));
+    }
+    r.created = task.created();
+    return r;
+  }
+
+  absl::StatusOr<worker::BuildResult> Run(
+      const v1::StageTask& task,
+      const std::function<void(const worker::BuildEvent&)>& emit,
+      const std::atomic<bool>* cancel, worker::StageOutcome* outcome) {
+    ASSIGN_OR_RETURN(Instance * inst, InstanceFor(task.spec().instance_name()));
+    ASSIGN_OR_RETURN(worker::BuildRequest req, Request(task, inst));
+    std::map<int, worker::ImageState> deps;
+    for (const auto& [index, text] : task.dependencies()) {
+      ASSIGN_OR_RETURN(deps[index], worker::ParseImageState(text));
+    }
+    worker::EngineOptions eo;
+    eo.cache_mounts = f_.work + "/cache-mounts";
+    worker::BuildEngine engine(inst->store.get(), inst->store.get(),
+                               inst->images.get(), inst->snapshots.get(),
+                               executor_.get(), eo);
+    ASSIGN_OR_RETURN(
+        *outcome, engine.RunStage(req, task.stage_index(), deps, emit, cancel));
+    worker::BuildResult result;
+    if (task.assemble()) {
+      ASSIGN_OR_RETURN(result, engine.Assemble(req, outcome->state));
+    }
+    return result;
+  }
+
+  void RunTask(const v1::StageTask& task, int heartbeat_ms) {
+    std::mutex mu;
+    std::vector<v1::Event> pending;
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> running{true};
+    auto send = [&](v1::StageReport report) {
+      report.set_lease_id(task.lease_id());
+      report.set_worker(f_.name);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& e : pending) *report.add_events() = std::move(e);
+        pending.clear();
+      }
+      for (int attempt = 0; attempt < 5; ++attempt) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+        v1::StageReportResponse resp;
+        if (scheduler_->Report(&ctx, report, &resp).ok()) {
+          if (resp.stop()) cancel = true;
+          return;
+        }
+        if (!report.finished()) return;  // the next heartbeat carries on
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    };
+    std::mutex beat_mu;
+    std::condition_variable beat_cv;
+    std::thread heartbeat([&] {
+      std::unique_lock<std::mutex> lock(beat_mu);
+      while (running) {
+        beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
+        if (!running) break;
+        lock.unlock();
+        send(v1::StageReport());
+        lock.lock();
+      }
+    });
+    worker::StageOutcome outcome;
+    auto result = Run(
+        task,
+        [&](const worker::BuildEvent& ev) {
+          std::lock_guard<std::mutex> lock(mu);
+          pending.push_back(ToWire(ev));
+        },
+        &cancel, &outcome);
+    {
+      std::lock_guard<std::mutex> lock(beat_mu);
+      running = false;
+    }
+    beat_cv.notify_all();
+    heartbeat.join();
+    v1::StageReport last;
+    last.set_finished(true);
+    if (result.ok()) {
+      last.set_image_state(worker::ImageStateJson(outcome.state));
+      if (task.assemble())
+        result->manifest.digest.ToProto(last.mutable_manifest());
+      last.set_steps_run(outcome.steps_run);
+      last.set_steps_cached(outcome.steps_cached);
+    } else {
+      last.set_code(static_cast<int>(result.status().code()));
+      last.set_error(std::string(result.status().message()));
+    }
+    std::cerr << "stagefarm-worker " << f_.name << ": stage "
+              << task.stage_index() << " of build " << task.build_id() << ": "
+              << (result.ok() ? "done" : result.status().ToString()) << "\n";
+    send(std::move(last));
+  }
+
+  WorkerFlags f_;
+  std::unique_ptr<worker::Executor> executor_;
+  std::shared_ptr<grpc::Channel> cas_channel_;
+  std::unique_ptr<v1::Scheduler::Stub> scheduler_;
+  std::mutex mu_, context_mu_;
+  std::map<std::string, std::unique_ptr<Instance>> instances_;
+};
+
+}  // namespace
+}  // namespace stagefarm::farm
+
+int main(int argc, char** argv) {
+  using namespace stagefarm::farm;
+  CLI::App app{"stagefarm-worker: runs build stages for a farm scheduler"};
+  WorkerFlags f;
+  app.add_option("--scheduler", f.scheduler, "scheduler HOST:PORT")->required();
+  app.add_option("--cas", f.cas, "CAS HOST:PORT")->required();
+  app.add_option("--work", f.work, "work directory (snapshots, contexts)")
+      ->required();
+  app.add_option("--slots", f.slots, "stages run at the same time")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--name", f.name, "worker name (default: HOST-PID)");
+  app.add_option("--runtime", f.runtime, "OCI runtime: runc or crun");
+  CLI11_PARSE(app, argc, argv);
+  if (f.name.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    f.name = absl::StrCat(host, "-", getpid());
+  }
+  char* real = realpath(f.work.c_str(), nullptr);
+  if (real == nullptr) {
+    if (!stagefarm::worker::MakeDirs(f.work, 0700).ok() ||
+        (real = realpath(f.work.c_str(), nullptr)) == nullptr) {
+      std::cerr << "stagefarm-worker: cannot use " << f.work << "\n";
+      return 1;
+    }
+  }
+  f.work = real;
+  free(real);
+  Worker worker(f);
+  absl::Status s = worker.Init();
+  if (!s.ok()) {
+    std::cerr << "stagefarm-worker: " << s.message() << "\n";
+    return 1;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::cout << "stagefarm-worker " << f.name << " serving " << f.scheduler
+            << " with " << f.slots << " slots" << std::endl;
+  std::vector<std::thread> slots;
+  for (int i = 0; i < f.slots; ++i) slots.emplace_back([&] { worker.Slot(); });
+  for (auto& t : slots) t.join();
+  return 0;
+}
