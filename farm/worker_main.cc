@@ -181,7 +181,8 @@ class Worker {
     std::vector<v1::Event> pending;
     std::atomic<bool> cancel{false};
     std::atomic<bool> running{true};
-    auto send = [&](v1::StageReport report) {
+    // Returns whether the scheduler got it.
+    auto send = [&](v1::StageReport report) -> bool {
       report.set_lease_id(task.lease_id());
       report.set_worker(f_.name);
       {
@@ -196,22 +197,27 @@ class Worker {
         v1::StageReportResponse resp;
         if (scheduler_->Report(&ctx, report, &resp).ok()) {
           if (resp.stop()) cancel = true;
-          return;
+          return true;
         }
-        if (!report.finished()) return;  // the next heartbeat carries on
+        if (!report.finished()) return false;  // the next heartbeat retries
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
+      return false;
     };
     std::mutex beat_mu;
     std::condition_variable beat_cv;
     std::thread heartbeat([&] {
       std::unique_lock<std::mutex> lock(beat_mu);
+      int failures = 0;
       while (running) {
         beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
         if (!running) break;
         lock.unlock();
-        send(v1::StageReport());
+        failures = send(v1::StageReport()) ? 0 : failures + 1;
         lock.lock();
+        // Shutting down, or the scheduler gone for ~10 s (the lease is lost
+        // by now and the stage runs elsewhere): stop.
+        if (g_stop || failures * heartbeat_ms >= 10000) cancel = true;
       }
     });
     worker::StageOutcome outcome;

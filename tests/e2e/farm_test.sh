@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# End-to-end: the farm on this machine. A CAS, a scheduler and three workers
+# (separate processes on 127.0.0.1, port 0, temp dirs); clients build with
+# --server/--cas. Independent stages run on different workers at once, a
+# second checkout builds nothing, a worker killed mid-RUN loses its stage to
+# another, failures name file:line, Ctrl-C cancels the remote work, and a
+# scheduler that dies gives a clear error instead of a hang.
+# Usage: farm_test.sh BIN_DIR   (needs root, runc, busybox-static)
+. "$(dirname "$0")/lib.sh"
+e2e_setup "$1"
+BIN=$1
+PIDS=()
+WORKERS=()
+cleanup_farm() {
+  for p in "${PIDS[@]}" "${WORKERS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  # A killed worker leaves its container and mounts behind.
+  for r in "$WORK"/w*/runc; do
+    [ -d "$r" ] || continue
+    for c in $(runc --root "$r" list -q 2>/dev/null); do
+      runc --root "$r" kill "$c" KILL 2>/dev/null
+      runc --root "$r" delete -f "$c" 2>/dev/null
+    done
+  done
+  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup_farm EXIT
+
+listen_addr() { # FILE: waits for "listening on ADDR"
+  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/.*listening on //p' "$1"
+}
+"$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
+PIDS+=($!)
+CAS=$(listen_addr "$WORK/cas.log")
+start_scheduler() {
+  "$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --lease-timeout-ms 1500 --heartbeat-ms 200 \
+    >"$WORK/scheduler.log" 2>&1 &
+  SCHED_PID=$!
+  PIDS+=($SCHED_PID)
+  SCHED=$(listen_addr "$WORK/scheduler.log")
+}
+start_worker() { # NAME
+  "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$1" --name "$1" \
+    >"$WORK/$1.log" 2>&1 &
+  WORKERS+=($!)
+}
+start_scheduler
+for w in w1 w2 w3; do start_worker $w; done
+if [ -z "$CAS" ] || [ -z "$SCHED" ]; then
+  fail "farm" "the CAS or the scheduler did not start"
+  exit 1
+fi
+pass "CAS, scheduler and three workers started"
+
+export STAGEFARM_HOME=$WORK/client-one STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
+"$SF" image import "$WORK/busybox" -t busybox >/dev/null
+
+# --- a four-stage DAG: three independent stages on three workers at once ------------
+c=$(new_ctx dag)
+echo data >"$c/data"
+cat >"$c/Dockerfile" <<'DF'
+FROM busybox AS one
+RUN sleep 2 && echo one > /one
+FROM busybox AS two
+RUN sleep 2 && echo two > /two
+FROM busybox AS three
+RUN sleep 2 && echo three > /three
+FROM busybox
+COPY --from=one /one /one
+COPY --from=two /two /two
+COPY --from=three /three /three
+COPY data /data
+CMD ["cat", "/one", "/two", "/three", "/data"]
+DF
+t0=$(date +%s%N)
+"$SF" build --progress plain --source-date-epoch 1700000000 -t farm-dag:1 "$c" >"$c.out" 2>"$c.log"
+rc=$?
+t1=$(date +%s%N)
+check "farm: the DAG builds" "0" "$rc"
+workers=$(grep -E '^\[(one|two|three)\] started on ' "$c.log" | awk '{print $4}' | sort -u | wc -l)
+check "farm: the three independent stages ran on three different workers" "3" "$workers"
+secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/1e9}')
+check "farm: they ran at the same time (${secs} s for three 2 s stages)" "yes" \
+  "$(awk -v s="$secs" 'BEGIN{print (s < 5.5) ? "yes" : "no"}')"
+check "farm: the image runs" "one
+two
+three
+data" "$("$SF" run farm-dag:1 2>&1)"
+
+# --- another client, another checkout: nothing runs -----------------------------------
+c2=$(new_ctx dag-copy)
+(umask 077; cp "$c/Dockerfile" "$c/data" "$c2/")
+# Same modes as the first checkout (COPY keeps modes, so a file checked out
+# 0600 is another build input), other times and another owner.
+chmod 644 "$c2/Dockerfile" "$c2/data"
+chown 65534:65534 "$c2/data"
+touch -d '2001-01-01' "$c2/data"
+STAGEFARM_HOME=$WORK/client-two "$SF" image import "$WORK/busybox" -t busybox >/dev/null
+d2=$(STAGEFARM_HOME=$WORK/client-two "$SF" build --progress plain --source-date-epoch 1700000000 "$c2" 2>"$c2.log")
+check_contains "farm: a second client with another checkout runs nothing" "(0 steps run, 7 cached)" \
+  "$(cat "$c2.log")"
+check "farm: and gets the same image" "$(cat "$c.out")" "$d2"
+
+# --- a worker killed in the middle of a RUN ----------------------------------------------
+c=$(new_ctx kill)
+printf 'FROM busybox\nRUN echo started && sleep 3 && echo finished > /f\n' >"$c/Dockerfile"
+"$SF" build --progress plain -t farm-kill:1 "$c" >"$c.out" 2>"$c.log" &
+bp=$!
+victim=""
+for _ in $(seq 100); do
+  victim=$(grep -oE 'started on w[0-9]' "$c.log" 2>/dev/null | head -1 | awk '{print $3}')
+  [ -n "$victim" ] && grep -q '| started' "$c.log" && break
+  sleep 0.1
+done
+idx=$((${victim#w} - 1))
+kill -KILL "${WORKERS[$idx]}" 2>/dev/null
+wait $bp
+rc=$?
+check "farm: the build survives a worker killed mid-RUN (SIGKILL to $victim)" "0" "$rc"
+check_contains "farm: the stage moved to another worker" "$victim stopped reporting; the stage runs again" \
+  "$(cat "$c.log")"
+check "farm: the result is complete" "finished" "$("$SF" run farm-kill:1 cat /f 2>&1)"
+start_worker "w${victim#w}b"
+
+# --- failures and cancellation ---------------------------------------------------------------
+c=$(new_ctx fail)
+printf 'FROM busybox\nRUN echo about to fail && exit 3\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >/dev/null 2>"$c.log"
+rc=$?
+check "farm: a failing RUN fails the build" "1" "$rc"
+check_contains "farm: the error names file:line and the exit code" "Dockerfile:2" "$(cat "$c.log")"
+check_contains "farm: ... and the exit code" "exit code: 3" "$(cat "$c.log")"
+
+c=$(new_ctx cancel)
+printf 'FROM busybox\nRUN echo running && sleep 30\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &
+bp=$!
+for _ in $(seq 100); do grep -q '| running' "$c.log" 2>/dev/null && break; sleep 0.1; done
+kill -INT $bp
+wait $bp
+rc=$?
+check "farm: Ctrl-C cancels the build (exit 130)" "130" "$rc"
+left=1
+for _ in $(seq 50); do
+  left=0
+  for r in "$WORK"/w*/runc; do
+    n=$(runc --root "$r" list 2>/dev/null | grep -c ' running ')
+    left=$((left + n))
+  done
+  [ "$left" -eq 0 ] && break
+  sleep 0.2
+done
+check "farm: the cancelled RUN stops on its worker" "0" "$left"
+
+# --- the scheduler dies mid-build: a clear error, no hang ------------------------------------
+c=$(new_ctx sched-dies)
+printf 'FROM busybox\nRUN echo running && sleep 20\n' >"$c/Dockerfile"
+timeout 60 "$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &
+bp=$!
+for _ in $(seq 100); do grep -q '| running' "$c.log" 2>/dev/null && break; sleep 0.1; done
+kill -KILL "$SCHED_PID"
+wait $bp
+rc=$?
+check "farm: a dead scheduler fails the build (not a hang)" "1" "$rc"
+check_contains "farm: ... naming the farm" "the farm at $SCHED" "$(cat "$c.log")"
+
+exit $E2E_FAILED
