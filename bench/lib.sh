@@ -27,7 +27,7 @@ bench_pair() {
     timed "$WORK/sc" "$SF" build --progress quiet --no-cache -f "$df" -t "bench-$name" "$ctx" || fails=$((fails + 1))
     timed "$WORK/sr" "$SF" build --progress quiet -f "$df" -t "bench-$name" "$ctx" || fails=$((fails + 1))
   done
-  printf '%-14s %-24s %10s %10s %s\n' "$name" stagefarm "$(median <"$WORK/sc")" "$(median <"$WORK/sr")" \
+  printf '%-14s %-24s %10s %10s %s\n' "$name" "${SF_LABEL:-stagefarm}" "$(median <"$WORK/sc")" "$(median <"$WORK/sr")" \
     "$([ $fails -gt 0 ] && echo "($fails failed)")"
   if [ -z "${DOCKER:-}" ]; then
     printf '%-14s %-24s %10s %10s\n' "$name" "BuildKit" "n/a" "n/a (dockerd not reachable)"
