@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "absl/strings/str_split.h"
+#include "cli/cluster.h"
 #include "cli/context_upload.h"
 #include "cli/local.h"
 #include "cli/local_commands.h"
@@ -447,9 +448,21 @@ int main(int argc, char** argv) {
   run->prefix_command();
   add_local_flags(run);
 
-  // Commands of the product that this version does not have yet.
-  CLI::App* cluster = app.add_subcommand("cluster", "not implemented yet");
-  cluster->allow_extras();
+  CLI::App* cluster = app.add_subcommand(
+      "cluster", "a farm on this machine: CAS, scheduler and workers");
+  cluster->require_subcommand(1);
+  std::string cluster_state;
+  int cluster_workers = 2;
+  cluster->add_option("--state", cluster_state,
+                      "directory for the processes' state and logs (default "
+                      "$STAGEFARM_HOME/cluster)");
+  cluster->fallthrough();
+  CLI::App* cluster_up =
+      cluster->add_subcommand("up", "start a CAS, a scheduler and workers");
+  cluster_up->add_option("--workers", cluster_workers, "how many workers")
+      ->check(CLI::Range(1, 64));
+  CLI::App* cluster_down =
+      cluster->add_subcommand("down", "stop what `cluster up` started");
 
   CLI11_PARSE(app, argc, argv);
   if (local.cas_address.empty()) {
@@ -483,11 +496,11 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     return cli::RunCommand(local, run_image, run->remaining());
   }
-  for (CLI::App* sub : app.get_subcommands()) {
-    std::cerr << "stagefarm: \"" << sub->get_name()
-              << "\" is not implemented in this version (the farm's cluster "
-                 "commands come with the scheduler service)\n";
-    return kUsageError;
+  if (cluster_up->parsed() || cluster_down->parsed()) {
+    std::string state =
+        cluster_state.empty() ? cli::DefaultHome() + "/cluster" : cluster_state;
+    if (!cluster_up->parsed()) return cli::ClusterDown(state);
+    return cli::ClusterUp(state, cluster_workers);
   }
   return kUsageError;
 }

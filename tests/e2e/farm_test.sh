@@ -166,4 +166,26 @@ rc=$?
 check "farm: a dead scheduler fails the build (not a hang)" "1" "$rc"
 check_contains "farm: ... naming the farm" "the farm at $SCHED" "$(cat "$c.log")"
 
+# --- stagefarm cluster up / down ----------------------------------------------------------
+"$SF" cluster up --workers 2 --state "$WORK/cluster" >"$WORK/cluster.env" 2>"$WORK/cluster.log"
+check "cluster up starts a farm" "0" "$?"
+(
+  . "$WORK/cluster.env"
+  export STAGEFARM_HOME=$WORK/client-cluster
+  "$SF" image import "$WORK/busybox" -t busybox >/dev/null
+  c=$(new_ctx cluster)
+  printf 'FROM busybox\nRUN echo on the cluster > /x\n' >"$c/Dockerfile"
+  "$SF" build --progress quiet -t on-cluster:1 "$c" >/dev/null 2>"$c.log" || cat "$c.log"
+  "$SF" run on-cluster:1 cat /x
+) >"$WORK/cluster.out" 2>&1
+check "cluster up: builds run on it" "on the cluster" "$(cat "$WORK/cluster.out")"
+check_contains "cluster up twice is refused" "already running" \
+  "$("$SF" cluster up --state "$WORK/cluster" 2>&1)"
+pids=$(cat "$WORK/cluster/pids" 2>/dev/null | tr '\n' ' ')
+"$SF" cluster down --state "$WORK/cluster" 2>/dev/null
+alive=0
+# (a stopped process may linger as a zombie until its parent reaps it)
+for p in $pids; do readlink "/proc/$p/exe" >/dev/null 2>&1 && alive=$((alive + 1)); done
+check "cluster down stops its $(echo $pids | wc -w) processes" "0" "$alive"
+
 exit $E2E_FAILED
