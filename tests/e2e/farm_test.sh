@@ -154,6 +154,36 @@ for _ in $(seq 50); do
 done
 check "farm: the cancelled RUN stops on its worker" "0" "$left"
 
+# --- load: 50 builds from 10 clients at once ---------------------------------------------------
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss0=$(rss "$SCHED_PID")
+L=$WORK/load
+mkdir -p "$L"
+client() { # N: five builds, each its own Dockerfile and context
+  local n=$1 i c
+  for i in 1 2 3 4 5; do
+    c=$L/c$n-$i
+    mkdir -p "$c"
+    printf 'FROM busybox\nRUN echo build %s-%s > /x\n' "$n" "$i" >"$c/Dockerfile"
+    if "$SF" build --progress quiet "$c" >"$c.out" 2>"$c.log"; then echo ok; else echo "fail $c"; fi
+  done
+}
+t0=$(date +%s%N)
+clients=()
+for n in $(seq 10); do
+  client "$n" >"$L/client$n.res" &
+  clients+=($!)
+done
+wait "${clients[@]}"
+t1=$(date +%s%N)
+ok=$(cat "$L"/client*.res | grep -c '^ok$')
+check "farm load: 50 builds from 10 concurrent clients all succeed" "50" "$ok"
+grep -h '^fail' "$L"/client*.res | head -3 | while read -r _ c; do tail -3 "$c.log"; done
+rss1=$(rss "$SCHED_PID")
+echo "farm load: 50 builds in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/1e9}') s; scheduler RSS ${rss0} kB -> ${rss1} kB"
+check "farm load: the scheduler's memory stays bounded (RSS grew by under 32 MB)" "yes" \
+  "$(awk -v a="$rss0" -v b="$rss1" 'BEGIN{print (b - a < 32768) ? "yes" : "no (" a " -> " b " kB)"}')"
+
 # --- the scheduler dies mid-build: a clear error, no hang ------------------------------------
 c=$(new_ctx sched-dies)
 printf 'FROM busybox\nRUN echo running && sleep 20\n' >"$c/Dockerfile"
