@@ -76,6 +76,7 @@ void SchedulerService::QueueReady(BuildState* b) {
     }
     if (!ready) continue;
     st.status = StageStatus::kQueued;
+    st.queued_at = std::chrono::steady_clock::now();
     queue_.emplace_back(b->id, index);
   }
 }
@@ -122,6 +123,7 @@ grpc::Status SchedulerService::Build(
     StageState& s = b->stages[st.index];
     s.display = st.DisplayName();
     s.depends_on = st.depends_on;
+    s.base_stage = st.base_stage;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -190,14 +192,12 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
   response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    while (!queue_.empty()) {
-      auto [build_id, index] = queue_.front();
-      queue_.pop_front();
-      auto it = builds_.find(build_id);
-      if (it == builds_.end() || it->second->finished) continue;
-      BuildState* b = it->second.get();
+    bool held = false;
+    auto pick = Pick(request->worker(), &held);
+    if (pick) {
+      auto [build_id, index] = *pick;
+      BuildState* b = builds_[build_id].get();
       StageState& st = b->stages[index];
-      if (st.status != StageStatus::kQueued) continue;
       st.status = StageStatus::kLeased;
       ++st.attempts;
       st.lease = RandomId();
@@ -224,11 +224,50 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       cv_.notify_all();
       return grpc::Status::OK;
     }
-    if (stopping_ || context->IsCancelled() ||
-        cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (queue_.empty()) return grpc::Status::OK;
+    auto now = std::chrono::steady_clock::now();
+    if (stopping_ || context->IsCancelled() || now >= deadline) {
+      return grpc::Status::OK;
     }
+    // A stage held for another worker is looked at again shortly.
+    cv_.wait_until(
+        lock, held ? std::min(deadline, now + kPlacementGrace / 4) : deadline);
   }
+}
+
+std::optional<std::pair<std::string, int>> SchedulerService::Pick(
+    const std::string& worker, bool* held) {
+  auto now = std::chrono::steady_clock::now();
+  std::optional<std::deque<std::pair<std::string, int>>::iterator> first_free;
+  for (auto q = queue_.begin(); q != queue_.end();) {
+    auto it = builds_.find(q->first);
+    if (it == builds_.end() || it->second->finished ||
+        it->second->stages[q->second].status != StageStatus::kQueued) {
+      q = queue_.erase(q);  // stale: the build ended or the stage moved on
+      continue;
+    }
+    BuildState* b = it->second.get();
+    const StageState& st = b->stages[q->second];
+    std::string preferred;
+    if (st.base_stage >= 0) {
+      auto base = b->stages.find(st.base_stage);
+      if (base != b->stages.end()) preferred = base->second.worker;
+    }
+    if (!preferred.empty() && preferred == worker) {
+      auto chosen = *q;
+      queue_.erase(q);
+      return chosen;
+    }
+    if (!preferred.empty() && now - st.queued_at < kPlacementGrace) {
+      *held = true;  // its base's worker may ask for it in a moment
+    } else if (!first_free) {
+      first_free = q;
+    }
+    ++q;
+  }
+  if (!first_free) return std::nullopt;
+  auto chosen = **first_free;
+  queue_.erase(*first_free);
+  return chosen;
 }
 
 grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
@@ -267,6 +306,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
     } else {
       st.status = StageStatus::kDone;
       st.result = request->image_state();
+      st.worker = worker;
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
       if (lease.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();
@@ -311,6 +351,7 @@ void SchedulerService::ExpireLeases() {
                          " stopped reporting; the stage runs again"),
             lease.worker);
       st.status = StageStatus::kQueued;
+      st.queued_at = std::chrono::steady_clock::now();
       st.lease.clear();
       queue_.emplace_back(b->id, lease.stage);
     }

@@ -4,6 +4,10 @@
 // client, and finishes the build when the worker that ran the target stage
 // has made the image.
 //
+// Placement: a worker asking for work gets, first, a queued stage built on
+// a stage it ran itself (its layers are already unpacked there), else the
+// oldest queued stage; a stage whose base ran elsewhere is kept for that
+// worker for up to 200 ms after it was queued.
 // Workers pull work (Lease, long-polled) and report progress and results
 // (Report). A lease is kept alive by reports; one not heard of within the
 // lease timeout is taken back and its stage queued again, up to three
@@ -21,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,7 +60,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   struct StageState {
     StageStatus status = StageStatus::kWaiting;
     std::vector<int> depends_on;
+    int base_stage = -1;  // FROM <stage>
     std::string display;
+    std::string worker;  // who ran it (when done)
+    std::chrono::steady_clock::time_point queued_at;
     int attempts = 0;
     std::string lease;
     std::string result;  // image state JSON when done
@@ -85,6 +93,13 @@ class SchedulerService final : public v1::Scheduler::Service {
              const std::string& text, const std::string& worker)
       /* requires mu_ */;
   void QueueReady(BuildState* b) /* requires mu_ */;
+  // The queued stage to give `worker`, taken off the queue: one built on a
+  // stage it ran, else the oldest not held for another worker. Sets *held
+  // when a stage waits for its base's worker (kPlacementGrace at most).
+  std::optional<std::pair<std::string, int>> Pick(const std::string& worker,
+                                                  bool* held)
+      /* requires mu_ */;
+  static constexpr std::chrono::milliseconds kPlacementGrace{200};
   void Finish(BuildState* b, int code, const std::string& error)
       /* requires mu_ */;
   void ExpireLeases();

@@ -89,6 +89,14 @@ two
 three
 data" "$("$SF" run farm-dag:1 2>&1)"
 
+# --- placement: a stage built on another stage goes where that one ran ----------------
+cc=$(new_ctx chain)
+printf 'FROM busybox AS base\nRUN echo base > /b\nFROM base AS mid\nRUN cat /b > /m\nFROM mid\nRUN cat /m > /t\n' \
+  >"$cc/Dockerfile"
+"$SF" build --progress plain "$cc" >/dev/null 2>"$cc.log"
+check "farm: a chain of stages stays on one worker (its layers are there)" "1" \
+  "$(grep -E '^\[[a-z0-9-]+\] started on ' "$cc.log" | awk '{print $4}' | sort -u | wc -l)"
+
 # --- another client, another checkout: nothing runs -----------------------------------
 c2=$(new_ctx dag-copy)
 (umask 077; cp "$c/Dockerfile" "$c/data" "$c2/")
