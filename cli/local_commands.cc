@@ -242,7 +242,12 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   progress->Finish();
   if (!result.ok()) {
     if (absl::IsCancelled(result.status())) {
-      std::cerr << "build cancelled\n";
+      // Cancelled here (Ctrl-C), or elsewhere (stagefarm cancel): say which.
+      if (g_cancel.load()) {
+        std::cerr << "build cancelled\n";
+      } else {
+        std::cerr << "build " << result.status().message() << "\n";
+      }
       return 130;
     }
     return Fail(result.status());

@@ -17,8 +17,10 @@
 #include "cli/context_upload.h"
 #include "cli/local.h"
 #include "cli/local_commands.h"
+#include "cli/progress.h"
 #include "common/cas_client.h"
 #include "common/status_macros.h"
+#include "farm/client.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/dump.h"
 #include "scheduler/dockerfile/parser.h"
@@ -448,6 +450,25 @@ int main(int argc, char** argv) {
   run->prefix_command();
   add_local_flags(run);
 
+  std::string farm_server, farm_build;
+  auto server_flag = [&farm_server](CLI::App* sub) {
+    sub->add_option("--server", farm_server,
+                    "the farm's scheduler HOST:PORT (or STAGEFARM_SERVER)");
+  };
+  CLI::App* builds = app.add_subcommand("builds", "builds on a farm");
+  builds->require_subcommand(1);
+  server_flag(builds);
+  builds->fallthrough();
+  CLI::App* builds_ls =
+      builds->add_subcommand("ls", "running and recent builds, newest first");
+  CLI::App* logs = app.add_subcommand(
+      "logs", "a farm build's progress, followed to its end");
+  logs->add_option("build", farm_build, "BUILD id")->required();
+  server_flag(logs);
+  CLI::App* cancel = app.add_subcommand("cancel", "cancel a farm build");
+  cancel->add_option("build", farm_build, "BUILD id")->required();
+  server_flag(cancel);
+
   CLI::App* cluster = app.add_subcommand(
       "cluster", "a farm on this machine: CAS, scheduler and workers");
   cluster->require_subcommand(1);
@@ -495,6 +516,34 @@ int main(int argc, char** argv) {
   }
   if (run->parsed()) {
     return cli::RunCommand(local, run_image, run->remaining());
+  }
+  if (builds_ls->parsed() || logs->parsed() || cancel->parsed()) {
+    if (farm_server.empty()) {
+      if (const char* env = std::getenv("STAGEFARM_SERVER")) farm_server = env;
+    }
+    if (farm_server.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          "no farm: pass --server HOST:PORT or set STAGEFARM_SERVER"));
+    }
+    if (builds_ls->parsed()) {
+      auto text = farm::ListBuildsText(farm_server);
+      if (!text.ok()) return Fail(text.status());
+      std::cout << *text;
+      return 0;
+    }
+    if (cancel->parsed()) {
+      absl::Status s = farm::CancelBuild(farm_server, farm_build);
+      if (!s.ok()) return Fail(s);
+      std::cerr << "cancelled " << farm_build << "\n";
+      return 0;
+    }
+    auto progress = cli::MakeProgress("plain", stderr);
+    absl::Status s = farm::WatchBuild(
+        farm_server, farm_build,
+        [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); });
+    progress->Finish();
+    if (!s.ok()) return Fail(s);
+    return 0;
   }
   if (cluster_up->parsed() || cluster_down->parsed()) {
     std::string state =

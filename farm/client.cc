@@ -2,10 +2,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <ctime>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cli/context_upload.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
@@ -174,6 +176,97 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
     RETURN_IF_ERROR(images->Tag(tag, manifest));
   }
   return result;
+}
+
+namespace {
+
+std::unique_ptr<v1::Scheduler::Stub> Stub(const std::string& server) {
+  return v1::Scheduler::NewStub(
+      grpc::CreateChannel(server, grpc::InsecureChannelCredentials()));
+}
+
+absl::Status FarmError(const std::string& server, const grpc::Status& status) {
+  absl::Status s = FromGrpcStatus(status);
+  return absl::Status(s.code(),
+                      absl::StrCat("the farm at ", server, ": ", s.message()));
+}
+
+std::string Clock(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListBuildsResponse resp;
+  grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
+  if (!st.ok()) return FarmError(server, st);
+  std::string out =
+      absl::StrFormat("%-24s %-10s %-7s %-20s %-20s %s\n", "BUILD", "STATE",
+                      "STAGES", "SUBMITTED", "FINISHED", "RESULT");
+  for (const v1::BuildSummary& b : resp.builds()) {
+    std::string result = b.error();
+    if (result.empty() && b.has_manifest()) {
+      result = absl::StrCat("sha256:", b.manifest().hash().substr(0, 12));
+    }
+    absl::StrAppend(
+        &out, absl::StrFormat(
+                  "%-24s %-10s %-7s %-20s %-20s %s\n", b.build_id(), b.state(),
+                  absl::StrCat(b.stages_done(), "/", b.stages()),
+                  Clock(b.submitted()), Clock(b.finished()), result));
+  }
+  return out;
+}
+
+absl::Status WatchBuild(
+    const std::string& server, const std::string& build_id,
+    const std::function<void(const worker::BuildEvent&)>& on_event) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  v1::WatchBuildRequest req;
+  req.set_build_id(build_id);
+  auto stream = stub->WatchBuild(&ctx, req);
+  v1::BuildUpdate update;
+  bool finished = false;
+  absl::Status outcome;
+  while (stream->Read(&update)) {
+    for (const v1::Event& e : update.events()) on_event(FromWire(e));
+    if (update.finished()) {
+      finished = true;
+      if (update.code() != 0) {
+        outcome = absl::Status(static_cast<absl::StatusCode>(update.code()),
+                               update.error());
+      }
+    }
+  }
+  grpc::Status st = stream->Finish();
+  if (!finished) {
+    return st.ok() ? absl::UnavailableError("the build stream ended early")
+                   : FarmError(server, st);
+  }
+  return outcome;
+}
+
+absl::Status CancelBuild(const std::string& server,
+                         const std::string& build_id) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::CancelBuildRequest req;
+  req.set_build_id(build_id);
+  v1::CancelBuildResponse resp;
+  grpc::Status st = stub->CancelBuild(&ctx, req, &resp);
+  if (!st.ok()) return FarmError(server, st);
+  return absl::OkStatus();
 }
 
 }  // namespace stagefarm::farm

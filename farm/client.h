@@ -31,6 +31,17 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
     const std::function<void(const worker::BuildEvent&)>& on_event,
     const std::atomic<bool>* cancel);
 
+// `stagefarm builds ls`: the scheduler's builds, newest first, one line each.
+absl::StatusOr<std::string> ListBuildsText(const std::string& server);
+// `stagefarm logs BUILD`: the build's events from its start, then follows it
+// until it ends; returns its outcome.
+absl::Status WatchBuild(
+    const std::string& server, const std::string& build_id,
+    const std::function<void(const worker::BuildEvent&)>& on_event);
+// `stagefarm cancel BUILD`.
+absl::Status CancelBuild(const std::string& server,
+                         const std::string& build_id);
+
 }  // namespace stagefarm::farm
 
 #endif  // STAGEFARM_FARM_CLIENT_H_

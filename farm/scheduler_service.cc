@@ -87,6 +87,13 @@ void SchedulerService::Finish(BuildState* b, int code,
   b->finished = true;
   b->code = code;
   b->error = error;
+  b->finished_at = UnixNow();
+  // Finished builds stay listed (and watchable) until 200 newer ones end.
+  finished_order_.push_back(b->id);
+  while (finished_order_.size() > kKeepFinished) {
+    builds_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
 }
 
 grpc::Status SchedulerService::Build(
@@ -118,6 +125,7 @@ grpc::Status SchedulerService::Build(
                            ? spec.source_date_epoch()
                            : static_cast<int64_t>(time(nullptr)));
   b->target = plan->target;
+  b->submitted = UnixNow();
   for (const auto& st : plan->stages) {
     if (!st.needed) continue;
     StageState& s = b->stages[st.index];
@@ -128,12 +136,20 @@ grpc::Status SchedulerService::Build(
   {
     std::lock_guard<std::mutex> lock(mu_);
     builds_[b->id] = b;
-    Event(b.get(), "queued", "",
-          absl::StrCat(b->stages.size(), " stages to run"), "");
+    Event(
+        b.get(), "queued", "",
+        absl::StrCat("build ", b->id, ": ", b->stages.size(), " stages to run"),
+        "");
     QueueReady(b.get());
   }
   cv_.notify_all();
 
+  return Stream(context, b, writer, /*owner=*/true);
+}
+
+grpc::Status SchedulerService::Stream(
+    grpc::ServerContext* context, std::shared_ptr<BuildState> b,
+    grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner) {
   size_t sent = 0;
   while (true) {
     v1::BuildUpdate update;
@@ -144,7 +160,8 @@ grpc::Status SchedulerService::Build(
       cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return b->events.size() > sent || b->finished || stopping_;
       });
-      if (context->IsCancelled() && !b->finished) {
+      if (context->IsCancelled()) {
+        if (!owner) return grpc::Status::CANCELLED;
         Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
                "the client went away");
       }
@@ -165,21 +182,94 @@ grpc::Status SchedulerService::Build(
         }
         update.set_steps_run(b->steps_run);
         update.set_steps_cached(b->steps_cached);
-        builds_.erase(b->id);
       }
     }
     if (done) cv_.notify_all();
     if (update.events_size() > 0 || done) {
       if (!writer->Write(update)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
-               "the client went away");
-        builds_.erase(b->id);
+        if (owner) {
+          std::lock_guard<std::mutex> lock(mu_);
+          Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+                 "the client went away");
+        }
         return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
       }
     }
     if (done) return grpc::Status::OK;
   }
+}
+
+grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* /*context*/,
+                                          const v1::ListBuildsRequest*,
+                                          v1::ListBuildsResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<BuildState*> all;
+  for (auto& [id, b] : builds_) all.push_back(b.get());
+  std::sort(all.begin(), all.end(), [](BuildState* x, BuildState* y) {
+    return x->submitted > y->submitted;
+  });
+  for (BuildState* b : all) {
+    v1::BuildSummary* sum = response->add_builds();
+    sum->set_build_id(b->id);
+    sum->set_state(!b->finished   ? "running"
+                   : b->code == 0 ? "succeeded"
+                   : b->code == static_cast<int>(grpc::StatusCode::CANCELLED)
+                       ? "cancelled"
+                       : "failed");
+    sum->set_dockerfile_name(b->spec.dockerfile_name());
+    sum->set_instance_name(b->spec.instance_name());
+    sum->set_submitted(b->submitted);
+    sum->set_finished(b->finished_at);
+    sum->set_stages(static_cast<int32_t>(b->stages.size()));
+    int done = 0;
+    for (const auto& [i, st] : b->stages) {
+      if (st.status == StageStatus::kDone) ++done;
+    }
+    sum->set_stages_done(done);
+    sum->set_error(b->error);
+    if (b->result.has_manifest()) {
+      *sum->mutable_manifest() = b->result.manifest();
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::WatchBuild(
+    grpc::ServerContext* context, const v1::WatchBuildRequest* request,
+    grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  std::shared_ptr<BuildState> b;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = builds_.find(request->build_id());
+    if (it != builds_.end()) b = it->second;
+  }
+  if (b == nullptr) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no build " + request->build_id() +
+                            " (it may be older than the last 200)");
+  }
+  return Stream(context, b, writer, /*owner=*/false);
+}
+
+grpc::Status SchedulerService::CancelBuild(
+    grpc::ServerContext* /*context*/, const v1::CancelBuildRequest* request,
+    v1::CancelBuildResponse* /*response*/) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = builds_.find(request->build_id());
+    if (it == builds_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no build " + request->build_id());
+    }
+    if (it->second->finished) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "build " + request->build_id() + " has finished");
+    }
+    Finish(it->second.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+           "cancelled (stagefarm cancel)");
+  }
+  cv_.notify_all();
+  return grpc::Status::OK;
 }
 
 grpc::Status SchedulerService::Lease(grpc::ServerContext* context,

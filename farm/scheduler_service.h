@@ -54,6 +54,15 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status Report(grpc::ServerContext* context,
                       const v1::StageReport* request,
                       v1::StageReportResponse* response) override;
+  grpc::Status ListBuilds(grpc::ServerContext* context,
+                          const v1::ListBuildsRequest* request,
+                          v1::ListBuildsResponse* response) override;
+  grpc::Status WatchBuild(grpc::ServerContext* context,
+                          const v1::WatchBuildRequest* request,
+                          grpc::ServerWriter<v1::BuildUpdate>* writer) override;
+  grpc::Status CancelBuild(grpc::ServerContext* context,
+                           const v1::CancelBuildRequest* request,
+                           v1::CancelBuildResponse* response) override;
 
  private:
   enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
@@ -81,6 +90,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     v1::BuildUpdate result;
     int steps_run = 0;
     int steps_cached = 0;
+    double submitted = 0, finished_at = 0;
   };
   struct LeaseState {
     std::string build;
@@ -103,6 +113,12 @@ class SchedulerService final : public v1::Scheduler::Service {
   void Finish(BuildState* b, int code, const std::string& error)
       /* requires mu_ */;
   void ExpireLeases();
+  // Sends a build's events as they come, then its result. The owner (the
+  // submitting client) going away cancels the build; a watcher's does not.
+  grpc::Status Stream(grpc::ServerContext* context,
+                      std::shared_ptr<BuildState> b,
+                      grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
+  static constexpr size_t kKeepFinished = 200;
 
   SchedulerOptions options_;
   std::mutex mu_;
@@ -110,6 +126,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, std::shared_ptr<BuildState>> builds_;
   std::deque<std::pair<std::string, int>> queue_;
   std::map<std::string, LeaseState> leases_;
+  std::deque<std::string> finished_order_;
   bool stopping_ = false;
   std::thread reaper_;
 };

@@ -162,6 +162,24 @@ for _ in $(seq 50); do
 done
 check "farm: the cancelled RUN stops on its worker" "0" "$left"
 
+# --- builds ls, logs, cancel ---------------------------------------------------------------------
+"$SF" builds ls >"$WORK/builds.txt" 2>&1
+check_contains "builds ls lists the finished builds" "succeeded" "$(cat "$WORK/builds.txt")"
+dag_id=$(grep -m1 -oE 'build [0-9a-f]{24}' "$WORK/ctx-dag.log" | awk '{print $2}')
+check_contains "logs BUILD replays a finished build" "[three] started on" \
+  "$("$SF" logs "$dag_id" 2>&1)"
+c=$(new_ctx remote-cancel)
+printf 'FROM busybox\nRUN echo running && sleep 30\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &
+bp=$!
+for _ in $(seq 100); do grep -q '| running' "$c.log" 2>/dev/null && break; sleep 0.1; done
+id=$(grep -m1 -oE 'build [0-9a-f]{24}' "$c.log" | awk '{print $2}')
+check_contains "builds ls shows it running" "$id running" "$("$SF" builds ls 2>&1 | tr -s ' ')"
+"$SF" cancel "$id" 2>/dev/null
+wait $bp
+check_contains "cancel BUILD stops it and its client says so" "cancelled (stagefarm cancel)" "$(cat "$c.log")"
+check_contains "logs of an unknown build is a clear error" "no build 000" "$("$SF" logs 000 2>&1)"
+
 # --- load: 50 builds from 10 clients at once ---------------------------------------------------
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rss0=$(rss "$SCHED_PID")
