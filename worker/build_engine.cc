@@ -1186,9 +1186,9 @@ std::string ImageStateJson(const ImageState& state) {
 absl::StatusOr<ImageState> ParseImageState(absl::string_view text) {
   ASSIGN_OR_RETURN(json j, ParseJson(text, "stage result"));
   ImageState st;
-  if (!j.is_object() || !j["config"].is_object() ||
-      !j["layers"].is_array() || !j["diff_ids"].is_array() ||
-      !j["key"].is_string() || j["layers"].size() != j["diff_ids"].size()) {
+  if (!j.is_object() || !j["config"].is_object() || !j["layers"].is_array() ||
+      !j["diff_ids"].is_array() || !j["key"].is_string() ||
+      j["layers"].size() != j["diff_ids"].size()) {
     return absl::InvalidArgumentError("stage result: malformed image state");
   }
   st.config = j["config"];
