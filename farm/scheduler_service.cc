@@ -385,7 +385,9 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
   }
   lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;
   if (request->finished()) {
-    std::string worker = lease.worker;
+    // A copy: the lease is erased before its fields are used below.
+    const LeaseState done = lease;
+    const std::string& worker = done.worker;
     leases_.erase(lit);
     b->steps_run += request->steps_run();
     b->steps_cached += request->steps_cached();
@@ -398,7 +400,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
       st.result = request->image_state();
       st.worker = worker;
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
-      if (lease.stage == b->target) {
+      if (done.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();
         Finish(b, 0, "");
       } else {

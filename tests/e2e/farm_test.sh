@@ -191,7 +191,7 @@ client() { # N: five builds, each its own Dockerfile and context
     c=$L/c$n-$i
     mkdir -p "$c"
     printf 'FROM busybox\nRUN echo build %s-%s > /x\n' "$n" "$i" >"$c/Dockerfile"
-    if "$SF" build --progress quiet "$c" >"$c.out" 2>"$c.log"; then echo ok; else echo "fail $c"; fi
+    if timeout 120 "$SF" build --progress quiet "$c" >"$c.out" 2>"$c.log"; then echo ok; else echo "fail $c"; fi
   done
 }
 t0=$(date +%s%N)
