@@ -231,6 +231,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   } else {
     farm::FarmBuildOptions fo;
     fo.server = server;
+    fo.reattach = std::chrono::seconds(flags.reattach_seconds);
     std::string cache_dir = (*l)->home() + "/statcache";
     if (worker::MakeDirs(cache_dir, 0700).ok()) {
       fo.stat_cache_file =

@@ -27,6 +27,7 @@ struct BuildFlags {
   // Scheduler HOST:PORT of a farm to build on (or STAGEFARM_SERVER); the
   // farm's CAS comes from --cas.
   std::string server;
+  int reattach_seconds = 60;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);

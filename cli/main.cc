@@ -415,6 +415,11 @@ int main(int argc, char** argv) {
   build->add_option("--server", build_flags.server,
                     "build on the farm whose scheduler is HOST:PORT (or "
                     "STAGEFARM_SERVER); needs --cas");
+  build
+      ->add_option("--reattach-seconds", build_flags.reattach_seconds,
+                   "on the farm: how long to wait for a scheduler that went "
+                   "away mid-build to come back")
+      ->check(CLI::Range(0, 86400));
   add_local_flags(build);
 
   CLI::App* image = app.add_subcommand("image", "manage local images");

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/channel.h"
 #include "common/grpc_status.h"
 #include "common/resource_name.h"
 #include "common/status_macros.h"
@@ -29,11 +30,7 @@ std::string NewUuid() {
 }
 
 std::shared_ptr<grpc::Channel> CasClient::Connect(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return FarmChannel(address);
 }
 
 CasClient::CasClient(std::shared_ptr<grpc::Channel> channel,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/context_upload.h"
+#include "common/channel.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "farm/events.h"
@@ -116,44 +117,96 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
   ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
   root.ToProto(spec.mutable_context());
 
-  auto stub = v1::Scheduler::NewStub(
-      grpc::CreateChannel(options.server, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  v1::SubmitBuildRequest submit;
-  *submit.mutable_spec() = spec;
-  auto stream = stub->Build(&ctx, submit);
-  std::atomic<bool> reading{true};
-  std::thread watcher([&] {
-    while (reading) {
-      if (cancel != nullptr && cancel->load()) {
-        ctx.TryCancel();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  });
-  v1::BuildUpdate update, last;
+  auto stub = v1::Scheduler::NewStub(FarmChannel(options.server));
+  std::string build_id;
+  size_t seen = 0;  // events relayed (a reattached stream starts over)
+  v1::BuildUpdate last;
   bool finished = false;
-  while (stream->Read(&update)) {
-    for (const v1::Event& e : update.events()) {
-      if (on_event) on_event(FromWire(e));
+  grpc::Status status;
+  auto follow = [&](grpc::ClientContext* ctx,
+                    grpc::ClientReaderInterface<v1::BuildUpdate>* stream) {
+    std::atomic<bool> reading{true};
+    std::thread watcher([&] {
+      while (reading) {
+        if (cancel != nullptr && cancel->load()) {
+          ctx->TryCancel();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+    v1::BuildUpdate update;
+    size_t index = 0;
+    while (stream->Read(&update)) {
+      if (build_id.empty()) build_id = update.build_id();
+      for (const v1::Event& e : update.events()) {
+        if (index++ < seen) continue;
+        ++seen;
+        if (on_event) on_event(FromWire(e));
+      }
+      if (update.finished()) {
+        finished = true;
+        last = update;
+      }
     }
-    if (update.finished()) {
-      finished = true;
-      last = update;
+    reading = false;
+    watcher.join();
+    status = stream->Finish();
+  };
+  {
+    grpc::ClientContext ctx;
+    v1::SubmitBuildRequest submit;
+    *submit.mutable_spec() = spec;
+    auto stream = stub->Build(&ctx, submit);
+    follow(&ctx, stream.get());
+  }
+  // The scheduler went away mid-build: reattach when it is back.
+  auto give_up = std::chrono::steady_clock::now() + options.reattach;
+  bool told = false;
+  while (!finished && !build_id.empty() &&
+         (cancel == nullptr || !cancel->load()) &&
+         status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+         std::chrono::steady_clock::now() < give_up) {
+    if (!told && on_event) {
+      worker::BuildEvent ev;
+      ev.kind = worker::BuildEvent::Kind::kNote;
+      ev.stage = "farm";
+      ev.text = absl::StrCat("lost the scheduler at ", options.server, " (",
+                             status.error_message(), "); reattaching to build ",
+                             build_id);
+      on_event(ev);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    grpc::ClientContext ctx;
+    v1::WatchBuildRequest req;
+    req.set_build_id(build_id);
+    auto stream = stub->WatchBuild(&ctx, req);
+    follow(&ctx, stream.get());
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      return absl::UnavailableError(
+          absl::StrCat("the scheduler at ", options.server,
+                       " restarted and no longer knows "
+                       "build ",
+                       build_id,
+                       " (start it with --state DIR to keep builds "
+                       "across restarts)"));
     }
   }
-  reading = false;
-  watcher.join();
-  grpc::Status status = stream->Finish();
   if (cancel != nullptr && cancel->load()) {
+    // A reattached stream does not own the build: cancel it by name.
+    if (!build_id.empty() && !finished)
+      (void)CancelBuild(options.server, build_id);
     return absl::CancelledError("build cancelled");
   }
   if (!finished) {
     if (!status.ok()) {
       absl::Status s = FromGrpcStatus(status);
-      return absl::Status(s.code(), absl::StrCat("the farm at ", options.server,
-                                                 ": ", s.message()));
+      return absl::Status(
+          s.code(),
+          absl::StrCat(
+              "the farm at ", options.server, ": ", s.message(),
+              build_id.empty() ? "" : absl::StrCat(" (build ", build_id, ")")));
     }
     return absl::UnavailableError(
         absl::StrCat("the scheduler at ", options.server,
@@ -181,8 +234,7 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
 namespace {
 
 std::unique_ptr<v1::Scheduler::Stub> Stub(const std::string& server) {
-  return v1::Scheduler::NewStub(
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials()));
+  return v1::Scheduler::NewStub(FarmChannel(server));
 }
 
 absl::Status FarmError(const std::string& server, const grpc::Status& status) {

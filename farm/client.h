@@ -7,6 +7,7 @@
 #define STAGEFARM_FARM_CLIENT_H_
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -20,6 +21,9 @@ namespace stagefarm::farm {
 struct FarmBuildOptions {
   std::string server;           // scheduler HOST:PORT
   std::string stat_cache_file;  // "" = no stat cache
+  // When the scheduler goes away mid-build, how long to keep trying to
+  // reattach (a scheduler with --state keeps the build across a restart).
+  std::chrono::seconds reattach{60};
 };
 
 // Runs `request` on the farm. `store` is the farm's CAS (the instance the

@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "how often workers report while they run a stage")
       ->check(CLI::Range(50, 600000));
+  std::string state_dir;
+  app.add_option("--state", state_dir,
+                 "directory of the scheduler's RocksDB: builds and the queue "
+                 "survive a restart (default: in memory only)");
   CLI11_PARSE(app, argc, argv);
   if (heartbeat_ms * 2 > lease_ms) {
     std::cerr << "stagefarm-scheduler: --lease-timeout-ms must be at least "
@@ -37,11 +41,21 @@ int main(int argc, char** argv) {
   farm::SchedulerOptions options;
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
-  farm::SchedulerService service(options);
+  options.state_dir = state_dir;
+  auto service = farm::SchedulerService::Create(options);
+  if (!service.ok()) {
+    std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";
+    return 1;
+  }
+  if (!state_dir.empty()) {
+    std::cout << "stagefarm-scheduler: state in " << state_dir << ": "
+              << (*service)->BuildCount() << " builds, "
+              << (*service)->RunningCount() << " running" << std::endl;
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
+  builder.RegisterService(service->get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "stagefarm-scheduler: cannot listen on " << listen << "\n";
@@ -53,6 +67,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*service)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;
 }

@@ -1,9 +1,13 @@
 #include "farm/scheduler_service.h"
 
 #include <openssl/rand.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
+#include <iostream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -39,7 +43,25 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
+std::string BuildKey(const std::string& id) { return "build/" + id; }
+std::string EventPrefix(const std::string& id) { return "event/" + id + "/"; }
+std::string EventKey(const std::string& id, size_t seq) {
+  char buf[16];
+  snprintf(buf, sizeof(buf), "%010zu", seq);
+  return EventPrefix(id) + buf;
+}
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<SchedulerService>> SchedulerService::Create(
+    SchedulerOptions options) {
+  auto service = std::make_unique<SchedulerService>(options);
+  if (!options.state_dir.empty()) {
+    absl::Status st = service->OpenState();
+    if (!st.ok()) return st;
+  }
+  return service;
+}
 
 SchedulerService::SchedulerService(SchedulerOptions options)
     : options_(options) {
@@ -47,12 +69,206 @@ SchedulerService::SchedulerService(SchedulerOptions options)
 }
 
 SchedulerService::~SchedulerService() {
+  Stop();
+  reaper_.join();
+}
+
+void SchedulerService::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  reaper_.join();
+}
+
+size_t SchedulerService::BuildCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return builds_.size();
+}
+
+size_t SchedulerService::RunningCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, b] : builds_) n += b->finished ? 0 : 1;
+  return n;
+}
+
+absl::Status SchedulerService::OpenState() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.max_open_files = 256;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status rs = rocksdb::DB::Open(o, options_.state_dir, &raw);
+  if (!rs.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "--state ", options_.state_dir, ": cannot open: ", rs.ToString()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  db_.reset(raw);
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<BuildState>> loaded;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+  for (it->Seek("build/"); it->Valid() && it->key().starts_with("build/");
+       it->Next()) {
+    v1::StoredBuild stored;
+    if (!stored.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                              ": unreadable record ",
+                                              it->key().ToString()));
+    }
+    auto b = std::make_shared<BuildState>();
+    b->id = stored.build_id();
+    b->spec = stored.spec();
+    b->created = stored.created();
+    b->target = stored.target();
+    b->finished = stored.finished();
+    b->code = stored.code();
+    b->error = stored.error();
+    if (stored.has_manifest())
+      *b->result.mutable_manifest() = stored.manifest();
+    b->steps_run = stored.steps_run();
+    b->steps_cached = stored.steps_cached();
+    b->submitted = stored.submitted();
+    b->finished_at = stored.finished_at();
+    for (const v1::StoredStage& ss : stored.stages()) {
+      StageState& st = b->stages[ss.index()];
+      st.status = static_cast<StageStatus>(
+          std::clamp(ss.status(), 0, static_cast<int>(StageStatus::kDone)));
+      st.depends_on.assign(ss.depends_on().begin(), ss.depends_on().end());
+      st.base_stage = ss.base_stage();
+      st.display = ss.display();
+      st.worker = ss.worker();
+      st.attempts = ss.attempts();
+      st.lease = ss.lease_id();
+      st.result = ss.result();
+    }
+    std::unique_ptr<rocksdb::Iterator> ev(db_->NewIterator({}));
+    std::string prefix = EventPrefix(b->id);
+    for (ev->Seek(prefix);
+         ev->Valid() && ev->key().starts_with(prefix) &&
+         b->events.size() < static_cast<size_t>(stored.events());
+         ev->Next()) {
+      v1::Event e;
+      if (!e.ParseFromArray(ev->value().data(),
+                            static_cast<int>(ev->value().size()))) {
+        return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                                ": unreadable event ",
+                                                ev->key().ToString()));
+      }
+      b->events.push_back(std::move(e));
+    }
+    b->events_saved = b->events.size();
+    builds_[b->id] = b;
+    loaded.push_back(b);
+  }
+  if (!it->status().ok()) {
+    return absl::UnavailableError(absl::StrCat("--state ", options_.state_dir,
+                                               ": ", it->status().ToString()));
+  }
+  // Finished builds in the order they ended; running ones take up where
+  // they were: a leased stage keeps its lease (its worker may still be
+  // running it and will report), a queued one is queued again.
+  std::sort(loaded.begin(), loaded.end(), [](const auto& x, const auto& y) {
+    return x->finished_at < y->finished_at;
+  });
+  for (const auto& b : loaded) {
+    if (b->finished) {
+      finished_order_.push_back(b->id);
+      continue;
+    }
+    int leased = 0, queued = 0;
+    for (auto& [index, st] : b->stages) {
+      if (st.status == StageStatus::kLeased && !st.lease.empty()) {
+        leases_[st.lease] =
+            LeaseState{b->id, index, st.worker, now + options_.lease_timeout};
+        ++leased;
+      } else if (st.status == StageStatus::kLeased ||
+                 st.status == StageStatus::kQueued) {
+        st.status = StageStatus::kQueued;
+        st.queued_at = now;
+        queue_.emplace_back(b->id, index);
+        ++queued;
+      }
+    }
+    QueueReady(b.get());
+    Event(b.get(), "restored", "",
+          absl::StrCat("the scheduler restarted: ", leased,
+                       " running stages keep their workers, ", queued,
+                       " queued again"),
+          "");
+    absl::Status st = Save(b.get());
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerService::Save(BuildState* b) {
+  if (db_ == nullptr) return absl::OkStatus();
+  v1::StoredBuild stored;
+  stored.set_build_id(b->id);
+  *stored.mutable_spec() = b->spec;
+  stored.set_created(b->created);
+  stored.set_target(b->target);
+  for (const auto& [index, st] : b->stages) {
+    v1::StoredStage* ss = stored.add_stages();
+    ss->set_index(index);
+    ss->set_status(static_cast<int>(st.status));
+    for (int d : st.depends_on) ss->add_depends_on(d);
+    ss->set_base_stage(st.base_stage);
+    ss->set_display(st.display);
+    ss->set_attempts(st.attempts);
+    ss->set_result(st.result);
+    if (st.status == StageStatus::kLeased) {
+      ss->set_lease_id(st.lease);
+      auto lit = leases_.find(st.lease);
+      if (lit != leases_.end()) ss->set_worker(lit->second.worker);
+    } else {
+      ss->set_worker(st.worker);
+    }
+  }
+  stored.set_finished(b->finished);
+  stored.set_code(b->code);
+  stored.set_error(b->error);
+  if (b->result.has_manifest())
+    *stored.mutable_manifest() = b->result.manifest();
+  stored.set_steps_run(b->steps_run);
+  stored.set_steps_cached(b->steps_cached);
+  stored.set_submitted(b->submitted);
+  stored.set_finished_at(b->finished_at);
+  stored.set_events(static_cast<int64_t>(b->events.size()));
+  rocksdb::WriteBatch batch;
+  for (size_t i = b->events_saved; i < b->events.size(); ++i) {
+    batch.Put(EventKey(b->id, i), b->events[i].SerializeAsString());
+  }
+  batch.Put(BuildKey(b->id), stored.SerializeAsString());
+  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!rs.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot record build ", b->id, " in --state ",
+                     options_.state_dir, ": ", rs.ToString()));
+  }
+  b->events_saved = b->events.size();
+  return absl::OkStatus();
+}
+
+void SchedulerService::SaveOrLog(BuildState* b) {
+  absl::Status st = Save(b);
+  if (!st.ok()) std::cerr << "stagefarm-scheduler: " << st.message() << "\n";
+}
+
+void SchedulerService::Forget(const std::string& id) {
+  builds_.erase(id);
+  if (db_ == nullptr) return;
+  rocksdb::WriteBatch batch;
+  batch.Delete(BuildKey(id));
+  std::string prefix = EventPrefix(id);
+  batch.DeleteRange(prefix, prefix.substr(0, prefix.size() - 1) + "0");
+  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!rs.ok()) {
+    std::cerr << "stagefarm-scheduler: cannot drop build " << id << ": "
+              << rs.ToString() << "\n";
+  }
 }
 
 void SchedulerService::Event(BuildState* b, const std::string& kind,
@@ -91,9 +307,10 @@ void SchedulerService::Finish(BuildState* b, int code,
   // Finished builds stay listed (and watchable) until 200 newer ones end.
   finished_order_.push_back(b->id);
   while (finished_order_.size() > kKeepFinished) {
-    builds_.erase(finished_order_.front());
+    Forget(finished_order_.front());
     finished_order_.pop_front();
   }
+  SaveOrLog(b);
 }
 
 grpc::Status SchedulerService::Build(
@@ -141,6 +358,12 @@ grpc::Status SchedulerService::Build(
         absl::StrCat("build ", b->id, ": ", b->stages.size(), " stages to run"),
         "");
     QueueReady(b.get());
+    absl::Status saved = Save(b.get());
+    if (!saved.ok()) {
+      builds_.erase(b->id);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          std::string(saved.message()));
+    }
   }
   cv_.notify_all();
 
@@ -160,6 +383,12 @@ grpc::Status SchedulerService::Stream(
       cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return b->events.size() > sent || b->finished || stopping_;
       });
+      if (stopping_ && !b->finished && db_ != nullptr) {
+        // The build goes on when the scheduler is back; the client
+        // reattaches.
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the scheduler is restarting");
+      }
       if (context->IsCancelled()) {
         if (!owner) return grpc::Status::CANCELLED;
         Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
@@ -310,6 +539,7 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       }
       task->set_assemble(index == b->target);
       task->set_created(b->created);
+      SaveOrLog(b);
       lock.unlock();
       cv_.notify_all();
       return grpc::Status::OK;
@@ -408,6 +638,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
       }
     }
   }
+  if (request->events_size() > 0 || request->finished()) SaveOrLog(b);
   cv_.notify_all();
   return grpc::Status::OK;
 }
@@ -446,6 +677,7 @@ void SchedulerService::ExpireLeases() {
       st.queued_at = std::chrono::steady_clock::now();
       st.lease.clear();
       queue_.emplace_back(b->id, lease.stage);
+      SaveOrLog(b);
     }
     if (changed) {
       lock.unlock();

@@ -14,8 +14,12 @@
 // attempts, after which the build fails naming the stage. A client that
 // goes away cancels its build; workers learn it from their next report.
 //
-// State is held in memory: a restarted scheduler forgets its builds (their
-// clients see the stream break).
+// With a state directory every change to a build (its stages, leases and
+// events) is written to the scheduler's own RocksDB before anyone hears of
+// it; a restarted scheduler loads the builds, gives running stages their
+// leases back (the workers holding them go on reporting), queues the rest,
+// and clients reattach with WatchBuild. Without one, state is in memory
+// and a restart forgets every build.
 #ifndef STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 #define STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 
@@ -30,7 +34,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace rocksdb {
+class DB;
+}
 
 namespace stagefarm::farm {
 
@@ -38,12 +47,24 @@ struct SchedulerOptions {
   std::chrono::milliseconds lease_timeout{10000};
   std::chrono::milliseconds heartbeat{1000};
   int max_attempts = 3;
+  // Where builds and the queue are kept (a RocksDB); empty: in memory.
+  std::string state_dir;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
  public:
+  // Opens (and loads) the state directory when one is set.
+  static absl::StatusOr<std::unique_ptr<SchedulerService>> Create(
+      SchedulerOptions options);
   explicit SchedulerService(SchedulerOptions options = {});
   ~SchedulerService() override;
+
+  // Ends every stream: with a state directory builds go on after a restart
+  // (clients reattach); without one they fail as the scheduler shuts down.
+  void Stop();
+  // How many builds are loaded / running (for logs and tests).
+  size_t BuildCount();
+  size_t RunningCount();
 
   grpc::Status Build(grpc::ServerContext* context,
                      const v1::SubmitBuildRequest* request,
@@ -91,6 +112,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     int steps_run = 0;
     int steps_cached = 0;
     double submitted = 0, finished_at = 0;
+    size_t events_saved = 0;
   };
   struct LeaseState {
     std::string build;
@@ -99,6 +121,11 @@ class SchedulerService final : public v1::Scheduler::Service {
     std::chrono::steady_clock::time_point deadline;
   };
 
+  absl::Status OpenState();
+  // Writes the build and its new events (no-op without a state directory).
+  absl::Status Save(BuildState* b) /* requires mu_ */;
+  void SaveOrLog(BuildState* b) /* requires mu_ */;
+  void Forget(const std::string& id) /* requires mu_ */;
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
              const std::string& text, const std::string& worker)
       /* requires mu_ */;
@@ -128,6 +155,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, LeaseState> leases_;
   std::deque<std::string> finished_order_;
   bool stopping_ = false;
+  std::unique_ptr<rocksdb::DB> db_;
   std::thread reaper_;
 };
 

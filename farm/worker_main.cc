@@ -20,6 +20,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/remote_store.h"
 #include "common/status_macros.h"
 #include "farm/events.h"
@@ -55,8 +56,7 @@ class Worker {
     ro.cgroup_parent = "/stagefarm-" + f_.name;
     ASSIGN_OR_RETURN(executor_, worker::RuncExecutor::Create(ro));
     cas_channel_ = CasClient::Connect(f_.cas);
-    scheduler_ = v1::Scheduler::NewStub(
-        grpc::CreateChannel(f_.scheduler, grpc::InsecureChannelCredentials()));
+    scheduler_ = v1::Scheduler::NewStub(FarmChannel(f_.scheduler));
     return absl::OkStatus();
   }
 
@@ -190,34 +190,52 @@ class Worker {
         for (auto& e : pending) *report.add_events() = std::move(e);
         pending.clear();
       }
-      for (int attempt = 0; attempt < 5; ++attempt) {
+      // A stage's result is worth waiting for: a scheduler with --state
+      // that restarts takes it when it is back.
+      auto give_up =
+          std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (true) {
         grpc::ClientContext ctx;
         ctx.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(10));
+                         std::chrono::seconds(5));
         v1::StageReportResponse resp;
         if (scheduler_->Report(&ctx, report, &resp).ok()) {
           if (resp.stop()) cancel = true;
           return true;
         }
-        if (!report.finished()) return false;  // the next heartbeat retries
+        if (!report.finished()) {
+          // The next heartbeat retries, with these events first.
+          std::lock_guard<std::mutex> lock(mu);
+          pending.insert(
+              pending.begin(),
+              std::make_move_iterator(report.mutable_events()->begin()),
+              std::make_move_iterator(report.mutable_events()->end()));
+          return false;
+        }
+        if (std::chrono::steady_clock::now() >= give_up || g_stop) {
+          return false;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
-      return false;
     };
     std::mutex beat_mu;
     std::condition_variable beat_cv;
     std::thread heartbeat([&] {
       std::unique_lock<std::mutex> lock(beat_mu);
-      int failures = 0;
+      auto last_ok = std::chrono::steady_clock::now();
       while (running) {
         beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
         if (!running) break;
         lock.unlock();
-        failures = send(v1::StageReport()) ? 0 : failures + 1;
+        if (send(v1::StageReport())) last_ok = std::chrono::steady_clock::now();
         lock.lock();
-        // Shutting down, or the scheduler gone for ~10 s (the lease is lost
-        // by now and the stage runs elsewhere): stop.
-        if (g_stop || failures * heartbeat_ms >= 10000) cancel = true;
+        // Shutting down, or the scheduler out of reach for 10 s (refused,
+        // or a cut network where calls time out): the lease is lost by now
+        // and the stage runs elsewhere, so stop.
+        if (g_stop || std::chrono::steady_clock::now() - last_ok >=
+                          std::chrono::seconds(10)) {
+          cancel = true;
+        }
       }
     });
     worker::StageOutcome outcome;
