@@ -180,8 +180,11 @@ absl::Status SchedulerService::OpenState() {
     int leased = 0, queued = 0;
     for (auto& [index, st] : b->stages) {
       if (st.status == StageStatus::kLeased && !st.lease.empty()) {
-        leases_[st.lease] =
-            LeaseState{b->id, index, st.worker, now + options_.lease_timeout};
+        // Workers need a moment to reconnect: at least 5 s.
+        leases_[st.lease] = LeaseState{
+            b->id, index, st.worker,
+            now + std::max<std::chrono::milliseconds>(options_.lease_timeout,
+                                                      std::chrono::seconds(5))};
         ++leased;
       } else if (st.status == StageStatus::kLeased ||
                  st.status == StageStatus::kQueued) {
