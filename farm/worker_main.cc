@@ -56,8 +56,24 @@ class Worker {
     ro.cgroup_parent = "/stagefarm-" + f_.name;
     ASSIGN_OR_RETURN(executor_, worker::RuncExecutor::Create(ro));
     cas_channel_ = CasClient::Connect(f_.cas);
-    scheduler_ = v1::Scheduler::NewStub(FarmChannel(f_.scheduler));
+    scheduler_channel_ = FarmChannel(f_.scheduler);
+    scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
     return absl::OkStatus();
+  }
+
+  // Logs when the scheduler is first reached (operators and tests wait
+  // for it).
+  void SayWhenConnected() {
+    while (!g_stop) {
+      if (scheduler_channel_->WaitForConnected(
+              std::chrono::system_clock::now() +
+              std::chrono::milliseconds(200))) {
+        std::cout << "stagefarm-worker " << f_.name
+                  << ": connected to the scheduler at " << f_.scheduler
+                  << std::endl;
+        return;
+      }
+    }
   }
 
   void Slot() {
@@ -273,6 +289,7 @@ class Worker {
   WorkerFlags f_;
   std::unique_ptr<worker::Executor> executor_;
   std::shared_ptr<grpc::Channel> cas_channel_;
+  std::shared_ptr<grpc::Channel> scheduler_channel_;
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;
   std::mutex mu_, context_mu_;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
@@ -321,6 +338,7 @@ int main(int argc, char** argv) {
             << " with " << f.slots << " slots" << std::endl;
   std::vector<std::thread> slots;
   for (int i = 0; i < f.slots; ++i) slots.emplace_back([&] { worker.Slot(); });
+  worker.SayWhenConnected();
   for (auto& t : slots) t.join();
   return 0;
 }

@@ -213,7 +213,7 @@ check "farm load: the scheduler's memory stays bounded (RSS grew by under 32 MB)
 # --- the scheduler dies mid-build: a clear error, no hang ------------------------------------
 c=$(new_ctx sched-dies)
 printf 'FROM busybox\nRUN echo running && sleep 20\n' >"$c/Dockerfile"
-timeout 60 "$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &
+timeout 60 "$SF" build --progress plain --reattach-seconds 2 "$c" >/dev/null 2>"$c.log" &
 bp=$!
 for _ in $(seq 100); do grep -q '| running' "$c.log" 2>/dev/null && break; sleep 0.1; done
 kill -KILL "$SCHED_PID"
@@ -221,6 +221,7 @@ wait $bp
 rc=$?
 check "farm: a dead scheduler fails the build (not a hang)" "1" "$rc"
 check_contains "farm: ... naming the farm" "the farm at $SCHED" "$(cat "$c.log")"
+check_contains "farm: ... after trying to reattach" "reattaching to build" "$(cat "$c.log")"
 
 # --- stagefarm cluster up / down ----------------------------------------------------------
 "$SF" cluster up --workers 2 --state "$WORK/cluster" >"$WORK/cluster.env" 2>"$WORK/cluster.log"
