@@ -46,7 +46,7 @@ grpc::Status Invalid(const std::string& message) {
 std::string BuildKey(const std::string& id) { return "build/" + id; }
 std::string EventPrefix(const std::string& id) { return "event/" + id + "/"; }
 std::string EventKey(const std::string& id, size_t seq) {
-  char buf[16];
+  char buf[24];
   snprintf(buf, sizeof(buf), "%010zu", seq);
   return EventPrefix(id) + buf;
 }
@@ -77,8 +77,10 @@ void SchedulerService::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    for (auto& [id, b] : builds_) b->cv.notify_all();
   }
-  cv_.notify_all();
+  work_cv_.notify_all();
+  reaper_cv_.notify_all();
 }
 
 size_t SchedulerService::BuildCount() {
@@ -284,6 +286,7 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   e.set_worker(worker);
   e.set_unix_time(UnixNow());
   b->events.push_back(std::move(e));
+  b->cv.notify_all();
 }
 
 void SchedulerService::QueueReady(BuildState* b) {
@@ -297,6 +300,7 @@ void SchedulerService::QueueReady(BuildState* b) {
     st.status = StageStatus::kQueued;
     st.queued_at = std::chrono::steady_clock::now();
     queue_.emplace_back(b->id, index);
+    work_cv_.notify_all();
   }
 }
 
@@ -307,6 +311,7 @@ void SchedulerService::Finish(BuildState* b, int code,
   b->code = code;
   b->error = error;
   b->finished_at = UnixNow();
+  b->cv.notify_all();
   // Finished builds stay listed (and watchable) until 200 newer ones end.
   finished_order_.push_back(b->id);
   while (finished_order_.size() > kKeepFinished) {
@@ -368,8 +373,6 @@ grpc::Status SchedulerService::Build(
                           std::string(saved.message()));
     }
   }
-  cv_.notify_all();
-
   return Stream(context, b, writer, /*owner=*/true);
 }
 
@@ -383,7 +386,7 @@ grpc::Status SchedulerService::Stream(
     bool done = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+      b->cv.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return b->events.size() > sent || b->finished || stopping_;
       });
       if (stopping_ && !b->finished && db_ != nullptr) {
@@ -416,13 +419,16 @@ grpc::Status SchedulerService::Stream(
         update.set_steps_cached(b->steps_cached);
       }
     }
-    if (done) cv_.notify_all();
     if (update.events_size() > 0 || done) {
       if (!writer->Write(update)) {
         if (owner) {
           std::lock_guard<std::mutex> lock(mu_);
-          Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
-                 "the client went away");
+          // A scheduler shutting down with a state directory breaks the
+          // stream itself; the build goes on after the restart.
+          if (!(stopping_ && db_ != nullptr)) {
+            Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+                   "the client went away");
+          }
         }
         return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
       }
@@ -500,7 +506,6 @@ grpc::Status SchedulerService::CancelBuild(
     Finish(it->second.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
            "cancelled (stagefarm cancel)");
   }
-  cv_.notify_all();
   return grpc::Status::OK;
 }
 
@@ -543,8 +548,6 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       task->set_assemble(index == b->target);
       task->set_created(b->created);
       SaveOrLog(b);
-      lock.unlock();
-      cv_.notify_all();
       return grpc::Status::OK;
     }
     auto now = std::chrono::steady_clock::now();
@@ -552,7 +555,7 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       return grpc::Status::OK;
     }
     // A stage held for another worker is looked at again shortly.
-    cv_.wait_until(
+    work_cv_.wait_until(
         lock, held ? std::min(deadline, now + kPlacementGrace / 4) : deadline);
   }
 }
@@ -641,15 +644,15 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
       }
     }
   }
+  if (request->events_size() > 0) b->cv.notify_all();
   if (request->events_size() > 0 || request->finished()) SaveOrLog(b);
-  cv_.notify_all();
   return grpc::Status::OK;
 }
 
 void SchedulerService::ExpireLeases() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    reaper_cv_.wait_for(lock, std::chrono::milliseconds(200));
     auto now = std::chrono::steady_clock::now();
     bool changed = false;
     for (auto it = leases_.begin(); it != leases_.end();) {
@@ -684,7 +687,7 @@ void SchedulerService::ExpireLeases() {
     }
     if (changed) {
       lock.unlock();
-      cv_.notify_all();
+      work_cv_.notify_all();
       lock.lock();
     }
   }

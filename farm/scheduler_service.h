@@ -113,6 +113,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     int steps_cached = 0;
     double submitted = 0, finished_at = 0;
     size_t events_saved = 0;
+    // Wakes this build's streams (new events, finished); a stream does not
+    // wake for other builds' progress.
+    std::condition_variable cv;
   };
   struct LeaseState {
     std::string build;
@@ -149,7 +152,10 @@ class SchedulerService final : public v1::Scheduler::Service {
 
   SchedulerOptions options_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  // Wakes Lease calls waiting for work.
+  std::condition_variable work_cv_;
+  // Wakes the lease reaper (only to stop: it looks every 200 ms).
+  std::condition_variable reaper_cv_;
   std::map<std::string, std::shared_ptr<BuildState>> builds_;
   std::deque<std::pair<std::string, int>> queue_;
   std::map<std::string, LeaseState> leases_;
