@@ -56,6 +56,13 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service->get());
+  // Keep idle request threads polling instead of ending them: every build
+  // stream holds a thread, and gRPC's default (at most two idle pollers)
+  // makes and ends threads at every turn under load.
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "stagefarm-scheduler: cannot listen on " << listen << "\n";

@@ -190,13 +190,11 @@ absl::Status SchedulerService::OpenState() {
         ++leased;
       } else if (st.status == StageStatus::kLeased ||
                  st.status == StageStatus::kQueued) {
-        st.status = StageStatus::kQueued;
-        st.queued_at = now;
-        queue_.emplace_back(b->id, index);
+        Enqueue(b, index);
         ++queued;
       }
     }
-    QueueReady(b.get());
+    QueueReady(b);
     Event(b.get(), "restored", "",
           absl::StrCat("the scheduler restarted: ", leased,
                        " running stages keep their workers, ", queued,
@@ -289,19 +287,31 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   b->cv.notify_all();
 }
 
-void SchedulerService::QueueReady(BuildState* b) {
+void SchedulerService::QueueReady(const std::shared_ptr<BuildState>& b) {
   for (auto& [index, st] : b->stages) {
     if (st.status != StageStatus::kWaiting) continue;
     bool ready = true;
     for (int dep : st.depends_on) {
       if (b->stages[dep].status != StageStatus::kDone) ready = false;
     }
-    if (!ready) continue;
-    st.status = StageStatus::kQueued;
-    st.queued_at = std::chrono::steady_clock::now();
-    queue_.emplace_back(b->id, index);
-    work_cv_.notify_all();
+    if (ready) Enqueue(b, index);
   }
+}
+
+void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
+                               int index) {
+  StageState& st = b->stages[index];
+  st.status = StageStatus::kQueued;
+  st.queued_at = std::chrono::steady_clock::now();
+  st.lease.clear();
+  QueueEntry entry{b, index, ""};
+  if (st.base_stage >= 0) {
+    auto base = b->stages.find(st.base_stage);
+    if (base != b->stages.end()) entry.preferred = base->second.worker;
+  }
+  if (!entry.preferred.empty()) ++preferred_queued_;
+  queue_.push_back(std::move(entry));
+  work_cv_.notify_all();
 }
 
 void SchedulerService::Finish(BuildState* b, int code,
@@ -365,7 +375,7 @@ grpc::Status SchedulerService::Build(
         b.get(), "queued", "",
         absl::StrCat("build ", b->id, ": ", b->stages.size(), " stages to run"),
         "");
-    QueueReady(b.get());
+    QueueReady(b);
     absl::Status saved = Save(b.get());
     if (!saved.ok()) {
       builds_.erase(b->id);
@@ -386,7 +396,7 @@ grpc::Status SchedulerService::Stream(
     bool done = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      b->cv.wait_for(lock, std::chrono::milliseconds(200), [&] {
+      b->cv.wait_for(lock, std::chrono::seconds(1), [&] {
         return b->events.size() > sent || b->finished || stopping_;
       });
       if (stopping_ && !b->finished && db_ != nullptr) {
@@ -522,8 +532,8 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
     bool held = false;
     auto pick = Pick(request->worker(), &held);
     if (pick) {
-      auto [build_id, index] = *pick;
-      BuildState* b = builds_[build_id].get();
+      auto [b, index] = *pick;
+      const std::string& build_id = b->id;
       StageState& st = b->stages[index];
       st.status = StageStatus::kLeased;
       ++st.attempts;
@@ -560,30 +570,33 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
   }
 }
 
-std::optional<std::pair<std::string, int>> SchedulerService::Pick(
-    const std::string& worker, bool* held) {
+std::optional<std::pair<SchedulerService::BuildState*, int>>
+SchedulerService::Pick(const std::string& worker, bool* held) {
   auto now = std::chrono::steady_clock::now();
-  std::optional<std::deque<std::pair<std::string, int>>::iterator> first_free;
+  auto take = [&](std::deque<QueueEntry>::iterator q) {
+    std::pair<BuildState*, int> chosen{q->build.get(), q->stage};
+    if (!q->preferred.empty()) --preferred_queued_;
+    queue_.erase(q);
+    return chosen;
+  };
+  std::optional<std::deque<QueueEntry>::iterator> first_free;
   for (auto q = queue_.begin(); q != queue_.end();) {
-    auto it = builds_.find(q->first);
-    if (it == builds_.end() || it->second->finished ||
-        it->second->stages[q->second].status != StageStatus::kQueued) {
-      q = queue_.erase(q);  // stale: the build ended or the stage moved on
+    BuildState* b = q->build.get();
+    auto st = b->stages.find(q->stage);
+    if (b->finished || st == b->stages.end() ||
+        st->second.status != StageStatus::kQueued) {
+      // Stale: the build ended or the stage moved on.
+      if (!q->preferred.empty()) --preferred_queued_;
+      q = queue_.erase(q);
       continue;
     }
-    BuildState* b = it->second.get();
-    const StageState& st = b->stages[q->second];
-    std::string preferred;
-    if (st.base_stage >= 0) {
-      auto base = b->stages.find(st.base_stage);
-      if (base != b->stages.end()) preferred = base->second.worker;
-    }
-    if (!preferred.empty() && preferred == worker) {
-      auto chosen = *q;
-      queue_.erase(q);
-      return chosen;
-    }
-    if (!preferred.empty() && now - st.queued_at < kPlacementGrace) {
+    if (q->preferred.empty()) {
+      // Nothing queued prefers a worker: the oldest stage it is.
+      if (preferred_queued_ == 0) return take(q);
+      if (!first_free) first_free = q;
+    } else if (q->preferred == worker) {
+      return take(q);
+    } else if (now - st->second.queued_at < kPlacementGrace) {
       *held = true;  // its base's worker may ask for it in a moment
     } else if (!first_free) {
       first_free = q;
@@ -591,9 +604,7 @@ std::optional<std::pair<std::string, int>> SchedulerService::Pick(
     ++q;
   }
   if (!first_free) return std::nullopt;
-  auto chosen = **first_free;
-  queue_.erase(*first_free);
-  return chosen;
+  return take(*first_free);
 }
 
 grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
@@ -640,7 +651,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
         *b->result.mutable_manifest() = request->manifest();
         Finish(b, 0, "");
       } else {
-        QueueReady(b);
+        QueueReady(bit->second);
       }
     }
   }
@@ -679,10 +690,7 @@ void SchedulerService::ExpireLeases() {
             absl::StrCat(lease.worker,
                          " stopped reporting; the stage runs again"),
             lease.worker);
-      st.status = StageStatus::kQueued;
-      st.queued_at = std::chrono::steady_clock::now();
-      st.lease.clear();
-      queue_.emplace_back(b->id, lease.stage);
+      Enqueue(bit->second, lease.stage);
       SaveOrLog(b);
     }
     if (changed) {

@@ -132,12 +132,16 @@ class SchedulerService final : public v1::Scheduler::Service {
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
              const std::string& text, const std::string& worker)
       /* requires mu_ */;
-  void QueueReady(BuildState* b) /* requires mu_ */;
+  void QueueReady(const std::shared_ptr<BuildState>& b) /* requires mu_ */;
   // The queued stage to give `worker`, taken off the queue: one built on a
   // stage it ran, else the oldest not held for another worker. Sets *held
   // when a stage waits for its base's worker (kPlacementGrace at most).
-  std::optional<std::pair<std::string, int>> Pick(const std::string& worker,
+  std::optional<std::pair<BuildState*, int>> Pick(const std::string& worker,
                                                   bool* held)
+      /* requires mu_ */;
+  // Queues a ready stage, noting the worker it prefers (where its base
+  // stage ran).
+  void Enqueue(const std::shared_ptr<BuildState>& b, int index)
       /* requires mu_ */;
   static constexpr std::chrono::milliseconds kPlacementGrace{200};
   void Finish(BuildState* b, int code, const std::string& error)
@@ -157,7 +161,13 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Wakes the lease reaper (only to stop: it looks every 200 ms).
   std::condition_variable reaper_cv_;
   std::map<std::string, std::shared_ptr<BuildState>> builds_;
-  std::deque<std::pair<std::string, int>> queue_;
+  struct QueueEntry {
+    std::shared_ptr<BuildState> build;
+    int stage = -1;
+    std::string preferred;  // worker that ran its base stage, if any
+  };
+  std::deque<QueueEntry> queue_;
+  size_t preferred_queued_ = 0;  // entries with a preferred worker
   std::map<std::string, LeaseState> leases_;
   std::deque<std::string> finished_order_;
   bool stopping_ = false;
