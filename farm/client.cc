@@ -2,7 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
 #include <ctime>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -125,14 +127,19 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
   grpc::Status status;
   auto follow = [&](grpc::ClientContext* ctx,
                     grpc::ClientReaderInterface<v1::BuildUpdate>* stream) {
-    std::atomic<bool> reading{true};
+    // Watches *cancel while the stream is read; woken at once when the
+    // stream ends.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool reading = true;
     std::thread watcher([&] {
+      std::unique_lock<std::mutex> lock(mu);
       while (reading) {
         if (cancel != nullptr && cancel->load()) {
           ctx->TryCancel();
           return;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        cv.wait_for(lock, std::chrono::milliseconds(50));
       }
     });
     v1::BuildUpdate update;
@@ -149,7 +156,11 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
         last = update;
       }
     }
-    reading = false;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      reading = false;
+    }
+    cv.notify_all();
     watcher.join();
     status = stream->Finish();
   };
