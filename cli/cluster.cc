@@ -158,9 +158,10 @@ int ClusterUp(const std::string& state, int workers) {
   if (!cas_pid.ok()) return fail(cas_pid.status());
   auto cas = WaitAddress(state + "/logs/cas.log", *cas_pid);
   if (!cas.ok()) return fail(cas.status());
-  auto sched_pid = start({bin + "/stagefarm-scheduler", "--listen",
-                          "127.0.0.1:0", "--state", state + "/scheduler"},
-                         "scheduler");
+  auto sched_pid =
+      start({bin + "/stagefarm-scheduler", "--listen", "127.0.0.1:0", "--state",
+             state + "/scheduler", "--cas", *cas},
+            "scheduler");
   if (!sched_pid.ok()) return fail(sched_pid.status());
   auto sched = WaitAddress(state + "/logs/scheduler.log", *sched_pid);
   if (!sched.ok()) return fail(sched.status());

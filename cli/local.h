@@ -38,6 +38,8 @@ struct LocalOptions {
   // action cache in, and its instance name; "" = the local store.
   std::string cas_address;
   std::string cas_instance;
+  // HOST:PORT of the farm's scheduler (or STAGEFARM_SERVER); "" = none.
+  std::string server;
   // How long to wait for another process holding the store.
   std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };

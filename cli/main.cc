@@ -376,6 +376,10 @@ int main(int argc, char** argv) {
                     "(or STAGEFARM_CAS; default: the local store)");
     sub->add_option("--instance", local.cas_instance,
                     "the CAS instance name (with --cas)");
+    sub->add_option("--server", local.server,
+                    "work against the farm whose scheduler is HOST:PORT (or "
+                    "STAGEFARM_SERVER): builds run there, and without --cas "
+                    "images live in the CAS it names");
   };
 
   cli::BuildFlags build_flags;
@@ -412,9 +416,6 @@ int main(int argc, char** argv) {
                     "process limit of each RUN (0: none)");
   build->add_option("context", build_flags.context, "the build context")
       ->required();
-  build->add_option("--server", build_flags.server,
-                    "build on the farm whose scheduler is HOST:PORT (or "
-                    "STAGEFARM_SERVER); needs --cas");
   build
       ->add_option("--reattach-seconds", build_flags.reattach_seconds,
                    "on the farm: how long to wait for a scheduler that went "
@@ -495,6 +496,22 @@ int main(int argc, char** argv) {
     if (const char* env = std::getenv("STAGEFARM_CAS"); env != nullptr) {
       local.cas_address = env;
     }
+  }
+  if (local.server.empty()) {
+    if (const char* env = std::getenv("STAGEFARM_SERVER"); env != nullptr) {
+      local.server = env;
+    }
+  }
+  build_flags.server = local.server;
+  if (!local.server.empty() && local.cas_address.empty() &&
+      (build->parsed() || image->parsed() || run->parsed())) {
+    // Only the scheduler given: its CAS holds the farm's images.
+    auto cas = farm::FarmCas(local.server);
+    if (!cas.ok()) {
+      std::cerr << "error: " << cas.status().message() << "\n";
+      return 1;
+    }
+    local.cas_address = *cas;
   }
 
   if (version->parsed()) {

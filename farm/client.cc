@@ -319,6 +319,22 @@ absl::Status WatchBuild(
   return outcome;
 }
 
+absl::StatusOr<std::string> FarmCas(const std::string& server) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::FarmInfo info;
+  grpc::Status st = stub->GetFarm(&ctx, v1::GetFarmRequest(), &info);
+  if (!st.ok()) return FarmError(server, st);
+  if (info.cas().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the farm at ", server,
+        " does not say where its CAS is (start stagefarm-scheduler with "
+        "--cas HOST:PORT, or pass --cas / set STAGEFARM_CAS)"));
+  }
+  return info.cas();
+}
+
 absl::Status CancelBuild(const std::string& server,
                          const std::string& build_id) {
   auto stub = Stub(server);

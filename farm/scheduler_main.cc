@@ -28,7 +28,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "how often workers report while they run a stage")
       ->check(CLI::Range(50, 600000));
-  std::string state_dir;
+  std::string state_dir, cas;
+  app.add_option("--cas", cas,
+                 "the farm's CAS HOST:PORT, as clients reach it: clients given "
+                 "only --server use it");
   app.add_option("--state", state_dir,
                  "directory of the scheduler's RocksDB: builds and the queue "
                  "survive a restart (default: in memory only)");
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.state_dir = state_dir;
+  options.cas_address = cas;
   auto service = farm::SchedulerService::Create(options);
   if (!service.ok()) {
     std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";

@@ -519,6 +519,13 @@ grpc::Status SchedulerService::CancelBuild(
   return grpc::Status::OK;
 }
 
+grpc::Status SchedulerService::GetFarm(grpc::ServerContext* /*context*/,
+                                       const v1::GetFarmRequest* /*request*/,
+                                       v1::FarmInfo* response) {
+  response->set_cas(options_.cas_address);
+  return grpc::Status::OK;
+}
+
 grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
                                      const v1::LeaseRequest* request,
                                      v1::LeaseResponse* response) {

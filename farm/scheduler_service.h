@@ -49,6 +49,8 @@ struct SchedulerOptions {
   int max_attempts = 3;
   // Where builds and the queue are kept (a RocksDB); empty: in memory.
   std::string state_dir;
+  // The farm's CAS as clients reach it (told to clients by GetFarm).
+  std::string cas_address;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -84,6 +86,9 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status CancelBuild(grpc::ServerContext* context,
                            const v1::CancelBuildRequest* request,
                            v1::CancelBuildResponse* response) override;
+  grpc::Status GetFarm(grpc::ServerContext* context,
+                       const v1::GetFarmRequest* request,
+                       v1::FarmInfo* response) override;
 
  private:
   enum class StageStatus { kWaiting, kQueued, kLeased, kDone };

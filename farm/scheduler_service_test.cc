@@ -304,14 +304,13 @@ TEST(SchedulerService, RestartKeepsBuildsAndRunningStages) {
   }
   Farm farm(o);
   EXPECT_EQ(farm.service->BuildCount(), 2u);
-  EXPECT_EQ(farm.service->RunningCount(), 1u)
-      << [&] {
-           auto w = sim::Watch(farm.stub.get(), build_id);
-           std::string s = w.status.error_message() + " code " +
-                           std::to_string(w.last.code()) + " " + w.last.error();
-           for (auto& e : w.events) s += "\n" + e.kind() + " " + e.text();
-           return s;
-         }();
+  EXPECT_EQ(farm.service->RunningCount(), 1u) << [&] {
+    auto w = sim::Watch(farm.stub.get(), build_id);
+    std::string s = w.status.error_message() + " code " +
+                    std::to_string(w.last.code()) + " " + w.last.error();
+    for (auto& e : w.events) s += "\n" + e.kind() + " " + e.text();
+    return s;
+  }();
   // The worker that held the lease reports as if nothing happened.
   EXPECT_FALSE(farm.Report(Done(task, "keeper")).stop());
   // The other independent stage was queued again; then the final one.

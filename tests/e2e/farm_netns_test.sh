@@ -8,6 +8,8 @@
 # SIGKILL mid-RUN and a worker whose network is cut both lose their stage to
 # another worker and the build succeeds; the scheduler killed and restarted
 # (same --state) mid-build: the build completes and its client reattaches.
+# The client knows only the scheduler's address (STAGEFARM_SERVER); images
+# go to and come from the CAS the scheduler names.
 # Usage: farm_netns_test.sh BIN_DIR   (needs root, iproute2, runc, busybox-static)
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
@@ -66,7 +68,7 @@ listening() { # LOG [TEXT]: waits for TEXT ("listening on") in LOG
 spawn cas "$BIN/stagefarm-cas" --listen "$CAS" --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
 PID[cas]=$!
 start_scheduler() {
-  spawn sched "$BIN/stagefarm-scheduler" --listen "$SCHED" --state "$WORK/sched-state" \
+  spawn sched "$BIN/stagefarm-scheduler" --listen "$SCHED" --state "$WORK/sched-state" --cas "$CAS" \
     --lease-timeout-ms 2000 --heartbeat-ms 200 >>"$WORK/scheduler.log" 2>&1 &
   PID[sched]=$!
 }
@@ -89,7 +91,9 @@ pass "CAS, scheduler, three workers and the client in six network namespaces"
 check "the network: the client reaches the scheduler through the bridge" "0" \
   "$(in_ns client timeout 5 bash -c "exec 3<>/dev/tcp/${SCHED%:*}/${SCHED#*:}" 2>/dev/null; echo $?)"
 
-export STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
+# The client is told only where the scheduler is; the scheduler names its CAS.
+unset STAGEFARM_CAS
+export STAGEFARM_SERVER=$SCHED
 sf() { in_ns client "$SF" "$@"; }
 sf image import "$WORK/busybox" -t busybox >/dev/null
 # Each line of the build's progress with the time it arrived.
