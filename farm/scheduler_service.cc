@@ -7,11 +7,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <iostream>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/cas_client.h"
+#include "common/channel.h"
 #include "common/digest.h"
+#include "farm/stage_cache.h"
 #include "scheduler/dockerfile/plan.h"
 
 namespace stagefarm::farm {
@@ -65,6 +70,9 @@ absl::StatusOr<std::unique_ptr<SchedulerService>> SchedulerService::Create(
 
 SchedulerService::SchedulerService(SchedulerOptions options)
     : options_(options) {
+  if (!options_.cas_address.empty()) {
+    cas_channel_ = FarmChannel(options_.cas_address);
+  }
   reaper_ = std::thread([this] { ExpireLeases(); });
 }
 
@@ -144,6 +152,8 @@ absl::Status SchedulerService::OpenState() {
       st.attempts = ss.attempts();
       st.lease = ss.lease_id();
       st.result = ss.result();
+      st.key = ss.key();
+      st.cached = ss.cached();
     }
     std::unique_ptr<rocksdb::Iterator> ev(db_->NewIterator({}));
     std::string prefix = EventPrefix(b->id);
@@ -222,6 +232,8 @@ absl::Status SchedulerService::Save(BuildState* b) {
     ss->set_display(st.display);
     ss->set_attempts(st.attempts);
     ss->set_result(st.result);
+    ss->set_key(st.key);
+    ss->set_cached(st.cached);
     if (st.status == StageStatus::kLeased) {
       ss->set_lease_id(st.lease);
       auto lit = leases_.find(st.lease);
@@ -368,13 +380,18 @@ grpc::Status SchedulerService::Build(
     s.depends_on = st.depends_on;
     s.base_stage = st.base_stage;
   }
+  UseStageCache(b.get());
   {
     std::lock_guard<std::mutex> lock(mu_);
     builds_[b->id] = b;
-    Event(
-        b.get(), "queued", "",
-        absl::StrCat("build ", b->id, ": ", b->stages.size(), " stages to run"),
-        "");
+    int to_run = 0;
+    for (const auto& [index, st] : b->stages) {
+      to_run += st.status == StageStatus::kDone ? 0 : 1;
+    }
+    Event(b.get(), "queued", "",
+          absl::StrCat("build ", b->id, ": ", to_run, " stages to run"), "");
+    // The build's first event, before what the stage cache said.
+    std::rotate(b->events.begin(), b->events.end() - 1, b->events.end());
     QueueReady(b);
     absl::Status saved = Save(b.get());
     if (!saved.ok()) {
@@ -384,6 +401,64 @@ grpc::Status SchedulerService::Build(
     }
   }
   return Stream(context, b, writer, /*owner=*/true);
+}
+
+void SchedulerService::UseStageCache(BuildState* b) {
+  // Keys first: a stage's key needs the keys of the stages it depends on.
+  std::function<const std::string&(int)> key =
+      [&](int index) -> const std::string& {
+    StageState& st = b->stages[index];
+    if (st.key.empty()) {
+      std::vector<std::string> deps;
+      for (int d : st.depends_on) deps.push_back(key(d));
+      st.key = StageKey(b->spec, index, index == b->target, deps);
+    }
+    return st.key;
+  };
+  for (auto& [index, st] : b->stages) key(index);
+  if (cas_channel_ == nullptr || b->spec.no_cache()) return;
+  CasClient cas(cas_channel_, b->spec.instance_name());
+  std::map<int, StageHit> hits;
+  for (const auto& [index, st] : b->stages) {
+    auto hit = LookupStage(&cas, st.key);
+    if (!hit.ok()) {
+      std::cerr << "stagefarm-scheduler: stage cache: " << hit.status() << "\n";
+    } else if (hit->has_value()) {
+      hits[index] = **hit;
+    }
+  }
+  // From the target down: a stage found in the cache needs none of the
+  // stages below it (its key covers theirs); only missed stages need what
+  // they depend on.
+  std::set<int> keep;
+  std::function<void(int)> visit = [&](int index) {
+    if (!keep.insert(index).second) return;
+    StageState& st = b->stages[index];
+    auto hit = hits.find(index);
+    if (hit == hits.end()) {
+      for (int d : st.depends_on) visit(d);
+      return;
+    }
+    st.cached = true;
+    st.result = hit->second.state;
+    if (index == b->target) {
+      st.depends_on.clear();  // only the image is left to make
+      Event(b, "stage-cached", st.display,
+            "found in the cache; only the image is left to make", "");
+    } else {
+      st.status = StageStatus::kDone;
+      Event(b, "stage-done", st.display, "from the cache (no worker)", "");
+    }
+  };
+  visit(b->target);
+  // Steps of every stage that will not run count as cached (as if each
+  // had gone to a worker to find its steps cached).
+  for (auto it = b->stages.begin(); it != b->stages.end();) {
+    bool runs = keep.count(it->first) && !it->second.cached;
+    auto hit = hits.find(it->first);
+    if (!runs && hit != hits.end()) b->steps_cached += hit->second.steps;
+    it = keep.count(it->first) ? std::next(it) : b->stages.erase(it);
+  }
 }
 
 grpc::Status SchedulerService::Stream(
@@ -564,6 +639,8 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       }
       task->set_assemble(index == b->target);
       task->set_created(b->created);
+      task->set_stage_key(st.key);
+      if (st.cached) task->set_cached_state(st.result);
       SaveOrLog(b);
       return grpc::Status::OK;
     }

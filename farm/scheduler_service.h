@@ -101,7 +101,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     std::chrono::steady_clock::time_point queued_at;
     int attempts = 0;
     std::string lease;
-    std::string result;  // image state JSON when done
+    std::string result;   // image state JSON when done
+    std::string key;      // stage key (farm/stage_cache.h)
+    bool cached = false;  // result from the stage cache (target: assemble)
   };
   struct BuildState {
     std::string id;
@@ -159,7 +161,13 @@ class SchedulerService final : public v1::Scheduler::Service {
                       grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
   static constexpr size_t kKeepFinished = 200;
 
+  // Looks up the needed stages in the stage cache and drops what need not
+  // run: a cached stage is done; a cached target leaves only assembly.
+  // Called before the build is shared (no lock held: CAS calls).
+  void UseStageCache(BuildState* b);
+
   SchedulerOptions options_;
+  std::shared_ptr<grpc::Channel> cas_channel_;  // when options_.cas_address
   std::mutex mu_;
   // Wakes Lease calls waiting for work.
   std::condition_variable work_cv_;

@@ -24,6 +24,7 @@
 #include "common/remote_store.h"
 #include "common/status_macros.h"
 #include "farm/events.h"
+#include "farm/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 #include "worker/build_engine.h"
 #include "worker/context_fetch.h"
@@ -137,15 +138,18 @@ class Worker {
     return dir;
   }
 
+  // With `context` false (assembly only) the context is not fetched.
   absl::StatusOr<worker::BuildRequest> Request(const v1::StageTask& task,
-                                               Instance* inst) {
+                                               Instance* inst, bool context) {
     const v1::BuildSpec& spec = task.spec();
     worker::BuildRequest r;
     r.dockerfile = spec.dockerfile();
     r.dockerfile_name =
         spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
     ASSIGN_OR_RETURN(Digest root, Digest::FromProto(spec.context()));
-    ASSIGN_OR_RETURN(r.context_dir, Context(inst, root));
+    if (context) {
+      ASSIGN_OR_RETURN(r.context_dir, Context(inst, root));
+    }
     r.dockerignore = spec.dockerignore();
     r.plan_options.target = spec.target();
     for (const auto& [k, v] : spec.build_args()) {
@@ -173,7 +177,9 @@ class Worker {
       const std::function<void(const worker::BuildEvent&)>& emit,
       const std::atomic<bool>* cancel, worker::StageOutcome* outcome) {
     ASSIGN_OR_RETURN(Instance * inst, InstanceFor(task.spec().instance_name()));
-    ASSIGN_OR_RETURN(worker::BuildRequest req, Request(task, inst));
+    bool assemble_only = !task.cached_state().empty();
+    ASSIGN_OR_RETURN(worker::BuildRequest req,
+                     Request(task, inst, !assemble_only));
     std::map<int, worker::ImageState> deps;
     for (const auto& [index, text] : task.dependencies()) {
       ASSIGN_OR_RETURN(deps[index], worker::ParseImageState(text));
@@ -183,8 +189,27 @@ class Worker {
     worker::BuildEngine engine(inst->store.get(), inst->store.get(),
                                inst->images.get(), inst->snapshots.get(),
                                executor_.get(), eo);
-    ASSIGN_OR_RETURN(
-        *outcome, engine.RunStage(req, task.stage_index(), deps, emit, cancel));
+    if (assemble_only) {
+      // The scheduler found the stage in the cache: only the image is left.
+      ASSIGN_OR_RETURN(outcome->state,
+                       worker::ParseImageState(task.cached_state()));
+    } else {
+      ASSIGN_OR_RETURN(*outcome, engine.RunStage(req, task.stage_index(), deps,
+                                                 emit, cancel));
+      if (!task.stage_key().empty()) {
+        // The next build with the same inputs skips this stage.
+        std::vector<Digest> layers;
+        for (const auto& l : outcome->state.layers) layers.push_back(l.digest);
+        absl::Status s =
+            StoreStage(inst->store->client(), task.stage_key(),
+                       worker::ImageStateJson(outcome->state), layers,
+                       outcome->steps_run + outcome->steps_cached);
+        if (!s.ok()) {
+          std::cerr << "stagefarm-worker " << f_.name
+                    << ": cannot store the stage result: " << s << "\n";
+        }
+      }
+    }
     worker::BuildResult result;
     if (task.assemble()) {
       ASSIGN_OR_RETURN(result, engine.Assemble(req, outcome->state));

@@ -136,6 +136,22 @@ check "netns DAG: the image runs" "one
 two
 three" "$(sf run dag:1 2>&1)"
 
+# The same build again: the scheduler finds every stage in its cache, and a worker
+# only makes the image.
+sf build --progress plain -t dag:2 "$c" 2>"$c.again" >/dev/null
+check "netns DAG again: the build succeeds" "0" "$?"
+steps=$(grep -oE '\(([0-9]+) steps run, ([0-9]+) cached\)' "$c.log" | head -1 | tr -dc '0-9 ' |
+  awk '{print $1 + $2}')
+check_contains "netns DAG again: nothing runs (all $steps steps counted cached)" "(0 steps run, $steps cached)" \
+  "$(cat "$c.again")"
+check_contains "netns DAG again: the scheduler completed the stages itself" "found in the cache" \
+  "$(cat "$c.again")"
+check "netns DAG again: no stage went to a worker but for the image" "1" \
+  "$(grep -c ' started on ' "$c.again")"
+check "netns DAG again: the image runs" "one
+two
+three" "$(sf run dag:2 2>&1)"
+
 # --- SIGKILL of a worker mid-RUN ---------------------------------------------------------------
 c=$(new_ctx kill)
 printf 'FROM busybox\nRUN echo started && sleep 3 && echo finished > /f\n' >"$c/Dockerfile"
@@ -202,7 +218,7 @@ two" "$(sf run restart:1 cat /two 2>&1)"
 id=$(grep -m1 -oE 'build [0-9a-f]{24}' "$c.log" | awk '{print $2}')
 check_contains "netns: builds ls after the restart knows the earlier builds" "$id succeeded" \
   "$(sf builds ls 2>&1 | tr -s ' ')"
-check "netns: ... and every build of this run" "4" \
+check "netns: ... and every build of this run" "5" \
   "$(sf builds ls 2>&1 | grep -c succeeded)"
 
 exit $E2E_FAILED
