@@ -1,7 +1,8 @@
 // gRPC channels between the farm's processes (client, scheduler, workers,
 // CAS): large messages allowed, and a short reconnect backoff so a process
 // that restarts (or a network that comes back) is reached again within
-// about a second instead of gRPC's default of up to two minutes.
+// about a second instead of gRPC's default of up to two minutes. One
+// channel per address is kept for the life of the process.
 #ifndef STAGEFARM_COMMON_CHANNEL_H_
 #define STAGEFARM_COMMON_CHANNEL_H_
 
