@@ -5,17 +5,20 @@
 // layer snapshots stay on this machine), reports progress as it goes (the
 // lease's heartbeat) and the stage's result; for the target stage it also
 // makes the image.
+#include <dirent.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -42,6 +45,9 @@ void OnSignal(int) { g_stop = true; }
 struct WorkerFlags {
   std::string scheduler, cas, work, name, runtime = "runc";
   int slots = 1;
+  // Unpacked layers kept on disk, across instances; the least recently
+  // used go first when a stage ends above it.
+  int64_t cache_bytes = int64_t{20} << 30;
 };
 
 class Worker {
@@ -217,7 +223,90 @@ class Worker {
     return result;
   }
 
+ public:
+  // Opens every instance that has snapshots on disk (a restarted worker
+  // keeps its layer cache), then brings the cache within its bound.
+  absl::Status OpenExistingInstances() {
+    std::string dir = f_.work + "/instances";
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return absl::OkStatus();
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+      std::string hex = e->d_name;
+      // The unnamed instance lives in instances/ itself.
+      if (hex == "worker") names.push_back("");
+      if (hex == "." || hex == ".." || hex.size() % 2 != 0) continue;
+      if (hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        continue;
+      }
+      names.push_back(absl::HexStringToBytes(hex));
+    }
+    closedir(d);
+    for (const std::string& name : names) {
+      RETURN_IF_ERROR(InstanceFor(name).status());
+    }
+    Prune();
+    return absl::OkStatus();
+  }
+
+  // Removes least recently used snapshots until the cache is within
+  // --cache-bytes. Skipped while any stage runs (its layers are mounted).
+  void Prune() {
+    std::unique_lock<std::shared_mutex> idle(run_mu_, std::try_to_lock);
+    if (!idle.owns_lock()) return;
+    struct Entry {
+      int64_t used, bytes;
+      worker::Snapshotter* snapshots;
+      std::string name;
+    };
+    std::vector<Entry> all;
+    int64_t total = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [name, inst] : instances_) {
+        auto list = inst->snapshots->List();
+        if (!list.ok()) {
+          std::cerr << "stagefarm-worker " << f_.name << ": " << list.status()
+                    << "\n";
+          continue;
+        }
+        for (const auto& i : *list) {
+          all.push_back({i.used, i.bytes, inst->snapshots.get(), i.name});
+          total += i.bytes;
+        }
+      }
+    }
+    if (total <= f_.cache_bytes) return;
+    std::sort(all.begin(), all.end(),
+              [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    int removed = 0;
+    int64_t freed = 0;
+    for (const Entry& e : all) {
+      if (total - freed <= f_.cache_bytes) break;
+      absl::Status s = e.snapshots->Remove(e.name);
+      if (!s.ok()) {
+        std::cerr << "stagefarm-worker " << f_.name << ": " << s << "\n";
+        continue;
+      }
+      freed += e.bytes;
+      ++removed;
+    }
+    std::cout << "stagefarm-worker " << f_.name << ": layer cache "
+              << (total >> 20) << " MiB over " << (f_.cache_bytes >> 20)
+              << " MiB: removed " << removed << " snapshots (" << (freed >> 20)
+              << " MiB)" << std::endl;
+  }
+
+ private:
   void RunTask(const v1::StageTask& task, int heartbeat_ms) {
+    {
+      std::shared_lock<std::shared_mutex> running(run_mu_);
+      RunTaskLocked(task, heartbeat_ms);
+    }
+    Prune();
+  }
+
+  void RunTaskLocked(const v1::StageTask& task, int heartbeat_ms) {
     std::mutex mu;
     std::vector<v1::Event> pending;
     std::atomic<bool> cancel{false};
@@ -317,6 +406,7 @@ class Worker {
   std::shared_ptr<grpc::Channel> scheduler_channel_;
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;
   std::mutex mu_, context_mu_;
+  std::shared_mutex run_mu_;  // shared: a stage runs; unique: pruning
   std::map<std::string, std::unique_ptr<Instance>> instances_;
 };
 
@@ -335,6 +425,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--name", f.name, "worker name (default: HOST-PID)");
   app.add_option("--runtime", f.runtime, "OCI runtime: runc or crun");
+  app.add_option("--cache-bytes", f.cache_bytes,
+                 "unpacked layers kept on disk (least recently used removed "
+                 "first; default 20 GiB)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   CLI11_PARSE(app, argc, argv);
   if (f.name.empty()) {
     char host[256] = {0};
@@ -353,6 +447,7 @@ int main(int argc, char** argv) {
   free(real);
   Worker worker(f);
   absl::Status s = worker.Init();
+  if (s.ok()) s = worker.OpenExistingInstances();
   if (!s.ok()) {
     std::cerr << "stagefarm-worker: " << s.message() << "\n";
     return 1;

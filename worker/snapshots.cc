@@ -1,6 +1,8 @@
 #include "worker/snapshots.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -148,6 +150,7 @@ absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
       cv_.wait(lock, [&] { return !in_progress_.count(chain[i]); });
       struct stat st;
       if (stat(path.c_str(), &st) == 0) {
+        utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
         out.push_back(path);
         continue;
       }
@@ -174,7 +177,71 @@ absl::Status Snapshotter::Commit(const std::string& upper,
     return absl::InternalError(
         absl::StrCat("cannot move ", upper, " to ", path, ": ", strerror(e)));
   }
+  utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
   return absl::OkStatus();
+}
+
+namespace {
+
+thread_local int64_t t_walk_bytes = 0;
+int AddBlocks(const char*, const struct stat* st, int, struct FTW*) {
+  t_walk_bytes += static_cast<int64_t>(st->st_blocks) * 512;
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Snapshotter::Info>> Snapshotter::List() {
+  std::string dir = root_ + "/snapshots";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("cannot list ", dir, ": ", strerror(errno)));
+  }
+  std::vector<Info> out;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = dir + "/" + name;
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    Info info;
+    info.name = name;
+    info.used = st.st_mtime;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto known = sizes_.find(name);
+    if (known != sizes_.end()) {
+      info.bytes = known->second;
+    } else {
+      t_walk_bytes = 0;
+      nftw(path.c_str(), AddBlocks, 16, FTW_PHYS);
+      info.bytes = sizes_[name] = t_walk_bytes;
+    }
+    out.push_back(std::move(info));
+  }
+  closedir(d);
+  return out;
+}
+
+absl::Status Snapshotter::Remove(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+    return absl::InvalidArgumentError("snapshot name: " + name);
+  }
+  ASSIGN_OR_RETURN(std::string dir, TempDir("remove-"));
+  std::string moved = dir + "/snapshot";
+  std::string path = root_ + "/snapshots/" + name;
+  if (rename(path.c_str(), moved.c_str()) != 0) {
+    int e = errno;
+    (void)RemoveAll(dir);
+    if (e == ENOENT) return absl::OkStatus();
+    return absl::InternalError(
+        absl::StrCat("cannot remove snapshot ", path, ": ", strerror(e)));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sizes_.erase(name);
+  }
+  return RemoveAll(dir);
 }
 
 absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(

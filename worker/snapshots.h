@@ -42,6 +42,19 @@ class Snapshotter {
   // `chain_id` (or discards it if that snapshot exists already).
   absl::Status Commit(const std::string& upper, const std::string& chain_id);
 
+  // The unpacked snapshots: directory name, size on disk (allocated
+  // blocks) and when last used (Prepare and Commit touch a snapshot).
+  struct Info {
+    std::string name;
+    int64_t bytes = 0;
+    int64_t used = 0;  // unix seconds
+  };
+  absl::StatusOr<std::vector<Info>> List();
+  // Removes a snapshot (moved out of snapshots/ first, so it is there whole
+  // or not at all). Only while no step of this snapshotter runs: the
+  // caller makes sure.
+  absl::Status Remove(const std::string& name);
+
   // A new directory in this process's scratch area.
   absl::StatusOr<std::string> TempDir(absl::string_view prefix);
   const std::string& empty_dir() const { return empty_; }
@@ -58,6 +71,7 @@ class Snapshotter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<std::string> in_progress_;
+  std::map<std::string, int64_t> sizes_;  // by name; snapshots never change
 };
 
 // A mounted overlayfs, unmounted (and its scratch removed) on destruction.

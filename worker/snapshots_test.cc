@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -158,6 +159,32 @@ TEST_F(SnapshotsTest, PrepareReusesExistingSnapshots) {
   auto again = snap_->Prepare(layers_, diff_ids_);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*again, first);
+}
+
+TEST_F(SnapshotsTest, ListShowsSizesAndUseAndRemoveTakesOneOut) {
+  std::vector<std::string> dirs = PrepareOrDie();
+  // Age the bottom snapshot; Prepare touches what it uses.
+  struct timespec old_times[2] = {{1000000000, 0}, {1000000000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, dirs[0].c_str(), old_times, 0), 0);
+  auto list = snap_->List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  std::map<std::string, Snapshotter::Info> by_name;
+  for (const auto& i : *list) by_name[i.name] = i;
+  std::string bottom = std::filesystem::path(dirs[0]).filename();
+  std::string top = std::filesystem::path(dirs[1]).filename();
+  EXPECT_EQ(by_name[bottom].used, 1000000000);
+  EXPECT_GT(by_name[top].used, 1000000000);
+  EXPECT_GT(by_name[bottom].bytes, 0);
+  ASSERT_TRUE(snap_->Remove(bottom).ok());
+  EXPECT_FALSE(Exists(dirs[0]));
+  EXPECT_TRUE(Exists(dirs[1] + "/c.txt"));
+  EXPECT_EQ(snap_->List()->size(), 1u);
+  EXPECT_TRUE(snap_->Remove(bottom).ok());  // already gone: nothing to do
+  EXPECT_FALSE(snap_->Remove("../snapshots").ok());
+  // Prepare unpacks a removed snapshot again.
+  EXPECT_EQ(PrepareOrDie(), dirs);
+  EXPECT_EQ(Read(dirs[0] + "/a.txt"), "A");
 }
 
 TEST_F(SnapshotsTest, PrepareOfAMissingBlobFails) {

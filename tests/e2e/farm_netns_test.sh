@@ -73,10 +73,11 @@ start_scheduler() {
   PID[sched]=$!
 }
 start_scheduler
-start_worker() { # NAME
-  spawn "$1" "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$1" \
-    --name "$1" >>"$WORK/$1.log" 2>&1 &
-  PID[$1]=$!
+start_worker() { # NAME [worker flags...]
+  local n=$1; shift
+  spawn "$n" "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$n" \
+    --name "$n" "$@" >>"$WORK/$n.log" 2>&1 &
+  PID[$n]=$!
 }
 for w in w1 w2 w3; do start_worker $w; done
 if ! listening "$WORK/cas.log" || ! listening "$WORK/scheduler.log"; then
@@ -166,7 +167,13 @@ check "netns: the build survives SIGKILL of $victim mid-RUN" "0" "$?"
 check_contains "netns: ... its stage moved to another worker" "$victim stopped reporting; the stage runs again" \
   "$(cat "$c.log")"
 check "netns: ... and the result is complete" "finished" "$(sf run kill:1 cat /f 2>&1)"
-start_worker "$victim" # rejoins, with its work directory (layer cache) as it was
+# The killed worker rejoins with its work directory as it was, here with a layer
+# cache bound of one byte: it finds the snapshots it unpacked before it died
+# and removes them; after each stage it keeps the bound.
+start_worker "$victim" --cache-bytes 1
+listening "$WORK/$victim.log" "removed [1-9][0-9]* snapshots"
+check_contains "netns: a restarted worker finds its layer cache and keeps it within --cache-bytes" \
+  "over 0 MiB: removed" "$(cat "$WORK/$victim.log")"
 
 # --- a worker's network is cut mid-RUN ------------------------------------------------------------
 c=$(new_ctx cut)
@@ -220,5 +227,8 @@ check_contains "netns: builds ls after the restart knows the earlier builds" "$i
   "$(sf builds ls 2>&1 | tr -s ' ')"
 check "netns: ... and every build of this run" "5" \
   "$(sf builds ls 2>&1 | grep -c succeeded)"
+
+left=$(find "$WORK/$victim/instances" -type d -path '*/snapshots/*' -prune 2>/dev/null | wc -l)
+check "netns: the bounded worker keeps no snapshot beyond its bound when idle" "0" "$left"
 
 exit $E2E_FAILED
