@@ -4,6 +4,8 @@
 
 #include <condition_variable>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -21,6 +23,9 @@
 
 namespace stagefarm::farm {
 namespace {
+
+// As BuildKit: secrets are for tokens and keys, not payloads.
+constexpr size_t kMaxSecretBytes = 500 * 1024;
 
 std::string CompressionName(worker::Compression c) {
   switch (c) {
@@ -91,11 +96,24 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
     worker::ImageStore* images, const worker::BuildRequest& request,
     const std::function<void(const worker::BuildEvent&)>& on_event,
     const std::atomic<bool>* cancel) {
-  if (!request.secrets.empty()) {
-    return absl::UnimplementedError(
-        "--secret is not supported on the farm yet (build locally)");
-  }
   v1::BuildSpec spec;
+  for (const auto& [id, path] : request.secrets) {
+    // Sent with the build to the workers that need it; the scheduler keeps
+    // it in memory only.
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret ", id, ": cannot read ", path));
+    }
+    if (bytes.size() > kMaxSecretBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret ", id, ": ", path, " is ", bytes.size(),
+                       " bytes; secrets are limited to ", kMaxSecretBytes));
+    }
+    (*spec.mutable_secrets())[id] = std::move(bytes);
+  }
   spec.set_dockerfile(request.dockerfile);
   spec.set_dockerfile_name(request.dockerfile_name);
   spec.set_dockerignore(request.dockerignore);

@@ -141,6 +141,7 @@ absl::Status SchedulerService::OpenState() {
     b->steps_cached = stored.steps_cached();
     b->submitted = stored.submitted();
     b->finished_at = stored.finished_at();
+    b->had_secrets = stored.had_secrets();
     for (const v1::StoredStage& ss : stored.stages()) {
       StageState& st = b->stages[ss.index()];
       st.status = static_cast<StageStatus>(
@@ -189,6 +190,14 @@ absl::Status SchedulerService::OpenState() {
       finished_order_.push_back(b->id);
       continue;
     }
+    if (b->had_secrets) {
+      // Its secrets were never written down, so stages still to run
+      // could not get them.
+      Finish(b.get(), static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+             "the scheduler restarted and does not keep a build's secrets; "
+             "submit the build again");
+      continue;
+    }
     int leased = 0, queued = 0;
     for (auto& [index, st] : b->stages) {
       if (st.status == StageStatus::kLeased && !st.lease.empty()) {
@@ -221,6 +230,8 @@ absl::Status SchedulerService::Save(BuildState* b) {
   v1::StoredBuild stored;
   stored.set_build_id(b->id);
   *stored.mutable_spec() = b->spec;
+  stored.mutable_spec()->clear_secrets();  // never on disk
+  stored.set_had_secrets(!b->spec.secrets().empty() || b->had_secrets);
   stored.set_created(b->created);
   stored.set_target(b->target);
   for (const auto& [index, st] : b->stages) {

@@ -120,6 +120,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     int steps_cached = 0;
     double submitted = 0, finished_at = 0;
     size_t events_saved = 0;
+    bool had_secrets = false;  // restored: its secrets are gone
     // Wakes this build's streams (new events, finished); a stream does not
     // wake for other builds' progress.
     std::condition_variable cv;

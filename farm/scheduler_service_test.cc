@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -328,6 +330,46 @@ TEST(SchedulerService, RestartKeepsBuildsAndRunningStages) {
   // Events from before the restart are still there, in order.
   ASSERT_FALSE(o2.events.empty());
   EXPECT_EQ(o2.events[0].kind(), "queued");
+}
+
+TEST(SchedulerService, SecretsAreNeverStoredAndARestartEndsTheirBuild) {
+  SchedulerOptions o = Fast();
+  o.lease_timeout = std::chrono::milliseconds(5000);
+  o.state_dir = TempDir("secrets");
+  const std::string secret = "never-on-disk-7f3a9c";
+  std::string build_id;
+  {
+    Farm farm(o);
+    v1::BuildSpec spec = sim::Spec("FROM scratch AS a\nCOPY a /a\nFROM a\n");
+    (*spec.mutable_secrets())["tok"] = secret;
+    grpc::ClientContext ctx;
+    v1::SubmitBuildRequest req;
+    *req.mutable_spec() = spec;
+    auto stream = farm.stub->Build(&ctx, req);
+    v1::BuildUpdate first;
+    ASSERT_TRUE(stream->Read(&first));
+    build_id = first.build_id();
+    // Workers get the secret with the task.
+    v1::LeaseResponse r = farm.Lease("w");
+    ASSERT_TRUE(r.has_task());
+    EXPECT_EQ(r.task().spec().secrets().at("tok"), secret);
+    farm.Shutdown();
+    while (stream->Read(&first)) {
+    }
+  }
+  for (const auto& f : std::filesystem::directory_iterator(o.state_dir)) {
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find(secret), std::string::npos) << f.path();
+  }
+  Farm farm(o);
+  sim::Outcome out = sim::Watch(farm.stub.get(), build_id);
+  ASSERT_TRUE(out.last.finished());
+  EXPECT_EQ(out.last.code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_NE(out.last.error().find("does not keep a build's secrets"),
+            std::string::npos)
+      << out.last.error();
 }
 
 TEST(SchedulerService, WithoutStateARestartForgets) {

@@ -6,6 +6,7 @@
 // lease's heartbeat) and the stage's result; for the target stage it also
 // makes the image.
 #include <dirent.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -186,6 +187,33 @@ class Worker {
     bool assemble_only = !task.cached_state().empty();
     ASSIGN_OR_RETURN(worker::BuildRequest req,
                      Request(task, inst, !assemble_only));
+    // Secrets: files in a private directory for this stage only.
+    std::string secrets_dir;
+    struct RemoveAfter {
+      std::string* dir;
+      ~RemoveAfter() {
+        if (!dir->empty()) (void)worker::RemoveAll(*dir);
+      }
+    } remove_secrets{&secrets_dir};
+    if (!assemble_only && !task.spec().secrets().empty()) {
+      RETURN_IF_ERROR(worker::MakeDirs(f_.work + "/secrets", 0700));
+      ASSIGN_OR_RETURN(secrets_dir,
+                       worker::MakeTempDir(f_.work + "/secrets", "stage-"));
+      int n = 0;
+      for (const auto& [id, bytes] : task.spec().secrets()) {
+        std::string path = absl::StrCat(secrets_dir, "/", n++);
+        int fd =
+            open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, bytes.data(), bytes.size()) !=
+                          static_cast<ssize_t>(bytes.size())) {
+          if (fd >= 0) close(fd);
+          return absl::InternalError(
+              absl::StrCat("cannot write secret ", id, " for the stage"));
+        }
+        close(fd);
+        req.secrets[id] = path;
+      }
+    }
     std::map<int, worker::ImageState> deps;
     for (const auto& [index, text] : task.dependencies()) {
       ASSIGN_OR_RETURN(deps[index], worker::ParseImageState(text));

@@ -153,6 +153,22 @@ check "netns DAG again: the image runs" "one
 two
 three" "$(sf run dag:2 2>&1)"
 
+# --- a secret reaches the RUN on its worker, and nothing keeps it ---------------------------
+c=$(new_ctx secret)
+printf 'pa55-%s-word' "$$" >"$WORK/token"
+# The Dockerfile knows only the secret's digest.
+sum=$(sha256sum "$WORK/token" | awk '{print $1}')
+printf 'FROM busybox\nRUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | grep -q %s && echo seen > /s\n' "$sum" \
+  >"$c/Dockerfile"
+sf build --progress plain --secret id=tok,src="$WORK/token" -t secret:1 "$c" 2>"$c.log" >/dev/null
+check "netns secret: the RUN on a worker reads the secret" "0" "$?"
+check "netns secret: ... and the image has no trace of it" "seen
+absent" "$(sf run secret:1 sh -c 'cat /s; [ -e /run/secrets/tok ] && echo present || echo absent' 2>&1)"
+check "netns secret: neither the scheduler's state nor the CAS holds it" "" \
+  "$(grep -rl "pa55-$$-word" "$WORK/sched-state" "$WORK/cas" 2>/dev/null)"
+check "netns secret: the workers removed their copies" "" \
+  "$(find "$WORK"/w*/secrets -type f 2>/dev/null)"
+
 # --- SIGKILL of a worker mid-RUN ---------------------------------------------------------------
 c=$(new_ctx kill)
 printf 'FROM busybox\nRUN echo started && sleep 3 && echo finished > /f\n' >"$c/Dockerfile"
@@ -225,7 +241,7 @@ two" "$(sf run restart:1 cat /two 2>&1)"
 id=$(grep -m1 -oE 'build [0-9a-f]{24}' "$c.log" | awk '{print $2}')
 check_contains "netns: builds ls after the restart knows the earlier builds" "$id succeeded" \
   "$(sf builds ls 2>&1 | tr -s ' ')"
-check "netns: ... and every build of this run" "5" \
+check "netns: ... and every build of this run" "6" \
   "$(sf builds ls 2>&1 | grep -c succeeded)"
 
 left=$(find "$WORK/$victim/instances" -type d -path '*/snapshots/*' -prune 2>/dev/null | wc -l)
