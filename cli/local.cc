@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "farm/client.h"
 #include "worker/fs_util.h"
 
 namespace stagefarm::cli {
@@ -81,8 +82,15 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
     l->blobs_ = l->store_.get();
     l->actions_ = l->store_.get();
   }
-  l->images_ = std::make_unique<worker::ImageStore>(l->blobs_, kNamespace,
-                                                    l->home_ + "/images.json");
+  if (!o.server.empty() && l->remote_ != nullptr) {
+    // On a farm, names live in the farm's index (every client sees them).
+    l->images_ = std::make_unique<worker::ImageStore>(
+        l->blobs_, kNamespace,
+        farm::FarmTagIndex(o.server, l->remote_->client()->instance_name()));
+  } else {
+    l->images_ = std::make_unique<worker::ImageStore>(
+        l->blobs_, kNamespace, l->home_ + "/images.json");
+  }
   ASSIGN_OR_RETURN(
       l->snapshots_,
       worker::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));

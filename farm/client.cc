@@ -337,6 +337,80 @@ absl::Status WatchBuild(
   return outcome;
 }
 
+namespace {
+
+class SchedulerTagIndex : public worker::TagIndex {
+ public:
+  SchedulerTagIndex(std::string server, std::string instance)
+      : server_(std::move(server)),
+        instance_(std::move(instance)),
+        stub_(Stub(server_)) {}
+
+  absl::Status Set(const worker::ImageRecord& r) override {
+    v1::SetImageRequest req;
+    req.set_instance_name(instance_);
+    v1::ImageTag* tag = req.mutable_image();
+    tag->set_name(r.name);
+    r.manifest.ToProto(tag->mutable_manifest());
+    tag->set_size(r.size);
+    tag->set_created(r.created);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::SetImageResponse resp;
+    grpc::Status st = stub_->SetImage(&ctx, req, &resp);
+    return st.ok() ? absl::OkStatus() : FarmError(server_, st);
+  }
+
+  absl::StatusOr<std::vector<worker::ImageRecord>> List() override {
+    v1::ListImagesRequest req;
+    req.set_instance_name(instance_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::ListImagesResponse resp;
+    grpc::Status st = stub_->ListImages(&ctx, req, &resp);
+    if (!st.ok()) return FarmError(server_, st);
+    std::vector<worker::ImageRecord> out;
+    for (const v1::ImageTag& tag : resp.images()) {
+      worker::ImageRecord r;
+      r.name = tag.name();
+      ASSIGN_OR_RETURN(r.manifest,
+                       Digest::FromProto(tag.manifest(), "image.manifest"));
+      r.size = tag.size();
+      r.created = tag.created();
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  absl::Status Remove(const std::string& name) override {
+    v1::RemoveImageRequest req;
+    req.set_instance_name(instance_);
+    req.set_name(name);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::RemoveImageResponse resp;
+    grpc::Status st = stub_->RemoveImage(&ctx, req, &resp);
+    if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
+      return absl::NotFoundError(st.error_message());
+    }
+    return st.ok() ? absl::OkStatus() : FarmError(server_, st);
+  }
+
+ private:
+  std::string server_, instance_;
+  std::unique_ptr<v1::Scheduler::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<worker::TagIndex> FarmTagIndex(const std::string& server,
+                                               const std::string& instance) {
+  return std::make_unique<SchedulerTagIndex>(server, instance);
+}
+
 absl::StatusOr<std::string> FarmCas(const std::string& server) {
   auto stub = Stub(server);
   grpc::ClientContext ctx;

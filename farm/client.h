@@ -42,6 +42,9 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server);
 absl::Status WatchBuild(
     const std::string& server, const std::string& build_id,
     const std::function<void(const worker::BuildEvent&)>& on_event);
+// The farm's image index for one CAS instance (through the scheduler).
+std::unique_ptr<worker::TagIndex> FarmTagIndex(const std::string& server,
+                                               const std::string& instance);
 // The farm's CAS address as its scheduler advertises it (--cas).
 absl::StatusOr<std::string> FarmCas(const std::string& server);
 // `stagefarm cancel BUILD`.

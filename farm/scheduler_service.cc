@@ -49,6 +49,9 @@ grpc::Status Invalid(const std::string& message) {
 }
 
 std::string BuildKey(const std::string& id) { return "build/" + id; }
+std::string ImageKey(const std::string& instance, const std::string& name) {
+  return absl::StrCat("image/", absl::BytesToHexString(instance), "/", name);
+}
 std::string EventPrefix(const std::string& id) { return "event/" + id + "/"; }
 std::string EventKey(const std::string& id, size_t seq) {
   char buf[24];
@@ -178,6 +181,20 @@ absl::Status SchedulerService::OpenState() {
   if (!it->status().ok()) {
     return absl::UnavailableError(absl::StrCat("--state ", options_.state_dir,
                                                ": ", it->status().ToString()));
+  }
+  for (it->Seek("image/"); it->Valid() && it->key().starts_with("image/");
+       it->Next()) {
+    std::string key = it->key().ToString();
+    size_t slash = key.find('/', 6);
+    v1::ImageTag tag;
+    if (slash == std::string::npos ||
+        !tag.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                              ": unreadable record ", key));
+    }
+    std::string instance = absl::HexStringToBytes(key.substr(6, slash - 6));
+    images_[instance][tag.name()] = tag;
   }
   // Finished builds in the order they ended; running ones take up where
   // they were: a leased stage keeps its lease (its worker may still be
@@ -609,6 +626,62 @@ grpc::Status SchedulerService::GetFarm(grpc::ServerContext* /*context*/,
                                        const v1::GetFarmRequest* /*request*/,
                                        v1::FarmInfo* response) {
   response->set_cas(options_.cas_address);
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::ListImages(grpc::ServerContext* /*context*/,
+                                          const v1::ListImagesRequest* request,
+                                          v1::ListImagesResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(request->instance_name());
+  if (it == images_.end()) return grpc::Status::OK;
+  for (const auto& [name, tag] : it->second) *response->add_images() = tag;
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::SetImage(grpc::ServerContext* /*context*/,
+                                        const v1::SetImageRequest* request,
+                                        v1::SetImageResponse* /*response*/) {
+  const v1::ImageTag& tag = request->image();
+  if (tag.name().empty() || tag.name().size() > 4096) {
+    return Invalid("image.name: empty or longer than 4096 bytes");
+  }
+  if (!Digest::FromProto(tag.manifest()).ok()) {
+    return Invalid("image.manifest: not a valid digest");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (db_ != nullptr) {
+    rocksdb::Status rs = db_->Put(
+        rocksdb::WriteOptions(), ImageKey(request->instance_name(), tag.name()),
+        tag.SerializeAsString());
+    if (!rs.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "cannot record the image: " + rs.ToString());
+    }
+  }
+  images_[request->instance_name()][tag.name()] = tag;
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::RemoveImage(
+    grpc::ServerContext* /*context*/, const v1::RemoveImageRequest* request,
+    v1::RemoveImageResponse* /*response*/) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(request->instance_name());
+  if (it == images_.end() || !it->second.count(request->name())) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no image named \"" + request->name() + "\"");
+  }
+  if (db_ != nullptr) {
+    rocksdb::Status rs =
+        db_->Delete(rocksdb::WriteOptions(),
+                    ImageKey(request->instance_name(), request->name()));
+    if (!rs.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "cannot remove the image: " + rs.ToString());
+    }
+  }
+  it->second.erase(request->name());
   return grpc::Status::OK;
 }
 

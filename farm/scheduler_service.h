@@ -89,6 +89,15 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status GetFarm(grpc::ServerContext* context,
                        const v1::GetFarmRequest* request,
                        v1::FarmInfo* response) override;
+  grpc::Status ListImages(grpc::ServerContext* context,
+                          const v1::ListImagesRequest* request,
+                          v1::ListImagesResponse* response) override;
+  grpc::Status SetImage(grpc::ServerContext* context,
+                        const v1::SetImageRequest* request,
+                        v1::SetImageResponse* response) override;
+  grpc::Status RemoveImage(grpc::ServerContext* context,
+                           const v1::RemoveImageRequest* request,
+                           v1::RemoveImageResponse* response) override;
 
  private:
   enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
@@ -184,6 +193,8 @@ class SchedulerService final : public v1::Scheduler::Service {
   size_t preferred_queued_ = 0;  // entries with a preferred worker
   std::map<std::string, LeaseState> leases_;
   std::deque<std::string> finished_order_;
+  // The image index: instance -> name -> tag.
+  std::map<std::string, std::map<std::string, v1::ImageTag>> images_;
   bool stopping_ = false;
   std::unique_ptr<rocksdb::DB> db_;
   std::thread reaper_;

@@ -372,6 +372,64 @@ TEST(SchedulerService, SecretsAreNeverStoredAndARestartEndsTheirBuild) {
       << out.last.error();
 }
 
+TEST(SchedulerService, ImageIndexIsPerInstanceAndSurvivesARestart) {
+  SchedulerOptions o = Fast();
+  o.state_dir = TempDir("images");
+  auto set = [](Farm& farm, const std::string& instance,
+                const std::string& name, char fill) {
+    v1::SetImageRequest req;
+    req.set_instance_name(instance);
+    req.mutable_image()->set_name(name);
+    req.mutable_image()->mutable_manifest()->set_hash(std::string(64, fill));
+    req.mutable_image()->mutable_manifest()->set_size_bytes(10);
+    grpc::ClientContext ctx;
+    v1::SetImageResponse resp;
+    return farm.stub->SetImage(&ctx, req, &resp);
+  };
+  auto list = [](Farm& farm, const std::string& instance) {
+    v1::ListImagesRequest req;
+    req.set_instance_name(instance);
+    grpc::ClientContext ctx;
+    v1::ListImagesResponse resp;
+    EXPECT_TRUE(farm.stub->ListImages(&ctx, req, &resp).ok());
+    std::map<std::string, std::string> out;
+    for (const auto& t : resp.images()) out[t.name()] = t.manifest().hash();
+    return out;
+  };
+  {
+    Farm farm(o);
+    ASSERT_TRUE(set(farm, "team-a", "app:1", 'a').ok());
+    ASSERT_TRUE(set(farm, "team-a", "app:2", 'b').ok());
+    ASSERT_TRUE(set(farm, "team-b", "app:1", 'c').ok());
+    ASSERT_TRUE(set(farm, "team-a", "app:1", 'd').ok());  // moved
+    EXPECT_EQ(set(farm, "team-a", "", 'a').error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::SetImageRequest bad;
+    bad.mutable_image()->set_name("x");
+    grpc::ClientContext ctx;
+    v1::SetImageResponse resp;
+    EXPECT_EQ(farm.stub->SetImage(&ctx, bad, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::RemoveImageRequest rm;
+    rm.set_instance_name("team-a");
+    rm.set_name("app:2");
+    grpc::ClientContext rctx;
+    v1::RemoveImageResponse rresp;
+    ASSERT_TRUE(farm.stub->RemoveImage(&rctx, rm, &rresp).ok());
+    grpc::ClientContext again;
+    EXPECT_EQ(farm.stub->RemoveImage(&again, rm, &rresp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  Farm farm(o);
+  EXPECT_EQ(
+      list(farm, "team-a"),
+      (std::map<std::string, std::string>{{"app:1", std::string(64, 'd')}}));
+  EXPECT_EQ(
+      list(farm, "team-b"),
+      (std::map<std::string, std::string>{{"app:1", std::string(64, 'c')}}));
+  EXPECT_TRUE(list(farm, "").empty());
+}
+
 TEST(SchedulerService, WithoutStateARestartForgets) {
   Farm farm(Fast());
   sim::Outcome o = sim::Watch(farm.stub.get(), "0123456789abcdef01234567");

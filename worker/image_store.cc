@@ -46,6 +46,10 @@ std::string NowRfc3339() {
 ImageStore::ImageStore(BlobStore* blobs, std::string ns, std::string index_path)
     : blobs_(blobs), ns_(std::move(ns)), index_path_(std::move(index_path)) {}
 
+ImageStore::ImageStore(BlobStore* blobs, std::string ns,
+                       std::unique_ptr<TagIndex> tags)
+    : blobs_(blobs), ns_(std::move(ns)), tags_(std::move(tags)) {}
+
 absl::StatusOr<Descriptor> ImageStore::PutImage(
     const nlohmann::json& config, const std::vector<Descriptor>& layers) {
   std::string config_bytes = Serialize(config);
@@ -126,6 +130,9 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
   ASSIGN_OR_RETURN(ResolvedImage image, Load(manifest));
   int64_t size = manifest.size() + image.config.digest.size();
   for (const Descriptor& l : image.image.layers) size += l.digest.size();
+  if (tags_ != nullptr) {
+    return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
+  }
   std::lock_guard<std::mutex> lock(mu_);
   FileLock file_lock(index_path_ + ".lock");
   if (!file_lock.ok()) {
@@ -141,6 +148,7 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
 }
 
 absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
+  if (tags_ != nullptr) return tags_->List();
   std::lock_guard<std::mutex> lock(mu_);
   FileLock file_lock(index_path_ + ".lock");
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
@@ -189,6 +197,7 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
 
 absl::Status ImageStore::Remove(absl::string_view name) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  if (tags_ != nullptr) return tags_->Remove(ref);
   std::lock_guard<std::mutex> lock(mu_);
   FileLock file_lock(index_path_ + ".lock");
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());

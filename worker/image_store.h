@@ -33,10 +33,23 @@ struct ResolvedImage {
   Image image;
 };
 
+// Where names point when they are not kept in the local file: the farm's
+// scheduler keeps one index per CAS instance for every client.
+class TagIndex {
+ public:
+  virtual ~TagIndex() = default;
+  virtual absl::Status Set(const ImageRecord& record) = 0;
+  virtual absl::StatusOr<std::vector<ImageRecord>> List() = 0;
+  // NOT_FOUND when no image has that name.
+  virtual absl::Status Remove(const std::string& name) = 0;
+};
+
 class ImageStore {
  public:
   // `ns` is the BlobStore namespace; `index_path` the tags file.
   ImageStore(BlobStore* blobs, std::string ns, std::string index_path);
+  // Names kept in `tags` (the farm's index) instead of a file.
+  ImageStore(BlobStore* blobs, std::string ns, std::unique_ptr<TagIndex> tags);
 
   BlobStore* blobs() const { return blobs_; }
   const std::string& ns() const { return ns_; }
@@ -62,6 +75,7 @@ class ImageStore {
   BlobStore* blobs_;
   std::string ns_;
   std::string index_path_;
+  std::unique_ptr<TagIndex> tags_;  // when set, instead of the file
   std::mutex mu_;
 };
 

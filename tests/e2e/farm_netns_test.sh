@@ -9,7 +9,8 @@
 # another worker and the build succeeds; the scheduler killed and restarted
 # (same --state) mid-build: the build completes and its client reattaches.
 # The client knows only the scheduler's address (STAGEFARM_SERVER); images
-# go to and come from the CAS the scheduler names.
+# go to and come from the CAS the scheduler names, and their names are in
+# the farm's index, which every client shares.
 # Usage: farm_netns_test.sh BIN_DIR   (needs root, iproute2, runc, busybox-static)
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
@@ -244,7 +245,21 @@ check_contains "netns: builds ls after the restart knows the earlier builds" "$i
 check "netns: ... and every build of this run" "6" \
   "$(sf builds ls 2>&1 | grep -c succeeded)"
 
-left=$(find "$WORK/$victim/instances" -type d -path '*/snapshots/*' -prune 2>/dev/null | wc -l)
+# --- the farm's image index: every client sees the same names, across a restart ---------
+two() { STAGEFARM_HOME=$WORK/client-two in_ns client "$SF" "$@"; }
+check_contains "netns images: another client lists the farm's images (tagged before the restart)" \
+  "dag:1" "$(two image ls 2>&1)"
+check "netns images: ... and runs one it never built or imported" "one
+two" "$(two run restart:1 cat /two 2>&1)"
+two image rm dag:2 >/dev/null 2>&1
+check "netns images: a name removed by one client is gone for the others" "" \
+  "$(sf image ls 2>&1 | grep 'dag:2')"
+
+for _ in $(seq 50); do # a stage it runs may still be reporting
+  left=$(find "$WORK/$victim/instances" -type d -path '*/snapshots/*' -prune 2>/dev/null | wc -l)
+  [ "$left" -eq 0 ] && break
+  sleep 0.2
+done
 check "netns: the bounded worker keeps no snapshot beyond its bound when idle" "0" "$left"
 
 exit $E2E_FAILED
