@@ -6,8 +6,21 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
+#include <string>
 
 namespace stagefarm {
+
+// "2026-11-28T10:06:45Z": UTC, whole seconds (image configs, history, the
+// farm's times).
+inline std::string Rfc3339(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 class Clock {
  public:

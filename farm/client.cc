@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/context_upload.h"
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "farm/events.h"
@@ -272,14 +273,9 @@ absl::Status FarmError(const std::string& server, const grpc::Status& status) {
                       absl::StrCat("the farm at ", server, ": ", s.message()));
 }
 
-std::string Clock(double unix_seconds) {
+std::string TimeText(double unix_seconds) {
   if (unix_seconds <= 0) return "-";
-  time_t t = static_cast<time_t>(unix_seconds);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return Rfc3339(static_cast<int64_t>(unix_seconds));
 }
 
 }  // namespace
@@ -303,7 +299,7 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
         &out, absl::StrFormat(
                   "%-24s %-10s %-7s %-20s %-20s %s\n", b.build_id(), b.state(),
                   absl::StrCat(b.stages_done(), "/", b.stages()),
-                  Clock(b.submitted()), Clock(b.finished()), result));
+                  TimeText(b.submitted()), TimeText(b.finished()), result));
   }
   return out;
 }

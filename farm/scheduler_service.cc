@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/digest.h"
 #include "farm/stage_cache.h"
 #include "scheduler/dockerfile/plan.h"
@@ -27,15 +28,6 @@ std::string RandomId() {
   RAND_bytes(bytes, sizeof(bytes));
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
-}
-
-std::string Rfc3339(int64_t seconds) {
-  time_t t = static_cast<time_t>(seconds);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 double UnixNow() {

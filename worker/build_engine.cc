@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "scheduler/build/cache_key.h"
 #include "scheduler/dockerfile/dockerignore.h"
@@ -40,15 +41,6 @@ using dockerfile::Instruction;
 using nlohmann::json;
 
 constexpr int kStepResultVersion = 1;
-
-std::string Rfc3339(int64_t seconds) {
-  time_t t = static_cast<time_t>(seconds);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::vector<std::string> JsonStrings(const json& j) {
   std::vector<std::string> out;
