@@ -182,11 +182,20 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
     image->name = ref;
     return image;
   }
-  return absl::NotFoundError(absl::StrCat(
-      "image \"", ref,
-      "\" is not in the local image store (no registry is configured); "
-      "import it first: stagefarm image import FILE-OR-DIR -t ",
-      ref));
+  std::string import_hint =
+      absl::StrCat("import it: stagefarm image import FILE-OR-DIR -t ", ref);
+  if (!puller_) {
+    return absl::NotFoundError(absl::StrCat(
+        "image \"", ref, "\" is not in the local image store; ", import_hint));
+  }
+  absl::StatusOr<ResolvedImage> pulled = puller_(ref);
+  if (pulled.ok()) return pulled;
+  return absl::Status(
+      pulled.status().code(),
+      absl::StrCat("image \"", ref,
+                   "\" is not in the local image store, and pulling it "
+                   "failed: ",
+                   pulled.status().message(), "; or ", import_hint));
 }
 
 absl::Status ImageStore::Remove(absl::string_view name) {

@@ -7,6 +7,7 @@
 #ifndef STAGEFARM_WORKER_IMAGE_STORE_H_
 #define STAGEFARM_WORKER_IMAGE_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -63,8 +64,15 @@ class ImageStore {
 
   // Points `name` at `manifest` (replacing an earlier tag).
   absl::Status Tag(absl::string_view name, const Digest& manifest);
-  // NOT_FOUND (saying how to import one) when no image has that name.
+  // NOT_FOUND (saying how to import one) when no image has that name and
+  // no puller is set, or the puller fails with NOT_FOUND.
   absl::StatusOr<ResolvedImage> Resolve(absl::string_view name);
+
+  // Fetches an image that is not in the index (from a registry), stores
+  // and tags it; called by Resolve with the normalized name.
+  using Puller =
+      std::function<absl::StatusOr<ResolvedImage>(const std::string& name)>;
+  void SetPuller(Puller puller) { puller_ = std::move(puller); }
   absl::StatusOr<std::vector<ImageRecord>> List();
   absl::Status Remove(absl::string_view name);
 
@@ -76,6 +84,7 @@ class ImageStore {
   std::string ns_;
   std::string index_path_;
   std::unique_ptr<TagIndex> tags_;  // when set, instead of the file
+  Puller puller_;
   std::mutex mu_;
 };
 

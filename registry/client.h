@@ -1,0 +1,117 @@
+// A client of the OCI distribution API (the registry HTTP API v2): pulls
+// images into an ImageStore (manifest lists resolved to the platform,
+// every blob streamed into the store and verified against its digest) and
+// pushes images from it (HEAD checks so present blobs are not sent,
+// cross-repository mounts from repositories of the same registry the store
+// knows, monolithic or chunked uploads, then the manifest). Basic and bearer
+// token authentication with credentials from Docker's config file; TLS with
+// per-registry CA and client certificates (certs.d/<host>/ca.crt,
+// client.cert, client.key, as Docker lays them out); plain HTTP only for
+// registries named insecure (loopback ones may fall back to it, as in
+// Docker). Thread-safe.
+#ifndef STAGEFARM_REGISTRY_CLIENT_H_
+#define STAGEFARM_REGISTRY_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "registry/http.h"
+#include "registry/reference.h"
+#include "worker/image_store.h"
+
+namespace stagefarm::registry {
+
+struct RegistryOptions {
+  // Hosts ("127.0.0.1:5000") reached over plain HTTP or unverified TLS.
+  std::vector<std::string> insecure;
+  // Where docker.io pulls go first: "https://mirror.example" or "host:port".
+  std::vector<std::string> mirrors;
+  // Directories holding <host>/ca.crt, client.cert and client.key.
+  std::vector<std::string> certs_dirs;
+  std::string docker_config;  // config.json with credentials
+  // Blobs larger than this go up in PATCH chunks of this size; 0: one PUT.
+  int64_t chunk_bytes = 0;
+  std::string os = "linux";
+  std::string architecture = "amd64";
+  int parallel = 3;  // blobs transferred at once
+
+  // STAGEFARM_INSECURE_REGISTRIES and STAGEFARM_REGISTRY_MIRRORS
+  // (comma-separated), DOCKER_CONFIG / ~/.docker/config.json, certs
+  // directories $STAGEFARM_HOME/certs.d and /etc/docker/certs.d,
+  // STAGEFARM_PUSH_CHUNK_BYTES.
+  static RegistryOptions FromEnvironment(const std::string& home);
+};
+
+// One line of progress ("pulling 127.0.0.1:5000/app:1", "layer sha256:..
+// done").
+using ProgressFn = std::function<void(const std::string&)>;
+
+struct PushResult {
+  std::string digest;  // "sha256:..." of the manifest pushed
+  int blobs_sent = 0;
+  int blobs_present = 0;
+  int blobs_mounted = 0;
+  int64_t bytes_sent = 0;
+};
+
+class RegistryClient {
+ public:
+  explicit RegistryClient(RegistryOptions options);
+
+  // Pulls `ref` into `store`, tags it under its normalized name, and
+  // returns it. NOT_FOUND when the registry has no such image.
+  absl::StatusOr<worker::ResolvedImage> Pull(worker::ImageStore* store,
+                                             const std::string& ref,
+                                             const ProgressFn& progress);
+
+  // Pushes the image `manifest` of `store` as `ref`.
+  absl::StatusOr<PushResult> Push(worker::ImageStore* store,
+                                  const Digest& manifest,
+                                  const std::string& ref,
+                                  const ProgressFn& progress);
+
+ private:
+  struct Endpoint {
+    std::string host;  // as written in references
+    std::string base;  // "https://host" or "http://host"
+    TlsFiles tls;
+  };
+  absl::StatusOr<Endpoint> Connect(const std::string& host);
+  TlsFiles TlsFor(const std::string& host) const;
+  bool Insecure(const std::string& host) const;
+  // Sends `request` with the credentials `scope` needs, answering one 401
+  // challenge (basic, or a bearer token fetched from the realm).
+  absl::StatusOr<HttpResponse> Send(const Endpoint& ep, HttpRequest request,
+                                    const std::string& scope);
+  absl::StatusOr<std::string> Authorize(const Endpoint& ep,
+                                        const std::string& challenge,
+                                        const std::string& scope);
+  absl::StatusOr<worker::ResolvedImage> PullFrom(const Endpoint& ep,
+                                                 const Reference& ref,
+                                                 worker::ImageStore* store,
+                                                 const ProgressFn& progress);
+  absl::Status FetchBlob(const Endpoint& ep, const Reference& ref,
+                         const std::string& scope, const Digest& digest,
+                         worker::ImageStore* store);
+  absl::Status PushBlob(const Endpoint& ep, const Reference& ref,
+                        const std::string& scope, const Digest& digest,
+                        const std::string& mount_from,
+                        worker::ImageStore* store, PushResult* result);
+  // Repositories of `host` in the store's index that hold each blob.
+  std::map<std::string, std::string> MountSources(worker::ImageStore* store,
+                                                  const Reference& target);
+
+  RegistryOptions options_;
+  std::mutex mu_;
+  std::map<std::string, Endpoint> endpoints_;         // by host
+  std::map<std::string, std::string> authorization_;  // host|scope -> header
+};
+
+}  // namespace stagefarm::registry
+
+#endif  // STAGEFARM_REGISTRY_CLIENT_H_
