@@ -91,6 +91,19 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
     l->images_ = std::make_unique<worker::ImageStore>(
         l->blobs_, kNamespace, l->home_ + "/images.json");
   }
+  registry::RegistryOptions ro_reg =
+      registry::RegistryOptions::FromEnvironment(l->home_);
+  ro_reg.insecure.insert(ro_reg.insecure.end(), o.insecure_registries.begin(),
+                         o.insecure_registries.end());
+  ro_reg.mirrors.insert(ro_reg.mirrors.begin(), o.registry_mirrors.begin(),
+                        o.registry_mirrors.end());
+  l->registry_ = std::make_unique<registry::RegistryClient>(ro_reg);
+  l->images_->SetPuller([images = l->images_.get(),
+                         client = l->registry_.get()](const std::string& name) {
+    return client->Pull(images, name, [](const std::string& line) {
+      fprintf(stderr, "%s\n", line.c_str());
+    });
+  });
   ASSIGN_OR_RETURN(
       l->snapshots_,
       worker::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));

@@ -17,10 +17,12 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cas/rocksdb_blob_store.h"
 #include "common/remote_store.h"
+#include "registry/client.h"
 #include "worker/build_engine.h"
 #include "worker/image_store.h"
 #include "worker/runc_executor.h"
@@ -40,6 +42,11 @@ struct LocalOptions {
   std::string cas_instance;
   // HOST:PORT of the farm's scheduler (or STAGEFARM_SERVER); "" = none.
   std::string server;
+  // Registries reached over plain HTTP or unverified TLS, and mirrors for
+  // docker.io (added to STAGEFARM_INSECURE_REGISTRIES and
+  // STAGEFARM_REGISTRY_MIRRORS).
+  std::vector<std::string> insecure_registries;
+  std::vector<std::string> registry_mirrors;
   // How long to wait for another process holding the store.
   std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };
@@ -49,7 +56,9 @@ class Local {
   static absl::StatusOr<std::unique_ptr<Local>> Open(const LocalOptions& o);
 
   const std::string& home() const { return home_; }
+  // Names not in the index are pulled from a registry through registry().
   worker::ImageStore* images() { return images_.get(); }
+  registry::RegistryClient* registry() { return registry_.get(); }
   worker::Snapshotter* snapshots() { return snapshots_.get(); }
   worker::BuildEngine* engine() { return engine_.get(); }
   worker::Executor* executor() { return executor_.get(); }
@@ -65,6 +74,7 @@ class Local {
   BlobStore* blobs_ = nullptr;
   ActionCacheStorage* actions_ = nullptr;
   std::unique_ptr<worker::ImageStore> images_;
+  std::unique_ptr<registry::RegistryClient> registry_;
   std::unique_ptr<worker::Snapshotter> snapshots_;
   std::unique_ptr<worker::Executor> executor_;
   std::unique_ptr<worker::BuildEngine> engine_;

@@ -20,6 +20,8 @@
 #include "cli/progress.h"
 #include "common/status_macros.h"
 #include "farm/client.h"
+#include "registry/client.h"
+#include "registry/reference.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "worker/fs_util.h"
 #include "worker/image_archive.h"
@@ -83,19 +85,38 @@ absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
 struct Output {
   std::string type;
   std::string dest;
+  std::vector<std::string> push;  // type=registry / image,push=true: names
 };
 
 absl::StatusOr<Output> ParseOutput(const std::string& text) {
-  if (text.find('=') == std::string::npos) return Output{"local", text};
+  if (text.find('=') == std::string::npos) {
+    return Output{"local", text, {}};
+  }
   ASSIGN_OR_RETURN(auto kv, ParseKeyValues(text, "--output"));
   Output o;
   o.type = kv["type"];
   o.dest = kv["dest"];
+  if (o.type == "registry" || o.type == "image") {
+    // As in buildx: type=registry is type=image,push=true.
+    std::string push = kv.count("push") ? kv["push"] : "";
+    if (o.type == "registry" ? push == "false" : push != "true") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--output \"", text,
+          "\": only pushing outputs are supported (type=registry, or "
+          "type=image with push=true); -t tags the local image"));
+    }
+    if (kv["name"].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--output \"", text, "\": needs name=REGISTRY/REPO:TAG"));
+    }
+    RETURN_IF_ERROR(registry::ParseReference(kv["name"]).status());
+    o.push.push_back(kv["name"]);
+    return o;
+  }
   if (o.type != "docker" && o.type != "oci" && o.type != "local") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--output \"", text,
-        "\": type must be docker, oci or local (registry pushes are not "
-        "supported by this version)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output \"", text,
+                     "\": type must be docker, oci, local, registry or image"));
   }
   if (o.dest.empty() || o.dest == "-") {
     return absl::InvalidArgumentError(
@@ -207,9 +228,22 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     if (!out.ok()) return Fail(out.status());
     outputs.push_back(*out);
   }
+  std::vector<std::string> pushes;
+  for (const Output& o : outputs) {
+    pushes.insert(pushes.end(), o.push.begin(), o.push.end());
+  }
   for (const std::string& t : flags.tags) {
     auto n = worker::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
+    if (flags.push) {
+      auto r = registry::ParseReference(t);
+      if (!r.ok()) return Fail(r.status());
+      pushes.push_back(t);
+    }
+  }
+  if (flags.push && flags.tags.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--push needs a name to push to: -t REGISTRY/REPO:TAG"));
   }
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
@@ -259,6 +293,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   for (const Output& o : outputs) {
     absl::Status s;
+    if (!o.push.empty()) continue;  // pushed below
     if (o.type == "local") {
       // A new directory appears whole or not at all; an existing one is
       // written into, as docker buildx does.
@@ -282,6 +317,15 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
                               o.dest);
     }
     if (!s.ok()) return Fail(s);
+  }
+  for (const std::string& ref : pushes) {
+    auto pushed =
+        (*l)->registry()->Push((*l)->images(), result->manifest.digest, ref,
+                               [&](const std::string& line) {
+                                 if (flags.progress != "quiet")
+                                   std::cerr << line << "\n";
+                               });
+    if (!pushed.ok()) return Fail(pushed.status());
   }
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -316,6 +360,44 @@ int ImageImportCommand(const LocalOptions& local, const std::string& path,
   }
   std::cout << worker::OciDigest(desc->digest) << "\n";
   return 0;
+}
+
+int PullCommand(const LocalOptions& local, const std::string& ref) {
+  auto parsed = registry::ParseReference(ref);
+  if (!parsed.ok()) return Fail(parsed.status());
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto image = (*l)->registry()->Pull(
+      (*l)->images(), ref,
+      [](const std::string& line) { std::cerr << line << "\n"; });
+  if (!image.ok()) return Fail(image.status());
+  std::cerr << "tagged " << image->name << "\n";
+  std::cout << worker::OciDigest(image->manifest.digest) << "\n";
+  return 0;
+}
+
+int PushCommand(const LocalOptions& local, const std::string& name,
+                const std::string& dest) {
+  auto normalized = worker::NormalizeReference(name);
+  if (!normalized.ok()) return Fail(normalized.status());
+  std::string target = dest.empty() ? name : dest;
+  auto parsed = registry::ParseReference(target);
+  if (!parsed.ok()) return Fail(parsed.status());
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto records = (*l)->images()->List();
+  if (!records.ok()) return Fail(records.status());
+  for (const worker::ImageRecord& r : *records) {
+    if (r.name != *normalized) continue;
+    auto pushed = (*l)->registry()->Push(
+        (*l)->images(), r.manifest, target,
+        [](const std::string& line) { std::cerr << line << "\n"; });
+    if (!pushed.ok()) return Fail(pushed.status());
+    std::cout << pushed->digest << "\n";
+    return 0;
+  }
+  return Fail(absl::NotFoundError(
+      absl::StrCat("no image named \"", *normalized, "\" to push")));
 }
 
 int ImageListCommand(const LocalOptions& local) {

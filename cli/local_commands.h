@@ -20,6 +20,7 @@ struct BuildFlags {
   std::vector<std::string> secrets;
   std::string progress = "auto";
   std::vector<std::string> outputs;
+  bool push = false;  // push every -t name to its registry
   std::string source_date_epoch;
   std::string compression = "gzip";
   int compression_level = 0;
@@ -39,6 +40,12 @@ int ImageRemoveCommand(const LocalOptions& local,
                        const std::vector<std::string>& names);
 int ImageExportCommand(const LocalOptions& local, const std::string& name,
                        const std::string& format, const std::string& output);
+// `stagefarm pull REF`: fetches an image from its registry and tags it.
+int PullCommand(const LocalOptions& local, const std::string& ref);
+// `stagefarm push NAME [DEST]`: sends the image NAME to DEST's registry
+// (NAME's own when DEST is omitted).
+int PushCommand(const LocalOptions& local, const std::string& name,
+                const std::string& dest);
 int RunCommand(const LocalOptions& local, const std::string& image,
                const std::vector<std::string>& args);
 

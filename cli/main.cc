@@ -376,6 +376,12 @@ int main(int argc, char** argv) {
                     "(or STAGEFARM_CAS; default: the local store)");
     sub->add_option("--instance", local.cas_instance,
                     "the CAS instance name (with --cas)");
+    sub->add_option("--insecure-registry", local.insecure_registries,
+                    "HOST[:PORT] of a registry reached over plain HTTP or "
+                    "unverified TLS (repeatable)");
+    sub->add_option("--registry-mirror", local.registry_mirrors,
+                    "where docker.io pulls go first: URL or HOST[:PORT] "
+                    "(repeatable)");
     sub->add_option("--server", local.server,
                     "work against the farm whose scheduler is HOST:PORT (or "
                     "STAGEFARM_SERVER): builds run there, and without --cas "
@@ -401,7 +407,10 @@ int main(int argc, char** argv) {
                    "auto, plain, tty or quiet")
       ->check(CLI::IsMember({"auto", "plain", "tty", "quiet"}));
   build->add_option("-o,--output", build_flags.outputs,
-                    "type=docker|oci|local,dest=PATH (repeatable)");
+                    "type=docker|oci|local,dest=PATH or "
+                    "type=registry,name=REF (repeatable)");
+  build->add_flag("--push", build_flags.push,
+                  "push every -t name to its registry");
   build->add_option("--source-date-epoch", build_flags.source_date_epoch,
                     "clamp file times and set created (or SOURCE_DATE_EPOCH)");
   build->add_option("--compression", build_flags.compression,
@@ -450,6 +459,17 @@ int main(int argc, char** argv) {
   exp->add_option("-o,--output", export_output, "FILE")->required();
 
   std::string run_image;
+  std::string pull_ref, push_name, push_dest;
+  CLI::App* pull =
+      app.add_subcommand("pull", "fetch an image from a registry and tag it");
+  pull->add_option("ref", pull_ref, "[REGISTRY/]REPO[:TAG|@DIGEST]")
+      ->required();
+  add_local_flags(pull);
+  CLI::App* push = app.add_subcommand("push", "send an image to a registry");
+  push->add_option("name", push_name, "the local image")->required();
+  push->add_option("dest", push_dest,
+                   "REGISTRY/REPO:TAG to push to (default: NAME)");
+  add_local_flags(push);
   CLI::App* run = app.add_subcommand("run", "run an image's command");
   run->add_option("image", run_image, "NAME:TAG")->required();
   // Everything after IMAGE is the command, flags included.
@@ -504,7 +524,8 @@ int main(int argc, char** argv) {
   }
   build_flags.server = local.server;
   if (!local.server.empty() && local.cas_address.empty() &&
-      (build->parsed() || image->parsed() || run->parsed())) {
+      (build->parsed() || image->parsed() || run->parsed() || pull->parsed() ||
+       push->parsed())) {
     // Only the scheduler given: its CAS holds the farm's images.
     auto cas = farm::FarmCas(local.server);
     if (!cas.ok()) {
@@ -536,6 +557,8 @@ int main(int argc, char** argv) {
     return cli::ImageExportCommand(local, export_name, export_format,
                                    export_output);
   }
+  if (pull->parsed()) return cli::PullCommand(local, pull_ref);
+  if (push->parsed()) return cli::PushCommand(local, push_name, push_dest);
   if (run->parsed()) {
     return cli::RunCommand(local, run_image, run->remaining());
   }

@@ -312,7 +312,16 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
   }
   request.headers = base_headers;
   request.headers.push_back("Authorization: " + auth);
-  return Perform(request);
+  ASSIGN_OR_RETURN(r, Perform(request));
+  if (r.status == 401) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "the registry ", ep.host, " rejected the credentials ",
+        absl::StartsWith(auth, "Basic") ? "saved in " : "issued from ",
+        absl::StartsWith(auth, "Basic") ? options_.docker_config
+                                        : "its token service",
+        " for ", scope));
+  }
+  return r;
 }
 
 absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,

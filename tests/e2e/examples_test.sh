@@ -99,25 +99,7 @@ check_contains "stagefarm image ls shows the sizes" "node-app:multi" "$(cat "$WO
 cat "$WORK/ls.txt"
 
 # --- Docker loads and runs what we made ---------------------------------------------
-DOCKER=/usr/bin/docker
-if ! command -v dockerd >/dev/null || [ ! -x $DOCKER ]; then
-  fail "docker" "Debian's docker.io is not installed (scripts/install-deps installs it)"
-  exit $E2E_FAILED
-fi
-mkdir -p "$WORK/docker" "$WORK/docker-exec"
-dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" -H "unix://$WORK/docker.sock" \
-  --pidfile "$WORK/docker.pid" --iptables=false --ip-masq=false --bridge=none \
-  >"$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-export DOCKER_HOST=unix://$WORK/docker.sock DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG"; echo '{}' >"$DOCKER_CONFIG/config.json"
-for _ in $(seq 120); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.25; done
-if ! $DOCKER version >/dev/null 2>&1; then
-  tail -5 "$WORK/dockerd.log"
-  fail "docker" "dockerd did not start"
-  exit $E2E_FAILED
-fi
-pass "dockerd started (private socket and data root)"
+start_private_dockerd || exit $E2E_FAILED
 for t in hello build pattern multi node-plain node-multi; do
   out=$($DOCKER load -i "$WORK/$t.tar" 2>&1)
   check_contains "docker load accepts $t.tar" "Loaded image" "$out"

@@ -51,3 +51,29 @@ build_local() {
   rm -rf "$out"
   "$SF" build --progress quiet -o "type=local,dest=$out" "$@" "$ctx" >"$ctx.log" 2>&1
 }
+
+# start_private_dockerd: Debian's dockerd on a private socket and data root
+# under $WORK (no bridge, no iptables); sets DOCKER, DOCKER_HOST,
+# DOCKER_CONFIG and DOCKERD_PID. Records PASS or FAIL; returns 1 on failure.
+# The caller stops it (kill "$DOCKERD_PID") in its cleanup.
+start_private_dockerd() {
+  DOCKER=/usr/bin/docker
+  if ! command -v dockerd >/dev/null || [ ! -x $DOCKER ]; then
+    fail "docker" "Debian's docker.io is not installed (scripts/install-deps installs it)"
+    return 1
+  fi
+  mkdir -p "$WORK/docker" "$WORK/docker-exec"
+  dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" -H "unix://$WORK/docker.sock" \
+    --pidfile "$WORK/docker.pid" --iptables=false --ip-masq=false --bridge=none \
+    >"$WORK/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  export DOCKER_HOST=unix://$WORK/docker.sock DOCKER_CONFIG=$WORK/docker-config
+  mkdir -p "$DOCKER_CONFIG"; echo '{}' >"$DOCKER_CONFIG/config.json"
+  for _ in $(seq 120); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.25; done
+  if ! $DOCKER version >/dev/null 2>&1; then
+    tail -5 "$WORK/dockerd.log"
+    fail "docker" "dockerd did not start"
+    return 1
+  fi
+  pass "dockerd started (private socket and data root)"
+}
