@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 
 namespace stagefarm {
 
@@ -38,8 +39,7 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen, ServerCredentials(), &server->port_);
   // Batch calls carry up to max_batch_total_size_bytes plus framing.
   int max_message = static_cast<int>(std::max<int64_t>(
       options.limits.max_batch_total_size_bytes * 2, 16 << 20));

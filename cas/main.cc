@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cas/cas_server.h"
+#include "common/tls_flags.h"
 
 namespace {
 
@@ -27,9 +28,11 @@ int main(int argc, char** argv) {
   std::string ac_writers = "all";
   std::string ac_token_file;
   bool fsync = false;
+  stagefarm::TlsFiles tls;
 
   CLI::App app{
       "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
+  stagefarm::AddTlsFlags(&app, &tls);
   app.add_option("--listen", options.listen,
                  "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -82,6 +85,10 @@ int main(int argc, char** argv) {
     std::getline(in, options.policy.ac_token);
   }
 
+  if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/true); !t.ok()) {
+    std::cerr << "stagefarm-cas: " << t.message() << "\n";
+    return 2;
+  }
   auto server = stagefarm::CasServer::Start(options);
   if (!server.ok()) {
     std::cerr << "stagefarm-cas: " << server.status().message() << "\n";

@@ -20,6 +20,7 @@
 #include "cli/progress.h"
 #include "common/cas_client.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 #include "farm/client.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/dump.h"
@@ -512,6 +513,11 @@ int main(int argc, char** argv) {
       cluster->add_subcommand("down", "stop what `cluster up` started");
 
   CLI11_PARSE(app, argc, argv);
+  // Farm connections use TLS when STAGEFARM_TLS_* name the files.
+  if (absl::Status t = ConfigureTls(TlsFiles{}, /*server=*/false); !t.ok()) {
+    std::cerr << "error: " << t.message() << "\n";
+    return 2;
+  }
   if (local.cas_address.empty()) {
     if (const char* env = std::getenv("STAGEFARM_CAS"); env != nullptr) {
       local.cas_address = env;

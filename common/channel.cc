@@ -3,6 +3,8 @@
 #include <map>
 #include <mutex>
 
+#include "common/tls.h"
+
 namespace stagefarm {
 
 std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address) {
@@ -21,8 +23,11 @@ std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  auto channel = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args);
+  if (std::string name = TlsServerName(); !name.empty()) {
+    args.SetSslTargetNameOverride(name);
+  }
+  auto channel =
+      grpc::CreateCustomChannel(address, ChannelCredentials(), args);
   (*channels)[address] = channel;
   return channel;
 }

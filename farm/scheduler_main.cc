@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/tls_flags.h"
 #include "farm/scheduler_service.h"
 
 namespace {
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   using namespace stagefarm;
   CLI::App app{"stagefarm-scheduler: hands build stages to farm workers"};
   std::string listen;
+  TlsFiles tls;
+  AddTlsFlags(&app, &tls);
   int lease_ms = 10000, heartbeat_ms = 1000;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -41,6 +44,10 @@ int main(int argc, char** argv) {
                  "twice --heartbeat-ms\n";
     return 2;
   }
+  if (absl::Status t = ConfigureTls(tls, /*server=*/true); !t.ok()) {
+    std::cerr << "stagefarm-scheduler: " << t.message() << "\n";
+    return 2;
+  }
   farm::SchedulerOptions options;
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
@@ -58,7 +65,7 @@ int main(int argc, char** argv) {
   }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, ServerCredentials(), &port);
   builder.RegisterService(service->get());
   // Keep idle request threads polling instead of ending them: every build
   // stream holds a thread, and gRPC's default (at most two idle pollers)

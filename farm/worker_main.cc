@@ -27,6 +27,7 @@
 #include "common/channel.h"
 #include "common/remote_store.h"
 #include "common/status_macros.h"
+#include "common/tls_flags.h"
 #include "farm/events.h"
 #include "farm/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
@@ -445,6 +446,8 @@ int main(int argc, char** argv) {
   using namespace stagefarm::farm;
   CLI::App app{"stagefarm-worker: runs build stages for a farm scheduler"};
   WorkerFlags f;
+  stagefarm::TlsFiles tls;
+  stagefarm::AddTlsFlags(&app, &tls);
   app.add_option("--scheduler", f.scheduler, "scheduler HOST:PORT")->required();
   app.add_option("--cas", f.cas, "CAS HOST:PORT")->required();
   app.add_option("--work", f.work, "work directory (snapshots, contexts)")
@@ -458,6 +461,11 @@ int main(int argc, char** argv) {
                  "first; default 20 GiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   CLI11_PARSE(app, argc, argv);
+  if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/false);
+      !t.ok()) {
+    std::cerr << "stagefarm-worker: " << t.message() << "\n";
+    return 2;
+  }
   if (f.name.empty()) {
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
