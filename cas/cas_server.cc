@@ -39,6 +39,10 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (options.metrics != nullptr) {
+    builder.experimental().SetInterceptorCreators(
+        options.metrics->RpcInterceptors());
+  }
   builder.AddListeningPort(options.listen, ServerCredentials(), &server->port_);
   // Batch calls carry up to max_batch_total_size_bytes plus framing.
   int max_message = static_cast<int>(std::max<int64_t>(

@@ -14,6 +14,7 @@
 #include "cas/grpc_services.h"
 #include "cas/instance_policy.h"
 #include "cas/rocksdb_blob_store.h"
+#include "common/metrics.h"
 
 namespace stagefarm {
 
@@ -23,6 +24,8 @@ struct CasServerOptions {
   RocksDbBlobStoreOptions store;
   InstancePolicyOptions policy;
   CasLimits limits;
+  // Records every call's latency (stagefarm_rpc_duration_seconds) when set.
+  Metrics* metrics = nullptr;
 };
 
 class CasServer {

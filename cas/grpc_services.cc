@@ -10,6 +10,11 @@
 #include "common/status_macros.h"
 
 namespace stagefarm {
+
+CasTraffic& Traffic() {
+  static auto* traffic = new CasTraffic();
+  return *traffic;
+}
 namespace {
 
 using google::bytestream::QueryWriteStatusRequest;
@@ -94,6 +99,7 @@ grpc::Status CasService::BatchUpdateBlobs(
         limits_.max_batch_total_size_bytes, "; use ByteStream.Write")));
   }
   std::vector<absl::Status> results = store_->PutBatch(*ns, items);
+  Traffic().bytes_received += total;
   for (size_t k = 0; k < results.size(); ++k) pre[item_index[k]] = results[k];
   for (int i = 0; i < request->requests_size(); ++i) {
     auto* out = response->add_responses();
@@ -136,6 +142,7 @@ grpc::Status CasService::BatchReadBlobs(
     d.ToProto(out->mutable_digest());
     absl::StatusOr<std::string> data = store_->Get(*ns, d);
     if (data.ok()) {
+      Traffic().bytes_sent += static_cast<int64_t>(data->size());
       *out->mutable_data() = std::move(*data);
       ToRpcStatus(absl::OkStatus(), out->mutable_status());
     } else {
@@ -246,6 +253,7 @@ grpc::Status ActionCacheService::GetActionResult(
                                      request->inline_output_files().end());
   absl::StatusOr<reapi::ActionResult> result =
       cache_->Get(*ns, *action, inline_request);
+  ++(result.ok() ? Traffic().action_hits : Traffic().action_misses);
   if (!result.ok()) return Rpc(result.status());
   *response = std::move(*result);
   return grpc::Status::OK;
@@ -300,6 +308,7 @@ grpc::Status ByteStreamService::Read(grpc::ServerContext* context,
         static_cast<size_t>(limits_.read_chunk_bytes), response.mutable_data());
     if (!n.ok()) return Rpc(n.status());
     if (*n == 0) break;
+    Traffic().bytes_sent += static_cast<int64_t>(*n);
     if (!writer->Write(response, options)) return grpc::Status::CANCELLED;
   }
   return grpc::Status::OK;
@@ -349,6 +358,7 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
     data.remove_prefix(static_cast<size_t>(overlap));
     absl::Status s = w.Write(offset + overlap, data);
     if (!s.ok()) return Rpc(s);
+    Traffic().bytes_received += static_cast<int64_t>(data.size());
     if (request.finish_write()) {
       s = w.Finish();
       if (!s.ok()) return Rpc(s);

@@ -6,6 +6,7 @@
 #ifndef STAGEFARM_CAS_GRPC_SERVICES_H_
 #define STAGEFARM_CAS_GRPC_SERVICES_H_
 
+#include <atomic>
 #include <functional>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -25,6 +26,16 @@ struct CasLimits {
   // Most digests in one FindMissingBlobs or batch call.
   int max_batch_items = 100000;
 };
+
+// Bytes through the services and action-cache lookups since the process
+// started, for its metrics. Process-wide.
+struct CasTraffic {
+  std::atomic<int64_t> bytes_received{0};  // blob bytes uploaded to us
+  std::atomic<int64_t> bytes_sent{0};      // blob bytes read from us
+  std::atomic<int64_t> action_hits{0};
+  std::atomic<int64_t> action_misses{0};
+};
+CasTraffic& Traffic();
 
 class CasService final : public reapi::ContentAddressableStorage::Service {
  public:

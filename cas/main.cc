@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cas/cas_server.h"
+#include "common/metrics.h"
 #include "common/tls_flags.h"
 
 namespace {
@@ -17,6 +18,46 @@ namespace {
 std::atomic<int> g_signal{0};
 
 void OnSignal(int sig) { g_signal = sig; }
+
+void RegisterCasMetrics(stagefarm::Metrics* m,
+                        stagefarm::RocksDbBlobStore* store) {
+  using stagefarm::StoreStats;
+  auto stat = [store](int64_t StoreStats::*field) {
+    return [store, field]() -> double {
+      return static_cast<double>(store->Stats().*field);
+    };
+  };
+  m->Gauge("stagefarm_cas_stored_bytes", "Bytes of blobs stored", {},
+           stat(&StoreStats::stored_bytes));
+  m->Gauge("stagefarm_cas_max_bytes",
+           "Bytes kept before the least recently used blobs are evicted", {},
+           stat(&StoreStats::max_bytes));
+  m->Gauge("stagefarm_cas_blobs", "Blobs stored", {},
+           stat(&StoreStats::blob_count));
+  m->Gauge("stagefarm_cas_action_cache_entries", "Action cache entries", {},
+           stat(&StoreStats::action_cache_entries));
+  m->Gauge("stagefarm_cas_uploads_in_progress", "Resumable uploads open", {},
+           stat(&StoreStats::uploads_in_progress));
+  m->Counter("stagefarm_cas_evicted_bytes_total", "Bytes evicted", {},
+             stat(&StoreStats::evicted_bytes));
+  m->Counter("stagefarm_cas_evicted_blobs_total", "Blobs evicted", {},
+             stat(&StoreStats::evicted_blobs));
+  auto traffic = [](std::atomic<int64_t> stagefarm::CasTraffic::*field) {
+    return [field]() -> double {
+      return static_cast<double>((stagefarm::Traffic().*field).load());
+    };
+  };
+  m->Counter("stagefarm_cas_received_bytes_total", "Blob bytes uploaded", {},
+             traffic(&stagefarm::CasTraffic::bytes_received));
+  m->Counter("stagefarm_cas_sent_bytes_total", "Blob bytes downloaded", {},
+             traffic(&stagefarm::CasTraffic::bytes_sent));
+  const char* lookups = "Action cache lookups, by result";
+  m->Counter("stagefarm_cas_action_cache_lookups_total", lookups,
+             {{"result", "hit"}}, traffic(&stagefarm::CasTraffic::action_hits));
+  m->Counter("stagefarm_cas_action_cache_lookups_total", lookups,
+             {{"result", "miss"}},
+             traffic(&stagefarm::CasTraffic::action_misses));
+}
 
 }  // namespace
 
@@ -29,10 +70,13 @@ int main(int argc, char** argv) {
   std::string ac_token_file;
   bool fsync = false;
   stagefarm::TlsFiles tls;
+  std::string metrics_listen;
 
   CLI::App app{
       "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
   stagefarm::AddTlsFlags(&app, &tls);
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
   app.add_option("--listen", options.listen,
                  "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -89,14 +133,29 @@ int main(int argc, char** argv) {
     std::cerr << "stagefarm-cas: " << t.message() << "\n";
     return 2;
   }
+  std::unique_ptr<stagefarm::Metrics> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = stagefarm::Metrics::Serve(metrics_listen);
+    if (!m.ok()) {
+      std::cerr << "stagefarm-cas: " << m.status().message() << "\n";
+      return 2;
+    }
+    metrics = std::move(*m);
+    options.metrics = metrics.get();
+  }
   auto server = stagefarm::CasServer::Start(options);
   if (!server.ok()) {
     std::cerr << "stagefarm-cas: " << server.status().message() << "\n";
     return 1;
   }
+  if (metrics) RegisterCasMetrics(metrics.get(), (*server)->store());
   // One line on stdout that scripts can wait for.
   std::cout << "stagefarm-cas listening on " << (*server)->address()
             << std::endl;
+  if (metrics) {
+    std::cout << "stagefarm-cas metrics on port " << metrics->port()
+              << std::endl;
+  }
   spdlog::info("serving data dir {} (max bytes {})", data_dir, max_bytes);
 
   std::signal(SIGINT, OnSignal);

@@ -19,9 +19,11 @@
 #include "cli/local_commands.h"
 #include "cli/progress.h"
 #include "common/cas_client.h"
+#include "common/channel.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "farm/client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "scheduler/dockerfile/dockerignore.h"
 #include "scheduler/dockerfile/dump.h"
 #include "scheduler/dockerfile/parser.h"
@@ -301,6 +303,27 @@ int CasStats(const CasFlags& flags) {
   return 0;
 }
 
+// Asks a daemon's grpc.health.v1 service; exit 0 when it is SERVING.
+int HealthCommand(const std::string& address, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(FarmChannel(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status s = stub->Check(&ctx, req, &resp);
+  if (!s.ok()) {
+    std::cerr << "stagefarm: health of " << address << ": " << s.error_message()
+              << "\n";
+    return 1;
+  }
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                   resp.status())
+            << "\n";
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0
+                                                                         : 1;
+}
+
 }  // namespace
 }  // namespace stagefarm
 
@@ -342,6 +365,12 @@ int main(int argc, char** argv) {
       "prints the root digest");
   push_context->add_option("dir", context_dir, "context directory")->required();
 
+  std::string health_address, health_service;
+  CLI::App* health = app.add_subcommand(
+      "health", "ask a farm daemon whether it serves (grpc.health.v1)");
+  health->add_option("address", health_address, "HOST:PORT")->required();
+  health->add_option("--service", health_service,
+                     "the service to ask about (default: the whole server)");
   CLI::App* version = app.add_subcommand("version", "print the version");
 
   std::string parse_file, parse_format = "buildkit-result";
@@ -545,6 +574,7 @@ int main(int argc, char** argv) {
     std::cout << "stagefarm 0.1.0\n";
     return 0;
   }
+  if (health->parsed()) return HealthCommand(health_address, health_service);
   if (parse->parsed()) return ParseCommand(parse_file, parse_format);
   if (plan->parsed()) return PlanCommand(plan_flags);
   if (put->parsed()) return CasPut(cas_flags, put_files);

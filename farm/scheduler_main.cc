@@ -7,12 +7,73 @@
 #include <iostream>
 #include <thread>
 
+#include "common/metrics.h"
 #include "common/tls_flags.h"
 #include "farm/scheduler_service.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+// The scheduler's series; one GetStats() serves a whole scrape.
+void RegisterSchedulerMetrics(stagefarm::Metrics* m,
+                              stagefarm::farm::SchedulerService* service) {
+  using Stats = stagefarm::farm::SchedulerService::Stats;
+  struct Cache {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point at;
+    Stats stats;
+  };
+  auto cache = std::make_shared<Cache>();
+  auto read = [cache, service](auto field) {
+    return [cache, service, field]() -> double {
+      std::lock_guard<std::mutex> lock(cache->mu);
+      auto now = std::chrono::steady_clock::now();
+      if (now - cache->at > std::chrono::milliseconds(200)) {
+        cache->stats = service->GetStats();
+        cache->at = now;
+      }
+      return static_cast<double>(cache->stats.*field);
+    };
+  };
+  m->Gauge("stagefarm_scheduler_queue_depth",
+           "Stages ready to run, waiting for a worker", {},
+           read(&Stats::queued));
+  const char* stages = "Stages of running builds, by state";
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "queued"}},
+           read(&Stats::queued));
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "waiting"}},
+           read(&Stats::waiting));
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "leased"}},
+           read(&Stats::leased));
+  const char* builds = "Builds the scheduler holds, by state";
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "running"}},
+           read(&Stats::running_builds));
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "succeeded"}},
+           read(&Stats::succeeded_builds));
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "failed"}},
+           read(&Stats::failed_builds));
+  m->Gauge("stagefarm_scheduler_workers",
+           "Workers that asked for work in the last minute", {},
+           read(&Stats::workers));
+  m->Gauge("stagefarm_scheduler_workers_busy",
+           "Workers running at least one stage", {},
+           read(&Stats::busy_workers));
+  m->Counter("stagefarm_scheduler_builds_submitted_total",
+             "Builds submitted since start", {},
+             read(&Stats::builds_submitted));
+  m->Counter("stagefarm_scheduler_dispatches_total",
+             "Stages handed to workers since start", {},
+             read(&Stats::dispatches));
+  m->Counter("stagefarm_scheduler_lease_expiries_total",
+             "Leases lost (worker gone or cut off) since start", {},
+             read(&Stats::lease_expiries));
+  const char* lookups = "Stage cache lookups since start, by result";
+  m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
+             {{"result", "hit"}}, read(&Stats::stage_cache_hits));
+  m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
+             {{"result", "miss"}}, read(&Stats::stage_cache_misses));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -21,6 +82,9 @@ int main(int argc, char** argv) {
   std::string listen;
   TlsFiles tls;
   AddTlsFlags(&app, &tls);
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
   int lease_ms = 10000, heartbeat_ms = 1000;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -63,7 +127,21 @@ int main(int argc, char** argv) {
               << (*service)->BuildCount() << " builds, "
               << (*service)->RunningCount() << " running" << std::endl;
   }
+  std::unique_ptr<Metrics> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = Metrics::Serve(metrics_listen);
+    if (!m.ok()) {
+      std::cerr << "stagefarm-scheduler: " << m.status().message() << "\n";
+      return 2;
+    }
+    metrics = std::move(*m);
+    RegisterSchedulerMetrics(metrics.get(), service->get());
+  }
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  if (metrics) {
+    builder.experimental().SetInterceptorCreators(metrics->RpcInterceptors());
+  }
   int port = 0;
   builder.AddListeningPort(listen, ServerCredentials(), &port);
   builder.RegisterService(service->get());
@@ -82,6 +160,10 @@ int main(int argc, char** argv) {
   std::string host = listen.substr(0, listen.rfind(':'));
   std::cout << "stagefarm-scheduler listening on " << host << ":" << port
             << std::endl;
+  if (metrics) {
+    std::cout << "stagefarm-scheduler metrics on port " << metrics->port()
+              << std::endl;
+  }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -98,6 +98,43 @@ size_t SchedulerService::RunningCount() {
   return n;
 }
 
+SchedulerService::Stats SchedulerService::GetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s;
+  s.queued = queue_.size();
+  s.leased = leases_.size();
+  for (const auto& [id, b] : builds_) {
+    if (!b->finished) {
+      ++s.running_builds;
+      for (const auto& [i, st] : b->stages) {
+        s.waiting += st.status == StageStatus::kWaiting ? 1 : 0;
+      }
+    } else if (b->code == 0) {
+      ++s.succeeded_builds;
+    } else {
+      ++s.failed_builds;
+    }
+  }
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = worker_seen_.begin(); it != worker_seen_.end();) {
+    if (now - it->second > std::chrono::minutes(1)) {
+      it = worker_seen_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  s.workers = worker_seen_.size();
+  std::set<std::string> busy;
+  for (const auto& [id, l] : leases_) busy.insert(l.worker);
+  s.busy_workers = busy.size();
+  s.builds_submitted = builds_submitted_;
+  s.dispatches = dispatches_;
+  s.lease_expiries = lease_expiries_;
+  s.stage_cache_hits = stage_cache_hits_.load();
+  s.stage_cache_misses = stage_cache_misses_.load();
+  return s;
+}
+
 absl::Status SchedulerService::OpenState() {
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -404,6 +441,7 @@ grpc::Status SchedulerService::Build(
   {
     std::lock_guard<std::mutex> lock(mu_);
     builds_[b->id] = b;
+    ++builds_submitted_;
     int to_run = 0;
     for (const auto& [index, st] : b->stages) {
       to_run += st.status == StageStatus::kDone ? 0 : 1;
@@ -446,6 +484,7 @@ void SchedulerService::UseStageCache(BuildState* b) {
     } else if (hit->has_value()) {
       hits[index] = **hit;
     }
+    ++(hit.ok() && hit->has_value() ? stage_cache_hits_ : stage_cache_misses_);
   }
   // From the target down: a stage found in the cache needs none of the
   // stages below it (its key covers theirs); only missed stages need what
@@ -686,10 +725,12 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
   response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
   std::unique_lock<std::mutex> lock(mu_);
+  worker_seen_[request->worker()] = std::chrono::steady_clock::now();
   while (true) {
     bool held = false;
     auto pick = Pick(request->worker(), &held);
     if (pick) {
+      ++dispatches_;
       auto [b, index] = *pick;
       const std::string& build_id = b->id;
       StageState& st = b->stages[index];
@@ -833,6 +874,7 @@ void SchedulerService::ExpireLeases() {
       }
       LeaseState lease = it->second;
       it = leases_.erase(it);
+      ++lease_expiries_;
       auto bit = builds_.find(lease.build);
       if (bit == builds_.end() || bit->second->finished) continue;
       BuildState* b = bit->second.get();

@@ -23,6 +23,7 @@
 #ifndef STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 #define STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -67,6 +68,19 @@ class SchedulerService final : public v1::Scheduler::Service {
   // How many builds are loaded / running (for logs and tests).
   size_t BuildCount();
   size_t RunningCount();
+
+  // What the scheduler's metrics report (farm/scheduler_main.cc).
+  struct Stats {
+    size_t queued = 0;   // stages ready, waiting for a worker
+    size_t waiting = 0;  // stages waiting for the stages they need
+    size_t leased = 0;   // stages running on workers
+    size_t running_builds = 0, succeeded_builds = 0, failed_builds = 0;
+    size_t workers = 0;       // asked for work in the last minute
+    size_t busy_workers = 0;  // holding at least one lease
+    int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
+    int64_t stage_cache_hits = 0, stage_cache_misses = 0;
+  };
+  Stats GetStats();
 
   grpc::Status Build(grpc::ServerContext* context,
                      const v1::SubmitBuildRequest* request,
@@ -196,6 +210,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   // The image index: instance -> name -> tag.
   std::map<std::string, std::map<std::string, v1::ImageTag>> images_;
   bool stopping_ = false;
+  // Counters and the last time each worker asked for work (for Stats).
+  std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_;
+  int64_t builds_submitted_ = 0, dispatches_ = 0, lease_expiries_ = 0;
+  std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
   std::unique_ptr<rocksdb::DB> db_;
   std::thread reaper_;
 };

@@ -25,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
+#include "common/metrics.h"
 #include "common/remote_store.h"
 #include "common/status_macros.h"
 #include "common/tls_flags.h"
@@ -55,6 +56,16 @@ struct WorkerFlags {
 class Worker {
  public:
   explicit Worker(WorkerFlags flags) : f_(std::move(flags)) {}
+
+  // For the worker's metrics.
+  struct Counters {
+    std::atomic<int64_t> busy{0};  // stages running now
+    std::atomic<int64_t> stages_done{0}, stages_failed{0};
+    std::atomic<int64_t> steps_run{0}, steps_cached{0};
+    std::atomic<int64_t> cache_bytes{0};  // unpacked layers, at the last look
+    std::atomic<int64_t> evicted_bytes{0};
+  };
+  Counters& counters() { return counters_; }
 
   absl::Status Init() {
     RETURN_IF_ERROR(worker::MakeDirs(f_.work, 0700));
@@ -305,6 +316,7 @@ class Worker {
         }
       }
     }
+    counters_.cache_bytes = total;
     if (total <= f_.cache_bytes) return;
     std::sort(all.begin(), all.end(),
               [](const Entry& a, const Entry& b) { return a.used < b.used; });
@@ -320,6 +332,8 @@ class Worker {
       freed += e.bytes;
       ++removed;
     }
+    counters_.cache_bytes = total - freed;
+    counters_.evicted_bytes += freed;
     std::cout << "stagefarm-worker " << f_.name << ": layer cache "
               << (total >> 20) << " MiB over " << (f_.cache_bytes >> 20)
               << " MiB: removed " << removed << " snapshots (" << (freed >> 20)
@@ -330,7 +344,9 @@ class Worker {
   void RunTask(const v1::StageTask& task, int heartbeat_ms) {
     {
       std::shared_lock<std::shared_mutex> running(run_mu_);
+      ++counters_.busy;
       RunTaskLocked(task, heartbeat_ms);
+      --counters_.busy;
     }
     Prune();
   }
@@ -419,7 +435,11 @@ class Worker {
         result->manifest.digest.ToProto(last.mutable_manifest());
       last.set_steps_run(outcome.steps_run);
       last.set_steps_cached(outcome.steps_cached);
+      ++counters_.stages_done;
+      counters_.steps_run += outcome.steps_run;
+      counters_.steps_cached += outcome.steps_cached;
     } else {
+      ++counters_.stages_failed;
       last.set_code(static_cast<int>(result.status().code()));
       last.set_error(std::string(result.status().message()));
     }
@@ -437,7 +457,36 @@ class Worker {
   std::mutex mu_, context_mu_;
   std::shared_mutex run_mu_;  // shared: a stage runs; unique: pruning
   std::map<std::string, std::unique_ptr<Instance>> instances_;
+  Counters counters_;
 };
+
+void RegisterWorkerMetrics(stagefarm::Metrics* m, Worker* w, int slots) {
+  auto read = [w](std::atomic<int64_t> Worker::Counters::*field) {
+    return [w, field]() -> double {
+      return static_cast<double>((w->counters().*field).load());
+    };
+  };
+  m->Gauge("stagefarm_worker_slots", "Stages this worker runs at once", {},
+           [slots] { return static_cast<double>(slots); });
+  m->Gauge("stagefarm_worker_busy_slots", "Stages running now", {},
+           read(&Worker::Counters::busy));
+  const char* stages = "Stages finished since start, by result";
+  m->Counter("stagefarm_worker_stages_total", stages, {{"result", "done"}},
+             read(&Worker::Counters::stages_done));
+  m->Counter("stagefarm_worker_stages_total", stages, {{"result", "failed"}},
+             read(&Worker::Counters::stages_failed));
+  const char* steps = "Steps of finished stages, by whether they ran";
+  m->Counter("stagefarm_worker_steps_total", steps, {{"result", "run"}},
+             read(&Worker::Counters::steps_run));
+  m->Counter("stagefarm_worker_steps_total", steps, {{"result", "cached"}},
+             read(&Worker::Counters::steps_cached));
+  m->Gauge("stagefarm_worker_layer_cache_bytes",
+           "Unpacked layers kept on disk (at the last check)", {},
+           read(&Worker::Counters::cache_bytes));
+  m->Counter("stagefarm_worker_layer_cache_evicted_bytes_total",
+             "Unpacked layers removed to stay within --cache-bytes", {},
+             read(&Worker::Counters::evicted_bytes));
+}
 
 }  // namespace
 }  // namespace stagefarm::farm
@@ -448,6 +497,9 @@ int main(int argc, char** argv) {
   WorkerFlags f;
   stagefarm::TlsFiles tls;
   stagefarm::AddTlsFlags(&app, &tls);
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
   app.add_option("--scheduler", f.scheduler, "scheduler HOST:PORT")->required();
   app.add_option("--cas", f.cas, "CAS HOST:PORT")->required();
   app.add_option("--work", f.work, "work directory (snapshots, contexts)")
@@ -487,6 +539,18 @@ int main(int argc, char** argv) {
   if (!s.ok()) {
     std::cerr << "stagefarm-worker: " << s.message() << "\n";
     return 1;
+  }
+  std::unique_ptr<stagefarm::Metrics> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = stagefarm::Metrics::Serve(metrics_listen);
+    if (!m.ok()) {
+      std::cerr << "stagefarm-worker: " << m.status().message() << "\n";
+      return 2;
+    }
+    metrics = std::move(*m);
+    RegisterWorkerMetrics(metrics.get(), &worker, f.slots);
+    std::cout << "stagefarm-worker " << f.name << " metrics on port "
+              << metrics->port() << std::endl;
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

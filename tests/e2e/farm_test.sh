@@ -31,19 +31,19 @@ listen_addr() { # FILE: waits for "listening on ADDR"
   for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/.*listening on //p' "$1"
 }
-"$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
+"$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" --metrics-listen 127.0.0.1:0 >"$WORK/cas.log" 2>&1 &
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
 start_scheduler() {
   "$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --lease-timeout-ms 1500 --heartbeat-ms 200 \
-    >"$WORK/scheduler.log" 2>&1 &
+    --metrics-listen 127.0.0.1:0 >"$WORK/scheduler.log" 2>&1 &
   SCHED_PID=$!
   PIDS+=($SCHED_PID)
   SCHED=$(listen_addr "$WORK/scheduler.log")
 }
 start_worker() { # NAME
   "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$1" --name "$1" \
-    >"$WORK/$1.log" 2>&1 &
+    --metrics-listen 127.0.0.1:0 >"$WORK/$1.log" 2>&1 &
   WORKERS+=($!)
 }
 start_scheduler
@@ -179,6 +179,38 @@ check_contains "builds ls shows it running" "$id running" "$("$SF" builds ls 2>&
 wait $bp
 check_contains "cancel BUILD stops it and its client says so" "cancelled (stagefarm cancel)" "$(cat "$c.log")"
 check_contains "logs of an unknown build is a clear error" "no build 000" "$("$SF" logs 000 2>&1)"
+
+# --- operators' view: Prometheus metrics and gRPC health ---------------------------------------
+metrics_port() { sed -n 's/.*metrics on port //p' "$1" | head -1; }
+scrape() { curl -sf "http://127.0.0.1:$(metrics_port "$1")/metrics"; }
+# value NAME{LABELS} FILE: the sample's value (0 when absent)
+value() { awk -v m="$1" '$1 == m {print $2; found=1} END {if (!found) print 0}' "$2"; }
+scrape "$WORK/scheduler.log" >"$WORK/m-sched.txt"
+scrape "$WORK/cas.log" >"$WORK/m-cas.txt"
+scrape "$WORK/w1.log" >"$WORK/m-w1.txt"
+positive() { awk -v v="$1" 'BEGIN {print (v > 0) ? "yes" : "no (" v ")"}'; }
+check "metrics: the scheduler counts the stages it dispatched" "yes" \
+  "$(positive "$(value stagefarm_scheduler_dispatches_total "$WORK/m-sched.txt")")"
+# (the killed worker's replacement makes four within the last minute)
+check "metrics: ... sees the workers" "yes" \
+  "$(awk -v v="$(value stagefarm_scheduler_workers "$WORK/m-sched.txt")" 'BEGIN {print (v >= 3) ? "yes" : "no (" v ")"}')"
+check "metrics: ... an empty queue when idle" "0" "$(value stagefarm_scheduler_queue_depth "$WORK/m-sched.txt")"
+check "metrics: ... the builds that succeeded" "yes" \
+  "$(positive "$(value 'stagefarm_scheduler_builds{state="succeeded"}' "$WORK/m-sched.txt")")"
+check "metrics: the CAS counts the bytes uploaded" "yes" \
+  "$(positive "$(value stagefarm_cas_received_bytes_total "$WORK/m-cas.txt")")"
+check "metrics: ... and stored" "yes" "$(positive "$(value stagefarm_cas_stored_bytes "$WORK/m-cas.txt")")"
+check_contains "metrics: the CAS times its RPCs" \
+  'stagefarm_rpc_duration_seconds_count{code="0",method="/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs"}' \
+  "$(cat "$WORK/m-cas.txt")"
+check_contains "metrics: the scheduler times its RPCs" 'method="/stagefarm.v1.Scheduler/Report"' \
+  "$(cat "$WORK/m-sched.txt")"
+check "metrics: a worker counts the stages it ran" "yes" \
+  "$(positive "$(value 'stagefarm_worker_stages_total{result="done"}' "$WORK/m-w1.txt")")"
+check "metrics: ... and its idle slots" "0" "$(value stagefarm_worker_busy_slots "$WORK/m-w1.txt")"
+check "health: the scheduler serves" "SERVING" "$("$SF" health "$SCHED" 2>&1)"
+check "health: the CAS serves" "SERVING" "$("$SF" health "$CAS" 2>&1)"
+check "health: an unknown service is not found" "1" "$("$SF" health "$CAS" --service no.such.Service >/dev/null 2>&1; echo $?)"
 
 # --- load: 50 builds from 10 clients at once ---------------------------------------------------
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
