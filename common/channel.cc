@@ -26,8 +26,7 @@ std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address) {
   if (std::string name = TlsServerName(); !name.empty()) {
     args.SetSslTargetNameOverride(name);
   }
-  auto channel =
-      grpc::CreateCustomChannel(address, ChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(address, ChannelCredentials(), args);
   (*channels)[address] = channel;
   return channel;
 }
