@@ -56,7 +56,7 @@ class CasServerTest : public ::testing::Test {
     auto server = CasServer::Start(options_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    channel_ = CasClient::Connect(server_->address());
+    channel_ = CasClient::Connect(server_->address()).channels[0];
   }
   CasClient Client(const std::string& instance = "main") {
     return CasClient(channel_, instance);
@@ -135,7 +135,7 @@ TEST_F(CasServerTest, CutOffUploadResumesWithQueryWriteStatus) {
   {
     grpc::ClientContext context;
     WriteResponse response;
-    auto stream = client.bytestream()->Write(&context, &response);
+    auto stream = client.bytestream(0)->Write(&context, &response);
     WriteRequest req;
     req.set_resource_name(resource);
     req.set_data(data.substr(0, 1 << 20));
@@ -154,13 +154,13 @@ TEST_F(CasServerTest, CutOffUploadResumesWithQueryWriteStatus) {
   query.set_resource_name(resource);
   QueryWriteStatusResponse status_response;
   ASSERT_TRUE(
-      client.bytestream()->QueryWriteStatus(&qc, query, &status_response).ok());
+      client.bytestream(0)->QueryWriteStatus(&qc, query, &status_response).ok());
   EXPECT_EQ(status_response.committed_size(), (1 << 20) + (1 << 19));
   EXPECT_FALSE(status_response.complete());
   {
     grpc::ClientContext context;
     WriteResponse response;
-    auto stream = client.bytestream()->Write(&context, &response);
+    auto stream = client.bytestream(0)->Write(&context, &response);
     WriteRequest req;
     req.set_resource_name(resource);
     req.set_write_offset(status_response.committed_size());
@@ -183,7 +183,7 @@ TEST_F(CasServerTest, RestartingAnUploadFromZeroIsAccepted) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     grpc::ClientContext context;
     WriteResponse response;
-    auto stream = client.bytestream()->Write(&context, &response);
+    auto stream = client.bytestream(0)->Write(&context, &response);
     WriteRequest req;
     req.set_resource_name(resource);
     // First attempt: half, then the stream ends. Second: all from zero.
@@ -285,7 +285,7 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     ReadRequest req;
     req.set_resource_name(name);
     req.set_read_offset(offset);
-    auto reader = client.bytestream()->Read(&ctx, req);
+    auto reader = client.bytestream(0)->Read(&ctx, req);
     ReadResponse resp;
     while (reader->Read(&resp)) {
     }
@@ -308,7 +308,7 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
   {  // Write with a wrong offset.
     grpc::ClientContext ctx;
     WriteResponse resp;
-    auto stream = client.bytestream()->Write(&ctx, &resp);
+    auto stream = client.bytestream(0)->Write(&ctx, &resp);
     WriteRequest req;
     req.set_resource_name(
         MakeWriteResourceName("main", "u", Digest::Of("12345")));

@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,16 +22,32 @@
 
 namespace stagefarm {
 
+// Where a CasClient's calls go: one CAS, or several CAS servers ("shards")
+// that blobs and action-cache entries are spread over by rendezvous hashing
+// on the digest, each kept on `replicas` of them.
+struct CasTarget {
+  std::vector<std::string> addresses;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  int replicas = 1;
+};
+
 class CasClient {
  public:
-  // `address` is HOST:PORT (plaintext).
-  static std::shared_ptr<grpc::Channel> Connect(const std::string& address);
+  // `address` is HOST:PORT, or a comma-separated list of shards
+  // ("cas-0:8980,cas-1:8980,cas-2:8980": every client must list the same
+  // shards, in any order). STAGEFARM_CAS_REPLICAS (default 1) sets on how
+  // many shards each blob is kept. TLS as configured (common/tls.h).
+  static CasTarget Connect(const std::string& address);
 
   CasClient(std::shared_ptr<grpc::Channel> channel, std::string instance_name);
+  CasClient(const CasTarget& target, std::string instance_name);
 
   // Bytes per ByteStream message.
   static constexpr size_t kChunkBytes = 1 << 20;
 
+  // With shards: a blob counts as present when every reachable shard that
+  // should hold it has it; a blob none of whose shards answers is an
+  // UNAVAILABLE error naming them.
   absl::StatusOr<std::vector<Digest>> FindMissing(
       const std::vector<Digest>& digests);
   // One status per blob, in order.
@@ -41,7 +58,8 @@ class CasClient {
 
   // Streams `digest` from `source`, which fills up to `max` bytes into the
   // buffer and returns how many (0 at the end). Resumes with
-  // QueryWriteStatus if the stream breaks (up to `retries` times).
+  // QueryWriteStatus if the stream breaks (up to `retries` times). With
+  // replicas, the first shard that takes it is copied to the others.
   using Source = std::function<absl::StatusOr<size_t>(char* buf, size_t max)>;
   absl::Status Write(const Digest& digest, const Source& source,
                      int retries = 3);
@@ -59,20 +77,53 @@ class CasClient {
                                   const reapi::ActionResult& result,
                                   const std::string& bearer_token = "");
   absl::StatusOr<reapi::ServerCapabilities> GetCapabilities();
+  // Summed over the shards.
   absl::StatusOr<v1::GetStatsResponse> GetStats();
 
   const std::string& instance_name() const { return instance_name_; }
-  google::bytestream::ByteStream::Stub* bytestream() {
-    return bytestream_.get();
+  size_t shard_count() const { return shards_.size(); }
+  // The shards that keep `digest`, best first (rendezvous order; shards
+  // seen failing in the last seconds last).
+  std::vector<size_t> ShardsFor(const Digest& digest) const;
+  const std::string& shard_address(size_t shard) const {
+    return shards_[shard].address;
   }
+  google::bytestream::ByteStream::Stub* bytestream(size_t shard) {
+    return shards_[shard].bytestream.get();
+  }
+  // Notes how a call to `shard` ended (UNAVAILABLE marks it down for a few
+  // seconds, so writes go to its replicas first).
+  void Note(size_t shard, const absl::Status& status);
+  // Copies `digest` from a shard that has it to its other shards that lack
+  // it (no-op with one replica).
+  absl::Status Replicate(const Digest& digest);
 
  private:
+  struct Shard {
+    std::string address;
+    std::unique_ptr<reapi::ContentAddressableStorage::Stub> cas;
+    std::unique_ptr<reapi::ActionCache::Stub> ac;
+    std::unique_ptr<reapi::Capabilities::Stub> capabilities;
+    std::unique_ptr<google::bytestream::ByteStream::Stub> bytestream;
+    std::unique_ptr<v1::CasAdmin::Stub> admin;
+    // steady_clock ticks until which the shard counts as down.
+    std::unique_ptr<std::atomic<int64_t>> down_until;
+    std::shared_ptr<grpc::Channel> channel;
+  };
+  // Whether the shard's channel is connected or connects within 2 s.
+  bool Reachable(size_t shard);
+  void AddShard(const std::string& address,
+                const std::shared_ptr<grpc::Channel>& channel);
+  absl::Status WriteTo(size_t shard, const Digest& digest, const Source& source,
+                       int retries);
+  absl::Status ReadFrom(size_t shard, const Digest& digest, const Sink& sink,
+                        int64_t offset, int64_t limit, bool* sunk);
+  // A shard's failure, naming it when there are several.
+  absl::Status ShardError(size_t shard, const absl::Status& status) const;
+
   std::string instance_name_;
-  std::unique_ptr<reapi::ContentAddressableStorage::Stub> cas_;
-  std::unique_ptr<reapi::ActionCache::Stub> ac_;
-  std::unique_ptr<reapi::Capabilities::Stub> capabilities_;
-  std::unique_ptr<google::bytestream::ByteStream::Stub> bytestream_;
-  std::unique_ptr<v1::CasAdmin::Stub> admin_;
+  std::vector<Shard> shards_;
+  int replicas_ = 1;
 };
 
 // A random RFC 4122 version-4 UUID, for upload resource names.

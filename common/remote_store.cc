@@ -1,6 +1,7 @@
 #include "common/remote_store.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -69,9 +70,14 @@ class RemoteReader : public BlobReader {
 
 class RemoteWriter : public BlobWriter {
  public:
+  // `after` runs once the CAS has the whole blob (copies it to replicas).
   RemoteWriter(google::bytestream::ByteStream::Stub* stub, std::string resource,
-               const Digest& digest, bool present)
-      : resource_(std::move(resource)), digest_(digest), present_(present) {
+               const Digest& digest, bool present,
+               std::function<absl::Status()> after)
+      : resource_(std::move(resource)),
+        digest_(digest),
+        present_(present),
+        after_(std::move(after)) {
     if (!present_) stream_ = stub->Write(&context_, &response_);
   }
   ~RemoteWriter() override {
@@ -116,7 +122,8 @@ class RemoteWriter : public BlobWriter {
     request.set_write_offset(sent_);
     request.set_finish_write(true);
     if (!stream_->Write(request)) return Broken();
-    return Close();
+    RETURN_IF_ERROR(Close());
+    return after_ ? after_() : absl::OkStatus();
   }
 
  private:
@@ -139,6 +146,7 @@ class RemoteWriter : public BlobWriter {
   std::string resource_;
   Digest digest_;
   bool present_;
+  std::function<absl::Status()> after_;
   grpc::ClientContext context_;
   google::bytestream::WriteResponse response_;
   std::unique_ptr<grpc::ClientWriter<google::bytestream::WriteRequest>> stream_;
@@ -209,12 +217,26 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RemoteBlobStore::OpenRead(
                                               " is outside the blob of ",
                                               digest.size(), " bytes"));
   }
-  auto reader = std::make_unique<RemoteReader>(
-      client_->bytestream(),
-      MakeReadResourceName(client_->instance_name(), digest), offset, limit);
-  // The empty blob, or a read at its end, has no message to wait for.
-  if (digest.size() > offset) RETURN_IF_ERROR(reader->Start());
-  return std::unique_ptr<BlobReader>(std::move(reader));
+  // The first shard that has it (with replicas, the next on a miss).
+  absl::Status last;
+  for (size_t shard : client_->ShardsFor(digest)) {
+    auto reader = std::make_unique<RemoteReader>(
+        client_->bytestream(shard),
+        MakeReadResourceName(client_->instance_name(), digest), offset, limit);
+    // The empty blob, or a read at its end, has no message to wait for.
+    if (digest.size() == offset)
+      return std::unique_ptr<BlobReader>(std::move(reader));
+    last = reader->Start();
+    client_->Note(shard, last);
+    if (last.ok()) return std::unique_ptr<BlobReader>(std::move(reader));
+    if (client_->shard_count() > 1) {
+      last = absl::Status(
+          last.code(), absl::StrCat("CAS shard ", client_->shard_address(shard),
+                                    ": ", last.message()));
+    }
+    if (!absl::IsNotFound(last) && !absl::IsUnavailable(last)) break;
+  }
+  return last;
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> RemoteBlobStore::OpenWrite(
@@ -222,10 +244,18 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RemoteBlobStore::OpenWrite(
     absl::string_view /*upload_key*/) {
   ASSIGN_OR_RETURN(std::vector<Digest> missing,
                    FindMissing(ns, absl::Span<const Digest>(&digest, 1)));
+  // To the first of its shards (those seen down go last); replicas get a
+  // copy once it is whole.
+  std::vector<size_t> shards = client_->ShardsFor(digest);
+  std::function<absl::Status()> after;
+  if (shards.size() > 1) {
+    CasClient* client = client_.get();
+    after = [client, digest] { return client->Replicate(digest); };
+  }
   return std::unique_ptr<BlobWriter>(std::make_unique<RemoteWriter>(
-      client_->bytestream(),
+      client_->bytestream(shards[0]),
       MakeWriteResourceName(client_->instance_name(), NewUuid(), digest),
-      digest, missing.empty()));
+      digest, missing.empty(), std::move(after)));
 }
 
 absl::StatusOr<int64_t> RemoteBlobStore::QueryWrite(

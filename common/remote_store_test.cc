@@ -27,7 +27,7 @@ class RemoteStoreTest : public ::testing::Test {
     auto cas = CasProcess::Start(CasBinaryPath(), dir_ + "/cas");
     ASSERT_TRUE(cas.ok()) << cas.status();
     cas_.emplace(std::move(*cas));
-    channel_ = CasClient::Connect(cas_->address());
+    channel_ = CasClient::Connect(cas_->address()).channels[0];
     store_ = std::make_unique<RemoteBlobStore>(
         std::make_shared<CasClient>(channel_, "team-a"));
   }

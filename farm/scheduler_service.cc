@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<SchedulerService>> SchedulerService::Create(
 SchedulerService::SchedulerService(SchedulerOptions options)
     : options_(options) {
   if (!options_.cas_address.empty()) {
-    cas_channel_ = FarmChannel(options_.cas_address);
+    cas_ = CasClient::Connect(options_.cas_address);
   }
   reaper_ = std::thread([this] { ExpireLeases(); });
 }
@@ -474,8 +474,8 @@ void SchedulerService::UseStageCache(BuildState* b) {
     return st.key;
   };
   for (auto& [index, st] : b->stages) key(index);
-  if (cas_channel_ == nullptr || b->spec.no_cache()) return;
-  CasClient cas(cas_channel_, b->spec.instance_name());
+  if (!cas_ || b->spec.no_cache()) return;
+  CasClient cas(*cas_, b->spec.instance_name());
   std::map<int, StageHit> hits;
   for (const auto& [index, st] : b->stages) {
     auto hit = LookupStage(&cas, st.key);

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/cas_client.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace rocksdb {
@@ -191,7 +192,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   void UseStageCache(BuildState* b);
 
   SchedulerOptions options_;
-  std::shared_ptr<grpc::Channel> cas_channel_;  // when options_.cas_address
+  std::optional<CasTarget> cas_;  // when options_.cas_address
   std::mutex mu_;
   // Wakes Lease calls waiting for work.
   std::condition_variable work_cv_;

@@ -75,7 +75,7 @@ class Worker {
     ro.bundles_dir = f_.work + "/bundles";
     ro.cgroup_parent = "/stagefarm-" + f_.name;
     ASSIGN_OR_RETURN(executor_, worker::RuncExecutor::Create(ro));
-    cas_channel_ = CasClient::Connect(f_.cas);
+    cas_target_ = CasClient::Connect(f_.cas);
     scheduler_channel_ = FarmChannel(f_.scheduler);
     scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
     return absl::OkStatus();
@@ -130,7 +130,7 @@ class Worker {
     if (it != instances_.end()) return it->second.get();
     auto inst = std::make_unique<Instance>();
     inst->store = std::make_unique<RemoteBlobStore>(
-        std::make_shared<CasClient>(cas_channel_, name));
+        std::make_shared<CasClient>(cas_target_, name));
     std::string dir =
         absl::StrCat(f_.work, "/instances/", absl::BytesToHexString(name));
     RETURN_IF_ERROR(worker::MakeDirs(dir, 0700));
@@ -451,7 +451,7 @@ class Worker {
 
   WorkerFlags f_;
   std::unique_ptr<worker::Executor> executor_;
-  std::shared_ptr<grpc::Channel> cas_channel_;
+  CasTarget cas_target_;
   std::shared_ptr<grpc::Channel> scheduler_channel_;
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;
   std::mutex mu_, context_mu_;
