@@ -4,6 +4,11 @@
 // CAS; otherwise the entry is dropped and the answer is NOT_FOUND, as REAPI
 // asks, so eviction can never hand out a dangling result. Updates must
 // reference blobs that exist. Thread-safe if its stores are.
+//
+// A CAS that is one shard of several (CasClient spreads blobs over shards)
+// holds only some of a result's outputs, so it cannot check them: with
+// `shard` set the checks (and inlining of outputs) are left to the client,
+// which asks every shard (common/cas_client.h).
 #ifndef STAGEFARM_CAS_ACTION_CACHE_H_
 #define STAGEFARM_CAS_ACTION_CACHE_H_
 
@@ -21,8 +26,8 @@ struct InlineRequest {
 
 class ActionCache {
  public:
-  ActionCache(BlobStore* cas, ActionCacheStorage* storage)
-      : cas_(cas), storage_(storage) {}
+  ActionCache(BlobStore* cas, ActionCacheStorage* storage, bool shard = false)
+      : cas_(cas), storage_(storage), shard_(shard) {}
 
   absl::StatusOr<reapi::ActionResult> Get(absl::string_view ns,
                                           const Digest& action,
@@ -38,6 +43,7 @@ class ActionCache {
 
   BlobStore* cas_;
   ActionCacheStorage* storage_;
+  bool shard_;
 };
 
 }  // namespace stagefarm

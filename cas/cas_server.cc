@@ -22,8 +22,8 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
   ASSIGN_OR_RETURN(InstancePolicy policy,
                    InstancePolicy::Create(options.policy));
   server->policy_ = std::make_unique<InstancePolicy>(std::move(policy));
-  server->action_cache_ =
-      std::make_unique<ActionCache>(server->store_.get(), server->store_.get());
+  server->action_cache_ = std::make_unique<ActionCache>(
+      server->store_.get(), server->store_.get(), options.shard);
   server->cas_ = std::make_unique<CasService>(
       server->store_.get(), server->policy_.get(), options.limits);
   server->capabilities_ = std::make_unique<CapabilitiesService>(

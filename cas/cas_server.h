@@ -24,6 +24,8 @@ struct CasServerOptions {
   RocksDbBlobStoreOptions store;
   InstancePolicyOptions policy;
   CasLimits limits;
+  // One shard of several: the action cache leaves output checks to clients.
+  bool shard = false;
   // Records every call's latency (stagefarm_rpc_duration_seconds) when set.
   Metrics* metrics = nullptr;
 };

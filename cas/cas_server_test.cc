@@ -153,8 +153,9 @@ TEST_F(CasServerTest, CutOffUploadResumesWithQueryWriteStatus) {
   QueryWriteStatusRequest query;
   query.set_resource_name(resource);
   QueryWriteStatusResponse status_response;
-  ASSERT_TRUE(
-      client.bytestream(0)->QueryWriteStatus(&qc, query, &status_response).ok());
+  ASSERT_TRUE(client.bytestream(0)
+                  ->QueryWriteStatus(&qc, query, &status_response)
+                  .ok());
   EXPECT_EQ(status_response.committed_size(), (1 << 20) + (1 << 19));
   EXPECT_FALSE(status_response.complete());
   {

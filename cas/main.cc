@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
                  "flushed before they become visible")
       ->check(CLI::PositiveNumber);
   app.add_flag("--fsync", fsync, "fsync the log each time a blob is committed");
+  app.add_flag("--shard", options.shard,
+               "this server is one of several CAS shards (clients list them "
+               "all in --cas): the action cache leaves checking that a "
+               "result's outputs exist to the clients");
   CLI11_PARSE(app, argc, argv);
 
   // Blob chunks are ~1 MiB buffers, allocated and freed constantly. With

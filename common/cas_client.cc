@@ -66,6 +66,20 @@ uint64_t Score(const std::string& shard, const Digest& digest) {
   return h;
 }
 
+// The blobs an action result points at (outputs, trees, logs).
+std::vector<Digest> Referenced(const reapi::ActionResult& r) {
+  std::vector<Digest> out;
+  auto add = [&out](const reapi::Digest& p) {
+    absl::StatusOr<Digest> d = Digest::FromProto(p, "digest");
+    if (d.ok() && d->size() > 0) out.push_back(*d);
+  };
+  for (const auto& f : r.output_files()) add(f.digest());
+  for (const auto& d : r.output_directories()) add(d.tree_digest());
+  if (r.has_stdout_digest()) add(r.stdout_digest());
+  if (r.has_stderr_digest()) add(r.stderr_digest());
+  return out;
+}
+
 bool TryNextReplica(const absl::Status& s) {
   return absl::IsNotFound(s) || absl::IsUnavailable(s) ||
          absl::IsDeadlineExceeded(s);
@@ -551,6 +565,17 @@ absl::StatusOr<reapi::ActionResult> CasClient::GetActionResult(
     last = FromGrpcStatus(
         shards_[shard].ac->GetActionResult(&context, request, &result));
     Note(shard, last);
+    if (last.ok() && shards_.size() > 1) {
+      // Shards cannot see each other's blobs: check the outputs here.
+      ASSIGN_OR_RETURN(std::vector<Digest> missing,
+                       FindMissing(Referenced(result)));
+      if (!missing.empty()) {
+        return absl::NotFoundError(absl::StrCat(
+            "action result for ", action.ToString(), " references ",
+            missing.size(), " blob(s) no longer in the CAS, e.g. ",
+            missing.front().ToString()));
+      }
+    }
     if (last.ok()) return result;
     last = ShardError(shard, last);
     if (!TryNextReplica(last)) break;
@@ -565,6 +590,16 @@ absl::Status CasClient::UpdateActionResult(const Digest& action,
   request.set_instance_name(instance_name_);
   action.ToProto(request.mutable_action_digest());
   *request.mutable_action_result() = result;
+  if (shards_.size() > 1) {
+    ASSIGN_OR_RETURN(std::vector<Digest> missing,
+                     FindMissing(Referenced(result)));
+    if (!missing.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "action_result references ", missing.size(),
+          " blob(s) not in the CAS, e.g. ", missing.front().ToString(),
+          "; upload outputs before the result"));
+    }
+  }
   // Every replica; an unreachable one is skipped while another takes it.
   absl::Status unreachable;
   bool stored = false;

@@ -22,8 +22,8 @@ class ShardedCasTest : public ::testing::Test {
   void StartShards(int n) {
     dir_ = MakeTempDir("sharded-cas");
     for (int i = 0; i < n; ++i) {
-      auto cas =
-          CasProcess::Start(CasBinaryPath(), dir_ + "/cas" + std::to_string(i));
+      auto cas = CasProcess::Start(
+          CasBinaryPath(), dir_ + "/cas" + std::to_string(i), {"--shard"});
       ASSERT_TRUE(cas.ok()) << cas.status();
       if (!addresses_.empty()) addresses_ += ",";
       addresses_ += cas->address();
@@ -104,14 +104,27 @@ TEST_F(ShardedCasTest, SpreadsEvenlyAndReadsBack) {
   auto back = cas.ReadString(Digest::Of(big));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(*back == big);
-  // The action cache is sharded by the action's digest.
+  // The action cache is sharded by the action's digest; a result's outputs
+  // live on other shards and are checked by the client.
   reapi::ActionResult result;
   result.set_exit_code(7);
+  for (int i = 0; i < 20; ++i) {
+    auto* f = result.add_output_files();
+    f->set_path("out" + std::to_string(i));
+    blobs[i].first.ToProto(f->mutable_digest());
+  }
   Digest action = Digest::Of("some action");
   ASSERT_TRUE(cas.UpdateActionResult(action, result).ok());
   auto got = cas.GetActionResult(action);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->exit_code(), 7);
+  EXPECT_EQ(got->output_files_size(), 20);
+  reapi::ActionResult dangling = result;
+  Digest::Of("never uploaded")
+      .ToProto(dangling.add_output_files()->mutable_digest());
+  absl::Status refused =
+      cas.UpdateActionResult(Digest::Of("dangling action"), dangling);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
 }
 
 TEST_F(ShardedCasTest, LosingAShardFailsOnlyItsBlobsNamingIt) {
