@@ -40,9 +40,10 @@ grpc::Status TooManyItems(absl::string_view field, int n, int max) {
 // ------------------------------------------------ ContentAddressableStorage
 
 grpc::Status CasService::FindMissingBlobs(
-    grpc::ServerContext*, const reapi::FindMissingBlobsRequest* request,
+    grpc::ServerContext* context, const reapi::FindMissingBlobsRequest* request,
     reapi::FindMissingBlobsResponse* response) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   if (request->blob_digests_size() > limits_.max_batch_items) {
     return TooManyItems("blob_digests", request->blob_digests_size(),
@@ -65,9 +66,10 @@ grpc::Status CasService::FindMissingBlobs(
 }
 
 grpc::Status CasService::BatchUpdateBlobs(
-    grpc::ServerContext*, const reapi::BatchUpdateBlobsRequest* request,
+    grpc::ServerContext* context, const reapi::BatchUpdateBlobsRequest* request,
     reapi::BatchUpdateBlobsResponse* response) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   if (request->requests_size() > limits_.max_batch_items) {
     return TooManyItems("requests", request->requests_size(),
@@ -110,9 +112,10 @@ grpc::Status CasService::BatchUpdateBlobs(
 }
 
 grpc::Status CasService::BatchReadBlobs(
-    grpc::ServerContext*, const reapi::BatchReadBlobsRequest* request,
+    grpc::ServerContext* context, const reapi::BatchReadBlobsRequest* request,
     reapi::BatchReadBlobsResponse* response) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   if (request->digests_size() > limits_.max_batch_items) {
     return TooManyItems("digests", request->digests_size(),
@@ -155,7 +158,8 @@ grpc::Status CasService::BatchReadBlobs(
 grpc::Status CasService::GetTree(
     grpc::ServerContext* context, const reapi::GetTreeRequest* request,
     grpc::ServerWriter<reapi::GetTreeResponse>* writer) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   absl::StatusOr<Digest> root =
       Digest::FromProto(request->root_digest(), "root_digest");
@@ -220,9 +224,10 @@ grpc::Status CasService::GetTree(
 // ------------------------------------------------------------ Capabilities
 
 grpc::Status CapabilitiesService::GetCapabilities(
-    grpc::ServerContext*, const reapi::GetCapabilitiesRequest* request,
+    grpc::ServerContext* context, const reapi::GetCapabilitiesRequest* request,
     reapi::ServerCapabilities* response) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   auto* cache = response->mutable_cache_capabilities();
   cache->add_digest_function(reapi::DigestFunction::SHA256);
@@ -239,9 +244,10 @@ grpc::Status CapabilitiesService::GetCapabilities(
 // ------------------------------------------------------------- ActionCache
 
 grpc::Status ActionCacheService::GetActionResult(
-    grpc::ServerContext*, const reapi::GetActionResultRequest* request,
+    grpc::ServerContext* context, const reapi::GetActionResultRequest* request,
     reapi::ActionResult* response) {
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   absl::StatusOr<Digest> action =
       Digest::FromProto(request->action_digest(), "action_digest");
@@ -263,14 +269,10 @@ grpc::Status ActionCacheService::UpdateActionResult(
     grpc::ServerContext* context,
     const reapi::UpdateActionResultRequest* request,
     reapi::ActionResult* response) {
-  std::string authorization;
-  auto it = context->client_metadata().find("authorization");
-  if (it != context->client_metadata().end()) {
-    authorization.assign(it->second.data(), it->second.size());
-  }
-  absl::Status allowed = policy_->CheckActionCacheWrite(authorization);
+  absl::Status allowed = policy_->CheckActionCacheWrite(context);
   if (!allowed.ok()) return Rpc(allowed);
-  absl::StatusOr<std::string> ns = policy_->Namespace(request->instance_name());
+  absl::StatusOr<std::string> ns =
+      policy_->Namespace(context, request->instance_name());
   if (!ns.ok()) return Rpc(ns.status());
   absl::StatusOr<Digest> action =
       Digest::FromProto(request->action_digest(), "action_digest");
@@ -289,8 +291,8 @@ grpc::Status ByteStreamService::Read(grpc::ServerContext* context,
   absl::StatusOr<ReadResourceName> name =
       ParseReadResourceName(request->resource_name());
   if (!name.ok()) return Rpc(name.status());
-  absl::StatusOr<std::string> ns =
-      policy_->Namespace(name->instance_name, "resource_name instance");
+  absl::StatusOr<std::string> ns = policy_->Namespace(
+      context, name->instance_name, "resource_name instance");
   if (!ns.ok()) return Rpc(ns.status());
   if (request->read_offset() < 0) {
     return Rpc(absl::OutOfRangeError(
@@ -314,7 +316,7 @@ grpc::Status ByteStreamService::Read(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ByteStreamService::Write(grpc::ServerContext*,
+grpc::Status ByteStreamService::Write(grpc::ServerContext* context,
                                       grpc::ServerReader<WriteRequest>* reader,
                                       WriteResponse* response) {
   WriteRequest request;
@@ -324,8 +326,8 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
   const std::string resource = request.resource_name();
   absl::StatusOr<WriteResourceName> name = ParseWriteResourceName(resource);
   if (!name.ok()) return Rpc(name.status());
-  absl::StatusOr<std::string> ns =
-      policy_->Namespace(name->instance_name, "resource_name instance");
+  absl::StatusOr<std::string> ns = policy_->Namespace(
+      context, name->instance_name, "resource_name instance");
   if (!ns.ok()) return Rpc(ns.status());
   absl::StatusOr<std::unique_ptr<BlobWriter>> writer = store_->OpenWrite(
       *ns, name->digest, resource.substr(0, resource.find("/blobs/")));
@@ -374,13 +376,13 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext*,
 }
 
 grpc::Status ByteStreamService::QueryWriteStatus(
-    grpc::ServerContext*, const QueryWriteStatusRequest* request,
+    grpc::ServerContext* context, const QueryWriteStatusRequest* request,
     QueryWriteStatusResponse* response) {
   const std::string& resource = request->resource_name();
   absl::StatusOr<WriteResourceName> name = ParseWriteResourceName(resource);
   if (!name.ok()) return Rpc(name.status());
-  absl::StatusOr<std::string> ns =
-      policy_->Namespace(name->instance_name, "resource_name instance");
+  absl::StatusOr<std::string> ns = policy_->Namespace(
+      context, name->instance_name, "resource_name instance");
   if (!ns.ok()) return Rpc(ns.status());
   absl::StatusOr<int64_t> committed = store_->QueryWrite(
       *ns, name->digest, resource.substr(0, resource.find("/blobs/")));
@@ -394,7 +396,7 @@ grpc::Status ByteStreamService::QueryWriteStatus(
 
 // ---------------------------------------------------------------- CasAdmin
 
-grpc::Status CasAdminService::GetStats(grpc::ServerContext*,
+grpc::Status CasAdminService::GetStats(grpc::ServerContext* /*context*/,
                                        const v1::GetStatsRequest*,
                                        v1::GetStatsResponse* response) {
   StoreStats s = stats_();

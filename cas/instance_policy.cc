@@ -39,6 +39,39 @@ absl::StatusOr<std::string> InstancePolicy::Namespace(
   return absl::StrCat("i:", instance_name);
 }
 
+absl::StatusOr<std::string> InstancePolicy::Namespace(
+    const grpc::ServerContext* context, absl::string_view instance_name,
+    absl::string_view field) const {
+  if (options_.tenants != nullptr) {
+    absl::StatusOr<const Tenant*> tenant = options_.tenants->Identify(*context);
+    if (!tenant.ok()) return tenant.status();
+    absl::Status s = Tenants::CheckInstance(**tenant, instance_name);
+    if (!s.ok()) return s;
+  }
+  return Namespace(instance_name, field);
+}
+
+absl::Status InstancePolicy::CheckCaller(
+    const grpc::ServerContext* context) const {
+  if (options_.tenants == nullptr) return absl::OkStatus();
+  return options_.tenants->Identify(*context).status();
+}
+
+absl::Status InstancePolicy::CheckActionCacheWrite(
+    const grpc::ServerContext* context) const {
+  if (options_.tenants != nullptr) {
+    absl::StatusOr<const Tenant*> tenant = options_.tenants->Identify(*context);
+    if (!tenant.ok()) return tenant.status();
+    return Tenants::CheckWorker(**tenant, "write the action cache");
+  }
+  std::string authorization;
+  auto it = context->client_metadata().find("authorization");
+  if (it != context->client_metadata().end()) {
+    authorization.assign(it->second.data(), it->second.size());
+  }
+  return CheckActionCacheWrite(authorization);
+}
+
 absl::Status InstancePolicy::CheckActionCacheWrite(
     absl::string_view authorization) const {
   switch (options_.ac_writers) {

@@ -9,12 +9,16 @@
 #ifndef STAGEFARM_CAS_INSTANCE_POLICY_H_
 #define STAGEFARM_CAS_INSTANCE_POLICY_H_
 
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tenants.h"
 
 namespace stagefarm {
 
@@ -29,6 +33,9 @@ struct InstancePolicyOptions {
   std::vector<std::vector<std::string>> share_groups;
   ActionCacheWriters ac_writers = ActionCacheWriters::kAll;
   std::string ac_token;
+  // When set (--tenants), every call must come from a known tenant allowed
+  // the instance it names, and only worker tenants write the action cache.
+  std::shared_ptr<const Tenants> tenants;
 };
 
 class InstancePolicy {
@@ -40,12 +47,22 @@ class InstancePolicy {
   absl::StatusOr<std::string> Namespace(
       absl::string_view instance_name,
       absl::string_view field = "instance_name") const;
+  // The same for a call: with tenants, the caller must be allowed
+  // `instance_name` (UNAUTHENTICATED, PERMISSION_DENIED).
+  absl::StatusOr<std::string> Namespace(
+      const grpc::ServerContext* context, absl::string_view instance_name,
+      absl::string_view field = "instance_name") const;
+  // With tenants: OK for any known caller (UNAUTHENTICATED otherwise).
+  absl::Status CheckCaller(const grpc::ServerContext* context) const;
 
   // OK if a caller whose "authorization" metadata is `authorization` may
   // write the action cache; PERMISSION_DENIED otherwise.
   absl::Status CheckActionCacheWrite(absl::string_view authorization) const;
+  // With tenants: only worker tenants; else as above, from the metadata.
+  absl::Status CheckActionCacheWrite(const grpc::ServerContext* context) const;
   bool action_cache_writable_by_anyone() const {
-    return options_.ac_writers == ActionCacheWriters::kAll;
+    return options_.ac_writers == ActionCacheWriters::kAll &&
+           options_.tenants == nullptr;
   }
 
  private:

@@ -71,10 +71,15 @@ int main(int argc, char** argv) {
   bool fsync = false;
   stagefarm::TlsFiles tls;
   std::string metrics_listen;
+  std::string tenants_file;
 
   CLI::App app{
       "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
   stagefarm::AddTlsFlags(&app, &tls);
+  app.add_option("--tenants", tenants_file,
+                 "JSON file of tenants (common/tenants.h): callers must be "
+                 "known, use only their instances; only workers write the "
+                 "action cache");
   app.add_option("--metrics-listen", metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (/metrics)");
   app.add_option("--listen", options.listen,
@@ -136,6 +141,14 @@ int main(int argc, char** argv) {
   if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/true); !t.ok()) {
     std::cerr << "stagefarm-cas: " << t.message() << "\n";
     return 2;
+  }
+  if (!tenants_file.empty()) {
+    auto tenants = stagefarm::Tenants::Load(tenants_file);
+    if (!tenants.ok()) {
+      std::cerr << "stagefarm-cas: " << tenants.status().message() << "\n";
+      return 2;
+    }
+    options.policy.tenants = *tenants;
   }
   std::unique_ptr<stagefarm::Metrics> metrics;
   if (!metrics_listen.empty()) {

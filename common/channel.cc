@@ -1,9 +1,52 @@
 #include "common/channel.h"
 
+#include <grpcpp/support/client_interceptor.h>
+
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "common/tls.h"
+
+namespace stagefarm {
+namespace {
+
+// Adds "authorization: Bearer <token>" to every call that has none.
+class TokenInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(std::string header) : header_(std::move(header)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      auto* md = m->GetSendInitialMetadata();
+      if (md->find("authorization") == md->end()) {
+        md->emplace("authorization", header_);
+      }
+    }
+    m->Proceed();
+  }
+
+ private:
+  std::string header_;
+};
+
+class TokenInterceptorFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token)
+      : header_("Bearer " + std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(header_);
+  }
+
+ private:
+  std::string header_;
+};
+
+}  // namespace
+}  // namespace stagefarm
 
 namespace stagefarm {
 
@@ -26,7 +69,17 @@ std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address) {
   if (std::string name = TlsServerName(); !name.empty()) {
     args.SetSslTargetNameOverride(name);
   }
-  auto channel = grpc::CreateCustomChannel(address, ChannelCredentials(), args);
+  std::shared_ptr<grpc::Channel> channel;
+  if (std::string token = CallToken(); !token.empty()) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(std::make_unique<TokenInterceptorFactory>(token));
+    channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+        address, ChannelCredentials(), args, std::move(interceptors));
+  } else {
+    channel = grpc::CreateCustomChannel(address, ChannelCredentials(), args);
+  }
   (*channels)[address] = channel;
   return channel;
 }

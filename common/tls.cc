@@ -16,6 +16,11 @@ struct Loaded {
   std::string ca_pem, cert_pem, key_pem, server_name;
 };
 
+std::string& Token() {
+  static auto* token = new std::string();
+  return *token;
+}
+
 Loaded& State() {
   static auto* s = new Loaded();
   return *s;
@@ -50,6 +55,21 @@ absl::Status ConfigureTls(TlsFiles f, bool server) {
   FromEnv(&f.cert, "STAGEFARM_TLS_CERT");
   FromEnv(&f.key, "STAGEFARM_TLS_KEY");
   FromEnv(&f.server_name, "STAGEFARM_TLS_SERVER_NAME");
+  FromEnv(&f.token_file, "STAGEFARM_TOKEN_FILE");
+  std::string token;
+  if (!f.token_file.empty()) {
+    std::ifstream in(f.token_file);
+    if (!in || !std::getline(in, token) || token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--token-file ", f.token_file, ": cannot read a token there"));
+    }
+  } else if (const char* t = getenv("STAGEFARM_TOKEN"); t != nullptr) {
+    token = t;
+  }
+  {
+    std::lock_guard<std::mutex> lock(Mu());
+    Token() = token;
+  }
   Loaded l;
   if (f.ca.empty() && f.cert.empty() && f.key.empty()) {
     std::lock_guard<std::mutex> lock(Mu());
@@ -76,6 +96,11 @@ absl::Status ConfigureTls(TlsFiles f, bool server) {
   std::lock_guard<std::mutex> lock(Mu());
   State() = l;
   return absl::OkStatus();
+}
+
+std::string CallToken() {
+  std::lock_guard<std::mutex> lock(Mu());
+  return Token();
 }
 
 bool TlsConfigured() {

@@ -29,15 +29,21 @@ struct TlsFiles {
   // The name expected in servers' certificates when it is not the host of
   // the address dialed (a load balancer's or a Service's name).
   std::string server_name;
+  // A file holding the bearer token this process presents on every call
+  // (a tenant's identity, common/tenants.h).
+  std::string token_file;
 };
 
 // Empty fields are taken from STAGEFARM_TLS_CA, STAGEFARM_TLS_CERT,
-// STAGEFARM_TLS_KEY and STAGEFARM_TLS_SERVER_NAME. Reads the files now;
+// STAGEFARM_TLS_KEY, STAGEFARM_TLS_SERVER_NAME and STAGEFARM_TOKEN_FILE
+// (or the token itself in STAGEFARM_TOKEN). Reads the files now;
 // INVALID_ARGUMENT naming the flag for an unreadable file, a cert without a
 // key, or (`server`) a CA or key without a certificate to serve with.
 absl::Status ConfigureTls(TlsFiles files, bool server);
 
 bool TlsConfigured();
+// The bearer token to present ("" = none).
+std::string CallToken();
 // Credentials for channels: TLS (with this process's certificate for
 // mutual TLS) when configured, else plaintext.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials();

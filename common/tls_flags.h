@@ -15,6 +15,9 @@ inline void AddTlsFlags(CLI::App* app, TlsFiles* files) {
                   "PEM certificate chain to present (or STAGEFARM_TLS_CERT)");
   app->add_option("--tls-key", files->key,
                   "PEM private key of --tls-cert (or STAGEFARM_TLS_KEY)");
+  app->add_option("--token-file", files->token_file,
+                  "file with the bearer token to present on every call (or "
+                  "STAGEFARM_TOKEN_FILE, or the token in STAGEFARM_TOKEN)");
   app->add_option("--tls-server-name", files->server_name,
                   "name expected in servers' certificates when it is not the "
                   "dialed host (or STAGEFARM_TLS_SERVER_NAME)");

@@ -82,7 +82,11 @@ int main(int argc, char** argv) {
   std::string listen;
   TlsFiles tls;
   AddTlsFlags(&app, &tls);
-  std::string metrics_listen;
+  std::string metrics_listen, tenants_file;
+  app.add_option("--tenants", tenants_file,
+                 "JSON file of tenants (common/tenants.h): callers must be "
+                 "known and see only their own builds and instances; only "
+                 "workers lease stages");
   app.add_option("--metrics-listen", metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (/metrics)");
   int lease_ms = 10000, heartbeat_ms = 1000;
@@ -117,6 +121,15 @@ int main(int argc, char** argv) {
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.state_dir = state_dir;
   options.cas_address = cas;
+  if (!tenants_file.empty()) {
+    auto tenants = Tenants::Load(tenants_file);
+    if (!tenants.ok()) {
+      std::cerr << "stagefarm-scheduler: " << tenants.status().message()
+                << "\n";
+      return 2;
+    }
+    options.tenants = *tenants;
+  }
   auto service = farm::SchedulerService::Create(options);
   if (!service.ok()) {
     std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";

@@ -17,6 +17,8 @@
 #include "common/channel.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "farm/stage_cache.h"
 #include "scheduler/dockerfile/plan.h"
 
@@ -84,6 +86,26 @@ void SchedulerService::Stop() {
   }
   work_cv_.notify_all();
   reaper_cv_.notify_all();
+}
+
+absl::StatusOr<const Tenant*> SchedulerService::Caller(
+    grpc::ServerContext* context) const {
+  if (options_.tenants == nullptr) return nullptr;
+  return options_.tenants->Identify(*context);
+}
+
+absl::Status SchedulerService::CheckInstanceCaller(
+    grpc::ServerContext* context, const std::string& instance) const {
+  ASSIGN_OR_RETURN(const Tenant* caller, Caller(context));
+  if (caller == nullptr) return absl::OkStatus();
+  return Tenants::CheckInstance(*caller, instance);
+}
+
+absl::Status SchedulerService::CheckWorkerCaller(grpc::ServerContext* context,
+                                                 const char* what) const {
+  ASSIGN_OR_RETURN(const Tenant* caller, Caller(context));
+  if (caller == nullptr) return absl::OkStatus();
+  return Tenants::CheckWorker(*caller, what);
 }
 
 size_t SchedulerService::BuildCount() {
@@ -174,6 +196,7 @@ absl::Status SchedulerService::OpenState() {
     b->submitted = stored.submitted();
     b->finished_at = stored.finished_at();
     b->had_secrets = stored.had_secrets();
+    b->tenant = stored.tenant();
     for (const v1::StoredStage& ss : stored.stages()) {
       StageState& st = b->stages[ss.index()];
       st.status = static_cast<StageStatus>(
@@ -278,6 +301,7 @@ absl::Status SchedulerService::Save(BuildState* b) {
   *stored.mutable_spec() = b->spec;
   stored.mutable_spec()->clear_secrets();  // never on disk
   stored.set_had_secrets(!b->spec.secrets().empty() || b->had_secrets);
+  stored.set_tenant(b->tenant);
   stored.set_created(b->created);
   stored.set_target(b->target);
   for (const auto& [index, st] : b->stages) {
@@ -404,6 +428,12 @@ grpc::Status SchedulerService::Build(
     grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
     grpc::ServerWriter<v1::BuildUpdate>* writer) {
   const v1::BuildSpec& spec = request->spec();
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (*caller != nullptr) {
+    absl::Status s = Tenants::CheckInstance(**caller, spec.instance_name());
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
   if (spec.dockerfile().empty()) return Invalid("spec.dockerfile: empty");
   if (!Digest::FromProto(spec.context()).ok()) {
     return Invalid("spec.context: not a valid digest");
@@ -423,6 +453,7 @@ grpc::Status SchedulerService::Build(
                         std::string(plan.status().message()));
   }
   auto b = std::make_shared<BuildState>();
+  if (*caller != nullptr) b->tenant = (*caller)->name;
   b->id = RandomId();
   b->spec = spec;
   b->created = Rfc3339(spec.has_source_date_epoch()
@@ -581,12 +612,16 @@ grpc::Status SchedulerService::Stream(
   }
 }
 
-grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* /*context*/,
+grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
                                           const v1::ListBuildsRequest*,
                                           v1::ListBuildsResponse* response) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<BuildState*> all;
-  for (auto& [id, b] : builds_) all.push_back(b.get());
+  for (auto& [id, b] : builds_) {
+    if (Sees(*caller, *b)) all.push_back(b.get());
+  }
   std::sort(all.begin(), all.end(), [](BuildState* x, BuildState* y) {
     return x->submitted > y->submitted;
   });
@@ -619,11 +654,14 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* /*context*/,
 grpc::Status SchedulerService::WatchBuild(
     grpc::ServerContext* context, const v1::WatchBuildRequest* request,
     grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   std::shared_ptr<BuildState> b;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = builds_.find(request->build_id());
-    if (it != builds_.end()) b = it->second;
+    // Another tenant's build is not there for this caller.
+    if (it != builds_.end() && Sees(*caller, *it->second)) b = it->second;
   }
   if (b == nullptr) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -634,12 +672,14 @@ grpc::Status SchedulerService::WatchBuild(
 }
 
 grpc::Status SchedulerService::CancelBuild(
-    grpc::ServerContext* /*context*/, const v1::CancelBuildRequest* request,
+    grpc::ServerContext* context, const v1::CancelBuildRequest* request,
     v1::CancelBuildResponse* /*response*/) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = builds_.find(request->build_id());
-    if (it == builds_.end()) {
+    if (it == builds_.end() || !Sees(*caller, *it->second)) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "no build " + request->build_id());
     }
@@ -653,16 +693,23 @@ grpc::Status SchedulerService::CancelBuild(
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::GetFarm(grpc::ServerContext* /*context*/,
+grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
                                        const v1::GetFarmRequest* /*request*/,
                                        v1::FarmInfo* response) {
+  if (absl::Status s = Caller(context).status(); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   response->set_cas(options_.cas_address);
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::ListImages(grpc::ServerContext* /*context*/,
+grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
                                           const v1::ListImagesRequest* request,
                                           v1::ListImagesResponse* response) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = images_.find(request->instance_name());
   if (it == images_.end()) return grpc::Status::OK;
@@ -670,9 +717,13 @@ grpc::Status SchedulerService::ListImages(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::SetImage(grpc::ServerContext* /*context*/,
+grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
                                         const v1::SetImageRequest* request,
                                         v1::SetImageResponse* /*response*/) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   const v1::ImageTag& tag = request->image();
   if (tag.name().empty() || tag.name().size() > 4096) {
     return Invalid("image.name: empty or longer than 4096 bytes");
@@ -695,8 +746,12 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* /*context*/,
 }
 
 grpc::Status SchedulerService::RemoveImage(
-    grpc::ServerContext* /*context*/, const v1::RemoveImageRequest* request,
+    grpc::ServerContext* context, const v1::RemoveImageRequest* request,
     v1::RemoveImageResponse* /*response*/) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = images_.find(request->instance_name());
   if (it == images_.end() || !it->second.count(request->name())) {
@@ -719,6 +774,9 @@ grpc::Status SchedulerService::RemoveImage(
 grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
                                      const v1::LeaseRequest* request,
                                      v1::LeaseResponse* response) {
+  if (absl::Status s = CheckWorkerCaller(context, "lease stages"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (request->worker().empty()) return Invalid("worker: empty");
   auto deadline =
       std::chrono::steady_clock::now() +
@@ -808,9 +866,12 @@ SchedulerService::Pick(const std::string& worker, bool* held) {
   return take(*first_free);
 }
 
-grpc::Status SchedulerService::Report(grpc::ServerContext* /*context*/,
+grpc::Status SchedulerService::Report(grpc::ServerContext* context,
                                       const v1::StageReport* request,
                                       v1::StageReportResponse* response) {
+  if (absl::Status s = CheckWorkerCaller(context, "report stages"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto lit = leases_.find(request->lease_id());
   if (lit == leases_.end()) {

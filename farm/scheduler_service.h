@@ -37,6 +37,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/cas_client.h"
+#include "common/tenants.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace rocksdb {
@@ -53,6 +54,10 @@ struct SchedulerOptions {
   std::string state_dir;
   // The farm's CAS as clients reach it (told to clients by GetFarm).
   std::string cas_address;
+  // When set (--tenants): callers must be known; a tenant submits builds
+  // only on its instances and sees only its own builds and images; only
+  // worker tenants lease stages and report.
+  std::shared_ptr<const Tenants> tenants;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -145,6 +150,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     double submitted = 0, finished_at = 0;
     size_t events_saved = 0;
     bool had_secrets = false;  // restored: its secrets are gone
+    std::string tenant;        // who submitted it (with tenants)
     // Wakes this build's streams (new events, finished); a stream does not
     // wake for other builds' progress.
     std::condition_variable cv;
@@ -156,6 +162,16 @@ class SchedulerService final : public v1::Scheduler::Service {
     std::chrono::steady_clock::time_point deadline;
   };
 
+  // The calling tenant (null when tenants are off), or the refusal.
+  absl::StatusOr<const Tenant*> Caller(grpc::ServerContext* context) const;
+  absl::Status CheckInstanceCaller(grpc::ServerContext* context,
+                                   const std::string& instance) const;
+  absl::Status CheckWorkerCaller(grpc::ServerContext* context,
+                                 const char* what) const;
+  // Whether `caller` may see build `b` (always, with tenants off).
+  static bool Sees(const Tenant* caller, const BuildState& b) {
+    return caller == nullptr || caller->worker || caller->name == b.tenant;
+  }
   absl::Status OpenState();
   // Writes the build and its new events (no-op without a state directory).
   absl::Status Save(BuildState* b) /* requires mu_ */;
