@@ -45,6 +45,13 @@ absl::StatusOr<std::shared_ptr<const Tenants>> Tenants::Parse(
     Tenant tenant;
     tenant.name = e["name"].get<std::string>();
     tenant.worker = e.value("worker", false);
+    if (e.contains("max_builds")) {
+      if (!e["max_builds"].is_number_integer() ||
+          e["max_builds"].get<int64_t>() < 0) {
+        return bad(field + ".max_builds: a whole number, 0 for no limit");
+      }
+      tenant.max_builds = e["max_builds"].get<int>();
+    }
     auto strings = [&](const char* key,
                        std::vector<std::string>* out) -> absl::Status {
       if (!e.contains(key)) return absl::OkStatus();

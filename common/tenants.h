@@ -8,6 +8,9 @@
 //     {"name": "workers", "tokens_sha256": ["..."], "instances": ["*"],
 //      "worker": true}]}
 //
+// "max_builds": N limits the tenant's builds running at once on the
+// scheduler (more are refused with RESOURCE_EXHAUSTED).
+//
 // A caller is identified by "authorization: Bearer <token>" (the file keeps
 // only the token's SHA-256) or by the common name of its verified client
 // certificate (mutual TLS). Only "worker" tenants lease stages and write the
@@ -32,6 +35,7 @@ struct Tenant {
   std::string name;
   std::vector<std::string> instances;  // "*": every instance
   bool worker = false;
+  int max_builds = 0;  // running at once; 0: no limit
 };
 
 class Tenants {

@@ -16,7 +16,7 @@ TEST(TenantsTest, ParsesAndChecks) {
           kHash + R"("],
          "instances": ["team-a", "shared"]},
         {"name": "workers", "certificates": ["worker"], "instances": ["*"],
-         "worker": true}]})",
+         "worker": true, "max_builds": 3}]})",
       "tenants.json");
   ASSERT_TRUE(t.ok()) << t.status();
   Tenant a{"team-a", {"team-a", "shared"}, false};
@@ -49,6 +49,9 @@ TEST(TenantsTest, BadFilesNameTheField) {
             "belongs to two tenants"},
            {R"({"tenants": [{"name": "a", "certificates": "c"}]})",
             "certificates: a list of strings"},
+           {R"({"tenants": [{"name": "a", "certificates": ["c"],
+                "max_builds": -1}]})",
+            "max_builds: a whole number"},
        }) {
     auto t = Tenants::Parse(c.json, "f.json");
     ASSERT_FALSE(t.ok()) << c.json;

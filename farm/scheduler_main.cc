@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls_flags.h"
 #include "farm/scheduler_service.h"
@@ -82,7 +83,9 @@ int main(int argc, char** argv) {
   std::string listen;
   TlsFiles tls;
   AddTlsFlags(&app, &tls);
-  std::string metrics_listen, tenants_file;
+  std::string metrics_listen, tenants_file, log_format = "text";
+  app.add_option("--log-format", log_format, "text or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--tenants", tenants_file,
                  "JSON file of tenants (common/tenants.h): callers must be "
                  "known and see only their own builds and instances; only "
@@ -112,6 +115,7 @@ int main(int argc, char** argv) {
                  "twice --heartbeat-ms\n";
     return 2;
   }
+  InitLog("stagefarm-scheduler", log_format);
   if (absl::Status t = ConfigureTls(tls, /*server=*/true); !t.ok()) {
     std::cerr << "stagefarm-scheduler: " << t.message() << "\n";
     return 2;

@@ -13,11 +13,13 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
 #include "common/clock.h"
 #include "common/digest.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "farm/stage_cache.h"
 #include "scheduler/dockerfile/plan.h"
@@ -350,7 +352,9 @@ absl::Status SchedulerService::Save(BuildState* b) {
 
 void SchedulerService::SaveOrLog(BuildState* b) {
   absl::Status st = Save(b);
-  if (!st.ok()) std::cerr << "stagefarm-scheduler: " << st.message() << "\n";
+  if (!st.ok()) {
+    LogError(std::string(st.message()), {{"build", b->id}});
+  }
 }
 
 void SchedulerService::Forget(const std::string& id) {
@@ -362,8 +366,7 @@ void SchedulerService::Forget(const std::string& id) {
   batch.DeleteRange(prefix, prefix.substr(0, prefix.size() - 1) + "0");
   rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!rs.ok()) {
-    std::cerr << "stagefarm-scheduler: cannot drop build " << id << ": "
-              << rs.ToString() << "\n";
+    LogError("cannot drop a build: " + rs.ToString(), {{"build", id}});
   }
 }
 
@@ -378,6 +381,11 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   e.set_unix_time(UnixNow());
   b->events.push_back(std::move(e));
   b->cv.notify_all();
+  LogInfo(kind, {{"build", b->id},
+                 {"tenant", b->tenant},
+                 {"stage", stage},
+                 {"worker", worker},
+                 {"detail", text}});
 }
 
 void SchedulerService::QueueReady(const std::shared_ptr<BuildState>& b) {
@@ -415,6 +423,12 @@ void SchedulerService::Finish(BuildState* b, int code,
   b->error = error;
   b->finished_at = UnixNow();
   b->cv.notify_all();
+  Log(code == 0 ? "info" : "error", "build-finished",
+      {{"build", b->id},
+       {"tenant", b->tenant},
+       {"code", std::to_string(code)},
+       {"seconds", absl::StrFormat("%.2f", b->finished_at - b->submitted)},
+       {"error", error}});
   // Finished builds stay listed (and watchable) until 200 newer ones end.
   finished_order_.push_back(b->id);
   while (finished_order_.size() > kKeepFinished) {
@@ -471,8 +485,24 @@ grpc::Status SchedulerService::Build(
   UseStageCache(b.get());
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (*caller != nullptr && (*caller)->max_builds > 0) {
+      int running = 0;
+      for (const auto& [id, other] : builds_) {
+        running += !other->finished && other->tenant == b->tenant ? 1 : 0;
+      }
+      if (running >= (*caller)->max_builds) {
+        return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+            "tenant ", b->tenant, " has ", running,
+            " builds running, its limit (max_builds); submit again when "
+            "one has finished")));
+      }
+    }
     builds_[b->id] = b;
     ++builds_submitted_;
+    LogInfo("build-submitted", {{"build", b->id},
+                                {"tenant", b->tenant},
+                                {"instance", spec.instance_name()},
+                                {"stages", std::to_string(b->stages.size())}});
     int to_run = 0;
     for (const auto& [index, st] : b->stages) {
       to_run += st.status == StageStatus::kDone ? 0 : 1;
@@ -511,7 +541,8 @@ void SchedulerService::UseStageCache(BuildState* b) {
   for (const auto& [index, st] : b->stages) {
     auto hit = LookupStage(&cas, st.key);
     if (!hit.ok()) {
-      std::cerr << "stagefarm-scheduler: stage cache: " << hit.status() << "\n";
+      LogError("stage cache: " + hit.status().ToString(),
+               {{"build", b->id}, {"stage", st.display}});
     } else if (hit->has_value()) {
       hits[index] = **hit;
     }

@@ -25,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/remote_store.h"
 #include "common/status_macros.h"
@@ -88,9 +89,8 @@ class Worker {
       if (scheduler_channel_->WaitForConnected(
               std::chrono::system_clock::now() +
               std::chrono::milliseconds(200))) {
-        std::cout << "stagefarm-worker " << f_.name
-                  << ": connected to the scheduler at " << f_.scheduler
-                  << std::endl;
+        stagefarm::LogInfo("connected to the scheduler",
+                           {{"worker", f_.name}, {"scheduler", f_.scheduler}});
         return;
       }
     }
@@ -251,8 +251,10 @@ class Worker {
                        worker::ImageStateJson(outcome->state), layers,
                        outcome->steps_run + outcome->steps_cached);
         if (!s.ok()) {
-          std::cerr << "stagefarm-worker " << f_.name
-                    << ": cannot store the stage result: " << s << "\n";
+          stagefarm::LogError("cannot store the stage result: " + s.ToString(),
+                              {{"worker", f_.name},
+                               {"build", task.build_id()},
+                               {"stage", std::to_string(task.stage_index())}});
         }
       }
     }
@@ -306,8 +308,7 @@ class Worker {
       for (auto& [name, inst] : instances_) {
         auto list = inst->snapshots->List();
         if (!list.ok()) {
-          std::cerr << "stagefarm-worker " << f_.name << ": " << list.status()
-                    << "\n";
+          stagefarm::LogError(list.status().ToString(), {{"worker", f_.name}});
           continue;
         }
         for (const auto& i : *list) {
@@ -326,7 +327,7 @@ class Worker {
       if (total - freed <= f_.cache_bytes) break;
       absl::Status s = e.snapshots->Remove(e.name);
       if (!s.ok()) {
-        std::cerr << "stagefarm-worker " << f_.name << ": " << s << "\n";
+        stagefarm::LogError(s.ToString(), {{"worker", f_.name}});
         continue;
       }
       freed += e.bytes;
@@ -334,10 +335,11 @@ class Worker {
     }
     counters_.cache_bytes = total - freed;
     counters_.evicted_bytes += freed;
-    std::cout << "stagefarm-worker " << f_.name << ": layer cache "
-              << (total >> 20) << " MiB over " << (f_.cache_bytes >> 20)
-              << " MiB: removed " << removed << " snapshots (" << (freed >> 20)
-              << " MiB)" << std::endl;
+    stagefarm::LogInfo(
+        absl::StrCat("layer cache ", total >> 20, " MiB over ",
+                     f_.cache_bytes >> 20, " MiB: removed ", removed,
+                     " snapshots (", freed >> 20, " MiB)"),
+        {{"worker", f_.name}});
   }
 
  private:
@@ -443,9 +445,13 @@ class Worker {
       last.set_code(static_cast<int>(result.status().code()));
       last.set_error(std::string(result.status().message()));
     }
-    std::cerr << "stagefarm-worker " << f_.name << ": stage "
-              << task.stage_index() << " of build " << task.build_id() << ": "
-              << (result.ok() ? "done" : result.status().ToString()) << "\n";
+    stagefarm::Log(result.ok() ? "info" : "error",
+                   result.ok() ? "stage-done" : "stage-failed",
+                   {{"worker", f_.name},
+                    {"build", task.build_id()},
+                    {"stage", std::to_string(task.stage_index())},
+                    {"lease", task.lease_id()},
+                    {"error", result.ok() ? "" : result.status().ToString()}});
     send(std::move(last));
   }
 
@@ -497,9 +503,11 @@ int main(int argc, char** argv) {
   WorkerFlags f;
   stagefarm::TlsFiles tls;
   stagefarm::AddTlsFlags(&app, &tls);
-  std::string metrics_listen;
+  std::string metrics_listen, log_format = "text";
   app.add_option("--metrics-listen", metrics_listen,
                  "HOST:PORT to serve Prometheus metrics on (/metrics)");
+  app.add_option("--log-format", log_format, "text or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--scheduler", f.scheduler, "scheduler HOST:PORT")->required();
   app.add_option("--cas", f.cas, "CAS HOST:PORT")->required();
   app.add_option("--work", f.work, "work directory (snapshots, contexts)")
@@ -513,6 +521,7 @@ int main(int argc, char** argv) {
                  "first; default 20 GiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   CLI11_PARSE(app, argc, argv);
+  stagefarm::InitLog("stagefarm-worker", log_format);
   if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/false);
       !t.ok()) {
     std::cerr << "stagefarm-worker: " << t.message() << "\n";

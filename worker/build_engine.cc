@@ -179,6 +179,11 @@ class StageRunner {
       absl::Status st = RunStep(step);
       if (!st.ok()) {
         Emit(BuildEvent::Kind::kStepFailed, Display(step), 0);
+        // Every failure names the instruction's file:line.
+        std::string at = At(*step.instruction);
+        if (!absl::StartsWith(st.message(), at) && !absl::IsCancelled(st)) {
+          st = absl::Status(st.code(), absl::StrCat(at, ": ", st.message()));
+        }
         return st;
       }
     }

@@ -13,8 +13,10 @@
 #include <cstring>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -249,27 +251,51 @@ absl::Status CopyFileData(const std::string& from, const std::string& to,
     close(in);
     return s;
   }
-  char buf[1 << 16];
+  // Only the data is copied: holes of a sparse file stay holes (a 10 GB
+  // sparse file costs no 10 GB of writes), and the size is set at the end.
+  std::vector<char> buf(1 << 20);
   absl::Status status;
-  while (true) {
-    ssize_t n = read(in, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      status = Errno("cannot read", from);
-      break;
+  struct stat st;
+  off_t size = fstat(in, &st) == 0 ? st.st_size : 0;
+  off_t pos = 0;
+  while (status.ok() && pos < size) {
+    off_t data = lseek(in, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      data = pos;                 // no SEEK_DATA here: copy everything
     }
-    if (n == 0) break;
-    ssize_t done = 0;
-    while (done < n) {
-      ssize_t w = write(out, buf + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        status = Errno("cannot write", to);
+    off_t end = lseek(in, data, SEEK_HOLE);
+    if (end < 0 || end <= data) end = size;
+    for (off_t at = data; status.ok() && at < end;) {
+      ssize_t n = pread(in, buf.data(),
+                        static_cast<size_t>(std::min<off_t>(
+                            end - at, static_cast<off_t>(buf.size()))),
+                        at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        status = Errno("cannot read", from);
         break;
       }
-      done += w;
+      if (n == 0) {
+        end = at;  // the file shrank while copied
+        break;
+      }
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = pwrite(out, buf.data() + done,
+                           static_cast<size_t>(n - done), at + done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+          status = Errno("cannot write", to);
+          break;
+        }
+        done += w;
+      }
+      at += n;
     }
-    if (!status.ok()) break;
+    pos = end;
+  }
+  if (status.ok() && ftruncate(out, size) != 0) {
+    status = Errno("cannot write", to);
   }
   close(in);
   if (close(out) != 0 && status.ok()) status = Errno("cannot write", to);
@@ -377,8 +403,21 @@ bool IsArchive(const std::string& path) {
   return ok;
 }
 
+// How much one archive may unpack to (a tar bomb stops here):
+// STAGEFARM_MAX_UNPACK_BYTES, 32 GiB by default.
+int64_t MaxUnpackBytes() {
+  int64_t limit = int64_t{32} << 30;
+  if (const char* v = getenv("STAGEFARM_MAX_UNPACK_BYTES"); v != nullptr) {
+    int64_t n = 0;
+    if (absl::SimpleAtoi(v, &n) && n > 0) limit = n;
+  }
+  return limit;
+}
+
 absl::Status Unpack(const std::string& archive_path, const std::string& dest,
                     const CopyOptions& options) {
+  const int64_t limit = MaxUnpackBytes();
+  int64_t unpacked = 0;
   struct archive* a = archive_read_new();
   archive_read_support_filter_all(a);
   archive_read_support_format_tar(a);
@@ -444,6 +483,15 @@ absl::Status Unpack(const std::string& archive_path, const std::string& dest,
     la_int64_t offset;
     while ((r = archive_read_data_block(a, &buf, &size, &offset)) ==
            ARCHIVE_OK) {
+      unpacked += static_cast<int64_t>(size);
+      if (unpacked > limit) {
+        status = absl::ResourceExhaustedError(absl::StrCat(
+            "the archive unpacks to more than ", limit,
+            " bytes (the limit, STAGEFARM_MAX_UNPACK_BYTES); stopped at "
+            "entry \"",
+            name, "\""));
+        break;
+      }
       if (archive_write_data_block(w, buf, size, offset) != ARCHIVE_OK) {
         status = absl::InternalError(absl::StrCat(
             "archive entry \"", name, "\": ", archive_error_string(w)));

@@ -23,6 +23,7 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path,
   std::string msg = absl::StrCat(what, " ", path, ": ", strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  if (err == ENAMETOOLONG) return absl::InvalidArgumentError(msg);
   return absl::InternalError(msg);
 }
 

@@ -115,6 +115,8 @@ class Expander {
   }
 
  private:
+  static constexpr int kMaxNesting = 100;
+  int depth_ = 0;
   uint32_t Peek() const { return pos_ < in_.size() ? in_[pos_] : kEof; }
   uint32_t Next() { return pos_ < in_.size() ? in_[pos_++] : kEof; }
 
@@ -247,8 +249,16 @@ class Expander {
   // The word up to '}' (with nested expansions), mapping a missing brace to
   // the bash-like message.
   absl::StatusOr<std::string> WordTo(uint32_t stop) {
+    // Each nested ${...} recurses: bound it, so that a hostile Dockerfile
+    // gets an error rather than exhausting the stack.
+    if (depth_ >= kMaxNesting) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expansions nested deeper than ", kMaxNesting, " levels"));
+    }
+    ++depth_;
     std::string word;
     absl::Status s = StopOn(stop, &word, nullptr);
+    --depth_;
     if (!s.ok()) {
       if (Peek() == kEof) {
         return absl::InvalidArgumentError(

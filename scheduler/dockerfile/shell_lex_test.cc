@@ -128,5 +128,23 @@ TEST(ShellLexTest, BacktickEscape) {
   EXPECT_EQ(*lex.ProcessWord("a`$X\\b", EnvFromList(&env)), "a$X\\b");
 }
 
+TEST(ShellLexNestingTest, DeepNestingIsAnErrorNotACrash) {
+  std::string word = "x";
+  for (int i = 0; i < 20000; ++i) word = "${a:-" + word + "}";
+  ShellLex lex;
+  auto out = lex.ProcessWord(
+      word, [](absl::string_view) { return std::optional<std::string>(); });
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("nested deeper than 100"),
+            std::string::npos)
+      << out.status();
+  std::string fine = "x";
+  for (int i = 0; i < 50; ++i) fine = "${a:-" + fine + "}";
+  auto ok = lex.ProcessWord(
+      fine, [](absl::string_view) { return std::optional<std::string>(); });
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "x");
+}
+
 }  // namespace
 }  // namespace stagefarm::dockerfile

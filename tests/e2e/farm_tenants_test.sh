@@ -33,7 +33,7 @@ tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }
 cat >"$WORK/tenants.json" <<EOF
 {"tenants": [
   {"name": "team-a", "tokens_sha256": ["$(tsha a)"], "instances": ["team-a"]},
-  {"name": "team-b", "tokens_sha256": ["$(tsha b)"], "instances": ["team-b"]},
+  {"name": "team-b", "tokens_sha256": ["$(tsha b)"], "instances": ["team-b"], "max_builds": 1},
   {"name": "workers", "tokens_sha256": ["$(tsha workers)"], "instances": ["*"], "worker": true},
   {"name": "scheduler", "tokens_sha256": ["$(tsha scheduler)"], "instances": ["*"]}
 ]}
@@ -91,6 +91,20 @@ out=$(STAGEFARM_TOKEN=not-a-token STAGEFARM_HOME=$WORK/home-anon "$SF" cas stats
 check_contains "an unknown token is refused" "bearer token is not known" "$out"
 out=$(as a builds ls --server "$SCHED" >/dev/null 2>&1; as a cas has --cas "$CAS" --instance team-a "$blob" 2>&1)
 check_contains "team A still reads its blob" "present" "$out"
+
+# team-b may run one build at a time: a second is refused while it runs.
+as b image import "$WORK/busybox" -t busybox --server "$SCHED" --instance team-b >/dev/null 2>&1
+cb=$(new_ctx team-b)
+printf 'FROM busybox\nRUN sleep 3\n' >"$cb/Dockerfile"
+as b build --progress plain --server "$SCHED" --instance team-b "$cb" >"$cb.log" 2>&1 &
+bp=$!
+for _ in $(seq 50); do grep -q "started on" "$cb.log" 2>/dev/null && break; sleep 0.1; done
+out=$(as b build --progress plain --server "$SCHED" --instance team-b "$cb" 2>&1)
+check_contains "a tenant over its max_builds is refused" "builds running, its limit (max_builds)" "$out"
+check_contains "... while another tenant still builds" "on w1" \
+  "$(as a build --progress plain --server "$SCHED" --instance team-a "$c" 2>&1)"
+wait $bp
+check "... and the first build of team-b finishes" "0" "$?"
 
 # A client building on its own against the CAS would write step results into
 # the action cache itself: the CAS refuses (only workers write it).

@@ -32,7 +32,9 @@ listen_addr() { # FILE: waits for "listening on ADDR"
   for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
   grep -o 'listening on [0-9.:]*' "$1" | head -1 | sed 's/listening on //'
 }
-start_registry() { # NAME [extra YAML for auth/tls]: prints HOST:PORT
+# start_registry NAME [extra YAML for auth/tls]: sets ADDR to its HOST:PORT
+# (not run in a subshell, so that its PID reaches the cleanup).
+start_registry() {
   local name=$1 extra=${2:-}
   cat >"$WORK/$name.yml" <<EOF
 version: 0.1
@@ -47,9 +49,10 @@ $extra
 EOF
   docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
-  listen_addr "$WORK/$name.log"
+  ADDR=$(listen_addr "$WORK/$name.log")
 }
-REG=$(start_registry plain)
+start_registry plain
+REG=$ADDR
 [ -n "$REG" ] || { tail -5 "$WORK/plain.log"; fail "registry" "docker-registry did not start"; exit 1; }
 pass "docker-registry started on $REG"
 export DOCKER_CONFIG=$WORK/no-credentials
@@ -82,7 +85,8 @@ out=$("$SF" build --progress plain -o "type=registry,name=$REG/third/app:3" "$c"
 digest3=$(printf '%s\n' "$out" | tail -1)
 check_contains "-o type=registry pushes" "$REG/third/app:3: $digest3" "$out"
 # Another registry, where nothing can be mounted from.
-CREG=$(start_registry chunks)
+start_registry chunks
+CREG=$ADDR
 out=$(STAGEFARM_PUSH_CHUNK_BYTES=65536 "$SF" push "$REG/team/app:1" "$CREG/chunked/app:1" 2>&1)
 check_contains "a chunked push (64 KiB PATCHes) succeeds" "$CREG/chunked/app:1: $digest (4 blobs sent" "$out"
 patches=$(grep 'http.request.method=PATCH' "$WORK/chunks.log" | grep -c 'uri="*/v2/chunked/app/blobs/uploads/')
@@ -127,7 +131,7 @@ export DOCKER_CONFIG=$WORK/no-credentials
 # --- TLS (a test CA) and htpasswd basic auth ----------------------------------------
 bash "$ROOT/scripts/make-test-ca" "$WORK/ca" server >/dev/null
 python3 -W ignore -c "import crypt; print('alice:' + crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))" >"$WORK/htpasswd"
-SREG=$(start_registry secure "auth:
+start_registry secure "auth:
   htpasswd:
     realm: stagefarm-test
     path: $WORK/htpasswd
@@ -135,7 +139,8 @@ http:
   addr: 127.0.0.1:0
   tls:
     certificate: $WORK/ca/server.crt
-    key: $WORK/ca/server.key")
+    key: $WORK/ca/server.key"
+SREG=$ADDR
 # (the second http: key replaces the first one)
 [ -n "$SREG" ] || { tail -5 "$WORK/secure.log"; fail "registry" "the TLS registry did not start"; exit 1; }
 export STAGEFARM_HOME=$WORK/home
