@@ -42,11 +42,11 @@ EOF
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
 "$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --cas "$CAS" --tenants "$WORK/tenants.json" \
-  --token-file "$WORK/token-scheduler" >"$WORK/scheduler.log" 2>&1 &
+  --token-file "$WORK/token-scheduler" --log-format json >"$WORK/scheduler.log" 2>&1 &
 PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
 "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/w1" --name w1 \
-  --token-file "$WORK/token-workers" >"$WORK/w1.log" 2>&1 &
+  --token-file "$WORK/token-workers" --log-format json >"$WORK/w1.log" 2>&1 &
 PIDS+=($!)
 if [ -z "$CAS" ] || [ -z "$SCHED" ]; then
   tail -n 3 "$WORK/cas.log" "$WORK/scheduler.log"
@@ -68,6 +68,19 @@ build_a=$(sed -n 's/^\[farm\] build \([0-9a-f]*\).*/\1/p' "$c.log" | head -1)
 blob="$(sha256sum "$c/private.txt" | awk '{print $1}')/$(stat -c %s "$c/private.txt")"
 check "team A reads its own blob" "private to team a" "$(as a cas get --cas "$CAS" --instance team-a "$blob" 2>&1)"
 check_contains "team A lists its build" "$build_a" "$(as a builds ls --server "$SCHED" 2>&1)"
+# JSON logs carry the build, stage, worker and tenant.
+jq_ok() { python3 -c 'import json,sys
+want = dict(a.split("=", 1) for a in sys.argv[1:])
+for line in sys.stdin:
+    if not line.startswith("{"): continue
+    j = json.loads(line)
+    if all(j.get(k) == v for k, v in want.items()): print("found"); break' "$@"; }
+check "the scheduler logs the build as JSON with its tenant" "found" \
+  "$(jq_ok msg=build-finished build="$build_a" tenant=team-a code=0 <"$WORK/scheduler.log")"
+check "... and the stage with its worker" "found" \
+  "$(jq_ok msg=stage-started build="$build_a" worker=w1 <"$WORK/scheduler.log")"
+check "the worker logs the stage as JSON" "found" \
+  "$(jq_ok msg=stage-done build="$build_a" worker=w1 <"$WORK/w1.log")"
 
 out=$(as b cas get --cas "$CAS" --instance team-a "$blob" 2>&1)
 check_contains "team B cannot read team A's blobs" "tenant team-b may not use instance \"team-a\"" "$out"
