@@ -10,20 +10,7 @@
 e2e_setup "$1"
 BIN=$1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PIDS=()
-cleanup_tls() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup_tls EXIT
-listen_addr() { # FILE
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*listening on //p' "$1" | head -1
-}
+trap e2e_cleanup EXIT
 bash "$ROOT/scripts/make-test-ca" "$WORK/ca" cas scheduler worker client >/dev/null
 bash "$ROOT/scripts/make-test-ca" "$WORK/rogue" client >/dev/null
 tls() { # NAME: the flags for a program holding NAME's certificate

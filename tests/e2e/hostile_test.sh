@@ -10,15 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
 BIN=$1
-PIDS=()
 cleanup_hostile() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
   rm -f /hostile-escape-abs /hostile-escape-link
-  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$WORK"
+  e2e_cleanup
 }
 trap cleanup_hostile EXIT
 echo HOSTSECRET >"$WORK/host-secret"
@@ -146,13 +140,13 @@ for d in range(1000):
 PY
 printf 'FROM busybox\nCOPY files /files\nRUN find /files -type f | wc -l > /count\n' >"$c/Dockerfile"
 t0=$(date +%s)
-hbuild "$c"
+"$SF" build --progress plain -t many:1 "$c" >"$c.log" 2>&1
 rc=$?
 t1=$(date +%s)
 echo "sizes: a million tiny files: build took $((t1 - t0)) s"
 check "COPY of a million tiny files builds" "0" "$rc"
-check "... all of them" "1000000" "$(tr -d ' ' <"$c.out/count" 2>&1)"
-rm -rf "$c" "$c.out"
+check "... all of them" "1000000" "$("$SF" run many:1 cat /count 2>&1 | tr -d ' ')"
+rm -rf "$c"
 
 # --- a 10 GB sparse file ---------------------------------------------------------------------
 c=$(new_ctx sparse)
@@ -173,7 +167,7 @@ c=$(new_ctx names)
 long=$(printf 'd%.0s' $(seq 300))
 printf 'FROM busybox\nCOPY Dockerfile /%s\n' "$long" >"$c/Dockerfile"
 hbuild "$c"
-check "a 300-byte file name fails" "1" "$?"
+check "a 300-byte file name fails" "yes" "$([ $? -ne 0 ] && echo yes || echo no)"
 check_contains "... clearly, with the line" "Dockerfile:2" "$(cat "$c.log")"
 deep=$(printf 'abcdefghij/%.0s' $(seq 500))
 printf 'FROM busybox\nWORKDIR /%s\nRUN pwd\n' "$deep" >"$c/Dockerfile"
@@ -199,14 +193,10 @@ for _ in $(seq 20000); do nest="\${a:-$nest}"; done
 printf 'FROM busybox\nARG a\nENV v=%s\n' "$nest" >"$c/Dockerfile"
 hbuild "$c"
 rc=$?
-check "20,000 nested expansions do not crash the parser" "yes" "$([ $rc -le 1 ] && echo yes || echo "no (exit $rc)")"
-[ $rc -eq 1 ] && check_contains "... a clear error with the line" "Dockerfile:3" "$(cat "$c.log")"
+check "20,000 nested expansions do not crash the parser" "yes" "$([ $rc -le 2 ] && echo yes || echo "no (exit $rc)")"
+[ $rc -ne 0 ] && check_contains "... a clear error with the line" "Dockerfile:3: expansions nested deeper" "$(cat "$c.log")"
 
 # --- the farm keeps serving ---------------------------------------------------------------
-listen_addr() { # FILE
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*listening on //p' "$1" | head -1
-}
 "$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")

@@ -77,3 +77,22 @@ start_private_dockerd() {
   fi
   pass "dockerd started (private socket and data root)"
 }
+
+# Daemons a script starts: it adds their PIDs to PIDS (in the main shell,
+# not in a $(...) subshell) and traps e2e_cleanup, which stops them (each
+# waited for up to 5 s), unmounts what is left under $WORK and removes it.
+PIDS=()
+e2e_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$WORK"
+}
+# listen_addr FILE: waits for a "listening on HOST:PORT" line; prints the address.
+listen_addr() {
+  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
+  grep -o 'listening on [][0-9A-Za-z.:-]*' "$1" | head -1 | sed 's/listening on //'
+}

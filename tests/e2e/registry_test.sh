@@ -12,7 +12,6 @@
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PIDS=()
 DOCKERD_PID=""
 cleanup_registry() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -28,10 +27,6 @@ for tool in docker-registry skopeo openssl python3; do
   command -v $tool >/dev/null || { fail "setup" "$tool is not installed (scripts/install-deps)"; exit 1; }
 done
 
-listen_addr() { # FILE: waits for "listening on ADDR"
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  grep -o 'listening on [0-9.:]*' "$1" | head -1 | sed 's/listening on //'
-}
 # start_registry NAME [extra YAML for auth/tls]: sets ADDR to its HOST:PORT
 # (not run in a subshell, so that its PID reaches the cleanup).
 start_registry() {

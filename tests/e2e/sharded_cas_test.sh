@@ -9,20 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
 BIN=$1
-PIDS=()
-cleanup_sharded() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup_sharded EXIT
-listen_addr() { # FILE
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*listening on //p' "$1" | head -1
-}
+trap e2e_cleanup EXIT
 export STAGEFARM_CAS_REPLICAS=2
 SHARDS=""
 CAS_PIDS=()
