@@ -11,7 +11,7 @@ e2e_setup "$1"
 BIN=$1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap e2e_cleanup EXIT
-bash "$ROOT/scripts/make-test-ca" "$WORK/ca" cas scheduler worker client >/dev/null
+bash "$ROOT/scripts/make-test-ca" "$WORK/ca" cas scheduler worker client stranger >/dev/null
 bash "$ROOT/scripts/make-test-ca" "$WORK/rogue" client >/dev/null
 tls() { # NAME: the flags for a program holding NAME's certificate
   echo "--tls-ca $WORK/ca/ca.crt --tls-cert $WORK/ca/$1.crt --tls-key $WORK/ca/$1.key"
@@ -73,6 +73,28 @@ check "a client that trusts another CA refuses the scheduler" "1" "$?"
 out=$(env $(client_env client ca) "$SF" builds ls --server "$SCHED" 2>&1)
 check "the right certificate lists the builds" "0" "$?"
 check_contains "... including the TLS build" "succeeded" "$out"
+
+# Tenants known by their client certificates (the common name).
+cat >"$WORK/tenants.json" <<'EOF'
+{"tenants": [
+  {"name": "team-c", "certificates": ["client"], "instances": ["team-c"]},
+  {"name": "workers", "certificates": ["worker"], "instances": ["*"], "worker": true}
+]}
+EOF
+# shellcheck disable=SC2046
+"$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --cas "$CAS" --tenants "$WORK/tenants.json" \
+  $(tls scheduler) >"$WORK/scheduler2.log" 2>&1 &
+PIDS+=($!)
+SCHED2=$(listen_addr "$WORK/scheduler2.log")
+# shellcheck disable=SC2046
+out=$(env $(client_env client ca) "$SF" builds ls --server "$SCHED2" 2>&1)
+check "tenants by certificate: the client's certificate names its tenant" "0" "$?"
+# shellcheck disable=SC2046
+out=$(env $(client_env stranger ca) "$SF" builds ls --server "$SCHED2" 2>&1)
+check_contains "... a valid certificate of no tenant is refused" "needs to know who is calling" "$out"
+# shellcheck disable=SC2046
+out=$(env $(client_env client ca) "$SF" build --progress plain --server "$SCHED2" --instance team-d "$c" 2>&1)
+check_contains "... and the tenant builds only on its instances" "tenant team-c may not use instance \"team-d\"" "$out"
 
 out=$("$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas2" --tls-ca "$WORK/ca/ca.crt" 2>&1)
 check "a CAS with --tls-ca and no certificate does not start" "2" "$?"
