@@ -163,6 +163,35 @@ cp "$WORK/other-ca/ca.crt" "$STAGEFARM_HOME/certs.d/$SREG/ca.crt"
 out=$(DOCKER_CONFIG=$WORK/creds "$SF" pull "$SREG/team/app:1" 2>&1)
 check_contains "a certificate from another CA is refused" "cannot reach the registry $SREG" "$out"
 
+# --- bearer tokens from a token service ---------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$WORK/token.key" -out "$WORK/token.crt" \
+  -subj "/CN=token signer" 2>/dev/null
+python3 "$(dirname "$0")/token_server.py" "$WORK/token.key" "$WORK/token.crt" test-issuer \
+  test-registry alice s3cret >"$WORK/token.log" 2>&1 &
+PIDS+=($!)
+TOKENS=$(listen_addr "$WORK/token.log")
+start_registry tokens "auth:
+  token:
+    realm: http://$TOKENS/token
+    service: test-registry
+    issuer: test-issuer
+    rootcertbundle: $WORK/token.crt"
+TREG=$ADDR
+export STAGEFARM_HOME=$WORK/home
+out=$("$SF" push "$REG/team/app:1" "$TREG/team/app:1" 2>&1)
+check_contains "token registry, no credentials: refused by the token service" "token for repository:team/app:pull,push from http://$TOKENS/token: HTTP 401" "$out"
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$TREG" "$(printf alice:s3cret | base64)" >"$WORK/creds/config.json"
+out=$(DOCKER_CONFIG=$WORK/creds "$SF" push "$REG/team/app:1" "$TREG/team/app:1" 2>&1)
+check_contains "push with a bearer token" "$TREG/team/app:1: $digest" "$out"
+check "skopeo (credentials, the same token service) reads it" "$digest" \
+  "$(skopeo inspect --tls-verify=false --creds alice:s3cret "docker://$TREG/team/app:1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["Digest"])' 2>&1)"
+export STAGEFARM_HOME=$WORK/home6
+out=$(DOCKER_CONFIG=$WORK/creds "$SF" pull "$TREG/team/app:1" 2>&1)
+check "pull with a bearer token" "$digest" "$(printf '%s\n' "$out" | tail -1)"
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$TREG" "$(printf alice:wrong | base64)" >"$WORK/creds/config.json"
+out=$(DOCKER_CONFIG=$WORK/creds "$SF" pull "$TREG/team/app:1" 2>&1)
+check_contains "a wrong password gets no token" "HTTP 401" "$out"
+
 # --- a registry that lies ------------------------------------------------------------
 python3 "$(dirname "$0")/fake_registry.py" >"$WORK/fake.log" 2>&1 &
 PIDS+=($!)
