@@ -6,6 +6,8 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_split.h"
@@ -149,6 +151,33 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.policy.tenants = *tenants;
+    // Storage quotas: each instance of a tenant with max_bytes, by the
+    // namespace the instance maps to.
+    auto policy = stagefarm::InstancePolicy::Create(options.policy);
+    if (!policy.ok()) {
+      std::cerr << "stagefarm-cas: " << policy.status().message() << "\n";
+      return 2;
+    }
+    auto quotas = std::make_shared<std::map<std::string, int64_t>>();
+    for (const stagefarm::Tenant& t : (*tenants)->all()) {
+      if (t.max_bytes <= 0) continue;
+      for (const std::string& instance : t.instances) {
+        if (instance == "*") continue;
+        auto ns = policy->Namespace(instance);
+        if (!ns.ok()) {
+          std::cerr << "stagefarm-cas: --tenants: " << ns.status().message()
+                    << "\n";
+          return 2;
+        }
+        (*quotas)[*ns] = t.max_bytes;
+      }
+    }
+    if (!quotas->empty()) {
+      options.store.namespace_quota = [quotas](absl::string_view ns) {
+        auto it = quotas->find(std::string(ns));
+        return it == quotas->end() ? int64_t{0} : it->second;
+      };
+    }
   }
   std::unique_ptr<stagefarm::Metrics> metrics;
   if (!metrics_listen.empty()) {

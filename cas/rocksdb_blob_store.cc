@@ -350,6 +350,19 @@ class RocksDbBlobStore::Writer : public BlobWriter {
     const Sha256::Raw& raw = digest_.raw();
     int64_t now = store_->options_.clock->NowMicros();
     absl::MutexLock lock(&store_->mu_);
+    bool counted = false;  // this namespace's bytes grow by the blob
+    if (store_->options_.namespace_quota && !store_->IsVisible(ns_, digest_)) {
+      absl::Status quota = store_->CheckQuotaLocked(ns_, digest_.size());
+      if (!quota.ok()) {
+        DeleteChunks(&batch, store_->chunks_, data_id_);
+        batch.Delete(store_->uploads_cf_, IdKey(data_id_));
+        store_->Write(&batch, false).IgnoreError();
+        ForgetUpload();
+        failed_ = true;
+        return quota;
+      }
+      counted = true;
+    }
     auto existing = store_->index_.find(raw);
     if (existing != store_->index_.end()) {
       // Another upload stored the same content first: keep that copy.
@@ -369,6 +382,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
       failed_ = true;
       return s;
     }
+    if (counted) store_->ns_bytes_[ns_] += digest_.size();
     if (existing != store_->index_.end()) {
       rocksdb::WriteBatch touch;
       store_->TouchLocked(raw, existing->second, &touch);
@@ -550,6 +564,21 @@ absl::Status RocksDbBlobStore::Load() {
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "loading blob records"));
   }
+  if (options_.namespace_quota) {
+    // Bytes per namespace, for the quotas.
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), visible_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() < Sha256::kRawSize) continue;
+      Sha256::Raw raw;
+      std::memcpy(raw.data(), it->key().data(), raw.size());
+      auto e = index_.find(raw);
+      if (e == index_.end()) continue;
+      ns_bytes_[std::string(it->key().data() + raw.size(),
+                            it->key().size() - raw.size())] += e->second.size;
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "counting bytes per namespace"));
+  }
   {
     // The highest chunk key, without reading a (1 MiB) chunk: the tables'
     // largest keys from their metadata, and the memtable recovered from the
@@ -675,6 +704,19 @@ void RocksDbBlobStore::TouchLocked(const Sha256::Raw& key, Entry& entry,
   }
 }
 
+absl::Status RocksDbBlobStore::CheckQuotaLocked(absl::string_view ns,
+                                                int64_t add) {
+  if (!options_.namespace_quota) return absl::OkStatus();
+  int64_t quota = options_.namespace_quota(ns);
+  if (quota <= 0) return absl::OkStatus();
+  auto it = ns_bytes_.find(ns);
+  int64_t held = it == ns_bytes_.end() ? 0 : it->second;
+  if (held + add <= quota) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "storage quota: this instance holds ", held, " bytes and may hold ",
+      quota, " (its tenant's max_bytes); ", add, " more bytes do not fit"));
+}
+
 void RocksDbBlobStore::EvictLocked() {
   if (options_.max_bytes <= 0) return;
   while (stored_bytes_ > options_.max_bytes && !lru_.empty()) {
@@ -689,14 +731,22 @@ void RocksDbBlobStore::EvictLocked() {
     std::string lower(reinterpret_cast<const char*>(raw.data()), raw.size());
     std::unique_ptr<rocksdb::Iterator> vis(
         db_->NewIterator(rocksdb::ReadOptions(), visible_));
+    std::vector<std::string> namespaces;
     for (vis->Seek(lower); vis->Valid() && vis->key().starts_with(lower);
          vis->Next()) {
       batch.Delete(visible_, vis->key());
+      if (options_.namespace_quota) {
+        namespaces.emplace_back(vis->key().data() + raw.size(),
+                                vis->key().size() - raw.size());
+      }
     }
     if (!Write(&batch, false).ok()) {
       // Keep the index consistent with the database; try again later.
       lru_.emplace(atime, raw);
       return;
+    }
+    for (const std::string& ns : namespaces) {
+      ns_bytes_[ns] -= it->second.size;
     }
     stored_bytes_ -= it->second.size;
     evicted_bytes_ += it->second.size;
@@ -777,10 +827,19 @@ std::vector<absl::Status> RocksDbBlobStore::PutBatch(
   };
   std::vector<Added> added;
   absl::flat_hash_set<Sha256::Raw> in_batch;
+  int64_t counted = 0;  // bytes this namespace gains (with a quota)
+  absl::flat_hash_set<Sha256::Raw> counted_raw;
   for (size_t i = 0; i < blobs.size(); ++i) {
     const auto& [digest, data] = blobs[i];
     if (!results[i].ok() || digest.is_empty_blob()) continue;
     const Sha256::Raw& raw = digest.raw();
+    if (options_.namespace_quota && !counted_raw.contains(raw) &&
+        !IsVisible(ns, digest)) {
+      results[i] = CheckQuotaLocked(ns, counted + digest.size());
+      if (!results[i].ok()) continue;
+      counted += digest.size();
+      counted_raw.insert(raw);
+    }
     batch.Put(visible_, VisibleKey(raw, ns), rocksdb::Slice());
     auto it = index_.find(raw);
     if (it != index_.end()) {
@@ -805,6 +864,7 @@ std::vector<absl::Status> RocksDbBlobStore::PutBatch(
     }
     return results;
   }
+  if (counted > 0) ns_bytes_[std::string(ns)] += counted;
   for (const Added& a : added) {
     Entry& e = index_[a.raw];
     e.size = a.size;
@@ -905,6 +965,10 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
       TouchLocked(digest.raw(), it->second, &touch);
       if (touch.Count() > 0) Write(&touch, false).IgnoreError();
       return std::unique_ptr<BlobWriter>(new Writer(this, digest));
+    }
+    // Refuse at once what the quota cannot take (checked again at commit).
+    if (options_.namespace_quota && !IsVisible(ns, digest)) {
+      RETURN_IF_ERROR(CheckQuotaLocked(ns, digest.size()));
     }
   }
   std::string map_key = upload_key.empty() ? "" : UploadMapKey(ns, upload_key);

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -83,6 +84,12 @@ struct RocksDbBlobStoreOptions {
   // Bloom filters over the small column families' memtables (faster misses
   // in a busy server; each costs 320 KiB to set up at every open).
   bool memtable_bloom = true;
+  // Bytes each namespace may hold (0: no limit): the size of every blob
+  // visible in it counts, even content another namespace also holds. When
+  // set, the store counts bytes per namespace (a scan of the visibility
+  // records at open) and refuses writes past the quota with
+  // RESOURCE_EXHAUSTED. Unset: no counting.
+  std::function<int64_t(absl::string_view ns)> namespace_quota;
 };
 
 class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
@@ -167,6 +174,11 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   int64_t evicted_blobs_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evicted_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t ac_entries_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes visible per namespace (only with options_.namespace_quota).
+  absl::flat_hash_map<std::string, int64_t> ns_bytes_ ABSL_GUARDED_BY(mu_);
+  // OK if `ns` may take `add` more bytes.
+  absl::Status CheckQuotaLocked(absl::string_view ns, int64_t add)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Resumable uploads by namespace + '\0' + upload key.
   absl::flat_hash_map<std::string, Upload> uploads_ ABSL_GUARDED_BY(mu_);
   // Hash state of interrupted uploads, so resuming needs no re-read.

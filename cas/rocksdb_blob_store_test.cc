@@ -58,6 +58,47 @@ TEST_F(RocksDbBlobStoreTest, ContentIsStoredOnceAcrossNamespaces) {
   EXPECT_EQ(store_->Stats().stored_bytes, 14);
 }
 
+TEST_F(RocksDbBlobStoreTest, NamespaceQuotaRefusesWhatDoesNotFit) {
+  // "small" may hold 100 bytes; "big" has no quota.
+  options_.namespace_quota = [](absl::string_view ns) -> int64_t {
+    return ns == "small" ? 100 : 0;
+  };
+  options_.max_bytes = 1000;
+  Open();
+  std::string sixty(60, 'a'), fifty(50, 'b'), thirty(30, 'c');
+  ASSERT_TRUE(store_->Put("small", sixty).ok());
+  // The same content again costs nothing.
+  ASSERT_TRUE(store_->Put("small", sixty).ok());
+  absl::Status over = store_->Put("small", fifty);
+  EXPECT_TRUE(absl::IsResourceExhausted(over)) << over;
+  EXPECT_NE(over.message().find("may hold 100"), std::string::npos) << over;
+  EXPECT_FALSE(store_->Get("small", Digest::Of(fifty)).ok());
+  ASSERT_TRUE(store_->Put("big", fifty).ok());
+  // Content another namespace holds still counts when it becomes visible.
+  EXPECT_TRUE(absl::IsResourceExhausted(store_->Put("small", fifty)));
+  // Streamed writes are refused at open, before any byte is sent.
+  auto writer = store_->OpenWrite("small", Digest::Of(fifty), "");
+  EXPECT_TRUE(absl::IsResourceExhausted(writer.status())) << writer.status();
+  // Batches: each blob that fits goes in, the rest are refused.
+  std::vector<std::pair<Digest, absl::string_view>> batch = {
+      {Digest::Of(thirty), thirty}, {Digest::Of(fifty), fifty}};
+  std::vector<absl::Status> results = store_->PutBatch("small", batch);
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  EXPECT_TRUE(absl::IsResourceExhausted(results[1])) << results[1];
+  // The count survives a restart (rebuilt from the visibility records).
+  Open();
+  EXPECT_TRUE(absl::IsResourceExhausted(store_->Put("small", fifty)));
+  ASSERT_TRUE(store_->Put("small", std::string(10, 'd')).ok());
+  // Eviction frees quota: fill the store so "small"'s old blobs go.
+  clock_.AdvanceMicros(10000000);
+  for (int i = 0; i < 9; ++i) {
+    clock_.AdvanceMicros(1000000);
+    ASSERT_TRUE(
+        store_->Put("big", std::string(100, static_cast<char>('e' + i))).ok());
+  }
+  EXPECT_TRUE(store_->Put("small", fifty).ok());
+}
+
 TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
   std::string data(3 << 20, 'x');
   for (size_t i = 0; i < data.size(); i += 4099) data[i] = static_cast<char>(i);

@@ -52,6 +52,13 @@ absl::StatusOr<std::shared_ptr<const Tenants>> Tenants::Parse(
       }
       tenant.max_builds = e["max_builds"].get<int>();
     }
+    if (e.contains("max_bytes")) {
+      if (!e["max_bytes"].is_number_integer() ||
+          e["max_bytes"].get<int64_t>() < 0) {
+        return bad(field + ".max_bytes: a whole number, 0 for no limit");
+      }
+      tenant.max_bytes = e["max_bytes"].get<int64_t>();
+    }
     auto strings = [&](const char* key,
                        std::vector<std::string>* out) -> absl::Status {
       if (!e.contains(key)) return absl::OkStatus();

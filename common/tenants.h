@@ -9,7 +9,8 @@
 //      "worker": true}]}
 //
 // "max_builds": N limits the tenant's builds running at once on the
-// scheduler (more are refused with RESOURCE_EXHAUSTED).
+// scheduler (more are refused with RESOURCE_EXHAUSTED); "max_bytes": N
+// limits what each of its instances (not "*") may hold in the CAS.
 //
 // A caller is identified by "authorization: Bearer <token>" (the file keeps
 // only the token's SHA-256) or by the common name of its verified client
@@ -35,7 +36,8 @@ struct Tenant {
   std::string name;
   std::vector<std::string> instances;  // "*": every instance
   bool worker = false;
-  int max_builds = 0;  // running at once; 0: no limit
+  int max_builds = 0;     // running at once; 0: no limit
+  int64_t max_bytes = 0;  // per instance in the CAS; 0: no limit
 };
 
 class Tenants {
@@ -54,6 +56,7 @@ class Tenants {
   static absl::Status CheckInstance(const Tenant& tenant,
                                     absl::string_view instance);
   static absl::Status CheckWorker(const Tenant& tenant, absl::string_view what);
+  const std::vector<Tenant>& all() const { return tenants_; }
 
  private:
   std::vector<Tenant> tenants_;

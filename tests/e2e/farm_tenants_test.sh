@@ -20,7 +20,7 @@ tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }
 cat >"$WORK/tenants.json" <<EOF
 {"tenants": [
   {"name": "team-a", "tokens_sha256": ["$(tsha a)"], "instances": ["team-a"]},
-  {"name": "team-b", "tokens_sha256": ["$(tsha b)"], "instances": ["team-b"], "max_builds": 1},
+  {"name": "team-b", "tokens_sha256": ["$(tsha b)"], "instances": ["team-b"], "max_builds": 1, "max_bytes": 3000000},
   {"name": "workers", "tokens_sha256": ["$(tsha workers)"], "instances": ["*"], "worker": true},
   {"name": "scheduler", "tokens_sha256": ["$(tsha scheduler)"], "instances": ["*"]}
 ]}
@@ -105,6 +105,16 @@ check_contains "... while another tenant still builds" "on w1" \
   "$(as a build --progress plain --server "$SCHED" --instance team-a "$c" 2>&1)"
 wait $bp
 check "... and the first build of team-b finishes" "0" "$?"
+
+# team-b's instance may hold 3 MB in the CAS.
+head -c 4000000 /dev/urandom >"$WORK/big.bin"
+out=$(as b cas put --cas "$CAS" --instance team-b "$WORK/big.bin" 2>&1)
+check_contains "a tenant over its storage quota is refused" "storage quota: this instance holds" "$out"
+head -c 100000 /dev/urandom >"$WORK/small.bin"
+check_contains "... what fits still goes in" "small.bin" \
+  "$(as b cas put --cas "$CAS" --instance team-b "$WORK/small.bin" 2>&1)"
+check_contains "... and other tenants are not limited by it" "big.bin" \
+  "$(as a cas put --cas "$CAS" --instance team-a "$WORK/big.bin" 2>&1)"
 
 # A client building on its own against the CAS would write step results into
 # the action cache itself: the CAS refuses (only workers write it).
