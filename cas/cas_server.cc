@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
 
@@ -44,9 +45,10 @@ absl::StatusOr<std::unique_ptr<CasServer>> CasServer::Start(
         options.metrics->RpcInterceptors());
   }
   builder.AddListeningPort(options.listen, ServerCredentials(), &server->port_);
-  // Batch calls carry up to max_batch_total_size_bytes plus framing.
+  // The farm's message bound (common/channel.h), which batch calls
+  // (max_batch_total_size_bytes plus framing) fit well within.
   int max_message = static_cast<int>(std::max<int64_t>(
-      options.limits.max_batch_total_size_bytes * 2, 16 << 20));
+      options.limits.max_batch_total_size_bytes * 2, kMaxMessageBytes));
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
   builder.RegisterService(server->cas_.get());

@@ -169,6 +169,7 @@ absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
         eq == std::string::npos ? "" : l.substr(eq + 1);
   }
   req.no_cache = flags.no_cache;
+  req.log_max_bytes = flags.log_max_bytes;
   for (const std::string& s : flags.secrets) {
     ASSIGN_OR_RETURN(auto kv, ParseKeyValues(s, "--secret"));
     std::string id = kv["id"];
@@ -359,6 +360,34 @@ int ImageImportCommand(const LocalOptions& local, const std::string& path,
     if (!s.ok()) return Fail(s);
   }
   std::cout << worker::OciDigest(desc->digest) << "\n";
+  return 0;
+}
+
+int LogBlobCommand(const LocalOptions& local, const Digest& digest) {
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto reader = (*l)->store()->OpenRead(Local::kNamespace, digest, 0, 0);
+  if (!reader.ok()) {
+    return Fail(absl::Status(
+        reader.status().code(),
+        absl::StrCat("log ", digest.ToString(), ": ",
+                     reader.status().message(),
+                     absl::IsNotFound(reader.status())
+                         ? " (a farm build's log is in the farm's CAS: pass "
+                           "--server or --cas with the build's --instance)"
+                         : "")));
+  }
+  std::string chunk;
+  while (true) {
+    chunk.clear();
+    auto n = (*reader)->Read(1 << 20, &chunk);
+    if (!n.ok()) return Fail(n.status());
+    if (*n == 0) break;
+    if (std::fwrite(chunk.data(), 1, chunk.size(), stdout) != chunk.size()) {
+      return Fail(absl::DataLossError("writing the log to stdout failed"));
+    }
+  }
+  std::fflush(stdout);
   return 0;
 }
 

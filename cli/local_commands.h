@@ -29,12 +29,16 @@ struct BuildFlags {
   // farm's CAS comes from --cas.
   std::string server;
   int reattach_seconds = 60;
+  int64_t log_max_bytes = 0;  // 0: the engine's or the farm's default
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);
 int ImageImportCommand(const LocalOptions& local, const std::string& path,
                        const std::vector<std::string>& tags);
 int ImageListCommand(const LocalOptions& local);
+// `stagefarm logs --blob HASH/SIZE`: a step's whole output (the blob a
+// clipped step's note names) to stdout, from the store `local` uses.
+int LogBlobCommand(const LocalOptions& local, const Digest& digest);
 int ImageInspectCommand(const LocalOptions& local, const std::string& name);
 int ImageRemoveCommand(const LocalOptions& local,
                        const std::vector<std::string>& names);

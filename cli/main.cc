@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cluster.h"
 #include "cli/context_upload.h"
@@ -61,6 +63,61 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
 int Fail(const absl::Status& status) {
   std::cerr << "stagefarm: " << status.message() << "\n";
   return status.code() == absl::StatusCode::kInvalidArgument ? kUsageError : 1;
+}
+
+// `stagefarm logs BUILD --step N [--stage S] [--full]`: one step's output,
+// as the live log has it, or whole (the kept blob) with --full. Raw bytes
+// to stdout, so a redirect gets exactly what the step printed.
+int StepLogCommand(cli::LocalOptions local, const std::string& server,
+                   const std::string& build, const std::string& stage,
+                   int step, bool full) {
+  struct Seen {
+    std::string text;
+    std::optional<Digest> full_log;
+  };
+  std::map<std::string, Seen> seen;
+  absl::Status s = farm::WatchBuild(
+      server, build, [&](const worker::BuildEvent& ev) {
+        if (ev.step != step || (!stage.empty() && ev.stage != stage)) return;
+        if (ev.kind == worker::BuildEvent::Kind::kStepStarted) {
+          seen[ev.stage];
+        } else if (ev.kind == worker::BuildEvent::Kind::kLog) {
+          seen[ev.stage].text += ev.text;
+        } else if (ev.full_log) {
+          seen[ev.stage].full_log = ev.full_log;
+        }
+      });
+  if (seen.empty()) {
+    if (!s.ok() && !absl::IsFailedPrecondition(s)) return Fail(s);
+    return Fail(absl::NotFoundError(absl::StrCat(
+        "build ", build, ": no step ", step,
+        stage.empty() ? "" : absl::StrCat(" in stage ", stage),
+        " ran (cached steps print nothing)")));
+  }
+  if (seen.size() > 1) {
+    std::vector<std::string> names;
+    for (const auto& [name, unused] : seen) names.push_back(name);
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("build ", build, ": several stages have a step ", step,
+                     "; pass --stage with one of: ",
+                     absl::StrJoin(names, ", "))));
+  }
+  const Seen& one = seen.begin()->second;
+  if (full && one.full_log) {
+    auto instance = farm::BuildInstance(server, build);
+    if (!instance.ok()) return Fail(instance.status());
+    local.server = server;
+    local.cas_instance = *instance;
+    if (local.cas_address.empty()) {
+      auto cas = farm::FarmCas(server);
+      if (!cas.ok()) return Fail(cas.status());
+      local.cas_address = *cas;
+    }
+    return cli::LogBlobCommand(local, *one.full_log);
+  }
+  std::fwrite(one.text.data(), 1, one.text.size(), stdout);
+  std::fflush(stdout);
+  return 0;
 }
 
 struct CasFlags {
@@ -430,6 +487,10 @@ int main(int argc, char** argv) {
   build->add_option("--label", build_flags.labels, "KEY=VALUE (repeatable)");
   build->add_flag("--no-cache", build_flags.no_cache,
                   "run every step, ignoring the step cache");
+  build->add_option("--log-max-bytes", build_flags.log_max_bytes,
+                    "bytes of each step's output shown live (default 2 MiB; "
+                    "a farm may allow less); the whole output is kept")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
   build->add_option("--secret", build_flags.secrets,
                     "id=ID,src=FILE (repeatable)");
   build
@@ -518,8 +579,28 @@ int main(int argc, char** argv) {
   CLI::App* builds_ls =
       builds->add_subcommand("ls", "running and recent builds, newest first");
   CLI::App* logs = app.add_subcommand(
-      "logs", "a farm build's progress, followed to its end");
-  logs->add_option("build", farm_build, "BUILD id")->required();
+      "logs",
+      "a farm build's progress, followed to its end; one step's output; a "
+      "step's whole output kept after its live log was clipped");
+  logs->add_option("build", farm_build, "BUILD id");
+  int logs_step = 0;
+  std::string logs_stage, logs_blob;
+  bool logs_full = false;
+  logs->add_option("--step", logs_step,
+                   "only this step's output (its number within its stage)")
+      ->check(CLI::Range(1, 1 << 20));
+  logs->add_option("--stage", logs_stage,
+                   "the stage of --step, as progress names it (needed when "
+                   "several stages have that step)");
+  logs->add_flag("--full", logs_full,
+                 "with --step: all of the step's output, also what the live "
+                 "log clipped");
+  logs->add_option("--blob", logs_blob,
+                   "print a kept output, HASH/SIZE as a clipped step's note "
+                   "names it (from the local store, or --cas / --server)");
+  logs->add_option("--cas", local.cas_address, "the CAS holding --blob");
+  logs->add_option("--instance", local.cas_instance,
+                   "the CAS instance of --blob");
   server_flag(logs);
   CLI::App* cancel = app.add_subcommand("cancel", "cancel a farm build");
   cancel->add_option("build", farm_build, "BUILD id")->required();
@@ -598,6 +679,24 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     return cli::RunCommand(local, run_image, run->remaining());
   }
+  if (logs->parsed() && !logs_blob.empty()) {
+    absl::StatusOr<Digest> d = ParseDigestArg(logs_blob);
+    if (!d.ok()) return Fail(d.status());
+    if (!farm_server.empty()) local.server = farm_server;
+    if (local.cas_address.empty() && !local.server.empty()) {
+      auto cas = farm::FarmCas(local.server);
+      if (!cas.ok()) return Fail(cas.status());
+      local.cas_address = *cas;
+    }
+    return cli::LogBlobCommand(local, *d);
+  }
+  if (logs->parsed() && farm_build.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "logs: pass a BUILD id (or --blob HASH/SIZE)"));
+  }
+  if (logs->parsed() && logs_full && logs_step == 0) {
+    return Fail(absl::InvalidArgumentError("logs: --full needs --step N"));
+  }
   if (builds_ls->parsed() || logs->parsed() || cancel->parsed()) {
     if (farm_server.empty()) {
       if (const char* env = std::getenv("STAGEFARM_SERVER")) farm_server = env;
@@ -617,6 +716,10 @@ int main(int argc, char** argv) {
       if (!s.ok()) return Fail(s);
       std::cerr << "cancelled " << farm_build << "\n";
       return 0;
+    }
+    if (logs_step > 0) {
+      return StepLogCommand(local, farm_server, farm_build, logs_stage,
+                            logs_step, logs_full);
     }
     auto progress = cli::MakeProgress("plain", stderr);
     absl::Status s = farm::WatchBuild(

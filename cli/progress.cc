@@ -13,6 +13,84 @@ std::string Head(const worker::BuildEvent& ev) {
   return absl::StrFormat("[%s %d/%d]", ev.stage, ev.step, ev.steps);
 }
 
+// Output is bytes; it reaches the screen in lines. A line longer than this
+// without a newline is shown in pieces, so a 20 MB line costs no memory.
+constexpr size_t kMaxLine = 16 << 10;
+
+// Splits a stage's output into lines: complete ones, and the rest when it
+// grows past kMaxLine or the step ends (Flush).
+class Lines {
+ public:
+  template <typename F>
+  void Add(const std::string& stage, absl::string_view chunk, F line) {
+    std::string& pending = partial_[stage];
+    pending.append(chunk.data(), chunk.size());
+    size_t start = 0, nl;
+    while ((nl = pending.find('\n', start)) != std::string::npos) {
+      line(absl::string_view(pending).substr(start, nl - start));
+      start = nl + 1;
+    }
+    while (pending.size() - start > kMaxLine) {
+      line(absl::string_view(pending).substr(start, kMaxLine));
+      start += kMaxLine;
+    }
+    pending.erase(0, start);
+  }
+  template <typename F>
+  void Flush(const std::string& stage, F line) {
+    auto it = partial_.find(stage);
+    if (it == partial_.end()) return;
+    if (!it->second.empty()) line(absl::string_view(it->second));
+    partial_.erase(it);
+  }
+
+ private:
+  std::map<std::string, std::string> partial_;
+};
+
+// A line of output for a live, redrawn view: what a terminal would show
+// last for a `\r` progress bar, without escape sequences or other control
+// characters (they would move the cursor the redraw relies on).
+std::string ForLiveView(absl::string_view line) {
+  size_t cr = line.rfind('\r');
+  if (cr != absl::string_view::npos) {
+    // "50%\r" leaves the bar as it was: the text before the last \r.
+    if (cr + 1 == line.size() && cr > 0) {
+      absl::string_view before = line.substr(0, cr);
+      size_t prev = before.rfind('\r');
+      line = prev == absl::string_view::npos ? before : before.substr(prev + 1);
+    } else {
+      line = line.substr(cr + 1);
+    }
+  }
+  std::string out;
+  out.reserve(line.size());
+  for (size_t i = 0; i < line.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c == 0x1b) {
+      // CSI: ESC [ params final-byte; other escapes: ESC and one byte.
+      if (i + 1 < line.size() && line[i + 1] == '[') {
+        i += 2;
+        while (i < line.size() &&
+               !(line[i] >= 0x40 && line[i] <= 0x7e)) {
+          ++i;
+        }
+      } else {
+        ++i;
+      }
+      continue;
+    }
+    if (c == '\t') {
+      out += ' ';
+    } else if (c < 0x20 || c == 0x7f) {
+      continue;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 class QuietProgress : public Progress {
  public:
   void OnEvent(const worker::BuildEvent&) override {}
@@ -26,39 +104,45 @@ class PlainProgress : public Progress {
     std::string head = Head(ev);
     switch (ev.kind) {
       case Kind::kStepStarted:
-        fprintf(out_, "%s %s\n", head.c_str(), ev.text.c_str());
+        Put(head + " ", ev.text);
         break;
       case Kind::kStepCached:
-        fprintf(out_, "%s CACHED %s\n", head.c_str(), ev.text.c_str());
+        Put(head + " CACHED ", ev.text);
         break;
       case Kind::kStepDone:
+        FlushLines(ev, head);
         fprintf(out_, "%s DONE %.2fs\n", head.c_str(), ev.seconds);
         break;
       case Kind::kStepFailed:
-        fprintf(out_, "%s ERROR %s\n", head.c_str(), ev.text.c_str());
+        FlushLines(ev, head);
+        Put(head + " ERROR ", ev.text);
         break;
       case Kind::kNote:
-        fprintf(out_, "[%s] %s\n", ev.stage.c_str(), ev.text.c_str());
+        Put("[" + ev.stage + "] ", ev.text);
         break;
-      case Kind::kLog: {
-        std::string& pending = partial_[ev.stage];
-        pending += ev.text;
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-          fprintf(out_, "%s | %s\n", head.c_str(),
-                  pending.substr(0, nl).c_str());
-          pending.erase(0, nl + 1);
-        }
+      case Kind::kLog:
+        lines_.Add(ev.stage, ev.text,
+                   [&](absl::string_view l) { Put(head + " | ", l); });
         break;
-      }
     }
     fflush(out_);
   }
 
  private:
+  // The bytes as they are (a terminal or a CI log shows them as it does the
+  // process's own output), NULs included.
+  void Put(const std::string& prefix, absl::string_view text) {
+    fwrite(prefix.data(), 1, prefix.size(), out_);
+    fwrite(text.data(), 1, text.size(), out_);
+    fputc('\n', out_);
+  }
+  void FlushLines(const worker::BuildEvent& ev, const std::string& head) {
+    lines_.Flush(ev.stage, [&](absl::string_view l) { Put(head + " | ", l); });
+  }
+
   FILE* out_;
   std::mutex mu_;
-  std::map<std::string, std::string> partial_;
+  Lines lines_;
 };
 
 // The live view. Finished lines are printed once; the running steps are
@@ -79,6 +163,7 @@ class TtyProgress : public Progress {
         done_.push_back(absl::StrFormat("%s CACHED %s", head, ev.text));
         break;
       case Kind::kStepDone: {
+        lines_.Flush(ev.stage, [](absl::string_view) {});
         auto it = running_.find(ev.stage);
         std::string text = it != running_.end() ? it->second.text : head;
         done_.push_back(absl::StrFormat("%s %.1fs", text, ev.seconds));
@@ -86,28 +171,27 @@ class TtyProgress : public Progress {
         break;
       }
       case Kind::kStepFailed: {
+        lines_.Flush(ev.stage,
+                     [&](absl::string_view l) { AddTail(ev.stage, l); });
         running_.erase(ev.stage);
-        done_.push_back(absl::StrFormat("%s ERROR %s", head, ev.text));
+        done_.push_back(
+            absl::StrFormat("%s ERROR %s", head, ForLiveView(ev.text)));
         auto& tail = tails_[ev.stage];
         for (const std::string& l : tail) done_.push_back("  > " + l);
         break;
       }
       case Kind::kNote:
-        done_.push_back(absl::StrFormat("[%s] %s", ev.stage, ev.text));
+        done_.push_back(
+            absl::StrFormat("[%s] %s", ev.stage, ForLiveView(ev.text)));
         break;
       case Kind::kLog: {
         auto it = running_.find(ev.stage);
-        std::string& pending = partial_[ev.stage];
-        pending += ev.text;
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-          std::string line = pending.substr(0, nl);
-          pending.erase(0, nl + 1);
-          if (it != running_.end()) it->second.last_line = line;
-          auto& tail = tails_[ev.stage];
-          tail.push_back(line);
-          if (tail.size() > 10) tail.erase(tail.begin());
-        }
+        lines_.Add(ev.stage, ev.text, [&](absl::string_view l) {
+          std::string line = AddTail(ev.stage, l);
+          if (it != running_.end() && !line.empty()) {
+            it->second.last_line = line;
+          }
+        });
         break;
       }
     }
@@ -132,6 +216,15 @@ class TtyProgress : public Progress {
     Clock::time_point start;
     std::string last_line;
   };
+
+  // Keeps a stage's last ten lines (shown when its step fails).
+  std::string AddTail(const std::string& stage, absl::string_view raw) {
+    std::string line = ForLiveView(raw);
+    auto& tail = tails_[stage];
+    tail.push_back(line);
+    if (tail.size() > 10) tail.erase(tail.begin());
+    return line;
+  }
 
   void Tick() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -180,7 +273,7 @@ class TtyProgress : public Progress {
   std::condition_variable cv_;
   bool stopped_ = false;
   std::map<std::string, Running> running_;
-  std::map<std::string, std::string> partial_;
+  Lines lines_;
   std::map<std::string, std::vector<std::string>> tails_;
   std::vector<std::string> done_;
   size_t printed_ = 0;

@@ -13,6 +13,12 @@
 
 namespace stagefarm {
 
+// The largest gRPC message any farm process sends or accepts, set on both
+// ends of every channel (clients here, the scheduler's and the CAS's
+// servers). Senders split what could grow past it: workers' stage reports,
+// the scheduler's build updates, CAS batches (max_batch_total_size_bytes).
+inline constexpr int kMaxMessageBytes = 64 << 20;
+
 std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address);
 
 }  // namespace stagefarm

@@ -130,6 +130,7 @@ absl::StatusOr<worker::BuildResult> FarmBuild(
   }
   spec.set_compression(CompressionName(request.compression));
   spec.set_compression_level(request.compression_level);
+  spec.set_log_max_bytes(request.log_max_bytes);
   spec.set_instance_name(store->client()->instance_name());
   for (const auto& [name, d] : request.images) {
     d.ToProto(&(*spec.mutable_images())[name]);
@@ -302,6 +303,21 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
                   TimeText(b.submitted()), TimeText(b.finished()), result));
   }
   return out;
+}
+
+absl::StatusOr<std::string> BuildInstance(const std::string& server,
+                                          const std::string& build_id) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListBuildsResponse resp;
+  grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
+  if (!st.ok()) return FarmError(server, st);
+  for (const v1::BuildSummary& b : resp.builds()) {
+    if (b.build_id() == build_id) return b.instance_name();
+  }
+  return absl::NotFoundError(
+      absl::StrCat("build ", build_id, ": not among the farm's builds"));
 }
 
 absl::Status WatchBuild(

@@ -28,7 +28,7 @@ struct FarmBuildOptions {
 
 // Runs `request` on the farm. `store` is the farm's CAS (the instance the
 // workers use), `images` the client's image index over it. Secrets are not
-// supported yet (UNIMPLEMENTED). Setting *cancel cancels the remote build.
+// Setting *cancel cancels the remote build.
 absl::StatusOr<worker::BuildResult> FarmBuild(
     const FarmBuildOptions& options, RemoteBlobStore* store,
     worker::ImageStore* images, const worker::BuildRequest& request,
@@ -42,6 +42,10 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server);
 absl::Status WatchBuild(
     const std::string& server, const std::string& build_id,
     const std::function<void(const worker::BuildEvent&)>& on_event);
+// The CAS instance a build of the farm's belongs to (NOT_FOUND for a build
+// the scheduler no longer lists).
+absl::StatusOr<std::string> BuildInstance(const std::string& server,
+                                          const std::string& build_id);
 // The farm's image index for one CAS instance (through the scheduler).
 std::unique_ptr<worker::TagIndex> FarmTagIndex(const std::string& server,
                                                const std::string& instance);

@@ -33,6 +33,7 @@ v1::Event ToWire(const worker::BuildEvent& ev) {
   e.set_steps(ev.steps);
   e.set_text(ev.text);
   e.set_seconds(ev.seconds);
+  if (ev.full_log) ev.full_log->ToProto(e.mutable_full_log());
   return e;
 }
 
@@ -43,6 +44,10 @@ worker::BuildEvent FromWire(const v1::Event& e) {
   ev.steps = e.steps();
   ev.text = e.text();
   ev.seconds = e.seconds();
+  if (e.has_full_log()) {
+    absl::StatusOr<Digest> d = Digest::FromProto(e.full_log());
+    if (d.ok()) ev.full_log = *d;
+  }
   const std::string& k = e.kind();
   if (k == "started") {
     ev.kind = Kind::kStepStarted;

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/channel.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls_flags.h"
@@ -109,6 +110,15 @@ int main(int argc, char** argv) {
   app.add_option("--state", state_dir,
                  "directory of the scheduler's RocksDB: builds and the queue "
                  "survive a restart (default: in memory only)");
+  farm::SchedulerOptions options;
+  app.add_option("--log-max-bytes", options.log_max_bytes,
+                 "bytes of each step's output streamed live (builds may ask "
+                 "for less); the whole output is kept as a blob (default 2 "
+                 "MiB)")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  app.add_option("--log-rate-bytes", options.log_rate_bytes,
+                 "live output bytes per second per step (default 1 MiB)")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
   CLI11_PARSE(app, argc, argv);
   if (heartbeat_ms * 2 > lease_ms) {
     std::cerr << "stagefarm-scheduler: --lease-timeout-ms must be at least "
@@ -120,7 +130,6 @@ int main(int argc, char** argv) {
     std::cerr << "stagefarm-scheduler: " << t.message() << "\n";
     return 2;
   }
-  farm::SchedulerOptions options;
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.state_dir = state_dir;
@@ -161,6 +170,8 @@ int main(int argc, char** argv) {
   }
   int port = 0;
   builder.AddListeningPort(listen, ServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(service->get());
   // Keep idle request threads polling instead of ending them: every build
   // stream holds a thread, and gRPC's default (at most two idle pollers)

@@ -470,6 +470,13 @@ grpc::Status SchedulerService::Build(
   if (*caller != nullptr) b->tenant = (*caller)->name;
   b->id = RandomId();
   b->spec = spec;
+  auto bound = [](int64_t asked, int64_t most) {
+    return asked > 0 && asked < most ? asked : most;
+  };
+  b->spec.set_log_max_bytes(
+      bound(spec.log_max_bytes(), options_.log_max_bytes));
+  b->spec.set_log_rate_bytes(
+      bound(spec.log_rate_bytes(), options_.log_rate_bytes));
   b->created = Rfc3339(spec.has_source_date_epoch()
                            ? spec.source_date_epoch()
                            : static_cast<int64_t>(time(nullptr)));
@@ -610,10 +617,14 @@ grpc::Status SchedulerService::Stream(
         Finish(b.get(), static_cast<int>(grpc::StatusCode::UNAVAILABLE),
                "the scheduler is shutting down");
       }
-      for (; sent < b->events.size(); ++sent) {
+      // Updates stay far below the message bound (common/channel.h): a
+      // long build's events go out in several.
+      size_t bytes = 0;
+      for (; sent < b->events.size() && bytes < kUpdateBytes; ++sent) {
+        bytes += b->events[sent].ByteSizeLong();
         *update.add_events() = b->events[sent];
       }
-      if (b->finished) {
+      if (b->finished && sent == b->events.size()) {
         done = true;
         update.set_finished(true);
         update.set_code(b->code);

@@ -58,6 +58,10 @@ struct SchedulerOptions {
   // only on its instances and sees only its own builds and images; only
   // worker tenants lease stages and report.
   std::shared_ptr<const Tenants> tenants;
+  // Each step's live output: bytes and bytes per second (a build may ask
+  // for less, never more); the rest is kept whole as a blob.
+  int64_t log_max_bytes = int64_t{2} << 20;
+  int64_t log_rate_bytes = int64_t{1} << 20;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -201,6 +205,7 @@ class SchedulerService final : public v1::Scheduler::Service {
                       std::shared_ptr<BuildState> b,
                       grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
   static constexpr size_t kKeepFinished = 200;
+  static constexpr size_t kUpdateBytes = size_t{1} << 20;
 
   // Looks up the needed stages in the stage cache and drops what need not
   // run: a cached stage is done; a cached target leaves only assembly.

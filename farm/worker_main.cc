@@ -16,9 +16,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 
@@ -232,13 +234,37 @@ class Worker {
     }
     worker::EngineOptions eo;
     eo.cache_mounts = f_.work + "/cache-mounts";
+    // The scheduler sets the build's log bounds (never above its own).
+    if (task.spec().log_max_bytes() > 0) {
+      eo.log_limits.live_bytes = task.spec().log_max_bytes();
+    }
+    if (task.spec().log_rate_bytes() > 0) {
+      eo.log_limits.rate_bytes_per_second = task.spec().log_rate_bytes();
+    }
     worker::BuildEngine engine(inst->store.get(), inst->store.get(),
                                inst->images.get(), inst->snapshots.get(),
                                executor_.get(), eo);
+    std::optional<StageHit> earlier;
+    if (!assemble_only && !task.stage_key().empty() &&
+        !task.spec().no_cache()) {
+      // An earlier attempt may have finished the stage and stored it
+      // before its report was lost: take its result instead of running
+      // the stage again.
+      auto hit = LookupStage(inst->store->client(), task.stage_key());
+      if (hit.ok() && hit->has_value()) earlier = std::move(*hit);
+    }
     if (assemble_only) {
       // The scheduler found the stage in the cache: only the image is left.
       ASSIGN_OR_RETURN(outcome->state,
                        worker::ParseImageState(task.cached_state()));
+    } else if (earlier) {
+      ASSIGN_OR_RETURN(outcome->state, worker::ParseImageState(earlier->state));
+      outcome->steps_cached = earlier->steps;
+      worker::BuildEvent note;
+      note.kind = worker::BuildEvent::Kind::kNote;
+      note.text = "the stage's result was in the stage cache (an earlier "
+                  "attempt finished it); not run again";
+      emit(note);
     } else {
       ASSIGN_OR_RETURN(*outcome, engine.RunStage(req, task.stage_index(), deps,
                                                  emit, cancel));
@@ -353,44 +379,163 @@ class Worker {
     Prune();
   }
 
-  void RunTaskLocked(const v1::StageTask& task, int heartbeat_ms) {
+  // Whether a failed Report may succeed if sent again (the scheduler
+  // restarting, a cut network); anything else never will.
+  static bool Retryable(const grpc::Status& s) {
+    switch (s.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+      case grpc::StatusCode::ABORTED:
+      case grpc::StatusCode::CANCELLED:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // Progress not yet delivered, sent in reports of at most kReportBytes of
+  // events, and bounded: past kPendingBytes (a scheduler out of reach for
+  // long) log chunks are dropped and the next report says how many bytes.
+  static constexpr size_t kReportBytes = size_t{1} << 20;
+  static constexpr size_t kPendingBytes = size_t{16} << 20;
+  struct Outbox {
     std::mutex mu;
-    std::vector<v1::Event> pending;
+    std::deque<v1::Event> events;
+    size_t bytes = 0;
+    int64_t dropped = 0;
+
+    void Add(v1::Event e) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (e.kind() == "log" && bytes + e.text().size() > kPendingBytes) {
+        dropped += static_cast<int64_t>(e.text().size());
+        return;
+      }
+      bytes += e.ByteSizeLong();
+      events.push_back(std::move(e));
+    }
+    // Moves up to kReportBytes of events into `report`.
+    void Take(v1::StageReport* report) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (dropped > 0) {
+        v1::Event* note = report->add_events();
+        note->set_kind("note");
+        note->set_text(absl::StrCat(
+            dropped, " bytes of output were dropped while the scheduler "
+                     "could not be reached"));
+        dropped = 0;
+      }
+      size_t taken = 0;
+      while (!events.empty() &&
+             (taken == 0 || taken + events.front().ByteSizeLong() <=
+                                kReportBytes)) {
+        size_t n = events.front().ByteSizeLong();
+        taken += n;
+        bytes -= n;
+        *report->add_events() = std::move(events.front());
+        events.pop_front();
+      }
+    }
+    // Puts a report's events back in front (it was not delivered).
+    void Return(v1::StageReport* report) {
+      std::lock_guard<std::mutex> lock(mu);
+      auto* evs = report->mutable_events();
+      for (int i = evs->size() - 1; i >= 0; --i) {
+        bytes += evs->Get(i).ByteSizeLong();
+        events.push_front(std::move(*evs->Mutable(i)));
+      }
+      evs->Clear();
+    }
+    bool empty() {
+      std::lock_guard<std::mutex> lock(mu);
+      return events.empty();
+    }
+  };
+
+  void LogRefused(const v1::StageTask& task, const grpc::Status& s,
+                  const char* what) {
+    stagefarm::LogError(
+        absl::StrCat("the scheduler refused ", what, ": ", s.error_message(),
+                     " (", static_cast<int>(s.error_code()),
+                     "); not sending it again"),
+        {{"worker", f_.name},
+         {"build", task.build_id()},
+         {"stage", std::to_string(task.stage_index())},
+         {"lease", task.lease_id()}});
+  }
+
+  void RunTaskLocked(const v1::StageTask& task, int heartbeat_ms) {
+    Outbox outbox;
     std::atomic<bool> cancel{false};
     std::atomic<bool> running{true};
-    // Returns whether the scheduler got it.
-    auto send = [&](v1::StageReport report) -> bool {
-      report.set_lease_id(task.lease_id());
-      report.set_worker(f_.name);
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        for (auto& e : pending) *report.add_events() = std::move(e);
-        pending.clear();
-      }
-      // A stage's result is worth waiting for: a scheduler with --state
-      // that restarts takes it when it is back.
+    enum class Sent { kOk, kRetry, kRefused };
+    auto call = [&](const v1::StageReport& report) -> grpc::Status {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+      v1::StageReportResponse resp;
+      grpc::Status s = scheduler_->Report(&ctx, report, &resp);
+      if (s.ok() && resp.stop()) cancel = true;
+      return s;
+    };
+    // A heartbeat: what is pending, in reports of bounded size. Events of a
+    // report that could not be delivered stay pending; a refused one is
+    // dropped (sending it again cannot succeed).
+    auto beat = [&]() -> Sent {
+      do {
+        v1::StageReport report;
+        report.set_lease_id(task.lease_id());
+        report.set_worker(f_.name);
+        outbox.Take(&report);
+        grpc::Status s = call(report);
+        if (s.ok()) continue;
+        if (Retryable(s)) {
+          outbox.Return(&report);
+          return Sent::kRetry;
+        }
+        LogRefused(task, s, "a progress report");
+        return Sent::kRefused;
+      } while (!outbox.empty() && !cancel);
+      return Sent::kOk;
+    };
+    // The stage's result is worth waiting for: a scheduler with --state
+    // that restarts takes it when it is back. Progress first, then the
+    // result on its own; a result refused is replaced by a failure that
+    // says why, so the build ends with the real reason.
+    auto finish = [&](v1::StageReport last) {
       auto give_up =
           std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      last.set_lease_id(task.lease_id());
+      last.set_worker(f_.name);
+      while (!outbox.empty() && beat() == Sent::kRetry) {
+        if (std::chrono::steady_clock::now() >= give_up || g_stop) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      bool replaced = false;
       while (true) {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
-        v1::StageReportResponse resp;
-        if (scheduler_->Report(&ctx, report, &resp).ok()) {
-          if (resp.stop()) cancel = true;
-          return true;
-        }
-        if (!report.finished()) {
-          // The next heartbeat retries, with these events first.
-          std::lock_guard<std::mutex> lock(mu);
-          pending.insert(
-              pending.begin(),
-              std::make_move_iterator(report.mutable_events()->begin()),
-              std::make_move_iterator(report.mutable_events()->end()));
-          return false;
+        grpc::Status s = call(last);
+        if (s.ok()) return;
+        if (!Retryable(s)) {
+          LogRefused(task, s, "the stage's result");
+          if (replaced) return;
+          replaced = true;
+          v1::StageReport failed;
+          failed.set_lease_id(task.lease_id());
+          failed.set_worker(f_.name);
+          failed.set_finished(true);
+          failed.set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
+          failed.set_error(absl::StrCat(
+              "worker ", f_.name, " finished the stage but the scheduler "
+              "refused its report: ", s.error_message()));
+          last = std::move(failed);
+          continue;
         }
         if (std::chrono::steady_clock::now() >= give_up || g_stop) {
-          return false;
+          stagefarm::LogError(
+              absl::StrCat("the scheduler was out of reach for 60 s; the "
+                           "stage's result is in the stage cache: ",
+                           s.error_message()),
+              {{"worker", f_.name}, {"build", task.build_id()}});
+          return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
@@ -404,7 +549,8 @@ class Worker {
         beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
         if (!running) break;
         lock.unlock();
-        if (send(v1::StageReport())) last_ok = std::chrono::steady_clock::now();
+        // A refused report still proves the scheduler is there.
+        if (beat() != Sent::kRetry) last_ok = std::chrono::steady_clock::now();
         lock.lock();
         // Shutting down, or the scheduler out of reach for 10 s (refused,
         // or a cut network where calls time out): the lease is lost by now
@@ -418,10 +564,7 @@ class Worker {
     worker::StageOutcome outcome;
     auto result = Run(
         task,
-        [&](const worker::BuildEvent& ev) {
-          std::lock_guard<std::mutex> lock(mu);
-          pending.push_back(ToWire(ev));
-        },
+        [&](const worker::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
         &cancel, &outcome);
     {
       std::lock_guard<std::mutex> lock(beat_mu);
@@ -452,7 +595,7 @@ class Worker {
                     {"stage", std::to_string(task.stage_index())},
                     {"lease", task.lease_id()},
                     {"error", result.ok() ? "" : result.status().ToString()}});
-    send(std::move(last));
+    finish(std::move(last));
   }
 
   WorkerFlags f_;

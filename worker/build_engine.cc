@@ -880,10 +880,18 @@ class StageRunner {
       spec.mounts.push_back(std::move(em));
     }
     std::vector<std::string> stubs = MissingStubs(rootfs.path(), dests);
-    spec.on_output = [this](absl::string_view chunk) {
-      Emit(BuildEvent::Kind::kLog, std::string(chunk), 0);
-    };
+    ASSIGN_OR_RETURN(std::string log_dir, e_->snapshots_->TempDir("log-"));
+    scratch_dirs.push_back(log_dir);
+    LogLimits limits = e_->options_.log_limits;
+    if (s_.request->log_max_bytes > 0) {
+      limits.live_bytes = s_.request->log_max_bytes;
+    }
+    StepLog log(limits, log_dir, [this](std::string chunk) {
+      Emit(BuildEvent::Kind::kLog, std::move(chunk), 0);
+    });
+    spec.on_output = [&log](absl::string_view chunk) { log.Write(chunk); };
     absl::StatusOr<ExecResult> result = e_->executor_->Run(spec);
+    std::string clipped = KeepFullLog(&log);
     views.clear();
     locks.clear();
     for (const std::string& d : scratch_dirs) (void)RemoveAll(d);
@@ -897,11 +905,37 @@ class StageRunner {
           At(inst), ": process \"", absl::StrJoin(args, " "),
           "\" did not complete successfully: exit code: ", result->exit_code,
           result->output_tail.empty() ? "" : "\n--- last output ---\n",
-          result->output_tail));
+          result->output_tail, clipped.empty() ? "" : "\n--- ", clipped));
     }
     RETURN_IF_ERROR(rootfs.mount->Unmount());
     RemoveStubs(rootfs.upper, stubs);
     return Finish(std::move(rootfs), key, history, started);
+  }
+
+  // After a RUN: when its live output was clipped, stores the whole output
+  // and says where it is (a note event carrying the blob); returns the note
+  // ("" when nothing was clipped).
+  std::string KeepFullLog(StepLog* log) {
+    if (!log->clipped()) return "";
+    absl::StatusOr<std::optional<Digest>> full =
+        log->Finish(e_->blobs_, e_->options_.ns);
+    std::string hint;
+    if (!full.ok()) {
+      hint = absl::StrCat("the full output could not be stored: ",
+                          full.status().message());
+    } else if (full->has_value()) {
+      hint = absl::StrCat("the full output: stagefarm logs --blob ",
+                          (*full)->ToString());
+    }
+    BuildEvent ev;
+    ev.kind = BuildEvent::Kind::kNote;
+    ev.stage = name_;
+    ev.step = step_no_;
+    ev.steps = steps_;
+    ev.text = log->Note(hint);
+    if (full.ok()) ev.full_log = *full;
+    s_.emit(ev);
+    return ev.text;
   }
 
   static bool IsUrl(const std::string& s) {

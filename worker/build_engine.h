@@ -35,6 +35,7 @@
 #include "worker/image_store.h"
 #include "worker/layer_tar.h"
 #include "worker/snapshots.h"
+#include "worker/step_log.h"
 
 namespace stagefarm::worker {
 
@@ -59,6 +60,9 @@ struct BuildRequest {
   // The build's time for history entries and the config (RFC 3339), the
   // same on every worker of one build; "" = now, or the epoch when set.
   std::string created;
+  // Bytes of each RUN step's output streamed live (0: the engine's
+  // EngineOptions::log_limits).
+  int64_t log_max_bytes = 0;
 };
 
 struct BuildEvent {
@@ -75,8 +79,10 @@ struct BuildEvent {
   std::string stage;  // display name
   int step = 0;       // 1-based within the stage
   int steps = 0;
-  std::string text;  // the instruction, or a log chunk
+  std::string text;  // the instruction, or a log chunk (bytes, as printed)
   double seconds = 0;
+  // kNote after a step whose live output was clipped: the whole output.
+  std::optional<Digest> full_log;
 };
 
 // A finished stage or image: its config document and layers.
@@ -112,6 +118,8 @@ struct EngineOptions {
   bool force_no_network = false;
   int64_t memory_bytes = 0;
   int64_t pids_limit = 0;
+  // What a RUN step streams live, and how much of its output is kept.
+  LogLimits log_limits;
 };
 
 class BuildEngine {

@@ -11,19 +11,10 @@
 . "$(dirname "$0")/../e2e/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 e2e_setup "$1"
-DOCKER=/usr/bin/docker
-command -v dockerd >/dev/null && [ -x $DOCKER ] || { echo "FAIL setup: docker.io is not installed"; exit 1; }
-mkdir -p "$WORK/docker" "$WORK/docker-exec"
-dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" -H "unix://$WORK/docker.sock" \
-  --pidfile "$WORK/docker.pid" --iptables=false --ip-masq=false --bridge=none \
-  >"$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-trap 'kill $DOCKERD_PID 2>/dev/null; for _ in $(seq 50); do kill -0 $DOCKERD_PID 2>/dev/null || break; sleep 0.2; done;
+trap 'stop_private_dockerd;
       grep " $WORK/" /proc/self/mountinfo | awk "{print \$5}" | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf "$WORK"' EXIT
-export DOCKER_HOST=unix://$WORK/docker.sock DOCKER_CONFIG=$WORK/docker-config DOCKER_BUILDKIT=1
-mkdir -p "$DOCKER_CONFIG"; echo '{}' >"$DOCKER_CONFIG/config.json"
-for _ in $(seq 120); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.25; done
-$DOCKER version >/dev/null 2>&1 || { tail -5 "$WORK/dockerd.log"; echo "FAIL setup: dockerd did not start"; exit 1; }
+start_private_dockerd >/dev/null || { tail -5 "$WORK/dockerd.log"; echo "FAIL setup: dockerd did not start"; exit 1; }
+export DOCKER_BUILDKIT=1
 
 # The same base bytes for both builders.
 "$SF" image export busybox --format docker -o "$WORK/busybox.tar"

@@ -12,12 +12,8 @@ SF="$1/stagefarm"
 WORK=$(mktemp -d /tmp/stagefarm-examples.XXXXXX)
 # Base images are slow to make (debootstrap): keep them between runs.
 export STAGEFARM_HOME=${STAGEFARM_EXAMPLES_HOME:-$ROOT/.stagefarm/examples-home}
-DOCKERD_PID=""
 cleanup() {
-  if [ -n "$DOCKERD_PID" ]; then
-    kill "$DOCKERD_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
-  fi
+  stop_private_dockerd
   [ -n "${CONTAINERS_CONF:-}" ] && podman rmi -af >/dev/null 2>&1
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"

@@ -53,9 +53,14 @@ build_local() {
 }
 
 # start_private_dockerd: Debian's dockerd on a private socket and data root
-# under $WORK (no bridge, no iptables); sets DOCKER, DOCKER_HOST,
-# DOCKER_CONFIG and DOCKERD_PID. Records PASS or FAIL; returns 1 on failure.
-# The caller stops it (kill "$DOCKERD_PID") in its cleanup.
+# under $WORK, without iptables rules, on a bridge of its own made here; sets
+# DOCKER, DOCKER_HOST, DOCKER_CONFIG, DOCKERD_PID and DOCKERD_BRIDGE.
+# Records PASS or FAIL; returns 1 on failure. The caller's cleanup calls
+# stop_private_dockerd.
+# Not --bridge=none: with it dockerd deletes the host's docker0 as it starts,
+# which breaks any other Docker daemon on the machine.
+DOCKERD_PID=""
+DOCKERD_BRIDGE=""
 start_private_dockerd() {
   DOCKER=/usr/bin/docker
   if ! command -v dockerd >/dev/null || [ ! -x $DOCKER ]; then
@@ -63,8 +68,16 @@ start_private_dockerd() {
     return 1
   fi
   mkdir -p "$WORK/docker" "$WORK/docker-exec"
+  DOCKERD_LINKS_BEFORE=$(host_links)
+  # A name and a subnet of the benchmarking range (198.18.0.0/15) no other
+  # run of this script uses at the same time.
+  local n=$(( ($$ + RANDOM) % 250 + 1 ))
+  DOCKERD_BRIDGE="sfdk$$"
+  ip link add "$DOCKERD_BRIDGE" type bridge || { fail "docker" "cannot make a bridge"; return 1; }
+  ip addr add "198.18.$n.1/24" dev "$DOCKERD_BRIDGE"
+  ip link set "$DOCKERD_BRIDGE" up
   dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" -H "unix://$WORK/docker.sock" \
-    --pidfile "$WORK/docker.pid" --iptables=false --ip-masq=false --bridge=none \
+    --pidfile "$WORK/docker.pid" --iptables=false --ip-masq=false --bridge="$DOCKERD_BRIDGE" \
     >"$WORK/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   export DOCKER_HOST=unix://$WORK/docker.sock DOCKER_CONFIG=$WORK/docker-config
@@ -75,8 +88,25 @@ start_private_dockerd() {
     fail "docker" "dockerd did not start"
     return 1
   fi
-  pass "dockerd started (private socket and data root)"
+  pass "dockerd started (private socket, data root and bridge)"
 }
+
+# stop_private_dockerd: stops it (waiting up to 10 s) and removes its bridge.
+stop_private_dockerd() {
+  if [ -n "$DOCKERD_PID" ]; then
+    kill "$DOCKERD_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    DOCKERD_PID=""
+  fi
+  if [ -n "$DOCKERD_BRIDGE" ]; then
+    ip link del "$DOCKERD_BRIDGE" 2>/dev/null
+    DOCKERD_BRIDGE=""
+    check "dockerd left the host's network interfaces as they were" \
+      "$DOCKERD_LINKS_BEFORE" "$(host_links)"
+  fi
+}
+# The host's network interfaces, by name.
+host_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' '; }
 
 # Daemons a script starts: it adds their PIDs to PIDS (in the main shell,
 # not in a $(...) subshell) and traps e2e_cleanup, which stops them (each

@@ -12,13 +12,9 @@
 . "$(dirname "$0")/lib.sh"
 e2e_setup "$1"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DOCKERD_PID=""
 cleanup_registry() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  if [ -n "$DOCKERD_PID" ]; then
-    kill "$DOCKERD_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
-  fi
+  stop_private_dockerd
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"
 }
