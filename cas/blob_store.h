@@ -115,6 +115,8 @@ struct StoreStats {
   int64_t evicted_bytes = 0;
   int64_t action_cache_entries = 0;
   int64_t uploads_in_progress = 0;
+  // Writes refused because the store's disk was full (since start).
+  int64_t disk_full_errors = 0;
 };
 
 }  // namespace stagefarm

@@ -1,6 +1,5 @@
 // stagefarm-cas: the content-addressable store server (REAPI v2).
 #include <malloc.h>
-#include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -12,6 +11,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cas/cas_server.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls_flags.h"
 
@@ -44,6 +44,9 @@ void RegisterCasMetrics(stagefarm::Metrics* m,
              stat(&StoreStats::evicted_bytes));
   m->Counter("stagefarm_cas_evicted_blobs_total", "Blobs evicted", {},
              stat(&StoreStats::evicted_blobs));
+  m->Counter("stagefarm_cas_disk_full_errors_total",
+             "Writes refused because the CAS's disk was full", {},
+             stat(&StoreStats::disk_full_errors));
   auto traffic = [](std::atomic<int64_t> stagefarm::CasTraffic::*field) {
     return [field]() -> double {
       return static_cast<double>((stagefarm::Traffic().*field).load());
@@ -74,10 +77,13 @@ int main(int argc, char** argv) {
   stagefarm::TlsFiles tls;
   std::string metrics_listen;
   std::string tenants_file;
+  std::string log_format = "text";
 
   CLI::App app{
       "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
   stagefarm::AddTlsFlags(&app, &tls);
+  app.add_option("--log-format", log_format, "text or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--tenants", tenants_file,
                  "JSON file of tenants (common/tenants.h): callers must be "
                  "known, use only their instances; only workers write the "
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
                "all in --cas): the action cache leaves checking that a "
                "result's outputs exist to the clients");
   CLI11_PARSE(app, argc, argv);
+  stagefarm::InitLog("stagefarm-cas", log_format);
 
   // Blob chunks are ~1 MiB buffers, allocated and freed constantly. With
   // glibc's defaults they are mmapped or trimmed back to the kernel, and every
@@ -202,14 +209,16 @@ int main(int argc, char** argv) {
     std::cout << "stagefarm-cas metrics on port " << metrics->port()
               << std::endl;
   }
-  spdlog::info("serving data dir {} (max bytes {})", data_dir, max_bytes);
+  stagefarm::LogInfo("serving", {{"data", data_dir},
+                                 {"max_bytes", std::to_string(max_bytes)}});
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::thread waiter([&] { (*server)->Wait(); });
   while (g_signal == 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  spdlog::info("signal {}: shutting down", g_signal.load());
+  stagefarm::LogInfo("shutting down",
+                     {{"signal", std::to_string(g_signal.load())}});
   (*server)->Shutdown();
   waiter.join();
   server->reset();

@@ -13,6 +13,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/rocksdb_support.h"
 #include "common/status_macros.h"
 #include "stagefarm/v1/cas.pb.h"
 
@@ -21,17 +23,25 @@ namespace {
 
 constexpr size_t kMaxHashStates = 1024;
 
+// RocksDB's errors name the database's files: callers get what happened
+// and what to do; the full error goes to the server's log.
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsNotFound())
     return absl::NotFoundError(absl::StrCat(what, ": not found"));
-  if (s.IsNoSpace()) {
-    return absl::ResourceExhaustedError(absl::StrCat(what, ": ", s.ToString()));
+  LogError(absl::StrCat(what, ": ", s.ToString()), {{"component", "cas"}});
+  if (IsDiskFull(s)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what,
+        ": the CAS's disk is full; free space on its volume or lower "
+        "its --max-bytes (writes work again as soon as there is room)"));
   }
   if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
+    return absl::DataLossError(absl::StrCat(
+        what, ": the CAS database is corrupt (details in the CAS's log)"));
   }
-  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+  return absl::InternalError(
+      absl::StrCat(what, ": storage error in the CAS (details in its log)"));
 }
 
 void AppendBigEndian64(uint64_t v, std::string* out) {
@@ -455,6 +465,11 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
+  // RocksDB's own log goes to ours, not to a LOG file on the data's disk
+  // (common/rocksdb_support.h: a full disk would abort the process); after
+  // a full disk, writes resume as soon as there is room.
+  db_options.info_log = RocksDbLogger("cas");
+  db_options.listeners.push_back(RecoverOnNextWrite());
   // Replaying the log at open is enough; flushing it there costs a table
   // write and fsyncs on every start of a short-lived embedded process.
   db_options.avoid_flush_during_recovery = true;
@@ -522,6 +537,7 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
         "opening the CAS database in ", options.path, ": ", s.ToString()));
   }
   store->db_.reset(db);
+  store->recovery_ = std::make_unique<DiskFullRecovery>(options.path);
   store->meta_ = store->handles_[1];
   store->chunks_ = store->handles_[2];
   store->visible_ = store->handles_[3];
@@ -667,14 +683,29 @@ absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync,
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   wo.disableWAL = disable_wal;
-  return FromRocks(db_->Write(wo, batch), "writing to the CAS database");
+  return Checked([&] { return db_->Write(wo, batch); },
+                 "writing to the CAS database");
 }
 
 absl::Status RocksDbBlobStore::FlushChunks() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
   fo.allow_write_stall = true;
-  return FromRocks(db_->Flush(fo, chunks_), "flushing blob chunks");
+  return Checked([&] { return db_->Flush(fo, chunks_); },
+                 "flushing blob chunks");
+}
+
+absl::Status RocksDbBlobStore::Checked(
+    const std::function<rocksdb::Status()>& op, absl::string_view what) {
+  rocksdb::Status s = op();
+  if (s.ok() || !IsDiskFull(s)) return FromRocks(s, what);
+  // After a write fails for want of space RocksDB refuses every write
+  // until it has recovered, which it tries at its own pace (seconds). Try
+  // at once, at most every 100 ms: writes work again as soon as there is
+  // room. A failed write left nothing behind (the batch is all or none).
+  ++disk_full_errors_;
+  if (recovery_->TryResume(db_.get())) s = op();
+  return FromRocks(s, what);
 }
 
 std::string RocksDbBlobStore::UploadMapKey(absl::string_view ns,
@@ -1110,6 +1141,7 @@ StoreStats RocksDbBlobStore::Stats() {
   stats.evicted_bytes = evicted_bytes_;
   stats.action_cache_entries = ac_entries_;
   stats.uploads_in_progress = static_cast<int64_t>(uploads_.size());
+  stats.disk_full_errors = disk_full_errors_.load();
   return stats;
 }
 

@@ -21,6 +21,8 @@
 #ifndef STAGEFARM_CAS_ROCKSDB_BLOB_STORE_H_
 #define STAGEFARM_CAS_ROCKSDB_BLOB_STORE_H_
 
+#include <rocksdb/status.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -36,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cas/blob_store.h"
 #include "common/clock.h"
+#include "common/rocksdb_support.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -152,6 +155,12 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync,
                      bool disable_wal = false);
   absl::Status FlushChunks();
+  // Runs a write; when it fails for want of disk space, asks RocksDB to
+  // recover at once and tries again (see the definition).
+  absl::Status Checked(const std::function<rocksdb::Status()>& op,
+                       absl::string_view what);
+  std::atomic<int64_t> disk_full_errors_{0};
+  std::unique_ptr<DiskFullRecovery> recovery_;
   uint64_t NewDataId() { return next_data_id_.fetch_add(1); }
   std::string UploadMapKey(absl::string_view ns,
                            absl::string_view upload_key) const;

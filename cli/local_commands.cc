@@ -370,8 +370,7 @@ int LogBlobCommand(const LocalOptions& local, const Digest& digest) {
   if (!reader.ok()) {
     return Fail(absl::Status(
         reader.status().code(),
-        absl::StrCat("log ", digest.ToString(), ": ",
-                     reader.status().message(),
+        absl::StrCat("log ", digest.ToString(), ": ", reader.status().message(),
                      absl::IsNotFound(reader.status())
                          ? " (a farm build's log is in the farm's CAS: pass "
                            "--server or --cas with the build's --instance)"

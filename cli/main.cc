@@ -69,15 +69,15 @@ int Fail(const absl::Status& status) {
 // as the live log has it, or whole (the kept blob) with --full. Raw bytes
 // to stdout, so a redirect gets exactly what the step printed.
 int StepLogCommand(cli::LocalOptions local, const std::string& server,
-                   const std::string& build, const std::string& stage,
-                   int step, bool full) {
+                   const std::string& build, const std::string& stage, int step,
+                   bool full) {
   struct Seen {
     std::string text;
     std::optional<Digest> full_log;
   };
   std::map<std::string, Seen> seen;
-  absl::Status s = farm::WatchBuild(
-      server, build, [&](const worker::BuildEvent& ev) {
+  absl::Status s =
+      farm::WatchBuild(server, build, [&](const worker::BuildEvent& ev) {
         if (ev.step != step || (!stage.empty() && ev.stage != stage)) return;
         if (ev.kind == worker::BuildEvent::Kind::kStepStarted) {
           seen[ev.stage];
@@ -89,18 +89,17 @@ int StepLogCommand(cli::LocalOptions local, const std::string& server,
       });
   if (seen.empty()) {
     if (!s.ok() && !absl::IsFailedPrecondition(s)) return Fail(s);
-    return Fail(absl::NotFoundError(absl::StrCat(
-        "build ", build, ": no step ", step,
-        stage.empty() ? "" : absl::StrCat(" in stage ", stage),
-        " ran (cached steps print nothing)")));
+    return Fail(absl::NotFoundError(
+        absl::StrCat("build ", build, ": no step ", step,
+                     stage.empty() ? "" : absl::StrCat(" in stage ", stage),
+                     " ran (cached steps print nothing)")));
   }
   if (seen.size() > 1) {
     std::vector<std::string> names;
     for (const auto& [name, unused] : seen) names.push_back(name);
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("build ", build, ": several stages have a step ", step,
-                     "; pass --stage with one of: ",
-                     absl::StrJoin(names, ", "))));
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "build ", build, ": several stages have a step ", step,
+        "; pass --stage with one of: ", absl::StrJoin(names, ", "))));
   }
   const Seen& one = seen.begin()->second;
   if (full && one.full_log) {
@@ -487,9 +486,10 @@ int main(int argc, char** argv) {
   build->add_option("--label", build_flags.labels, "KEY=VALUE (repeatable)");
   build->add_flag("--no-cache", build_flags.no_cache,
                   "run every step, ignoring the step cache");
-  build->add_option("--log-max-bytes", build_flags.log_max_bytes,
-                    "bytes of each step's output shown live (default 2 MiB; "
-                    "a farm may allow less); the whole output is kept")
+  build
+      ->add_option("--log-max-bytes", build_flags.log_max_bytes,
+                   "bytes of each step's output shown live (default 2 MiB; "
+                   "a farm may allow less); the whole output is kept")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
   build->add_option("--secret", build_flags.secrets,
                     "id=ID,src=FILE (repeatable)");

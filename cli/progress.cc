@@ -71,8 +71,7 @@ std::string ForLiveView(absl::string_view line) {
       // CSI: ESC [ params final-byte; other escapes: ESC and one byte.
       if (i + 1 < line.size() && line[i + 1] == '[') {
         i += 2;
-        while (i < line.size() &&
-               !(line[i] >= 0x40 && line[i] <= 0x7e)) {
+        while (i < line.size() && !(line[i] >= 0x40 && line[i] <= 0x7e)) {
           ++i;
         }
       } else {

@@ -75,6 +75,9 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
              {{"result", "hit"}}, read(&Stats::stage_cache_hits));
   m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
              {{"result", "miss"}}, read(&Stats::stage_cache_misses));
+  m->Counter("stagefarm_scheduler_disk_full_errors_total",
+             "Writes to --state refused because its disk was full", {},
+             read(&Stats::disk_full_errors));
 }
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
+#include "common/rocksdb_support.h"
 #include "common/status_macros.h"
 #include "farm/stage_cache.h"
 #include "scheduler/dockerfile/plan.h"
@@ -156,15 +158,60 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.lease_expiries = lease_expiries_;
   s.stage_cache_hits = stage_cache_hits_.load();
   s.stage_cache_misses = stage_cache_misses_.load();
+  s.disk_full_errors = disk_full_errors_.load();
   return s;
 }
 
-absl::Status SchedulerService::OpenState() {
+rocksdb::Options SchedulerService::StateOptions() {
   rocksdb::Options o;
   o.create_if_missing = true;
   o.max_open_files = 256;
+  // Builds and their (bounded) logs are small: an 8 MiB memtable keeps the
+  // memory and the preallocated log file (1.1 times it) small.
+  o.write_buffer_size = kStateMemtableBytes;
+  // RocksDB's log in ours; after a full disk, recovery is ours too
+  // (ReopenState).
+  o.info_log = RocksDbLogger("scheduler-state");
+  o.listeners.push_back(RecoverOnNextWrite());
+  return o;
+}
+
+bool SchedulerService::ReopenState() {
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_reopen_ < std::chrono::milliseconds(100)) return false;
+  last_reopen_ = now;
+  struct statvfs vfs;
+  if (statvfs(options_.state_dir.c_str(), &vfs) != 0 ||
+      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize <
+          2 * kStateMemtableBytes + (uint64_t{4} << 20)) {
+    return false;
+  }
+  // A database whose log failed to write is closed and opened again (the
+  // log replayed) rather than resumed: RocksDB 7.8 can abort the process
+  // when it appends to a log file after a failed write.
+  db_.reset();
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status rs = rocksdb::DB::Open(o, options_.state_dir, &raw);
+  rocksdb::Status rs =
+      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
+  if (!rs.ok()) {
+    LogError("cannot open --state again: " + rs.ToString());
+    return false;
+  }
+  db_.reset(raw);
+  state_failed_ = false;
+  LogInfo("the state's disk has room again: builds are recorded again");
+  // What could not be written meanwhile, whole.
+  for (auto& [id, other] : builds_) {
+    other->events_saved = 0;
+    if (!WriteBuild(other.get()).ok()) return !state_failed_;
+  }
+  return !state_failed_;
+}
+
+absl::Status SchedulerService::OpenState() {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status rs =
+      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
   if (!rs.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "--state ", options_.state_dir, ": cannot open: ", rs.ToString()));
@@ -297,7 +344,41 @@ absl::Status SchedulerService::OpenState() {
 }
 
 absl::Status SchedulerService::Save(BuildState* b) {
-  if (db_ == nullptr) return absl::OkStatus();
+  if (!HasState()) return absl::OkStatus();
+  return WriteBuild(b);
+}
+
+absl::Status SchedulerService::StateWrite(rocksdb::WriteBatch* batch,
+                                          absl::string_view what) {
+  if ((state_failed_ || db_ == nullptr) && !ReopenState()) {
+    ++disk_full_errors_;
+    return DiskFullError();
+  }
+  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), batch);
+  if (rs.ok()) return absl::OkStatus();
+  LogError(absl::StrCat(what, " in --state ", options_.state_dir, ": ",
+                        rs.ToString()));
+  if (IsDiskFull(rs)) {
+    // Nothing of the batch was written; builds go on in memory and are
+    // written whole once the database is open again (ReopenState).
+    state_failed_ = true;
+    ++disk_full_errors_;
+    return DiskFullError();
+  }
+  return absl::UnavailableError(
+      absl::StrCat(what,
+                   ": the scheduler cannot write its state (details "
+                   "in its log)"));
+}
+
+absl::Status SchedulerService::DiskFullError() {
+  return absl::ResourceExhaustedError(
+      "the scheduler's disk is full: free space on the volume of its "
+      "--state directory (builds are recorded again as soon as there is "
+      "room)");
+}
+
+absl::Status SchedulerService::WriteBuild(BuildState* b) {
   v1::StoredBuild stored;
   stored.set_build_id(b->id);
   *stored.mutable_spec() = b->spec;
@@ -340,34 +421,26 @@ absl::Status SchedulerService::Save(BuildState* b) {
     batch.Put(EventKey(b->id, i), b->events[i].SerializeAsString());
   }
   batch.Put(BuildKey(b->id), stored.SerializeAsString());
-  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
-  if (!rs.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot record build ", b->id, " in --state ",
-                     options_.state_dir, ": ", rs.ToString()));
-  }
+  RETURN_IF_ERROR(
+      StateWrite(&batch, absl::StrCat("cannot record build ", b->id)));
   b->events_saved = b->events.size();
   return absl::OkStatus();
 }
 
 void SchedulerService::SaveOrLog(BuildState* b) {
-  absl::Status st = Save(b);
-  if (!st.ok()) {
-    LogError(std::string(st.message()), {{"build", b->id}});
-  }
+  // Save logs its failures; the build goes on in memory and is written
+  // whole at its next change.
+  (void)Save(b);
 }
 
 void SchedulerService::Forget(const std::string& id) {
   builds_.erase(id);
-  if (db_ == nullptr) return;
+  if (!HasState()) return;
   rocksdb::WriteBatch batch;
   batch.Delete(BuildKey(id));
   std::string prefix = EventPrefix(id);
   batch.DeleteRange(prefix, prefix.substr(0, prefix.size() - 1) + "0");
-  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), &batch);
-  if (!rs.ok()) {
-    LogError("cannot drop a build: " + rs.ToString(), {{"build", id}});
-  }
+  (void)StateWrite(&batch, absl::StrCat("cannot drop build ", id));
 }
 
 void SchedulerService::Event(BuildState* b, const std::string& kind,
@@ -521,9 +594,11 @@ grpc::Status SchedulerService::Build(
     QueueReady(b);
     absl::Status saved = Save(b.get());
     if (!saved.ok()) {
+      // Its queue entries are stale now (Pick drops finished builds' ones;
+      // they hold the last reference).
+      b->finished = true;
       builds_.erase(b->id);
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          std::string(saved.message()));
+      return ToGrpcStatus(saved);
     }
   }
   return Stream(context, b, writer, /*owner=*/true);
@@ -602,7 +677,7 @@ grpc::Status SchedulerService::Stream(
       b->cv.wait_for(lock, std::chrono::seconds(1), [&] {
         return b->events.size() > sent || b->finished || stopping_;
       });
-      if (stopping_ && !b->finished && db_ != nullptr) {
+      if (stopping_ && !b->finished && HasState()) {
         // The build goes on when the scheduler is back; the client
         // reattaches.
         return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -642,7 +717,7 @@ grpc::Status SchedulerService::Stream(
           std::lock_guard<std::mutex> lock(mu_);
           // A scheduler shutting down with a state directory breaks the
           // stream itself; the build goes on after the restart.
-          if (!(stopping_ && db_ != nullptr)) {
+          if (!(stopping_ && HasState())) {
             Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
                    "the client went away");
           }
@@ -774,14 +849,12 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
     return Invalid("image.manifest: not a valid digest");
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (db_ != nullptr) {
-    rocksdb::Status rs = db_->Put(
-        rocksdb::WriteOptions(), ImageKey(request->instance_name(), tag.name()),
-        tag.SerializeAsString());
-    if (!rs.ok()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "cannot record the image: " + rs.ToString());
-    }
+  if (HasState()) {
+    rocksdb::WriteBatch batch;
+    batch.Put(ImageKey(request->instance_name(), tag.name()),
+              tag.SerializeAsString());
+    absl::Status s = StateWrite(&batch, "cannot record the image");
+    if (!s.ok()) return ToGrpcStatus(s);
   }
   images_[request->instance_name()][tag.name()] = tag;
   return grpc::Status::OK;
@@ -800,14 +873,11 @@ grpc::Status SchedulerService::RemoveImage(
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "no image named \"" + request->name() + "\"");
   }
-  if (db_ != nullptr) {
-    rocksdb::Status rs =
-        db_->Delete(rocksdb::WriteOptions(),
-                    ImageKey(request->instance_name(), request->name()));
-    if (!rs.ok()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "cannot remove the image: " + rs.ToString());
-    }
+  if (HasState()) {
+    rocksdb::WriteBatch batch;
+    batch.Delete(ImageKey(request->instance_name(), request->name()));
+    absl::Status s = StateWrite(&batch, "cannot remove the image");
+    if (!s.ok()) return ToGrpcStatus(s);
   }
   it->second.erase(request->name());
   return grpc::Status::OK;

@@ -23,6 +23,9 @@
 #ifndef STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 #define STAGEFARM_FARM_SCHEDULER_SERVICE_H_
 
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -37,12 +40,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/cas_client.h"
+#include "common/rocksdb_support.h"
 #include "common/tenants.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
-
-namespace rocksdb {
-class DB;
-}
 
 namespace stagefarm::farm {
 
@@ -89,6 +89,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     size_t busy_workers = 0;  // holding at least one lease
     int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
     int64_t stage_cache_hits = 0, stage_cache_misses = 0;
+    int64_t disk_full_errors = 0;  // state writes refused: disk full
   };
   Stats GetStats();
 
@@ -179,6 +180,16 @@ class SchedulerService final : public v1::Scheduler::Service {
   absl::Status OpenState();
   // Writes the build and its new events (no-op without a state directory).
   absl::Status Save(BuildState* b) /* requires mu_ */;
+  absl::Status WriteBuild(BuildState* b) /* requires mu_ */;
+  // Writes to --state; a full disk sets state_failed_ and, until the
+  // database is open again, every write is refused with DiskFullError().
+  absl::Status StateWrite(rocksdb::WriteBatch* batch, absl::string_view what)
+      /* requires mu_ */;
+  bool HasState() const { return !options_.state_dir.empty(); }
+  static constexpr uint64_t kStateMemtableBytes = 8 << 20;
+  static rocksdb::Options StateOptions();
+  bool ReopenState() /* requires mu_ */;
+  static absl::Status DiskFullError();
   void SaveOrLog(BuildState* b) /* requires mu_ */;
   void Forget(const std::string& id) /* requires mu_ */;
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
@@ -236,7 +247,12 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_;
   int64_t builds_submitted_ = 0, dispatches_ = 0, lease_expiries_ = 0;
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
+  std::atomic<int64_t> disk_full_errors_{0};
   std::unique_ptr<rocksdb::DB> db_;
+  // A write to --state failed for want of space: the database is opened
+  // again once there is room (ReopenState).
+  bool state_failed_ = false;
+  std::chrono::steady_clock::time_point last_reopen_;
   std::thread reaper_;
 };
 

@@ -14,8 +14,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <iostream>
 #include <map>
@@ -25,6 +27,7 @@
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
 #include "common/log.h"
@@ -67,6 +70,7 @@ class Worker {
     std::atomic<int64_t> steps_run{0}, steps_cached{0};
     std::atomic<int64_t> cache_bytes{0};  // unpacked layers, at the last look
     std::atomic<int64_t> evicted_bytes{0};
+    std::atomic<int64_t> disk_full{0};  // stages failed: work dir full
   };
   Counters& counters() { return counters_; }
 
@@ -262,8 +266,9 @@ class Worker {
       outcome->steps_cached = earlier->steps;
       worker::BuildEvent note;
       note.kind = worker::BuildEvent::Kind::kNote;
-      note.text = "the stage's result was in the stage cache (an earlier "
-                  "attempt finished it); not run again";
+      note.text =
+          "the stage's result was in the stage cache (an earlier "
+          "attempt finished it); not run again";
       emit(note);
     } else {
       ASSIGN_OR_RETURN(*outcome, engine.RunStage(req, task.stage_index(), deps,
@@ -419,15 +424,16 @@ class Worker {
       if (dropped > 0) {
         v1::Event* note = report->add_events();
         note->set_kind("note");
-        note->set_text(absl::StrCat(
-            dropped, " bytes of output were dropped while the scheduler "
-                     "could not be reached"));
+        note->set_text(
+            absl::StrCat(dropped,
+                         " bytes of output were dropped while the scheduler "
+                         "could not be reached"));
         dropped = 0;
       }
       size_t taken = 0;
       while (!events.empty() &&
-             (taken == 0 || taken + events.front().ByteSizeLong() <=
-                                kReportBytes)) {
+             (taken == 0 ||
+              taken + events.front().ByteSizeLong() <= kReportBytes)) {
         size_t n = events.front().ByteSizeLong();
         taken += n;
         bytes -= n;
@@ -450,6 +456,19 @@ class Worker {
       return events.empty();
     }
   };
+
+  // A failure as the build's owner should see it: a full disk under the
+  // work directory is the worker's, not the build's, and its paths are
+  // the worker's own business (the whole error is in the worker's log).
+  absl::Status ForClient(const absl::Status& s) {
+    if (!absl::StrContains(s.message(), strerror(ENOSPC))) return s;
+    ++counters_.disk_full;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker ", f_.name,
+        ": its disk is full (the volume of its --work "
+        "directory): free space there or lower its --cache-bytes; the "
+        "stage can run again as soon as there is room"));
+  }
 
   void LogRefused(const v1::StageTask& task, const grpc::Status& s,
                   const char* what) {
@@ -523,9 +542,10 @@ class Worker {
           failed.set_worker(f_.name);
           failed.set_finished(true);
           failed.set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
-          failed.set_error(absl::StrCat(
-              "worker ", f_.name, " finished the stage but the scheduler "
-              "refused its report: ", s.error_message()));
+          failed.set_error(absl::StrCat("worker ", f_.name,
+                                        " finished the stage but the scheduler "
+                                        "refused its report: ",
+                                        s.error_message()));
           last = std::move(failed);
           continue;
         }
@@ -563,8 +583,7 @@ class Worker {
     });
     worker::StageOutcome outcome;
     auto result = Run(
-        task,
-        [&](const worker::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
+        task, [&](const worker::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
         &cancel, &outcome);
     {
       std::lock_guard<std::mutex> lock(beat_mu);
@@ -585,8 +604,9 @@ class Worker {
       counters_.steps_cached += outcome.steps_cached;
     } else {
       ++counters_.stages_failed;
-      last.set_code(static_cast<int>(result.status().code()));
-      last.set_error(std::string(result.status().message()));
+      absl::Status why = ForClient(result.status());
+      last.set_code(static_cast<int>(why.code()));
+      last.set_error(std::string(why.message()));
     }
     stagefarm::Log(result.ok() ? "info" : "error",
                    result.ok() ? "stage-done" : "stage-failed",
@@ -632,6 +652,9 @@ void RegisterWorkerMetrics(stagefarm::Metrics* m, Worker* w, int slots) {
   m->Gauge("stagefarm_worker_layer_cache_bytes",
            "Unpacked layers kept on disk (at the last check)", {},
            read(&Worker::Counters::cache_bytes));
+  m->Counter("stagefarm_worker_disk_full_errors_total",
+             "Stages failed because the work directory's disk was full", {},
+             read(&Worker::Counters::disk_full));
   m->Counter("stagefarm_worker_layer_cache_evicted_bytes_total",
              "Unpacked layers removed to stay within --cache-bytes", {},
              read(&Worker::Counters::evicted_bytes));

@@ -55,8 +55,8 @@ void StepLog::Keep(absl::string_view chunk) {
     fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) {
       keep_failed_ = true;
-      keep_error_ = absl::StrCat("the full output cannot be kept: ",
-                                 strerror(errno));
+      keep_error_ =
+          absl::StrCat("the full output cannot be kept: ", strerror(errno));
       path_.clear();
       return;
     }
@@ -68,8 +68,8 @@ void StepLog::Keep(absl::string_view chunk) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       keep_failed_ = true;
-      keep_error_ = absl::StrCat("the full output cannot be kept: ",
-                                 strerror(errno));
+      keep_error_ =
+          absl::StrCat("the full output cannot be kept: ", strerror(errno));
       return;
     }
     p += n;
@@ -84,8 +84,8 @@ bool StepLog::TakeTokens(int64_t n) {
   Clock::time_point t = now_();
   double rate = static_cast<double>(limits_.rate_bytes_per_second);
   tokens_ = std::min(
-      rate, tokens_ + std::chrono::duration<double>(t - last_refill_).count() *
-                          rate);
+      rate,
+      tokens_ + std::chrono::duration<double>(t - last_refill_).count() * rate);
   last_refill_ = t;
   // Once over the rate, the live log resumes when a quarter of a second's
   // worth is back, so a flood shows as a few gaps rather than many.

@@ -53,8 +53,9 @@ class StepLog {
 
   // After the step. When output was held back, streams the end of the
   // output the live log missed (its last kTailBytes: where errors are), then
-  // stores the full output in `blobs` and returns its digest (nullopt when everything was streamed,
-  // or the full log could not be kept; `note()` says which).
+  // stores the full output in `blobs` and returns its digest (nullopt when
+  // everything was streamed, or the full log could not be kept; `note()` says
+  // which).
   absl::StatusOr<std::optional<Digest>> Finish(BlobStore* blobs,
                                                const std::string& ns);
 

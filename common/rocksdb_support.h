@@ -1,0 +1,54 @@
+// What the processes that keep state in a RocksDB (the CAS's store, the
+// scheduler's --state) share about it: one test of "the disk is full", and
+// where RocksDB's own log goes.
+#ifndef STAGEFARM_COMMON_ROCKSDB_SUPPORT_H_
+#define STAGEFARM_COMMON_ROCKSDB_SUPPORT_H_
+
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/listener.h>
+#include <rocksdb/status.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace stagefarm {
+
+// A write failed for want of disk space (RocksDB reports ENOSPC as NoSpace,
+// and keeps the error as its background error until it has recovered).
+bool IsDiskFull(const rocksdb::Status& s);
+
+// RocksDB's info log, sent to the program's log (common/log.h) at warning
+// level and above instead of a LOG file beside the data: that file shares
+// the data's disk, and RocksDB 7.8 aborts the process when it writes to it
+// again after a write failed on a full disk.
+std::shared_ptr<rocksdb::Logger> RocksDbLogger(std::string component);
+
+// After a write fails on a full disk RocksDB refuses every write until it
+// recovers, which it tries on its own every five seconds. With this
+// listener it leaves recovery to its owner (DiskFullRecovery), so writes
+// work again as soon as there is room.
+std::shared_ptr<rocksdb::EventListener> RecoverOnNextWrite();
+
+// Brings a database opened with RecoverOnNextWrite() back after its disk
+// was full. Thread-safe.
+class DiskFullRecovery {
+ public:
+  explicit DiskFullRecovery(std::string dir) : dir_(std::move(dir)) {}
+  // Call after a write failed with IsDiskFull(): whether the database
+  // takes writes again. Looks at most every 100 ms; calls DB::Resume()
+  // only when the volume has room for the memtables Resume() flushes
+  // (RocksDB 7.8's Resume() never returns if that flush cannot finish).
+  bool TryResume(rocksdb::DB* db);
+
+ private:
+  std::string dir_;
+  std::atomic<int64_t> last_try_ns_{0};
+  std::mutex mu_;  // one Resume() at a time
+};
+
+}  // namespace stagefarm
+
+#endif  // STAGEFARM_COMMON_ROCKSDB_SUPPORT_H_
