@@ -1012,7 +1012,16 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
     leases_.erase(lit);
     b->steps_run += request->steps_run();
     b->steps_cached += request->steps_cached();
-    if (request->code() != 0) {
+    if (request->code() != 0 && request->worker_fault() &&
+        st.attempts < options_.max_attempts) {
+      // The worker's own trouble (a full disk): another worker may do it.
+      Event(b, "retry", st.display,
+            absl::StrCat(worker, " could not run it (", request->error(),
+                         "); the stage runs again"),
+            worker);
+      Enqueue(bit->second, done.stage);
+      work_cv_.notify_all();
+    } else if (request->code() != 0) {
       // A step that fails fails the build: running it elsewhere would fail
       // the same way.
       Finish(b, request->code(), request->error());

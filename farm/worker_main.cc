@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -57,6 +58,8 @@ struct WorkerFlags {
   // Unpacked layers kept on disk, across instances; the least recently
   // used go first when a stage ends above it.
   int64_t cache_bytes = int64_t{20} << 30;
+  // Free bytes the work directory's volume must have for a slot to lease.
+  int64_t min_free_bytes = int64_t{512} << 20;
 };
 
 class Worker {
@@ -104,6 +107,10 @@ class Worker {
 
   void Slot() {
     while (!g_stop) {
+      if (!RoomToWork()) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(15));
@@ -457,6 +464,26 @@ class Worker {
     }
   };
 
+  // Whether the work directory's volume has --min-free-bytes free; a
+  // worker short of disk takes no stages (they would fail at once, and a
+  // worker failing fast would draw every stage of the farm).
+  bool RoomToWork() {
+    struct statvfs vfs;
+    if (statvfs(f_.work.c_str(), &vfs) != 0) return true;
+    int64_t free_bytes =
+        static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
+    bool room = free_bytes >= f_.min_free_bytes;
+    bool was = had_room_.exchange(room);
+    if (room != was) {
+      stagefarm::Log(
+          room ? "info" : "error",
+          room ? "disk has room again: taking stages"
+               : "disk nearly full: taking no stages",
+          {{"worker", f_.name}, {"free_bytes", std::to_string(free_bytes)}});
+    }
+    return room;
+  }
+
   // A failure as the build's owner should see it: a full disk under the
   // work directory is the worker's, not the build's, and its paths are
   // the worker's own business (the whole error is in the worker's log).
@@ -607,6 +634,8 @@ class Worker {
       absl::Status why = ForClient(result.status());
       last.set_code(static_cast<int>(why.code()));
       last.set_error(std::string(why.message()));
+      last.set_worker_fault(!why.message().empty() &&
+                            why.code() != result.status().code());
     }
     stagefarm::Log(result.ok() ? "info" : "error",
                    result.ok() ? "stage-done" : "stage-failed",
@@ -627,6 +656,7 @@ class Worker {
   std::shared_mutex run_mu_;  // shared: a stage runs; unique: pruning
   std::map<std::string, std::unique_ptr<Instance>> instances_;
   Counters counters_;
+  std::atomic<bool> had_room_{true};
 };
 
 void RegisterWorkerMetrics(stagefarm::Metrics* m, Worker* w, int slots) {
@@ -685,6 +715,10 @@ int main(int argc, char** argv) {
   app.add_option("--cache-bytes", f.cache_bytes,
                  "unpacked layers kept on disk (least recently used removed "
                  "first; default 20 GiB)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+  app.add_option("--min-free-bytes", f.min_free_bytes,
+                 "take no stages while the work directory's volume has less "
+                 "free (default 512 MiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   CLI11_PARSE(app, argc, argv);
   stagefarm::InitLog("stagefarm-worker", log_format);

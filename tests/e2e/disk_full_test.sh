@@ -95,9 +95,11 @@ PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
 SCHED_METRICS=$(metrics_port "$WORK/scheduler.log")
 small_disk "$WORK/workdisk" 200
+# w1 takes stages however little room it has: its steps meet the full disk.
 "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/workdisk/w1" --name w1 \
-  --metrics-listen 127.0.0.1:0 >"$WORK/w1.log" 2>&1 &
-PIDS+=($!)
+  --min-free-bytes 0 --metrics-listen 127.0.0.1:0 >"$WORK/w1.log" 2>&1 &
+W1_PID=$!
+PIDS+=($W1_PID)
 W1_METRICS=$(metrics_port "$WORK/w1.log")
 export STAGEFARM_HOME=$WORK/client STAGEFARM_SERVER=$SCHED
 "$SF" image import "$WORK/busybox" -t busybox >/dev/null
@@ -134,6 +136,7 @@ printf 'FROM busybox\nRUN head -c 20000000 /dev/zero > /big\n' >"$c/Dockerfile"
 "$SF" build --progress plain "$c" >/dev/null 2>"$c.log"
 check "worker: a build fails while its work disk is full" "1" "$?"
 err=$(cat "$c.log")
+check_contains "worker: the stage was tried again before the build failed" "the stage runs again" "$err"
 check_contains "worker: the client is told the worker's disk is full" "worker w1: its disk is full" "$err"
 case "$err" in *"$WORK/workdisk"*) fail "worker: no worker path reaches the client" "$(echo "$err" | tail -3)" ;; *) pass "worker: no worker path reaches the client" ;; esac
 n=$(metric "$W1_METRICS" stagefarm_worker_disk_full_errors_total)
@@ -143,6 +146,27 @@ rm -f "$WORK/workdisk/filler"
 check "worker: the same build works once there is room" "0" "$?"
 "$SF" image export first:1 --format oci -o "$WORK/first.tar" 2>/dev/null
 check "farm: the image built before is whole" "0" "$?"
+
+# A worker short of disk (under --min-free-bytes) takes no stages, so it
+# cannot fail every stage of the farm in turn; the build waits for room.
+kill "$W1_PID"; wait "$W1_PID" 2>/dev/null
+small_disk "$WORK/workdisk2" 200
+"$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/workdisk2/w2" --name w2 \
+  --min-free-bytes 50000000 >"$WORK/w2.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q "connected to the scheduler" "$WORK/w2.log" && break; sleep 0.1; done
+fill "$WORK/workdisk2"
+c=$(new_ctx wait-for-room)
+printf 'FROM busybox\nRUN echo room > /room\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &
+BUILD_PID=$!
+sleep 3
+kill -0 "$BUILD_PID" 2>/dev/null && pass "worker: a worker short of disk takes no stage (the build waits)" ||
+  fail "worker: short of disk" "the build ended: $(tail -2 "$c.log")"
+check_contains "worker: it says why it takes no stages" "disk nearly full: taking no stages" "$(cat "$WORK/w2.log")"
+rm -f "$WORK/workdisk2/filler"
+wait "$BUILD_PID"
+check "worker: the waiting build succeeds once there is room" "0" "$?"
 
 # --- the embedded store -------------------------------------------------------------
 unset STAGEFARM_SERVER
