@@ -24,6 +24,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "scheduler/dockerfile/shell_lex.h"
+#include "worker/archive_extract.h"
 #include "worker/fs_util.h"
 
 namespace stagefarm::worker {
@@ -403,111 +404,22 @@ bool IsArchive(const std::string& path) {
   return ok;
 }
 
-// How much one archive may unpack to (a tar bomb stops here):
-// STAGEFARM_MAX_UNPACK_BYTES, 32 GiB by default.
-int64_t MaxUnpackBytes() {
-  int64_t limit = int64_t{32} << 30;
-  if (const char* v = getenv("STAGEFARM_MAX_UNPACK_BYTES"); v != nullptr) {
-    int64_t n = 0;
-    if (absl::SimpleAtoi(v, &n) && n > 0) limit = n;
-  }
-  return limit;
-}
-
+// ADD of a local archive: unpacked over what is at `dest`, owners, times
+// and modes from the archive unless --chown/--chmod say otherwise.
 absl::Status Unpack(const std::string& archive_path, const std::string& dest,
                     const CopyOptions& options) {
-  const int64_t limit = MaxUnpackBytes();
-  int64_t unpacked = 0;
-  struct archive* a = archive_read_new();
-  archive_read_support_filter_all(a);
-  archive_read_support_format_tar(a);
-  archive_read_support_format_gnutar(a);
-  struct archive* w = archive_write_disk_new();
-  archive_write_disk_set_options(
-      w, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-             ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-             ARCHIVE_EXTRACT_UNLINK);
-  absl::Status status;
-  if (archive_read_open_filename(a, archive_path.c_str(), 1 << 16) !=
-      ARCHIVE_OK) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat("cannot open archive: ", archive_error_string(a)));
+  ExtractOptions eo;
+  eo.keep_owner = true;
+  eo.keep_times = true;
+  eo.unlink = true;
+  eo.uid = options.uid;
+  eo.gid = options.gid;
+  if (options.mode) {
+    eo.mode = [&options](mode_t perm, bool is_dir) {
+      return options.mode->Apply(perm, is_dir);
+    };
   }
-  struct archive_entry* e = nullptr;
-  while (status.ok()) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("bad archive: ", archive_error_string(a)));
-      break;
-    }
-    std::string name = archive_entry_pathname(e);
-    std::string clean = CleanAbsolute(name);
-    if (absl::StrContains(absl::StrCat("/", name, "/"), "/../") ||
-        (!name.empty() && name[0] == '/')) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("archive entry \"", name,
-                       "\" would be written outside the destination"));
-      break;
-    }
-    if (clean == "/") continue;
-    archive_entry_set_pathname(e, (dest + clean).c_str());
-    if (const char* link = archive_entry_hardlink(e)) {
-      std::string l = link;
-      if (absl::StrContains(absl::StrCat("/", l, "/"), "/../") ||
-          (!l.empty() && l[0] == '/')) {
-        status = absl::InvalidArgumentError(absl::StrCat(
-            "archive entry \"", name, "\" links outside the destination"));
-        break;
-      }
-      archive_entry_set_hardlink(e, (dest + CleanAbsolute(l)).c_str());
-    }
-    if (options.uid) archive_entry_set_uid(e, *options.uid);
-    if (options.gid) archive_entry_set_gid(e, *options.gid);
-    archive_entry_set_uname(e, nullptr);
-    archive_entry_set_gname(e, nullptr);
-    if (options.mode && archive_entry_filetype(e) != AE_IFLNK) {
-      archive_entry_set_perm(
-          e, options.mode->Apply(archive_entry_perm(e),
-                                 archive_entry_filetype(e) == AE_IFDIR));
-    }
-    r = archive_write_header(w, e);
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      status = absl::InvalidArgumentError(absl::StrCat(
-          "archive entry \"", name, "\": ", archive_error_string(w)));
-      break;
-    }
-    const void* buf;
-    size_t size;
-    la_int64_t offset;
-    while ((r = archive_read_data_block(a, &buf, &size, &offset)) ==
-           ARCHIVE_OK) {
-      unpacked += static_cast<int64_t>(size);
-      if (unpacked > limit) {
-        status = absl::ResourceExhaustedError(absl::StrCat(
-            "the archive unpacks to more than ", limit,
-            " bytes (the limit, STAGEFARM_MAX_UNPACK_BYTES); stopped at "
-            "entry \"",
-            name, "\""));
-        break;
-      }
-      if (archive_write_data_block(w, buf, size, offset) != ARCHIVE_OK) {
-        status = absl::InternalError(absl::StrCat(
-            "archive entry \"", name, "\": ", archive_error_string(w)));
-        break;
-      }
-    }
-    if (status.ok() && r != ARCHIVE_EOF) {
-      status = absl::InvalidArgumentError(absl::StrCat(
-          "archive entry \"", name, "\": ", archive_error_string(a)));
-    }
-    archive_write_finish_entry(w);
-  }
-  archive_write_close(w);
-  archive_write_free(w);
-  archive_read_free(a);
-  return status;
+  return ExtractArchive(archive_path, dest, eo);
 }
 
 }  // namespace

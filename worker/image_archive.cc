@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "worker/archive_extract.h"
 #include "worker/blob_files.h"
 #include "worker/fs_util.h"
 #include "worker/layer_tar.h"
@@ -108,73 +109,6 @@ absl::StatusOr<std::string> Inside(const std::string& root,
         absl::StrCat("archive path \"", rel, "\" points outside the archive"));
   }
   return ResolveInRoot(root, rel, true);
-}
-
-absl::Status Extract(const std::string& path, const std::string& dest) {
-  struct archive* a = archive_read_new();
-  archive_read_support_filter_all(a);
-  archive_read_support_format_tar(a);
-  archive_read_support_format_gnutar(a);
-  struct archive* w = archive_write_disk_new();
-  archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM |
-                                        ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                        ARCHIVE_EXTRACT_SECURE_NODOTDOT);
-  absl::Status status;
-  if (archive_read_open_filename(a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a tar archive: ", archive_error_string(a)));
-  }
-  struct archive_entry* e;
-  while (status.ok()) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat(path, ": ", archive_error_string(a)));
-      break;
-    }
-    std::string name = archive_entry_pathname(e);
-    if (name.empty() || name[0] == '/' ||
-        absl::StrContains(absl::StrCat("/", name, "/"), "/../")) {
-      status = absl::InvalidArgumentError(absl::StrCat(
-          path, ": entry \"", name, "\" points outside the archive"));
-      break;
-    }
-    archive_entry_set_pathname(e, (dest + "/" + name).c_str());
-    if (const char* l = archive_entry_hardlink(e)) {
-      std::string link = l;
-      if (link.empty() || link[0] == '/' ||
-          absl::StrContains(absl::StrCat("/", link, "/"), "/../")) {
-        status = absl::InvalidArgumentError(absl::StrCat(
-            path, ": entry \"", name, "\" links outside the archive"));
-        break;
-      }
-      archive_entry_set_hardlink(e, (dest + "/" + link).c_str());
-    }
-    if (archive_write_header(w, e) != ARCHIVE_OK) {
-      status = absl::InvalidArgumentError(absl::StrCat(
-          path, ": entry \"", name, "\": ", archive_error_string(w)));
-      break;
-    }
-    const void* buf;
-    size_t size;
-    la_int64_t off;
-    while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
-      if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK) {
-        status = absl::InternalError(
-            absl::StrCat(path, ": ", archive_error_string(w)));
-        break;
-      }
-    }
-    if (status.ok() && r != ARCHIVE_EOF) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat(path, ": ", archive_error_string(a)));
-    }
-    archive_write_finish_entry(w);
-  }
-  archive_write_free(w);
-  archive_read_free(a);
-  return status;
 }
 
 absl::StatusOr<std::string> ReadJsonFile(const std::string& path) {
@@ -359,7 +293,9 @@ absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
   std::string unpacked;
   if (!S_ISDIR(st.st_mode)) {
     ASSIGN_OR_RETURN(unpacked, MakeTempDir(scratch, "import-"));
-    absl::Status s = Extract(path, unpacked);
+    ExtractOptions eo;
+    eo.what = path;
+    absl::Status s = ExtractArchive(path, unpacked, eo);
     if (!s.ok()) {
       (void)RemoveAll(unpacked);
       return s;

@@ -316,6 +316,28 @@ TEST_F(ImageArchiveTest, ArchiveEntryOutsideIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(scratch_ + "/escaped"));
 }
 
+// A hostile rootfs tarball stops at STAGEFARM_MAX_UNPACK_BYTES, as an ADD
+// archive does (the same extractor), leaving nothing behind.
+TEST_F(ImageArchiveTest, ImportStopsAtTheUnpackBound) {
+  std::string big = out_ + "/big.tar";
+  WriteTar(big,
+           {{"a", std::string(40000, 'a')}, {"b", std::string(40000, 'b')}});
+  setenv("STAGEFARM_MAX_UNPACK_BYTES", "50000", 1);
+  auto imported = ImportImage(store_.get(), big, scratch_);
+  unsetenv("STAGEFARM_MAX_UNPACK_BYTES");
+  ASSERT_FALSE(imported.ok());
+  EXPECT_EQ(imported.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(imported.status().message().find("STAGEFARM_MAX_UNPACK_BYTES"),
+            std::string::npos)
+      << imported.status();
+  EXPECT_TRUE(ListDir(scratch_).empty());
+  // Under the bound the same archive imports.
+  setenv("STAGEFARM_MAX_UNPACK_BYTES", "100000", 1);
+  auto ok = ImportImage(store_.get(), big, scratch_);
+  unsetenv("STAGEFARM_MAX_UNPACK_BYTES");
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
 TEST_F(ImageArchiveTest, ExportToAMissingDirectoryFailsLeavingNothing) {
   Descriptor m = ImportRootfs();
   std::string dir = base_ + "/no/such/dir";

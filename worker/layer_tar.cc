@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "worker/archive_extract.h"
 
 namespace stagefarm::worker {
 namespace {
@@ -1146,6 +1147,8 @@ class LayerExtractor {
         rc = archive_read_data_block(in_, &block, &size, &offset);
         if (rc == ARCHIVE_EOF) break;
         if (rc < ARCHIVE_WARN) return ReadError(entry);
+        unpacked_ += static_cast<int64_t>(size);
+        if (unpacked_ > limit_) return UnpackLimitError(limit_, entry);
         if (archive_write_data_block(out_, block, size, offset) <
             ARCHIVE_WARN) {
           return WriteError(entry);
@@ -1164,6 +1167,10 @@ class LayerExtractor {
   }
 
  private:
+  // Bytes written so far, and the bound (worker/archive_extract.h).
+  int64_t unpacked_ = 0;
+  const int64_t limit_ = MaxUnpackBytes();
+
   std::string DestPath(const std::vector<std::string>& parts) const {
     return absl::StrCat(root_, "/", absl::StrJoin(parts, "/"));
   }

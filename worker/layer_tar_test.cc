@@ -729,6 +729,19 @@ class HostileLayerTest : public ::testing::Test {
   std::string dest_;
 };
 
+// A layer that unpacks past STAGEFARM_MAX_UNPACK_BYTES (a base image's tar
+// bomb) stops there, like an ADD archive or an imported image.
+TEST_F(HostileLayerTest, StopsAtTheUnpackBound) {
+  setenv("STAGEFARM_MAX_UNPACK_BYTES", "50000", 1);
+  absl::Status status = Apply(
+      {File("a", std::string(40000, 'a')), File("b", std::string(40000, 'b'))});
+  unsetenv("STAGEFARM_MAX_UNPACK_BYTES");
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("STAGEFARM_MAX_UNPACK_BYTES"));
+  EXPECT_THAT(status.message(), HasSubstr("\"b\""));
+  ExpectVictimUntouched();
+}
+
 TEST_F(HostileLayerTest, RefusesAbsolutePaths) {
   std::string name = outside_ + "/planted";
   absl::Status status = Apply({File(name, "pwned")});

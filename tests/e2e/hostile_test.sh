@@ -125,6 +125,11 @@ check_contains "... and the limit" "STAGEFARM_MAX_UNPACK_BYTES" "$(cat "$c.log")
 printf 'FROM busybox\nRUN echo after the bomb > /after\n' >"$c/Dockerfile"
 hbuild "$c"
 check "the next build works" "after the bomb" "$(cat "$c.out/after" 2>&1)"
+# The same bomb as an image to import: the same extractor, the same bound.
+STAGEFARM_MAX_UNPACK_BYTES=$((64 << 20)) "$SF" image import "$c/bomb.tar.gz" -t bomb >"$c.import" 2>&1
+check "image import of a tar bomb over the unpack limit fails" "1" "$?"
+check_contains "... naming the limit" "STAGEFARM_MAX_UNPACK_BYTES" "$(cat "$c.import")"
+check "... and tags nothing" "" "$("$SF" image ls 2>/dev/null | grep -w bomb)"
 
 # --- a million tiny files --------------------------------------------------------------
 c=$(new_ctx many)
