@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "scheduler/dockerfile/plan.h"
+#include "frontend/dockerfile/plan.h"
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;

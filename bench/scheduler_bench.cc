@@ -1,5 +1,5 @@
 // scheduler_bench: a running stagefarm-scheduler under load from simulated
-// clients and workers (farm/sim.h), over TCP. First every client submits
+// clients and workers (scheduler/sim.h), over TCP. First every client submits
 // its build and the benchmark waits until the scheduler lists them all as
 // running at once; then the simulated workers start and drain the stages.
 // Prints the concurrent builds reached, the stage dispatch rate (stages
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "farm/sim.h"
+#include "scheduler/sim.h"
 
 namespace {
 

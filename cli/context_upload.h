@@ -22,7 +22,7 @@
 #include "common/cas_client.h"
 #include "common/digest.h"
 #include "common/sha256.h"
-#include "scheduler/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/dockerignore.h"
 
 namespace stagefarm::cli {
 

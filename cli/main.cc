@@ -25,12 +25,12 @@
 #include "common/status_macros.h"
 #include "common/tls.h"
 #include "farm/client.h"
+#include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/dump.h"
+#include "frontend/dockerfile/parser.h"
+#include "frontend/dockerfile/plan.h"
+#include "frontend/dockerfile/plan_format.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "scheduler/dockerfile/dockerignore.h"
-#include "scheduler/dockerfile/dump.h"
-#include "scheduler/dockerfile/parser.h"
-#include "scheduler/dockerfile/plan.h"
-#include "scheduler/dockerfile/plan_format.h"
 
 namespace stagefarm {
 namespace {

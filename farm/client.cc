@@ -18,8 +18,8 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "farm/events.h"
-#include "scheduler/dockerfile/dockerignore.h"
-#include "scheduler/dockerfile/plan.h"
+#include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/plan.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace stagefarm::farm {

@@ -37,7 +37,7 @@
 #include "common/status_macros.h"
 #include "common/tls_flags.h"
 #include "farm/events.h"
-#include "farm/stage_cache.h"
+#include "scheduler/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 #include "worker/build_engine.h"
 #include "worker/context_fetch.h"

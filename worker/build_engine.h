@@ -30,7 +30,7 @@
 #include "absl/status/statusor.h"
 #include "cas/action_cache.h"
 #include "cas/blob_store.h"
-#include "scheduler/dockerfile/plan.h"
+#include "frontend/dockerfile/plan.h"
 #include "worker/executor.h"
 #include "worker/image_store.h"
 #include "worker/layer_tar.h"

@@ -23,7 +23,7 @@
 #include "absl/strings/strip.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "scheduler/dockerfile/shell_lex.h"
+#include "frontend/dockerfile/shell_lex.h"
 #include "worker/archive_extract.h"
 #include "worker/fs_util.h"
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "scheduler/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/dockerignore.h"
 
 namespace stagefarm::worker {
 

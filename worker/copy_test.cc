@@ -15,7 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "scheduler/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/dockerignore.h"
 
 namespace stagefarm::worker {
 namespace {

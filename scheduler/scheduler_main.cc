@@ -1,0 +1,205 @@
+// stagefarm-scheduler: the farm's scheduler service
+// (scheduler/scheduler_service.h).
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "common/channel.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/tls_flags.h"
+#include "scheduler/scheduler_service.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+// The scheduler's series; one GetStats() serves a whole scrape.
+void RegisterSchedulerMetrics(stagefarm::Metrics* m,
+                              stagefarm::farm::SchedulerService* service) {
+  using Stats = stagefarm::farm::SchedulerService::Stats;
+  struct Cache {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point at;
+    Stats stats;
+  };
+  auto cache = std::make_shared<Cache>();
+  auto read = [cache, service](auto field) {
+    return [cache, service, field]() -> double {
+      std::lock_guard<std::mutex> lock(cache->mu);
+      auto now = std::chrono::steady_clock::now();
+      if (now - cache->at > std::chrono::milliseconds(200)) {
+        cache->stats = service->GetStats();
+        cache->at = now;
+      }
+      return static_cast<double>(cache->stats.*field);
+    };
+  };
+  m->Gauge("stagefarm_scheduler_queue_depth",
+           "Stages ready to run, waiting for a worker", {},
+           read(&Stats::queued));
+  const char* stages = "Stages of running builds, by state";
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "queued"}},
+           read(&Stats::queued));
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "waiting"}},
+           read(&Stats::waiting));
+  m->Gauge("stagefarm_scheduler_stages", stages, {{"state", "leased"}},
+           read(&Stats::leased));
+  const char* builds = "Builds the scheduler holds, by state";
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "running"}},
+           read(&Stats::running_builds));
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "succeeded"}},
+           read(&Stats::succeeded_builds));
+  m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "failed"}},
+           read(&Stats::failed_builds));
+  m->Gauge("stagefarm_scheduler_workers",
+           "Workers that asked for work in the last minute", {},
+           read(&Stats::workers));
+  m->Gauge("stagefarm_scheduler_workers_busy",
+           "Workers running at least one stage", {},
+           read(&Stats::busy_workers));
+  m->Counter("stagefarm_scheduler_builds_submitted_total",
+             "Builds submitted since start", {},
+             read(&Stats::builds_submitted));
+  m->Counter("stagefarm_scheduler_dispatches_total",
+             "Stages handed to workers since start", {},
+             read(&Stats::dispatches));
+  m->Counter("stagefarm_scheduler_lease_expiries_total",
+             "Leases lost (worker gone or cut off) since start", {},
+             read(&Stats::lease_expiries));
+  const char* lookups = "Stage cache lookups since start, by result";
+  m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
+             {{"result", "hit"}}, read(&Stats::stage_cache_hits));
+  m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
+             {{"result", "miss"}}, read(&Stats::stage_cache_misses));
+  m->Counter("stagefarm_scheduler_disk_full_errors_total",
+             "Writes to --state refused because its disk was full", {},
+             read(&Stats::disk_full_errors));
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace stagefarm;
+  CLI::App app{"stagefarm-scheduler: hands build stages to farm workers"};
+  std::string listen;
+  TlsFiles tls;
+  AddTlsFlags(&app, &tls);
+  std::string metrics_listen, tenants_file, log_format = "text";
+  app.add_option("--log-format", log_format, "text or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--tenants", tenants_file,
+                 "JSON file of tenants (common/tenants.h): callers must be "
+                 "known and see only their own builds and instances; only "
+                 "workers lease stages");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
+  int lease_ms = 10000, heartbeat_ms = 1000;
+  app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
+      ->required();
+  app.add_option("--lease-timeout-ms", lease_ms,
+                 "a stage whose worker has not reported for this long runs "
+                 "again elsewhere")
+      ->check(CLI::Range(500, 3600000));
+  app.add_option("--heartbeat-ms", heartbeat_ms,
+                 "how often workers report while they run a stage")
+      ->check(CLI::Range(50, 600000));
+  std::string state_dir, cas;
+  app.add_option("--cas", cas,
+                 "the farm's CAS HOST:PORT, as clients reach it: clients given "
+                 "only --server use it");
+  app.add_option("--state", state_dir,
+                 "directory of the scheduler's RocksDB: builds and the queue "
+                 "survive a restart (default: in memory only)");
+  farm::SchedulerOptions options;
+  app.add_option("--log-max-bytes", options.log_max_bytes,
+                 "bytes of each step's output streamed live (builds may ask "
+                 "for less); the whole output is kept as a blob (default 2 "
+                 "MiB)")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  app.add_option("--log-rate-bytes", options.log_rate_bytes,
+                 "live output bytes per second per step (default 1 MiB)")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  CLI11_PARSE(app, argc, argv);
+  if (heartbeat_ms * 2 > lease_ms) {
+    std::cerr << "stagefarm-scheduler: --lease-timeout-ms must be at least "
+                 "twice --heartbeat-ms\n";
+    return 2;
+  }
+  InitLog("stagefarm-scheduler", log_format);
+  if (absl::Status t = ConfigureTls(tls, /*server=*/true); !t.ok()) {
+    std::cerr << "stagefarm-scheduler: " << t.message() << "\n";
+    return 2;
+  }
+  options.lease_timeout = std::chrono::milliseconds(lease_ms);
+  options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  options.state_dir = state_dir;
+  options.cas_address = cas;
+  if (!tenants_file.empty()) {
+    auto tenants = Tenants::Load(tenants_file);
+    if (!tenants.ok()) {
+      std::cerr << "stagefarm-scheduler: " << tenants.status().message()
+                << "\n";
+      return 2;
+    }
+    options.tenants = *tenants;
+  }
+  auto service = farm::SchedulerService::Create(options);
+  if (!service.ok()) {
+    std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";
+    return 1;
+  }
+  if (!state_dir.empty()) {
+    std::cout << "stagefarm-scheduler: state in " << state_dir << ": "
+              << (*service)->BuildCount() << " builds, "
+              << (*service)->RunningCount() << " running" << std::endl;
+  }
+  std::unique_ptr<Metrics> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = Metrics::Serve(metrics_listen);
+    if (!m.ok()) {
+      std::cerr << "stagefarm-scheduler: " << m.status().message() << "\n";
+      return 2;
+    }
+    metrics = std::move(*m);
+    RegisterSchedulerMetrics(metrics.get(), service->get());
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  if (metrics) {
+    builder.experimental().SetInterceptorCreators(metrics->RpcInterceptors());
+  }
+  int port = 0;
+  builder.AddListeningPort(listen, ServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(service->get());
+  // Keep idle request threads polling instead of ending them: every build
+  // stream holds a thread, and gRPC's default (at most two idle pollers)
+  // makes and ends threads at every turn under load.
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
+  builder.SetSyncServerOption(
+      grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "stagefarm-scheduler: cannot listen on " << listen << "\n";
+    return 1;
+  }
+  std::string host = listen.substr(0, listen.rfind(':'));
+  std::cout << "stagefarm-scheduler listening on " << host << ":" << port
+            << std::endl;
+  if (metrics) {
+    std::cout << "stagefarm-scheduler metrics on port " << metrics->port()
+              << std::endl;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*service)->Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}

@@ -1,0 +1,1088 @@
+#include "scheduler/scheduler_service.h"
+
+#include <openssl/rand.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <iostream>
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/cas_client.h"
+#include "common/channel.h"
+#include "common/clock.h"
+#include "common/digest.h"
+#include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/rocksdb_support.h"
+#include "common/status_macros.h"
+#include "frontend/dockerfile/plan.h"
+#include "scheduler/stage_cache.h"
+
+namespace stagefarm::farm {
+namespace {
+
+std::string RandomId() {
+  unsigned char bytes[12];
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+double UnixNow() {
+  return std::chrono::duration<double>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+std::string BuildKey(const std::string& id) { return "build/" + id; }
+std::string ImageKey(const std::string& instance, const std::string& name) {
+  return absl::StrCat("image/", absl::BytesToHexString(instance), "/", name);
+}
+std::string EventPrefix(const std::string& id) { return "event/" + id + "/"; }
+std::string EventKey(const std::string& id, size_t seq) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "%010zu", seq);
+  return EventPrefix(id) + buf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SchedulerService>> SchedulerService::Create(
+    SchedulerOptions options) {
+  auto service = std::make_unique<SchedulerService>(options);
+  if (!options.state_dir.empty()) {
+    absl::Status st = service->OpenState();
+    if (!st.ok()) return st;
+  }
+  return service;
+}
+
+SchedulerService::SchedulerService(SchedulerOptions options)
+    : options_(options) {
+  if (!options_.cas_address.empty()) {
+    cas_ = CasClient::Connect(options_.cas_address);
+  }
+  reaper_ = std::thread([this] { ExpireLeases(); });
+}
+
+SchedulerService::~SchedulerService() {
+  Stop();
+  reaper_.join();
+}
+
+void SchedulerService::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    for (auto& [id, b] : builds_) b->cv.notify_all();
+  }
+  work_cv_.notify_all();
+  reaper_cv_.notify_all();
+}
+
+absl::StatusOr<const Tenant*> SchedulerService::Caller(
+    grpc::ServerContext* context) const {
+  if (options_.tenants == nullptr) return nullptr;
+  return options_.tenants->Identify(*context);
+}
+
+absl::Status SchedulerService::CheckInstanceCaller(
+    grpc::ServerContext* context, const std::string& instance) const {
+  ASSIGN_OR_RETURN(const Tenant* caller, Caller(context));
+  if (caller == nullptr) return absl::OkStatus();
+  return Tenants::CheckInstance(*caller, instance);
+}
+
+absl::Status SchedulerService::CheckWorkerCaller(grpc::ServerContext* context,
+                                                 const char* what) const {
+  ASSIGN_OR_RETURN(const Tenant* caller, Caller(context));
+  if (caller == nullptr) return absl::OkStatus();
+  return Tenants::CheckWorker(*caller, what);
+}
+
+size_t SchedulerService::BuildCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return builds_.size();
+}
+
+size_t SchedulerService::RunningCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, b] : builds_) n += b->finished ? 0 : 1;
+  return n;
+}
+
+SchedulerService::Stats SchedulerService::GetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s;
+  s.queued = queue_.size();
+  s.leased = leases_.size();
+  for (const auto& [id, b] : builds_) {
+    if (!b->finished) {
+      ++s.running_builds;
+      for (const auto& [i, st] : b->stages) {
+        s.waiting += st.status == StageStatus::kWaiting ? 1 : 0;
+      }
+    } else if (b->code == 0) {
+      ++s.succeeded_builds;
+    } else {
+      ++s.failed_builds;
+    }
+  }
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = worker_seen_.begin(); it != worker_seen_.end();) {
+    if (now - it->second > std::chrono::minutes(1)) {
+      it = worker_seen_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  s.workers = worker_seen_.size();
+  std::set<std::string> busy;
+  for (const auto& [id, l] : leases_) busy.insert(l.worker);
+  s.busy_workers = busy.size();
+  s.builds_submitted = builds_submitted_;
+  s.dispatches = dispatches_;
+  s.lease_expiries = lease_expiries_;
+  s.stage_cache_hits = stage_cache_hits_.load();
+  s.stage_cache_misses = stage_cache_misses_.load();
+  s.disk_full_errors = disk_full_errors_.load();
+  return s;
+}
+
+rocksdb::Options SchedulerService::StateOptions() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.max_open_files = 256;
+  // Builds and their (bounded) logs are small: an 8 MiB memtable keeps the
+  // memory and the preallocated log file (1.1 times it) small.
+  o.write_buffer_size = kStateMemtableBytes;
+  // RocksDB's log in ours; after a full disk, recovery is ours too
+  // (ReopenState).
+  o.info_log = RocksDbLogger("scheduler-state");
+  o.listeners.push_back(RecoverOnNextWrite());
+  return o;
+}
+
+bool SchedulerService::ReopenState() {
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_reopen_ < std::chrono::milliseconds(100)) return false;
+  last_reopen_ = now;
+  struct statvfs vfs;
+  if (statvfs(options_.state_dir.c_str(), &vfs) != 0 ||
+      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize <
+          2 * kStateMemtableBytes + (uint64_t{4} << 20)) {
+    return false;
+  }
+  // A database whose log failed to write is closed and opened again (the
+  // log replayed) rather than resumed: RocksDB 7.8 can abort the process
+  // when it appends to a log file after a failed write.
+  db_.reset();
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status rs =
+      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
+  if (!rs.ok()) {
+    LogError("cannot open --state again: " + rs.ToString());
+    return false;
+  }
+  db_.reset(raw);
+  state_failed_ = false;
+  LogInfo("the state's disk has room again: builds are recorded again");
+  // What could not be written meanwhile, whole.
+  for (auto& [id, other] : builds_) {
+    other->events_saved = 0;
+    if (!WriteBuild(other.get()).ok()) return !state_failed_;
+  }
+  return !state_failed_;
+}
+
+absl::Status SchedulerService::OpenState() {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status rs =
+      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
+  if (!rs.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "--state ", options_.state_dir, ": cannot open: ", rs.ToString()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  db_.reset(raw);
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<BuildState>> loaded;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
+  for (it->Seek("build/"); it->Valid() && it->key().starts_with("build/");
+       it->Next()) {
+    v1::StoredBuild stored;
+    if (!stored.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                              ": unreadable record ",
+                                              it->key().ToString()));
+    }
+    auto b = std::make_shared<BuildState>();
+    b->id = stored.build_id();
+    b->spec = stored.spec();
+    b->created = stored.created();
+    b->target = stored.target();
+    b->finished = stored.finished();
+    b->code = stored.code();
+    b->error = stored.error();
+    if (stored.has_manifest())
+      *b->result.mutable_manifest() = stored.manifest();
+    b->steps_run = stored.steps_run();
+    b->steps_cached = stored.steps_cached();
+    b->submitted = stored.submitted();
+    b->finished_at = stored.finished_at();
+    b->had_secrets = stored.had_secrets();
+    b->tenant = stored.tenant();
+    for (const v1::StoredStage& ss : stored.stages()) {
+      StageState& st = b->stages[ss.index()];
+      st.status = static_cast<StageStatus>(
+          std::clamp(ss.status(), 0, static_cast<int>(StageStatus::kDone)));
+      st.depends_on.assign(ss.depends_on().begin(), ss.depends_on().end());
+      st.base_stage = ss.base_stage();
+      st.display = ss.display();
+      st.worker = ss.worker();
+      st.attempts = ss.attempts();
+      st.lease = ss.lease_id();
+      st.result = ss.result();
+      st.key = ss.key();
+      st.cached = ss.cached();
+    }
+    std::unique_ptr<rocksdb::Iterator> ev(db_->NewIterator({}));
+    std::string prefix = EventPrefix(b->id);
+    for (ev->Seek(prefix);
+         ev->Valid() && ev->key().starts_with(prefix) &&
+         b->events.size() < static_cast<size_t>(stored.events());
+         ev->Next()) {
+      v1::Event e;
+      if (!e.ParseFromArray(ev->value().data(),
+                            static_cast<int>(ev->value().size()))) {
+        return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                                ": unreadable event ",
+                                                ev->key().ToString()));
+      }
+      b->events.push_back(std::move(e));
+    }
+    b->events_saved = b->events.size();
+    builds_[b->id] = b;
+    loaded.push_back(b);
+  }
+  if (!it->status().ok()) {
+    return absl::UnavailableError(absl::StrCat("--state ", options_.state_dir,
+                                               ": ", it->status().ToString()));
+  }
+  for (it->Seek("image/"); it->Valid() && it->key().starts_with("image/");
+       it->Next()) {
+    std::string key = it->key().ToString();
+    size_t slash = key.find('/', 6);
+    v1::ImageTag tag;
+    if (slash == std::string::npos ||
+        !tag.ParseFromArray(it->value().data(),
+                            static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
+                                              ": unreadable record ", key));
+    }
+    std::string instance = absl::HexStringToBytes(key.substr(6, slash - 6));
+    images_[instance][tag.name()] = tag;
+  }
+  // Finished builds in the order they ended; running ones take up where
+  // they were: a leased stage keeps its lease (its worker may still be
+  // running it and will report), a queued one is queued again.
+  std::sort(loaded.begin(), loaded.end(), [](const auto& x, const auto& y) {
+    return x->finished_at < y->finished_at;
+  });
+  for (const auto& b : loaded) {
+    if (b->finished) {
+      finished_order_.push_back(b->id);
+      continue;
+    }
+    if (b->had_secrets) {
+      // Its secrets were never written down, so stages still to run
+      // could not get them.
+      Finish(b.get(), static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+             "the scheduler restarted and does not keep a build's secrets; "
+             "submit the build again");
+      continue;
+    }
+    int leased = 0, queued = 0;
+    for (auto& [index, st] : b->stages) {
+      if (st.status == StageStatus::kLeased && !st.lease.empty()) {
+        // Workers need a moment to reconnect: at least 5 s.
+        leases_[st.lease] = LeaseState{
+            b->id, index, st.worker,
+            now + std::max<std::chrono::milliseconds>(options_.lease_timeout,
+                                                      std::chrono::seconds(5))};
+        ++leased;
+      } else if (st.status == StageStatus::kLeased ||
+                 st.status == StageStatus::kQueued) {
+        Enqueue(b, index);
+        ++queued;
+      }
+    }
+    QueueReady(b);
+    Event(b.get(), "restored", "",
+          absl::StrCat("the scheduler restarted: ", leased,
+                       " running stages keep their workers, ", queued,
+                       " queued again"),
+          "");
+    absl::Status st = Save(b.get());
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerService::Save(BuildState* b) {
+  if (!HasState()) return absl::OkStatus();
+  return WriteBuild(b);
+}
+
+absl::Status SchedulerService::StateWrite(rocksdb::WriteBatch* batch,
+                                          absl::string_view what) {
+  if ((state_failed_ || db_ == nullptr) && !ReopenState()) {
+    ++disk_full_errors_;
+    return DiskFullError();
+  }
+  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), batch);
+  if (rs.ok()) return absl::OkStatus();
+  LogError(absl::StrCat(what, " in --state ", options_.state_dir, ": ",
+                        rs.ToString()));
+  if (IsDiskFull(rs)) {
+    // Nothing of the batch was written; builds go on in memory and are
+    // written whole once the database is open again (ReopenState).
+    state_failed_ = true;
+    ++disk_full_errors_;
+    return DiskFullError();
+  }
+  return absl::UnavailableError(
+      absl::StrCat(what,
+                   ": the scheduler cannot write its state (details "
+                   "in its log)"));
+}
+
+absl::Status SchedulerService::DiskFullError() {
+  return absl::ResourceExhaustedError(
+      "the scheduler's disk is full: free space on the volume of its "
+      "--state directory (builds are recorded again as soon as there is "
+      "room)");
+}
+
+absl::Status SchedulerService::WriteBuild(BuildState* b) {
+  v1::StoredBuild stored;
+  stored.set_build_id(b->id);
+  *stored.mutable_spec() = b->spec;
+  stored.mutable_spec()->clear_secrets();  // never on disk
+  stored.set_had_secrets(!b->spec.secrets().empty() || b->had_secrets);
+  stored.set_tenant(b->tenant);
+  stored.set_created(b->created);
+  stored.set_target(b->target);
+  for (const auto& [index, st] : b->stages) {
+    v1::StoredStage* ss = stored.add_stages();
+    ss->set_index(index);
+    ss->set_status(static_cast<int>(st.status));
+    for (int d : st.depends_on) ss->add_depends_on(d);
+    ss->set_base_stage(st.base_stage);
+    ss->set_display(st.display);
+    ss->set_attempts(st.attempts);
+    ss->set_result(st.result);
+    ss->set_key(st.key);
+    ss->set_cached(st.cached);
+    if (st.status == StageStatus::kLeased) {
+      ss->set_lease_id(st.lease);
+      auto lit = leases_.find(st.lease);
+      if (lit != leases_.end()) ss->set_worker(lit->second.worker);
+    } else {
+      ss->set_worker(st.worker);
+    }
+  }
+  stored.set_finished(b->finished);
+  stored.set_code(b->code);
+  stored.set_error(b->error);
+  if (b->result.has_manifest())
+    *stored.mutable_manifest() = b->result.manifest();
+  stored.set_steps_run(b->steps_run);
+  stored.set_steps_cached(b->steps_cached);
+  stored.set_submitted(b->submitted);
+  stored.set_finished_at(b->finished_at);
+  stored.set_events(static_cast<int64_t>(b->events.size()));
+  rocksdb::WriteBatch batch;
+  for (size_t i = b->events_saved; i < b->events.size(); ++i) {
+    batch.Put(EventKey(b->id, i), b->events[i].SerializeAsString());
+  }
+  batch.Put(BuildKey(b->id), stored.SerializeAsString());
+  RETURN_IF_ERROR(
+      StateWrite(&batch, absl::StrCat("cannot record build ", b->id)));
+  b->events_saved = b->events.size();
+  return absl::OkStatus();
+}
+
+void SchedulerService::SaveOrLog(BuildState* b) {
+  // Save logs its failures; the build goes on in memory and is written
+  // whole at its next change.
+  (void)Save(b);
+}
+
+void SchedulerService::Forget(const std::string& id) {
+  builds_.erase(id);
+  if (!HasState()) return;
+  rocksdb::WriteBatch batch;
+  batch.Delete(BuildKey(id));
+  std::string prefix = EventPrefix(id);
+  batch.DeleteRange(prefix, prefix.substr(0, prefix.size() - 1) + "0");
+  (void)StateWrite(&batch, absl::StrCat("cannot drop build ", id));
+}
+
+void SchedulerService::Event(BuildState* b, const std::string& kind,
+                             const std::string& stage, const std::string& text,
+                             const std::string& worker) {
+  v1::Event e;
+  e.set_kind(kind);
+  e.set_stage(stage);
+  e.set_text(text);
+  e.set_worker(worker);
+  e.set_unix_time(UnixNow());
+  b->events.push_back(std::move(e));
+  b->cv.notify_all();
+  LogInfo(kind, {{"build", b->id},
+                 {"tenant", b->tenant},
+                 {"stage", stage},
+                 {"worker", worker},
+                 {"detail", text}});
+}
+
+void SchedulerService::QueueReady(const std::shared_ptr<BuildState>& b) {
+  for (auto& [index, st] : b->stages) {
+    if (st.status != StageStatus::kWaiting) continue;
+    bool ready = true;
+    for (int dep : st.depends_on) {
+      if (b->stages[dep].status != StageStatus::kDone) ready = false;
+    }
+    if (ready) Enqueue(b, index);
+  }
+}
+
+void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
+                               int index) {
+  StageState& st = b->stages[index];
+  st.status = StageStatus::kQueued;
+  st.queued_at = std::chrono::steady_clock::now();
+  st.lease.clear();
+  QueueEntry entry{b, index, ""};
+  if (st.base_stage >= 0) {
+    auto base = b->stages.find(st.base_stage);
+    if (base != b->stages.end()) entry.preferred = base->second.worker;
+  }
+  if (!entry.preferred.empty()) ++preferred_queued_;
+  queue_.push_back(std::move(entry));
+  work_cv_.notify_all();
+}
+
+void SchedulerService::Finish(BuildState* b, int code,
+                              const std::string& error) {
+  if (b->finished) return;
+  b->finished = true;
+  b->code = code;
+  b->error = error;
+  b->finished_at = UnixNow();
+  b->cv.notify_all();
+  Log(code == 0 ? "info" : "error", "build-finished",
+      {{"build", b->id},
+       {"tenant", b->tenant},
+       {"code", std::to_string(code)},
+       {"seconds", absl::StrFormat("%.2f", b->finished_at - b->submitted)},
+       {"error", error}});
+  // Finished builds stay listed (and watchable) until 200 newer ones end.
+  finished_order_.push_back(b->id);
+  while (finished_order_.size() > kKeepFinished) {
+    Forget(finished_order_.front());
+    finished_order_.pop_front();
+  }
+  SaveOrLog(b);
+}
+
+grpc::Status SchedulerService::Build(
+    grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
+    grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  const v1::BuildSpec& spec = request->spec();
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (*caller != nullptr) {
+    absl::Status s = Tenants::CheckInstance(**caller, spec.instance_name());
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  if (spec.dockerfile().empty()) return Invalid("spec.dockerfile: empty");
+  if (!Digest::FromProto(spec.context()).ok()) {
+    return Invalid("spec.context: not a valid digest");
+  }
+  if (spec.compression() != "gzip" && spec.compression() != "zstd" &&
+      spec.compression() != "uncompressed") {
+    return Invalid("spec.compression: must be gzip, zstd or uncompressed");
+  }
+  dockerfile::PlanOptions po;
+  po.target = spec.target();
+  for (const auto& [k, v] : spec.build_args()) po.build_args[k] = v;
+  std::string name =
+      spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+  auto plan = dockerfile::PlanDockerfile(spec.dockerfile(), po, name);
+  if (!plan.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(plan.status().code()),
+                        std::string(plan.status().message()));
+  }
+  auto b = std::make_shared<BuildState>();
+  if (*caller != nullptr) b->tenant = (*caller)->name;
+  b->id = RandomId();
+  b->spec = spec;
+  auto bound = [](int64_t asked, int64_t most) {
+    return asked > 0 && asked < most ? asked : most;
+  };
+  b->spec.set_log_max_bytes(
+      bound(spec.log_max_bytes(), options_.log_max_bytes));
+  b->spec.set_log_rate_bytes(
+      bound(spec.log_rate_bytes(), options_.log_rate_bytes));
+  b->created = Rfc3339(spec.has_source_date_epoch()
+                           ? spec.source_date_epoch()
+                           : static_cast<int64_t>(time(nullptr)));
+  b->target = plan->target;
+  b->submitted = UnixNow();
+  for (const auto& st : plan->stages) {
+    if (!st.needed) continue;
+    StageState& s = b->stages[st.index];
+    s.display = st.DisplayName();
+    s.depends_on = st.depends_on;
+    s.base_stage = st.base_stage;
+  }
+  UseStageCache(b.get());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (*caller != nullptr && (*caller)->max_builds > 0) {
+      int running = 0;
+      for (const auto& [id, other] : builds_) {
+        running += !other->finished && other->tenant == b->tenant ? 1 : 0;
+      }
+      if (running >= (*caller)->max_builds) {
+        return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+            "tenant ", b->tenant, " has ", running,
+            " builds running, its limit (max_builds); submit again when "
+            "one has finished")));
+      }
+    }
+    builds_[b->id] = b;
+    ++builds_submitted_;
+    LogInfo("build-submitted", {{"build", b->id},
+                                {"tenant", b->tenant},
+                                {"instance", spec.instance_name()},
+                                {"stages", std::to_string(b->stages.size())}});
+    int to_run = 0;
+    for (const auto& [index, st] : b->stages) {
+      to_run += st.status == StageStatus::kDone ? 0 : 1;
+    }
+    Event(b.get(), "queued", "",
+          absl::StrCat("build ", b->id, ": ", to_run, " stages to run"), "");
+    // The build's first event, before what the stage cache said.
+    std::rotate(b->events.begin(), b->events.end() - 1, b->events.end());
+    QueueReady(b);
+    absl::Status saved = Save(b.get());
+    if (!saved.ok()) {
+      // Its queue entries are stale now (Pick drops finished builds' ones;
+      // they hold the last reference).
+      b->finished = true;
+      builds_.erase(b->id);
+      return ToGrpcStatus(saved);
+    }
+  }
+  return Stream(context, b, writer, /*owner=*/true);
+}
+
+void SchedulerService::UseStageCache(BuildState* b) {
+  // Keys first: a stage's key needs the keys of the stages it depends on.
+  std::function<const std::string&(int)> key =
+      [&](int index) -> const std::string& {
+    StageState& st = b->stages[index];
+    if (st.key.empty()) {
+      std::vector<std::string> deps;
+      for (int d : st.depends_on) deps.push_back(key(d));
+      st.key = StageKey(b->spec, index, index == b->target, deps);
+    }
+    return st.key;
+  };
+  for (auto& [index, st] : b->stages) key(index);
+  if (!cas_ || b->spec.no_cache()) return;
+  CasClient cas(*cas_, b->spec.instance_name());
+  std::map<int, StageHit> hits;
+  for (const auto& [index, st] : b->stages) {
+    auto hit = LookupStage(&cas, st.key);
+    if (!hit.ok()) {
+      LogError("stage cache: " + hit.status().ToString(),
+               {{"build", b->id}, {"stage", st.display}});
+    } else if (hit->has_value()) {
+      hits[index] = **hit;
+    }
+    ++(hit.ok() && hit->has_value() ? stage_cache_hits_ : stage_cache_misses_);
+  }
+  // From the target down: a stage found in the cache needs none of the
+  // stages below it (its key covers theirs); only missed stages need what
+  // they depend on.
+  std::set<int> keep;
+  std::function<void(int)> visit = [&](int index) {
+    if (!keep.insert(index).second) return;
+    StageState& st = b->stages[index];
+    auto hit = hits.find(index);
+    if (hit == hits.end()) {
+      for (int d : st.depends_on) visit(d);
+      return;
+    }
+    st.cached = true;
+    st.result = hit->second.state;
+    if (index == b->target) {
+      st.depends_on.clear();  // only the image is left to make
+      Event(b, "stage-cached", st.display,
+            "found in the cache; only the image is left to make", "");
+    } else {
+      st.status = StageStatus::kDone;
+      Event(b, "stage-done", st.display, "from the cache (no worker)", "");
+    }
+  };
+  visit(b->target);
+  // Steps of every stage that will not run count as cached (as if each
+  // had gone to a worker to find its steps cached).
+  for (auto it = b->stages.begin(); it != b->stages.end();) {
+    bool runs = keep.count(it->first) && !it->second.cached;
+    auto hit = hits.find(it->first);
+    if (!runs && hit != hits.end()) b->steps_cached += hit->second.steps;
+    it = keep.count(it->first) ? std::next(it) : b->stages.erase(it);
+  }
+}
+
+grpc::Status SchedulerService::Stream(
+    grpc::ServerContext* context, std::shared_ptr<BuildState> b,
+    grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner) {
+  size_t sent = 0;
+  while (true) {
+    v1::BuildUpdate update;
+    update.set_build_id(b->id);
+    bool done = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      b->cv.wait_for(lock, std::chrono::seconds(1), [&] {
+        return b->events.size() > sent || b->finished || stopping_;
+      });
+      if (stopping_ && !b->finished && HasState()) {
+        // The build goes on when the scheduler is back; the client
+        // reattaches.
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the scheduler is restarting");
+      }
+      if (context->IsCancelled()) {
+        if (!owner) return grpc::Status::CANCELLED;
+        Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+               "the client went away");
+      }
+      if (stopping_ && !b->finished) {
+        Finish(b.get(), static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+               "the scheduler is shutting down");
+      }
+      // Updates stay far below the message bound (common/channel.h): a
+      // long build's events go out in several.
+      size_t bytes = 0;
+      for (; sent < b->events.size() && bytes < kUpdateBytes; ++sent) {
+        bytes += b->events[sent].ByteSizeLong();
+        *update.add_events() = b->events[sent];
+      }
+      if (b->finished && sent == b->events.size()) {
+        done = true;
+        update.set_finished(true);
+        update.set_code(b->code);
+        update.set_error(b->error);
+        if (b->result.has_manifest()) {
+          *update.mutable_manifest() = b->result.manifest();
+        }
+        update.set_steps_run(b->steps_run);
+        update.set_steps_cached(b->steps_cached);
+      }
+    }
+    if (update.events_size() > 0 || done) {
+      if (!writer->Write(update)) {
+        if (owner) {
+          std::lock_guard<std::mutex> lock(mu_);
+          // A scheduler shutting down with a state directory breaks the
+          // stream itself; the build goes on after the restart.
+          if (!(stopping_ && HasState())) {
+            Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+                   "the client went away");
+          }
+        }
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+    }
+    if (done) return grpc::Status::OK;
+  }
+}
+
+grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
+                                          const v1::ListBuildsRequest*,
+                                          v1::ListBuildsResponse* response) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<BuildState*> all;
+  for (auto& [id, b] : builds_) {
+    if (Sees(*caller, *b)) all.push_back(b.get());
+  }
+  std::sort(all.begin(), all.end(), [](BuildState* x, BuildState* y) {
+    return x->submitted > y->submitted;
+  });
+  for (BuildState* b : all) {
+    v1::BuildSummary* sum = response->add_builds();
+    sum->set_build_id(b->id);
+    sum->set_state(!b->finished   ? "running"
+                   : b->code == 0 ? "succeeded"
+                   : b->code == static_cast<int>(grpc::StatusCode::CANCELLED)
+                       ? "cancelled"
+                       : "failed");
+    sum->set_dockerfile_name(b->spec.dockerfile_name());
+    sum->set_instance_name(b->spec.instance_name());
+    sum->set_submitted(b->submitted);
+    sum->set_finished(b->finished_at);
+    sum->set_stages(static_cast<int32_t>(b->stages.size()));
+    int done = 0;
+    for (const auto& [i, st] : b->stages) {
+      if (st.status == StageStatus::kDone) ++done;
+    }
+    sum->set_stages_done(done);
+    sum->set_error(b->error);
+    if (b->result.has_manifest()) {
+      *sum->mutable_manifest() = b->result.manifest();
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::WatchBuild(
+    grpc::ServerContext* context, const v1::WatchBuildRequest* request,
+    grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  std::shared_ptr<BuildState> b;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = builds_.find(request->build_id());
+    // Another tenant's build is not there for this caller.
+    if (it != builds_.end() && Sees(*caller, *it->second)) b = it->second;
+  }
+  if (b == nullptr) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no build " + request->build_id() +
+                            " (it may be older than the last 200)");
+  }
+  return Stream(context, b, writer, /*owner=*/false);
+}
+
+grpc::Status SchedulerService::CancelBuild(
+    grpc::ServerContext* context, const v1::CancelBuildRequest* request,
+    v1::CancelBuildResponse* /*response*/) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = builds_.find(request->build_id());
+    if (it == builds_.end() || !Sees(*caller, *it->second)) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "no build " + request->build_id());
+    }
+    if (it->second->finished) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "build " + request->build_id() + " has finished");
+    }
+    Finish(it->second.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+           "cancelled (stagefarm cancel)");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
+                                       const v1::GetFarmRequest* /*request*/,
+                                       v1::FarmInfo* response) {
+  if (absl::Status s = Caller(context).status(); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  response->set_cas(options_.cas_address);
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
+                                          const v1::ListImagesRequest* request,
+                                          v1::ListImagesResponse* response) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(request->instance_name());
+  if (it == images_.end()) return grpc::Status::OK;
+  for (const auto& [name, tag] : it->second) *response->add_images() = tag;
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
+                                        const v1::SetImageRequest* request,
+                                        v1::SetImageResponse* /*response*/) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  const v1::ImageTag& tag = request->image();
+  if (tag.name().empty() || tag.name().size() > 4096) {
+    return Invalid("image.name: empty or longer than 4096 bytes");
+  }
+  if (!Digest::FromProto(tag.manifest()).ok()) {
+    return Invalid("image.manifest: not a valid digest");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (HasState()) {
+    rocksdb::WriteBatch batch;
+    batch.Put(ImageKey(request->instance_name(), tag.name()),
+              tag.SerializeAsString());
+    absl::Status s = StateWrite(&batch, "cannot record the image");
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  images_[request->instance_name()][tag.name()] = tag;
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::RemoveImage(
+    grpc::ServerContext* context, const v1::RemoveImageRequest* request,
+    v1::RemoveImageResponse* /*response*/) {
+  if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(request->instance_name());
+  if (it == images_.end() || !it->second.count(request->name())) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no image named \"" + request->name() + "\"");
+  }
+  if (HasState()) {
+    rocksdb::WriteBatch batch;
+    batch.Delete(ImageKey(request->instance_name(), request->name()));
+    absl::Status s = StateWrite(&batch, "cannot remove the image");
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  it->second.erase(request->name());
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
+                                     const v1::LeaseRequest* request,
+                                     v1::LeaseResponse* response) {
+  if (absl::Status s = CheckWorkerCaller(context, "lease stages"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (request->worker().empty()) return Invalid("worker: empty");
+  auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
+  response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
+  std::unique_lock<std::mutex> lock(mu_);
+  worker_seen_[request->worker()] = std::chrono::steady_clock::now();
+  while (true) {
+    bool held = false;
+    auto pick = Pick(request->worker(), &held);
+    if (pick) {
+      ++dispatches_;
+      auto [b, index] = *pick;
+      const std::string& build_id = b->id;
+      StageState& st = b->stages[index];
+      st.status = StageStatus::kLeased;
+      ++st.attempts;
+      st.lease = RandomId();
+      leases_[st.lease] =
+          LeaseState{build_id, index, request->worker(),
+                     std::chrono::steady_clock::now() + options_.lease_timeout};
+      Event(b, "stage-started", st.display,
+            absl::StrCat("on ", request->worker(),
+                         st.attempts > 1
+                             ? absl::StrCat(" (attempt ", st.attempts, ")")
+                             : ""),
+            request->worker());
+      v1::StageTask* task = response->mutable_task();
+      task->set_lease_id(st.lease);
+      task->set_build_id(build_id);
+      task->set_stage_index(index);
+      *task->mutable_spec() = b->spec;
+      for (int dep : st.depends_on) {
+        (*task->mutable_dependencies())[dep] = b->stages[dep].result;
+      }
+      task->set_assemble(index == b->target);
+      task->set_created(b->created);
+      task->set_stage_key(st.key);
+      if (st.cached) task->set_cached_state(st.result);
+      SaveOrLog(b);
+      return grpc::Status::OK;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (stopping_ || context->IsCancelled() || now >= deadline) {
+      return grpc::Status::OK;
+    }
+    // A stage held for another worker is looked at again shortly.
+    work_cv_.wait_until(
+        lock, held ? std::min(deadline, now + kPlacementGrace / 4) : deadline);
+  }
+}
+
+std::optional<std::pair<SchedulerService::BuildState*, int>>
+SchedulerService::Pick(const std::string& worker, bool* held) {
+  auto now = std::chrono::steady_clock::now();
+  auto take = [&](std::deque<QueueEntry>::iterator q) {
+    std::pair<BuildState*, int> chosen{q->build.get(), q->stage};
+    if (!q->preferred.empty()) --preferred_queued_;
+    queue_.erase(q);
+    return chosen;
+  };
+  std::optional<std::deque<QueueEntry>::iterator> first_free;
+  for (auto q = queue_.begin(); q != queue_.end();) {
+    BuildState* b = q->build.get();
+    auto st = b->stages.find(q->stage);
+    if (b->finished || st == b->stages.end() ||
+        st->second.status != StageStatus::kQueued) {
+      // Stale: the build ended or the stage moved on.
+      if (!q->preferred.empty()) --preferred_queued_;
+      q = queue_.erase(q);
+      continue;
+    }
+    if (q->preferred.empty()) {
+      // Nothing queued prefers a worker: the oldest stage it is.
+      if (preferred_queued_ == 0) return take(q);
+      if (!first_free) first_free = q;
+    } else if (q->preferred == worker) {
+      return take(q);
+    } else if (now - st->second.queued_at < kPlacementGrace) {
+      *held = true;  // its base's worker may ask for it in a moment
+    } else if (!first_free) {
+      first_free = q;
+    }
+    ++q;
+  }
+  if (!first_free) return std::nullopt;
+  return take(*first_free);
+}
+
+grpc::Status SchedulerService::Report(grpc::ServerContext* context,
+                                      const v1::StageReport* request,
+                                      v1::StageReportResponse* response) {
+  if (absl::Status s = CheckWorkerCaller(context, "report stages"); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto lit = leases_.find(request->lease_id());
+  if (lit == leases_.end()) {
+    response->set_stop(true);  // expired, or the build is over
+    return grpc::Status::OK;
+  }
+  LeaseState& lease = lit->second;
+  auto bit = builds_.find(lease.build);
+  if (bit == builds_.end() || bit->second->finished) {
+    leases_.erase(lit);
+    response->set_stop(true);
+    return grpc::Status::OK;
+  }
+  BuildState* b = bit->second.get();
+  StageState& st = b->stages[lease.stage];
+  for (v1::Event e : request->events()) {
+    e.set_worker(lease.worker);
+    e.set_unix_time(UnixNow());
+    b->events.push_back(std::move(e));
+  }
+  lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;
+  if (request->finished()) {
+    // A copy: the lease is erased before its fields are used below.
+    const LeaseState done = lease;
+    const std::string& worker = done.worker;
+    leases_.erase(lit);
+    b->steps_run += request->steps_run();
+    b->steps_cached += request->steps_cached();
+    if (request->code() != 0 && request->worker_fault() &&
+        st.attempts < options_.max_attempts) {
+      // The worker's own trouble (a full disk): another worker may do it.
+      Event(b, "retry", st.display,
+            absl::StrCat(worker, " could not run it (", request->error(),
+                         "); the stage runs again"),
+            worker);
+      Enqueue(bit->second, done.stage);
+      work_cv_.notify_all();
+    } else if (request->code() != 0) {
+      // A step that fails fails the build: running it elsewhere would fail
+      // the same way.
+      Finish(b, request->code(), request->error());
+    } else {
+      st.status = StageStatus::kDone;
+      st.result = request->image_state();
+      st.worker = worker;
+      Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
+      if (done.stage == b->target) {
+        *b->result.mutable_manifest() = request->manifest();
+        Finish(b, 0, "");
+      } else {
+        QueueReady(bit->second);
+      }
+    }
+  }
+  if (request->events_size() > 0) b->cv.notify_all();
+  if (request->events_size() > 0 || request->finished()) SaveOrLog(b);
+  return grpc::Status::OK;
+}
+
+void SchedulerService::ExpireLeases() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    reaper_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    auto now = std::chrono::steady_clock::now();
+    bool changed = false;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      LeaseState lease = it->second;
+      it = leases_.erase(it);
+      ++lease_expiries_;
+      auto bit = builds_.find(lease.build);
+      if (bit == builds_.end() || bit->second->finished) continue;
+      BuildState* b = bit->second.get();
+      StageState& st = b->stages[lease.stage];
+      changed = true;
+      if (st.attempts >= options_.max_attempts) {
+        Finish(b, static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+               absl::StrCat("stage ", st.display, " was lost by ", st.attempts,
+                            " workers (no report within the lease time); "
+                            "the last was ",
+                            lease.worker));
+        continue;
+      }
+      Event(b, "retry", st.display,
+            absl::StrCat(lease.worker,
+                         " stopped reporting; the stage runs again"),
+            lease.worker);
+      Enqueue(bit->second, lease.stage);
+      SaveOrLog(b);
+    }
+    if (changed) {
+      lock.unlock();
+      work_cv_.notify_all();
+      lock.lock();
+    }
+  }
+}
+
+}  // namespace stagefarm::farm

@@ -1,0 +1,261 @@
+// The farm's scheduler: accepts builds from clients, plans them, hands their
+// stages to workers as soon as the stages they need are done (independent
+// stages go to different workers at the same time), relays progress to the
+// client, and finishes the build when the worker that ran the target stage
+// has made the image.
+//
+// Placement: a worker asking for work gets, first, a queued stage built on
+// a stage it ran itself (its layers are already unpacked there), else the
+// oldest queued stage; a stage whose base ran elsewhere is kept for that
+// worker for up to 200 ms after it was queued.
+// Workers pull work (Lease, long-polled) and report progress and results
+// (Report). A lease is kept alive by reports; one not heard of within the
+// lease timeout is taken back and its stage queued again, up to three
+// attempts, after which the build fails naming the stage. A client that
+// goes away cancels its build; workers learn it from their next report.
+//
+// With a state directory every change to a build (its stages, leases and
+// events) is written to the scheduler's own RocksDB before anyone hears of
+// it; a restarted scheduler loads the builds, gives running stages their
+// leases back (the workers holding them go on reporting), queues the rest,
+// and clients reattach with WatchBuild. Without one, state is in memory
+// and a restart forgets every build.
+#ifndef STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_
+#define STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/cas_client.h"
+#include "common/rocksdb_support.h"
+#include "common/tenants.h"
+#include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace stagefarm::farm {
+
+struct SchedulerOptions {
+  std::chrono::milliseconds lease_timeout{10000};
+  std::chrono::milliseconds heartbeat{1000};
+  int max_attempts = 3;
+  // Where builds and the queue are kept (a RocksDB); empty: in memory.
+  std::string state_dir;
+  // The farm's CAS as clients reach it (told to clients by GetFarm).
+  std::string cas_address;
+  // When set (--tenants): callers must be known; a tenant submits builds
+  // only on its instances and sees only its own builds and images; only
+  // worker tenants lease stages and report.
+  std::shared_ptr<const Tenants> tenants;
+  // Each step's live output: bytes and bytes per second (a build may ask
+  // for less, never more); the rest is kept whole as a blob.
+  int64_t log_max_bytes = int64_t{2} << 20;
+  int64_t log_rate_bytes = int64_t{1} << 20;
+};
+
+class SchedulerService final : public v1::Scheduler::Service {
+ public:
+  // Opens (and loads) the state directory when one is set.
+  static absl::StatusOr<std::unique_ptr<SchedulerService>> Create(
+      SchedulerOptions options);
+  explicit SchedulerService(SchedulerOptions options = {});
+  ~SchedulerService() override;
+
+  // Ends every stream: with a state directory builds go on after a restart
+  // (clients reattach); without one they fail as the scheduler shuts down.
+  void Stop();
+  // How many builds are loaded / running (for logs and tests).
+  size_t BuildCount();
+  size_t RunningCount();
+
+  // What the scheduler's metrics report (scheduler/scheduler_main.cc).
+  struct Stats {
+    size_t queued = 0;   // stages ready, waiting for a worker
+    size_t waiting = 0;  // stages waiting for the stages they need
+    size_t leased = 0;   // stages running on workers
+    size_t running_builds = 0, succeeded_builds = 0, failed_builds = 0;
+    size_t workers = 0;       // asked for work in the last minute
+    size_t busy_workers = 0;  // holding at least one lease
+    int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
+    int64_t stage_cache_hits = 0, stage_cache_misses = 0;
+    int64_t disk_full_errors = 0;  // state writes refused: disk full
+  };
+  Stats GetStats();
+
+  grpc::Status Build(grpc::ServerContext* context,
+                     const v1::SubmitBuildRequest* request,
+                     grpc::ServerWriter<v1::BuildUpdate>* writer) override;
+  grpc::Status Lease(grpc::ServerContext* context,
+                     const v1::LeaseRequest* request,
+                     v1::LeaseResponse* response) override;
+  grpc::Status Report(grpc::ServerContext* context,
+                      const v1::StageReport* request,
+                      v1::StageReportResponse* response) override;
+  grpc::Status ListBuilds(grpc::ServerContext* context,
+                          const v1::ListBuildsRequest* request,
+                          v1::ListBuildsResponse* response) override;
+  grpc::Status WatchBuild(grpc::ServerContext* context,
+                          const v1::WatchBuildRequest* request,
+                          grpc::ServerWriter<v1::BuildUpdate>* writer) override;
+  grpc::Status CancelBuild(grpc::ServerContext* context,
+                           const v1::CancelBuildRequest* request,
+                           v1::CancelBuildResponse* response) override;
+  grpc::Status GetFarm(grpc::ServerContext* context,
+                       const v1::GetFarmRequest* request,
+                       v1::FarmInfo* response) override;
+  grpc::Status ListImages(grpc::ServerContext* context,
+                          const v1::ListImagesRequest* request,
+                          v1::ListImagesResponse* response) override;
+  grpc::Status SetImage(grpc::ServerContext* context,
+                        const v1::SetImageRequest* request,
+                        v1::SetImageResponse* response) override;
+  grpc::Status RemoveImage(grpc::ServerContext* context,
+                           const v1::RemoveImageRequest* request,
+                           v1::RemoveImageResponse* response) override;
+
+ private:
+  enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
+  struct StageState {
+    StageStatus status = StageStatus::kWaiting;
+    std::vector<int> depends_on;
+    int base_stage = -1;  // FROM <stage>
+    std::string display;
+    std::string worker;  // who ran it (when done)
+    std::chrono::steady_clock::time_point queued_at;
+    int attempts = 0;
+    std::string lease;
+    std::string result;   // image state JSON when done
+    std::string key;      // stage key (scheduler/stage_cache.h)
+    bool cached = false;  // result from the stage cache (target: assemble)
+  };
+  struct BuildState {
+    std::string id;
+    v1::BuildSpec spec;
+    std::string created;
+    int target = -1;
+    std::map<int, StageState> stages;  // needed stages only
+    std::vector<v1::Event> events;
+    bool finished = false;
+    int code = 0;
+    std::string error;
+    v1::BuildUpdate result;
+    int steps_run = 0;
+    int steps_cached = 0;
+    double submitted = 0, finished_at = 0;
+    size_t events_saved = 0;
+    bool had_secrets = false;  // restored: its secrets are gone
+    std::string tenant;        // who submitted it (with tenants)
+    // Wakes this build's streams (new events, finished); a stream does not
+    // wake for other builds' progress.
+    std::condition_variable cv;
+  };
+  struct LeaseState {
+    std::string build;
+    int stage = -1;
+    std::string worker;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  // The calling tenant (null when tenants are off), or the refusal.
+  absl::StatusOr<const Tenant*> Caller(grpc::ServerContext* context) const;
+  absl::Status CheckInstanceCaller(grpc::ServerContext* context,
+                                   const std::string& instance) const;
+  absl::Status CheckWorkerCaller(grpc::ServerContext* context,
+                                 const char* what) const;
+  // Whether `caller` may see build `b` (always, with tenants off).
+  static bool Sees(const Tenant* caller, const BuildState& b) {
+    return caller == nullptr || caller->worker || caller->name == b.tenant;
+  }
+  absl::Status OpenState();
+  // Writes the build and its new events (no-op without a state directory).
+  absl::Status Save(BuildState* b) /* requires mu_ */;
+  absl::Status WriteBuild(BuildState* b) /* requires mu_ */;
+  // Writes to --state; a full disk sets state_failed_ and, until the
+  // database is open again, every write is refused with DiskFullError().
+  absl::Status StateWrite(rocksdb::WriteBatch* batch, absl::string_view what)
+      /* requires mu_ */;
+  bool HasState() const { return !options_.state_dir.empty(); }
+  static constexpr uint64_t kStateMemtableBytes = 8 << 20;
+  static rocksdb::Options StateOptions();
+  bool ReopenState() /* requires mu_ */;
+  static absl::Status DiskFullError();
+  void SaveOrLog(BuildState* b) /* requires mu_ */;
+  void Forget(const std::string& id) /* requires mu_ */;
+  void Event(BuildState* b, const std::string& kind, const std::string& stage,
+             const std::string& text, const std::string& worker)
+      /* requires mu_ */;
+  void QueueReady(const std::shared_ptr<BuildState>& b) /* requires mu_ */;
+  // The queued stage to give `worker`, taken off the queue: one built on a
+  // stage it ran, else the oldest not held for another worker. Sets *held
+  // when a stage waits for its base's worker (kPlacementGrace at most).
+  std::optional<std::pair<BuildState*, int>> Pick(const std::string& worker,
+                                                  bool* held)
+      /* requires mu_ */;
+  // Queues a ready stage, noting the worker it prefers (where its base
+  // stage ran).
+  void Enqueue(const std::shared_ptr<BuildState>& b, int index)
+      /* requires mu_ */;
+  static constexpr std::chrono::milliseconds kPlacementGrace{200};
+  void Finish(BuildState* b, int code, const std::string& error)
+      /* requires mu_ */;
+  void ExpireLeases();
+  // Sends a build's events as they come, then its result. The owner (the
+  // submitting client) going away cancels the build; a watcher's does not.
+  grpc::Status Stream(grpc::ServerContext* context,
+                      std::shared_ptr<BuildState> b,
+                      grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
+  static constexpr size_t kKeepFinished = 200;
+  static constexpr size_t kUpdateBytes = size_t{1} << 20;
+
+  // Looks up the needed stages in the stage cache and drops what need not
+  // run: a cached stage is done; a cached target leaves only assembly.
+  // Called before the build is shared (no lock held: CAS calls).
+  void UseStageCache(BuildState* b);
+
+  SchedulerOptions options_;
+  std::optional<CasTarget> cas_;  // when options_.cas_address
+  std::mutex mu_;
+  // Wakes Lease calls waiting for work.
+  std::condition_variable work_cv_;
+  // Wakes the lease reaper (only to stop: it looks every 200 ms).
+  std::condition_variable reaper_cv_;
+  std::map<std::string, std::shared_ptr<BuildState>> builds_;
+  struct QueueEntry {
+    std::shared_ptr<BuildState> build;
+    int stage = -1;
+    std::string preferred;  // worker that ran its base stage, if any
+  };
+  std::deque<QueueEntry> queue_;
+  size_t preferred_queued_ = 0;  // entries with a preferred worker
+  std::map<std::string, LeaseState> leases_;
+  std::deque<std::string> finished_order_;
+  // The image index: instance -> name -> tag.
+  std::map<std::string, std::map<std::string, v1::ImageTag>> images_;
+  bool stopping_ = false;
+  // Counters and the last time each worker asked for work (for Stats).
+  std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_;
+  int64_t builds_submitted_ = 0, dispatches_ = 0, lease_expiries_ = 0;
+  std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
+  std::atomic<int64_t> disk_full_errors_{0};
+  std::unique_ptr<rocksdb::DB> db_;
+  // A write to --state failed for want of space: the database is opened
+  // again once there is room (ReopenState).
+  bool state_failed_ = false;
+  std::chrono::steady_clock::time_point last_reopen_;
+  std::thread reaper_;
+};
+
+}  // namespace stagefarm::farm
+
+#endif  // STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_

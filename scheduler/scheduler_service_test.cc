@@ -1,0 +1,475 @@
+// The scheduler over its real gRPC API (an in-process server), with
+// simulated workers (scheduler/sim.h): stage order, placement, lease expiry and
+// retries, failures, cancellation, and a restart from the state directory.
+#include "scheduler/scheduler_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iterator>
+#include <map>
+#include <set>
+
+#include "scheduler/sim.h"
+
+namespace stagefarm::farm {
+namespace {
+
+constexpr char kDag[] =
+    "FROM scratch AS one\nCOPY a /a\n"
+    "FROM scratch AS two\nCOPY b /b\n"
+    "FROM scratch AS three\nCOPY c /c\n"
+    "FROM scratch\nCOPY --from=one /a /a\nCOPY --from=two /b /b\n"
+    "COPY --from=three /c /c\n";
+
+class Farm {
+ public:
+  explicit Farm(SchedulerOptions options) {
+    auto s = SchedulerService::Create(options);
+    EXPECT_TRUE(s.ok()) << s.status();
+    service = std::move(*s);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service.get());
+    server = builder.BuildAndStart();
+    channel = server->InProcessChannel(grpc::ChannelArguments());
+    stub = v1::Scheduler::NewStub(channel);
+  }
+  ~Farm() { Shutdown(); }
+  void Shutdown() {
+    if (server == nullptr) return;
+    service->Stop();
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::seconds(2));
+    server.reset();
+  }
+  // One Lease call as worker `name`.
+  v1::LeaseResponse Lease(const std::string& name, int wait_ms = 2000) {
+    grpc::ClientContext ctx;
+    v1::LeaseRequest req;
+    req.set_worker(name);
+    req.set_wait_ms(wait_ms);
+    v1::LeaseResponse resp;
+    EXPECT_TRUE(stub->Lease(&ctx, req, &resp).ok());
+    return resp;
+  }
+  v1::StageReportResponse Report(const v1::StageReport& report) {
+    grpc::ClientContext ctx;
+    v1::StageReportResponse resp;
+    EXPECT_TRUE(stub->Report(&ctx, report, &resp).ok());
+    return resp;
+  }
+  std::unique_ptr<SchedulerService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Scheduler::Stub> stub;
+};
+
+SchedulerOptions Fast() {
+  SchedulerOptions o;
+  o.lease_timeout = std::chrono::milliseconds(600);
+  o.heartbeat = std::chrono::milliseconds(100);
+  return o;
+}
+
+v1::StageReport Done(const v1::StageTask& task, const std::string& worker) {
+  v1::StageReport r;
+  r.set_lease_id(task.lease_id());
+  r.set_worker(worker);
+  r.set_finished(true);
+  r.set_image_state("{\"stage\":" + std::to_string(task.stage_index()) + "}");
+  if (task.assemble()) {
+    r.mutable_manifest()->set_hash(std::string(64, 'c'));
+    r.mutable_manifest()->set_size_bytes(7);
+  }
+  return r;
+}
+
+int CountKind(const sim::Outcome& o, const std::string& kind) {
+  int n = 0;
+  for (const auto& e : o.events) n += e.kind() == kind ? 1 : 0;
+  return n;
+}
+
+TEST(SchedulerService, DagStagesWaitForTheirDependencies) {
+  Farm farm(Fast());
+  sim::Workers workers(farm.channel, "w", 3);
+  sim::Outcome o = sim::SubmitAndWait(farm.stub.get(), sim::Spec(kDag));
+  ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+  ASSERT_TRUE(o.last.finished());
+  EXPECT_EQ(o.last.code(), 0) << o.last.error();
+  EXPECT_EQ(o.last.manifest().hash(), std::string(64, 'b'));
+  EXPECT_EQ(CountKind(o, "stage-started"), 4);
+  // The final stage starts only after the three it copies from are done.
+  int done_before_final = -1, done = 0;
+  for (const auto& e : o.events) {
+    if (e.kind() == "stage-done") ++done;
+    if (e.kind() == "stage-started" && e.stage() == "stage-3") {
+      done_before_final = done;
+    }
+  }
+  EXPECT_EQ(done_before_final, 3);
+  EXPECT_EQ(o.last.steps_run(), 4);
+}
+
+TEST(SchedulerService, ReadyStagesGoToDifferentWorkersAtOnce) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), sim::Spec(kDag));
+  });
+  // Three workers each get one of the independent stages before any is
+  // done.
+  std::vector<v1::StageTask> tasks;
+  for (const char* w : {"a", "b", "c"}) {
+    v1::LeaseResponse r = farm.Lease(w);
+    ASSERT_TRUE(r.has_task());
+    tasks.push_back(r.task());
+  }
+  std::set<int> stages;
+  for (const auto& t : tasks) stages.insert(t.stage_index());
+  EXPECT_EQ(stages, (std::set<int>{0, 1, 2}));
+  EXPECT_FALSE(farm.Lease("d", 100).has_task());  // the final one waits
+  const char* names[] = {"a", "b", "c"};
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    EXPECT_FALSE(farm.Report(Done(tasks[i], names[i])).stop());
+  }
+  v1::LeaseResponse last = farm.Lease("d");
+  ASSERT_TRUE(last.has_task());
+  EXPECT_TRUE(last.task().assemble());
+  EXPECT_EQ(last.task().dependencies_size(), 3);
+  EXPECT_EQ(last.task().dependencies().at(1), "{\"stage\":1}");
+  farm.Report(Done(last.task(), "d"));
+  EXPECT_EQ(build.get().last.code(), 0);
+}
+
+TEST(SchedulerService, StageBuiltOnAnotherGoesToItsWorker) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(
+        farm.stub.get(),
+        sim::Spec("FROM scratch AS base\nCOPY a /a\nFROM base\nCOPY b /b\n"));
+  });
+  v1::LeaseResponse first = farm.Lease("home");
+  ASSERT_TRUE(first.has_task());
+  farm.Report(Done(first.task(), "home"));
+  // Another worker asking first is kept waiting for the grace period while
+  // the base's worker takes the stage.
+  auto other = std::async(std::launch::async,
+                          [&] { return farm.Lease("stranger", 150); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  v1::LeaseResponse second = farm.Lease("home");
+  ASSERT_TRUE(second.has_task());
+  EXPECT_EQ(second.task().stage_index(), 1);
+  EXPECT_FALSE(other.get().has_task());
+  farm.Report(Done(second.task(), "home"));
+  EXPECT_EQ(build.get().last.code(), 0);
+}
+
+TEST(SchedulerService, LostLeaseRunsAgainThenFailsAfterThreeAttempts) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(),
+                              sim::Spec("FROM scratch\nCOPY a /a\n"));
+  });
+  // Three workers take the stage and vanish.
+  for (const char* w : {"x", "y", "z"}) {
+    v1::LeaseResponse r = farm.Lease(w, 3000);
+    ASSERT_TRUE(r.has_task()) << w;
+  }
+  sim::Outcome o = build.get();
+  ASSERT_TRUE(o.last.finished());
+  EXPECT_EQ(o.last.code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_NE(o.last.error().find("was lost by 3 workers"), std::string::npos)
+      << o.last.error();
+  EXPECT_NE(o.last.error().find("the last was z"), std::string::npos);
+  EXPECT_EQ(CountKind(o, "retry"), 2);
+}
+
+TEST(SchedulerService, LostLeaseMovesToAnotherWorker) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(),
+                              sim::Spec("FROM scratch\nCOPY a /a\n"));
+  });
+  v1::LeaseResponse lost = farm.Lease("gone");
+  ASSERT_TRUE(lost.has_task());
+  v1::LeaseResponse again = farm.Lease("alive", 3000);
+  ASSERT_TRUE(again.has_task());
+  // The first worker, back too late, is told to stop.
+  v1::StageReport late;
+  late.set_lease_id(lost.task().lease_id());
+  EXPECT_TRUE(farm.Report(late).stop());
+  EXPECT_FALSE(farm.Report(Done(again.task(), "alive")).stop());
+  sim::Outcome o = build.get();
+  EXPECT_EQ(o.last.code(), 0);
+  EXPECT_EQ(CountKind(o, "retry"), 1);
+}
+
+TEST(SchedulerService, FailedStageFailsTheBuildWithItsReason) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), sim::Spec(kDag));
+  });
+  v1::LeaseResponse r = farm.Lease("w");
+  ASSERT_TRUE(r.has_task());
+  v1::StageReport fail;
+  fail.set_lease_id(r.task().lease_id());
+  fail.set_finished(true);
+  fail.set_code(static_cast<int>(grpc::StatusCode::ABORTED));
+  fail.set_error("Dockerfile:2: COPY a /a: no such file");
+  farm.Report(fail);
+  sim::Outcome o = build.get();
+  EXPECT_EQ(o.last.code(), static_cast<int>(grpc::StatusCode::ABORTED));
+  EXPECT_EQ(o.last.error(), "Dockerfile:2: COPY a /a: no such file");
+  // The other stages are not handed out any more.
+  EXPECT_FALSE(farm.Lease("w", 100).has_task());
+}
+
+TEST(SchedulerService, CancelStopsTheBuildAndItsWorkers) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(),
+                              sim::Spec("FROM scratch\nCOPY a /a\n"));
+  });
+  v1::LeaseResponse r = farm.Lease("w");
+  ASSERT_TRUE(r.has_task());
+  grpc::ClientContext ctx;
+  v1::CancelBuildRequest req;
+  req.set_build_id(r.task().build_id());
+  v1::CancelBuildResponse resp;
+  ASSERT_TRUE(farm.stub->CancelBuild(&ctx, req, &resp).ok());
+  sim::Outcome o = build.get();
+  EXPECT_EQ(o.last.code(), static_cast<int>(grpc::StatusCode::CANCELLED));
+  v1::StageReport beat;
+  beat.set_lease_id(r.task().lease_id());
+  EXPECT_TRUE(farm.Report(beat).stop());
+}
+
+TEST(SchedulerService, BadRequestsNameTheField) {
+  Farm farm(Fast());
+  v1::BuildSpec spec = sim::Spec("FROM scratch\n");
+  spec.set_compression("lz4");
+  sim::Outcome o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("spec.compression"),
+            std::string::npos);
+  spec = sim::Spec("FROM scratch\nFROBNICATE x\n");
+  o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_FALSE(o.status.ok());
+  EXPECT_NE(o.status.error_message().find("Dockerfile:2"), std::string::npos)
+      << o.status.error_message();
+  spec = sim::Spec("FROM scratch\n");
+  spec.mutable_context()->set_hash("nothex");
+  o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_NE(o.status.error_message().find("spec.context"), std::string::npos);
+}
+
+std::string TempDir(const std::string& name) {
+  const char* t = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(t != nullptr ? t : "/tmp") + "/" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+TEST(SchedulerService, RestartKeepsBuildsAndRunningStages) {
+  SchedulerOptions o = Fast();
+  o.lease_timeout = std::chrono::milliseconds(5000);
+  o.state_dir = TempDir("restart");
+  std::string build_id, lease_id;
+  v1::StageTask task;
+  {
+    Farm farm(o);
+    // A finished build, and a running one with a stage leased.
+    sim::Workers workers(farm.channel, "w", 1);
+    sim::Outcome done = sim::SubmitAndWait(
+        farm.stub.get(), sim::Spec("FROM scratch\nCOPY a /a\n"));
+    ASSERT_EQ(done.last.code(), 0);
+    workers.Stop();
+    grpc::ClientContext ctx;
+    v1::SubmitBuildRequest req;
+    *req.mutable_spec() = sim::Spec(
+        "FROM scratch AS a\nCOPY a /a\nFROM scratch AS b\nCOPY b /b\n"
+        "FROM scratch\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n");
+    auto stream = farm.stub->Build(&ctx, req);
+    v1::BuildUpdate first;
+    ASSERT_TRUE(stream->Read(&first));
+    build_id = first.build_id();
+    v1::LeaseResponse r = farm.Lease("keeper");
+    ASSERT_TRUE(r.has_task());
+    task = r.task();
+    farm.Shutdown();  // the stream breaks: UNAVAILABLE, build not ended
+    while (stream->Read(&first)) {
+    }
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  Farm farm(o);
+  EXPECT_EQ(farm.service->BuildCount(), 2u);
+  EXPECT_EQ(farm.service->RunningCount(), 1u) << [&] {
+    auto w = sim::Watch(farm.stub.get(), build_id);
+    std::string s = w.status.error_message() + " code " +
+                    std::to_string(w.last.code()) + " " + w.last.error();
+    for (auto& e : w.events) s += "\n" + e.kind() + " " + e.text();
+    return s;
+  }();
+  // The worker that held the lease reports as if nothing happened.
+  EXPECT_FALSE(farm.Report(Done(task, "keeper")).stop());
+  // The other independent stage was queued again; then the final one.
+  for (int i = 0; i < 2; ++i) {
+    v1::LeaseResponse r = farm.Lease("new");
+    ASSERT_TRUE(r.has_task()) << i;
+    EXPECT_NE(r.task().stage_index(), task.stage_index());
+    farm.Report(Done(r.task(), "new"));
+  }
+  sim::Outcome o2 = sim::Watch(farm.stub.get(), build_id);
+  ASSERT_TRUE(o2.last.finished());
+  EXPECT_EQ(o2.last.code(), 0) << o2.last.error();
+  EXPECT_EQ(CountKind(o2, "restored"), 1);
+  EXPECT_EQ(CountKind(o2, "stage-done"), 3);
+  // Events from before the restart are still there, in order.
+  ASSERT_FALSE(o2.events.empty());
+  EXPECT_EQ(o2.events[0].kind(), "queued");
+}
+
+TEST(SchedulerService, SecretsAreNeverStoredAndARestartEndsTheirBuild) {
+  SchedulerOptions o = Fast();
+  o.lease_timeout = std::chrono::milliseconds(5000);
+  o.state_dir = TempDir("secrets");
+  const std::string secret = "never-on-disk-7f3a9c";
+  std::string build_id;
+  {
+    Farm farm(o);
+    v1::BuildSpec spec = sim::Spec("FROM scratch AS a\nCOPY a /a\nFROM a\n");
+    (*spec.mutable_secrets())["tok"] = secret;
+    grpc::ClientContext ctx;
+    v1::SubmitBuildRequest req;
+    *req.mutable_spec() = spec;
+    auto stream = farm.stub->Build(&ctx, req);
+    v1::BuildUpdate first;
+    ASSERT_TRUE(stream->Read(&first));
+    build_id = first.build_id();
+    // Workers get the secret with the task.
+    v1::LeaseResponse r = farm.Lease("w");
+    ASSERT_TRUE(r.has_task());
+    EXPECT_EQ(r.task().spec().secrets().at("tok"), secret);
+    farm.Shutdown();
+    while (stream->Read(&first)) {
+    }
+  }
+  for (const auto& f : std::filesystem::directory_iterator(o.state_dir)) {
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes.find(secret), std::string::npos) << f.path();
+  }
+  Farm farm(o);
+  sim::Outcome out = sim::Watch(farm.stub.get(), build_id);
+  ASSERT_TRUE(out.last.finished());
+  EXPECT_EQ(out.last.code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_NE(out.last.error().find("does not keep a build's secrets"),
+            std::string::npos)
+      << out.last.error();
+}
+
+TEST(SchedulerService, ImageIndexIsPerInstanceAndSurvivesARestart) {
+  SchedulerOptions o = Fast();
+  o.state_dir = TempDir("images");
+  auto set = [](Farm& farm, const std::string& instance,
+                const std::string& name, char fill) {
+    v1::SetImageRequest req;
+    req.set_instance_name(instance);
+    req.mutable_image()->set_name(name);
+    req.mutable_image()->mutable_manifest()->set_hash(std::string(64, fill));
+    req.mutable_image()->mutable_manifest()->set_size_bytes(10);
+    grpc::ClientContext ctx;
+    v1::SetImageResponse resp;
+    return farm.stub->SetImage(&ctx, req, &resp);
+  };
+  auto list = [](Farm& farm, const std::string& instance) {
+    v1::ListImagesRequest req;
+    req.set_instance_name(instance);
+    grpc::ClientContext ctx;
+    v1::ListImagesResponse resp;
+    EXPECT_TRUE(farm.stub->ListImages(&ctx, req, &resp).ok());
+    std::map<std::string, std::string> out;
+    for (const auto& t : resp.images()) out[t.name()] = t.manifest().hash();
+    return out;
+  };
+  {
+    Farm farm(o);
+    ASSERT_TRUE(set(farm, "team-a", "app:1", 'a').ok());
+    ASSERT_TRUE(set(farm, "team-a", "app:2", 'b').ok());
+    ASSERT_TRUE(set(farm, "team-b", "app:1", 'c').ok());
+    ASSERT_TRUE(set(farm, "team-a", "app:1", 'd').ok());  // moved
+    EXPECT_EQ(set(farm, "team-a", "", 'a').error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::SetImageRequest bad;
+    bad.mutable_image()->set_name("x");
+    grpc::ClientContext ctx;
+    v1::SetImageResponse resp;
+    EXPECT_EQ(farm.stub->SetImage(&ctx, bad, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::RemoveImageRequest rm;
+    rm.set_instance_name("team-a");
+    rm.set_name("app:2");
+    grpc::ClientContext rctx;
+    v1::RemoveImageResponse rresp;
+    ASSERT_TRUE(farm.stub->RemoveImage(&rctx, rm, &rresp).ok());
+    grpc::ClientContext again;
+    EXPECT_EQ(farm.stub->RemoveImage(&again, rm, &rresp).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  Farm farm(o);
+  EXPECT_EQ(
+      list(farm, "team-a"),
+      (std::map<std::string, std::string>{{"app:1", std::string(64, 'd')}}));
+  EXPECT_EQ(
+      list(farm, "team-b"),
+      (std::map<std::string, std::string>{{"app:1", std::string(64, 'c')}}));
+  EXPECT_TRUE(list(farm, "").empty());
+}
+
+TEST(SchedulerService, WithoutStateARestartForgets) {
+  Farm farm(Fast());
+  sim::Outcome o = sim::Watch(farm.stub.get(), "0123456789abcdef01234567");
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(SchedulerService, KeepsTheLast200FinishedBuilds) {
+  SchedulerOptions o = Fast();
+  o.state_dir = TempDir("keep");
+  std::string first_id;
+  {
+    Farm farm(o);
+    sim::Workers workers(farm.channel, "w", 2);
+    for (int i = 0; i < 205; ++i) {
+      sim::Outcome b = sim::SubmitAndWait(
+          farm.stub.get(), sim::Spec("FROM scratch\nCOPY a /a\n"));
+      ASSERT_EQ(b.last.code(), 0);
+      if (i == 0) first_id = b.build_id;
+    }
+    EXPECT_EQ(farm.service->BuildCount(), 200u);
+  }
+  Farm farm(o);
+  EXPECT_EQ(farm.service->BuildCount(), 200u);  // the dropped ones stay gone
+  EXPECT_EQ(sim::Watch(farm.stub.get(), first_id).status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(SchedulerService, UnreadableStateIsAClearError) {
+  SchedulerOptions o = Fast();
+  o.state_dir = TempDir("bad");
+  std::filesystem::create_directories(o.state_dir);
+  {
+    std::FILE* f = std::fopen((o.state_dir + "/CURRENT").c_str(), "w");
+    std::fputs("garbage\n", f);
+    std::fclose(f);
+  }
+  auto s = SchedulerService::Create(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("--state"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stagefarm::farm
