@@ -16,7 +16,7 @@
 #include "absl/strings/strip.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "common/status_macros.h"
-#include "worker/blob_files.h"
+#include "engine/blob_files.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -183,7 +183,7 @@ class Walker {
     if (cache_ != nullptr) {
       if (std::optional<Digest> hit = cache_->Lookup(rel, st)) return *hit;
     }
-    ASSIGN_OR_RETURN(Digest digest, worker::HashFile(path));
+    ASSIGN_OR_RETURN(Digest digest, engine::HashFile(path));
     ++tree_->files_hashed;
     // A size that moved while hashing means a writer is busy: do not keep.
     if (cache_ != nullptr && digest.size() == st.st_size) {

@@ -7,9 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cli/farm_client.h"
 #include "common/status_macros.h"
-#include "farm/client.h"
-#include "worker/fs_util.h"
+#include "engine/fs_util.h"
 
 namespace stagefarm::cli {
 
@@ -25,7 +25,7 @@ std::string DefaultHome() {
 absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   auto l = std::unique_ptr<Local>(new Local());
   std::string home = o.home.empty() ? DefaultHome() : o.home;
-  RETURN_IF_ERROR(worker::MakeDirs(home, 0700));
+  RETURN_IF_ERROR(engine::MakeDirs(home, 0700));
   char* real = realpath(home.c_str(), nullptr);
   if (real == nullptr) {
     return absl::InternalError(absl::StrCat("cannot resolve ", home));
@@ -84,11 +84,11 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   }
   if (!o.server.empty() && l->remote_ != nullptr) {
     // On a farm, names live in the farm's index (every client sees them).
-    l->images_ = std::make_unique<worker::ImageStore>(
+    l->images_ = std::make_unique<engine::ImageStore>(
         l->blobs_, kNamespace,
         farm::FarmTagIndex(o.server, l->remote_->client()->instance_name()));
   } else {
-    l->images_ = std::make_unique<worker::ImageStore>(
+    l->images_ = std::make_unique<engine::ImageStore>(
         l->blobs_, kNamespace, l->home_ + "/images.json");
   }
   registry::RegistryOptions ro_reg =
@@ -106,22 +106,22 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   });
   ASSIGN_OR_RETURN(
       l->snapshots_,
-      worker::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));
-  worker::RuncOptions ro;
+      engine::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));
+  engine::RuncOptions ro;
   ro.runtime = o.runtime;
   ro.state_dir = l->home_ + "/runc";
   ro.bundles_dir = l->home_ + "/bundles";
   ro.force_no_network = o.force_no_network;
   ro.default_memory_bytes = o.memory_bytes;
   ro.default_pids_limit = o.pids_limit;
-  ASSIGN_OR_RETURN(l->executor_, worker::RuncExecutor::Create(ro));
-  worker::EngineOptions eo;
+  ASSIGN_OR_RETURN(l->executor_, engine::RuncExecutor::Create(ro));
+  engine::EngineOptions eo;
   eo.ns = kNamespace;
   eo.cache_mounts = l->home_ + "/cache-mounts";
   eo.force_no_network = o.force_no_network;
   eo.memory_bytes = o.memory_bytes;
   eo.pids_limit = o.pids_limit;
-  l->engine_ = std::make_unique<worker::BuildEngine>(
+  l->engine_ = std::make_unique<engine::BuildEngine>(
       l->blobs_, l->actions_, l->images_.get(), l->snapshots_.get(),
       l->executor_.get(), eo);
   return l;

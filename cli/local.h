@@ -22,11 +22,11 @@
 #include "absl/status/statusor.h"
 #include "cas/rocksdb_blob_store.h"
 #include "common/remote_store.h"
+#include "engine/build_engine.h"
+#include "engine/image_store.h"
+#include "engine/runc_executor.h"
+#include "engine/snapshots.h"
 #include "registry/client.h"
-#include "worker/build_engine.h"
-#include "worker/image_store.h"
-#include "worker/runc_executor.h"
-#include "worker/snapshots.h"
 
 namespace stagefarm::cli {
 
@@ -57,11 +57,11 @@ class Local {
 
   const std::string& home() const { return home_; }
   // Names not in the index are pulled from a registry through registry().
-  worker::ImageStore* images() { return images_.get(); }
+  engine::ImageStore* images() { return images_.get(); }
   registry::RegistryClient* registry() { return registry_.get(); }
-  worker::Snapshotter* snapshots() { return snapshots_.get(); }
-  worker::BuildEngine* engine() { return engine_.get(); }
-  worker::Executor* executor() { return executor_.get(); }
+  engine::Snapshotter* snapshots() { return snapshots_.get(); }
+  engine::BuildEngine* engine() { return engine_.get(); }
+  engine::Executor* executor() { return executor_.get(); }
   BlobStore* store() { return blobs_; }
   // The remote CAS, when LocalOptions::cas_address is set (else null).
   RemoteBlobStore* remote() { return remote_.get(); }
@@ -73,11 +73,11 @@ class Local {
   std::unique_ptr<RemoteBlobStore> remote_;
   BlobStore* blobs_ = nullptr;
   ActionCacheStorage* actions_ = nullptr;
-  std::unique_ptr<worker::ImageStore> images_;
+  std::unique_ptr<engine::ImageStore> images_;
   std::unique_ptr<registry::RegistryClient> registry_;
-  std::unique_ptr<worker::Snapshotter> snapshots_;
-  std::unique_ptr<worker::Executor> executor_;
-  std::unique_ptr<worker::BuildEngine> engine_;
+  std::unique_ptr<engine::Snapshotter> snapshots_;
+  std::unique_ptr<engine::Executor> executor_;
+  std::unique_ptr<engine::BuildEngine> engine_;
 };
 
 // $STAGEFARM_HOME, else $HOME/.local/share/stagefarm.

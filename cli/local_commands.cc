@@ -17,15 +17,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/farm_client.h"
 #include "cli/progress.h"
 #include "common/status_macros.h"
-#include "farm/client.h"
+#include "engine/fs_util.h"
+#include "engine/image_archive.h"
+#include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "registry/client.h"
 #include "registry/reference.h"
-#include "worker/fs_util.h"
-#include "worker/image_archive.h"
-#include "worker/user_db.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -125,8 +125,8 @@ absl::StatusOr<Output> ParseOutput(const std::string& text) {
   return o;
 }
 
-absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
-  worker::BuildRequest req;
+absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
+  engine::BuildRequest req;
   std::error_code ec;
   if (!std::filesystem::is_directory(flags.context, ec)) {
     return absl::InvalidArgumentError(
@@ -137,7 +137,7 @@ absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
   free(real);
   std::string file =
       flags.file.empty() ? req.context_dir + "/Dockerfile" : flags.file;
-  auto text = worker::ReadFileToString(file);
+  auto text = engine::ReadFileToString(file);
   if (!text.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the Dockerfile: ", text.status().message()));
@@ -146,7 +146,7 @@ absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
   req.dockerfile_name = flags.file.empty() ? "Dockerfile" : flags.file;
   for (const std::string& candidate :
        dockerfile::IgnoreFileCandidates(file, req.context_dir)) {
-    auto ignore = worker::ReadFileToString(candidate);
+    auto ignore = engine::ReadFileToString(candidate);
     if (ignore.ok()) {
       req.dockerignore = *ignore;
       break;
@@ -199,9 +199,9 @@ absl::StatusOr<worker::BuildRequest> MakeRequest(const BuildFlags& flags) {
     req.source_date_epoch = v;
   }
   if (flags.compression == "zstd") {
-    req.compression = worker::Compression::kZstd;
+    req.compression = engine::Compression::kZstd;
   } else if (flags.compression == "uncompressed") {
-    req.compression = worker::Compression::kNone;
+    req.compression = engine::Compression::kNone;
   } else if (flags.compression != "gzip") {
     return absl::InvalidArgumentError(
         "--compression must be gzip, zstd or uncompressed");
@@ -234,7 +234,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     pushes.insert(pushes.end(), o.push.begin(), o.push.end());
   }
   for (const std::string& t : flags.tags) {
-    auto n = worker::NormalizeReference(t);
+    auto n = engine::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
     if (flags.push) {
       auto r = registry::ParseReference(t);
@@ -259,8 +259,8 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
-  auto on_event = [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); };
-  absl::StatusOr<worker::BuildResult> result;
+  auto on_event = [&](const engine::BuildEvent& ev) { progress->OnEvent(ev); };
+  absl::StatusOr<engine::BuildResult> result;
   if (server.empty()) {
     result = (*l)->engine()->Build(*req, on_event, &g_cancel);
   } else {
@@ -268,7 +268,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     fo.server = server;
     fo.reattach = std::chrono::seconds(flags.reattach_seconds);
     std::string cache_dir = (*l)->home() + "/statcache";
-    if (worker::MakeDirs(cache_dir, 0700).ok()) {
+    if (engine::MakeDirs(cache_dir, 0700).ok()) {
       fo.stat_cache_file =
           cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
     }
@@ -290,7 +290,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   std::vector<std::string> names;
   for (const std::string& t : flags.tags) {
-    names.push_back(*worker::NormalizeReference(t));
+    names.push_back(*engine::NormalizeReference(t));
   }
   for (const Output& o : outputs) {
     absl::Status s;
@@ -308,13 +308,13 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
           s = absl::InternalError(
               absl::StrCat("cannot create ", o.dest, ": ", strerror(errno)));
         }
-        if (!s.ok()) (void)worker::RemoveAll(tmp);
+        if (!s.ok()) (void)engine::RemoveAll(tmp);
       }
     } else {
-      s = worker::ExportImage((*l)->images(), result->manifest.digest, names,
+      s = engine::ExportImage((*l)->images(), result->manifest.digest, names,
                               o.type == "docker"
-                                  ? worker::ArchiveFormat::kDocker
-                                  : worker::ArchiveFormat::kOci,
+                                  ? engine::ArchiveFormat::kDocker
+                                  : engine::ArchiveFormat::kOci,
                               o.dest);
     }
     if (!s.ok()) return Fail(s);
@@ -334,32 +334,32 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   if (flags.progress != "quiet") {
     std::cerr << absl::StrFormat(
         "built %s in %.2fs (%d steps run, %d cached)\n",
-        worker::OciDigest(result->manifest.digest), secs, result->steps_run,
+        engine::OciDigest(result->manifest.digest), secs, result->steps_run,
         result->steps_cached);
     for (const std::string& n : names) std::cerr << "tagged " << n << "\n";
   }
-  std::cout << worker::OciDigest(result->manifest.digest) << "\n";
+  std::cout << engine::OciDigest(result->manifest.digest) << "\n";
   return 0;
 }
 
 int ImageImportCommand(const LocalOptions& local, const std::string& path,
                        const std::vector<std::string>& tags) {
   for (const std::string& t : tags) {
-    auto n = worker::NormalizeReference(t);
+    auto n = engine::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
   }
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
   auto scratch = (*l)->snapshots()->TempDir("import-");
   if (!scratch.ok()) return Fail(scratch.status());
-  auto desc = worker::ImportImage((*l)->images(), path, *scratch);
-  (void)worker::RemoveAll(*scratch);
+  auto desc = engine::ImportImage((*l)->images(), path, *scratch);
+  (void)engine::RemoveAll(*scratch);
   if (!desc.ok()) return Fail(desc.status());
   for (const std::string& t : tags) {
     absl::Status s = (*l)->images()->Tag(t, desc->digest);
     if (!s.ok()) return Fail(s);
   }
-  std::cout << worker::OciDigest(desc->digest) << "\n";
+  std::cout << engine::OciDigest(desc->digest) << "\n";
   return 0;
 }
 
@@ -400,13 +400,13 @@ int PullCommand(const LocalOptions& local, const std::string& ref) {
       [](const std::string& line) { std::cerr << line << "\n"; });
   if (!image.ok()) return Fail(image.status());
   std::cerr << "tagged " << image->name << "\n";
-  std::cout << worker::OciDigest(image->manifest.digest) << "\n";
+  std::cout << engine::OciDigest(image->manifest.digest) << "\n";
   return 0;
 }
 
 int PushCommand(const LocalOptions& local, const std::string& name,
                 const std::string& dest) {
-  auto normalized = worker::NormalizeReference(name);
+  auto normalized = engine::NormalizeReference(name);
   if (!normalized.ok()) return Fail(normalized.status());
   std::string target = dest.empty() ? name : dest;
   auto parsed = registry::ParseReference(target);
@@ -415,7 +415,7 @@ int PushCommand(const LocalOptions& local, const std::string& name,
   if (!l.ok()) return Fail(l.status());
   auto records = (*l)->images()->List();
   if (!records.ok()) return Fail(records.status());
-  for (const worker::ImageRecord& r : *records) {
+  for (const engine::ImageRecord& r : *records) {
     if (r.name != *normalized) continue;
     auto pushed = (*l)->registry()->Push(
         (*l)->images(), r.manifest, target,
@@ -449,11 +449,11 @@ int ImageInspectCommand(const LocalOptions& local, const std::string& name) {
   auto image = (*l)->images()->Resolve(name);
   if (!image.ok()) return Fail(image.status());
   nlohmann::json out{{"name", image->name},
-                     {"manifest", worker::DescriptorJson(image->manifest)},
+                     {"manifest", engine::DescriptorJson(image->manifest)},
                      {"config", image->image.config}};
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& d : image->image.layers) {
-    layers.push_back(worker::DescriptorJson(d));
+    layers.push_back(engine::DescriptorJson(d));
   }
   out["layers"] = layers;
   std::cout << out.dump(2) << "\n";
@@ -467,7 +467,7 @@ int ImageRemoveCommand(const LocalOptions& local,
   for (const std::string& n : names) {
     absl::Status s = (*l)->images()->Remove(n);
     if (!s.ok()) return Fail(s);
-    std::cout << "untagged " << *worker::NormalizeReference(n) << "\n";
+    std::cout << "untagged " << *engine::NormalizeReference(n) << "\n";
   }
   return 0;
 }
@@ -479,9 +479,9 @@ int ImageExportCommand(const LocalOptions& local, const std::string& name,
   auto image = (*l)->images()->Resolve(name);
   if (!image.ok()) return Fail(image.status());
   absl::Status s =
-      worker::ExportImage((*l)->images(), image->manifest.digest, {image->name},
-                          format == "docker" ? worker::ArchiveFormat::kDocker
-                                             : worker::ArchiveFormat::kOci,
+      engine::ExportImage((*l)->images(), image->manifest.digest, {image->name},
+                          format == "docker" ? engine::ArchiveFormat::kDocker
+                                             : engine::ArchiveFormat::kOci,
                           output);
   return s.ok() ? 0 : Fail(s);
 }
@@ -521,19 +521,19 @@ int RunCommand(const LocalOptions& local, const std::string& name,
   for (const std::string& d : {upper, work, root}) mkdir(d.c_str(), 0755);
   int code = kFailure;
   {
-    auto mount = worker::OverlayMount::Mount(*lowers, upper, work, root,
+    auto mount = engine::OverlayMount::Mount(*lowers, upper, work, root,
                                              (*l)->snapshots()->empty_dir());
     if (!mount.ok()) return Fail(mount.status());
-    worker::ExecSpec spec;
+    engine::ExecSpec spec;
     spec.rootfs = root;
     spec.args = argv;
     spec.env = strings(cfg.value("Env", nlohmann::json()));
     std::string wd = cfg.value("WorkingDir", "");
     spec.cwd = wd.empty() ? "/" : wd;
-    auto ids = worker::ResolveUser(root, cfg.value("User", ""), true);
+    auto ids = engine::ResolveUser(root, cfg.value("User", ""), true);
     if (!ids.ok()) {
       (void)(*mount)->Unmount();
-      (void)worker::RemoveAll(*dir);
+      (void)engine::RemoveAll(*dir);
       return Fail(ids.status());
     }
     spec.uid = ids->uid;
@@ -549,12 +549,12 @@ int RunCommand(const LocalOptions& local, const std::string& name,
     auto result = (*l)->executor()->Run(spec);
     if (!result.ok()) {
       (void)(*mount)->Unmount();
-      (void)worker::RemoveAll(*dir);
+      (void)engine::RemoveAll(*dir);
       return Fail(result.status());
     }
     code = result->exit_code;
   }
-  (void)worker::RemoveAll(*dir);
+  (void)engine::RemoveAll(*dir);
   return code;
 }
 

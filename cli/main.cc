@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cluster.h"
 #include "cli/context_upload.h"
+#include "cli/farm_client.h"
 #include "cli/local.h"
 #include "cli/local_commands.h"
 #include "cli/progress.h"
@@ -24,7 +25,6 @@
 #include "common/channel.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
-#include "farm/client.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/dump.h"
 #include "frontend/dockerfile/parser.h"
@@ -77,11 +77,11 @@ int StepLogCommand(cli::LocalOptions local, const std::string& server,
   };
   std::map<std::string, Seen> seen;
   absl::Status s =
-      farm::WatchBuild(server, build, [&](const worker::BuildEvent& ev) {
+      farm::WatchBuild(server, build, [&](const engine::BuildEvent& ev) {
         if (ev.step != step || (!stage.empty() && ev.stage != stage)) return;
-        if (ev.kind == worker::BuildEvent::Kind::kStepStarted) {
+        if (ev.kind == engine::BuildEvent::Kind::kStepStarted) {
           seen[ev.stage];
-        } else if (ev.kind == worker::BuildEvent::Kind::kLog) {
+        } else if (ev.kind == engine::BuildEvent::Kind::kLog) {
           seen[ev.stage].text += ev.text;
         } else if (ev.full_log) {
           seen[ev.stage].full_log = ev.full_log;
@@ -724,7 +724,7 @@ int main(int argc, char** argv) {
     auto progress = cli::MakeProgress("plain", stderr);
     absl::Status s = farm::WatchBuild(
         farm_server, farm_build,
-        [&](const worker::BuildEvent& ev) { progress->OnEvent(ev); });
+        [&](const engine::BuildEvent& ev) { progress->OnEvent(ev); });
     progress->Finish();
     if (!s.ok()) return Fail(s);
     return 0;

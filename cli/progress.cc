@@ -7,9 +7,9 @@
 namespace stagefarm::cli {
 namespace {
 
-using Kind = worker::BuildEvent::Kind;
+using Kind = engine::BuildEvent::Kind;
 
-std::string Head(const worker::BuildEvent& ev) {
+std::string Head(const engine::BuildEvent& ev) {
   return absl::StrFormat("[%s %d/%d]", ev.stage, ev.step, ev.steps);
 }
 
@@ -92,13 +92,13 @@ std::string ForLiveView(absl::string_view line) {
 
 class QuietProgress : public Progress {
  public:
-  void OnEvent(const worker::BuildEvent&) override {}
+  void OnEvent(const engine::BuildEvent&) override {}
 };
 
 class PlainProgress : public Progress {
  public:
   explicit PlainProgress(FILE* out) : out_(out) {}
-  void OnEvent(const worker::BuildEvent& ev) override {
+  void OnEvent(const engine::BuildEvent& ev) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::string head = Head(ev);
     switch (ev.kind) {
@@ -135,7 +135,7 @@ class PlainProgress : public Progress {
     fwrite(text.data(), 1, text.size(), out_);
     fputc('\n', out_);
   }
-  void FlushLines(const worker::BuildEvent& ev, const std::string& head) {
+  void FlushLines(const engine::BuildEvent& ev, const std::string& head) {
     lines_.Flush(ev.stage, [&](absl::string_view l) { Put(head + " | ", l); });
   }
 
@@ -151,7 +151,7 @@ class TtyProgress : public Progress {
   explicit TtyProgress(FILE* out) : out_(out), ticker_([this] { Tick(); }) {}
   ~TtyProgress() override { Finish(); }
 
-  void OnEvent(const worker::BuildEvent& ev) override {
+  void OnEvent(const engine::BuildEvent& ev) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::string head = Head(ev);
     switch (ev.kind) {

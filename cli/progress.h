@@ -15,14 +15,14 @@
 #include <thread>
 #include <vector>
 
-#include "worker/build_engine.h"
+#include "engine/build_engine.h"
 
 namespace stagefarm::cli {
 
 class Progress {
  public:
   virtual ~Progress() = default;
-  virtual void OnEvent(const worker::BuildEvent& ev) = 0;
+  virtual void OnEvent(const engine::BuildEvent& ev) = 0;
   // Called once at the end: draws the final state.
   virtual void Finish() {}
 };

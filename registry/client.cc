@@ -17,15 +17,15 @@
 #include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "engine/oci.h"
 #include "registry/auth.h"
-#include "worker/oci.h"
 
 namespace stagefarm::registry {
 namespace {
 
+using engine::Descriptor;
+using engine::OciDigest;
 using nlohmann::json;
-using worker::Descriptor;
-using worker::OciDigest;
 
 constexpr char kDockerManifestList[] =
     "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -327,7 +327,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
 absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
                                        const std::string& scope,
                                        const Digest& digest,
-                                       worker::ImageStore* store) {
+                                       engine::ImageStore* store) {
   ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> writer,
                    store->blobs()->OpenWrite(store->ns(), digest, ""));
   if (writer->already_complete()) return absl::OkStatus();
@@ -360,8 +360,8 @@ absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
   return absl::OkStatus();
 }
 
-absl::StatusOr<worker::ResolvedImage> RegistryClient::PullFrom(
-    const Endpoint& ep, const Reference& ref, worker::ImageStore* store,
+absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
+    const Endpoint& ep, const Reference& ref, engine::ImageStore* store,
     const ProgressFn& progress) {
   std::string scope = absl::StrCat("repository:", ref.repository, ":pull");
   std::string name = ref.String();
@@ -400,8 +400,8 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::PullFrom(
   };
   if (progress) progress(absl::StrCat("pulling ", name, " from ", ep.base));
   ASSIGN_OR_RETURN(auto manifest, get_manifest(ref.ManifestRef(), ref.digest));
-  ASSIGN_OR_RETURN(json mj, worker::ParseJson(manifest.first, "manifest"));
-  if (manifest.second == worker::kMediaTypeIndex ||
+  ASSIGN_OR_RETURN(json mj, engine::ParseJson(manifest.first, "manifest"));
+  if (manifest.second == engine::kMediaTypeIndex ||
       manifest.second == kDockerManifestList || mj.contains("manifests")) {
     std::string chosen;
     std::vector<std::string> offered;
@@ -428,14 +428,14 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::PullFrom(
           ")"));
     }
     ASSIGN_OR_RETURN(manifest, get_manifest(chosen, chosen));
-    ASSIGN_OR_RETURN(mj, worker::ParseJson(manifest.first, "manifest"));
+    ASSIGN_OR_RETURN(mj, engine::ParseJson(manifest.first, "manifest"));
   }
   if (!mj.is_object() || !mj.contains("config")) {
     return absl::InvalidArgumentError(
         absl::StrCat("the manifest of ", name, " has no config"));
   }
   ASSIGN_OR_RETURN(Descriptor config,
-                   worker::ParseDescriptor(mj["config"], "manifest.config"));
+                   engine::ParseDescriptor(mj["config"], "manifest.config"));
   if (config.digest.size() > kMaxConfigBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("the config of ", name, " is ", config.digest.size(),
@@ -444,8 +444,8 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::PullFrom(
   RETURN_IF_ERROR(FetchBlob(ep, ref, scope, config.digest, store));
   ASSIGN_OR_RETURN(std::string config_bytes,
                    store->blobs()->Get(store->ns(), config.digest));
-  ASSIGN_OR_RETURN(worker::Image image,
-                   worker::ParseImage(manifest.first, config_bytes));
+  ASSIGN_OR_RETURN(engine::Image image,
+                   engine::ParseImage(manifest.first, config_bytes));
   std::vector<Digest> layers;
   for (const Descriptor& l : image.layers) layers.push_back(l.digest);
   ASSIGN_OR_RETURN(std::vector<Digest> missing,
@@ -469,11 +469,11 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::PullFrom(
   return store->Load(Digest::Of(manifest.first));
 }
 
-absl::StatusOr<worker::ResolvedImage> RegistryClient::Pull(
-    worker::ImageStore* store, const std::string& text,
+absl::StatusOr<engine::ResolvedImage> RegistryClient::Pull(
+    engine::ImageStore* store, const std::string& text,
     const ProgressFn& progress) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
-  ASSIGN_OR_RETURN(std::string local, worker::NormalizeReference(text));
+  ASSIGN_OR_RETURN(std::string local, engine::NormalizeReference(text));
   std::vector<std::string> hosts;
   if (ref.registry == kDockerHub) hosts = options_.mirrors;
   hosts.push_back(ref.registry);
@@ -484,7 +484,7 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::Pull(
       last = ep.status();
       continue;
     }
-    absl::StatusOr<worker::ResolvedImage> image =
+    absl::StatusOr<engine::ResolvedImage> image =
         PullFrom(*ep, ref, store, progress);
     if (image.ok()) {
       RETURN_IF_ERROR(store->Tag(local, image->manifest.digest));
@@ -499,16 +499,16 @@ absl::StatusOr<worker::ResolvedImage> RegistryClient::Pull(
 }
 
 std::map<std::string, std::string> RegistryClient::MountSources(
-    worker::ImageStore* store, const Reference& target) {
+    engine::ImageStore* store, const Reference& target) {
   std::map<std::string, std::string> out;  // blob hash -> repository
   if (target.registry == kDockerHub) return out;
-  absl::StatusOr<std::vector<worker::ImageRecord>> records = store->List();
+  absl::StatusOr<std::vector<engine::ImageRecord>> records = store->List();
   if (!records.ok()) return out;
-  for (const worker::ImageRecord& rec : *records) {
+  for (const engine::ImageRecord& rec : *records) {
     if (!absl::StartsWith(rec.name, target.registry + "/")) continue;
     absl::StatusOr<Reference> r = ParseReference(rec.name);
     if (!r.ok() || r->repository == target.repository) continue;
-    absl::StatusOr<worker::ResolvedImage> image = store->Load(rec.manifest);
+    absl::StatusOr<engine::ResolvedImage> image = store->Load(rec.manifest);
     if (!image.ok()) continue;
     for (const Descriptor& l : image->image.layers) {
       out.emplace(l.digest.hash(), r->repository);
@@ -521,7 +521,7 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
                                       const std::string& scope,
                                       const Digest& digest,
                                       const std::string& mount_from,
-                                      worker::ImageStore* store,
+                                      engine::ImageStore* store,
                                       PushResult* result) {
   std::string what = absl::StrCat("upload of ", OciDigest(digest), " to ",
                                   ref.registry, "/", ref.repository);
@@ -598,12 +598,12 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   return absl::OkStatus();
 }
 
-absl::StatusOr<PushResult> RegistryClient::Push(worker::ImageStore* store,
+absl::StatusOr<PushResult> RegistryClient::Push(engine::ImageStore* store,
                                                 const Digest& manifest,
                                                 const std::string& text,
                                                 const ProgressFn& progress) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
-  ASSIGN_OR_RETURN(worker::ResolvedImage image, store->Load(manifest));
+  ASSIGN_OR_RETURN(engine::ResolvedImage image, store->Load(manifest));
   if (!ref.digest.empty() && ref.digest != OciDigest(manifest)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot push ", OciDigest(manifest), " as ", text,

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/image_store.h"
 #include "registry/http.h"
 #include "registry/reference.h"
-#include "worker/image_store.h"
 
 namespace stagefarm::registry {
 
@@ -65,12 +65,12 @@ class RegistryClient {
 
   // Pulls `ref` into `store`, tags it under its normalized name, and
   // returns it. NOT_FOUND when the registry has no such image.
-  absl::StatusOr<worker::ResolvedImage> Pull(worker::ImageStore* store,
+  absl::StatusOr<engine::ResolvedImage> Pull(engine::ImageStore* store,
                                              const std::string& ref,
                                              const ProgressFn& progress);
 
   // Pushes the image `manifest` of `store` as `ref`.
-  absl::StatusOr<PushResult> Push(worker::ImageStore* store,
+  absl::StatusOr<PushResult> Push(engine::ImageStore* store,
                                   const Digest& manifest,
                                   const std::string& ref,
                                   const ProgressFn& progress);
@@ -91,19 +91,19 @@ class RegistryClient {
   absl::StatusOr<std::string> Authorize(const Endpoint& ep,
                                         const std::string& challenge,
                                         const std::string& scope);
-  absl::StatusOr<worker::ResolvedImage> PullFrom(const Endpoint& ep,
+  absl::StatusOr<engine::ResolvedImage> PullFrom(const Endpoint& ep,
                                                  const Reference& ref,
-                                                 worker::ImageStore* store,
+                                                 engine::ImageStore* store,
                                                  const ProgressFn& progress);
   absl::Status FetchBlob(const Endpoint& ep, const Reference& ref,
                          const std::string& scope, const Digest& digest,
-                         worker::ImageStore* store);
+                         engine::ImageStore* store);
   absl::Status PushBlob(const Endpoint& ep, const Reference& ref,
                         const std::string& scope, const Digest& digest,
                         const std::string& mount_from,
-                        worker::ImageStore* store, PushResult* result);
+                        engine::ImageStore* store, PushResult* result);
   // Repositories of `host` in the store's index that hold each blob.
-  std::map<std::string, std::string> MountSources(worker::ImageStore* store,
+  std::map<std::string, std::string> MountSources(engine::ImageStore* store,
                                                   const Reference& target);
 
   RegistryOptions options_;

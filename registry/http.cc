@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "worker/curl_api.h"
+#include "engine/curl_api.h"
 
 namespace stagefarm::registry {
 namespace {
@@ -14,7 +14,7 @@ namespace {
 struct Exchange {
   const HttpRequest* request = nullptr;
   HttpResponse* response = nullptr;
-  const worker::CurlApi* api = nullptr;
+  const engine::CurlApi* api = nullptr;
   CURL* curl = nullptr;
   absl::Status error;  // from the sink or the body reader
   bool too_big = false;
@@ -108,9 +108,9 @@ std::string UrlEncode(absl::string_view s) {
 }
 
 absl::StatusOr<HttpResponse> Perform(const HttpRequest& request) {
-  auto api = worker::Curl();
+  auto api = engine::Curl();
   if (!api.ok()) return api.status();
-  const worker::CurlApi& c = **api;
+  const engine::CurlApi& c = **api;
   HttpResponse response;
   Exchange x;
   x.request = &request;

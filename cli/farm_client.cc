@@ -1,0 +1,455 @@
+#include "cli/farm_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/context_upload.h"
+#include "common/channel.h"
+#include "common/clock.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+#include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/plan.h"
+#include "scheduler/events.h"
+#include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace stagefarm::farm {
+namespace {
+
+// As BuildKit: secrets are for tokens and keys, not payloads.
+constexpr size_t kMaxSecretBytes = 500 * 1024;
+
+std::string CompressionName(engine::Compression c) {
+  switch (c) {
+    case engine::Compression::kGzip:
+      return "gzip";
+    case engine::Compression::kZstd:
+      return "zstd";
+    case engine::Compression::kNone:
+      break;
+  }
+  return "uncompressed";
+}
+
+// Every image the needed stages name (FROM, --from, RUN --mount=from),
+// resolved in the client's index.
+absl::Status ResolveImages(const engine::BuildRequest& request,
+                           engine::ImageStore* images, v1::BuildSpec* spec) {
+  ASSIGN_OR_RETURN(
+      dockerfile::Plan plan,
+      dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
+                                 request.dockerfile_name));
+  std::vector<std::string> names;
+  for (const auto& st : plan.stages) {
+    if (!st.needed) continue;
+    if (st.base_stage < 0 && absl::AsciiStrToLower(st.base) != "scratch") {
+      names.push_back(st.base);
+    }
+    for (const std::string& n : st.images) names.push_back(n);
+  }
+  for (const std::string& name : names) {
+    if (spec->images().contains(name)) continue;
+    ASSIGN_OR_RETURN(engine::ResolvedImage image, images->Resolve(name));
+    image.manifest.digest.ToProto(&(*spec->mutable_images())[name]);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Digest> UploadContext(const FarmBuildOptions& options,
+                                     RemoteBlobStore* store,
+                                     const engine::BuildRequest& request) {
+  std::optional<dockerfile::DockerignoreMatcher> ignore;
+  if (!request.dockerignore.empty()) {
+    ASSIGN_OR_RETURN(ignore,
+                     dockerfile::DockerignoreMatcher::Create(
+                         dockerfile::ReadDockerignore(request.dockerignore)));
+  }
+  cli::StatCache cache;
+  if (!options.stat_cache_file.empty()) {
+    cache = cli::StatCache::Load(options.stat_cache_file);
+  }
+  ASSIGN_OR_RETURN(cli::ContextTree tree,
+                   cli::BuildContextTree(request.context_dir,
+                                         ignore ? &*ignore : nullptr, &cache));
+  ASSIGN_OR_RETURN(cli::UploadStats up,
+                   cli::UploadMissing(tree, store->client()));
+  (void)up;
+  if (!options.stat_cache_file.empty()) {
+    cache.DropUnused();
+    (void)cache.Save(options.stat_cache_file);  // only saves work next time
+  }
+  return tree.root;
+}
+
+}  // namespace
+
+absl::StatusOr<engine::BuildResult> FarmBuild(
+    const FarmBuildOptions& options, RemoteBlobStore* store,
+    engine::ImageStore* images, const engine::BuildRequest& request,
+    const std::function<void(const engine::BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel) {
+  v1::BuildSpec spec;
+  for (const auto& [id, path] : request.secrets) {
+    // Sent with the build to the workers that need it; the scheduler keeps
+    // it in memory only.
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret ", id, ": cannot read ", path));
+    }
+    if (bytes.size() > kMaxSecretBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--secret ", id, ": ", path, " is ", bytes.size(),
+                       " bytes; secrets are limited to ", kMaxSecretBytes));
+    }
+    (*spec.mutable_secrets())[id] = std::move(bytes);
+  }
+  spec.set_dockerfile(request.dockerfile);
+  spec.set_dockerfile_name(request.dockerfile_name);
+  spec.set_dockerignore(request.dockerignore);
+  for (const auto& [k, v] : request.plan_options.build_args) {
+    (*spec.mutable_build_args())[k] = v;
+  }
+  spec.set_target(request.plan_options.target);
+  spec.set_no_cache(request.no_cache);
+  for (const auto& [k, v] : request.labels) (*spec.mutable_labels())[k] = v;
+  if (request.source_date_epoch) {
+    spec.set_has_source_date_epoch(true);
+    spec.set_source_date_epoch(*request.source_date_epoch);
+  }
+  spec.set_compression(CompressionName(request.compression));
+  spec.set_compression_level(request.compression_level);
+  spec.set_log_max_bytes(request.log_max_bytes);
+  spec.set_instance_name(store->client()->instance_name());
+  for (const auto& [name, d] : request.images) {
+    d.ToProto(&(*spec.mutable_images())[name]);
+  }
+  RETURN_IF_ERROR(ResolveImages(request, images, &spec));
+  ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
+  root.ToProto(spec.mutable_context());
+
+  auto stub = v1::Scheduler::NewStub(FarmChannel(options.server));
+  std::string build_id;
+  size_t seen = 0;  // events relayed (a reattached stream starts over)
+  v1::BuildUpdate last;
+  bool finished = false;
+  grpc::Status status;
+  auto follow = [&](grpc::ClientContext* ctx,
+                    grpc::ClientReaderInterface<v1::BuildUpdate>* stream) {
+    // Watches *cancel while the stream is read; woken at once when the
+    // stream ends.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool reading = true;
+    std::thread watcher([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      while (reading) {
+        if (cancel != nullptr && cancel->load()) {
+          ctx->TryCancel();
+          return;
+        }
+        cv.wait_for(lock, std::chrono::milliseconds(50));
+      }
+    });
+    v1::BuildUpdate update;
+    size_t index = 0;
+    while (stream->Read(&update)) {
+      if (build_id.empty()) build_id = update.build_id();
+      for (const v1::Event& e : update.events()) {
+        if (index++ < seen) continue;
+        ++seen;
+        if (on_event) on_event(FromWire(e));
+      }
+      if (update.finished()) {
+        finished = true;
+        last = update;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      reading = false;
+    }
+    cv.notify_all();
+    watcher.join();
+    status = stream->Finish();
+  };
+  {
+    grpc::ClientContext ctx;
+    v1::SubmitBuildRequest submit;
+    *submit.mutable_spec() = spec;
+    auto stream = stub->Build(&ctx, submit);
+    follow(&ctx, stream.get());
+  }
+  // The scheduler went away mid-build: reattach when it is back.
+  auto give_up = std::chrono::steady_clock::now() + options.reattach;
+  bool told = false;
+  while (!finished && !build_id.empty() &&
+         (cancel == nullptr || !cancel->load()) &&
+         status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+         std::chrono::steady_clock::now() < give_up) {
+    if (!told && on_event) {
+      engine::BuildEvent ev;
+      ev.kind = engine::BuildEvent::Kind::kNote;
+      ev.stage = "farm";
+      ev.text = absl::StrCat("lost the scheduler at ", options.server, " (",
+                             status.error_message(), "); reattaching to build ",
+                             build_id);
+      on_event(ev);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    grpc::ClientContext ctx;
+    v1::WatchBuildRequest req;
+    req.set_build_id(build_id);
+    auto stream = stub->WatchBuild(&ctx, req);
+    follow(&ctx, stream.get());
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      return absl::UnavailableError(
+          absl::StrCat("the scheduler at ", options.server,
+                       " restarted and no longer knows "
+                       "build ",
+                       build_id,
+                       " (start it with --state DIR to keep builds "
+                       "across restarts)"));
+    }
+  }
+  if (cancel != nullptr && cancel->load()) {
+    // A reattached stream does not own the build: cancel it by name.
+    if (!build_id.empty() && !finished)
+      (void)CancelBuild(options.server, build_id);
+    return absl::CancelledError("build cancelled");
+  }
+  if (!finished) {
+    if (!status.ok()) {
+      absl::Status s = FromGrpcStatus(status);
+      return absl::Status(
+          s.code(),
+          absl::StrCat(
+              "the farm at ", options.server, ": ", s.message(),
+              build_id.empty() ? "" : absl::StrCat(" (build ", build_id, ")")));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("the scheduler at ", options.server,
+                     " ended the build without a result"));
+  }
+  if (last.code() != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(last.code()),
+                        last.error());
+  }
+  ASSIGN_OR_RETURN(Digest manifest, Digest::FromProto(last.manifest()));
+  ASSIGN_OR_RETURN(engine::ResolvedImage image, images->Load(manifest));
+  engine::BuildResult result;
+  result.image.config = image.image.config;
+  result.image.layers = image.image.layers;
+  result.image.diff_ids = image.image.diff_ids;
+  result.manifest = image.manifest;
+  result.steps_run = last.steps_run();
+  result.steps_cached = last.steps_cached();
+  for (const std::string& tag : request.tags) {
+    RETURN_IF_ERROR(images->Tag(tag, manifest));
+  }
+  return result;
+}
+
+namespace {
+
+std::unique_ptr<v1::Scheduler::Stub> Stub(const std::string& server) {
+  return v1::Scheduler::NewStub(FarmChannel(server));
+}
+
+absl::Status FarmError(const std::string& server, const grpc::Status& status) {
+  absl::Status s = FromGrpcStatus(status);
+  return absl::Status(s.code(),
+                      absl::StrCat("the farm at ", server, ": ", s.message()));
+}
+
+std::string TimeText(double unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  return Rfc3339(static_cast<int64_t>(unix_seconds));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListBuildsResponse resp;
+  grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
+  if (!st.ok()) return FarmError(server, st);
+  std::string out =
+      absl::StrFormat("%-24s %-10s %-7s %-20s %-20s %s\n", "BUILD", "STATE",
+                      "STAGES", "SUBMITTED", "FINISHED", "RESULT");
+  for (const v1::BuildSummary& b : resp.builds()) {
+    std::string result = b.error();
+    if (result.empty() && b.has_manifest()) {
+      result = absl::StrCat("sha256:", b.manifest().hash().substr(0, 12));
+    }
+    absl::StrAppend(
+        &out, absl::StrFormat(
+                  "%-24s %-10s %-7s %-20s %-20s %s\n", b.build_id(), b.state(),
+                  absl::StrCat(b.stages_done(), "/", b.stages()),
+                  TimeText(b.submitted()), TimeText(b.finished()), result));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> BuildInstance(const std::string& server,
+                                          const std::string& build_id) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListBuildsResponse resp;
+  grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
+  if (!st.ok()) return FarmError(server, st);
+  for (const v1::BuildSummary& b : resp.builds()) {
+    if (b.build_id() == build_id) return b.instance_name();
+  }
+  return absl::NotFoundError(
+      absl::StrCat("build ", build_id, ": not among the farm's builds"));
+}
+
+absl::Status WatchBuild(
+    const std::string& server, const std::string& build_id,
+    const std::function<void(const engine::BuildEvent&)>& on_event) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  v1::WatchBuildRequest req;
+  req.set_build_id(build_id);
+  auto stream = stub->WatchBuild(&ctx, req);
+  v1::BuildUpdate update;
+  bool finished = false;
+  absl::Status outcome;
+  while (stream->Read(&update)) {
+    for (const v1::Event& e : update.events()) on_event(FromWire(e));
+    if (update.finished()) {
+      finished = true;
+      if (update.code() != 0) {
+        outcome = absl::Status(static_cast<absl::StatusCode>(update.code()),
+                               update.error());
+      }
+    }
+  }
+  grpc::Status st = stream->Finish();
+  if (!finished) {
+    return st.ok() ? absl::UnavailableError("the build stream ended early")
+                   : FarmError(server, st);
+  }
+  return outcome;
+}
+
+namespace {
+
+class SchedulerTagIndex : public engine::TagIndex {
+ public:
+  SchedulerTagIndex(std::string server, std::string instance)
+      : server_(std::move(server)),
+        instance_(std::move(instance)),
+        stub_(Stub(server_)) {}
+
+  absl::Status Set(const engine::ImageRecord& r) override {
+    v1::SetImageRequest req;
+    req.set_instance_name(instance_);
+    v1::ImageTag* tag = req.mutable_image();
+    tag->set_name(r.name);
+    r.manifest.ToProto(tag->mutable_manifest());
+    tag->set_size(r.size);
+    tag->set_created(r.created);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::SetImageResponse resp;
+    grpc::Status st = stub_->SetImage(&ctx, req, &resp);
+    return st.ok() ? absl::OkStatus() : FarmError(server_, st);
+  }
+
+  absl::StatusOr<std::vector<engine::ImageRecord>> List() override {
+    v1::ListImagesRequest req;
+    req.set_instance_name(instance_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::ListImagesResponse resp;
+    grpc::Status st = stub_->ListImages(&ctx, req, &resp);
+    if (!st.ok()) return FarmError(server_, st);
+    std::vector<engine::ImageRecord> out;
+    for (const v1::ImageTag& tag : resp.images()) {
+      engine::ImageRecord r;
+      r.name = tag.name();
+      ASSIGN_OR_RETURN(r.manifest,
+                       Digest::FromProto(tag.manifest(), "image.manifest"));
+      r.size = tag.size();
+      r.created = tag.created();
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  absl::Status Remove(const std::string& name) override {
+    v1::RemoveImageRequest req;
+    req.set_instance_name(instance_);
+    req.set_name(name);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v1::RemoveImageResponse resp;
+    grpc::Status st = stub_->RemoveImage(&ctx, req, &resp);
+    if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
+      return absl::NotFoundError(st.error_message());
+    }
+    return st.ok() ? absl::OkStatus() : FarmError(server_, st);
+  }
+
+ private:
+  std::string server_, instance_;
+  std::unique_ptr<v1::Scheduler::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<engine::TagIndex> FarmTagIndex(const std::string& server,
+                                               const std::string& instance) {
+  return std::make_unique<SchedulerTagIndex>(server, instance);
+}
+
+absl::StatusOr<std::string> FarmCas(const std::string& server) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::FarmInfo info;
+  grpc::Status st = stub->GetFarm(&ctx, v1::GetFarmRequest(), &info);
+  if (!st.ok()) return FarmError(server, st);
+  if (info.cas().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the farm at ", server,
+        " does not say where its CAS is (start stagefarm-scheduler with "
+        "--cas HOST:PORT, or pass --cas / set STAGEFARM_CAS)"));
+  }
+  return info.cas();
+}
+
+absl::Status CancelBuild(const std::string& server,
+                         const std::string& build_id) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::CancelBuildRequest req;
+  req.set_build_id(build_id);
+  v1::CancelBuildResponse resp;
+  grpc::Status st = stub->CancelBuild(&ctx, req, &resp);
+  if (!st.ok()) return FarmError(server, st);
+  return absl::OkStatus();
+}
+
+}  // namespace stagefarm::farm

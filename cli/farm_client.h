@@ -1,0 +1,60 @@
+// The client side of a farm build (`stagefarm build --server`): resolves the
+// images the Dockerfile names in the client's own index, uploads the context
+// (cli/context_upload.h), submits the build to the scheduler and relays its
+// progress; the image itself is made by the workers in the shared CAS and
+// tagged in the client's index at the end.
+#ifndef STAGEFARM_CLI_FARM_CLIENT_H_
+#define STAGEFARM_CLI_FARM_CLIENT_H_
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/remote_store.h"
+#include "engine/build_engine.h"
+#include "engine/image_store.h"
+
+namespace stagefarm::farm {
+
+struct FarmBuildOptions {
+  std::string server;           // scheduler HOST:PORT
+  std::string stat_cache_file;  // "" = no stat cache
+  // When the scheduler goes away mid-build, how long to keep trying to
+  // reattach (a scheduler with --state keeps the build across a restart).
+  std::chrono::seconds reattach{60};
+};
+
+// Runs `request` on the farm. `store` is the farm's CAS (the instance the
+// workers use), `images` the client's image index over it. Secrets are not
+// Setting *cancel cancels the remote build.
+absl::StatusOr<engine::BuildResult> FarmBuild(
+    const FarmBuildOptions& options, RemoteBlobStore* store,
+    engine::ImageStore* images, const engine::BuildRequest& request,
+    const std::function<void(const engine::BuildEvent&)>& on_event,
+    const std::atomic<bool>* cancel);
+
+// `stagefarm builds ls`: the scheduler's builds, newest first, one line each.
+absl::StatusOr<std::string> ListBuildsText(const std::string& server);
+// `stagefarm logs BUILD`: the build's events from its start, then follows it
+// until it ends; returns its outcome.
+absl::Status WatchBuild(
+    const std::string& server, const std::string& build_id,
+    const std::function<void(const engine::BuildEvent&)>& on_event);
+// The CAS instance a build of the farm's belongs to (NOT_FOUND for a build
+// the scheduler no longer lists).
+absl::StatusOr<std::string> BuildInstance(const std::string& server,
+                                          const std::string& build_id);
+// The farm's image index for one CAS instance (through the scheduler).
+std::unique_ptr<engine::TagIndex> FarmTagIndex(const std::string& server,
+                                               const std::string& instance);
+// The farm's CAS address as its scheduler advertises it (--cas).
+absl::StatusOr<std::string> FarmCas(const std::string& server);
+// `stagefarm cancel BUILD`.
+absl::Status CancelBuild(const std::string& server,
+                         const std::string& build_id);
+
+}  // namespace stagefarm::farm
+
+#endif  // STAGEFARM_CLI_FARM_CLIENT_H_

@@ -1,0 +1,181 @@
+// The build engine: runs a planned Dockerfile's stages on this machine.
+//
+// Each needed stage runs on its own thread as soon as the stages it depends
+// on are done, so independent stages run at the same time. A stage starts
+// from its base (an image from the ImageStore, an earlier stage, or
+// scratch) and runs its steps in order. Steps that change files (RUN, COPY,
+// ADD, WORKDIR) have a cache key (docs/ARCHITECTURE.md, "Step cache keys");
+// a key found in the action cache reuses that step's layer without running
+// anything. Otherwise the step runs on an overlayfs of the stage's layers
+// with a fresh upper directory, which then becomes the step's OCI layer (or
+// no layer when nothing changed) and a snapshot for the next step.
+// Metadata steps (ENV, CMD, LABEL, ...) only change the image config.
+//
+// The action-cache entry of a step is a REAPI ActionResult whose output
+// files are "step.json" (the result) and "layer" (the layer blob), so the
+// CAS's completeness checks drop it when the layer is evicted.
+//
+// Thread-safe: one engine can run several builds at once.
+#ifndef STAGEFARM_ENGINE_BUILD_ENGINE_H_
+#define STAGEFARM_ENGINE_BUILD_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cas/action_cache.h"
+#include "cas/blob_store.h"
+#include "engine/executor.h"
+#include "engine/image_store.h"
+#include "engine/layer_tar.h"
+#include "engine/snapshots.h"
+#include "engine/step_log.h"
+#include "frontend/dockerfile/plan.h"
+
+namespace stagefarm::engine {
+
+struct BuildRequest {
+  std::string dockerfile;       // the text
+  std::string dockerfile_name;  // for messages: "Dockerfile"
+  std::string context_dir;      // host directory
+  // Text of the .dockerignore that applies ("" for none).
+  std::string dockerignore;
+  dockerfile::PlanOptions plan_options;
+  bool no_cache = false;
+  std::map<std::string, std::string> secrets;  // id -> host file
+  std::optional<int64_t> source_date_epoch;
+  Compression compression = Compression::kGzip;
+  int compression_level = 0;  // 0: the default for the compression
+  std::vector<std::string> tags;
+  std::map<std::string, std::string> labels;  // --label
+  // Images named in FROM or --from that the caller already resolved (a farm
+  // client resolves names in its own index): name as written -> manifest.
+  // Other names are looked up in the engine's ImageStore.
+  std::map<std::string, Digest> images;
+  // The build's time for history entries and the config (RFC 3339), the
+  // same on every worker of one build; "" = now, or the epoch when set.
+  std::string created;
+  // Bytes of each RUN step's output streamed live (0: the engine's
+  // EngineOptions::log_limits).
+  int64_t log_max_bytes = 0;
+};
+
+struct BuildEvent {
+  // kNote: where a farm runs the stage (text says so), retries.
+  enum class Kind {
+    kStepStarted,
+    kStepCached,
+    kStepDone,
+    kLog,
+    kStepFailed,
+    kNote
+  };
+  Kind kind = Kind::kLog;
+  std::string stage;  // display name
+  int step = 0;       // 1-based within the stage
+  int steps = 0;
+  std::string text;  // the instruction, or a log chunk (bytes, as printed)
+  double seconds = 0;
+  // kNote after a step whose live output was clipped: the whole output.
+  std::optional<Digest> full_log;
+};
+
+// A finished stage or image: its config document and layers.
+struct ImageState {
+  nlohmann::json config;
+  std::vector<Descriptor> layers;
+  std::vector<std::string> diff_ids;
+  std::string key;  // cache key of its last step (or of the base)
+};
+
+// An ImageState as JSON ({"config", "layers", "diff_ids", "key"}), as it
+// travels between farm workers, and back.
+std::string ImageStateJson(const ImageState& state);
+absl::StatusOr<ImageState> ParseImageState(absl::string_view text);
+
+// One stage's result, run on its own (RunStage).
+struct StageOutcome {
+  ImageState state;
+  int steps_run = 0;
+  int steps_cached = 0;
+};
+
+struct BuildResult {
+  ImageState image;
+  Descriptor manifest;
+  int steps_run = 0;
+  int steps_cached = 0;
+};
+
+struct EngineOptions {
+  std::string ns;            // BlobStore namespace for everything
+  std::string cache_mounts;  // host directory for RUN --mount=type=cache
+  bool force_no_network = false;
+  int64_t memory_bytes = 0;
+  int64_t pids_limit = 0;
+  // What a RUN step streams live, and how much of its output is kept.
+  LogLimits log_limits;
+};
+
+class BuildEngine {
+ public:
+  BuildEngine(BlobStore* blobs, ActionCacheStorage* ac, ImageStore* images,
+              Snapshotter* snapshots, Executor* executor,
+              EngineOptions options);
+
+  // Runs the build. INVALID_ARGUMENT with file:line for Dockerfile errors;
+  // a failed RUN is FAILED_PRECONDITION naming the instruction, its line,
+  // the exit code and the last output lines. Tags (request.tags) are set
+  // only when every stage succeeded.
+  absl::StatusOr<BuildResult> Build(
+      const BuildRequest& request,
+      const std::function<void(const BuildEvent&)>& on_event,
+      const std::atomic<bool>* cancel);
+
+  // Runs one stage of the request's Dockerfile, given the results of the
+  // stages it depends on (FROM, --from, RUN --mount=from), by stage index:
+  // how a farm worker runs its share of a build. INVALID_ARGUMENT when a
+  // needed result is missing.
+  absl::StatusOr<StageOutcome> RunStage(
+      const BuildRequest& request, int index,
+      const std::map<int, ImageState>& dependencies,
+      const std::function<void(const BuildEvent&)>& on_event,
+      const std::atomic<bool>* cancel);
+
+  // Makes the image of a finished target stage: layers taken uncompressed
+  // from other stages compressed as asked, labels, created and
+  // rootfs.diff_ids set, config and manifest stored, tags written.
+  absl::StatusOr<BuildResult> Assemble(const BuildRequest& request,
+                                       ImageState target);
+
+  // Writes the files of an image's layers into `dest` (created if missing).
+  absl::Status ExportRootfs(const ImageState& image, const std::string& dest);
+
+  ActionCache* action_cache() { return &action_cache_; }
+
+ private:
+  friend class StageRunner;
+  // The layer `tar` (uncompressed, as intermediate stages store them)
+  // compressed as the request asks, through the action cache so that each
+  // layer is compressed once.
+  absl::StatusOr<Descriptor> CompressedLayer(const Descriptor& tar,
+                                             const std::string& diff_id,
+                                             const BuildRequest& request);
+
+  BlobStore* blobs_;
+  ActionCacheStorage* ac_storage_;
+  ActionCache action_cache_;
+  ImageStore* images_;
+  Snapshotter* snapshots_;
+  Executor* executor_;
+  EngineOptions options_;
+};
+
+}  // namespace stagefarm::engine
+
+#endif  // STAGEFARM_ENGINE_BUILD_ENGINE_H_

@@ -1,0 +1,71 @@
+#include "scheduler/events.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace stagefarm::farm {
+
+using Kind = engine::BuildEvent::Kind;
+
+v1::Event ToWire(const engine::BuildEvent& ev) {
+  v1::Event e;
+  switch (ev.kind) {
+    case Kind::kStepStarted:
+      e.set_kind("started");
+      break;
+    case Kind::kStepCached:
+      e.set_kind("cached");
+      break;
+    case Kind::kStepDone:
+      e.set_kind("done");
+      break;
+    case Kind::kLog:
+      e.set_kind("log");
+      break;
+    case Kind::kStepFailed:
+      e.set_kind("failed");
+      break;
+    case Kind::kNote:
+      e.set_kind("note");
+      break;
+  }
+  e.set_stage(ev.stage);
+  e.set_step(ev.step);
+  e.set_steps(ev.steps);
+  e.set_text(ev.text);
+  e.set_seconds(ev.seconds);
+  if (ev.full_log) ev.full_log->ToProto(e.mutable_full_log());
+  return e;
+}
+
+engine::BuildEvent FromWire(const v1::Event& e) {
+  engine::BuildEvent ev;
+  ev.stage = e.stage();
+  ev.step = e.step();
+  ev.steps = e.steps();
+  ev.text = e.text();
+  ev.seconds = e.seconds();
+  if (e.has_full_log()) {
+    absl::StatusOr<Digest> d = Digest::FromProto(e.full_log());
+    if (d.ok()) ev.full_log = *d;
+  }
+  const std::string& k = e.kind();
+  if (k == "started") {
+    ev.kind = Kind::kStepStarted;
+  } else if (k == "cached") {
+    ev.kind = Kind::kStepCached;
+  } else if (k == "done") {
+    ev.kind = Kind::kStepDone;
+  } else if (k == "log") {
+    ev.kind = Kind::kLog;
+  } else if (k == "failed") {
+    ev.kind = Kind::kStepFailed;
+  } else {
+    ev.kind = Kind::kNote;
+    if (ev.stage.empty()) ev.stage = "farm";
+    if (k == "stage-started") ev.text = absl::StrCat("started ", e.text());
+    if (k == "stage-done") ev.text = absl::StrCat("finished ", e.text());
+  }
+  return ev;
+}
+
+}  // namespace stagefarm::farm
