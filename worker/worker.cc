@@ -1,0 +1,691 @@
+#include "worker/worker.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/channel.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/remote_store.h"
+#include "common/status_macros.h"
+#include "engine/build_engine.h"
+#include "engine/context_fetch.h"
+#include "engine/fs_util.h"
+#include "engine/image_store.h"
+#include "engine/runc_executor.h"
+#include "engine/snapshots.h"
+#include "scheduler/events.h"
+#include "scheduler/stage_cache.h"
+#include "stagefarm/v1/farm.grpc.pb.h"
+
+namespace stagefarm::worker {
+namespace {
+
+// The scheduler's stage cache and wire events.
+using farm::LookupStage;
+using farm::StageHit;
+using farm::StoreStage;
+using farm::ToWire;
+
+class Worker : public WorkerDaemon {
+ public:
+  Worker(WorkerFlags flags, const std::atomic<bool>* stop)
+      : f_(std::move(flags)), stop_(stop) {}
+
+  // For the worker's metrics.
+  struct Counters {
+    std::atomic<int64_t> busy{0};  // stages running now
+    std::atomic<int64_t> stages_done{0}, stages_failed{0};
+    std::atomic<int64_t> steps_run{0}, steps_cached{0};
+    std::atomic<int64_t> cache_bytes{0};  // unpacked layers, at the last look
+    std::atomic<int64_t> evicted_bytes{0};
+    std::atomic<int64_t> disk_full{0};  // stages failed: work dir full
+  };
+  Counters& counters() { return counters_; }
+  void RegisterMetrics(Metrics* m) override;
+
+  absl::Status Init() override {
+    RETURN_IF_ERROR(engine::MakeDirs(f_.work, 0700));
+    engine::RuncOptions ro;
+    ro.runtime = f_.runtime;
+    ro.state_dir = f_.work + "/runc";
+    ro.bundles_dir = f_.work + "/bundles";
+    ro.cgroup_parent = "/stagefarm-" + f_.name;
+    ASSIGN_OR_RETURN(executor_, engine::RuncExecutor::Create(ro));
+    cas_target_ = CasClient::Connect(f_.cas);
+    scheduler_channel_ = FarmChannel(f_.scheduler);
+    scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
+    return absl::OkStatus();
+  }
+
+  // Logs when the scheduler is first reached (operators and tests wait
+  // for it).
+  void SayWhenConnected() override {
+    while (!stop_->load()) {
+      if (scheduler_channel_->WaitForConnected(
+              std::chrono::system_clock::now() +
+              std::chrono::milliseconds(200))) {
+        stagefarm::LogInfo("connected to the scheduler",
+                           {{"worker", f_.name}, {"scheduler", f_.scheduler}});
+        return;
+      }
+    }
+  }
+
+  void Slot() override {
+    while (!stop_->load()) {
+      if (!RoomToWork()) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(15));
+      v1::LeaseRequest req;
+      req.set_worker(f_.name);
+      req.set_wait_ms(5000);
+      v1::LeaseResponse resp;
+      grpc::Status s = scheduler_->Lease(&ctx, req, &resp);
+      if (!s.ok()) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      if (!resp.has_task()) continue;
+      RunTask(resp.task(), std::max(50, resp.heartbeat_ms()));
+    }
+  }
+
+ private:
+  // Per CAS instance: its store, image index and snapshots (instances are
+  // tenants; nothing is shared between them on the worker either).
+  struct Instance {
+    std::unique_ptr<RemoteBlobStore> store;
+    std::unique_ptr<engine::ImageStore> images;
+    std::unique_ptr<engine::Snapshotter> snapshots;
+  };
+
+  absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = instances_.find(name);
+    if (it != instances_.end()) return it->second.get();
+    auto inst = std::make_unique<Instance>();
+    inst->store = std::make_unique<RemoteBlobStore>(
+        std::make_shared<CasClient>(cas_target_, name));
+    std::string dir =
+        absl::StrCat(f_.work, "/instances/", absl::BytesToHexString(name));
+    RETURN_IF_ERROR(engine::MakeDirs(dir, 0700));
+    inst->images = std::make_unique<engine::ImageStore>(inst->store.get(), "",
+                                                        dir + "/images.json");
+    ASSIGN_OR_RETURN(
+        inst->snapshots,
+        engine::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
+    Instance* out = inst.get();
+    instances_[name] = std::move(inst);
+    return out;
+  }
+
+  absl::StatusOr<std::string> Context(Instance* inst, const Digest& root) {
+    std::string dir = absl::StrCat(
+        f_.work, "/contexts/",
+        absl::BytesToHexString(inst->store->client()->instance_name()), "-",
+        root.hash());
+    std::lock_guard<std::mutex> lock(context_mu_);
+    struct stat st;
+    if (stat(dir.c_str(), &st) == 0) return dir;
+    RETURN_IF_ERROR(engine::MakeDirs(f_.work + "/contexts", 0700));
+    RETURN_IF_ERROR(engine::MaterializeTree(inst->store.get(), "", root, dir));
+    return dir;
+  }
+
+  // With `context` false (assembly only) the context is not fetched.
+  absl::StatusOr<engine::BuildRequest> Request(const v1::StageTask& task,
+                                               Instance* inst, bool context) {
+    const v1::BuildSpec& spec = task.spec();
+    engine::BuildRequest r;
+    r.dockerfile = spec.dockerfile();
+    r.dockerfile_name =
+        spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+    ASSIGN_OR_RETURN(Digest root, Digest::FromProto(spec.context()));
+    if (context) {
+      ASSIGN_OR_RETURN(r.context_dir, Context(inst, root));
+    }
+    r.dockerignore = spec.dockerignore();
+    r.plan_options.target = spec.target();
+    for (const auto& [k, v] : spec.build_args()) {
+      r.plan_options.build_args[k] = v;
+    }
+    r.no_cache = spec.no_cache();
+    for (const auto& [k, v] : spec.labels()) r.labels[k] = v;
+    if (spec.has_source_date_epoch()) {
+      r.source_date_epoch = spec.source_date_epoch();
+    }
+    r.compression = spec.compression() == "zstd" ? engine::Compression::kZstd
+                    : spec.compression() == "uncompressed"
+                        ? engine::Compression::kNone
+                        : engine::Compression::kGzip;
+    r.compression_level = spec.compression_level();
+    for (const auto& [name, d] : spec.images()) {
+      ASSIGN_OR_RETURN(r.images[name], Digest::FromProto(d));
+    }
+    r.created = task.created();
+    return r;
+  }
+
+  absl::StatusOr<engine::BuildResult> Run(
+      const v1::StageTask& task,
+      const std::function<void(const engine::BuildEvent&)>& emit,
+      const std::atomic<bool>* cancel, engine::StageOutcome* outcome) {
+    ASSIGN_OR_RETURN(Instance * inst, InstanceFor(task.spec().instance_name()));
+    bool assemble_only = !task.cached_state().empty();
+    ASSIGN_OR_RETURN(engine::BuildRequest req,
+                     Request(task, inst, !assemble_only));
+    // Secrets: files in a private directory for this stage only.
+    std::string secrets_dir;
+    struct RemoveAfter {
+      std::string* dir;
+      ~RemoveAfter() {
+        if (!dir->empty()) (void)engine::RemoveAll(*dir);
+      }
+    } remove_secrets{&secrets_dir};
+    if (!assemble_only && !task.spec().secrets().empty()) {
+      RETURN_IF_ERROR(engine::MakeDirs(f_.work + "/secrets", 0700));
+      ASSIGN_OR_RETURN(secrets_dir,
+                       engine::MakeTempDir(f_.work + "/secrets", "stage-"));
+      int n = 0;
+      for (const auto& [id, bytes] : task.spec().secrets()) {
+        std::string path = absl::StrCat(secrets_dir, "/", n++);
+        int fd =
+            open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, bytes.data(), bytes.size()) !=
+                          static_cast<ssize_t>(bytes.size())) {
+          if (fd >= 0) close(fd);
+          return absl::InternalError(
+              absl::StrCat("cannot write secret ", id, " for the stage"));
+        }
+        close(fd);
+        req.secrets[id] = path;
+      }
+    }
+    std::map<int, engine::ImageState> deps;
+    for (const auto& [index, text] : task.dependencies()) {
+      ASSIGN_OR_RETURN(deps[index], engine::ParseImageState(text));
+    }
+    engine::EngineOptions eo;
+    eo.cache_mounts = f_.work + "/cache-mounts";
+    // The scheduler sets the build's log bounds (never above its own).
+    if (task.spec().log_max_bytes() > 0) {
+      eo.log_limits.live_bytes = task.spec().log_max_bytes();
+    }
+    if (task.spec().log_rate_bytes() > 0) {
+      eo.log_limits.rate_bytes_per_second = task.spec().log_rate_bytes();
+    }
+    engine::BuildEngine engine(inst->store.get(), inst->store.get(),
+                               inst->images.get(), inst->snapshots.get(),
+                               executor_.get(), eo);
+    std::optional<StageHit> earlier;
+    if (!assemble_only && !task.stage_key().empty() &&
+        !task.spec().no_cache()) {
+      // An earlier attempt may have finished the stage and stored it
+      // before its report was lost: take its result instead of running
+      // the stage again.
+      auto hit = LookupStage(inst->store->client(), task.stage_key());
+      if (hit.ok() && hit->has_value()) earlier = std::move(*hit);
+    }
+    if (assemble_only) {
+      // The scheduler found the stage in the cache: only the image is left.
+      ASSIGN_OR_RETURN(outcome->state,
+                       engine::ParseImageState(task.cached_state()));
+    } else if (earlier) {
+      ASSIGN_OR_RETURN(outcome->state, engine::ParseImageState(earlier->state));
+      outcome->steps_cached = earlier->steps;
+      engine::BuildEvent note;
+      note.kind = engine::BuildEvent::Kind::kNote;
+      note.text =
+          "the stage's result was in the stage cache (an earlier "
+          "attempt finished it); not run again";
+      emit(note);
+    } else {
+      ASSIGN_OR_RETURN(*outcome, engine.RunStage(req, task.stage_index(), deps,
+                                                 emit, cancel));
+      if (!task.stage_key().empty()) {
+        // The next build with the same inputs skips this stage.
+        std::vector<Digest> layers;
+        for (const auto& l : outcome->state.layers) layers.push_back(l.digest);
+        absl::Status s =
+            StoreStage(inst->store->client(), task.stage_key(),
+                       engine::ImageStateJson(outcome->state), layers,
+                       outcome->steps_run + outcome->steps_cached);
+        if (!s.ok()) {
+          stagefarm::LogError("cannot store the stage result: " + s.ToString(),
+                              {{"worker", f_.name},
+                               {"build", task.build_id()},
+                               {"stage", std::to_string(task.stage_index())}});
+        }
+      }
+    }
+    engine::BuildResult result;
+    if (task.assemble()) {
+      ASSIGN_OR_RETURN(result, engine.Assemble(req, outcome->state));
+    }
+    return result;
+  }
+
+ public:
+  // Opens every instance that has snapshots on disk (a restarted worker
+  // keeps its layer cache), then brings the cache within its bound.
+  absl::Status OpenExistingInstances() override {
+    std::string dir = f_.work + "/instances";
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return absl::OkStatus();
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+      std::string hex = e->d_name;
+      // The unnamed instance lives in instances/ itself.
+      if (hex == "worker") names.push_back("");
+      if (hex == "." || hex == ".." || hex.size() % 2 != 0) continue;
+      if (hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        continue;
+      }
+      names.push_back(absl::HexStringToBytes(hex));
+    }
+    closedir(d);
+    for (const std::string& name : names) {
+      RETURN_IF_ERROR(InstanceFor(name).status());
+    }
+    Prune();
+    return absl::OkStatus();
+  }
+
+  // Removes least recently used snapshots until the cache is within
+  // --cache-bytes. Skipped while any stage runs (its layers are mounted).
+  void Prune() {
+    std::unique_lock<std::shared_mutex> idle(run_mu_, std::try_to_lock);
+    if (!idle.owns_lock()) return;
+    struct Entry {
+      int64_t used, bytes;
+      engine::Snapshotter* snapshots;
+      std::string name;
+    };
+    std::vector<Entry> all;
+    int64_t total = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [name, inst] : instances_) {
+        auto list = inst->snapshots->List();
+        if (!list.ok()) {
+          stagefarm::LogError(list.status().ToString(), {{"worker", f_.name}});
+          continue;
+        }
+        for (const auto& i : *list) {
+          all.push_back({i.used, i.bytes, inst->snapshots.get(), i.name});
+          total += i.bytes;
+        }
+      }
+    }
+    counters_.cache_bytes = total;
+    if (total <= f_.cache_bytes) return;
+    std::sort(all.begin(), all.end(),
+              [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    int removed = 0;
+    int64_t freed = 0;
+    for (const Entry& e : all) {
+      if (total - freed <= f_.cache_bytes) break;
+      absl::Status s = e.snapshots->Remove(e.name);
+      if (!s.ok()) {
+        stagefarm::LogError(s.ToString(), {{"worker", f_.name}});
+        continue;
+      }
+      freed += e.bytes;
+      ++removed;
+    }
+    counters_.cache_bytes = total - freed;
+    counters_.evicted_bytes += freed;
+    stagefarm::LogInfo(
+        absl::StrCat("layer cache ", total >> 20, " MiB over ",
+                     f_.cache_bytes >> 20, " MiB: removed ", removed,
+                     " snapshots (", freed >> 20, " MiB)"),
+        {{"worker", f_.name}});
+  }
+
+ private:
+  void RunTask(const v1::StageTask& task, int heartbeat_ms) {
+    {
+      std::shared_lock<std::shared_mutex> running(run_mu_);
+      ++counters_.busy;
+      RunTaskLocked(task, heartbeat_ms);
+      --counters_.busy;
+    }
+    Prune();
+  }
+
+  // Whether a failed Report may succeed if sent again (the scheduler
+  // restarting, a cut network); anything else never will.
+  static bool Retryable(const grpc::Status& s) {
+    switch (s.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+      case grpc::StatusCode::ABORTED:
+      case grpc::StatusCode::CANCELLED:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  // Progress not yet delivered, sent in reports of at most kReportBytes of
+  // events, and bounded: past kPendingBytes (a scheduler out of reach for
+  // long) log chunks are dropped and the next report says how many bytes.
+  static constexpr size_t kReportBytes = size_t{1} << 20;
+  static constexpr size_t kPendingBytes = size_t{16} << 20;
+  struct Outbox {
+    std::mutex mu;
+    std::deque<v1::Event> events;
+    size_t bytes = 0;
+    int64_t dropped = 0;
+
+    void Add(v1::Event e) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (e.kind() == "log" && bytes + e.text().size() > kPendingBytes) {
+        dropped += static_cast<int64_t>(e.text().size());
+        return;
+      }
+      bytes += e.ByteSizeLong();
+      events.push_back(std::move(e));
+    }
+    // Moves up to kReportBytes of events into `report`.
+    void Take(v1::StageReport* report) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (dropped > 0) {
+        v1::Event* note = report->add_events();
+        note->set_kind("note");
+        note->set_text(
+            absl::StrCat(dropped,
+                         " bytes of output were dropped while the scheduler "
+                         "could not be reached"));
+        dropped = 0;
+      }
+      size_t taken = 0;
+      while (!events.empty() &&
+             (taken == 0 ||
+              taken + events.front().ByteSizeLong() <= kReportBytes)) {
+        size_t n = events.front().ByteSizeLong();
+        taken += n;
+        bytes -= n;
+        *report->add_events() = std::move(events.front());
+        events.pop_front();
+      }
+    }
+    // Puts a report's events back in front (it was not delivered).
+    void Return(v1::StageReport* report) {
+      std::lock_guard<std::mutex> lock(mu);
+      auto* evs = report->mutable_events();
+      for (int i = evs->size() - 1; i >= 0; --i) {
+        bytes += evs->Get(i).ByteSizeLong();
+        events.push_front(std::move(*evs->Mutable(i)));
+      }
+      evs->Clear();
+    }
+    bool empty() {
+      std::lock_guard<std::mutex> lock(mu);
+      return events.empty();
+    }
+  };
+
+  // Whether the work directory's volume has --min-free-bytes free; a
+  // worker short of disk takes no stages (they would fail at once, and a
+  // worker failing fast would draw every stage of the farm).
+  bool RoomToWork() {
+    struct statvfs vfs;
+    if (statvfs(f_.work.c_str(), &vfs) != 0) return true;
+    int64_t free_bytes =
+        static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
+    bool room = free_bytes >= f_.min_free_bytes;
+    bool was = had_room_.exchange(room);
+    if (room != was) {
+      stagefarm::Log(
+          room ? "info" : "error",
+          room ? "disk has room again: taking stages"
+               : "disk nearly full: taking no stages",
+          {{"worker", f_.name}, {"free_bytes", std::to_string(free_bytes)}});
+    }
+    return room;
+  }
+
+  // A failure as the build's owner should see it: a full disk under the
+  // work directory is the worker's, not the build's, and its paths are
+  // the worker's own business (the whole error is in the worker's log).
+  absl::Status ForClient(const absl::Status& s) {
+    if (!absl::StrContains(s.message(), strerror(ENOSPC))) return s;
+    ++counters_.disk_full;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker ", f_.name,
+        ": its disk is full (the volume of its --work "
+        "directory): free space there or lower its --cache-bytes; the "
+        "stage can run again as soon as there is room"));
+  }
+
+  void LogRefused(const v1::StageTask& task, const grpc::Status& s,
+                  const char* what) {
+    stagefarm::LogError(
+        absl::StrCat("the scheduler refused ", what, ": ", s.error_message(),
+                     " (", static_cast<int>(s.error_code()),
+                     "); not sending it again"),
+        {{"worker", f_.name},
+         {"build", task.build_id()},
+         {"stage", std::to_string(task.stage_index())},
+         {"lease", task.lease_id()}});
+  }
+
+  void RunTaskLocked(const v1::StageTask& task, int heartbeat_ms) {
+    Outbox outbox;
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> running{true};
+    enum class Sent { kOk, kRetry, kRefused };
+    auto call = [&](const v1::StageReport& report) -> grpc::Status {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+      v1::StageReportResponse resp;
+      grpc::Status s = scheduler_->Report(&ctx, report, &resp);
+      if (s.ok() && resp.stop()) cancel = true;
+      return s;
+    };
+    // A heartbeat: what is pending, in reports of bounded size. Events of a
+    // report that could not be delivered stay pending; a refused one is
+    // dropped (sending it again cannot succeed).
+    auto beat = [&]() -> Sent {
+      do {
+        v1::StageReport report;
+        report.set_lease_id(task.lease_id());
+        report.set_worker(f_.name);
+        outbox.Take(&report);
+        grpc::Status s = call(report);
+        if (s.ok()) continue;
+        if (Retryable(s)) {
+          outbox.Return(&report);
+          return Sent::kRetry;
+        }
+        LogRefused(task, s, "a progress report");
+        return Sent::kRefused;
+      } while (!outbox.empty() && !cancel);
+      return Sent::kOk;
+    };
+    // The stage's result is worth waiting for: a scheduler with --state
+    // that restarts takes it when it is back. Progress first, then the
+    // result on its own; a result refused is replaced by a failure that
+    // says why, so the build ends with the real reason.
+    auto finish = [&](v1::StageReport last) {
+      auto give_up =
+          std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      last.set_lease_id(task.lease_id());
+      last.set_worker(f_.name);
+      while (!outbox.empty() && beat() == Sent::kRetry) {
+        if (std::chrono::steady_clock::now() >= give_up || stop_->load())
+          return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      bool replaced = false;
+      while (true) {
+        grpc::Status s = call(last);
+        if (s.ok()) return;
+        if (!Retryable(s)) {
+          LogRefused(task, s, "the stage's result");
+          if (replaced) return;
+          replaced = true;
+          v1::StageReport failed;
+          failed.set_lease_id(task.lease_id());
+          failed.set_worker(f_.name);
+          failed.set_finished(true);
+          failed.set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
+          failed.set_error(absl::StrCat("worker ", f_.name,
+                                        " finished the stage but the scheduler "
+                                        "refused its report: ",
+                                        s.error_message()));
+          last = std::move(failed);
+          continue;
+        }
+        if (std::chrono::steady_clock::now() >= give_up || stop_->load()) {
+          stagefarm::LogError(
+              absl::StrCat("the scheduler was out of reach for 60 s; the "
+                           "stage's result is in the stage cache: ",
+                           s.error_message()),
+              {{"worker", f_.name}, {"build", task.build_id()}});
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    };
+    std::mutex beat_mu;
+    std::condition_variable beat_cv;
+    std::thread heartbeat([&] {
+      std::unique_lock<std::mutex> lock(beat_mu);
+      auto last_ok = std::chrono::steady_clock::now();
+      while (running) {
+        beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
+        if (!running) break;
+        lock.unlock();
+        // A refused report still proves the scheduler is there.
+        if (beat() != Sent::kRetry) last_ok = std::chrono::steady_clock::now();
+        lock.lock();
+        // Shutting down, or the scheduler out of reach for 10 s (refused,
+        // or a cut network where calls time out): the lease is lost by now
+        // and the stage runs elsewhere, so stop.
+        if (stop_->load() || std::chrono::steady_clock::now() - last_ok >=
+                                 std::chrono::seconds(10)) {
+          cancel = true;
+        }
+      }
+    });
+    engine::StageOutcome outcome;
+    auto result = Run(
+        task, [&](const engine::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
+        &cancel, &outcome);
+    {
+      std::lock_guard<std::mutex> lock(beat_mu);
+      running = false;
+    }
+    beat_cv.notify_all();
+    heartbeat.join();
+    v1::StageReport last;
+    last.set_finished(true);
+    if (result.ok()) {
+      last.set_image_state(engine::ImageStateJson(outcome.state));
+      if (task.assemble())
+        result->manifest.digest.ToProto(last.mutable_manifest());
+      last.set_steps_run(outcome.steps_run);
+      last.set_steps_cached(outcome.steps_cached);
+      ++counters_.stages_done;
+      counters_.steps_run += outcome.steps_run;
+      counters_.steps_cached += outcome.steps_cached;
+    } else {
+      ++counters_.stages_failed;
+      absl::Status why = ForClient(result.status());
+      last.set_code(static_cast<int>(why.code()));
+      last.set_error(std::string(why.message()));
+      last.set_worker_fault(!why.message().empty() &&
+                            why.code() != result.status().code());
+    }
+    stagefarm::Log(result.ok() ? "info" : "error",
+                   result.ok() ? "stage-done" : "stage-failed",
+                   {{"worker", f_.name},
+                    {"build", task.build_id()},
+                    {"stage", std::to_string(task.stage_index())},
+                    {"lease", task.lease_id()},
+                    {"error", result.ok() ? "" : result.status().ToString()}});
+    finish(std::move(last));
+  }
+
+  WorkerFlags f_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<engine::Executor> executor_;
+  CasTarget cas_target_;
+  std::shared_ptr<grpc::Channel> scheduler_channel_;
+  std::unique_ptr<v1::Scheduler::Stub> scheduler_;
+  std::mutex mu_, context_mu_;
+  std::shared_mutex run_mu_;  // shared: a stage runs; unique: pruning
+  std::map<std::string, std::unique_ptr<Instance>> instances_;
+  Counters counters_;
+  std::atomic<bool> had_room_{true};
+};
+
+void Worker::RegisterMetrics(Metrics* m) {
+  Worker* w = this;
+  int slots = f_.slots;
+  auto read = [w](std::atomic<int64_t> Worker::Counters::*field) {
+    return [w, field]() -> double {
+      return static_cast<double>((w->counters().*field).load());
+    };
+  };
+  m->Gauge("stagefarm_worker_slots", "Stages this worker runs at once", {},
+           [slots] { return static_cast<double>(slots); });
+  m->Gauge("stagefarm_worker_busy_slots", "Stages running now", {},
+           read(&Worker::Counters::busy));
+  const char* stages = "Stages finished since start, by result";
+  m->Counter("stagefarm_worker_stages_total", stages, {{"result", "done"}},
+             read(&Worker::Counters::stages_done));
+  m->Counter("stagefarm_worker_stages_total", stages, {{"result", "failed"}},
+             read(&Worker::Counters::stages_failed));
+  const char* steps = "Steps of finished stages, by whether they ran";
+  m->Counter("stagefarm_worker_steps_total", steps, {{"result", "run"}},
+             read(&Worker::Counters::steps_run));
+  m->Counter("stagefarm_worker_steps_total", steps, {{"result", "cached"}},
+             read(&Worker::Counters::steps_cached));
+  m->Gauge("stagefarm_worker_layer_cache_bytes",
+           "Unpacked layers kept on disk (at the last check)", {},
+           read(&Worker::Counters::cache_bytes));
+  m->Counter("stagefarm_worker_disk_full_errors_total",
+             "Stages failed because the work directory's disk was full", {},
+             read(&Worker::Counters::disk_full));
+  m->Counter("stagefarm_worker_layer_cache_evicted_bytes_total",
+             "Unpacked layers removed to stay within --cache-bytes", {},
+             read(&Worker::Counters::evicted_bytes));
+}
+
+}  // namespace
+
+std::unique_ptr<WorkerDaemon> WorkerDaemon::Create(
+    WorkerFlags flags, const std::atomic<bool>* stop) {
+  return std::make_unique<Worker>(std::move(flags), stop);
+}
+
+}  // namespace stagefarm::worker

@@ -1,0 +1,53 @@
+// The worker daemon as a library: `stagefarm-worker` (worker/main.cc) is
+// its flags and signals around it. Each of --slots threads leases a stage,
+// writes the build context from the CAS into the work directory (kept per
+// context digest), runs the stage with the build engine against the CAS
+// (blobs, layers and the action cache live there; layer snapshots stay on
+// this machine), reports progress as it goes (the lease's heartbeat) and
+// the stage's result; for the target stage it also makes the image.
+#ifndef STAGEFARM_WORKER_WORKER_H_
+#define STAGEFARM_WORKER_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/metrics.h"
+
+namespace stagefarm::worker {
+
+struct WorkerFlags {
+  std::string scheduler, cas, work, name, runtime = "runc";
+  int slots = 1;
+  // Unpacked layers kept on disk, across instances; the least recently
+  // used go first when a stage ends above it.
+  int64_t cache_bytes = int64_t{20} << 30;
+  // Free bytes the work directory's volume must have for a slot to lease.
+  int64_t min_free_bytes = int64_t{512} << 20;
+};
+
+class WorkerDaemon {
+ public:
+  // `stop` set: slots finish their stage's report and return.
+  static std::unique_ptr<WorkerDaemon> Create(WorkerFlags flags,
+                                              const std::atomic<bool>* stop);
+  virtual ~WorkerDaemon() = default;
+  // The executor and the channels.
+  virtual absl::Status Init() = 0;
+  // Opens every instance with snapshots on disk (a restarted worker keeps
+  // its layer cache) and brings the cache within its bound.
+  virtual absl::Status OpenExistingInstances() = 0;
+  // One slot: leases and runs stages until `stop`.
+  virtual void Slot() = 0;
+  // Logs when the scheduler is first reached (operators and tests wait for
+  // it).
+  virtual void SayWhenConnected() = 0;
+  // The worker's gauges and counters on `m`.
+  virtual void RegisterMetrics(Metrics* m) = 0;
+};
+
+}  // namespace stagefarm::worker
+
+#endif  // STAGEFARM_WORKER_WORKER_H_
