@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "common/errno_status.h"
 #include "common/status_macros.h"
 #include "engine/blob_files.h"
 
@@ -47,8 +48,7 @@ int64_t NowNanos() {
 }
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+  return ErrnoStatus(errno, what, path);
 }
 
 // The entries of the open directory `fd` (which the DIR takes over).

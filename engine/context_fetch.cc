@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "engine/fs_util.h"
@@ -20,8 +21,7 @@ namespace {
 constexpr int kMaxDepth = 1024;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+  return ErrnoStatus(errno, what, path);
 }
 
 absl::Status CheckName(absl::string_view name, absl::string_view where) {

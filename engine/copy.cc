@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "engine/archive_extract.h"
@@ -33,10 +34,7 @@ namespace {
 using dockerfile::DockerignoreMatcher;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  int e = errno;
-  std::string msg = absl::StrCat(what, " ", path, ": ", strerror(e));
-  if (e == ENOENT) return absl::NotFoundError(msg);
-  return absl::InternalError(msg);
+  return ErrnoStatus(errno, what, path);
 }
 
 bool HasGlob(absl::string_view s) {

@@ -14,17 +14,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/errno_status.h"
 
 namespace stagefarm::engine {
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path,
                         int err) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  if (err == ENAMETOOLONG) return absl::InvalidArgumentError(msg);
-  return absl::InternalError(msg);
+  return ErrnoStatus(err, what, path);
 }
 
 }  // namespace

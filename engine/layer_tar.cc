@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "engine/archive_extract.h"
@@ -55,19 +56,7 @@ std::string ErrnoText(int err) { return std::generic_category().message(err); }
 
 absl::Status ErrnoError(int err, absl::string_view what,
                         absl::string_view path) {
-  std::string message = absl::StrCat(what, " ", path, ": ", ErrnoText(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
+  return ErrnoStatus(err, what, path);
 }
 
 // Owns a file descriptor.
