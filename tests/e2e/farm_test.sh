@@ -189,8 +189,14 @@ scrape "$WORK/scheduler.log" >"$WORK/m-sched.txt"
 scrape "$WORK/cas.log" >"$WORK/m-cas.txt"
 # Every worker still running (one was killed above); which ones ran stages
 # is the scheduler's choice.
-: >"$WORK/m-workers.txt"
-for log in "$WORK"/w*.log; do scrape "$log" >>"$WORK/m-workers.txt" 2>/dev/null; done
+# A cancelled stage ends on its worker at the worker's next report (every
+# 200 ms here), after the client has exited: give it a second.
+for _ in $(seq 20); do
+  : >"$WORK/m-workers.txt"
+  for log in "$WORK"/w*.log; do scrape "$log" >>"$WORK/m-workers.txt" 2>/dev/null; done
+  [ "$(awk '$1 == "stagefarm_worker_busy_slots" {s += $2} END {print s + 0}' "$WORK/m-workers.txt")" = 0 ] && break
+  sleep 0.1
+done
 positive() { awk -v v="$1" 'BEGIN {print (v > 0) ? "yes" : "no (" v ")"}'; }
 check "metrics: the scheduler counts the stages it dispatched" "yes" \
   "$(positive "$(value stagefarm_scheduler_dispatches_total "$WORK/m-sched.txt")")"
