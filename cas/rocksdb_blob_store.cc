@@ -469,7 +469,8 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   // (common/rocksdb_support.h: a full disk would abort the process); after
   // a full disk, writes resume as soon as there is room.
   db_options.info_log = RocksDbLogger("cas");
-  db_options.listeners.push_back(RecoverOnNextWrite());
+  store->recovery_ = std::make_unique<DiskFullRecovery>(options.path);
+  db_options.listeners.push_back(store->recovery_->listener());
   // Replaying the log at open is enough; flushing it there costs a table
   // write and fsyncs on every start of a short-lived embedded process.
   db_options.avoid_flush_during_recovery = true;
@@ -537,7 +538,6 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
         "opening the CAS database in ", options.path, ": ", s.ToString()));
   }
   store->db_.reset(db);
-  store->recovery_ = std::make_unique<DiskFullRecovery>(options.path);
   store->meta_ = store->handles_[1];
   store->chunks_ = store->handles_[2];
   store->visible_ = store->handles_[3];

@@ -57,6 +57,39 @@ class NoAutoRecovery : public rocksdb::EventListener {
 
 }  // namespace
 
+// Recovery from a failed flush is the owner's (TryResume); from a failed
+// log write, RocksDB's own.
+class DiskFullRecovery::Listener : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason,
+                         rocksdb::Status*) override {
+    if (reason == rocksdb::BackgroundErrorReason::kWriteCallback) {
+      log_write_failed_ = true;
+    }
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason reason,
+                            rocksdb::Status, bool* auto_recovery) override {
+    if (reason != rocksdb::BackgroundErrorReason::kWriteCallback &&
+        !log_write_failed_) {
+      *auto_recovery = false;
+    }
+  }
+  void OnErrorRecoveryCompleted(rocksdb::Status) override {
+    log_write_failed_ = false;
+  }
+  bool log_write_failed() const { return log_write_failed_; }
+
+ private:
+  std::atomic<bool> log_write_failed_{false};
+};
+
+DiskFullRecovery::DiskFullRecovery(std::string dir)
+    : dir_(std::move(dir)), listener_(std::make_shared<Listener>()) {}
+
+std::shared_ptr<rocksdb::EventListener> DiskFullRecovery::listener() {
+  return listener_;
+}
+
 std::shared_ptr<rocksdb::EventListener> RecoverOnNextWrite() {
   return std::make_shared<NoAutoRecovery>();
 }
@@ -65,6 +98,7 @@ bool DiskFullRecovery::TryResume(rocksdb::DB* db) {
   int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                     std::chrono::steady_clock::now().time_since_epoch())
                     .count();
+  if (listener_->log_write_failed()) return false;
   int64_t last = last_try_ns_.load();
   if (now - last < 100'000'000 ||
       !last_try_ns_.compare_exchange_strong(last, now)) {

@@ -36,15 +36,22 @@ std::shared_ptr<rocksdb::EventListener> RecoverOnNextWrite();
 // was full. Thread-safe.
 class DiskFullRecovery {
  public:
-  explicit DiskFullRecovery(std::string dir) : dir_(std::move(dir)) {}
+  explicit DiskFullRecovery(std::string dir);
+  // Add to the database's options before opening it (in place of
+  // RecoverOnNextWrite()).
+  std::shared_ptr<rocksdb::EventListener> listener();
   // Call after a write failed with IsDiskFull(): whether the database
   // takes writes again. Looks at most every 100 ms; calls DB::Resume()
-  // only when the volume has room for the memtables Resume() flushes
-  // (RocksDB 7.8's Resume() never returns if that flush cannot finish).
+  // only after a failed flush (a failed log write is left to RocksDB's own
+  // recovery: Resume() never returns after one in RocksDB 7.8) and only
+  // when the volume has room for the memtables Resume() flushes.
   bool TryResume(rocksdb::DB* db);
+
+  class Listener;
 
  private:
   std::string dir_;
+  std::shared_ptr<Listener> listener_;
   std::atomic<int64_t> last_try_ns_{0};
   std::mutex mu_;  // one Resume() at a time
 };

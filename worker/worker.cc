@@ -622,8 +622,9 @@ class Worker : public WorkerDaemon {
       absl::Status why = ForClient(result.status());
       last.set_code(static_cast<int>(why.code()));
       last.set_error(std::string(why.message()));
-      last.set_worker_fault(!why.message().empty() &&
-                            why.code() != result.status().code());
+      // A full disk is the worker's fault, not the build's.
+      last.set_worker_fault(
+          absl::StrContains(result.status().message(), strerror(ENOSPC)));
     }
     stagefarm::Log(result.ok() ? "info" : "error",
                    result.ok() ? "stage-done" : "stage-failed",

@@ -78,7 +78,10 @@ rm -f "$WORK/casdisk/filler"
 head -c 1000000 /dev/urandom >"$WORK/blobs/after"
 ms=$(ms_until "$SF" cas --cas "$CAS" put "$WORK/blobs/after")
 echo "sizes CAS writes again ${ms} ms after space returned"
-[ "$ms" != never ] && [ "$ms" -le 1000 ] && pass "CAS: writes work again within a second (${ms} ms)" ||
+# After a failed flush the CAS resumes the database itself (tens of ms);
+# after a failed log write RocksDB's own recovery does it (it looks every
+# few seconds: DB::Resume() would never return then).
+[ "$ms" != never ] && [ "$ms" -le 7000 ] && pass "CAS: writes work again once there is room (${ms} ms)" ||
   fail "CAS: recovery" "took ${ms} ms"
 cat "$WORK/acked-during" >>"$WORK/acked" 2>/dev/null
 lost=0
