@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/layer_tar.h"
+#include "archive/layer_tar.h"
 
 namespace {
 

@@ -10,10 +10,10 @@
 #include <memory>
 #include <string>
 
-#include "cas/action_cache.h"
+#include "blobstore/action_cache.h"
+#include "blobstore/rocksdb_blob_store.h"
 #include "cas/grpc_services.h"
 #include "cas/instance_policy.h"
-#include "cas/rocksdb_blob_store.h"
 #include "common/metrics.h"
 
 namespace stagefarm {

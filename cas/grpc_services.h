@@ -9,9 +9,9 @@
 #include <atomic>
 #include <functional>
 
+#include "blobstore/action_cache.h"
+#include "blobstore/blob_store.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
-#include "cas/action_cache.h"
-#include "cas/blob_store.h"
 #include "cas/instance_policy.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "stagefarm/v1/cas.grpc.pb.h"

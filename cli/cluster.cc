@@ -17,8 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/fs_util.h"
 #include "common/status_macros.h"
-#include "engine/fs_util.h"
 
 namespace stagefarm::cli {
 namespace {

@@ -1,7 +1,7 @@
 // The client side of a farm build (`stagefarm build --server`): resolves the
 // images the Dockerfile names in the client's own index, uploads the context
-// (cli/context_upload.h), submits the build to the scheduler and relays its
-// progress; the image itself is made by the workers in the shared CAS and
+// (contexttree/context_upload.h), submits the build to the scheduler and relays
+// its progress; the image itself is made by the workers in the shared CAS and
 // tagged in the client's index at the end.
 #ifndef STAGEFARM_CLI_FARM_CLIENT_H_
 #define STAGEFARM_CLI_FARM_CLIENT_H_
@@ -12,9 +12,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/remote_store.h"
+#include "blobstore/remote_store.h"
 #include "engine/build_engine.h"
-#include "engine/image_store.h"
+#include "image/image_store.h"
 
 namespace stagefarm::farm {
 

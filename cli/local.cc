@@ -8,8 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cli/farm_client.h"
+#include "common/fs_util.h"
 #include "common/status_macros.h"
-#include "engine/fs_util.h"
 
 namespace stagefarm::cli {
 

@@ -20,13 +20,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cas/rocksdb_blob_store.h"
-#include "common/remote_store.h"
+#include "blobstore/remote_store.h"
+#include "blobstore/rocksdb_blob_store.h"
 #include "engine/build_engine.h"
-#include "engine/image_store.h"
-#include "engine/runc_executor.h"
-#include "engine/snapshots.h"
+#include "executor/runc_executor.h"
+#include "image/image_store.h"
 #include "registry/client.h"
+#include "snapshot/snapshots.h"
 
 namespace stagefarm::cli {
 

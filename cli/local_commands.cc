@@ -19,11 +19,11 @@
 #include "absl/strings/str_split.h"
 #include "cli/farm_client.h"
 #include "cli/progress.h"
+#include "common/fs_util.h"
 #include "common/status_macros.h"
-#include "engine/fs_util.h"
-#include "engine/image_archive.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
+#include "image/image_archive.h"
 #include "registry/client.h"
 #include "registry/reference.h"
 

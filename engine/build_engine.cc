@@ -21,17 +21,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "blobstore/blob_files.h"
 #include "cachekey/cache_key.h"
 #include "common/clock.h"
+#include "common/fs_util.h"
 #include "common/status_macros.h"
-#include "engine/blob_files.h"
 #include "engine/copy.h"
-#include "engine/fs_util.h"
-#include "engine/http_fetch.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/parser.h"
+#include "http/fetch.h"
 
 namespace stagefarm::engine {
 namespace {
@@ -948,8 +948,8 @@ class StageRunner {
                                        const std::string& url,
                                        const std::string& dir,
                                        const std::string& checksum) {
-    std::string path = dir + "/" + FilenameOfUrl(url);
-    auto f = Fetch(url, path);
+    std::string path = dir + "/" + http::FilenameOfUrl(url);
+    auto f = http::Fetch(url, path);
     if (!f.ok()) {
       return absl::Status(f.status().code(),
                           absl::StrCat(At(inst), ": ", f.status().message()));
@@ -1023,7 +1023,7 @@ class StageRunner {
       urls_list = sources;
       std::vector<std::string> names;
       for (const std::string& url : urls_list)
-        names.push_back(FilenameOfUrl(url));
+        names.push_back(http::FilenameOfUrl(url));
       kb.AddList("urls", urls_list);
       if (!copy.checksum.empty()) {
         // With a checksum the content is known without downloading.

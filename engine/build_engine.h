@@ -28,14 +28,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cas/action_cache.h"
-#include "cas/blob_store.h"
-#include "engine/executor.h"
-#include "engine/image_store.h"
-#include "engine/layer_tar.h"
-#include "engine/snapshots.h"
+#include "archive/layer_tar.h"
+#include "blobstore/action_cache.h"
+#include "blobstore/blob_store.h"
 #include "engine/step_log.h"
+#include "executor/executor.h"
 #include "frontend/dockerfile/plan.h"
+#include "image/image_store.h"
+#include "snapshot/snapshots.h"
 
 namespace stagefarm::engine {
 

@@ -8,12 +8,12 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "cas/memory_blob_store.h"
+#include "blobstore/memory_blob_store.h"
 #include "engine/build_engine.h"
-#include "engine/image_archive.h"
-#include "engine/runc_executor.h"
-#include "engine/snapshots.h"
+#include "executor/runc_executor.h"
 #include "gtest/gtest.h"
+#include "image/image_archive.h"
+#include "snapshot/snapshots.h"
 
 namespace stagefarm::engine {
 namespace {

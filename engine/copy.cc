@@ -21,11 +21,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "archive/archive_extract.h"
 #include "common/errno_status.h"
+#include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "engine/archive_extract.h"
-#include "engine/fs_util.h"
 #include "frontend/dockerfile/shell_lex.h"
 
 namespace stagefarm::engine {

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "blobstore/blob_files.h"
 #include "common/status_macros.h"
-#include "engine/blob_files.h"
 
 namespace stagefarm::engine {
 namespace {

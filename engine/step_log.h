@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "cas/blob_store.h"
+#include "blobstore/blob_store.h"
 #include "common/digest.h"
 #include "common/sha256.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cas/memory_blob_store.h"
+#include "blobstore/memory_blob_store.h"
 
 namespace stagefarm::engine {
 namespace {

@@ -3,7 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "engine/fs_util.h"
+#include "common/fs_util.h"
 
 namespace stagefarm::engine {
 namespace {

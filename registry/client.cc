@@ -17,7 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "engine/oci.h"
+#include "image/oci.h"
 #include "registry/auth.h"
 
 namespace stagefarm::registry {
@@ -51,7 +51,7 @@ bool FileExists(const std::string& path) {
 }
 
 // An HTTP error from the registry as a status naming what was asked.
-absl::Status HttpError(const std::string& what, const HttpResponse& r) {
+absl::Status HttpError(const std::string& what, const http::HttpResponse& r) {
   std::string detail = absl::StrCat("HTTP ", r.status);
   // Registries answer {"errors":[{"code":..,"message":..}]}.
   json j = json::parse(r.body, nullptr, false);
@@ -149,8 +149,8 @@ bool RegistryClient::Insecure(const std::string& host) const {
   return IsLoopbackHost(host);
 }
 
-TlsFiles RegistryClient::TlsFor(const std::string& host) const {
-  TlsFiles t;
+http::TlsFiles RegistryClient::TlsFor(const std::string& host) const {
+  http::TlsFiles t;
   for (const std::string& dir : options_.certs_dirs) {
     std::string d = absl::StrCat(dir, "/", host);
     if (t.ca_file.empty() && FileExists(d + "/ca.crt"))
@@ -187,11 +187,11 @@ absl::StatusOr<RegistryClient::Endpoint> RegistryClient::Connect(
   ep.tls.skip_verify = Insecure(name) && ep.tls.ca_file.empty();
   absl::Status last;
   for (const std::string& base : bases) {
-    HttpRequest ping;
+    http::HttpRequest ping;
     ping.url = base + "/v2/";
     ping.tls = ep.tls;
     ping.connect_timeout_seconds = 10;
-    absl::StatusOr<HttpResponse> r = Perform(ping);
+    absl::StatusOr<http::HttpResponse> r = http::Perform(ping);
     if (!r.ok()) {
       last = r.status();
       continue;
@@ -253,14 +253,15 @@ absl::StatusOr<std::string> RegistryClient::Authorize(
         "the registry ", registry, " names a token realm that is not a URL: \"",
         realm, "\""));
   }
-  HttpRequest t;
+  http::HttpRequest t;
   t.tls = TlsFor(HostOfUrl(realm));
   std::string query;
   if (ch.params.count("service")) {
-    absl::StrAppend(&query, "service=", UrlEncode(ch.params["service"]));
+    absl::StrAppend(&query, "service=", http::UrlEncode(ch.params["service"]));
   }
   for (absl::string_view s : absl::StrSplit(scope, ' ', absl::SkipEmpty())) {
-    absl::StrAppend(&query, query.empty() ? "" : "&", "scope=", UrlEncode(s));
+    absl::StrAppend(&query, query.empty() ? "" : "&",
+                    "scope=", http::UrlEncode(s));
   }
   if (creds && creds->username == "<token>") {
     // An identity token: the OAuth2 refresh-token grant.
@@ -269,12 +270,12 @@ absl::StatusOr<std::string> RegistryClient::Authorize(
     t.headers.push_back("Content-Type: application/x-www-form-urlencoded");
     t.body =
         absl::StrCat(query, "&grant_type=refresh_token&client_id=stagefarm",
-                     "&refresh_token=", UrlEncode(creds->password));
+                     "&refresh_token=", http::UrlEncode(creds->password));
   } else {
     t.url = query.empty() ? realm : WithQuery(realm, query);
     if (creds) t.headers.push_back("Authorization: " + basic);
   }
-  ASSIGN_OR_RETURN(HttpResponse r, Perform(t));
+  ASSIGN_OR_RETURN(http::HttpResponse r, http::Perform(t));
   if (r.status != 200) {
     return HttpError(absl::StrCat("token for ", scope, " from ", realm), r);
   }
@@ -291,9 +292,8 @@ absl::StatusOr<std::string> RegistryClient::Authorize(
   return "Bearer " + token;
 }
 
-absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
-                                                  HttpRequest request,
-                                                  const std::string& scope) {
+absl::StatusOr<http::HttpResponse> RegistryClient::Send(
+    const Endpoint& ep, http::HttpRequest request, const std::string& scope) {
   request.tls = ep.tls;
   std::string key = absl::StrCat(ep.host, "|", scope);
   std::string auth;
@@ -303,7 +303,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
   }
   std::vector<std::string> base_headers = request.headers;
   if (!auth.empty()) request.headers.push_back("Authorization: " + auth);
-  ASSIGN_OR_RETURN(HttpResponse r, Perform(request));
+  ASSIGN_OR_RETURN(http::HttpResponse r, http::Perform(request));
   if (r.status != 401 || request.read_body) return r;
   ASSIGN_OR_RETURN(auth, Authorize(ep, r.Header("www-authenticate"), scope));
   {
@@ -312,7 +312,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
   }
   request.headers = base_headers;
   request.headers.push_back("Authorization: " + auth);
-  ASSIGN_OR_RETURN(r, Perform(request));
+  ASSIGN_OR_RETURN(r, http::Perform(request));
   if (r.status == 401) {
     return absl::UnauthenticatedError(absl::StrCat(
         "the registry ", ep.host, " rejected the credentials ",
@@ -334,7 +334,7 @@ absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
   std::string what = absl::StrCat("blob ", OciDigest(digest), " of ",
                                   ref.registry, "/", ref.repository);
   int64_t offset = 0;
-  HttpRequest req;
+  http::HttpRequest req;
   req.url = absl::StrCat(ep.base, "/v2/", ref.repository, "/blobs/",
                          OciDigest(digest));
   req.sink = [&](absl::string_view chunk) -> absl::Status {
@@ -346,7 +346,7 @@ absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
     offset += static_cast<int64_t>(chunk.size());
     return absl::OkStatus();
   };
-  ASSIGN_OR_RETURN(HttpResponse r, Send(ep, req, scope));
+  ASSIGN_OR_RETURN(http::HttpResponse r, Send(ep, req, scope));
   if (r.status != 200) return HttpError(what, r);
   if (offset != digest.size()) {
     return absl::DataLossError(absl::StrCat(what, " ended after ", offset,
@@ -368,12 +368,12 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
   auto get_manifest = [&](const std::string& which,
                           const std::string& want_digest)
       -> absl::StatusOr<std::pair<std::string, std::string>> {
-    HttpRequest req;
+    http::HttpRequest req;
     req.url =
         absl::StrCat(ep.base, "/v2/", ref.repository, "/manifests/", which);
     req.headers.push_back(kAcceptManifests);
     req.max_body = kMaxManifestBytes;
-    ASSIGN_OR_RETURN(HttpResponse r, Send(ep, req, scope));
+    ASSIGN_OR_RETURN(http::HttpResponse r, Send(ep, req, scope));
     if (r.status != 200) {
       return HttpError(absl::StrCat("manifest of ", name, " from ", ep.base),
                        r);
@@ -526,23 +526,23 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   std::string what = absl::StrCat("upload of ", OciDigest(digest), " to ",
                                   ref.registry, "/", ref.repository);
   std::string blobs = absl::StrCat(ep.base, "/v2/", ref.repository, "/blobs/");
-  HttpRequest head;
+  http::HttpRequest head;
   head.method = "HEAD";
   head.url = blobs + OciDigest(digest);
-  ASSIGN_OR_RETURN(HttpResponse h, Send(ep, head, scope));
+  ASSIGN_OR_RETURN(http::HttpResponse h, Send(ep, head, scope));
   if (h.status == 200) {
     ++result->blobs_present;
     return absl::OkStatus();
   }
   if (h.status != 404) return HttpError(what, h);
-  HttpRequest start;
+  http::HttpRequest start;
   start.method = "POST";
   start.url = blobs + "uploads/";
   if (!mount_from.empty()) {
-    start.url += absl::StrCat("?mount=", UrlEncode(OciDigest(digest)),
-                              "&from=", UrlEncode(mount_from));
+    start.url += absl::StrCat("?mount=", http::UrlEncode(OciDigest(digest)),
+                              "&from=", http::UrlEncode(mount_from));
   }
-  ASSIGN_OR_RETURN(HttpResponse s, Send(ep, start, scope));
+  ASSIGN_OR_RETURN(http::HttpResponse s, Send(ep, start, scope));
   if (s.status == 201) {
     ++result->blobs_mounted;
     return absl::OkStatus();
@@ -553,7 +553,7 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   std::string location = Absolute(ep.base, s.Header("location"));
   int64_t size = digest.size();
   auto body_from = [&](int64_t offset, int64_t length,
-                       HttpRequest* req) -> absl::Status {
+                       http::HttpRequest* req) -> absl::Status {
     ASSIGN_OR_RETURN(
         std::unique_ptr<BlobReader> reader,
         store->blobs()->OpenRead(store->ns(), digest, offset, length));
@@ -569,18 +569,18 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
     req->headers.push_back("Content-Type: application/octet-stream");
     return absl::OkStatus();
   };
-  HttpRequest finish;
+  http::HttpRequest finish;
   finish.method = "PUT";
   if (options_.chunk_bytes > 0 && size > options_.chunk_bytes) {
     for (int64_t off = 0; off < size; off += options_.chunk_bytes) {
       int64_t len = std::min(options_.chunk_bytes, size - off);
-      HttpRequest patch;
+      http::HttpRequest patch;
       patch.method = "PATCH";
       patch.url = location;
       RETURN_IF_ERROR(body_from(off, len, &patch));
       patch.headers.push_back(
           absl::StrCat("Content-Range: ", off, "-", off + len - 1));
-      ASSIGN_OR_RETURN(HttpResponse p, Send(ep, patch, scope));
+      ASSIGN_OR_RETURN(http::HttpResponse p, Send(ep, patch, scope));
       if (p.status != 202) return HttpError(what, p);
       if (!p.Header("location").empty()) {
         location = Absolute(ep.base, p.Header("location"));
@@ -590,8 +590,9 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   } else {
     RETURN_IF_ERROR(body_from(0, size, &finish));
   }
-  finish.url = WithQuery(location, "digest=" + UrlEncode(OciDigest(digest)));
-  ASSIGN_OR_RETURN(HttpResponse f, Send(ep, finish, scope));
+  finish.url =
+      WithQuery(location, "digest=" + http::UrlEncode(OciDigest(digest)));
+  ASSIGN_OR_RETURN(http::HttpResponse f, Send(ep, finish, scope));
   if (f.status != 201) return HttpError(what, f);
   ++result->blobs_sent;
   result->bytes_sent += size;
@@ -639,13 +640,13 @@ absl::StatusOr<PushResult> RegistryClient::Push(engine::ImageStore* store,
     result.blobs_mounted += r.blobs_mounted;
     result.bytes_sent += r.bytes_sent;
   }
-  HttpRequest put;
+  http::HttpRequest put;
   put.method = "PUT";
   put.url = absl::StrCat(ep.base, "/v2/", ref.repository, "/manifests/",
                          ref.ManifestRef());
   put.headers.push_back("Content-Type: " + image.manifest.media_type);
   put.body = image.manifest_bytes;
-  ASSIGN_OR_RETURN(HttpResponse r, Send(ep, put, scope));
+  ASSIGN_OR_RETURN(http::HttpResponse r, Send(ep, put, scope));
   if (r.status != 201) {
     return HttpError(absl::StrCat("manifest of ", ref.String()), r);
   }

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/image_store.h"
-#include "registry/http.h"
+#include "http/client.h"
+#include "image/image_store.h"
 #include "registry/reference.h"
 
 namespace stagefarm::registry {
@@ -79,15 +79,16 @@ class RegistryClient {
   struct Endpoint {
     std::string host;  // as written in references
     std::string base;  // "https://host" or "http://host"
-    TlsFiles tls;
+    http::TlsFiles tls;
   };
   absl::StatusOr<Endpoint> Connect(const std::string& host);
-  TlsFiles TlsFor(const std::string& host) const;
+  http::TlsFiles TlsFor(const std::string& host) const;
   bool Insecure(const std::string& host) const;
   // Sends `request` with the credentials `scope` needs, answering one 401
   // challenge (basic, or a bearer token fetched from the realm).
-  absl::StatusOr<HttpResponse> Send(const Endpoint& ep, HttpRequest request,
-                                    const std::string& scope);
+  absl::StatusOr<http::HttpResponse> Send(const Endpoint& ep,
+                                          http::HttpRequest request,
+                                          const std::string& scope);
   absl::StatusOr<std::string> Authorize(const Endpoint& ep,
                                         const std::string& challenge,
                                         const std::string& scope);

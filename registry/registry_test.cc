@@ -4,7 +4,6 @@
 
 #include "gtest/gtest.h"
 #include "registry/auth.h"
-#include "registry/http.h"
 #include "registry/reference.h"
 
 namespace stagefarm::registry {
@@ -137,12 +136,6 @@ TEST_F(CredentialsTest, BadFilesAndHelpersAreErrors) {
   c = LookupCredentials(Write(R"({"credsStore": "desktop"})"), "h");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_NE(c.status().message().find("credential helper"), std::string::npos);
-}
-
-TEST(HttpTest, UrlEncode) {
-  EXPECT_EQ(UrlEncode("repository:a/b:pull,push"),
-            "repository%3Aa%2Fb%3Apull%2Cpush");
-  EXPECT_EQ(UrlEncode("A-z_0.~"), "A-z_0.~");
 }
 
 }  // namespace

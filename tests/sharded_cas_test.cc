@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "blobstore/remote_store.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
-#include "common/remote_store.h"
 #include "gtest/gtest.h"
 #include "tests/cas_process.h"
 

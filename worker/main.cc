@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/tls_flags.h"
-#include "engine/fs_util.h"
 #include "worker/worker.h"
 
 namespace {

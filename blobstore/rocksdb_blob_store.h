@@ -1,0 +1,201 @@
+// RocksDbBlobStore: the CAS's durable storage, one RocksDB database.
+//
+// Column families (keys and values in docs/ARCHITECTURE.md):
+//   meta:    one BlobRecord per stored content, by raw SHA-256
+//   chunks:  content bytes by data id and offset
+//   visible: which namespaces may read which content
+//   uploads: uploads in progress, by data id
+//   ac:      action results by namespace and action digest
+//
+// A blob's content is stored once whatever the number of namespaces that
+// may see it. Writes go to a fresh data id; the meta and visible records that
+// make it readable are written in one atomic batch only after the digest is
+// verified, so a crash at any point leaves either the whole blob or nothing
+// readable. Interrupted uploads are kept for resumption (bounded by a TTL).
+//
+// Size bound: logical content bytes above max_bytes evict least recently used
+// blobs (reads and FindMissing hits count as use).
+//
+// Thread safety: thread-safe. Index and commits are serialized by one mutex;
+// hashing and chunk writes of concurrent uploads run in parallel.
+#ifndef STAGEFARM_BLOBSTORE_ROCKSDB_BLOB_STORE_H_
+#define STAGEFARM_BLOBSTORE_ROCKSDB_BLOB_STORE_H_
+
+#include <rocksdb/status.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "blobstore/blob_store.h"
+#include "common/clock.h"
+#include "common/rocksdb_support.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace stagefarm {
+
+struct RocksDbBlobStoreOptions {
+  std::string path;
+  // 0: unbounded.
+  int64_t max_bytes = 0;
+  Clock* clock = SystemClock::Get();
+  // A blob's last-access time is persisted at most this often.
+  int64_t atime_granularity_micros = 60'000'000;
+  // Interrupted uploads older than this are discarded.
+  int64_t upload_ttl_micros = 24LL * 3600 * 1'000'000;
+  // Size of stored chunks; incoming writes are buffered up to this.
+  size_t chunk_bytes = 1 << 20;
+  // Streamed blobs of at least this size skip the write-ahead log: their
+  // chunks go to the memtable only, and the column family is flushed before
+  // the blob becomes visible. This halves disk writes for large blobs
+  // without weakening crash safety (an unflushed chunk is never referenced).
+  int64_t wal_bypass_bytes = 16 << 20;
+  // fsync the write-ahead log when a blob becomes visible (power-loss
+  // durability). Without it a killed process loses nothing, a lost machine
+  // may lose the last seconds.
+  bool sync_commits = false;
+  // Table files kept open (RocksDB's max_open_files). -1, for servers, opens
+  // every table at start and keeps it open. A short-lived process sets a
+  // bound: only that many are opened at start (a quarter of it), the rest
+  // when first read, so starting does not grow with the number of tables.
+  int max_open_files = -1;
+  // When the write-ahead logs hold at least this many bytes at close, the
+  // memtables are flushed into tables first, so that the next open does not
+  // replay them (0: never). For short-lived processes: a build that wrote
+  // layers pays once, instead of every later command at its start.
+  int64_t flush_on_close_wal_bytes = 0;
+  // At close, stop compactions in progress instead of waiting for them to
+  // finish. RocksDB 7.8 rewrites every table that reaches the last level
+  // once more, only to zero its sequence numbers; a short-lived command
+  // would otherwise wait for that at exit. Nothing is lost: an interrupted
+  // compaction is discarded and runs again in a later process.
+  bool abandon_compactions_at_close = false;
+  // Bloom filters over the small column families' memtables (faster misses
+  // in a busy server; each costs 320 KiB to set up at every open).
+  bool memtable_bloom = true;
+  // Bytes each namespace may hold (0: no limit): the size of every blob
+  // visible in it counts, even content another namespace also holds. When
+  // set, the store counts bytes per namespace (a scan of the visibility
+  // records at open) and refuses writes past the quota with
+  // RESOURCE_EXHAUSTED. Unset: no counting.
+  std::function<int64_t(absl::string_view ns)> namespace_quota;
+};
+
+class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
+ public:
+  static absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> Open(
+      const RocksDbBlobStoreOptions& options);
+  ~RocksDbBlobStore() override;
+
+  absl::StatusOr<std::vector<Digest>> FindMissing(
+      absl::string_view ns, absl::Span<const Digest> digests) override;
+  std::vector<absl::Status> PutBatch(
+      absl::string_view ns,
+      absl::Span<const std::pair<Digest, absl::string_view>> blobs) override;
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(absl::string_view ns,
+                                                       const Digest& digest,
+                                                       int64_t offset,
+                                                       int64_t limit) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
+      absl::string_view ns, const Digest& digest,
+      absl::string_view upload_key) override;
+  absl::StatusOr<int64_t> QueryWrite(absl::string_view ns, const Digest& digest,
+                                     absl::string_view upload_key) override;
+
+  absl::StatusOr<std::string> GetAction(absl::string_view ns,
+                                        const Digest& action) override;
+  absl::Status PutAction(absl::string_view ns, const Digest& action,
+                         absl::string_view serialized_result) override;
+  absl::Status DeleteAction(absl::string_view ns,
+                            const Digest& action) override;
+
+  StoreStats Stats();
+
+ private:
+  class Writer;
+  class Reader;
+  friend class Writer;
+
+  struct Entry {
+    int64_t size = 0;
+    uint64_t data_id = 0;
+    int64_t atime = 0;  // in memory, exact
+    int64_t persisted_atime = 0;
+  };
+  struct Upload {
+    uint64_t data_id = 0;
+    Digest digest;
+    int64_t committed = 0;
+    bool active = false;
+  };
+
+  explicit RocksDbBlobStore(const RocksDbBlobStoreOptions& options);
+  absl::Status Load();
+
+  bool IsVisible(absl::string_view ns, const Digest& digest);
+  // Marks use; persists atime when it moved past the granularity.
+  void TouchLocked(const Sha256::Raw& key, Entry& entry,
+                   rocksdb::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Write(rocksdb::WriteBatch* batch, bool sync,
+                     bool disable_wal = false);
+  absl::Status FlushChunks();
+  // Runs a write; when it fails for want of disk space, asks RocksDB to
+  // recover at once and tries again (see the definition).
+  absl::Status Checked(const std::function<rocksdb::Status()>& op,
+                       absl::string_view what);
+  std::atomic<int64_t> disk_full_errors_{0};
+  std::unique_ptr<DiskFullRecovery> recovery_;
+  uint64_t NewDataId() { return next_data_id_.fetch_add(1); }
+  std::string UploadMapKey(absl::string_view ns,
+                           absl::string_view upload_key) const;
+  void DiscardExpiredUploadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const RocksDbBlobStoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* chunks_ = nullptr;
+  rocksdb::ColumnFamilyHandle* visible_ = nullptr;
+  rocksdb::ColumnFamilyHandle* uploads_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* ac_ = nullptr;
+  std::atomic<uint64_t> next_data_id_{1};
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<Sha256::Raw, Entry> index_ ABSL_GUARDED_BY(mu_);
+  std::set<std::pair<int64_t, Sha256::Raw>> lru_ ABSL_GUARDED_BY(mu_);
+  int64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evicted_blobs_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evicted_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t ac_entries_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes visible per namespace (only with options_.namespace_quota).
+  absl::flat_hash_map<std::string, int64_t> ns_bytes_ ABSL_GUARDED_BY(mu_);
+  // OK if `ns` may take `add` more bytes.
+  absl::Status CheckQuotaLocked(absl::string_view ns, int64_t add)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Resumable uploads by namespace + '\0' + upload key.
+  absl::flat_hash_map<std::string, Upload> uploads_ ABSL_GUARDED_BY(mu_);
+  // Hash state of interrupted uploads, so resuming needs no re-read.
+  std::map<uint64_t, std::pair<int64_t, std::unique_ptr<Sha256>>> hash_states_
+      ABSL_GUARDED_BY(mu_);
+  int64_t last_upload_gc_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace stagefarm
+
+#endif  // STAGEFARM_BLOBSTORE_ROCKSDB_BLOB_STORE_H_

@@ -1,0 +1,45 @@
+// File-system helpers for the worker: paths resolved inside a root (as a
+// chroot would), recursive removal that never crosses a mount, and small
+// whole-file reads and writes. Thread-safe (no shared state).
+#ifndef STAGEFARM_COMMON_FS_UTIL_H_
+#define STAGEFARM_COMMON_FS_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace stagefarm::engine {
+
+// The host path of `path` inside `root`, following symlinks as if `root`
+// were `/`: absolute link targets and `..` never leave it. The last
+// component is followed only if `follow_last`. Components that do not exist
+// are kept as written. ELOOP-like chains (more than 40 links) are an error.
+absl::StatusOr<std::string> ResolveInRoot(const std::string& root,
+                                          absl::string_view path,
+                                          bool follow_last);
+
+// Cleans a slash-separated path: no empty, "." or ".." components (".."
+// above the start is dropped), always starting with "/".
+std::string CleanAbsolute(absl::string_view path);
+
+// Removes `path` and everything below it; never descends into another
+// mounted file system. A missing path is fine.
+absl::Status RemoveAll(const std::string& path);
+
+// mkdir -p with `mode` for new directories.
+absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+absl::Status WriteStringToFile(const std::string& path, absl::string_view data,
+                               mode_t mode = 0644);
+
+// A new directory under `parent` with a unique name starting with `prefix`.
+absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
+                                        absl::string_view prefix);
+
+}  // namespace stagefarm::engine
+
+#endif  // STAGEFARM_COMMON_FS_UTIL_H_

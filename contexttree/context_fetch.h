@@ -1,0 +1,28 @@
+// The worker's side of context upload: writes a build context stored in the
+// CAS as a REAPI tree (contexttree/context_upload.h) into a directory, so the
+// build engine can read it as it reads a local context.
+#ifndef STAGEFARM_CONTEXTTREE_CONTEXT_FETCH_H_
+#define STAGEFARM_CONTEXTTREE_CONTEXT_FETCH_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "blobstore/blob_store.h"
+#include "common/digest.h"
+
+namespace stagefarm::engine {
+
+// Writes the tree whose root Directory is `root` into `dest`, which must not
+// exist: directories and files with the tree's unix modes (0755/0644 when a
+// node has none), symlinks with their targets, every file verified against
+// its digest while it streams. The tree is built in a temporary sibling and
+// renamed into place, so `dest` appears whole or not at all. A Directory
+// naming an entry "", ".", ".." or with a "/" or NUL in it, an unreadable
+// message, a name used twice or a tree deeper than 1024 levels is
+// INVALID_ARGUMENT; missing blobs are NOT_FOUND.
+absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
+                             const Digest& root, const std::string& dest);
+
+}  // namespace stagefarm::engine
+
+#endif  // STAGEFARM_CONTEXTTREE_CONTEXT_FETCH_H_

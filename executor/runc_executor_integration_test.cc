@@ -1,0 +1,427 @@
+// Runs real containers with runc in a busybox root filesystem. Needs root,
+// runc and /bin/busybox (Debian's busybox-static); skipped otherwise.
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "executor/runc_executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace stagefarm::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a host command and returns its stdout.
+std::string HostOutput(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  pclose(pipe);
+  return out;
+}
+
+// Interface names in /proc/net/dev text.
+std::set<std::string> Interfaces(const std::string& net_dev) {
+  std::set<std::string> names;
+  for (absl::string_view line : absl::StrSplit(net_dev, '\n')) {
+    size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    names.insert(
+        std::string(absl::StripAsciiWhitespace(line.substr(0, colon))));
+  }
+  return names;
+}
+
+class RuncExecutorIntegrationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* tmp = getenv("TEST_TMPDIR");
+    std::string base = absl::StrCat(tmp != nullptr ? tmp : "/tmp",
+                                    "/runc_executor_test.XXXXXX");
+    ASSERT_NE(mkdtemp(base.data()), nullptr);
+    dir_ = new std::string(base);
+    const std::string rootfs = *dir_ + "/rootfs";
+    for (const char* sub :
+         {"bin", "etc", "tmp", "proc", "sys", "dev", "work", "data"}) {
+      fs::create_directories(rootfs + "/" + sub);
+    }
+    fs::permissions(rootfs + "/tmp", fs::perms::all | fs::perms::sticky_bit);
+    if (access("/bin/busybox", X_OK) != 0) return;
+    fs::copy_file("/bin/busybox", rootfs + "/bin/busybox");
+    for (absl::string_view applet : absl::StrSplit(
+             HostOutput("/bin/busybox --list"), '\n', absl::SkipWhitespace())) {
+      // The list includes "busybox" itself.
+      if (applet == "busybox") continue;
+      fs::create_symlink("busybox", rootfs + "/bin/" + std::string(applet));
+    }
+  }
+
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(*dir_, ec);
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (access("/bin/busybox", X_OK) != 0) GTEST_SKIP() << "needs busybox";
+    RuncOptions options;
+    options.state_dir = *dir_ + "/state";
+    options.bundles_dir = *dir_ + "/bundles";
+    options.cgroup_parent = "/stagefarm-test";
+    absl::StatusOr<std::unique_ptr<RuncExecutor>> executor =
+        RuncExecutor::Create(options);
+    if (!executor.ok() &&
+        executor.status().code() == absl::StatusCode::kFailedPrecondition) {
+      GTEST_SKIP() << executor.status();
+    }
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    executor_ = std::move(*executor);
+  }
+
+  void TearDown() override {
+    if (executor_ == nullptr) return;
+    // Every run removes its bundle and its container.
+    EXPECT_TRUE(fs::is_empty(executor_->options().bundles_dir));
+    EXPECT_EQ(ListContainers(), "");
+  }
+
+  std::string ListContainers() {
+    return HostOutput(absl::StrCat(executor_->runtime_path(), " --root ",
+                                   executor_->options().state_dir,
+                                   " list -q 2>&1"));
+  }
+
+  static std::string Rootfs() { return *dir_ + "/rootfs"; }
+
+  static ExecSpec Spec(const std::string& script) {
+    ExecSpec spec;
+    spec.rootfs = Rootfs();
+    spec.args = {"sh", "-c", script};
+    spec.env = {"PATH=/bin"};
+    return spec;
+  }
+
+  // Runs and expects success; returns the output tail.
+  std::string RunOk(const ExecSpec& spec, int expected_exit = 0) {
+    absl::StatusOr<ExecResult> result = executor_->Run(spec);
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok()) return "";
+    EXPECT_EQ(result->exit_code, expected_exit) << result->output_tail;
+    return result->output_tail;
+  }
+
+  static std::string* dir_;
+  std::unique_ptr<RuncExecutor> executor_;
+};
+
+std::string* RuncExecutorIntegrationTest::dir_ = nullptr;
+
+TEST_F(RuncExecutorIntegrationTest, OutputArrivesThroughCallbackAndTail) {
+  ExecSpec spec = Spec("echo hello; echo oops >&2");
+  std::string streamed;
+  spec.on_output = [&streamed](absl::string_view chunk) {
+    streamed.append(chunk.data(), chunk.size());
+  };
+  std::string tail = RunOk(spec);
+  EXPECT_THAT(streamed, HasSubstr("hello\n"));
+  EXPECT_THAT(streamed, HasSubstr("oops\n"));
+  EXPECT_EQ(tail, streamed);
+}
+
+TEST_F(RuncExecutorIntegrationTest, TailKeepsLast4KiB) {
+  ExecSpec spec =
+      Spec("head -c 100000 /dev/zero | tr '\\0' a; echo; echo THE-END");
+  size_t streamed = 0;
+  spec.on_output = [&streamed](absl::string_view chunk) {
+    streamed += chunk.size();
+  };
+  std::string tail = RunOk(spec);
+  EXPECT_EQ(streamed, 100000u + 1 + 8);
+  EXPECT_EQ(tail.size(), 4096u);
+  EXPECT_THAT(tail, HasSubstr("aaaa\nTHE-END\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, ExitCode) { RunOk(Spec("exit 3"), 3); }
+
+TEST_F(RuncExecutorIntegrationTest, UserAndGroups) {
+  ExecSpec spec = Spec(
+      "id -u; id -g; id -G; cat /etc/hosts >/dev/null && "
+      "echo hosts-readable");
+  spec.uid = 1000;
+  spec.gid = 1000;
+  spec.additional_gids = {2000};
+  std::string out = RunOk(spec);
+  EXPECT_THAT(out, HasSubstr("1000\n1000\n1000 2000\nhosts-readable\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, EnvAndCwd) {
+  ExecSpec spec = Spec("echo \"FOO=$FOO\"; pwd");
+  spec.env = {"PATH=/bin", "FOO=bar baz"};
+  spec.cwd = "/work";
+  EXPECT_EQ(RunOk(spec), "FOO=bar baz\n/work\n");
+}
+
+TEST_F(RuncExecutorIntegrationTest, NoNetworkOnlyLoopback) {
+  ExecSpec spec = Spec("cat /proc/net/dev");
+  spec.network = false;
+  std::string out = RunOk(spec);
+  EXPECT_EQ(Interfaces(out), std::set<std::string>{"lo"}) << out;
+}
+
+TEST_F(RuncExecutorIntegrationTest, NetworkSharesHostInterfaces) {
+  ExecSpec spec = Spec(
+      "cat /proc/net/dev; echo ---; cat /etc/resolv.conf; "
+      "echo ---; cat /etc/hosts; hostname");
+  spec.hostname = "stepbox";
+  std::string out = RunOk(spec);
+  std::vector<std::string> parts = absl::StrSplit(out, "---\n");
+  ASSERT_EQ(parts.size(), 3u) << out;
+  EXPECT_EQ(Interfaces(parts[0]), Interfaces(ReadFile("/proc/net/dev")));
+  EXPECT_EQ(parts[1], ReadFile("/etc/resolv.conf"));
+  EXPECT_THAT(parts[2], HasSubstr("127.0.0.1\tlocalhost stepbox\n"));
+  EXPECT_THAT(parts[2], HasSubstr("\nstepbox\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, ForceNoNetwork) {
+  RuncOptions options = executor_->options();
+  options.force_no_network = true;
+  absl::StatusOr<std::unique_ptr<RuncExecutor>> executor =
+      RuncExecutor::Create(options);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  absl::StatusOr<ExecResult> result =
+      (*executor)->Run(Spec("cat /proc/net/dev"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(Interfaces(result->output_tail), std::set<std::string>{"lo"});
+}
+
+TEST_F(RuncExecutorIntegrationTest, BindMounts) {
+  const std::string ro_dir = *dir_ + "/ro-src";
+  const std::string rw_dir = *dir_ + "/rw-src";
+  fs::create_directories(ro_dir);
+  fs::create_directories(rw_dir);
+  std::ofstream(ro_dir + "/f") << "from-host\n";
+  ExecSpec spec = Spec(
+      "cat /data/ro/f; echo x > /data/ro/g && echo ro-writable; "
+      "echo written > /data/rw/h");
+  ExecMount ro;
+  ro.source = ro_dir;
+  ro.destination = "/data/ro";
+  ro.read_only = true;
+  ExecMount rw;
+  rw.source = rw_dir;
+  rw.destination = "/data/rw";
+  spec.mounts = {ro, rw};
+  std::string out = RunOk(spec);
+  EXPECT_THAT(out, HasSubstr("from-host\n"));
+  EXPECT_THAT(out, HasSubstr("Read-only file system"));
+  EXPECT_THAT(out, Not(HasSubstr("ro-writable")));
+  EXPECT_FALSE(fs::exists(ro_dir + "/g"));
+  EXPECT_EQ(ReadFile(rw_dir + "/h"), "written\n");
+}
+
+TEST_F(RuncExecutorIntegrationTest, TmpfsMount) {
+  ExecSpec spec = Spec(
+      "grep ' /scratch ' /proc/mounts; echo data > /scratch/a && cat "
+      "/scratch/a");
+  ExecMount tmp;
+  tmp.type = "tmpfs";
+  tmp.destination = "/scratch";
+  tmp.options = "size=1m";
+  spec.mounts = {tmp};
+  std::string out = RunOk(spec);
+  EXPECT_THAT(out, HasSubstr("tmpfs /scratch tmpfs"));
+  EXPECT_THAT(out, HasSubstr("size=1024k"));
+  EXPECT_THAT(out, HasSubstr("data\n"));
+  EXPECT_FALSE(fs::exists(Rootfs() + "/scratch/a"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, DockerCapabilitiesNoNewPrivsSeccomp) {
+  std::string out = RunOk(Spec("cat /proc/self/status"));
+  EXPECT_THAT(out, HasSubstr("CapInh:\t0000000000000000\n"));
+  EXPECT_THAT(out, HasSubstr("CapPrm:\t00000000a80425fb\n"));
+  EXPECT_THAT(out, HasSubstr("CapEff:\t00000000a80425fb\n"));
+  EXPECT_THAT(out, HasSubstr("CapBnd:\t00000000a80425fb\n"));
+  EXPECT_THAT(out, HasSubstr("CapAmb:\t0000000000000000\n"));
+  EXPECT_THAT(out, HasSubstr("NoNewPrivs:\t1\n"));
+  EXPECT_THAT(out, HasSubstr("Seccomp:\t2\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, SeccompRefusesUnshare) {
+  // A user namespace needs no capability, so only seccomp refuses this.
+  std::string out = RunOk(Spec("unshare -U true || echo refused"));
+  EXPECT_THAT(out, HasSubstr("Operation not permitted"));
+  EXPECT_THAT(out, HasSubstr("refused\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, MaskedAndReadonlyPaths) {
+  std::string out = RunOk(
+      Spec("echo kcore=$(cat /proc/kcore | wc -c); ls /sys/firmware | wc -l; "
+           "echo 1 > /proc/sys/vm/drop_caches || echo sys-readonly"));
+  EXPECT_THAT(out, HasSubstr("kcore=0\n"));
+  EXPECT_THAT(out, HasSubstr("\n0\n"));
+  EXPECT_THAT(out, HasSubstr("sys-readonly\n"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, PidsLimit) {
+  ExecSpec spec = Spec(
+      "cat /sys/fs/cgroup/pids/pids.max; "
+      "for i in $(seq 50); do sleep 5 & done; echo spawned");
+  spec.pids_limit = 20;
+  // busybox sh gives up on the script (exit 2) when fork fails.
+  std::string out = RunOk(spec, 2);
+  EXPECT_THAT(out, HasSubstr("20\n"));
+  EXPECT_THAT(out, Not(HasSubstr("spawned")));
+  EXPECT_THAT(out, HasSubstr("can't fork: Resource temporarily unavailable"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, MemoryLimit) {
+  ExecSpec spec = Spec("cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+  spec.memory_bytes = 32 << 20;
+  EXPECT_EQ(RunOk(spec), "33554432\n");
+
+  // 200 MB in a shell variable: the OOM killer ends the container.
+  ExecSpec hog = Spec(
+      "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
+  hog.memory_bytes = 32 << 20;
+  absl::StatusOr<ExecResult> result = executor_->Run(hog);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 137) << result->output_tail;
+  EXPECT_THAT(result->output_tail, Not(HasSubstr("survived")));
+}
+
+TEST_F(RuncExecutorIntegrationTest, CancelKillsContainer) {
+  std::atomic<bool> cancel{false};
+  ExecSpec spec = Spec("echo started; sleep 100");
+  spec.cancel = &cancel;
+  std::atomic<bool> started{false};
+  spec.on_output = [&started](absl::string_view) { started = true; };
+  std::thread canceller([&] {
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    cancel = true;
+  });
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<ExecResult> result;
+  std::chrono::steady_clock::duration cancel_latency;
+  {
+    result = executor_->Run(spec);
+    cancel_latency = std::chrono::steady_clock::now() - start;
+  }
+  canceller.join();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled)
+      << result.status();
+  // Started, ran ~200 ms, then cancelled well within a second.
+  EXPECT_LT(cancel_latency, std::chrono::milliseconds(1500));
+  EXPECT_EQ(ListContainers(), "");
+}
+
+TEST_F(RuncExecutorIntegrationTest, CancelBeforeStart) {
+  std::atomic<bool> cancel{true};
+  ExecSpec spec = Spec("echo never");
+  spec.cancel = &cancel;
+  EXPECT_EQ(executor_->Run(spec).status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(RuncExecutorIntegrationTest, CancelDuringStartup) {
+  // Cancel immediately after Run starts: the container may not exist yet
+  // when the first kill is attempted.
+  for (int i = 0; i < 3; ++i) {
+    std::atomic<bool> cancel{false};
+    ExecSpec spec = Spec("sleep 100");
+    spec.cancel = &cancel;
+    std::thread canceller([&] { cancel = true; });
+    auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<ExecResult> result = executor_->Run(spec);
+    canceller.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start,
+              std::chrono::seconds(3));
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled)
+        << result.status();
+  }
+}
+
+TEST_F(RuncExecutorIntegrationTest, ParallelRuns) {
+  absl::StatusOr<ExecResult> results[2];
+  std::thread threads[2];
+  for (int i = 0; i < 2; ++i) {
+    threads[i] = std::thread([this, i, &results] {
+      results[i] = executor_->Run(
+          Spec(absl::StrCat("sleep 0.3; echo run", i, "; exit ", i + 5)));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(results[i]->exit_code, i + 5);
+    EXPECT_EQ(results[i]->output_tail, absl::StrCat("run", i, "\n"));
+  }
+}
+
+TEST_F(RuncExecutorIntegrationTest, SymlinkedRootfs) {
+  const std::string link = *dir_ + "/rootfs-link";
+  fs::create_symlink(Rootfs(), link);
+  ExecSpec spec = Spec("echo ok");
+  spec.rootfs = link;
+  EXPECT_EQ(RunOk(spec), "ok\n");
+}
+
+TEST_F(RuncExecutorIntegrationTest, CommandNotFound) {
+  ExecSpec spec;
+  spec.rootfs = Rootfs();
+  spec.args = {"no-such-command"};
+  absl::StatusOr<ExecResult> result = executor_->Run(spec);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("executable file not found"));
+}
+
+TEST_F(RuncExecutorIntegrationTest, MissingRootfs) {
+  ExecSpec spec = Spec("true");
+  spec.rootfs = *dir_ + "/no-such-rootfs";
+  EXPECT_EQ(executor_->Run(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RuncExecutorIntegrationTest, MissingRuntime) {
+  RuncOptions options = executor_->options();
+  options.runtime = "/nonexistent/runc";
+  absl::StatusOr<std::unique_ptr<RuncExecutor>> executor =
+      RuncExecutor::Create(options);
+  EXPECT_EQ(executor.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(executor.status().message(),
+            "runc not found: install the runc package");
+}
+
+}  // namespace
+}  // namespace stagefarm::engine

@@ -1,0 +1,214 @@
+#include "image/image_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+
+namespace stagefarm::engine {
+namespace {
+
+// Holds an exclusive flock on a file for its lifetime.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path)
+      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_ >= 0) flock(fd_, LOCK_EX);
+  }
+  ~FileLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+std::string NowRfc3339() { return Rfc3339(time(nullptr)); }
+
+}  // namespace
+
+ImageStore::ImageStore(BlobStore* blobs, std::string ns, std::string index_path)
+    : blobs_(blobs), ns_(std::move(ns)), index_path_(std::move(index_path)) {}
+
+ImageStore::ImageStore(BlobStore* blobs, std::string ns,
+                       std::unique_ptr<TagIndex> tags)
+    : blobs_(blobs), ns_(std::move(ns)), tags_(std::move(tags)) {}
+
+absl::StatusOr<Descriptor> ImageStore::PutImage(
+    const nlohmann::json& config, const std::vector<Descriptor>& layers) {
+  std::string config_bytes = Serialize(config);
+  Descriptor config_desc{kMediaTypeConfig, Digest::Of(config_bytes)};
+  RETURN_IF_ERROR(blobs_->Put(ns_, config_bytes));
+  std::string manifest_bytes = Serialize(MakeManifest(config_desc, layers));
+  Descriptor manifest_desc{kMediaTypeManifest, Digest::Of(manifest_bytes)};
+  RETURN_IF_ERROR(blobs_->Put(ns_, manifest_bytes));
+  return manifest_desc;
+}
+
+absl::StatusOr<ResolvedImage> ImageStore::Load(const Digest& manifest) {
+  ResolvedImage out;
+  ASSIGN_OR_RETURN(out.manifest_bytes, blobs_->Get(ns_, manifest));
+  out.manifest = Descriptor{kMediaTypeManifest, manifest};
+  ASSIGN_OR_RETURN(nlohmann::json m,
+                   ParseJson(out.manifest_bytes, "image manifest"));
+  if (!m.is_object() || !m.contains("config")) {
+    return absl::InvalidArgumentError("image manifest: no config descriptor");
+  }
+  if (m.contains("mediaType") && m["mediaType"].is_string()) {
+    out.manifest.media_type = m["mediaType"].get<std::string>();
+  }
+  ASSIGN_OR_RETURN(out.config, ParseDescriptor(m["config"], "manifest.config"));
+  ASSIGN_OR_RETURN(std::string config_bytes,
+                   blobs_->Get(ns_, out.config.digest));
+  ASSIGN_OR_RETURN(out.image, ParseImage(out.manifest_bytes, config_bytes));
+  return out;
+}
+
+absl::StatusOr<nlohmann::json> ImageStore::ReadIndexLocked() {
+  std::ifstream in(index_path_);
+  if (!in) return nlohmann::json::object();
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(ss.str(), index_path_));
+  if (!j.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat(index_path_, ": the image index is not a JSON object"));
+  }
+  return j;
+}
+
+absl::Status ImageStore::WriteIndexLocked(const nlohmann::json& index) {
+  std::string tmp = absl::StrCat(index_path_, ".tmp.", getpid());
+  std::string text = index.dump(2) + "\n";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot write ", tmp, ": ", strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      return absl::InternalError(
+          absl::StrCat("cannot write ", tmp, ": ", strerror(e)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), index_path_.c_str()) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    return absl::InternalError(
+        absl::StrCat("cannot replace ", index_path_, ": ", strerror(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
+  ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  ASSIGN_OR_RETURN(ResolvedImage image, Load(manifest));
+  int64_t size = manifest.size() + image.config.digest.size();
+  for (const Descriptor& l : image.image.layers) size += l.digest.size();
+  if (tags_ != nullptr) {
+    return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  FileLock file_lock(index_path_ + ".lock");
+  if (!file_lock.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot lock ", index_path_, ".lock"));
+  }
+  ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
+  index[ref] = nlohmann::json{{"manifest", OciDigest(manifest)},
+                              {"manifest_size", manifest.size()},
+                              {"size", size},
+                              {"created", NowRfc3339()}};
+  return WriteIndexLocked(index);
+}
+
+absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
+  if (tags_ != nullptr) return tags_->List();
+  std::lock_guard<std::mutex> lock(mu_);
+  FileLock file_lock(index_path_ + ".lock");
+  ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
+  std::vector<ImageRecord> out;
+  for (auto it = index.begin(); it != index.end(); ++it) {
+    const nlohmann::json& v = it.value();
+    if (!v.is_object() || !v.contains("manifest") ||
+        !v["manifest"].is_string() || !v.contains("manifest_size") ||
+        !v["manifest_size"].is_number_integer()) {
+      return absl::DataLossError(
+          absl::StrCat(index_path_, ": entry \"", it.key(), "\" is malformed"));
+    }
+    ImageRecord r;
+    r.name = it.key();
+    ASSIGN_OR_RETURN(r.manifest,
+                     ParseOciDigest(v["manifest"].get<std::string>(),
+                                    v["manifest_size"].get<int64_t>(),
+                                    absl::StrCat(index_path_, ": ", r.name)));
+    r.size = v.value("size", int64_t{0});
+    r.created = v.value("created", std::string());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  ASSIGN_OR_RETURN(std::vector<ImageRecord> records, List());
+  for (const ImageRecord& r : records) {
+    if (r.name != ref) continue;
+    auto image = Load(r.manifest);
+    if (!image.ok()) {
+      return absl::Status(
+          image.status().code(),
+          absl::StrCat("image \"", ref, "\": ", image.status().message()));
+    }
+    image->name = ref;
+    return image;
+  }
+  std::string import_hint =
+      absl::StrCat("import it: stagefarm image import FILE-OR-DIR -t ", ref);
+  if (!puller_) {
+    return absl::NotFoundError(absl::StrCat(
+        "image \"", ref, "\" is not in the local image store; ", import_hint));
+  }
+  absl::StatusOr<ResolvedImage> pulled = puller_(ref);
+  if (pulled.ok()) return pulled;
+  return absl::Status(
+      pulled.status().code(),
+      absl::StrCat("image \"", ref,
+                   "\" is not in the local image store, and pulling it "
+                   "failed: ",
+                   pulled.status().message(), "; or ", import_hint));
+}
+
+absl::Status ImageStore::Remove(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  if (tags_ != nullptr) return tags_->Remove(ref);
+  std::lock_guard<std::mutex> lock(mu_);
+  FileLock file_lock(index_path_ + ".lock");
+  ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
+  if (!index.contains(ref)) {
+    return absl::NotFoundError(absl::StrCat("no image named \"", ref, "\""));
+  }
+  index.erase(ref);
+  return WriteIndexLocked(index);
+}
+
+}  // namespace stagefarm::engine

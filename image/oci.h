@@ -1,0 +1,89 @@
+// OCI image documents: descriptors, manifests and image configs as JSON, and
+// the reference names images are tagged with. Pure; thread-compatible.
+//
+// Documents are nlohmann::json objects with sorted keys, so serializing the
+// same document always gives the same bytes (and the same digest).
+#ifndef STAGEFARM_IMAGE_OCI_H_
+#define STAGEFARM_IMAGE_OCI_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/digest.h"
+#include "nlohmann/json.hpp"
+
+namespace stagefarm::engine {
+
+inline constexpr char kMediaTypeManifest[] =
+    "application/vnd.oci.image.manifest.v1+json";
+inline constexpr char kMediaTypeIndex[] =
+    "application/vnd.oci.image.index.v1+json";
+inline constexpr char kMediaTypeConfig[] =
+    "application/vnd.oci.image.config.v1+json";
+inline constexpr char kMediaTypeDockerManifest[] =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr char kMediaTypeDockerConfig[] =
+    "application/vnd.docker.container.image.v1+json";
+inline constexpr char kMediaTypeDockerLayer[] =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+// Docker's default PATH, which a RUN gets when the image sets none.
+inline constexpr char kDefaultPath[] =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+};
+
+// "sha256:<hex>".
+std::string OciDigest(const Digest& digest);
+// Parses "sha256:<hex>" plus a size.
+absl::StatusOr<Digest> ParseOciDigest(absl::string_view text, int64_t size,
+                                      absl::string_view field);
+
+nlohmann::json DescriptorJson(const Descriptor& d);
+absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j,
+                                           absl::string_view field);
+
+// A parsed image: the manifest's config and layers, and the config document.
+struct Image {
+  nlohmann::json config;  // the whole image config document
+  std::vector<Descriptor> layers;
+  // diff_ids from config.rootfs, one per layer.
+  std::vector<std::string> diff_ids;
+};
+
+// A new empty image config for linux/amd64 (no layers, empty config).
+nlohmann::json EmptyImageConfig();
+
+// Checks a config document: rootfs.diff_ids present, one per layer.
+absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,
+                                 absl::string_view config_bytes);
+
+// The manifest for a config blob and layers.
+nlohmann::json MakeManifest(const Descriptor& config,
+                            const std::vector<Descriptor>& layers);
+
+// Canonical serialization (sorted keys, no spaces).
+std::string Serialize(const nlohmann::json& j);
+
+// Parses JSON without throwing; `what` names the document in the error.
+absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text,
+                                         absl::string_view what);
+
+// The layer chain ids of a list of diff ids (OCI image spec: ChainID(L0) =
+// DiffID(L0), ChainID(Ln) = SHA256(ChainID(Ln-1) + " " + DiffID(Ln))).
+std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids);
+
+// Normalizes an image reference the way Docker names local images:
+// "busybox" -> "busybox:latest", "docker.io/library/x:1" -> "x:1",
+// "host:5000/a/b" -> "host:5000/a/b:latest"; "name@sha256:..." stays.
+// INVALID_ARGUMENT for an empty or malformed reference.
+absl::StatusOr<std::string> NormalizeReference(absl::string_view ref);
+
+}  // namespace stagefarm::engine
+
+#endif  // STAGEFARM_IMAGE_OCI_H_

@@ -1,0 +1,305 @@
+#include "snapshot/snapshots.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "archive/layer_tar.h"
+#include "common/fs_util.h"
+#include "common/status_macros.h"
+
+namespace stagefarm::engine {
+namespace {
+
+// Unmounts every mount at or below `dir` (deepest first).
+void UnmountBelow(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  std::vector<std::string> points;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() < 5) continue;
+    const std::string& mp = f[4];
+    if (mp == dir || absl::StartsWith(mp, dir + "/")) points.push_back(mp);
+  }
+  std::sort(points.rbegin(), points.rend());
+  for (const std::string& p : points) umount2(p.c_str(), MNT_DETACH);
+}
+
+// Removes scratch directories of processes that no longer run.
+void CleanStaleScratch(const std::string& tmp) {
+  DIR* d = opendir(tmp.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> stale;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    int pid = 0;
+    std::string pid_text = name.substr(0, name.find('-'));
+    if (absl::SimpleAtoi(pid_text, &pid) && pid > 0 &&
+        (kill(pid, 0) == 0 || errno == EPERM)) {
+      continue;
+    }
+    stale.push_back(absl::StrCat(tmp, "/", name));
+  }
+  closedir(d);
+  for (const std::string& s : stale) {
+    UnmountBelow(s);
+    (void)RemoveAll(s);
+  }
+}
+
+std::string HexOf(const std::string& chain_id) {
+  return absl::StartsWith(chain_id, "sha256:") ? chain_id.substr(7) : chain_id;
+}
+
+}  // namespace
+
+Snapshotter::Snapshotter(std::string root, BlobStore* blobs, std::string ns)
+    : root_(std::move(root)), blobs_(blobs), ns_(std::move(ns)) {}
+
+Snapshotter::~Snapshotter() {
+  UnmountBelow(tmp_);
+  (void)RemoveAll(tmp_);
+}
+
+absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(
+    const std::string& root, BlobStore* blobs, std::string ns) {
+  RETURN_IF_ERROR(MakeDirs(root + "/snapshots", 0700));
+  RETURN_IF_ERROR(MakeDirs(root + "/tmp", 0700));
+  RETURN_IF_ERROR(MakeDirs(root + "/empty", 0755));
+  char* real = realpath(root.c_str(), nullptr);
+  if (real == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot resolve ", root));
+  }
+  std::string abs = real;
+  free(real);
+  std::unique_ptr<Snapshotter> s(new Snapshotter(abs, blobs, std::move(ns)));
+  CleanStaleScratch(abs + "/tmp");
+  ASSIGN_OR_RETURN(s->tmp_,
+                   MakeTempDir(abs + "/tmp", absl::StrCat(getpid(), "-")));
+  s->empty_ = abs + "/empty";
+  return s;
+}
+
+std::string Snapshotter::PathFor(const std::string& chain_id) const {
+  return absl::StrCat(root_, "/snapshots/", HexOf(chain_id));
+}
+
+absl::StatusOr<std::string> Snapshotter::TempDir(absl::string_view prefix) {
+  return MakeTempDir(tmp_, prefix);
+}
+
+absl::Status Snapshotter::Unpack(const Descriptor& layer,
+                                 const std::string& diff_id,
+                                 const std::string& chain_id) {
+  ASSIGN_OR_RETURN(std::string dir, TempDir("unpack-"));
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader,
+                   blobs_->OpenRead(ns_, layer.digest, 0, 0));
+  auto result = ApplyLayer(
+      [&reader](std::string* out) { return reader->Read(1 << 20, out); }, dir);
+  if (!result.ok()) {
+    (void)RemoveAll(dir);
+    return absl::Status(result.status().code(),
+                        absl::StrCat("layer ", OciDigest(layer.digest), ": ",
+                                     result.status().message()));
+  }
+  if (result->diff_id != diff_id) {
+    (void)RemoveAll(dir);
+    return absl::DataLossError(
+        absl::StrCat("layer ", OciDigest(layer.digest), " unpacks to ",
+                     result->diff_id, " but the image config says ", diff_id));
+  }
+  if (rename(dir.c_str(), PathFor(chain_id).c_str()) != 0) {
+    int e = errno;
+    (void)RemoveAll(dir);
+    if (e != EEXIST && e != ENOTEMPTY) {
+      return absl::InternalError(absl::StrCat(
+          "cannot move snapshot into ", PathFor(chain_id), ": ", strerror(e)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
+    const std::vector<Descriptor>& layers,
+    const std::vector<std::string>& diff_ids) {
+  if (layers.size() != diff_ids.size()) {
+    return absl::InvalidArgumentError("layers and diff_ids differ in number");
+  }
+  std::vector<std::string> chain = ChainIds(diff_ids);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::string path = PathFor(chain[i]);
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !in_progress_.count(chain[i]); });
+      struct stat st;
+      if (stat(path.c_str(), &st) == 0) {
+        utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
+        out.push_back(path);
+        continue;
+      }
+      in_progress_.insert(chain[i]);
+    }
+    absl::Status s = Unpack(layers[i], diff_ids[i], chain[i]);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_progress_.erase(chain[i]);
+    }
+    cv_.notify_all();
+    RETURN_IF_ERROR(s);
+    out.push_back(path);
+  }
+  return out;
+}
+
+absl::Status Snapshotter::Commit(const std::string& upper,
+                                 const std::string& chain_id) {
+  std::string path = PathFor(chain_id);
+  if (rename(upper.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    if (e == EEXIST || e == ENOTEMPTY) return RemoveAll(upper);
+    return absl::InternalError(
+        absl::StrCat("cannot move ", upper, " to ", path, ": ", strerror(e)));
+  }
+  utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
+  return absl::OkStatus();
+}
+
+namespace {
+
+thread_local int64_t t_walk_bytes = 0;
+int AddBlocks(const char*, const struct stat* st, int, struct FTW*) {
+  t_walk_bytes += static_cast<int64_t>(st->st_blocks) * 512;
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Snapshotter::Info>> Snapshotter::List() {
+  std::string dir = root_ + "/snapshots";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("cannot list ", dir, ": ", strerror(errno)));
+  }
+  std::vector<Info> out;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = dir + "/" + name;
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    Info info;
+    info.name = name;
+    info.used = st.st_mtime;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto known = sizes_.find(name);
+    if (known != sizes_.end()) {
+      info.bytes = known->second;
+    } else {
+      t_walk_bytes = 0;
+      nftw(path.c_str(), AddBlocks, 16, FTW_PHYS);
+      info.bytes = sizes_[name] = t_walk_bytes;
+    }
+    out.push_back(std::move(info));
+  }
+  closedir(d);
+  return out;
+}
+
+absl::Status Snapshotter::Remove(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+    return absl::InvalidArgumentError("snapshot name: " + name);
+  }
+  ASSIGN_OR_RETURN(std::string dir, TempDir("remove-"));
+  std::string moved = dir + "/snapshot";
+  std::string path = root_ + "/snapshots/" + name;
+  if (rename(path.c_str(), moved.c_str()) != 0) {
+    int e = errno;
+    (void)RemoveAll(dir);
+    if (e == ENOENT) return absl::OkStatus();
+    return absl::InternalError(
+        absl::StrCat("cannot remove snapshot ", path, ": ", strerror(e)));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sizes_.erase(name);
+  }
+  return RemoveAll(dir);
+}
+
+absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(
+    const std::vector<std::string>& lowers, const std::string& upper,
+    const std::string& work, const std::string& target,
+    const std::string& empty_dir) {
+  if (lowers.empty() && upper.empty()) {
+    // Nothing to stack (an image without layers): an empty read-only tmpfs,
+    // since overlayfs needs two lowers without an upper.
+    if (mount("tmpfs", target.c_str(), "tmpfs",
+              MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=755") != 0) {
+      return absl::InternalError(absl::StrCat("cannot mount an empty view on ",
+                                              target, ": ", strerror(errno)));
+    }
+    return std::unique_ptr<OverlayMount>(new OverlayMount(target));
+  }
+  std::vector<std::string> top_first(lowers.rbegin(), lowers.rend());
+  // A read-only overlay needs two lowers, a read-write one at least one.
+  top_first.push_back(empty_dir);
+  for (const std::string& l : top_first) {
+    if (l.find_first_of(":,") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("overlay lower directory ", l, " contains ':' or ','"));
+    }
+  }
+  std::string options =
+      absl::StrCat("lowerdir=", absl::StrJoin(top_first, ":"));
+  if (!upper.empty()) {
+    absl::StrAppend(&options, ",upperdir=", upper, ",workdir=", work);
+  }
+  // Plain copy-up semantics, so the upper dir is a complete diff: no
+  // metadata-only copies, no directory-rename redirects, no index.
+  absl::StrAppend(&options, ",index=off,redirect_dir=off,metacopy=off");
+  if (options.size() >= 4000) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many layers (", lowers.size(),
+        ") for one overlay mount: the mount options exceed a page"));
+  }
+  if (mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot mount overlay on ", target,
+                                            ": ", strerror(errno)));
+  }
+  return std::unique_ptr<OverlayMount>(new OverlayMount(target));
+}
+
+absl::Status OverlayMount::Unmount() {
+  if (!mounted_) return absl::OkStatus();
+  if (umount2(target_.c_str(), 0) != 0) {
+    int e = errno;
+    if (umount2(target_.c_str(), MNT_DETACH) != 0) {
+      return absl::InternalError(
+          absl::StrCat("cannot unmount ", target_, ": ", strerror(e)));
+    }
+  }
+  mounted_ = false;
+  return absl::OkStatus();
+}
+
+OverlayMount::~OverlayMount() { (void)Unmount(); }
+
+}  // namespace stagefarm::engine

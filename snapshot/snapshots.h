@@ -1,0 +1,99 @@
+// Unpacked layers on the worker's disk, and the overlayfs mounts that stack
+// them into root file systems.
+//
+// Layout under the root directory:
+//   snapshots/<chain id hex>/   one layer, unpacked in overlayfs lower format
+//   tmp/<pid>-XXXXXX/           this process's scratch (upper/work dirs,
+//                               mount points), removed when stale
+//   empty/                      an empty lower for images without layers
+// A snapshot is unpacked into tmp and renamed into place, so a crash never
+// leaves a half snapshot under snapshots/. Each chain id is unpacked once
+// even when several stages need it at the same time. Thread-safe.
+#ifndef STAGEFARM_SNAPSHOT_SNAPSHOTS_H_
+#define STAGEFARM_SNAPSHOT_SNAPSHOTS_H_
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "blobstore/blob_store.h"
+#include "image/oci.h"
+
+namespace stagefarm::engine {
+
+class Snapshotter {
+ public:
+  // `blobs`/`ns`: where layer blobs are read from.
+  static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(
+      const std::string& root, BlobStore* blobs, std::string ns);
+  ~Snapshotter();
+
+  // Ensures every layer is unpacked; returns the snapshot directories from
+  // the bottom layer to the top one. `diff_ids` parallel to `layers`.
+  absl::StatusOr<std::vector<std::string>> Prepare(
+      const std::vector<Descriptor>& layers,
+      const std::vector<std::string>& diff_ids);
+
+  // Moves a finished step's upper directory in as the snapshot of
+  // `chain_id` (or discards it if that snapshot exists already).
+  absl::Status Commit(const std::string& upper, const std::string& chain_id);
+
+  // The unpacked snapshots: directory name, size on disk (allocated
+  // blocks) and when last used (Prepare and Commit touch a snapshot).
+  struct Info {
+    std::string name;
+    int64_t bytes = 0;
+    int64_t used = 0;  // unix seconds
+  };
+  absl::StatusOr<std::vector<Info>> List();
+  // Removes a snapshot (moved out of snapshots/ first, so it is there whole
+  // or not at all). Only while no step of this snapshotter runs: the
+  // caller makes sure.
+  absl::Status Remove(const std::string& name);
+
+  // A new directory in this process's scratch area.
+  absl::StatusOr<std::string> TempDir(absl::string_view prefix);
+  const std::string& empty_dir() const { return empty_; }
+
+ private:
+  Snapshotter(std::string root, BlobStore* blobs, std::string ns);
+  std::string PathFor(const std::string& chain_id) const;
+  absl::Status Unpack(const Descriptor& layer, const std::string& diff_id,
+                      const std::string& chain_id);
+
+  std::string root_, tmp_, empty_;
+  BlobStore* blobs_;
+  std::string ns_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> in_progress_;
+  std::map<std::string, int64_t> sizes_;  // by name; snapshots never change
+};
+
+// A mounted overlayfs, unmounted (and its scratch removed) on destruction.
+class OverlayMount {
+ public:
+  // Read-write: `lowers` bottom to top, a fresh `upper` and `work` dir.
+  // Read-only when `upper` is empty.
+  static absl::StatusOr<std::unique_ptr<OverlayMount>> Mount(
+      const std::vector<std::string>& lowers, const std::string& upper,
+      const std::string& work, const std::string& target,
+      const std::string& empty_dir);
+  ~OverlayMount();
+  const std::string& path() const { return target_; }
+  // Unmounts now; the destructor does nothing afterwards.
+  absl::Status Unmount();
+
+ private:
+  explicit OverlayMount(std::string target) : target_(std::move(target)) {}
+  std::string target_;
+  bool mounted_ = true;
+};
+
+}  // namespace stagefarm::engine
+
+#endif  // STAGEFARM_SNAPSHOT_SNAPSHOTS_H_
