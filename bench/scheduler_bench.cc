@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
     clients.emplace_back([&, i] {
       auto stub = v1::Scheduler::NewStub(channels[i % channels.size()]);
       auto t = Clock::now();
-      farm::sim::Outcome o = farm::sim::SubmitAndWait(
-          stub.get(), farm::sim::Spec(Dockerfile(stages, i)));
+      scheduler::sim::Outcome o = scheduler::sim::SubmitAndWait(
+          stub.get(), scheduler::sim::Spec(Dockerfile(stages, i)));
       latency[i] = Seconds(Clock::now() - t);
       if (o.status.ok() && o.last.finished() && o.last.code() == 0) {
         ++ok;
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   double submit_seconds = Seconds(Clock::now() - submit_start);
 
   auto t0 = Clock::now();
-  farm::sim::Workers sim(channels[1], "sim", workers);
+  scheduler::sim::Workers sim(channels[1], "sim", workers);
   for (auto& c : clients) c.join();
   double drain = Seconds(Clock::now() - t0);
   sim.Stop();

@@ -17,28 +17,17 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
+#include "farmapi/build_spec.h"
+#include "farmapi/events.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/plan.h"
-#include "scheduler/events.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::cli {
 namespace {
 
 // As BuildKit: secrets are for tokens and keys, not payloads.
 constexpr size_t kMaxSecretBytes = 500 * 1024;
-
-std::string CompressionName(engine::Compression c) {
-  switch (c) {
-    case engine::Compression::kGzip:
-      return "gzip";
-    case engine::Compression::kZstd:
-      return "zstd";
-    case engine::Compression::kNone:
-      break;
-  }
-  return "uncompressed";
-}
 
 // Every image the needed stages name (FROM, --from, RUN --mount=from),
 // resolved in the client's index.
@@ -115,26 +104,8 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
     }
     (*spec.mutable_secrets())[id] = std::move(bytes);
   }
-  spec.set_dockerfile(request.dockerfile);
-  spec.set_dockerfile_name(request.dockerfile_name);
-  spec.set_dockerignore(request.dockerignore);
-  for (const auto& [k, v] : request.plan_options.build_args) {
-    (*spec.mutable_build_args())[k] = v;
-  }
-  spec.set_target(request.plan_options.target);
-  spec.set_no_cache(request.no_cache);
-  for (const auto& [k, v] : request.labels) (*spec.mutable_labels())[k] = v;
-  if (request.source_date_epoch) {
-    spec.set_has_source_date_epoch(true);
-    spec.set_source_date_epoch(*request.source_date_epoch);
-  }
-  spec.set_compression(CompressionName(request.compression));
-  spec.set_compression_level(request.compression_level);
-  spec.set_log_max_bytes(request.log_max_bytes);
+  farmapi::ToSpec(request, &spec);
   spec.set_instance_name(store->client()->instance_name());
-  for (const auto& [name, d] : request.images) {
-    d.ToProto(&(*spec.mutable_images())[name]);
-  }
   RETURN_IF_ERROR(ResolveImages(request, images, &spec));
   ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
   root.ToProto(spec.mutable_context());
@@ -169,7 +140,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
       for (const v1::Event& e : update.events()) {
         if (index++ < seen) continue;
         ++seen;
-        if (on_event) on_event(FromWire(e));
+        if (on_event) on_event(farmapi::FromWire(e));
       }
       if (update.finished()) {
         finished = true;
@@ -332,7 +303,7 @@ absl::Status WatchBuild(
   bool finished = false;
   absl::Status outcome;
   while (stream->Read(&update)) {
-    for (const v1::Event& e : update.events()) on_event(FromWire(e));
+    for (const v1::Event& e : update.events()) on_event(farmapi::FromWire(e));
     if (update.finished()) {
       finished = true;
       if (update.code() != 0) {
@@ -452,4 +423,4 @@ absl::Status CancelBuild(const std::string& server,
   return absl::OkStatus();
 }
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::cli

@@ -16,7 +16,7 @@
 #include "engine/build_engine.h"
 #include "image/image_store.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::cli {
 
 struct FarmBuildOptions {
   std::string server;           // scheduler HOST:PORT
@@ -55,6 +55,6 @@ absl::StatusOr<std::string> FarmCas(const std::string& server);
 absl::Status CancelBuild(const std::string& server,
                          const std::string& build_id);
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::cli
 
 #endif  // STAGEFARM_CLI_FARM_CLIENT_H_

@@ -86,7 +86,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
     // On a farm, names live in the farm's index (every client sees them).
     l->images_ = std::make_unique<engine::ImageStore>(
         l->blobs_, kNamespace,
-        farm::FarmTagIndex(o.server, l->remote_->client()->instance_name()));
+        FarmTagIndex(o.server, l->remote_->client()->instance_name()));
   } else {
     l->images_ = std::make_unique<engine::ImageStore>(
         l->blobs_, kNamespace, l->home_ + "/images.json");

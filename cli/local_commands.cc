@@ -264,7 +264,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   if (server.empty()) {
     result = (*l)->engine()->Build(*req, on_event, &g_cancel);
   } else {
-    farm::FarmBuildOptions fo;
+    FarmBuildOptions fo;
     fo.server = server;
     fo.reattach = std::chrono::seconds(flags.reattach_seconds);
     std::string cache_dir = (*l)->home() + "/statcache";
@@ -272,8 +272,8 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
       fo.stat_cache_file =
           cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
     }
-    result = farm::FarmBuild(fo, (*l)->remote(), (*l)->images(), *req, on_event,
-                             &g_cancel);
+    result = FarmBuild(fo, (*l)->remote(), (*l)->images(), *req, on_event,
+                       &g_cancel);
   }
   progress->Finish();
   if (!result.ok()) {

@@ -77,7 +77,7 @@ int StepLogCommand(cli::LocalOptions local, const std::string& server,
   };
   std::map<std::string, Seen> seen;
   absl::Status s =
-      farm::WatchBuild(server, build, [&](const engine::BuildEvent& ev) {
+      cli::WatchBuild(server, build, [&](const engine::BuildEvent& ev) {
         if (ev.step != step || (!stage.empty() && ev.stage != stage)) return;
         if (ev.kind == engine::BuildEvent::Kind::kStepStarted) {
           seen[ev.stage];
@@ -103,12 +103,12 @@ int StepLogCommand(cli::LocalOptions local, const std::string& server,
   }
   const Seen& one = seen.begin()->second;
   if (full && one.full_log) {
-    auto instance = farm::BuildInstance(server, build);
+    auto instance = cli::BuildInstance(server, build);
     if (!instance.ok()) return Fail(instance.status());
     local.server = server;
     local.cas_instance = *instance;
     if (local.cas_address.empty()) {
-      auto cas = farm::FarmCas(server);
+      auto cas = cli::FarmCas(server);
       if (!cas.ok()) return Fail(cas.status());
       local.cas_address = *cas;
     }
@@ -643,7 +643,7 @@ int main(int argc, char** argv) {
       (build->parsed() || image->parsed() || run->parsed() || pull->parsed() ||
        push->parsed())) {
     // Only the scheduler given: its CAS holds the farm's images.
-    auto cas = farm::FarmCas(local.server);
+    auto cas = cli::FarmCas(local.server);
     if (!cas.ok()) {
       std::cerr << "error: " << cas.status().message() << "\n";
       return 1;
@@ -684,7 +684,7 @@ int main(int argc, char** argv) {
     if (!d.ok()) return Fail(d.status());
     if (!farm_server.empty()) local.server = farm_server;
     if (local.cas_address.empty() && !local.server.empty()) {
-      auto cas = farm::FarmCas(local.server);
+      auto cas = cli::FarmCas(local.server);
       if (!cas.ok()) return Fail(cas.status());
       local.cas_address = *cas;
     }
@@ -706,13 +706,13 @@ int main(int argc, char** argv) {
           "no farm: pass --server HOST:PORT or set STAGEFARM_SERVER"));
     }
     if (builds_ls->parsed()) {
-      auto text = farm::ListBuildsText(farm_server);
+      auto text = cli::ListBuildsText(farm_server);
       if (!text.ok()) return Fail(text.status());
       std::cout << *text;
       return 0;
     }
     if (cancel->parsed()) {
-      absl::Status s = farm::CancelBuild(farm_server, farm_build);
+      absl::Status s = cli::CancelBuild(farm_server, farm_build);
       if (!s.ok()) return Fail(s);
       std::cerr << "cancelled " << farm_build << "\n";
       return 0;
@@ -722,7 +722,7 @@ int main(int argc, char** argv) {
                             logs_step, logs_full);
     }
     auto progress = cli::MakeProgress("plain", stderr);
-    absl::Status s = farm::WatchBuild(
+    absl::Status s = cli::WatchBuild(
         farm_server, farm_build,
         [&](const engine::BuildEvent& ev) { progress->OnEvent(ev); });
     progress->Finish();

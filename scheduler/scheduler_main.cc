@@ -20,8 +20,8 @@ void OnSignal(int) { g_stop = true; }
 
 // The scheduler's series; one GetStats() serves a whole scrape.
 void RegisterSchedulerMetrics(stagefarm::Metrics* m,
-                              stagefarm::farm::SchedulerService* service) {
-  using Stats = stagefarm::farm::SchedulerService::Stats;
+                              stagefarm::scheduler::SchedulerService* service) {
+  using Stats = stagefarm::scheduler::SchedulerService::Stats;
   struct Cache {
     std::mutex mu;
     std::chrono::steady_clock::time_point at;
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
   app.add_option("--state", state_dir,
                  "directory of the scheduler's RocksDB: builds and the queue "
                  "survive a restart (default: in memory only)");
-  farm::SchedulerOptions options;
+  scheduler::SchedulerOptions options;
   app.add_option("--log-max-bytes", options.log_max_bytes,
                  "bytes of each step's output streamed live (builds may ask "
                  "for less); the whole output is kept as a blob (default 2 "
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
     }
     options.tenants = *tenants;
   }
-  auto service = farm::SchedulerService::Create(options);
+  auto service = scheduler::SchedulerService::Create(options);
   if (!service.ok()) {
     std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";
     return 1;

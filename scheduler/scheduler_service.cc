@@ -24,10 +24,15 @@
 #include "common/rocksdb_support.h"
 #include "common/status_macros.h"
 #include "frontend/dockerfile/plan.h"
-#include "scheduler/stage_cache.h"
+#include "stagecache/stage_cache.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::scheduler {
 namespace {
+
+using stagecache::LookupStage;
+using stagecache::StageHit;
+using stagecache::StageKey;
+using stagecache::StoreStage;
 
 std::string RandomId() {
   unsigned char bytes[12];
@@ -1085,4 +1090,4 @@ void SchedulerService::ExpireLeases() {
   }
 }
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::scheduler

@@ -44,7 +44,7 @@
 #include "common/tenants.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::scheduler {
 
 struct SchedulerOptions {
   std::chrono::milliseconds lease_timeout{10000};
@@ -136,7 +136,7 @@ class SchedulerService final : public v1::Scheduler::Service {
     int attempts = 0;
     std::string lease;
     std::string result;   // image state JSON when done
-    std::string key;      // stage key (scheduler/stage_cache.h)
+    std::string key;      // stage key (stagecache/stage_cache.h)
     bool cached = false;  // result from the stage cache (target: assemble)
   };
   struct BuildState {
@@ -256,6 +256,6 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::thread reaper_;
 };
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::scheduler
 
 #endif  // STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_

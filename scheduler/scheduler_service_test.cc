@@ -15,7 +15,7 @@
 
 #include "scheduler/sim.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::scheduler {
 namespace {
 
 constexpr char kDag[] =
@@ -472,4 +472,4 @@ TEST(SchedulerService, UnreadableStateIsAClearError) {
 }
 
 }  // namespace
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::scheduler

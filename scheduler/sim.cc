@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace stagefarm::farm::sim {
+namespace stagefarm::scheduler::sim {
 
 v1::BuildSpec Spec(const std::string& dockerfile) {
   v1::BuildSpec spec;
@@ -105,4 +105,4 @@ Outcome Watch(v1::Scheduler::Stub* stub, const std::string& build_id) {
   return out;
 }
 
-}  // namespace stagefarm::farm::sim
+}  // namespace stagefarm::scheduler::sim

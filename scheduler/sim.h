@@ -16,7 +16,7 @@
 
 #include "stagefarm/v1/farm.grpc.pb.h"
 
-namespace stagefarm::farm::sim {
+namespace stagefarm::scheduler::sim {
 
 // A BuildSpec for `dockerfile` with a syntactically valid context digest.
 v1::BuildSpec Spec(const std::string& dockerfile);
@@ -53,6 +53,6 @@ Outcome SubmitAndWait(v1::Scheduler::Stub* stub, const v1::BuildSpec& spec);
 // Follows an existing build (WatchBuild) to its end.
 Outcome Watch(v1::Scheduler::Stub* stub, const std::string& build_id);
 
-}  // namespace stagefarm::farm::sim
+}  // namespace stagefarm::scheduler::sim
 
 #endif  // STAGEFARM_SCHEDULER_SIM_H_

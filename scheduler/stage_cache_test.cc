@@ -1,6 +1,6 @@
 // Stage keys, stage results in the real stagefarm-cas, and the scheduler
 // completing cached stages without workers.
-#include "scheduler/stage_cache.h"
+#include "stagecache/stage_cache.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -12,8 +12,13 @@
 #include "scheduler/sim.h"
 #include "tests/cas_process.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::scheduler {
 namespace {
+
+using stagecache::LookupStage;
+using stagecache::StageHit;
+using stagecache::StageKey;
+using stagecache::StoreStage;
 
 constexpr char kTwoStages[] =
     "FROM scratch AS build\nCOPY a /a\nFROM scratch\nCOPY --from=build /a /a\n";
@@ -200,4 +205,4 @@ TEST_F(StageCacheTest, SchedulerCompletesCachedStagesWithoutWorkers) {
 }
 
 }  // namespace
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::scheduler

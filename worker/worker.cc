@@ -32,20 +32,21 @@
 #include "contexttree/context_fetch.h"
 #include "engine/build_engine.h"
 #include "executor/runc_executor.h"
+#include "farmapi/build_spec.h"
+#include "farmapi/events.h"
 #include "image/image_store.h"
-#include "scheduler/events.h"
-#include "scheduler/stage_cache.h"
 #include "snapshot/snapshots.h"
+#include "stagecache/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace stagefarm::worker {
 namespace {
 
 // The scheduler's stage cache and wire events.
-using farm::LookupStage;
-using farm::StageHit;
-using farm::StoreStage;
-using farm::ToWire;
+using farmapi::ToWire;
+using stagecache::LookupStage;
+using stagecache::StageHit;
+using stagecache::StoreStage;
 
 class Worker : public WorkerDaemon {
  public:
@@ -161,31 +162,10 @@ class Worker : public WorkerDaemon {
   absl::StatusOr<engine::BuildRequest> Request(const v1::StageTask& task,
                                                Instance* inst, bool context) {
     const v1::BuildSpec& spec = task.spec();
-    engine::BuildRequest r;
-    r.dockerfile = spec.dockerfile();
-    r.dockerfile_name =
-        spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+    ASSIGN_OR_RETURN(engine::BuildRequest r, farmapi::FromSpec(spec));
     ASSIGN_OR_RETURN(Digest root, Digest::FromProto(spec.context()));
     if (context) {
       ASSIGN_OR_RETURN(r.context_dir, Context(inst, root));
-    }
-    r.dockerignore = spec.dockerignore();
-    r.plan_options.target = spec.target();
-    for (const auto& [k, v] : spec.build_args()) {
-      r.plan_options.build_args[k] = v;
-    }
-    r.no_cache = spec.no_cache();
-    for (const auto& [k, v] : spec.labels()) r.labels[k] = v;
-    if (spec.has_source_date_epoch()) {
-      r.source_date_epoch = spec.source_date_epoch();
-    }
-    r.compression = spec.compression() == "zstd" ? engine::Compression::kZstd
-                    : spec.compression() == "uncompressed"
-                        ? engine::Compression::kNone
-                        : engine::Compression::kGzip;
-    r.compression_level = spec.compression_level();
-    for (const auto& [name, d] : spec.images()) {
-      ASSIGN_OR_RETURN(r.images[name], Digest::FromProto(d));
     }
     r.created = task.created();
     return r;

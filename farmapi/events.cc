@@ -1,8 +1,8 @@
-#include "scheduler/events.h"
+#include "farmapi/events.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::farmapi {
 
 using Kind = engine::BuildEvent::Kind;
 
@@ -68,4 +68,4 @@ engine::BuildEvent FromWire(const v1::Event& e) {
   return ev;
 }
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::farmapi

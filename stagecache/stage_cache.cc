@@ -1,4 +1,4 @@
-#include "scheduler/stage_cache.h"
+#include "stagecache/stage_cache.h"
 
 #include <algorithm>
 #include <map>
@@ -9,7 +9,7 @@
 #include "cachekey/cache_key.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::stagecache {
 namespace {
 
 constexpr int kStageResultVersion = 1;
@@ -102,4 +102,4 @@ absl::Status StoreStage(CasClient* cas, const std::string& key,
   return cas->UpdateActionResult(action, ar);
 }
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::stagecache

@@ -16,8 +16,8 @@
 // "stage.json" ({"version": 1, "state": image state JSON, "steps": N}) and
 // each layer as "layer/<i>", so the CAS's completeness check drops the
 // entry if a layer is gone.
-#ifndef STAGEFARM_SCHEDULER_STAGE_CACHE_H_
-#define STAGEFARM_SCHEDULER_STAGE_CACHE_H_
+#ifndef STAGEFARM_STAGECACHE_STAGE_CACHE_H_
+#define STAGEFARM_STAGECACHE_STAGE_CACHE_H_
 
 #include <optional>
 #include <string>
@@ -28,7 +28,7 @@
 #include "common/digest.h"
 #include "stagefarm/v1/farm.pb.h"
 
-namespace stagefarm::farm {
+namespace stagefarm::stagecache {
 
 // "sha256:<hex>".
 std::string StageKey(const v1::BuildSpec& spec, int index, bool is_target,
@@ -47,6 +47,6 @@ absl::Status StoreStage(CasClient* cas, const std::string& key,
                         const std::string& state_json,
                         const std::vector<Digest>& layers, int steps);
 
-}  // namespace stagefarm::farm
+}  // namespace stagefarm::stagecache
 
-#endif  // STAGEFARM_SCHEDULER_STAGE_CACHE_H_
+#endif  // STAGEFARM_STAGECACHE_STAGE_CACHE_H_

@@ -1,0 +1,80 @@
+#include "farmapi/build_spec.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace stagefarm::farmapi {
+namespace {
+
+std::string CompressionName(engine::Compression c) {
+  switch (c) {
+    case engine::Compression::kGzip:
+      return "gzip";
+    case engine::Compression::kZstd:
+      return "zstd";
+    case engine::Compression::kNone:
+      break;
+  }
+  return "uncompressed";
+}
+
+engine::Compression CompressionOf(const std::string& name) {
+  if (name == "zstd") return engine::Compression::kZstd;
+  if (name == "uncompressed") return engine::Compression::kNone;
+  return engine::Compression::kGzip;
+}
+
+}  // namespace
+
+void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
+  spec->set_dockerfile(request.dockerfile);
+  spec->set_dockerfile_name(request.dockerfile_name);
+  spec->set_dockerignore(request.dockerignore);
+  for (const auto& [k, v] : request.plan_options.build_args) {
+    (*spec->mutable_build_args())[k] = v;
+  }
+  spec->set_target(request.plan_options.target);
+  spec->set_no_cache(request.no_cache);
+  for (const auto& [k, v] : request.labels) (*spec->mutable_labels())[k] = v;
+  if (request.source_date_epoch) {
+    spec->set_has_source_date_epoch(true);
+    spec->set_source_date_epoch(*request.source_date_epoch);
+  }
+  spec->set_compression(CompressionName(request.compression));
+  spec->set_compression_level(request.compression_level);
+  spec->set_log_max_bytes(request.log_max_bytes);
+  for (const auto& [name, d] : request.images) {
+    d.ToProto(&(*spec->mutable_images())[name]);
+  }
+}
+
+absl::StatusOr<engine::BuildRequest> FromSpec(const v1::BuildSpec& spec) {
+  engine::BuildRequest r;
+  r.dockerfile = spec.dockerfile();
+  r.dockerfile_name =
+      spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
+  r.dockerignore = spec.dockerignore();
+  r.plan_options.target = spec.target();
+  for (const auto& [k, v] : spec.build_args()) {
+    r.plan_options.build_args[k] = v;
+  }
+  r.no_cache = spec.no_cache();
+  for (const auto& [k, v] : spec.labels()) r.labels[k] = v;
+  if (spec.has_source_date_epoch()) {
+    r.source_date_epoch = spec.source_date_epoch();
+  }
+  r.compression = CompressionOf(spec.compression());
+  r.compression_level = spec.compression_level();
+  r.log_max_bytes = spec.log_max_bytes();
+  for (const auto& [name, d] : spec.images()) {
+    absl::StatusOr<Digest> digest = Digest::FromProto(d);
+    if (!digest.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "build spec: image ", name, ": ", digest.status().message()));
+    }
+    r.images[name] = *digest;
+  }
+  return r;
+}
+
+}  // namespace stagefarm::farmapi
