@@ -8,11 +8,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 
 namespace {
 
-using stagefarm::engine::Compression;
+using stagefarm::archives::Compression;
 
 double Now() {
   return std::chrono::duration<double>(
@@ -31,9 +31,9 @@ int main(int argc, char** argv) {
   int rounds = argc > 2 ? atoi(argv[2]) : 3;
   std::string out = "/tmp/stagefarm-layer-bench." + std::to_string(getpid());
   // Uncompressed size first, for MB/s.
-  stagefarm::engine::LayerOptions plain;
+  stagefarm::archives::LayerOptions plain;
   plain.compression = Compression::kNone;
-  auto base = stagefarm::engine::WriteLayer(dir, plain, out);
+  auto base = stagefarm::archives::WriteLayer(dir, plain, out);
   if (!base.ok()) {
     fprintf(stderr, "%s\n", std::string(base.status().message()).c_str());
     return 1;
@@ -53,11 +53,11 @@ int main(int argc, char** argv) {
     double best = 1e9;
     int64_t size = 0;
     for (int i = 0; i < rounds; ++i) {
-      stagefarm::engine::LayerOptions o;
+      stagefarm::archives::LayerOptions o;
       o.compression = c.c;
       o.level = c.level;
       double t0 = Now();
-      auto r = stagefarm::engine::WriteLayer(dir, o, out);
+      auto r = stagefarm::archives::WriteLayer(dir, o, out);
       double t = Now() - t0;
       if (!r.ok()) {
         fprintf(stderr, "%s\n", std::string(r.status().message()).c_str());

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm {
 namespace {
 
 // Reads `path` in chunks, calling `f` with each; stops at the first error.
@@ -64,4 +64,4 @@ absl::Status UploadFile(BlobStore* blobs, const std::string& ns,
   return w->Finish();
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm

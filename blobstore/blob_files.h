@@ -8,7 +8,7 @@
 #include "absl/status/statusor.h"
 #include "blobstore/blob_store.h"
 
-namespace stagefarm::engine {
+namespace stagefarm {
 
 // The digest of a file's bytes.
 absl::StatusOr<Digest> HashFile(const std::string& path);
@@ -18,6 +18,6 @@ absl::StatusOr<Digest> HashFile(const std::string& path);
 absl::Status UploadFile(BlobStore* blobs, const std::string& ns,
                         const std::string& path, const Digest& digest);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm
 
 #endif  // STAGEFARM_BLOBSTORE_BLOB_FILES_H_

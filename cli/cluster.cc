@@ -132,7 +132,7 @@ int ClusterUp(const std::string& state, int workers) {
       return 1;
     }
   }
-  if (!engine::MakeDirs(state + "/logs", 0700).ok()) {
+  if (!MakeDirs(state + "/logs", 0700).ok()) {
     std::cerr << "stagefarm: cannot create " << state << "\n";
     return 1;
   }
@@ -174,7 +174,7 @@ int ClusterUp(const std::string& state, int workers) {
   }
   std::string env = absl::StrCat("export STAGEFARM_CAS=", *cas,
                                  "\nexport STAGEFARM_SERVER=", *sched, "\n");
-  if (!engine::WriteStringToFile(state + "/env.sh", env, 0600).ok()) {
+  if (!WriteStringToFile(state + "/env.sh", env, 0600).ok()) {
     return fail(absl::InternalError("cannot write " + state + "/env.sh"));
   }
   std::cerr << "stagefarm: cluster up: CAS " << *cas << ", scheduler " << *sched

@@ -32,7 +32,7 @@ constexpr size_t kMaxSecretBytes = 500 * 1024;
 // Every image the needed stages name (FROM, --from, RUN --mount=from),
 // resolved in the client's index.
 absl::Status ResolveImages(const engine::BuildRequest& request,
-                           engine::ImageStore* images, v1::BuildSpec* spec) {
+                           image::ImageStore* images, v1::BuildSpec* spec) {
   ASSIGN_OR_RETURN(
       dockerfile::Plan plan,
       dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
@@ -47,7 +47,7 @@ absl::Status ResolveImages(const engine::BuildRequest& request,
   }
   for (const std::string& name : names) {
     if (spec->images().contains(name)) continue;
-    ASSIGN_OR_RETURN(engine::ResolvedImage image, images->Resolve(name));
+    ASSIGN_OR_RETURN(image::ResolvedImage image, images->Resolve(name));
     image.manifest.digest.ToProto(&(*spec->mutable_images())[name]);
   }
   return absl::OkStatus();
@@ -62,15 +62,16 @@ absl::StatusOr<Digest> UploadContext(const FarmBuildOptions& options,
                      dockerfile::DockerignoreMatcher::Create(
                          dockerfile::ReadDockerignore(request.dockerignore)));
   }
-  cli::StatCache cache;
+  contexttree::StatCache cache;
   if (!options.stat_cache_file.empty()) {
-    cache = cli::StatCache::Load(options.stat_cache_file);
+    cache = contexttree::StatCache::Load(options.stat_cache_file);
   }
-  ASSIGN_OR_RETURN(cli::ContextTree tree,
-                   cli::BuildContextTree(request.context_dir,
-                                         ignore ? &*ignore : nullptr, &cache));
-  ASSIGN_OR_RETURN(cli::UploadStats up,
-                   cli::UploadMissing(tree, store->client()));
+  ASSIGN_OR_RETURN(
+      contexttree::ContextTree tree,
+      contexttree::BuildContextTree(request.context_dir,
+                                    ignore ? &*ignore : nullptr, &cache));
+  ASSIGN_OR_RETURN(contexttree::UploadStats up,
+                   contexttree::UploadMissing(tree, store->client()));
   (void)up;
   if (!options.stat_cache_file.empty()) {
     cache.DropUnused();
@@ -83,7 +84,7 @@ absl::StatusOr<Digest> UploadContext(const FarmBuildOptions& options,
 
 absl::StatusOr<engine::BuildResult> FarmBuild(
     const FarmBuildOptions& options, RemoteBlobStore* store,
-    engine::ImageStore* images, const engine::BuildRequest& request,
+    image::ImageStore* images, const engine::BuildRequest& request,
     const std::function<void(const engine::BuildEvent&)>& on_event,
     const std::atomic<bool>* cancel) {
   v1::BuildSpec spec;
@@ -219,7 +220,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
                         last.error());
   }
   ASSIGN_OR_RETURN(Digest manifest, Digest::FromProto(last.manifest()));
-  ASSIGN_OR_RETURN(engine::ResolvedImage image, images->Load(manifest));
+  ASSIGN_OR_RETURN(image::ResolvedImage image, images->Load(manifest));
   engine::BuildResult result;
   result.image.config = image.image.config;
   result.image.layers = image.image.layers;
@@ -322,14 +323,14 @@ absl::Status WatchBuild(
 
 namespace {
 
-class SchedulerTagIndex : public engine::TagIndex {
+class SchedulerTagIndex : public image::TagIndex {
  public:
   SchedulerTagIndex(std::string server, std::string instance)
       : server_(std::move(server)),
         instance_(std::move(instance)),
         stub_(Stub(server_)) {}
 
-  absl::Status Set(const engine::ImageRecord& r) override {
+  absl::Status Set(const image::ImageRecord& r) override {
     v1::SetImageRequest req;
     req.set_instance_name(instance_);
     v1::ImageTag* tag = req.mutable_image();
@@ -345,7 +346,7 @@ class SchedulerTagIndex : public engine::TagIndex {
     return st.ok() ? absl::OkStatus() : FarmError(server_, st);
   }
 
-  absl::StatusOr<std::vector<engine::ImageRecord>> List() override {
+  absl::StatusOr<std::vector<image::ImageRecord>> List() override {
     v1::ListImagesRequest req;
     req.set_instance_name(instance_);
     grpc::ClientContext ctx;
@@ -354,9 +355,9 @@ class SchedulerTagIndex : public engine::TagIndex {
     v1::ListImagesResponse resp;
     grpc::Status st = stub_->ListImages(&ctx, req, &resp);
     if (!st.ok()) return FarmError(server_, st);
-    std::vector<engine::ImageRecord> out;
+    std::vector<image::ImageRecord> out;
     for (const v1::ImageTag& tag : resp.images()) {
-      engine::ImageRecord r;
+      image::ImageRecord r;
       r.name = tag.name();
       ASSIGN_OR_RETURN(r.manifest,
                        Digest::FromProto(tag.manifest(), "image.manifest"));
@@ -389,8 +390,8 @@ class SchedulerTagIndex : public engine::TagIndex {
 
 }  // namespace
 
-std::unique_ptr<engine::TagIndex> FarmTagIndex(const std::string& server,
-                                               const std::string& instance) {
+std::unique_ptr<image::TagIndex> FarmTagIndex(const std::string& server,
+                                              const std::string& instance) {
   return std::make_unique<SchedulerTagIndex>(server, instance);
 }
 

@@ -31,7 +31,7 @@ struct FarmBuildOptions {
 // Setting *cancel cancels the remote build.
 absl::StatusOr<engine::BuildResult> FarmBuild(
     const FarmBuildOptions& options, RemoteBlobStore* store,
-    engine::ImageStore* images, const engine::BuildRequest& request,
+    image::ImageStore* images, const engine::BuildRequest& request,
     const std::function<void(const engine::BuildEvent&)>& on_event,
     const std::atomic<bool>* cancel);
 
@@ -47,8 +47,8 @@ absl::Status WatchBuild(
 absl::StatusOr<std::string> BuildInstance(const std::string& server,
                                           const std::string& build_id);
 // The farm's image index for one CAS instance (through the scheduler).
-std::unique_ptr<engine::TagIndex> FarmTagIndex(const std::string& server,
-                                               const std::string& instance);
+std::unique_ptr<image::TagIndex> FarmTagIndex(const std::string& server,
+                                              const std::string& instance);
 // The farm's CAS address as its scheduler advertises it (--cas).
 absl::StatusOr<std::string> FarmCas(const std::string& server);
 // `stagefarm cancel BUILD`.

@@ -25,7 +25,7 @@ std::string DefaultHome() {
 absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   auto l = std::unique_ptr<Local>(new Local());
   std::string home = o.home.empty() ? DefaultHome() : o.home;
-  RETURN_IF_ERROR(engine::MakeDirs(home, 0700));
+  RETURN_IF_ERROR(MakeDirs(home, 0700));
   char* real = realpath(home.c_str(), nullptr);
   if (real == nullptr) {
     return absl::InternalError(absl::StrCat("cannot resolve ", home));
@@ -84,12 +84,12 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   }
   if (!o.server.empty() && l->remote_ != nullptr) {
     // On a farm, names live in the farm's index (every client sees them).
-    l->images_ = std::make_unique<engine::ImageStore>(
+    l->images_ = std::make_unique<image::ImageStore>(
         l->blobs_, kNamespace,
         FarmTagIndex(o.server, l->remote_->client()->instance_name()));
   } else {
-    l->images_ = std::make_unique<engine::ImageStore>(
-        l->blobs_, kNamespace, l->home_ + "/images.json");
+    l->images_ = std::make_unique<image::ImageStore>(l->blobs_, kNamespace,
+                                                     l->home_ + "/images.json");
   }
   registry::RegistryOptions ro_reg =
       registry::RegistryOptions::FromEnvironment(l->home_);
@@ -106,15 +106,15 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   });
   ASSIGN_OR_RETURN(
       l->snapshots_,
-      engine::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));
-  engine::RuncOptions ro;
+      snapshot::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));
+  executor::RuncOptions ro;
   ro.runtime = o.runtime;
   ro.state_dir = l->home_ + "/runc";
   ro.bundles_dir = l->home_ + "/bundles";
   ro.force_no_network = o.force_no_network;
   ro.default_memory_bytes = o.memory_bytes;
   ro.default_pids_limit = o.pids_limit;
-  ASSIGN_OR_RETURN(l->executor_, engine::RuncExecutor::Create(ro));
+  ASSIGN_OR_RETURN(l->executor_, executor::RuncExecutor::Create(ro));
   engine::EngineOptions eo;
   eo.ns = kNamespace;
   eo.cache_mounts = l->home_ + "/cache-mounts";

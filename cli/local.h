@@ -57,11 +57,11 @@ class Local {
 
   const std::string& home() const { return home_; }
   // Names not in the index are pulled from a registry through registry().
-  engine::ImageStore* images() { return images_.get(); }
+  image::ImageStore* images() { return images_.get(); }
   registry::RegistryClient* registry() { return registry_.get(); }
-  engine::Snapshotter* snapshots() { return snapshots_.get(); }
+  snapshot::Snapshotter* snapshots() { return snapshots_.get(); }
   engine::BuildEngine* engine() { return engine_.get(); }
-  engine::Executor* executor() { return executor_.get(); }
+  executor::Executor* executor() { return executor_.get(); }
   BlobStore* store() { return blobs_; }
   // The remote CAS, when LocalOptions::cas_address is set (else null).
   RemoteBlobStore* remote() { return remote_.get(); }
@@ -73,10 +73,10 @@ class Local {
   std::unique_ptr<RemoteBlobStore> remote_;
   BlobStore* blobs_ = nullptr;
   ActionCacheStorage* actions_ = nullptr;
-  std::unique_ptr<engine::ImageStore> images_;
+  std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<registry::RegistryClient> registry_;
-  std::unique_ptr<engine::Snapshotter> snapshots_;
-  std::unique_ptr<engine::Executor> executor_;
+  std::unique_ptr<snapshot::Snapshotter> snapshots_;
+  std::unique_ptr<executor::Executor> executor_;
   std::unique_ptr<engine::BuildEngine> engine_;
 };
 

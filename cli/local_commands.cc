@@ -137,7 +137,7 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
   free(real);
   std::string file =
       flags.file.empty() ? req.context_dir + "/Dockerfile" : flags.file;
-  auto text = engine::ReadFileToString(file);
+  auto text = ReadFileToString(file);
   if (!text.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read the Dockerfile: ", text.status().message()));
@@ -146,7 +146,7 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
   req.dockerfile_name = flags.file.empty() ? "Dockerfile" : flags.file;
   for (const std::string& candidate :
        dockerfile::IgnoreFileCandidates(file, req.context_dir)) {
-    auto ignore = engine::ReadFileToString(candidate);
+    auto ignore = ReadFileToString(candidate);
     if (ignore.ok()) {
       req.dockerignore = *ignore;
       break;
@@ -199,9 +199,9 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
     req.source_date_epoch = v;
   }
   if (flags.compression == "zstd") {
-    req.compression = engine::Compression::kZstd;
+    req.compression = archives::Compression::kZstd;
   } else if (flags.compression == "uncompressed") {
-    req.compression = engine::Compression::kNone;
+    req.compression = archives::Compression::kNone;
   } else if (flags.compression != "gzip") {
     return absl::InvalidArgumentError(
         "--compression must be gzip, zstd or uncompressed");
@@ -234,7 +234,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     pushes.insert(pushes.end(), o.push.begin(), o.push.end());
   }
   for (const std::string& t : flags.tags) {
-    auto n = engine::NormalizeReference(t);
+    auto n = image::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
     if (flags.push) {
       auto r = registry::ParseReference(t);
@@ -268,7 +268,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     fo.server = server;
     fo.reattach = std::chrono::seconds(flags.reattach_seconds);
     std::string cache_dir = (*l)->home() + "/statcache";
-    if (engine::MakeDirs(cache_dir, 0700).ok()) {
+    if (MakeDirs(cache_dir, 0700).ok()) {
       fo.stat_cache_file =
           cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
     }
@@ -290,7 +290,7 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   std::vector<std::string> names;
   for (const std::string& t : flags.tags) {
-    names.push_back(*engine::NormalizeReference(t));
+    names.push_back(*image::NormalizeReference(t));
   }
   for (const Output& o : outputs) {
     absl::Status s;
@@ -308,14 +308,13 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
           s = absl::InternalError(
               absl::StrCat("cannot create ", o.dest, ": ", strerror(errno)));
         }
-        if (!s.ok()) (void)engine::RemoveAll(tmp);
+        if (!s.ok()) (void)RemoveAll(tmp);
       }
     } else {
-      s = engine::ExportImage((*l)->images(), result->manifest.digest, names,
-                              o.type == "docker"
-                                  ? engine::ArchiveFormat::kDocker
-                                  : engine::ArchiveFormat::kOci,
-                              o.dest);
+      s = image::ExportImage((*l)->images(), result->manifest.digest, names,
+                             o.type == "docker" ? image::ArchiveFormat::kDocker
+                                                : image::ArchiveFormat::kOci,
+                             o.dest);
     }
     if (!s.ok()) return Fail(s);
   }
@@ -334,32 +333,32 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   if (flags.progress != "quiet") {
     std::cerr << absl::StrFormat(
         "built %s in %.2fs (%d steps run, %d cached)\n",
-        engine::OciDigest(result->manifest.digest), secs, result->steps_run,
+        image::OciDigest(result->manifest.digest), secs, result->steps_run,
         result->steps_cached);
     for (const std::string& n : names) std::cerr << "tagged " << n << "\n";
   }
-  std::cout << engine::OciDigest(result->manifest.digest) << "\n";
+  std::cout << image::OciDigest(result->manifest.digest) << "\n";
   return 0;
 }
 
 int ImageImportCommand(const LocalOptions& local, const std::string& path,
                        const std::vector<std::string>& tags) {
   for (const std::string& t : tags) {
-    auto n = engine::NormalizeReference(t);
+    auto n = image::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
   }
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
   auto scratch = (*l)->snapshots()->TempDir("import-");
   if (!scratch.ok()) return Fail(scratch.status());
-  auto desc = engine::ImportImage((*l)->images(), path, *scratch);
-  (void)engine::RemoveAll(*scratch);
+  auto desc = image::ImportImage((*l)->images(), path, *scratch);
+  (void)RemoveAll(*scratch);
   if (!desc.ok()) return Fail(desc.status());
   for (const std::string& t : tags) {
     absl::Status s = (*l)->images()->Tag(t, desc->digest);
     if (!s.ok()) return Fail(s);
   }
-  std::cout << engine::OciDigest(desc->digest) << "\n";
+  std::cout << image::OciDigest(desc->digest) << "\n";
   return 0;
 }
 
@@ -400,13 +399,13 @@ int PullCommand(const LocalOptions& local, const std::string& ref) {
       [](const std::string& line) { std::cerr << line << "\n"; });
   if (!image.ok()) return Fail(image.status());
   std::cerr << "tagged " << image->name << "\n";
-  std::cout << engine::OciDigest(image->manifest.digest) << "\n";
+  std::cout << image::OciDigest(image->manifest.digest) << "\n";
   return 0;
 }
 
 int PushCommand(const LocalOptions& local, const std::string& name,
                 const std::string& dest) {
-  auto normalized = engine::NormalizeReference(name);
+  auto normalized = image::NormalizeReference(name);
   if (!normalized.ok()) return Fail(normalized.status());
   std::string target = dest.empty() ? name : dest;
   auto parsed = registry::ParseReference(target);
@@ -415,7 +414,7 @@ int PushCommand(const LocalOptions& local, const std::string& name,
   if (!l.ok()) return Fail(l.status());
   auto records = (*l)->images()->List();
   if (!records.ok()) return Fail(records.status());
-  for (const engine::ImageRecord& r : *records) {
+  for (const image::ImageRecord& r : *records) {
     if (r.name != *normalized) continue;
     auto pushed = (*l)->registry()->Push(
         (*l)->images(), r.manifest, target,
@@ -449,11 +448,11 @@ int ImageInspectCommand(const LocalOptions& local, const std::string& name) {
   auto image = (*l)->images()->Resolve(name);
   if (!image.ok()) return Fail(image.status());
   nlohmann::json out{{"name", image->name},
-                     {"manifest", engine::DescriptorJson(image->manifest)},
+                     {"manifest", image::DescriptorJson(image->manifest)},
                      {"config", image->image.config}};
   nlohmann::json layers = nlohmann::json::array();
   for (const auto& d : image->image.layers) {
-    layers.push_back(engine::DescriptorJson(d));
+    layers.push_back(image::DescriptorJson(d));
   }
   out["layers"] = layers;
   std::cout << out.dump(2) << "\n";
@@ -467,7 +466,7 @@ int ImageRemoveCommand(const LocalOptions& local,
   for (const std::string& n : names) {
     absl::Status s = (*l)->images()->Remove(n);
     if (!s.ok()) return Fail(s);
-    std::cout << "untagged " << *engine::NormalizeReference(n) << "\n";
+    std::cout << "untagged " << *image::NormalizeReference(n) << "\n";
   }
   return 0;
 }
@@ -479,10 +478,10 @@ int ImageExportCommand(const LocalOptions& local, const std::string& name,
   auto image = (*l)->images()->Resolve(name);
   if (!image.ok()) return Fail(image.status());
   absl::Status s =
-      engine::ExportImage((*l)->images(), image->manifest.digest, {image->name},
-                          format == "docker" ? engine::ArchiveFormat::kDocker
-                                             : engine::ArchiveFormat::kOci,
-                          output);
+      image::ExportImage((*l)->images(), image->manifest.digest, {image->name},
+                         format == "docker" ? image::ArchiveFormat::kDocker
+                                            : image::ArchiveFormat::kOci,
+                         output);
   return s.ok() ? 0 : Fail(s);
 }
 
@@ -521,10 +520,10 @@ int RunCommand(const LocalOptions& local, const std::string& name,
   for (const std::string& d : {upper, work, root}) mkdir(d.c_str(), 0755);
   int code = kFailure;
   {
-    auto mount = engine::OverlayMount::Mount(*lowers, upper, work, root,
-                                             (*l)->snapshots()->empty_dir());
+    auto mount = snapshot::OverlayMount::Mount(*lowers, upper, work, root,
+                                               (*l)->snapshots()->empty_dir());
     if (!mount.ok()) return Fail(mount.status());
-    engine::ExecSpec spec;
+    executor::ExecSpec spec;
     spec.rootfs = root;
     spec.args = argv;
     spec.env = strings(cfg.value("Env", nlohmann::json()));
@@ -533,7 +532,7 @@ int RunCommand(const LocalOptions& local, const std::string& name,
     auto ids = engine::ResolveUser(root, cfg.value("User", ""), true);
     if (!ids.ok()) {
       (void)(*mount)->Unmount();
-      (void)engine::RemoveAll(*dir);
+      (void)RemoveAll(*dir);
       return Fail(ids.status());
     }
     spec.uid = ids->uid;
@@ -549,12 +548,12 @@ int RunCommand(const LocalOptions& local, const std::string& name,
     auto result = (*l)->executor()->Run(spec);
     if (!result.ok()) {
       (void)(*mount)->Unmount();
-      (void)engine::RemoveAll(*dir);
+      (void)RemoveAll(*dir);
       return Fail(result.status());
     }
     code = result->exit_code;
   }
-  (void)engine::RemoveAll(*dir);
+  (void)RemoveAll(*dir);
   return code;
 }
 

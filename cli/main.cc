@@ -181,12 +181,12 @@ int CasPushContext(const CasFlags& flags, const std::string& dir) {
   std::filesystem::create_directories(cache_dir, ec);
   std::string cache_file =
       cache_dir + "/" + Digest::Of(context).hash().substr(0, 32);
-  cli::StatCache cache = cli::StatCache::Load(cache_file);
-  auto tree =
-      cli::BuildContextTree(context, ignore ? &*ignore : nullptr, &cache);
+  contexttree::StatCache cache = contexttree::StatCache::Load(cache_file);
+  auto tree = contexttree::BuildContextTree(
+      context, ignore ? &*ignore : nullptr, &cache);
   if (!tree.ok()) return Fail(tree.status());
   auto t1 = std::chrono::steady_clock::now();
-  auto up = cli::UploadMissing(*tree, &*client);
+  auto up = contexttree::UploadMissing(*tree, &*client);
   if (!up.ok()) return Fail(up.status());
   cache.DropUnused();
   // The cache only saves work: failing to write it is not an error.

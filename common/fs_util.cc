@@ -16,7 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/errno_status.h"
 
-namespace stagefarm::engine {
+namespace stagefarm {
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path,
@@ -173,4 +173,4 @@ absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
   return std::string(buf.data());
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace stagefarm::engine {
+namespace stagefarm {
 
 // The host path of `path` inside `root`, following symlinks as if `root`
 // were `/`: absolute link targets and `..` never leave it. The last
@@ -40,6 +40,6 @@ absl::Status WriteStringToFile(const std::string& path, absl::string_view data,
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
                                         absl::string_view prefix);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm
 
 #endif  // STAGEFARM_COMMON_FS_UTIL_H_

@@ -13,7 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace stagefarm::engine {
+namespace stagefarm {
 namespace {
 
 using ::testing::HasSubstr;
@@ -277,4 +277,4 @@ TEST_F(FsUtilTest, ReadMissingFileIsNotFound) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm

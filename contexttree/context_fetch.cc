@@ -15,7 +15,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::contexttree {
 namespace {
 
 constexpr int kMaxDepth = 1024;
@@ -165,4 +165,4 @@ absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
   return s;
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::contexttree

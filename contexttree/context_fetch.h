@@ -10,7 +10,7 @@
 #include "blobstore/blob_store.h"
 #include "common/digest.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::contexttree {
 
 // Writes the tree whose root Directory is `root` into `dest`, which must not
 // exist: directories and files with the tree's unix modes (0755/0644 when a
@@ -23,6 +23,6 @@ namespace stagefarm::engine {
 absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
                              const Digest& root, const std::string& dest);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::contexttree
 
 #endif  // STAGEFARM_CONTEXTTREE_CONTEXT_FETCH_H_

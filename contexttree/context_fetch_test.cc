@@ -17,7 +17,7 @@
 #include "contexttree/context_upload.h"
 #include "tests/cas_process.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::contexttree {
 namespace {
 
 namespace fs = std::filesystem;
@@ -34,7 +34,7 @@ std::string ReadAll(const std::string& path) {
 }
 
 // Stores what an upload would send.
-void Store(const cli::ContextTree& tree, MemoryBlobStore* blobs) {
+void Store(const contexttree::ContextTree& tree, MemoryBlobStore* blobs) {
   for (const auto& [d, bytes] : tree.directories) {
     ASSERT_TRUE(blobs->Put("ns", bytes).ok());
   }
@@ -57,7 +57,7 @@ TEST(ContextFetchTest, RoundTripGivesTheSameTree) {
   for (size_t i = 0; i < big.size(); i += 999) big[i] = static_cast<char>(i);
   Write(src + "/data/big.bin", big, 0644);
 
-  auto tree = cli::BuildContextTree(src, nullptr, nullptr, 0);
+  auto tree = contexttree::BuildContextTree(src, nullptr, nullptr, 0);
   ASSERT_TRUE(tree.ok()) << tree.status();
   MemoryBlobStore blobs;
   ASSERT_NO_FATAL_FAILURE(Store(*tree, &blobs));
@@ -65,7 +65,7 @@ TEST(ContextFetchTest, RoundTripGivesTheSameTree) {
   std::string dest = root + "/dest";
   absl::Status s = MaterializeTree(&blobs, "ns", tree->root, dest);
   ASSERT_TRUE(s.ok()) << s;
-  auto again = cli::BuildContextTree(dest, nullptr, nullptr, 0);
+  auto again = contexttree::BuildContextTree(dest, nullptr, nullptr, 0);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->root, tree->root);
   EXPECT_EQ(ReadAll(dest + "/bin/tool"), "#!/bin/sh\necho hi\n");
@@ -139,4 +139,4 @@ TEST(ContextFetchTest, HostileNamesAreRefused) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::contexttree

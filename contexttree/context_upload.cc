@@ -19,7 +19,7 @@
 #include "common/errno_status.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::cli {
+namespace stagefarm::contexttree {
 namespace {
 
 constexpr char kCacheMagic[] = "stagefarm.statcache.v1\n";
@@ -183,7 +183,7 @@ class Walker {
     if (cache_ != nullptr) {
       if (std::optional<Digest> hit = cache_->Lookup(rel, st)) return *hit;
     }
-    ASSIGN_OR_RETURN(Digest digest, engine::HashFile(path));
+    ASSIGN_OR_RETURN(Digest digest, HashFile(path));
     ++tree_->files_hashed;
     // A size that moved while hashing means a writer is busy: do not keep.
     if (cache_ != nullptr && digest.size() == st.st_size) {
@@ -432,4 +432,4 @@ absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
   return stats;
 }
 
-}  // namespace stagefarm::cli
+}  // namespace stagefarm::contexttree

@@ -24,7 +24,7 @@
 #include "common/sha256.h"
 #include "frontend/dockerfile/dockerignore.h"
 
-namespace stagefarm::cli {
+namespace stagefarm::contexttree {
 
 // Content digests of files by relative path, valid while the file's device,
 // inode, size, mode, mtime and ctime are unchanged. Stored as one file,
@@ -92,6 +92,6 @@ struct UploadStats {
 absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
                                           CasClient* cas);
 
-}  // namespace stagefarm::cli
+}  // namespace stagefarm::contexttree
 
 #endif  // STAGEFARM_CONTEXTTREE_CONTEXT_UPLOAD_H_

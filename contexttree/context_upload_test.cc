@@ -14,7 +14,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "tests/cas_process.h"
 
-namespace stagefarm::cli {
+namespace stagefarm::contexttree {
 namespace {
 
 namespace fs = std::filesystem;
@@ -231,4 +231,4 @@ TEST(ContextUploadTest, UploadsOnlyWhatIsMissing) {
 }
 
 }  // namespace
-}  // namespace stagefarm::cli
+}  // namespace stagefarm::contexttree

@@ -110,8 +110,9 @@ std::string ExposedPort(const std::string& p) {
 }  // namespace
 
 BuildEngine::BuildEngine(BlobStore* blobs, ActionCacheStorage* ac,
-                         ImageStore* images, Snapshotter* snapshots,
-                         Executor* executor, EngineOptions options)
+                         image::ImageStore* images,
+                         snapshot::Snapshotter* snapshots,
+                         executor::Executor* executor, EngineOptions options)
     : blobs_(blobs),
       ac_storage_(ac),
       action_cache_(blobs, ac),
@@ -230,15 +231,15 @@ class StageRunner {
       return absl::OkStatus();
     }
     if (absl::AsciiStrToLower(stage_.base) == "scratch") {
-      state_.config = EmptyImageConfig();
+      state_.config = image::EmptyImageConfig();
       state_.key = build::CacheKeyBuilder().Add("base", "scratch").Finish();
     } else {
-      ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(stage_.base));
+      ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(stage_.base));
       state_.config = image.image.config;
       state_.layers = image.image.layers;
       state_.diff_ids = image.image.diff_ids;
       state_.key = build::CacheKeyBuilder()
-                       .Add("base", OciDigest(image.manifest.digest))
+                       .Add("base", image::OciDigest(image.manifest.digest))
                        .Finish();
       TakeOnbuildTriggers();
     }
@@ -255,7 +256,7 @@ class StageRunner {
     for (const std::string& e : JsonStrings(Cfg()["Env"])) {
       if (EnvKey(e) == "PATH") has_path = true;
     }
-    if (!has_path) SetEnv(&Cfg(), "PATH", kDefaultPath);
+    if (!has_path) SetEnv(&Cfg(), "PATH", image::kDefaultPath);
     return absl::OkStatus();
   }
 
@@ -425,14 +426,15 @@ class StageRunner {
 
   struct StepResult {
     bool empty = true;
-    Descriptor layer;
+    image::Descriptor layer;
     std::string diff_id;
   };
 
   absl::StatusOr<std::optional<StepResult>> LookupCache(
       const std::string& key) {
     if (s_.request->no_cache) return std::optional<StepResult>();
-    ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "cache key"));
+    ASSIGN_OR_RETURN(Digest action,
+                     image::ParseOciDigest(key, 32, "cache key"));
     auto result = e_->action_cache_.Get(e_->options_.ns, action, {});
     if (absl::IsNotFound(result.status())) return std::optional<StepResult>();
     RETURN_IF_ERROR(result.status());
@@ -440,12 +442,12 @@ class StageRunner {
       if (f.path() != "step.json") continue;
       ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
       ASSIGN_OR_RETURN(std::string text, e_->blobs_->Get(e_->options_.ns, d));
-      auto j = ParseJson(text, "cached step result");
+      auto j = image::ParseJson(text, "cached step result");
       if (!j.ok() || j->value("version", 0) != kStepResultVersion) break;
       StepResult r;
       r.empty = j->value("empty", true);
       if (!r.empty) {
-        auto layer = ParseDescriptor((*j)["layer"], "cached step layer");
+        auto layer = image::ParseDescriptor((*j)["layer"], "cached step layer");
         if (!layer.ok()) break;
         r.layer = *layer;
         r.diff_id = j->value("diff_id", "");
@@ -458,10 +460,10 @@ class StageRunner {
   absl::Status StoreCache(const std::string& key, const StepResult& r) {
     json j{{"version", kStepResultVersion}, {"empty", r.empty}};
     if (!r.empty) {
-      j["layer"] = DescriptorJson(r.layer);
+      j["layer"] = image::DescriptorJson(r.layer);
       j["diff_id"] = r.diff_id;
     }
-    std::string text = Serialize(j);
+    std::string text = image::Serialize(j);
     RETURN_IF_ERROR(e_->blobs_->Put(e_->options_.ns, text));
     reapi::ActionResult ar;
     auto* f = ar.add_output_files();
@@ -472,7 +474,8 @@ class StageRunner {
       l->set_path("layer");
       r.layer.digest.ToProto(l->mutable_digest());
     }
-    ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "cache key"));
+    ASSIGN_OR_RETURN(Digest action,
+                     image::ParseOciDigest(key, 32, "cache key"));
     return e_->action_cache_.Update(e_->options_.ns, action, std::move(ar));
   }
 
@@ -488,7 +491,7 @@ class StageRunner {
 
   // A writable root file system for one step.
   struct Rootfs {
-    std::unique_ptr<OverlayMount> mount;
+    std::unique_ptr<snapshot::OverlayMount> mount;
     std::string upper, work, dir;
     std::string path() const { return mount->path(); }
   };
@@ -506,9 +509,9 @@ class StageRunner {
         return absl::InternalError(absl::StrCat("cannot create ", d));
       }
     }
-    ASSIGN_OR_RETURN(r.mount,
-                     OverlayMount::Mount(lowers, r.upper, r.work, target,
-                                         e_->snapshots_->empty_dir()));
+    ASSIGN_OR_RETURN(
+        r.mount, snapshot::OverlayMount::Mount(lowers, r.upper, r.work, target,
+                                               e_->snapshots_->empty_dir()));
     return r;
   }
 
@@ -517,29 +520,30 @@ class StageRunner {
   absl::Status Finish(Rootfs rootfs, const std::string& key,
                       const std::string& history, double started) {
     RETURN_IF_ERROR(rootfs.mount->Unmount());
-    LayerOptions lo;
+    archives::LayerOptions lo;
     // Only the target stage's layers go into the image as they are; other
     // stages' layers are snapshots and cache entries, kept uncompressed (a
     // third of the work of a step that writes much). The few that end up in
     // the image (a target stage FROM another stage) are compressed when the
     // image is assembled.
     lo.compression = index_ == s_.plan->target ? s_.request->compression
-                                               : Compression::kNone;
+                                               : archives::Compression::kNone;
     lo.level = s_.request->compression_level;
     lo.source_date_epoch = s_.request->source_date_epoch;
     std::string blob_path = rootfs.dir + "/layer";
-    ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(rootfs.upper, lo, blob_path));
+    ASSIGN_OR_RETURN(archives::LayerBlob blob,
+                     archives::WriteLayer(rootfs.upper, lo, blob_path));
     StepResult r;
     r.empty = blob.entries == 0;
     if (!r.empty) {
-      r.layer = Descriptor{blob.media_type, blob.digest};
+      r.layer = image::Descriptor{blob.media_type, blob.digest};
       r.diff_id = blob.diff_id;
       RETURN_IF_ERROR(
           UploadFile(e_->blobs_, e_->options_.ns, blob_path, blob.digest));
       std::vector<std::string> ids = state_.diff_ids;
       ids.push_back(r.diff_id);
       RETURN_IF_ERROR(
-          e_->snapshots_->Commit(rootfs.upper, ChainIds(ids).back()));
+          e_->snapshots_->Commit(rootfs.upper, image::ChainIds(ids).back()));
     }
     (void)RemoveAll(rootfs.dir);
     RETURN_IF_ERROR(StoreCache(key, r));
@@ -645,13 +649,13 @@ class StageRunner {
       ASSIGN_OR_RETURN(ImageState st, StageResult(idx));
       return st.key;
     }
-    ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(from));
-    return OciDigest(image.manifest.digest);
+    ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(from));
+    return image::OciDigest(image.manifest.digest);
   }
 
   // An image named in FROM or --from: as the request resolved it (a farm
   // client resolves names against its own index), else from the ImageStore.
-  absl::StatusOr<ResolvedImage> ResolveImage(const std::string& name) {
+  absl::StatusOr<image::ResolvedImage> ResolveImage(const std::string& name) {
     auto it = s_.request->images.find(name);
     if (it != s_.request->images.end()) return e_->images_->Load(it->second);
     return e_->images_->Resolve(name);
@@ -686,7 +690,7 @@ class StageRunner {
 
   // A read-only view of a stage's or image's files.
   struct View {
-    std::unique_ptr<OverlayMount> mount;
+    std::unique_ptr<snapshot::OverlayMount> mount;
     std::string dir;
     std::string path;
   };
@@ -696,7 +700,7 @@ class StageRunner {
     if (idx >= 0) {
       ASSIGN_OR_RETURN(st, StageResult(idx));
     } else {
-      ASSIGN_OR_RETURN(ResolvedImage image, ResolveImage(from));
+      ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(from));
       st.layers = image.image.layers;
       st.diff_ids = image.image.diff_ids;
     }
@@ -706,8 +710,9 @@ class StageRunner {
     ASSIGN_OR_RETURN(v.dir, e_->snapshots_->TempDir("view-"));
     v.path = v.dir + "/rootfs";
     mkdir(v.path.c_str(), 0755);
-    ASSIGN_OR_RETURN(v.mount, OverlayMount::Mount(lowers, "", "", v.path,
-                                                  e_->snapshots_->empty_dir()));
+    ASSIGN_OR_RETURN(
+        v.mount, snapshot::OverlayMount::Mount(lowers, "", "", v.path,
+                                               e_->snapshots_->empty_dir()));
     return v;
   }
 
@@ -737,7 +742,7 @@ class StageRunner {
     std::vector<std::string> env = step.run_env;
     bool has_path = false;
     for (const auto& e : env) has_path |= EnvKey(e) == "PATH";
-    if (!has_path) env.push_back(absl::StrCat("PATH=", kDefaultPath));
+    if (!has_path) env.push_back(absl::StrCat("PATH=", image::kDefaultPath));
     std::string user = cfg.value("User", "");
     std::string workdir = Workdir();
     bool network = run.network != "none" && !e_->options_.force_no_network;
@@ -778,7 +783,7 @@ class StageRunner {
     ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
     ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, true));
 
-    ExecSpec spec;
+    executor::ExecSpec spec;
     spec.rootfs = rootfs.path();
     spec.args = args;
     spec.env = env;
@@ -799,7 +804,7 @@ class StageRunner {
     std::vector<std::unique_ptr<DirLock>> locks;
     std::vector<std::string> scratch_dirs;
     for (const auto& m : run.mounts) {
-      ExecMount em;
+      executor::ExecMount em;
       em.destination = JoinWorkdir(workdir, m.target);
       if (m.type == "cache") {
         std::string id = m.id.empty() ? em.destination : m.id;
@@ -890,7 +895,7 @@ class StageRunner {
       Emit(BuildEvent::Kind::kLog, std::move(chunk), 0);
     });
     spec.on_output = [&log](absl::string_view chunk) { log.Write(chunk); };
-    absl::StatusOr<ExecResult> result = e_->executor_->Run(spec);
+    absl::StatusOr<executor::ExecResult> result = e_->executor_->Run(spec);
     std::string clipped = KeepFullLog(&log);
     views.clear();
     locks.clear();
@@ -1207,15 +1212,16 @@ std::string CreatedOf(const BuildRequest& request) {
 
 std::string ImageStateJson(const ImageState& state) {
   json layers = json::array();
-  for (const Descriptor& d : state.layers) layers.push_back(DescriptorJson(d));
-  return Serialize(json{{"config", state.config},
-                        {"layers", layers},
-                        {"diff_ids", state.diff_ids},
-                        {"key", state.key}});
+  for (const image::Descriptor& d : state.layers)
+    layers.push_back(image::DescriptorJson(d));
+  return image::Serialize(json{{"config", state.config},
+                               {"layers", layers},
+                               {"diff_ids", state.diff_ids},
+                               {"key", state.key}});
 }
 
 absl::StatusOr<ImageState> ParseImageState(absl::string_view text) {
-  ASSIGN_OR_RETURN(json j, ParseJson(text, "stage result"));
+  ASSIGN_OR_RETURN(json j, image::ParseJson(text, "stage result"));
   ImageState st;
   if (!j.is_object() || !j["config"].is_object() || !j["layers"].is_array() ||
       !j["diff_ids"].is_array() || !j["key"].is_string() ||
@@ -1224,7 +1230,8 @@ absl::StatusOr<ImageState> ParseImageState(absl::string_view text) {
   }
   st.config = j["config"];
   for (const json& l : j["layers"]) {
-    ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(l, "stage result layer"));
+    ASSIGN_OR_RETURN(image::Descriptor d,
+                     image::ParseDescriptor(l, "stage result layer"));
     st.layers.push_back(d);
   }
   for (const json& d : j["diff_ids"]) {
@@ -1391,10 +1398,10 @@ absl::StatusOr<BuildResult> BuildEngine::Assemble(const BuildRequest& request,
                                                   ImageState image) {
   BuildResult out;
   out.image = std::move(image);
-  if (request.compression != Compression::kNone) {
+  if (request.compression != archives::Compression::kNone) {
     for (size_t i = 0; i < out.image.layers.size(); ++i) {
-      Descriptor& layer = out.image.layers[i];
-      if (layer.media_type != kMediaTypeLayerTar) continue;
+      image::Descriptor& layer = out.image.layers[i];
+      if (layer.media_type != archives::kMediaTypeLayerTar) continue;
       ASSIGN_OR_RETURN(layer,
                        CompressedLayer(layer, out.image.diff_ids[i], request));
     }
@@ -1415,42 +1422,44 @@ absl::StatusOr<BuildResult> BuildEngine::Assemble(const BuildRequest& request,
   return out;
 }
 
-absl::StatusOr<Descriptor> BuildEngine::CompressedLayer(
-    const Descriptor& tar, const std::string& diff_id,
+absl::StatusOr<image::Descriptor> BuildEngine::CompressedLayer(
+    const image::Descriptor& tar, const std::string& diff_id,
     const BuildRequest& request) {
-  LayerOptions lo;
+  archives::LayerOptions lo;
   lo.compression = request.compression;
   lo.level = request.compression_level;
-  std::string key = build::CacheKeyBuilder()
-                        .Add("kind", "compressed-layer")
-                        .Add("layer", OciDigest(tar.digest))
-                        .Add("media_type", LayerMediaType(lo.compression))
-                        .Add("level", lo.level)
-                        .Finish();
-  ASSIGN_OR_RETURN(Digest action, ParseOciDigest(key, 32, "compression key"));
+  std::string key =
+      build::CacheKeyBuilder()
+          .Add("kind", "compressed-layer")
+          .Add("layer", image::OciDigest(tar.digest))
+          .Add("media_type", archives::LayerMediaType(lo.compression))
+          .Add("level", lo.level)
+          .Finish();
+  ASSIGN_OR_RETURN(Digest action,
+                   image::ParseOciDigest(key, 32, "compression key"));
   auto hit = action_cache_.Get(options_.ns, action, {});
   if (hit.ok()) {
     for (const auto& f : hit->output_files()) {
       if (f.path() != "layer") continue;
       ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
-      return Descriptor{LayerMediaType(lo.compression), d};
+      return image::Descriptor{archives::LayerMediaType(lo.compression), d};
     }
   } else if (!absl::IsNotFound(hit.status())) {
     return hit.status();
   }
   ASSIGN_OR_RETURN(std::string dir, snapshots_->TempDir("compress-"));
-  auto compress = [&]() -> absl::StatusOr<Descriptor> {
+  auto compress = [&]() -> absl::StatusOr<image::Descriptor> {
     ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader,
                      blobs_->OpenRead(options_.ns, tar.digest, 0, 0));
     std::string path = dir + "/layer";
-    ASSIGN_OR_RETURN(LayerBlob blob, CompressLayer(
-                                         [&](std::string* out) {
-                                           return reader->Read(1 << 20, out);
-                                         },
-                                         lo, path));
+    ASSIGN_OR_RETURN(
+        archives::LayerBlob blob,
+        archives::CompressLayer(
+            [&](std::string* out) { return reader->Read(1 << 20, out); }, lo,
+            path));
     if (blob.diff_id != diff_id) {
       return absl::DataLossError(
-          absl::StrCat("layer ", OciDigest(tar.digest), " reads as ",
+          absl::StrCat("layer ", image::OciDigest(tar.digest), " reads as ",
                        blob.diff_id, " but the image config says ", diff_id));
     }
     RETURN_IF_ERROR(UploadFile(blobs_, options_.ns, path, blob.digest));
@@ -1459,9 +1468,9 @@ absl::StatusOr<Descriptor> BuildEngine::CompressedLayer(
     f->set_path("layer");
     blob.digest.ToProto(f->mutable_digest());
     RETURN_IF_ERROR(action_cache_.Update(options_.ns, action, std::move(ar)));
-    return Descriptor{blob.media_type, blob.digest};
+    return image::Descriptor{blob.media_type, blob.digest};
   };
-  absl::StatusOr<Descriptor> out = compress();
+  absl::StatusOr<image::Descriptor> out = compress();
   (void)RemoveAll(dir);
   return out;
 }
@@ -1476,9 +1485,9 @@ absl::Status BuildEngine::ExportRootfs(const ImageState& image,
   mkdir(target.c_str(), 0755);
   absl::Status status;
   {
-    ASSIGN_OR_RETURN(
-        std::unique_ptr<OverlayMount> mount,
-        OverlayMount::Mount(lowers, "", "", target, snapshots_->empty_dir()));
+    ASSIGN_OR_RETURN(std::unique_ptr<snapshot::OverlayMount> mount,
+                     snapshot::OverlayMount::Mount(lowers, "", "", target,
+                                                   snapshots_->empty_dir()));
     CopySource src{target, nullptr, true};
     CopyOptions options;
     options.dest = "/";

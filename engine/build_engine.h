@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 #include "blobstore/action_cache.h"
 #include "blobstore/blob_store.h"
 #include "engine/step_log.h"
@@ -49,7 +49,7 @@ struct BuildRequest {
   bool no_cache = false;
   std::map<std::string, std::string> secrets;  // id -> host file
   std::optional<int64_t> source_date_epoch;
-  Compression compression = Compression::kGzip;
+  archives::Compression compression = archives::Compression::kGzip;
   int compression_level = 0;  // 0: the default for the compression
   std::vector<std::string> tags;
   std::map<std::string, std::string> labels;  // --label
@@ -88,7 +88,7 @@ struct BuildEvent {
 // A finished stage or image: its config document and layers.
 struct ImageState {
   nlohmann::json config;
-  std::vector<Descriptor> layers;
+  std::vector<image::Descriptor> layers;
   std::vector<std::string> diff_ids;
   std::string key;  // cache key of its last step (or of the base)
 };
@@ -107,7 +107,7 @@ struct StageOutcome {
 
 struct BuildResult {
   ImageState image;
-  Descriptor manifest;
+  image::Descriptor manifest;
   int steps_run = 0;
   int steps_cached = 0;
 };
@@ -124,9 +124,9 @@ struct EngineOptions {
 
 class BuildEngine {
  public:
-  BuildEngine(BlobStore* blobs, ActionCacheStorage* ac, ImageStore* images,
-              Snapshotter* snapshots, Executor* executor,
-              EngineOptions options);
+  BuildEngine(BlobStore* blobs, ActionCacheStorage* ac,
+              image::ImageStore* images, snapshot::Snapshotter* snapshots,
+              executor::Executor* executor, EngineOptions options);
 
   // Runs the build. INVALID_ARGUMENT with file:line for Dockerfile errors;
   // a failed RUN is FAILED_PRECONDITION naming the instruction, its line,
@@ -163,16 +163,16 @@ class BuildEngine {
   // The layer `tar` (uncompressed, as intermediate stages store them)
   // compressed as the request asks, through the action cache so that each
   // layer is compressed once.
-  absl::StatusOr<Descriptor> CompressedLayer(const Descriptor& tar,
-                                             const std::string& diff_id,
-                                             const BuildRequest& request);
+  absl::StatusOr<image::Descriptor> CompressedLayer(
+      const image::Descriptor& tar, const std::string& diff_id,
+      const BuildRequest& request);
 
   BlobStore* blobs_;
   ActionCacheStorage* ac_storage_;
   ActionCache action_cache_;
-  ImageStore* images_;
-  Snapshotter* snapshots_;
-  Executor* executor_;
+  image::ImageStore* images_;
+  snapshot::Snapshotter* snapshots_;
+  executor::Executor* executor_;
   EngineOptions options_;
 };
 

@@ -51,18 +51,19 @@ class StageTest : public ::testing::Test {
     std::ofstream(rootfs + "/etc/group") << "root:x:0:\n";
     fs::create_directories(dir_ + "/scratch");
     fs::create_directories(dir_ + "/context");
-    images_ =
-        std::make_unique<ImageStore>(&blobs_, "ns", dir_ + "/images.json");
-    auto busybox = ImportImage(images_.get(), rootfs, dir_ + "/scratch");
+    images_ = std::make_unique<image::ImageStore>(&blobs_, "ns",
+                                                  dir_ + "/images.json");
+    auto busybox = image::ImportImage(images_.get(), rootfs, dir_ + "/scratch");
     ASSERT_TRUE(busybox.ok()) << busybox.status();
     ASSERT_TRUE(images_->Tag("busybox", busybox->digest).ok());
-    auto snapshots = Snapshotter::Open(dir_ + "/worker", &blobs_, "ns");
+    auto snapshots =
+        snapshot::Snapshotter::Open(dir_ + "/worker", &blobs_, "ns");
     ASSERT_TRUE(snapshots.ok()) << snapshots.status();
     snapshots_ = std::move(*snapshots);
-    RuncOptions ro;
+    executor::RuncOptions ro;
     ro.state_dir = dir_ + "/runc";
     ro.bundles_dir = dir_ + "/bundles";
-    auto executor = RuncExecutor::Create(ro);
+    auto executor = executor::RuncExecutor::Create(ro);
     ASSERT_TRUE(executor.ok()) << executor.status();
     executor_ = std::move(*executor);
     EngineOptions eo;
@@ -90,9 +91,9 @@ class StageTest : public ::testing::Test {
 
   std::string dir_;
   MemoryBlobStore blobs_;
-  std::unique_ptr<ImageStore> images_;
-  std::unique_ptr<Snapshotter> snapshots_;
-  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<image::ImageStore> images_;
+  std::unique_ptr<snapshot::Snapshotter> snapshots_;
+  std::unique_ptr<executor::Executor> executor_;
   std::unique_ptr<BuildEngine> engine_;
 };
 

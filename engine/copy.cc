@@ -21,7 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "archive/archive_extract.h"
+#include "archives/archive_extract.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
@@ -406,7 +406,7 @@ bool IsArchive(const std::string& path) {
 // and modes from the archive unless --chown/--chmod say otherwise.
 absl::Status Unpack(const std::string& archive_path, const std::string& dest,
                     const CopyOptions& options) {
-  ExtractOptions eo;
+  archives::ExtractOptions eo;
   eo.keep_owner = true;
   eo.keep_times = true;
   eo.unlink = true;
@@ -417,7 +417,7 @@ absl::Status Unpack(const std::string& archive_path, const std::string& dest,
       return options.mode->Apply(perm, is_dir);
     };
   }
-  return ExtractArchive(archive_path, dest, eo);
+  return archives::ExtractArchive(archive_path, dest, eo);
 }
 
 }  // namespace

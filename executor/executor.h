@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 
 // A bind or tmpfs mount inside the sandbox.
 struct ExecMount {
@@ -62,6 +62,6 @@ class Executor {
   virtual absl::StatusOr<ExecResult> Run(const ExecSpec& spec) = 0;
 };
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor
 
 #endif  // STAGEFARM_EXECUTOR_EXECUTOR_H_

@@ -32,7 +32,7 @@
 
 extern char** environ;
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 namespace {
 
 using nlohmann::json;
@@ -657,4 +657,4 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   return result;
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor

@@ -40,7 +40,7 @@
 #include "executor/executor.h"
 #include "nlohmann/json.hpp"
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 
 struct RuncOptions {
   // The runtime binary: a name looked up in PATH and then in /usr/local/sbin,
@@ -99,6 +99,6 @@ class RuncExecutor : public Executor {
   std::atomic<uint64_t> counter_{0};
 };
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor
 
 #endif  // STAGEFARM_EXECUTOR_RUNC_EXECUTOR_H_

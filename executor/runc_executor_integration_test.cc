@@ -23,7 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 namespace {
 
 namespace fs = std::filesystem;
@@ -424,4 +424,4 @@ TEST_F(RuncExecutorIntegrationTest, MissingRuntime) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 namespace {
 
 using nlohmann::json;
@@ -352,4 +352,4 @@ TEST(MakeRuntimeSpecTest, Seccomp) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor

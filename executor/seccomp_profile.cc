@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 
 const std::vector<std::string>& DeniedSyscalls() {
   static const std::vector<std::string>* const kNames =
@@ -79,4 +79,4 @@ nlohmann::json DefaultSeccompProfile() {
   return profile;
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor

@@ -19,7 +19,7 @@
 
 #include "nlohmann/json.hpp"
 
-namespace stagefarm::engine {
+namespace stagefarm::executor {
 
 // The refused syscall names. Some exist only on 32-bit x86 (stime, vm86,
 // umount, ...); runc (libseccomp) skips names that do not exist on an
@@ -31,6 +31,6 @@ const std::vector<std::string>& DeniedSyscalls();
 // DeniedSyscalls().
 nlohmann::json DefaultSeccompProfile();
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::executor
 
 #endif  // STAGEFARM_EXECUTOR_SECCOMP_PROFILE_H_

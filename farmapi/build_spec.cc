@@ -6,22 +6,22 @@
 namespace stagefarm::farmapi {
 namespace {
 
-std::string CompressionName(engine::Compression c) {
+std::string CompressionName(archives::Compression c) {
   switch (c) {
-    case engine::Compression::kGzip:
+    case archives::Compression::kGzip:
       return "gzip";
-    case engine::Compression::kZstd:
+    case archives::Compression::kZstd:
       return "zstd";
-    case engine::Compression::kNone:
+    case archives::Compression::kNone:
       break;
   }
   return "uncompressed";
 }
 
-engine::Compression CompressionOf(const std::string& name) {
-  if (name == "zstd") return engine::Compression::kZstd;
-  if (name == "uncompressed") return engine::Compression::kNone;
-  return engine::Compression::kGzip;
+archives::Compression CompressionOf(const std::string& name) {
+  if (name == "zstd") return archives::Compression::kZstd;
+  if (name == "uncompressed") return archives::Compression::kNone;
+  return archives::Compression::kGzip;
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ engine::BuildRequest Full() {
   r.no_cache = true;
   r.labels = {{"org.example", "x"}};
   r.source_date_epoch = 0;
-  r.compression = engine::Compression::kZstd;
+  r.compression = archives::Compression::kZstd;
   r.compression_level = 9;
   r.log_max_bytes = 4096;
   r.images = {{"busybox", Digest::Of("manifest")}};
@@ -44,9 +44,9 @@ TEST(BuildSpecTest, RoundTripKeepsEveryField) {
 }
 
 TEST(BuildSpecTest, EachCompressionAndNoEpochSurvive) {
-  for (engine::Compression c :
-       {engine::Compression::kGzip, engine::Compression::kZstd,
-        engine::Compression::kNone}) {
+  for (archives::Compression c :
+       {archives::Compression::kGzip, archives::Compression::kZstd,
+        archives::Compression::kNone}) {
     engine::BuildRequest in;
     in.compression = c;
     v1::BuildSpec spec;
@@ -62,7 +62,7 @@ TEST(BuildSpecTest, EmptyNameIsDockerfile) {
   absl::StatusOr<engine::BuildRequest> out = FromSpec(v1::BuildSpec());
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(out->dockerfile_name, "Dockerfile");
-  EXPECT_EQ(out->compression, engine::Compression::kGzip);
+  EXPECT_EQ(out->compression, archives::Compression::kGzip);
 }
 
 TEST(BuildSpecTest, BadImageDigestNamesTheImage) {

@@ -11,14 +11,14 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "archive/archive_extract.h"
-#include "archive/layer_tar.h"
+#include "archives/archive_extract.h"
+#include "archives/layer_tar.h"
 #include "blobstore/blob_files.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 namespace {
 
 using nlohmann::json;
@@ -126,11 +126,12 @@ absl::StatusOr<Descriptor> StoreLayerFile(ImageStore* store,
     (void)!read(fd, magic, sizeof(magic));
     close(fd);
   }
-  std::string media = kMediaTypeLayerTar;
-  if (magic[0] == 0x1f && magic[1] == 0x8b) media = kMediaTypeLayerGzip;
+  std::string media = archives::kMediaTypeLayerTar;
+  if (magic[0] == 0x1f && magic[1] == 0x8b)
+    media = archives::kMediaTypeLayerGzip;
   if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f &&
       magic[3] == 0xfd) {
-    media = kMediaTypeLayerZstd;
+    media = archives::kMediaTypeLayerZstd;
   }
   return Descriptor{media, d};
 }
@@ -214,9 +215,10 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
 absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
                                         const std::string& dir,
                                         const std::string& scratch) {
-  LayerOptions lo;
+  archives::LayerOptions lo;
   std::string blob_path = scratch + "/rootfs-layer";
-  ASSIGN_OR_RETURN(LayerBlob blob, WriteLayer(dir, lo, blob_path));
+  ASSIGN_OR_RETURN(archives::LayerBlob blob,
+                   archives::WriteLayer(dir, lo, blob_path));
   RETURN_IF_ERROR(
       UploadFile(store->blobs(), store->ns(), blob_path, blob.digest));
   unlink(blob_path.c_str());
@@ -293,9 +295,9 @@ absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
   std::string unpacked;
   if (!S_ISDIR(st.st_mode)) {
     ASSIGN_OR_RETURN(unpacked, MakeTempDir(scratch, "import-"));
-    ExtractOptions eo;
+    archives::ExtractOptions eo;
     eo.what = path;
-    absl::Status s = ExtractArchive(path, unpacked, eo);
+    absl::Status s = archives::ExtractArchive(path, unpacked, eo);
     if (!s.ok()) {
       (void)RemoveAll(unpacked);
       return s;
@@ -320,4 +322,4 @@ absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
   return result;
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "image/image_store.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 
 enum class ArchiveFormat {
   kOci,     // OCI image layout in a tar (skopeo's oci-archive)
@@ -34,6 +34,6 @@ absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
                                        const std::string& path,
                                        const std::string& scratch);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image
 
 #endif  // STAGEFARM_IMAGE_IMAGE_ARCHIVE_H_

@@ -18,12 +18,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 namespace {
 
 using ::testing::ElementsAre;
@@ -146,7 +146,7 @@ TEST_F(ImageArchiveTest, ImportOfARootfsDirGivesOneLayer) {
   ASSERT_EQ(mkdir(unpacked.c_str(), 0755), 0);
   auto reader = blobs_.OpenRead(kNs, image->image.layers[0].digest, 0, 0);
   ASSERT_TRUE(reader.ok()) << reader.status();
-  auto applied = ApplyLayer(
+  auto applied = archives::ApplyLayer(
       [&](std::string* out) { return (*reader)->Read(1 << 20, out); },
       unpacked);
   ASSERT_TRUE(applied.ok()) << applied.status();
@@ -367,4 +367,4 @@ TEST_F(ImageArchiveTest, ExportOfAnUnknownManifestFails) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

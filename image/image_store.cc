@@ -14,7 +14,7 @@
 #include "common/clock.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 namespace {
 
 // Holds an exclusive flock on a file for its lifetime.
@@ -211,4 +211,4 @@ absl::Status ImageStore::Remove(absl::string_view name) {
   return WriteIndexLocked(index);
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

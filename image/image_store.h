@@ -17,7 +17,7 @@
 #include "blobstore/blob_store.h"
 #include "image/oci.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 
 struct ImageRecord {
   std::string name;  // normalized reference
@@ -88,6 +88,6 @@ class ImageStore {
   std::mutex mu_;
 };
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image
 
 #endif  // STAGEFARM_IMAGE_IMAGE_STORE_H_

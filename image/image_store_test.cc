@@ -13,7 +13,7 @@
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 namespace {
 
 using ::testing::HasSubstr;
@@ -274,4 +274,4 @@ TEST_F(ImageStoreTest, ResolveOfATagWhoseBlobsWereEvictedNamesTheImage) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

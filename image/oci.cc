@@ -9,7 +9,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 
 std::string OciDigest(const Digest& digest) {
   return absl::StrCat("sha256:", digest.hash());
@@ -189,4 +189,4 @@ absl::StatusOr<std::string> NormalizeReference(absl::string_view ref) {
   return absl::StrCat(name, ":latest");
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

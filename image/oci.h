@@ -14,7 +14,7 @@
 #include "common/digest.h"
 #include "nlohmann/json.hpp"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 
 inline constexpr char kMediaTypeManifest[] =
     "application/vnd.oci.image.manifest.v1+json";
@@ -84,6 +84,6 @@ std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids);
 // INVALID_ARGUMENT for an empty or malformed reference.
 absl::StatusOr<std::string> NormalizeReference(absl::string_view ref);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image
 
 #endif  // STAGEFARM_IMAGE_OCI_H_

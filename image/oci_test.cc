@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::image {
 namespace {
 
 using ::testing::HasSubstr;
@@ -261,4 +261,4 @@ TEST(ParseOciDigestTest, RejectsBadHex) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::image

@@ -23,8 +23,8 @@
 namespace stagefarm::registry {
 namespace {
 
-using engine::Descriptor;
-using engine::OciDigest;
+using image::Descriptor;
+using image::OciDigest;
 using nlohmann::json;
 
 constexpr char kDockerManifestList[] =
@@ -327,16 +327,16 @@ absl::StatusOr<http::HttpResponse> RegistryClient::Send(
 absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
                                        const std::string& scope,
                                        const Digest& digest,
-                                       engine::ImageStore* store) {
+                                       image::ImageStore* store) {
   ASSIGN_OR_RETURN(std::unique_ptr<BlobWriter> writer,
                    store->blobs()->OpenWrite(store->ns(), digest, ""));
   if (writer->already_complete()) return absl::OkStatus();
-  std::string what = absl::StrCat("blob ", OciDigest(digest), " of ",
+  std::string what = absl::StrCat("blob ", image::OciDigest(digest), " of ",
                                   ref.registry, "/", ref.repository);
   int64_t offset = 0;
   http::HttpRequest req;
   req.url = absl::StrCat(ep.base, "/v2/", ref.repository, "/blobs/",
-                         OciDigest(digest));
+                         image::OciDigest(digest));
   req.sink = [&](absl::string_view chunk) -> absl::Status {
     if (offset + static_cast<int64_t>(chunk.size()) > digest.size()) {
       return absl::DataLossError(
@@ -360,8 +360,8 @@ absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
   return absl::OkStatus();
 }
 
-absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
-    const Endpoint& ep, const Reference& ref, engine::ImageStore* store,
+absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
+    const Endpoint& ep, const Reference& ref, image::ImageStore* store,
     const ProgressFn& progress) {
   std::string scope = absl::StrCat("repository:", ref.repository, ":pull");
   std::string name = ref.String();
@@ -378,7 +378,7 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
       return HttpError(absl::StrCat("manifest of ", name, " from ", ep.base),
                        r);
     }
-    std::string got = OciDigest(Digest::Of(r.body));
+    std::string got = image::OciDigest(Digest::Of(r.body));
     if (!want_digest.empty() && got != want_digest) {
       return absl::DataLossError(
           absl::StrCat("the manifest ", ep.base, " sent for ", name, " is ",
@@ -400,8 +400,8 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
   };
   if (progress) progress(absl::StrCat("pulling ", name, " from ", ep.base));
   ASSIGN_OR_RETURN(auto manifest, get_manifest(ref.ManifestRef(), ref.digest));
-  ASSIGN_OR_RETURN(json mj, engine::ParseJson(manifest.first, "manifest"));
-  if (manifest.second == engine::kMediaTypeIndex ||
+  ASSIGN_OR_RETURN(json mj, image::ParseJson(manifest.first, "manifest"));
+  if (manifest.second == image::kMediaTypeIndex ||
       manifest.second == kDockerManifestList || mj.contains("manifests")) {
     std::string chosen;
     std::vector<std::string> offered;
@@ -428,14 +428,14 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
           ")"));
     }
     ASSIGN_OR_RETURN(manifest, get_manifest(chosen, chosen));
-    ASSIGN_OR_RETURN(mj, engine::ParseJson(manifest.first, "manifest"));
+    ASSIGN_OR_RETURN(mj, image::ParseJson(manifest.first, "manifest"));
   }
   if (!mj.is_object() || !mj.contains("config")) {
     return absl::InvalidArgumentError(
         absl::StrCat("the manifest of ", name, " has no config"));
   }
-  ASSIGN_OR_RETURN(Descriptor config,
-                   engine::ParseDescriptor(mj["config"], "manifest.config"));
+  ASSIGN_OR_RETURN(image::Descriptor config,
+                   image::ParseDescriptor(mj["config"], "manifest.config"));
   if (config.digest.size() > kMaxConfigBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("the config of ", name, " is ", config.digest.size(),
@@ -444,10 +444,10 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
   RETURN_IF_ERROR(FetchBlob(ep, ref, scope, config.digest, store));
   ASSIGN_OR_RETURN(std::string config_bytes,
                    store->blobs()->Get(store->ns(), config.digest));
-  ASSIGN_OR_RETURN(engine::Image image,
-                   engine::ParseImage(manifest.first, config_bytes));
+  ASSIGN_OR_RETURN(image::Image image,
+                   image::ParseImage(manifest.first, config_bytes));
   std::vector<Digest> layers;
-  for (const Descriptor& l : image.layers) layers.push_back(l.digest);
+  for (const image::Descriptor& l : image.layers) layers.push_back(l.digest);
   ASSIGN_OR_RETURN(std::vector<Digest> missing,
                    store->blobs()->FindMissing(store->ns(), layers));
   int64_t bytes = 0;
@@ -469,11 +469,11 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::PullFrom(
   return store->Load(Digest::Of(manifest.first));
 }
 
-absl::StatusOr<engine::ResolvedImage> RegistryClient::Pull(
-    engine::ImageStore* store, const std::string& text,
+absl::StatusOr<image::ResolvedImage> RegistryClient::Pull(
+    image::ImageStore* store, const std::string& text,
     const ProgressFn& progress) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
-  ASSIGN_OR_RETURN(std::string local, engine::NormalizeReference(text));
+  ASSIGN_OR_RETURN(std::string local, image::NormalizeReference(text));
   std::vector<std::string> hosts;
   if (ref.registry == kDockerHub) hosts = options_.mirrors;
   hosts.push_back(ref.registry);
@@ -484,7 +484,7 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::Pull(
       last = ep.status();
       continue;
     }
-    absl::StatusOr<engine::ResolvedImage> image =
+    absl::StatusOr<image::ResolvedImage> image =
         PullFrom(*ep, ref, store, progress);
     if (image.ok()) {
       RETURN_IF_ERROR(store->Tag(local, image->manifest.digest));
@@ -499,18 +499,18 @@ absl::StatusOr<engine::ResolvedImage> RegistryClient::Pull(
 }
 
 std::map<std::string, std::string> RegistryClient::MountSources(
-    engine::ImageStore* store, const Reference& target) {
+    image::ImageStore* store, const Reference& target) {
   std::map<std::string, std::string> out;  // blob hash -> repository
   if (target.registry == kDockerHub) return out;
-  absl::StatusOr<std::vector<engine::ImageRecord>> records = store->List();
+  absl::StatusOr<std::vector<image::ImageRecord>> records = store->List();
   if (!records.ok()) return out;
-  for (const engine::ImageRecord& rec : *records) {
+  for (const image::ImageRecord& rec : *records) {
     if (!absl::StartsWith(rec.name, target.registry + "/")) continue;
     absl::StatusOr<Reference> r = ParseReference(rec.name);
     if (!r.ok() || r->repository == target.repository) continue;
-    absl::StatusOr<engine::ResolvedImage> image = store->Load(rec.manifest);
+    absl::StatusOr<image::ResolvedImage> image = store->Load(rec.manifest);
     if (!image.ok()) continue;
-    for (const Descriptor& l : image->image.layers) {
+    for (const image::Descriptor& l : image->image.layers) {
       out.emplace(l.digest.hash(), r->repository);
     }
   }
@@ -521,14 +521,14 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
                                       const std::string& scope,
                                       const Digest& digest,
                                       const std::string& mount_from,
-                                      engine::ImageStore* store,
+                                      image::ImageStore* store,
                                       PushResult* result) {
-  std::string what = absl::StrCat("upload of ", OciDigest(digest), " to ",
-                                  ref.registry, "/", ref.repository);
+  std::string what = absl::StrCat("upload of ", image::OciDigest(digest),
+                                  " to ", ref.registry, "/", ref.repository);
   std::string blobs = absl::StrCat(ep.base, "/v2/", ref.repository, "/blobs/");
   http::HttpRequest head;
   head.method = "HEAD";
-  head.url = blobs + OciDigest(digest);
+  head.url = blobs + image::OciDigest(digest);
   ASSIGN_OR_RETURN(http::HttpResponse h, Send(ep, head, scope));
   if (h.status == 200) {
     ++result->blobs_present;
@@ -539,8 +539,9 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   start.method = "POST";
   start.url = blobs + "uploads/";
   if (!mount_from.empty()) {
-    start.url += absl::StrCat("?mount=", http::UrlEncode(OciDigest(digest)),
-                              "&from=", http::UrlEncode(mount_from));
+    start.url +=
+        absl::StrCat("?mount=", http::UrlEncode(image::OciDigest(digest)),
+                     "&from=", http::UrlEncode(mount_from));
   }
   ASSIGN_OR_RETURN(http::HttpResponse s, Send(ep, start, scope));
   if (s.status == 201) {
@@ -590,8 +591,8 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   } else {
     RETURN_IF_ERROR(body_from(0, size, &finish));
   }
-  finish.url =
-      WithQuery(location, "digest=" + http::UrlEncode(OciDigest(digest)));
+  finish.url = WithQuery(location,
+                         "digest=" + http::UrlEncode(image::OciDigest(digest)));
   ASSIGN_OR_RETURN(http::HttpResponse f, Send(ep, finish, scope));
   if (f.status != 201) return HttpError(what, f);
   ++result->blobs_sent;
@@ -599,15 +600,15 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   return absl::OkStatus();
 }
 
-absl::StatusOr<PushResult> RegistryClient::Push(engine::ImageStore* store,
+absl::StatusOr<PushResult> RegistryClient::Push(image::ImageStore* store,
                                                 const Digest& manifest,
                                                 const std::string& text,
                                                 const ProgressFn& progress) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
-  ASSIGN_OR_RETURN(engine::ResolvedImage image, store->Load(manifest));
-  if (!ref.digest.empty() && ref.digest != OciDigest(manifest)) {
+  ASSIGN_OR_RETURN(image::ResolvedImage image, store->Load(manifest));
+  if (!ref.digest.empty() && ref.digest != image::OciDigest(manifest)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cannot push ", OciDigest(manifest), " as ", text,
+        absl::StrCat("cannot push ", image::OciDigest(manifest), " as ", text,
                      ": the reference names another digest"));
   }
   ASSIGN_OR_RETURN(Endpoint ep, Connect(ref.registry));
@@ -615,7 +616,7 @@ absl::StatusOr<PushResult> RegistryClient::Push(engine::ImageStore* store,
   std::set<std::string> scopes = {
       absl::StrCat("repository:", ref.repository, ":pull,push")};
   std::vector<std::pair<Digest, std::string>> blobs;  // digest, mount source
-  for (const Descriptor& l : image.image.layers) {
+  for (const image::Descriptor& l : image.image.layers) {
     auto it = sources.find(l.digest.hash());
     std::string from = it == sources.end() ? "" : it->second;
     if (!from.empty())
@@ -650,7 +651,7 @@ absl::StatusOr<PushResult> RegistryClient::Push(engine::ImageStore* store,
   if (r.status != 201) {
     return HttpError(absl::StrCat("manifest of ", ref.String()), r);
   }
-  result.digest = OciDigest(manifest);
+  result.digest = image::OciDigest(manifest);
   std::string echoed = r.Header("docker-content-digest");
   if (!echoed.empty() && echoed != result.digest) {
     return absl::DataLossError(

@@ -65,12 +65,12 @@ class RegistryClient {
 
   // Pulls `ref` into `store`, tags it under its normalized name, and
   // returns it. NOT_FOUND when the registry has no such image.
-  absl::StatusOr<engine::ResolvedImage> Pull(engine::ImageStore* store,
-                                             const std::string& ref,
-                                             const ProgressFn& progress);
+  absl::StatusOr<image::ResolvedImage> Pull(image::ImageStore* store,
+                                            const std::string& ref,
+                                            const ProgressFn& progress);
 
   // Pushes the image `manifest` of `store` as `ref`.
-  absl::StatusOr<PushResult> Push(engine::ImageStore* store,
+  absl::StatusOr<PushResult> Push(image::ImageStore* store,
                                   const Digest& manifest,
                                   const std::string& ref,
                                   const ProgressFn& progress);
@@ -92,19 +92,19 @@ class RegistryClient {
   absl::StatusOr<std::string> Authorize(const Endpoint& ep,
                                         const std::string& challenge,
                                         const std::string& scope);
-  absl::StatusOr<engine::ResolvedImage> PullFrom(const Endpoint& ep,
-                                                 const Reference& ref,
-                                                 engine::ImageStore* store,
-                                                 const ProgressFn& progress);
+  absl::StatusOr<image::ResolvedImage> PullFrom(const Endpoint& ep,
+                                                const Reference& ref,
+                                                image::ImageStore* store,
+                                                const ProgressFn& progress);
   absl::Status FetchBlob(const Endpoint& ep, const Reference& ref,
                          const std::string& scope, const Digest& digest,
-                         engine::ImageStore* store);
+                         image::ImageStore* store);
   absl::Status PushBlob(const Endpoint& ep, const Reference& ref,
                         const std::string& scope, const Digest& digest,
-                        const std::string& mount_from,
-                        engine::ImageStore* store, PushResult* result);
+                        const std::string& mount_from, image::ImageStore* store,
+                        PushResult* result);
   // Repositories of `host` in the store's index that hold each blob.
-  std::map<std::string, std::string> MountSources(engine::ImageStore* store,
+  std::map<std::string, std::string> MountSources(image::ImageStore* store,
                                                   const Reference& target);
 
   RegistryOptions options_;

@@ -18,11 +18,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::snapshot {
 namespace {
 
 // Unmounts every mount at or below `dir` (deepest first).
@@ -104,24 +104,24 @@ absl::StatusOr<std::string> Snapshotter::TempDir(absl::string_view prefix) {
   return MakeTempDir(tmp_, prefix);
 }
 
-absl::Status Snapshotter::Unpack(const Descriptor& layer,
+absl::Status Snapshotter::Unpack(const image::Descriptor& layer,
                                  const std::string& diff_id,
                                  const std::string& chain_id) {
   ASSIGN_OR_RETURN(std::string dir, TempDir("unpack-"));
   ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader,
                    blobs_->OpenRead(ns_, layer.digest, 0, 0));
-  auto result = ApplyLayer(
+  auto result = archives::ApplyLayer(
       [&reader](std::string* out) { return reader->Read(1 << 20, out); }, dir);
   if (!result.ok()) {
     (void)RemoveAll(dir);
     return absl::Status(result.status().code(),
-                        absl::StrCat("layer ", OciDigest(layer.digest), ": ",
-                                     result.status().message()));
+                        absl::StrCat("layer ", image::OciDigest(layer.digest),
+                                     ": ", result.status().message()));
   }
   if (result->diff_id != diff_id) {
     (void)RemoveAll(dir);
     return absl::DataLossError(
-        absl::StrCat("layer ", OciDigest(layer.digest), " unpacks to ",
+        absl::StrCat("layer ", image::OciDigest(layer.digest), " unpacks to ",
                      result->diff_id, " but the image config says ", diff_id));
   }
   if (rename(dir.c_str(), PathFor(chain_id).c_str()) != 0) {
@@ -136,12 +136,12 @@ absl::Status Snapshotter::Unpack(const Descriptor& layer,
 }
 
 absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
-    const std::vector<Descriptor>& layers,
+    const std::vector<image::Descriptor>& layers,
     const std::vector<std::string>& diff_ids) {
   if (layers.size() != diff_ids.size()) {
     return absl::InvalidArgumentError("layers and diff_ids differ in number");
   }
-  std::vector<std::string> chain = ChainIds(diff_ids);
+  std::vector<std::string> chain = image::ChainIds(diff_ids);
   std::vector<std::string> out;
   for (size_t i = 0; i < layers.size(); ++i) {
     std::string path = PathFor(chain[i]);
@@ -302,4 +302,4 @@ absl::Status OverlayMount::Unmount() {
 
 OverlayMount::~OverlayMount() { (void)Unmount(); }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::snapshot

@@ -23,7 +23,7 @@
 #include "blobstore/blob_store.h"
 #include "image/oci.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::snapshot {
 
 class Snapshotter {
  public:
@@ -35,7 +35,7 @@ class Snapshotter {
   // Ensures every layer is unpacked; returns the snapshot directories from
   // the bottom layer to the top one. `diff_ids` parallel to `layers`.
   absl::StatusOr<std::vector<std::string>> Prepare(
-      const std::vector<Descriptor>& layers,
+      const std::vector<image::Descriptor>& layers,
       const std::vector<std::string>& diff_ids);
 
   // Moves a finished step's upper directory in as the snapshot of
@@ -62,8 +62,8 @@ class Snapshotter {
  private:
   Snapshotter(std::string root, BlobStore* blobs, std::string ns);
   std::string PathFor(const std::string& chain_id) const;
-  absl::Status Unpack(const Descriptor& layer, const std::string& diff_id,
-                      const std::string& chain_id);
+  absl::Status Unpack(const image::Descriptor& layer,
+                      const std::string& diff_id, const std::string& chain_id);
 
   std::string root_, tmp_, empty_;
   BlobStore* blobs_;
@@ -94,6 +94,6 @@ class OverlayMount {
   bool mounted_ = true;
 };
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::snapshot
 
 #endif  // STAGEFARM_SNAPSHOT_SNAPSHOTS_H_

@@ -20,11 +20,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::snapshot {
 namespace {
 
 using ::testing::ElementsAre;
@@ -108,12 +108,12 @@ class SnapshotsTest : public ::testing::Test {
     ASSERT_TRUE(WriteStringToFile(l2 + "/c.txt", "C").ok());
     for (const std::string& dir : {l1, l2}) {
       std::string blob = dir + ".tar.gz";
-      auto layer = WriteLayer(dir, LayerOptions{}, blob);
+      auto layer = archives::WriteLayer(dir, archives::LayerOptions{}, blob);
       ASSERT_TRUE(layer.ok()) << layer.status();
       auto bytes = ReadFileToString(blob);
       ASSERT_TRUE(bytes.ok());
       ASSERT_TRUE(blobs_.Put(kNs, *bytes).ok());
-      layers_.push_back(Descriptor{layer->media_type, layer->digest});
+      layers_.push_back(image::Descriptor{layer->media_type, layer->digest});
       diff_ids_.push_back(layer->diff_id);
     }
     auto snap = Snapshotter::Open(root_, &blobs_, kNs);
@@ -134,7 +134,7 @@ class SnapshotsTest : public ::testing::Test {
 
   MemoryBlobStore blobs_;
   std::string base_, root_;
-  std::vector<Descriptor> layers_;
+  std::vector<image::Descriptor> layers_;
   std::vector<std::string> diff_ids_;
   std::unique_ptr<Snapshotter> snap_;
 };
@@ -142,7 +142,7 @@ class SnapshotsTest : public ::testing::Test {
 TEST_F(SnapshotsTest, PrepareUnpacksEachLayerUnderItsChainId) {
   std::vector<std::string> dirs = PrepareOrDie();
   ASSERT_EQ(dirs.size(), 2u);
-  std::vector<std::string> chain = ChainIds(diff_ids_);
+  std::vector<std::string> chain = image::ChainIds(diff_ids_);
   EXPECT_EQ(dirs[0], absl::StrCat(root_, "/snapshots/", chain[0].substr(7)));
   EXPECT_EQ(dirs[1], absl::StrCat(root_, "/snapshots/", chain[1].substr(7)));
   EXPECT_EQ(Read(dirs[0] + "/a.txt"), "A");
@@ -155,7 +155,7 @@ TEST_F(SnapshotsTest, PrepareUnpacksEachLayerUnderItsChainId) {
 TEST_F(SnapshotsTest, PrepareReusesExistingSnapshots) {
   std::vector<std::string> first = PrepareOrDie();
   // With the blobs gone, only already unpacked snapshots can satisfy this.
-  for (const Descriptor& l : layers_) blobs_.Evict(l.digest);
+  for (const image::Descriptor& l : layers_) blobs_.Evict(l.digest);
   auto again = snap_->Prepare(layers_, diff_ids_);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*again, first);
@@ -367,4 +367,4 @@ TEST_F(SnapshotsTest, DestructorRemovesItsScratch) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::snapshot

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   }
   char* real = realpath(f.work.c_str(), nullptr);
   if (real == nullptr) {
-    if (!stagefarm::engine::MakeDirs(f.work, 0700).ok() ||
+    if (!stagefarm::MakeDirs(f.work, 0700).ok() ||
         (real = realpath(f.work.c_str(), nullptr)) == nullptr) {
       std::cerr << "stagefarm-worker: cannot use " << f.work << "\n";
       return 1;

@@ -66,13 +66,13 @@ class Worker : public WorkerDaemon {
   void RegisterMetrics(Metrics* m) override;
 
   absl::Status Init() override {
-    RETURN_IF_ERROR(engine::MakeDirs(f_.work, 0700));
-    engine::RuncOptions ro;
+    RETURN_IF_ERROR(MakeDirs(f_.work, 0700));
+    executor::RuncOptions ro;
     ro.runtime = f_.runtime;
     ro.state_dir = f_.work + "/runc";
     ro.bundles_dir = f_.work + "/bundles";
     ro.cgroup_parent = "/stagefarm-" + f_.name;
-    ASSIGN_OR_RETURN(executor_, engine::RuncExecutor::Create(ro));
+    ASSIGN_OR_RETURN(executor_, executor::RuncExecutor::Create(ro));
     cas_target_ = CasClient::Connect(f_.cas);
     scheduler_channel_ = FarmChannel(f_.scheduler);
     scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
@@ -121,8 +121,8 @@ class Worker : public WorkerDaemon {
   // tenants; nothing is shared between them on the worker either).
   struct Instance {
     std::unique_ptr<RemoteBlobStore> store;
-    std::unique_ptr<engine::ImageStore> images;
-    std::unique_ptr<engine::Snapshotter> snapshots;
+    std::unique_ptr<image::ImageStore> images;
+    std::unique_ptr<snapshot::Snapshotter> snapshots;
   };
 
   absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
@@ -134,12 +134,12 @@ class Worker : public WorkerDaemon {
         std::make_shared<CasClient>(cas_target_, name));
     std::string dir =
         absl::StrCat(f_.work, "/instances/", absl::BytesToHexString(name));
-    RETURN_IF_ERROR(engine::MakeDirs(dir, 0700));
-    inst->images = std::make_unique<engine::ImageStore>(inst->store.get(), "",
-                                                        dir + "/images.json");
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    inst->images = std::make_unique<image::ImageStore>(inst->store.get(), "",
+                                                       dir + "/images.json");
     ASSIGN_OR_RETURN(
         inst->snapshots,
-        engine::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
+        snapshot::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
     Instance* out = inst.get();
     instances_[name] = std::move(inst);
     return out;
@@ -153,8 +153,9 @@ class Worker : public WorkerDaemon {
     std::lock_guard<std::mutex> lock(context_mu_);
     struct stat st;
     if (stat(dir.c_str(), &st) == 0) return dir;
-    RETURN_IF_ERROR(engine::MakeDirs(f_.work + "/contexts", 0700));
-    RETURN_IF_ERROR(engine::MaterializeTree(inst->store.get(), "", root, dir));
+    RETURN_IF_ERROR(MakeDirs(f_.work + "/contexts", 0700));
+    RETURN_IF_ERROR(
+        contexttree::MaterializeTree(inst->store.get(), "", root, dir));
     return dir;
   }
 
@@ -184,13 +185,13 @@ class Worker : public WorkerDaemon {
     struct RemoveAfter {
       std::string* dir;
       ~RemoveAfter() {
-        if (!dir->empty()) (void)engine::RemoveAll(*dir);
+        if (!dir->empty()) (void)RemoveAll(*dir);
       }
     } remove_secrets{&secrets_dir};
     if (!assemble_only && !task.spec().secrets().empty()) {
-      RETURN_IF_ERROR(engine::MakeDirs(f_.work + "/secrets", 0700));
+      RETURN_IF_ERROR(MakeDirs(f_.work + "/secrets", 0700));
       ASSIGN_OR_RETURN(secrets_dir,
-                       engine::MakeTempDir(f_.work + "/secrets", "stage-"));
+                       MakeTempDir(f_.work + "/secrets", "stage-"));
       int n = 0;
       for (const auto& [id, bytes] : task.spec().secrets()) {
         std::string path = absl::StrCat(secrets_dir, "/", n++);
@@ -303,7 +304,7 @@ class Worker : public WorkerDaemon {
     if (!idle.owns_lock()) return;
     struct Entry {
       int64_t used, bytes;
-      engine::Snapshotter* snapshots;
+      snapshot::Snapshotter* snapshots;
       std::string name;
     };
     std::vector<Entry> all;
@@ -618,7 +619,7 @@ class Worker : public WorkerDaemon {
 
   WorkerFlags f_;
   const std::atomic<bool>* stop_;
-  std::unique_ptr<engine::Executor> executor_;
+  std::unique_ptr<executor::Executor> executor_;
   CasTarget cas_target_;
   std::shared_ptr<grpc::Channel> scheduler_channel_;
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;

@@ -8,8 +8,8 @@
 // archive has unpacked more than MaxUnpackBytes(). Image layers go through
 // ApplyLayer (worker/layer_tar.h), which adds whiteouts and an fd-based
 // walk of parent directories, and is bounded by the same MaxUnpackBytes().
-#ifndef STAGEFARM_ARCHIVE_ARCHIVE_EXTRACT_H_
-#define STAGEFARM_ARCHIVE_ARCHIVE_EXTRACT_H_
+#ifndef STAGEFARM_ARCHIVES_ARCHIVE_EXTRACT_H_
+#define STAGEFARM_ARCHIVES_ARCHIVE_EXTRACT_H_
 
 #include <sys/types.h>
 
@@ -21,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::archives {
 
 // How much one archive may unpack to (a tar bomb stops here):
 // STAGEFARM_MAX_UNPACK_BYTES, 32 GiB by default.
@@ -51,6 +51,6 @@ struct ExtractOptions {
 absl::Status ExtractArchive(const std::string& path, const std::string& dest,
                             const ExtractOptions& options);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::archives
 
-#endif  // STAGEFARM_ARCHIVE_ARCHIVE_EXTRACT_H_
+#endif  // STAGEFARM_ARCHIVES_ARCHIVE_EXTRACT_H_

@@ -1,4 +1,4 @@
-#include "archive/archive_extract.h"
+#include "archives/archive_extract.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs_util.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::archives {
 namespace {
 
 // A member name (or hard link target) that stays inside the destination.
@@ -131,4 +131,4 @@ absl::Status ExtractArchive(const std::string& path, const std::string& dest,
   return status;
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::archives

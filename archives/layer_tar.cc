@@ -1,4 +1,4 @@
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -35,12 +35,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "archive/archive_extract.h"
+#include "archives/archive_extract.h"
 #include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::archives {
 namespace {
 
 constexpr absl::string_view kWhiteoutPrefix = ".wh.";
@@ -1381,4 +1381,4 @@ absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,
   return ApplyLayer(source, dest_dir);
 }
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::archives

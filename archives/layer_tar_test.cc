@@ -1,4 +1,4 @@
-#include "archive/layer_tar.h"
+#include "archives/layer_tar.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -27,7 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::archives {
 namespace {
 
 using ::testing::HasSubstr;
@@ -943,4 +943,4 @@ TEST(LayerTarTest, RejectsBadArguments) {
 }
 
 }  // namespace
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::archives

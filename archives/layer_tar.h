@@ -16,8 +16,8 @@
 // No entry can write outside the destination: absolute paths, `..`
 // components and paths through symlinks are refused with an error naming the
 // entry. Thread-safe: no shared state.
-#ifndef STAGEFARM_ARCHIVE_LAYER_TAR_H_
-#define STAGEFARM_ARCHIVE_LAYER_TAR_H_
+#ifndef STAGEFARM_ARCHIVES_LAYER_TAR_H_
+#define STAGEFARM_ARCHIVES_LAYER_TAR_H_
 
 #include <cstdint>
 #include <functional>
@@ -28,7 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "common/digest.h"
 
-namespace stagefarm::engine {
+namespace stagefarm::archives {
 
 enum class Compression { kGzip, kZstd, kNone };
 
@@ -88,6 +88,6 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
 absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,
                                            const std::string& dest_dir);
 
-}  // namespace stagefarm::engine
+}  // namespace stagefarm::archives
 
-#endif  // STAGEFARM_ARCHIVE_LAYER_TAR_H_
+#endif  // STAGEFARM_ARCHIVES_LAYER_TAR_H_
