@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace stagefarm::build {
+namespace stagefarm::cachekey {
 
 CacheKeyBuilder::CacheKeyBuilder() { Put(kCacheKeyVersion); }
 
@@ -37,4 +37,4 @@ std::string CacheKeyBuilder::Finish() const {
   return absl::StrCat("sha256:", Sha256::HexOf(encoding_));
 }
 
-}  // namespace stagefarm::build
+}  // namespace stagefarm::cachekey

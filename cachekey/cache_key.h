@@ -12,7 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "common/sha256.h"
 
-namespace stagefarm::build {
+namespace stagefarm::cachekey {
 
 // The encoding version; bump it when anything about what a key covers
 // changes, so old entries are never misread.
@@ -39,6 +39,6 @@ class CacheKeyBuilder {
   std::string encoding_;
 };
 
-}  // namespace stagefarm::build
+}  // namespace stagefarm::cachekey
 
 #endif  // STAGEFARM_CACHEKEY_CACHE_KEY_H_

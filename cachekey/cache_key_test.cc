@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace stagefarm::build {
+namespace stagefarm::cachekey {
 namespace {
 
 TEST(CacheKeyTest, SameFieldsSameKey) {
@@ -49,4 +49,4 @@ TEST(CacheKeyTest, EncodingIsVersionedAndStable) {
 }
 
 }  // namespace
-}  // namespace stagefarm::build
+}  // namespace stagefarm::cachekey

@@ -232,13 +232,13 @@ class StageRunner {
     }
     if (absl::AsciiStrToLower(stage_.base) == "scratch") {
       state_.config = image::EmptyImageConfig();
-      state_.key = build::CacheKeyBuilder().Add("base", "scratch").Finish();
+      state_.key = cachekey::CacheKeyBuilder().Add("base", "scratch").Finish();
     } else {
       ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(stage_.base));
       state_.config = image.image.config;
       state_.layers = image.image.layers;
       state_.diff_ids = image.image.diff_ids;
-      state_.key = build::CacheKeyBuilder()
+      state_.key = cachekey::CacheKeyBuilder()
                        .Add("base", image::OciDigest(image.manifest.digest))
                        .Finish();
       TakeOnbuildTriggers();
@@ -281,8 +281,8 @@ class StageRunner {
   }
 
   // The key of the next step: the previous key plus this step's fields.
-  build::CacheKeyBuilder KeyBuilder(const ExpandedStep& step) {
-    build::CacheKeyBuilder b;
+  cachekey::CacheKeyBuilder KeyBuilder(const ExpandedStep& step) {
+    cachekey::CacheKeyBuilder b;
     b.Add("parent", state_.key);
     b.Add("instruction", step.instruction->keyword);
     return b;
@@ -298,7 +298,7 @@ class StageRunner {
     }
     if (k == "workdir") return RunWorkdir(step);
     // Metadata-only steps.
-    build::CacheKeyBuilder key = KeyBuilder(step);
+    cachekey::CacheKeyBuilder key = KeyBuilder(step);
     std::string history = absl::StrCat(absl::AsciiStrToUpper(k), " ");
     json& cfg = Cfg();
     if (k == "env") {
@@ -747,7 +747,7 @@ class StageRunner {
     std::string workdir = Workdir();
     bool network = run.network != "none" && !e_->options_.force_no_network;
 
-    build::CacheKeyBuilder kb = KeyBuilder(step);
+    cachekey::CacheKeyBuilder kb = KeyBuilder(step);
     kb.AddList("args", args).AddList("env", env).Add("user", user);
     kb.Add("workdir", workdir).Add("network", run.network);
     // Mounts: what they are, and the content of bind sources.
@@ -1018,7 +1018,7 @@ class StageRunner {
     CopySource src;
     std::optional<View> view;
     std::string heredoc_dir;
-    build::CacheKeyBuilder kb = KeyBuilder(step);
+    cachekey::CacheKeyBuilder kb = KeyBuilder(step);
     bool heredocs = false;
     for (const std::string& s : sources) heredocs |= absl::StartsWith(s, "<<");
     std::vector<std::string> urls_list;
@@ -1429,7 +1429,7 @@ absl::StatusOr<image::Descriptor> BuildEngine::CompressedLayer(
   lo.compression = request.compression;
   lo.level = request.compression_level;
   std::string key =
-      build::CacheKeyBuilder()
+      cachekey::CacheKeyBuilder()
           .Add("kind", "compressed-layer")
           .Add("layer", image::OciDigest(tar.digest))
           .Add("media_type", archives::LayerMediaType(lo.compression))

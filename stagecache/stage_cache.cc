@@ -25,7 +25,7 @@ absl::StatusOr<Digest> KeyDigest(const std::string& key) {
 
 std::string StageKey(const v1::BuildSpec& spec, int index, bool is_target,
                      const std::vector<std::string>& dependency_keys) {
-  build::CacheKeyBuilder k;
+  cachekey::CacheKeyBuilder k;
   k.Add("kind", "stagefarm.stage.v1")
       .Add("dockerfile", spec.dockerfile())
       .Add("dockerignore", spec.dockerignore())
