@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,6 +172,26 @@ absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
     return ErrnoError("cannot create a directory in", parent, errno);
   }
   return std::string(buf.data());
+}
+
+FileLock::FileLock(const std::string& path, Mode mode) {
+  fd_ = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0 && errno == ENOTDIR) {
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  } else if (fd_ < 0 && errno == ENOENT) {
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  }
+  if (fd_ < 0) return;
+  int op = LOCK_EX | (mode == Mode::kTry ? LOCK_NB : 0);
+  int rc;
+  do {
+    rc = flock(fd_, op);
+  } while (rc != 0 && errno == EINTR);
+  held_ = rc == 0;
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) close(fd_);
 }
 
 }  // namespace stagefarm

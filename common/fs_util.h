@@ -40,6 +40,24 @@ absl::Status WriteStringToFile(const std::string& path, absl::string_view data,
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
                                         absl::string_view prefix);
 
+// An exclusive flock(2), held for the object's lifetime. `path` is a
+// directory, or a file created when missing. kWait blocks until the lock
+// is free; kTry takes it only if no one holds it.
+class FileLock {
+ public:
+  enum class Mode { kWait, kTry };
+  FileLock(const std::string& path, Mode mode);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+  bool held() const { return held_; }
+
+ private:
+  int fd_ = -1;
+  bool held_ = false;
+};
+
 }  // namespace stagefarm
 
 #endif  // STAGEFARM_COMMON_FS_UTIL_H_

@@ -276,5 +276,28 @@ TEST_F(FsUtilTest, ReadMissingFileIsNotFound) {
             absl::StatusCode::kNotFound);
 }
 
+// --- FileLock ---
+
+TEST_F(FsUtilTest, FileLockExcludesAndReleases) {
+  ASSERT_TRUE(MakeDirs(P("cache")).ok());
+  {
+    FileLock first(P("cache"), FileLock::Mode::kWait);
+    ASSERT_TRUE(first.held());
+    // flock locks belong to the open file: a second open is refused.
+    FileLock second(P("cache"), FileLock::Mode::kTry);
+    EXPECT_FALSE(second.held());
+  }
+  FileLock again(P("cache"), FileLock::Mode::kTry);
+  EXPECT_TRUE(again.held());
+}
+
+TEST_F(FsUtilTest, FileLockCreatesAMissingFile) {
+  FileLock lock(P("index.lock"), FileLock::Mode::kWait);
+  EXPECT_TRUE(lock.held());
+  EXPECT_TRUE(ReadFileToString(P("index.lock")).ok());
+  FileLock other(P("index.lock"), FileLock::Mode::kTry);
+  EXPECT_FALSE(other.held());
+}
+
 }  // namespace
 }  // namespace stagefarm

@@ -84,24 +84,6 @@ std::string JoinWorkdir(const std::string& workdir, const std::string& path) {
       absl::StrCat(workdir.empty() ? "/" : workdir, "/", path));
 }
 
-// Holds an flock on a cache mount (sharing=locked waits for it,
-// sharing=private only tries).
-class DirLock {
- public:
-  DirLock(const std::string& path, bool wait)
-      : fd_(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
-    held_ = fd_ >= 0 && flock(fd_, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0;
-  }
-  ~DirLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool held() const { return held_; }
-
- private:
-  int fd_;
-  bool held_ = false;
-};
-
 std::string ExposedPort(const std::string& p) {
   return p.find('/') == std::string::npos ? p + "/tcp"
                                           : absl::AsciiStrToLower(p);
@@ -801,7 +783,7 @@ class StageRunner {
       dests.push_back("/etc/hosts");
     }
     std::vector<View> views;
-    std::vector<std::unique_ptr<DirLock>> locks;
+    std::vector<std::unique_ptr<FileLock>> locks;
     std::vector<std::string> scratch_dirs;
     for (const auto& m : run.mounts) {
       executor::ExecMount em;
@@ -812,10 +794,11 @@ class StageRunner {
             absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
         RETURN_IF_ERROR(MakeDirs(dir, 0755));
         if (m.sharing == "locked") {
-          locks.push_back(std::make_unique<DirLock>(dir, /*wait=*/true));
+          locks.push_back(
+              std::make_unique<FileLock>(dir, FileLock::Mode::kWait));
         } else if (m.sharing == "private") {
           // In use by another step: this one gets a fresh, throwaway cache.
-          auto lock = std::make_unique<DirLock>(dir, /*wait=*/false);
+          auto lock = std::make_unique<FileLock>(dir, FileLock::Mode::kTry);
           if (lock->held()) {
             locks.push_back(std::move(lock));
           } else {

@@ -12,26 +12,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/fs_util.h"
 #include "common/status_macros.h"
 
 namespace stagefarm::image {
 namespace {
-
-// Holds an exclusive flock on a file for its lifetime.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path)
-      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
-    if (fd_ >= 0) flock(fd_, LOCK_EX);
-  }
-  ~FileLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 std::string NowRfc3339() { return Rfc3339(time(nullptr)); }
 
@@ -128,8 +113,8 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
     return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
   }
   std::lock_guard<std::mutex> lock(mu_);
-  FileLock file_lock(index_path_ + ".lock");
-  if (!file_lock.ok()) {
+  FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
+  if (!file_lock.held()) {
     return absl::InternalError(
         absl::StrCat("cannot lock ", index_path_, ".lock"));
   }
@@ -144,7 +129,7 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
 absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
   if (tags_ != nullptr) return tags_->List();
   std::lock_guard<std::mutex> lock(mu_);
-  FileLock file_lock(index_path_ + ".lock");
+  FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
   std::vector<ImageRecord> out;
   for (auto it = index.begin(); it != index.end(); ++it) {
@@ -202,7 +187,7 @@ absl::Status ImageStore::Remove(absl::string_view name) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
   if (tags_ != nullptr) return tags_->Remove(ref);
   std::lock_guard<std::mutex> lock(mu_);
-  FileLock file_lock(index_path_ + ".lock");
+  FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
   if (!index.contains(ref)) {
     return absl::NotFoundError(absl::StrCat("no image named \"", ref, "\""));
