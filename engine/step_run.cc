@@ -1,0 +1,332 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "blobstore/blob_files.h"
+#include "cachekey/cache_key.h"
+#include "common/clock.h"
+#include "common/fs_util.h"
+#include "common/status_macros.h"
+#include "engine/copy.h"
+#include "engine/stage_runner.h"
+#include "engine/user_db.h"
+#include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/expand.h"
+#include "frontend/dockerfile/parser.h"
+#include "http/fetch.h"
+
+namespace stagefarm::engine {
+
+// The paths a RUN's mounts would create in the rootfs, and which of them
+// (with their parents) did not exist before, so they can be removed.
+std::vector<std::string> StageRunner::MissingStubs(
+    const std::string& root, const std::vector<std::string>& dests) {
+  std::set<std::string> missing;
+  for (const std::string& d : dests) {
+    std::string cur;
+    for (absl::string_view part : absl::StrSplit(d, '/', absl::SkipEmpty())) {
+      absl::StrAppend(&cur, "/", part);
+      struct stat st;
+      if (lstat((root + cur).c_str(), &st) != 0) missing.insert(cur);
+    }
+  }
+  std::vector<std::string> out(missing.begin(), missing.end());
+  std::sort(out.rbegin(), out.rend());  // deepest first
+  return out;
+}
+
+void StageRunner::RemoveStubs(const std::string& upper,
+                              const std::vector<std::string>& stubs) {
+  for (const std::string& s : stubs) {
+    std::string p = upper + s;
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      rmdir(p.c_str());  // only if empty
+    } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+      unlink(p.c_str());
+    }
+  }
+}
+
+// The process a RUN starts: the shell form through the stage's SHELL
+// (heredocs appended, or `RUN <<EOF` run as the script), the exec form as
+// written.
+std::vector<std::string> StageRunner::RunArgs(const ExpandedStep& step,
+                                              const dockerfile::RunInst& run) {
+  const Instruction& inst = *step.instruction;
+  std::vector<std::string> args;
+  if (run.command.shell_form) {
+    std::string script = absl::StrJoin(run.command.args, " ");
+    if (!inst.heredocs.empty()) {
+      std::string trimmed(absl::StripAsciiWhitespace(script));
+      if (inst.heredocs.size() == 1 && absl::StartsWith(trimmed, "<<") &&
+          trimmed.find(' ') == std::string::npos) {
+        // RUN <<EOF: the body is the script.
+        script = inst.heredocs[0].content;
+      } else {
+        for (const auto& h : inst.heredocs) {
+          absl::StrAppend(&script, "\n", h.content, h.name);
+        }
+      }
+    }
+    args = ShellArgs(script);
+  } else {
+    args = run.command.args;
+  }
+  return args;
+}
+
+// A RUN's cache key: the command, environment, user, working directory,
+// network, and each mount with the content of its bind source.
+absl::StatusOr<std::string> StageRunner::RunKey(
+    const ExpandedStep& step, const dockerfile::RunInst& run,
+    const std::vector<std::string>& args, const std::vector<std::string>& env,
+    const std::string& user, const std::string& workdir) {
+  cachekey::CacheKeyBuilder kb = KeyBuilder(step);
+  kb.AddList("args", args).AddList("env", env).Add("user", user);
+  kb.Add("workdir", workdir).Add("network", run.network);
+  // Mounts: what they are, and the content of bind sources.
+  for (const auto& m : run.mounts) {
+    std::vector<std::string> f{
+        m.type,    m.target, m.source, m.from, m.id,
+        m.sharing, m.mode,   m.uid,    m.gid,  m.read_only ? "ro" : "rw"};
+    if (m.type == "bind") {
+      if (!m.from.empty()) {
+        ASSIGN_OR_RETURN(std::string from_key, StageKey(m.from));
+        f.push_back(from_key);
+      } else {
+        CopySource src{s_.request->context_dir, s_.ignore, false};
+        ASSIGN_OR_RETURN(
+            auto matches,
+            MatchSources(src, {m.source.empty() ? "." : m.source}, {}));
+        ASSIGN_OR_RETURN(std::string d, DigestSources(src, matches, {}));
+        f.push_back(d);
+      }
+    }
+    kb.AddList("mount", f);
+  }
+  std::string key = kb.Finish();
+  return key;
+}
+
+// A cache mount's directory, shared by steps with the same id: locked for
+// sharing=locked, a throwaway one for sharing=private while in use.
+absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
+                                     executor::ExecMount* em, RunMounts* out) {
+  std::string id = m.id.empty() ? em->destination : m.id;
+  std::string dir =
+      absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
+  RETURN_IF_ERROR(MakeDirs(dir, 0755));
+  if (m.sharing == "locked") {
+    out->locks.push_back(
+        std::make_unique<FileLock>(dir, FileLock::Mode::kWait));
+  } else if (m.sharing == "private") {
+    // In use by another step: this one gets a fresh, throwaway cache.
+    auto lock = std::make_unique<FileLock>(dir, FileLock::Mode::kTry);
+    if (lock->held()) {
+      out->locks.push_back(std::move(lock));
+    } else {
+      ASSIGN_OR_RETURN(dir, e_->snapshots_->TempDir("cache-private-"));
+      out->scratch_dirs.push_back(dir);
+    }
+  }
+  // uid, gid and mode apply to the cache directory itself.
+  uint32_t n = 0;
+  if (!m.uid.empty() && absl::SimpleAtoi(m.uid, &n)) {
+    (void)!chown(dir.c_str(), n, static_cast<gid_t>(-1));
+  }
+  if (!m.gid.empty() && absl::SimpleAtoi(m.gid, &n)) {
+    (void)!chown(dir.c_str(), static_cast<uid_t>(-1), n);
+  }
+  if (!m.mode.empty()) {
+    auto mode = ParseChmod(m.mode);
+    if (mode.ok()) chmod(dir.c_str(), *mode);
+  }
+  em->source = dir;
+  em->read_only = false;
+  return absl::OkStatus();
+}
+
+absl::Status StageRunner::AddMounts(const Instruction& inst,
+                                    const dockerfile::RunInst& run,
+                                    const std::string& workdir,
+                                    RunMounts* out) {
+  for (const auto& m : run.mounts) {
+    executor::ExecMount em;
+    em.destination = JoinWorkdir(workdir, m.target);
+    if (m.type == "cache") {
+      RETURN_IF_ERROR(CacheMount(m, &em, out));
+    } else if (m.type == "tmpfs") {
+      em.type = "tmpfs";
+      if (!m.size.empty()) em.options = absl::StrCat("size=", m.size);
+    } else if (m.type == "secret") {
+      std::string id =
+          m.id.empty() ? m.target.substr(m.target.rfind('/') + 1) : m.id;
+      auto it = s_.request->secrets.find(id);
+      if (it == s_.request->secrets.end()) {
+        if (m.required) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(At(inst), ": secret ", id,
+                           " is required but was not given (--secret id=", id,
+                           ",src=FILE)"));
+        }
+        continue;
+      }
+      em.source = it->second;
+      em.destination = m.target.empty() ? absl::StrCat("/run/secrets/", id)
+                                        : JoinWorkdir(workdir, m.target);
+      em.read_only = true;
+    } else if (m.type == "bind") {
+      std::string root = s_.request->context_dir;
+      if (!m.from.empty()) {
+        ASSIGN_OR_RETURN(View v, ViewOf(m.from));
+        root = v.path;
+        out->views.push_back(std::move(v));
+      }
+      ASSIGN_OR_RETURN(
+          em.source,
+          ResolveInRoot(root, m.source.empty() ? "/" : m.source, true));
+      em.read_only = !m.read_only_set || m.read_only;
+      if (!em.read_only) {
+        return absl::UnimplementedError(absl::StrCat(
+            At(inst), ": RUN --mount=type=bind,rw is not supported yet"));
+      }
+    } else {
+      return absl::UnimplementedError(
+          absl::StrCat(At(inst), ": RUN --mount=type=", m.type,
+                       " is not supported by this version"));
+    }
+    // Mount points runc creates are removed afterwards, except those of
+    // cache and tmpfs mounts, which stay as empty directories in the
+    // layer as BuildKit leaves them.
+    if (m.type != "cache" && m.type != "tmpfs")
+      out->dests.push_back(em.destination);
+    out->mounts.push_back(std::move(em));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StageRunner::RunRun(const ExpandedStep& step,
+                                 const dockerfile::RunInst& run) {
+  const Instruction& inst = *step.instruction;
+  json& cfg = Cfg();
+  std::vector<std::string> args = RunArgs(step, run);
+  std::vector<std::string> env = step.run_env;
+  bool has_path = false;
+  for (const auto& e : env) has_path |= EnvKey(e) == "PATH";
+  if (!has_path) env.push_back(absl::StrCat("PATH=", image::kDefaultPath));
+  std::string user = cfg.value("User", "");
+  std::string workdir = Workdir();
+  bool network = run.network != "none" && !e_->options_.force_no_network;
+
+  ASSIGN_OR_RETURN(std::string key,
+                   RunKey(step, run, args, env, user, workdir));
+  std::string history = step.history.empty()
+                            ? absl::StrCat("RUN ", absl::StrJoin(args, " "))
+                            : step.history;
+  std::string display = Display(step);
+  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+  if (hit) return absl::OkStatus();
+
+  double started = Seconds();
+  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
+  ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, true));
+
+  executor::ExecSpec spec;
+  spec.rootfs = rootfs.path();
+  spec.args = args;
+  spec.env = env;
+  spec.cwd = workdir;
+  spec.uid = ids.uid;
+  spec.gid = ids.gid;
+  spec.additional_gids = ids.additional;
+  spec.network = network;
+  spec.memory_bytes = e_->options_.memory_bytes;
+  spec.pids_limit = e_->options_.pids_limit;
+  spec.cancel = s_.cancel;
+  std::vector<std::string> dests{"/proc", "/dev", "/sys"};
+  if (network) {
+    dests.push_back("/etc/resolv.conf");
+    dests.push_back("/etc/hosts");
+  }
+  RunMounts mounts;
+  mounts.dests = std::move(dests);
+  RETURN_IF_ERROR(AddMounts(inst, run, workdir, &mounts));
+  spec.mounts = std::move(mounts.mounts);
+  std::vector<std::string> stubs = MissingStubs(rootfs.path(), mounts.dests);
+  ASSIGN_OR_RETURN(std::string log_dir, e_->snapshots_->TempDir("log-"));
+  mounts.scratch_dirs.push_back(log_dir);
+  LogLimits limits = e_->options_.log_limits;
+  if (s_.request->log_max_bytes > 0) {
+    limits.live_bytes = s_.request->log_max_bytes;
+  }
+  StepLog log(limits, log_dir, [this](std::string chunk) {
+    Emit(BuildEvent::Kind::kLog, std::move(chunk), 0);
+  });
+  spec.on_output = [&log](absl::string_view chunk) { log.Write(chunk); };
+  absl::StatusOr<executor::ExecResult> result = e_->executor_->Run(spec);
+  std::string clipped = KeepFullLog(&log);
+  mounts.Release();
+  if (!result.ok()) {
+    return absl::Status(result.status().code(),
+                        absl::StrCat(At(inst), ": ", Display(step), ": ",
+                                     result.status().message()));
+  }
+  if (result->exit_code != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        At(inst), ": process \"", absl::StrJoin(args, " "),
+        "\" did not complete successfully: exit code: ", result->exit_code,
+        result->output_tail.empty() ? "" : "\n--- last output ---\n",
+        result->output_tail, clipped.empty() ? "" : "\n--- ", clipped));
+  }
+  RETURN_IF_ERROR(rootfs.mount->Unmount());
+  RemoveStubs(rootfs.upper, stubs);
+  return Finish(std::move(rootfs), key, history, started);
+}
+
+// After a RUN: when its live output was clipped, stores the whole output
+// and says where it is (a note event carrying the blob); returns the note
+// ("" when nothing was clipped).
+std::string StageRunner::KeepFullLog(StepLog* log) {
+  if (!log->clipped()) return "";
+  absl::StatusOr<std::optional<Digest>> full =
+      log->Finish(e_->blobs_, e_->options_.ns);
+  std::string hint;
+  if (!full.ok()) {
+    hint = absl::StrCat("the full output could not be stored: ",
+                        full.status().message());
+  } else if (full->has_value()) {
+    hint = absl::StrCat("the full output: stagefarm logs --blob ",
+                        (*full)->ToString());
+  }
+  BuildEvent ev;
+  ev.kind = BuildEvent::Kind::kNote;
+  ev.stage = name_;
+  ev.step = step_no_;
+  ev.steps = steps_;
+  ev.text = log->Note(hint);
+  if (full.ok()) ev.full_log = *full;
+  s_.emit(ev);
+  return ev.text;
+}
+
+}  // namespace stagefarm::engine
