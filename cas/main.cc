@@ -2,7 +2,6 @@
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -11,15 +10,10 @@
 
 #include "absl/strings/str_split.h"
 #include "cas/cas_server.h"
+#include "common/daemon.h"
 #include "common/log.h"
-#include "common/metrics.h"
-#include "common/tls_flags.h"
 
 namespace {
-
-std::atomic<int> g_signal{0};
-
-void OnSignal(int sig) { g_signal = sig; }
 
 void RegisterCasMetrics(stagefarm::Metrics* m,
                         stagefarm::RocksDbBlobStore* store) {
@@ -74,22 +68,14 @@ int main(int argc, char** argv) {
   std::string ac_writers = "all";
   std::string ac_token_file;
   bool fsync = false;
-  stagefarm::TlsFiles tls;
-  std::string metrics_listen;
-  std::string tenants_file;
-  std::string log_format = "text";
+  stagefarm::DaemonFlags daemon_flags;
 
   CLI::App app{
       "stagefarm-cas: content-addressable store (REAPI v2) on RocksDB"};
-  stagefarm::AddTlsFlags(&app, &tls);
-  app.add_option("--log-format", log_format, "text or json (one object a line)")
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--tenants", tenants_file,
-                 "JSON file of tenants (common/tenants.h): callers must be "
-                 "known, use only their instances; only workers write the "
-                 "action cache");
-  app.add_option("--metrics-listen", metrics_listen,
-                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
+  stagefarm::AddDaemonFlags(
+      &app, &daemon_flags,
+      "JSON file of tenants (common/tenants.h): callers must be known, use "
+      "only their instances; only workers write the action cache");
   app.add_option("--listen", options.listen,
                  "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -116,7 +102,12 @@ int main(int argc, char** argv) {
                "all in --cas): the action cache leaves checking that a "
                "result's outputs exist to the clients");
   CLI11_PARSE(app, argc, argv);
-  stagefarm::InitLog("stagefarm-cas", log_format);
+  absl::StatusOr<stagefarm::Daemon> daemon =
+      stagefarm::StartDaemon("stagefarm-cas", daemon_flags, /*server=*/true);
+  if (!daemon.ok()) {
+    std::cerr << "stagefarm-cas: " << daemon.status().message() << "\n";
+    return 2;
+  }
 
   // Blob chunks are ~1 MiB buffers, allocated and freed constantly. With
   // glibc's defaults they are mmapped or trimmed back to the kernel, and every
@@ -147,17 +138,8 @@ int main(int argc, char** argv) {
     std::getline(in, options.policy.ac_token);
   }
 
-  if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/true); !t.ok()) {
-    std::cerr << "stagefarm-cas: " << t.message() << "\n";
-    return 2;
-  }
-  if (!tenants_file.empty()) {
-    auto tenants = stagefarm::Tenants::Load(tenants_file);
-    if (!tenants.ok()) {
-      std::cerr << "stagefarm-cas: " << tenants.status().message() << "\n";
-      return 2;
-    }
-    options.policy.tenants = *tenants;
+  if (const auto& tenants = daemon->tenants) {
+    options.policy.tenants = tenants;
     // Storage quotas: each instance of a tenant with max_bytes, by the
     // namespace the instance maps to.
     auto policy = stagefarm::InstancePolicy::Create(options.policy);
@@ -166,7 +148,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     auto quotas = std::make_shared<std::map<std::string, int64_t>>();
-    for (const stagefarm::Tenant& t : (*tenants)->all()) {
+    for (const stagefarm::Tenant& t : tenants->all()) {
       if (t.max_bytes <= 0) continue;
       for (const std::string& instance : t.instances) {
         if (instance == "*") continue;
@@ -186,22 +168,14 @@ int main(int argc, char** argv) {
       };
     }
   }
-  std::unique_ptr<stagefarm::Metrics> metrics;
-  if (!metrics_listen.empty()) {
-    auto m = stagefarm::Metrics::Serve(metrics_listen);
-    if (!m.ok()) {
-      std::cerr << "stagefarm-cas: " << m.status().message() << "\n";
-      return 2;
-    }
-    metrics = std::move(*m);
-    options.metrics = metrics.get();
-  }
+  stagefarm::Metrics* metrics = daemon->metrics.get();
+  options.metrics = metrics;
   auto server = stagefarm::CasServer::Start(options);
   if (!server.ok()) {
     std::cerr << "stagefarm-cas: " << server.status().message() << "\n";
     return 1;
   }
-  if (metrics) RegisterCasMetrics(metrics.get(), (*server)->store());
+  if (metrics) RegisterCasMetrics(metrics, (*server)->store());
   // One line on stdout that scripts can wait for.
   std::cout << "stagefarm-cas listening on " << (*server)->address()
             << std::endl;
@@ -212,13 +186,11 @@ int main(int argc, char** argv) {
   stagefarm::LogInfo("serving", {{"data", data_dir},
                                  {"max_bytes", std::to_string(max_bytes)}});
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  stagefarm::StopOnSignals();
   std::thread waiter([&] { (*server)->Wait(); });
-  while (g_signal == 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  stagefarm::WaitForStop();
   stagefarm::LogInfo("shutting down",
-                     {{"signal", std::to_string(g_signal.load())}});
+                     {{"signal", std::to_string(stagefarm::StopSignal())}});
   (*server)->Shutdown();
   waiter.join();
   server->reset();

@@ -3,21 +3,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "common/channel.h"
-#include "common/log.h"
-#include "common/metrics.h"
-#include "common/tls_flags.h"
+#include "common/daemon.h"
 #include "scheduler/scheduler_service.h"
 
 namespace {
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
-
 // The scheduler's series; one GetStats() serves a whole scrape.
 void RegisterSchedulerMetrics(stagefarm::Metrics* m,
                               stagefarm::scheduler::SchedulerService* service) {
@@ -86,17 +80,11 @@ int main(int argc, char** argv) {
   using namespace stagefarm;
   CLI::App app{"stagefarm-scheduler: hands build stages to farm workers"};
   std::string listen;
-  TlsFiles tls;
-  AddTlsFlags(&app, &tls);
-  std::string metrics_listen, tenants_file, log_format = "text";
-  app.add_option("--log-format", log_format, "text or json (one object a line)")
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--tenants", tenants_file,
+  DaemonFlags daemon_flags;
+  AddDaemonFlags(&app, &daemon_flags,
                  "JSON file of tenants (common/tenants.h): callers must be "
                  "known and see only their own builds and instances; only "
                  "workers lease stages");
-  app.add_option("--metrics-listen", metrics_listen,
-                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
   int lease_ms = 10000, heartbeat_ms = 1000;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
       ->required();
@@ -129,24 +117,17 @@ int main(int argc, char** argv) {
                  "twice --heartbeat-ms\n";
     return 2;
   }
-  InitLog("stagefarm-scheduler", log_format);
-  if (absl::Status t = ConfigureTls(tls, /*server=*/true); !t.ok()) {
-    std::cerr << "stagefarm-scheduler: " << t.message() << "\n";
+  absl::StatusOr<Daemon> daemon =
+      StartDaemon("stagefarm-scheduler", daemon_flags, /*server=*/true);
+  if (!daemon.ok()) {
+    std::cerr << "stagefarm-scheduler: " << daemon.status().message() << "\n";
     return 2;
   }
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.state_dir = state_dir;
   options.cas_address = cas;
-  if (!tenants_file.empty()) {
-    auto tenants = Tenants::Load(tenants_file);
-    if (!tenants.ok()) {
-      std::cerr << "stagefarm-scheduler: " << tenants.status().message()
-                << "\n";
-      return 2;
-    }
-    options.tenants = *tenants;
-  }
+  options.tenants = daemon->tenants;
   auto service = scheduler::SchedulerService::Create(options);
   if (!service.ok()) {
     std::cerr << "stagefarm-scheduler: " << service.status().message() << "\n";
@@ -157,16 +138,8 @@ int main(int argc, char** argv) {
               << (*service)->BuildCount() << " builds, "
               << (*service)->RunningCount() << " running" << std::endl;
   }
-  std::unique_ptr<Metrics> metrics;
-  if (!metrics_listen.empty()) {
-    auto m = Metrics::Serve(metrics_listen);
-    if (!m.ok()) {
-      std::cerr << "stagefarm-scheduler: " << m.status().message() << "\n";
-      return 2;
-    }
-    metrics = std::move(*m);
-    RegisterSchedulerMetrics(metrics.get(), service->get());
-  }
+  Metrics* metrics = daemon->metrics.get();
+  if (metrics) RegisterSchedulerMetrics(metrics, service->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   if (metrics) {
@@ -196,9 +169,8 @@ int main(int argc, char** argv) {
     std::cout << "stagefarm-scheduler metrics on port " << metrics->port()
               << std::endl;
   }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  StopOnSignals();
+  WaitForStop();
   (*service)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

@@ -4,35 +4,22 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/daemon.h"
 #include "common/fs_util.h"
-#include "common/log.h"
-#include "common/metrics.h"
-#include "common/tls_flags.h"
 #include "worker/worker.h"
-
-namespace {
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace stagefarm::worker;
   CLI::App app{"stagefarm-worker: runs build stages for a farm scheduler"};
   WorkerFlags f;
-  stagefarm::TlsFiles tls;
-  stagefarm::AddTlsFlags(&app, &tls);
-  std::string metrics_listen, log_format = "text";
-  app.add_option("--metrics-listen", metrics_listen,
-                 "HOST:PORT to serve Prometheus metrics on (/metrics)");
-  app.add_option("--log-format", log_format, "text or json (one object a line)")
-      ->check(CLI::IsMember({"text", "json"}));
+  stagefarm::DaemonFlags daemon_flags;
+  stagefarm::AddDaemonFlags(&app, &daemon_flags, /*tenants_help=*/"");
   app.add_option("--scheduler", f.scheduler, "scheduler HOST:PORT")->required();
   app.add_option("--cas", f.cas, "CAS HOST:PORT")->required();
   app.add_option("--work", f.work, "work directory (snapshots, contexts)")
@@ -50,10 +37,11 @@ int main(int argc, char** argv) {
                  "free (default 512 MiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   CLI11_PARSE(app, argc, argv);
-  stagefarm::InitLog("stagefarm-worker", log_format);
-  if (absl::Status t = stagefarm::ConfigureTls(tls, /*server=*/false);
-      !t.ok()) {
-    std::cerr << "stagefarm-worker: " << t.message() << "\n";
+  absl::StatusOr<stagefarm::Daemon> daemon =
+      stagefarm::StartDaemon("stagefarm-worker", daemon_flags,
+                             /*server=*/false);
+  if (!daemon.ok()) {
+    std::cerr << "stagefarm-worker: " << daemon.status().message() << "\n";
     return 2;
   }
   if (f.name.empty()) {
@@ -71,27 +59,20 @@ int main(int argc, char** argv) {
   }
   f.work = real;
   free(real);
-  std::unique_ptr<WorkerDaemon> worker = WorkerDaemon::Create(f, &g_stop);
+  std::unique_ptr<WorkerDaemon> worker =
+      WorkerDaemon::Create(f, stagefarm::StopFlag());
   absl::Status s = worker->Init();
   if (s.ok()) s = worker->OpenExistingInstances();
   if (!s.ok()) {
     std::cerr << "stagefarm-worker: " << s.message() << "\n";
     return 1;
   }
-  std::unique_ptr<stagefarm::Metrics> metrics;
-  if (!metrics_listen.empty()) {
-    auto m = stagefarm::Metrics::Serve(metrics_listen);
-    if (!m.ok()) {
-      std::cerr << "stagefarm-worker: " << m.status().message() << "\n";
-      return 2;
-    }
-    metrics = std::move(*m);
-    worker->RegisterMetrics(metrics.get());
+  if (stagefarm::Metrics* metrics = daemon->metrics.get()) {
+    worker->RegisterMetrics(metrics);
     std::cout << "stagefarm-worker " << f.name << " metrics on port "
               << metrics->port() << std::endl;
   }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  stagefarm::StopOnSignals();
   std::cout << "stagefarm-worker " << f.name << " serving " << f.scheduler
             << " with " << f.slots << " slots" << std::endl;
   std::vector<std::thread> slots;
