@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/exit_status.h"
 #include "cli/farm_client.h"
 #include "cli/progress.h"
 #include "common/fs_util.h"
@@ -29,9 +30,6 @@
 
 namespace stagefarm::cli {
 namespace {
-
-constexpr int kFailure = 1;
-constexpr int kUsageError = 2;
 
 std::atomic<bool> g_cancel{false};
 
@@ -49,11 +47,6 @@ void InstallSignalHandlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-}
-
-int Fail(const absl::Status& status) {
-  std::cerr << "error: " << status.message() << "\n";
-  return absl::IsInvalidArgument(status) ? kUsageError : kFailure;
 }
 
 std::string HumanSize(int64_t bytes) {

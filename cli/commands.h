@@ -1,0 +1,38 @@
+// The groups of `stagefarm` commands, one file each: cas_commands.cc (cas
+// put|get|has|stats|push-context), inspect_commands.cc (parse, plan,
+// health, version), image_commands.cc (build, image ..., pull, push, run;
+// their work is in local_commands.cc), farm_commands.cc (builds ls, logs,
+// cancel, cluster up|down). Each adds its subcommands and flags to the
+// command line and says what runs when one of them is given; main.cc
+// parses once, applies the environment, and runs it.
+#ifndef STAGEFARM_CLI_COMMANDS_H_
+#define STAGEFARM_CLI_COMMANDS_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "cli/exit_status.h"
+#include "cli/local.h"
+
+namespace stagefarm::cli {
+
+struct Command {
+  CLI::App* app;             // the subcommand
+  std::function<int()> run;  // its work; returns the exit status
+  // It works on images: without --cas, a --server farm's CAS is looked up
+  // first.
+  bool uses_store = false;
+};
+using Commands = std::vector<Command>;
+
+void AddCasCommands(CLI::App* app, Commands* out);
+void AddInspectCommands(CLI::App* app, Commands* out);
+void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out);
+void AddFarmCommands(CLI::App* app, LocalOptions* local, Commands* out);
+
+}  // namespace stagefarm::cli
+
+#endif  // STAGEFARM_CLI_COMMANDS_H_

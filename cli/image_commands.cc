@@ -1,0 +1,178 @@
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli/commands.h"
+#include "cli/local_commands.h"
+
+namespace stagefarm::cli {
+
+void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
+  struct Flags {
+    BuildFlags build_flags;
+    std::string import_path;
+    std::vector<std::string> import_tags;
+    std::string inspect_name;
+    std::vector<std::string> rm_names;
+    std::string export_name, export_format = "oci", export_output;
+    std::string run_image;
+    std::string pull_ref, push_name, push_dest;
+  };
+  auto f = std::make_shared<Flags>();
+  auto add_local_flags = [local](CLI::App* sub) {
+    sub->add_option("--runtime", local->runtime, "OCI runtime: runc or crun");
+    sub->add_option("--cas", local->cas_address,
+                    "keep blobs and the build cache in this CAS, HOST:PORT "
+                    "(or STAGEFARM_CAS; default: the local store)");
+    sub->add_option("--instance", local->cas_instance,
+                    "the CAS instance name (with --cas)");
+    sub->add_option("--insecure-registry", local->insecure_registries,
+                    "HOST[:PORT] of a registry reached over plain HTTP or "
+                    "unverified TLS (repeatable)");
+    sub->add_option("--registry-mirror", local->registry_mirrors,
+                    "where docker.io pulls go first: URL or HOST[:PORT] "
+                    "(repeatable)");
+    sub->add_option("--server", local->server,
+                    "work against the farm whose scheduler is HOST:PORT (or "
+                    "STAGEFARM_SERVER): builds run there, and without --cas "
+                    "images live in the CAS it names");
+  };
+
+  CLI::App* build = app->add_subcommand(
+      "build", "build a Dockerfile on this machine (embedded engine)");
+  build->add_option("-f,--file", f->build_flags.file,
+                    "the Dockerfile (default CONTEXT/Dockerfile)");
+  build->add_option("-t,--tag", f->build_flags.tags, "NAME:TAG (repeatable)");
+  build->add_option("--target", f->build_flags.target, "the stage to build");
+  build->add_option("--build-arg", f->build_flags.build_args,
+                    "KEY=VALUE (repeatable)");
+  build->add_option("--label", f->build_flags.labels, "KEY=VALUE (repeatable)");
+  build->add_flag("--no-cache", f->build_flags.no_cache,
+                  "run every step, ignoring the step cache");
+  build
+      ->add_option("--log-max-bytes", f->build_flags.log_max_bytes,
+                   "bytes of each step's output shown live (default 2 MiB; "
+                   "a farm may allow less); the whole output is kept")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  build->add_option("--secret", f->build_flags.secrets,
+                    "id=ID,src=FILE (repeatable)");
+  build
+      ->add_option("--progress", f->build_flags.progress,
+                   "auto, plain, tty or quiet")
+      ->check(CLI::IsMember({"auto", "plain", "tty", "quiet"}));
+  build->add_option("-o,--output", f->build_flags.outputs,
+                    "type=docker|oci|local,dest=PATH or "
+                    "type=registry,name=REF (repeatable)");
+  build->add_flag("--push", f->build_flags.push,
+                  "push every -t name to its registry");
+  build->add_option("--source-date-epoch", f->build_flags.source_date_epoch,
+                    "clamp file times and set created (or SOURCE_DATE_EPOCH)");
+  build->add_option("--compression", f->build_flags.compression,
+                    "layer compression: gzip, zstd or uncompressed");
+  build->add_option("--compression-level", f->build_flags.compression_level,
+                    "gzip 1-12 (default 6) or zstd 1-22 (default 3)");
+  build->add_flag("--network-none", local->force_no_network,
+                  "run every RUN without network");
+  build->add_option("--memory", local->memory_bytes,
+                    "memory limit of each RUN in bytes (0: none)");
+  build->add_option("--pids-limit", local->pids_limit,
+                    "process limit of each RUN (0: none)");
+  build->add_option("context", f->build_flags.context, "the build context")
+      ->required();
+  build
+      ->add_option("--reattach-seconds", f->build_flags.reattach_seconds,
+                   "on the farm: how long to wait for a scheduler that went "
+                   "away mid-build to come back")
+      ->check(CLI::Range(0, 86400));
+  add_local_flags(build);
+
+  CLI::App* image = app->add_subcommand("image", "manage local images");
+  image->require_subcommand(1);
+  // Its subcommands (created below) take the parent's flags too.
+  add_local_flags(image);
+  image->fallthrough();
+  CLI::App* import = image->add_subcommand(
+      "import",
+      "import a docker-archive, OCI archive or layout, or a root file system");
+  import->add_option("path", f->import_path, "FILE-OR-DIR")->required();
+  import->add_option("-t,--tag", f->import_tags, "NAME:TAG (repeatable)");
+  CLI::App* ls = image->add_subcommand("ls", "list images");
+  CLI::App* inspect = image->add_subcommand("inspect", "print an image");
+  inspect->add_option("name", f->inspect_name, "NAME:TAG")->required();
+  CLI::App* rm = image->add_subcommand("rm", "remove image names");
+  rm->add_option("names", f->rm_names, "NAME:TAG ...")->required();
+  CLI::App* exp = image->add_subcommand("export", "write an image archive");
+  exp->add_option("name", f->export_name, "NAME:TAG")->required();
+  exp->add_option("--format", f->export_format, "oci or docker")
+      ->check(CLI::IsMember({"oci", "docker"}));
+  exp->add_option("-o,--output", f->export_output, "FILE")->required();
+
+  CLI::App* pull =
+      app->add_subcommand("pull", "fetch an image from a registry and tag it");
+  pull->add_option("ref", f->pull_ref, "[REGISTRY/]REPO[:TAG|@DIGEST]")
+      ->required();
+  add_local_flags(pull);
+  CLI::App* push = app->add_subcommand("push", "send an image to a registry");
+  push->add_option("name", f->push_name, "the local image")->required();
+  push->add_option("dest", f->push_dest,
+                   "REGISTRY/REPO:TAG to push to (default: NAME)");
+  add_local_flags(push);
+  CLI::App* run = app->add_subcommand("run", "run an image's command");
+  run->add_option("image", f->run_image, "NAME:TAG")->required();
+  // Everything after IMAGE is the command, flags included.
+  run->prefix_command();
+  add_local_flags(run);
+
+  // These work on images, so they want the store (--cas, or the CAS a
+  // farm names).
+  out->push_back({build,
+                  [f, local] {
+                    f->build_flags.server = local->server;
+                    return BuildCommand(*local, f->build_flags);
+                  },
+                  /*uses_store=*/true});
+  out->push_back({import,
+                  [f, local] {
+                    return ImageImportCommand(*local, f->import_path,
+                                              f->import_tags);
+                  },
+                  true});
+  out->push_back({ls, [local] { return ImageListCommand(*local); }, true});
+  out->push_back(
+      {inspect,
+       [f, local] { return ImageInspectCommand(*local, f->inspect_name); },
+       true});
+  out->push_back(
+      {rm, [f, local] { return ImageRemoveCommand(*local, f->rm_names); },
+       true});
+  out->push_back({exp,
+                  [f, local] {
+                    return ImageExportCommand(*local, f->export_name,
+                                              f->export_format,
+                                              f->export_output);
+                  },
+                  true});
+  out->push_back(
+      {pull, [f, local] { return PullCommand(*local, f->pull_ref); }, true});
+  out->push_back(
+      {push,
+       [f, local] { return PushCommand(*local, f->push_name, f->push_dest); },
+       true});
+  out->push_back({run,
+                  [f, local, run] {
+                    return RunCommand(*local, f->run_image, run->remaining());
+                  },
+                  true});
+}
+
+}  // namespace stagefarm::cli
