@@ -180,7 +180,13 @@ std::vector<absl::Status> RemoteBlobStore::PutBatch(
     if (batch.empty()) return;
     auto got = client_->BatchUpdate(batch);
     for (size_t i = 0; i < index.size(); ++i) {
-      results[index[i]] = got.ok() ? (*got)[i] : got.status();
+      absl::Status s = got.ok() ? (*got)[i] : got.status();
+      if (got.ok() && absl::IsInvalidArgument(s)) {
+        // REAPI's per-blob INVALID_ARGUMENT is a digest that does not match
+        // the data: the interface's DATA_LOSS.
+        s = absl::DataLossError(s.message());
+      }
+      results[index[i]] = s;
     }
     batch.clear();
     index.clear();
