@@ -483,13 +483,12 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
   st.lease.clear();
-  QueueEntry entry{b, index, ""};
+  StageQueue::Entry entry{b->id, index, ""};
   if (st.base_stage >= 0) {
     auto base = b->stages.find(st.base_stage);
     if (base != b->stages.end()) entry.preferred = base->second.worker;
   }
-  if (!entry.preferred.empty()) ++preferred_queued_;
-  queue_.push_back(std::move(entry));
+  queue_.Push(std::move(entry));
   work_cv_.notify_all();
 }
 
@@ -942,45 +941,28 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
     }
     // A stage held for another worker is looked at again shortly.
     work_cv_.wait_until(
-        lock, held ? std::min(deadline, now + kPlacementGrace / 4) : deadline);
+        lock, held ? std::min(deadline, now + StageQueue::kPlacementGrace / 4)
+                   : deadline);
   }
 }
 
 std::optional<std::pair<SchedulerService::BuildState*, int>>
 SchedulerService::Pick(const std::string& worker, bool* held) {
-  auto now = std::chrono::steady_clock::now();
-  auto take = [&](std::deque<QueueEntry>::iterator q) {
-    std::pair<BuildState*, int> chosen{q->build.get(), q->stage};
-    if (!q->preferred.empty()) --preferred_queued_;
-    queue_.erase(q);
-    return chosen;
-  };
-  std::optional<std::deque<QueueEntry>::iterator> first_free;
-  for (auto q = queue_.begin(); q != queue_.end();) {
-    BuildState* b = q->build.get();
-    auto st = b->stages.find(q->stage);
-    if (b->finished || st == b->stages.end() ||
+  auto queued_at = [this](const StageQueue::Entry& e)
+      -> std::optional<StageQueue::Clock::time_point> {
+    auto b = builds_.find(e.build);
+    if (b == builds_.end() || b->second->finished) return std::nullopt;
+    auto st = b->second->stages.find(e.stage);
+    if (st == b->second->stages.end() ||
         st->second.status != StageStatus::kQueued) {
-      // Stale: the build ended or the stage moved on.
-      if (!q->preferred.empty()) --preferred_queued_;
-      q = queue_.erase(q);
-      continue;
+      return std::nullopt;
     }
-    if (q->preferred.empty()) {
-      // Nothing queued prefers a worker: the oldest stage it is.
-      if (preferred_queued_ == 0) return take(q);
-      if (!first_free) first_free = q;
-    } else if (q->preferred == worker) {
-      return take(q);
-    } else if (now - st->second.queued_at < kPlacementGrace) {
-      *held = true;  // its base's worker may ask for it in a moment
-    } else if (!first_free) {
-      first_free = q;
-    }
-    ++q;
-  }
-  if (!first_free) return std::nullopt;
-  return take(*first_free);
+    return st->second.queued_at;
+  };
+  std::optional<StageQueue::Entry> e =
+      queue_.Pick(worker, std::chrono::steady_clock::now(), queued_at, held);
+  if (!e) return std::nullopt;
+  return std::make_pair(builds_[e->build].get(), e->stage);
 }
 
 grpc::Status SchedulerService::Report(grpc::ServerContext* context,

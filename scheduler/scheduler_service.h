@@ -42,6 +42,7 @@
 #include "common/cas_client.h"
 #include "common/rocksdb_support.h"
 #include "common/tenants.h"
+#include "scheduler/stage_queue.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace stagefarm::scheduler {
@@ -206,7 +207,6 @@ class SchedulerService final : public v1::Scheduler::Service {
   // stage ran).
   void Enqueue(const std::shared_ptr<BuildState>& b, int index)
       /* requires mu_ */;
-  static constexpr std::chrono::milliseconds kPlacementGrace{200};
   void Finish(BuildState* b, int code, const std::string& error)
       /* requires mu_ */;
   void ExpireLeases();
@@ -231,13 +231,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Wakes the lease reaper (only to stop: it looks every 200 ms).
   std::condition_variable reaper_cv_;
   std::map<std::string, std::shared_ptr<BuildState>> builds_;
-  struct QueueEntry {
-    std::shared_ptr<BuildState> build;
-    int stage = -1;
-    std::string preferred;  // worker that ran its base stage, if any
-  };
-  std::deque<QueueEntry> queue_;
-  size_t preferred_queued_ = 0;  // entries with a preferred worker
+  StageQueue queue_;
   std::map<std::string, LeaseState> leases_;
   std::deque<std::string> finished_order_;
   // The image index: instance -> name -> tag.

@@ -1,0 +1,48 @@
+#include "scheduler/stage_queue.h"
+
+#include <utility>
+
+namespace stagefarm::scheduler {
+
+void StageQueue::Push(Entry entry) {
+  if (!entry.preferred.empty()) ++preferred_;
+  queue_.push_back(std::move(entry));
+}
+
+std::optional<StageQueue::Entry> StageQueue::Pick(const std::string& worker,
+                                                  Clock::time_point now,
+                                                  const QueuedAt& queued_at,
+                                                  bool* held) {
+  auto take = [&](std::deque<Entry>::iterator q) {
+    Entry chosen = std::move(*q);
+    if (!chosen.preferred.empty()) --preferred_;
+    queue_.erase(q);
+    return chosen;
+  };
+  std::optional<std::deque<Entry>::iterator> first_free;
+  for (auto q = queue_.begin(); q != queue_.end();) {
+    std::optional<Clock::time_point> at = queued_at(*q);
+    if (!at) {
+      // Stale: the build ended or the stage moved on.
+      if (!q->preferred.empty()) --preferred_;
+      q = queue_.erase(q);
+      continue;
+    }
+    if (q->preferred.empty()) {
+      // Nothing queued prefers a worker: the oldest stage it is.
+      if (preferred_ == 0) return take(q);
+      if (!first_free) first_free = q;
+    } else if (q->preferred == worker) {
+      return take(q);
+    } else if (now - *at < kPlacementGrace) {
+      *held = true;  // its base's worker may ask for it in a moment
+    } else if (!first_free) {
+      first_free = q;
+    }
+    ++q;
+  }
+  if (!first_free) return std::nullopt;
+  return take(*first_free);
+}
+
+}  // namespace stagefarm::scheduler

@@ -1,0 +1,55 @@
+// The scheduler's queue of stages ready to run, and placement: which queued
+// stage a worker that asks for work gets. A stage built on another stage
+// (FROM <stage>) prefers the worker that ran that stage, whose snapshots
+// already hold its layers, and is held for it for kPlacementGrace; any other
+// stage goes, oldest first, to whoever asks. While any queued stage prefers
+// a worker, the others are looked at in order too.
+//
+// Pure logic: no locks (the scheduler calls it under its own), no gRPC, the
+// time passed in. Entries name a build and a stage; whether an entry is
+// still wanted (its build running, its stage still queued) is asked of the
+// caller, so a stale entry is dropped when Pick meets it.
+#ifndef STAGEFARM_SCHEDULER_STAGE_QUEUE_H_
+#define STAGEFARM_SCHEDULER_STAGE_QUEUE_H_
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace stagefarm::scheduler {
+
+class StageQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kPlacementGrace{200};
+
+  struct Entry {
+    std::string build;
+    int stage = -1;
+    std::string preferred;  // the worker that ran its base stage, if any
+  };
+  // When the entry's stage was queued (it is live), or nullopt (stale).
+  using QueuedAt =
+      std::function<std::optional<Clock::time_point>(const Entry& entry)>;
+
+  void Push(Entry entry);
+
+  // The stage to give `worker`, taken off the queue: the first one that
+  // prefers it, else the oldest that prefers no one (or whose preferred
+  // worker did not come within the grace). Sets *held when a stage waits
+  // for another worker, so the caller looks again soon.
+  std::optional<Entry> Pick(const std::string& worker, Clock::time_point now,
+                            const QueuedAt& queued_at, bool* held);
+
+  size_t size() const { return queue_.size(); }
+
+ private:
+  std::deque<Entry> queue_;
+  size_t preferred_ = 0;  // entries with a preferred worker
+};
+
+}  // namespace stagefarm::scheduler
+
+#endif  // STAGEFARM_SCHEDULER_STAGE_QUEUE_H_
