@@ -1,9 +1,6 @@
 #include "scheduler/scheduler_service.h"
 
 #include <openssl/rand.h>
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
-#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,7 +18,6 @@
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
-#include "common/rocksdb_support.h"
 #include "common/status_macros.h"
 #include "frontend/dockerfile/plan.h"
 #include "stagecache/stage_cache.h"
@@ -49,17 +45,6 @@ double UnixNow() {
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
-std::string BuildKey(const std::string& id) { return "build/" + id; }
-std::string ImageKey(const std::string& instance, const std::string& name) {
-  return absl::StrCat("image/", absl::BytesToHexString(instance), "/", name);
-}
-std::string EventPrefix(const std::string& id) { return "event/" + id + "/"; }
-std::string EventKey(const std::string& id, size_t seq) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "%010zu", seq);
-  return EventPrefix(id) + buf;
 }
 
 }  // namespace
@@ -163,144 +148,41 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.lease_expiries = lease_expiries_;
   s.stage_cache_hits = stage_cache_hits_.load();
   s.stage_cache_misses = stage_cache_misses_.load();
-  s.disk_full_errors = disk_full_errors_.load();
+  s.disk_full_errors = state_ ? state_->disk_full_errors() : 0;
   return s;
 }
 
-rocksdb::Options SchedulerService::StateOptions() {
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.max_open_files = 256;
-  // Builds and their (bounded) logs are small: an 8 MiB memtable keeps the
-  // memory and the preallocated log file (1.1 times it) small.
-  o.write_buffer_size = kStateMemtableBytes;
-  // RocksDB's log in ours; after a full disk, recovery is ours too
-  // (ReopenState).
-  o.info_log = RocksDbLogger("scheduler-state");
-  o.listeners.push_back(RecoverOnNextWrite());
-  return o;
-}
-
 bool SchedulerService::ReopenState() {
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_reopen_ < std::chrono::milliseconds(100)) return false;
-  last_reopen_ = now;
-  struct statvfs vfs;
-  if (statvfs(options_.state_dir.c_str(), &vfs) != 0 ||
-      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize <
-          2 * kStateMemtableBytes + (uint64_t{4} << 20)) {
-    return false;
-  }
-  // A database whose log failed to write is closed and opened again (the
-  // log replayed) rather than resumed: RocksDB 7.8 can abort the process
-  // when it appends to a log file after a failed write.
-  db_.reset();
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status rs =
-      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
-  if (!rs.ok()) {
-    LogError("cannot open --state again: " + rs.ToString());
-    return false;
-  }
-  db_.reset(raw);
-  state_failed_ = false;
-  LogInfo("the state's disk has room again: builds are recorded again");
+  if (!state_->Reopen()) return false;
   // What could not be written meanwhile, whole.
   for (auto& [id, other] : builds_) {
     other->events_saved = 0;
-    if (!WriteBuild(other.get()).ok()) return !state_failed_;
+    if (!WriteBuild(other.get()).ok()) return !state_->failed();
   }
-  return !state_failed_;
+  return !state_->failed();
+}
+
+absl::Status SchedulerService::StateReady() {
+  if (!state_->failed() || ReopenState()) return absl::OkStatus();
+  return state_->Refuse();
 }
 
 absl::Status SchedulerService::OpenState() {
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status rs =
-      rocksdb::DB::Open(StateOptions(), options_.state_dir, &raw);
-  if (!rs.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "--state ", options_.state_dir, ": cannot open: ", rs.ToString()));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
+                   StateStore::Open(options_.state_dir));
+  ASSIGN_OR_RETURN(StateStore::Contents contents, store->Load());
   std::lock_guard<std::mutex> lock(mu_);
-  db_.reset(raw);
+  state_ = std::move(store);
   auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<BuildState>> loaded;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}));
-  for (it->Seek("build/"); it->Valid() && it->key().starts_with("build/");
-       it->Next()) {
-    v1::StoredBuild stored;
-    if (!stored.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
-                                              ": unreadable record ",
-                                              it->key().ToString()));
-    }
-    auto b = std::make_shared<BuildState>();
-    b->id = stored.build_id();
-    b->spec = stored.spec();
-    b->created = stored.created();
-    b->target = stored.target();
-    b->finished = stored.finished();
-    b->code = stored.code();
-    b->error = stored.error();
-    if (stored.has_manifest())
-      *b->result.mutable_manifest() = stored.manifest();
-    b->steps_run = stored.steps_run();
-    b->steps_cached = stored.steps_cached();
-    b->submitted = stored.submitted();
-    b->finished_at = stored.finished_at();
-    b->had_secrets = stored.had_secrets();
-    b->tenant = stored.tenant();
-    for (const v1::StoredStage& ss : stored.stages()) {
-      StageState& st = b->stages[ss.index()];
-      st.status = static_cast<StageStatus>(
-          std::clamp(ss.status(), 0, static_cast<int>(StageStatus::kDone)));
-      st.depends_on.assign(ss.depends_on().begin(), ss.depends_on().end());
-      st.base_stage = ss.base_stage();
-      st.display = ss.display();
-      st.worker = ss.worker();
-      st.attempts = ss.attempts();
-      st.lease = ss.lease_id();
-      st.result = ss.result();
-      st.key = ss.key();
-      st.cached = ss.cached();
-    }
-    std::unique_ptr<rocksdb::Iterator> ev(db_->NewIterator({}));
-    std::string prefix = EventPrefix(b->id);
-    for (ev->Seek(prefix);
-         ev->Valid() && ev->key().starts_with(prefix) &&
-         b->events.size() < static_cast<size_t>(stored.events());
-         ev->Next()) {
-      v1::Event e;
-      if (!e.ParseFromArray(ev->value().data(),
-                            static_cast<int>(ev->value().size()))) {
-        return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
-                                                ": unreadable event ",
-                                                ev->key().ToString()));
-      }
-      b->events.push_back(std::move(e));
-    }
-    b->events_saved = b->events.size();
+  for (StateStore::StoredBuildEvents& stored : contents.builds) {
+    std::shared_ptr<BuildState> b =
+        FromRecord(stored.build, std::move(stored.events));
     builds_[b->id] = b;
     loaded.push_back(b);
   }
-  if (!it->status().ok()) {
-    return absl::UnavailableError(absl::StrCat("--state ", options_.state_dir,
-                                               ": ", it->status().ToString()));
-  }
-  for (it->Seek("image/"); it->Valid() && it->key().starts_with("image/");
-       it->Next()) {
-    std::string key = it->key().ToString();
-    size_t slash = key.find('/', 6);
-    v1::ImageTag tag;
-    if (slash == std::string::npos ||
-        !tag.ParseFromArray(it->value().data(),
-                            static_cast<int>(it->value().size()))) {
-      return absl::DataLossError(absl::StrCat("--state ", options_.state_dir,
-                                              ": unreadable record ", key));
-    }
-    std::string instance = absl::HexStringToBytes(key.substr(6, slash - 6));
-    images_[instance][tag.name()] = tag;
+  for (auto& [instance, tag] : contents.images) {
+    images_[instance][tag.name()] = std::move(tag);
   }
   // Finished builds in the order they ended; running ones take up where
   // they were: a leased stage keeps its lease (its worker may still be
@@ -353,81 +235,13 @@ absl::Status SchedulerService::Save(BuildState* b) {
   return WriteBuild(b);
 }
 
-absl::Status SchedulerService::StateWrite(rocksdb::WriteBatch* batch,
-                                          absl::string_view what) {
-  if ((state_failed_ || db_ == nullptr) && !ReopenState()) {
-    ++disk_full_errors_;
-    return DiskFullError();
-  }
-  rocksdb::Status rs = db_->Write(rocksdb::WriteOptions(), batch);
-  if (rs.ok()) return absl::OkStatus();
-  LogError(absl::StrCat(what, " in --state ", options_.state_dir, ": ",
-                        rs.ToString()));
-  if (IsDiskFull(rs)) {
-    // Nothing of the batch was written; builds go on in memory and are
-    // written whole once the database is open again (ReopenState).
-    state_failed_ = true;
-    ++disk_full_errors_;
-    return DiskFullError();
-  }
-  return absl::UnavailableError(
-      absl::StrCat(what,
-                   ": the scheduler cannot write its state (details "
-                   "in its log)"));
-}
-
-absl::Status SchedulerService::DiskFullError() {
-  return absl::ResourceExhaustedError(
-      "the scheduler's disk is full: free space on the volume of its "
-      "--state directory (builds are recorded again as soon as there is "
-      "room)");
-}
-
 absl::Status SchedulerService::WriteBuild(BuildState* b) {
-  v1::StoredBuild stored;
-  stored.set_build_id(b->id);
-  *stored.mutable_spec() = b->spec;
-  stored.mutable_spec()->clear_secrets();  // never on disk
-  stored.set_had_secrets(!b->spec.secrets().empty() || b->had_secrets);
-  stored.set_tenant(b->tenant);
-  stored.set_created(b->created);
-  stored.set_target(b->target);
-  for (const auto& [index, st] : b->stages) {
-    v1::StoredStage* ss = stored.add_stages();
-    ss->set_index(index);
-    ss->set_status(static_cast<int>(st.status));
-    for (int d : st.depends_on) ss->add_depends_on(d);
-    ss->set_base_stage(st.base_stage);
-    ss->set_display(st.display);
-    ss->set_attempts(st.attempts);
-    ss->set_result(st.result);
-    ss->set_key(st.key);
-    ss->set_cached(st.cached);
-    if (st.status == StageStatus::kLeased) {
-      ss->set_lease_id(st.lease);
-      auto lit = leases_.find(st.lease);
-      if (lit != leases_.end()) ss->set_worker(lit->second.worker);
-    } else {
-      ss->set_worker(st.worker);
-    }
-  }
-  stored.set_finished(b->finished);
-  stored.set_code(b->code);
-  stored.set_error(b->error);
-  if (b->result.has_manifest())
-    *stored.mutable_manifest() = b->result.manifest();
-  stored.set_steps_run(b->steps_run);
-  stored.set_steps_cached(b->steps_cached);
-  stored.set_submitted(b->submitted);
-  stored.set_finished_at(b->finished_at);
-  stored.set_events(static_cast<int64_t>(b->events.size()));
-  rocksdb::WriteBatch batch;
-  for (size_t i = b->events_saved; i < b->events.size(); ++i) {
-    batch.Put(EventKey(b->id, i), b->events[i].SerializeAsString());
-  }
-  batch.Put(BuildKey(b->id), stored.SerializeAsString());
-  RETURN_IF_ERROR(
-      StateWrite(&batch, absl::StrCat("cannot record build ", b->id)));
+  RETURN_IF_ERROR(StateReady());
+  v1::StoredBuild stored = ToRecord(*b, [this](const std::string& lease) {
+    auto it = leases_.find(lease);
+    return it == leases_.end() ? std::string() : it->second.worker;
+  });
+  RETURN_IF_ERROR(state_->PutBuild(stored, b->events, b->events_saved));
   b->events_saved = b->events.size();
   return absl::OkStatus();
 }
@@ -441,11 +255,7 @@ void SchedulerService::SaveOrLog(BuildState* b) {
 void SchedulerService::Forget(const std::string& id) {
   builds_.erase(id);
   if (!HasState()) return;
-  rocksdb::WriteBatch batch;
-  batch.Delete(BuildKey(id));
-  std::string prefix = EventPrefix(id);
-  batch.DeleteRange(prefix, prefix.substr(0, prefix.size() - 1) + "0");
-  (void)StateWrite(&batch, absl::StrCat("cannot drop build ", id));
+  if (StateReady().ok()) (void)state_->DropBuild(id);
 }
 
 void SchedulerService::Event(BuildState* b, const std::string& kind,
@@ -854,10 +664,8 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (HasState()) {
-    rocksdb::WriteBatch batch;
-    batch.Put(ImageKey(request->instance_name(), tag.name()),
-              tag.SerializeAsString());
-    absl::Status s = StateWrite(&batch, "cannot record the image");
+    absl::Status s = StateReady();
+    if (s.ok()) s = state_->PutImage(request->instance_name(), tag);
     if (!s.ok()) return ToGrpcStatus(s);
   }
   images_[request->instance_name()][tag.name()] = tag;
@@ -878,9 +686,9 @@ grpc::Status SchedulerService::RemoveImage(
                         "no image named \"" + request->name() + "\"");
   }
   if (HasState()) {
-    rocksdb::WriteBatch batch;
-    batch.Delete(ImageKey(request->instance_name(), request->name()));
-    absl::Status s = StateWrite(&batch, "cannot remove the image");
+    absl::Status s = StateReady();
+    if (s.ok())
+      s = state_->DropImage(request->instance_name(), request->name());
     if (!s.ok()) return ToGrpcStatus(s);
   }
   it->second.erase(request->name());
@@ -946,8 +754,8 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
   }
 }
 
-std::optional<std::pair<SchedulerService::BuildState*, int>>
-SchedulerService::Pick(const std::string& worker, bool* held) {
+std::optional<std::pair<BuildState*, int>> SchedulerService::Pick(
+    const std::string& worker, bool* held) {
   auto queued_at = [this](const StageQueue::Entry& e)
       -> std::optional<StageQueue::Clock::time_point> {
     auto b = builds_.find(e.build);

@@ -23,9 +23,6 @@
 #ifndef STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_
 #define STAGEFARM_SCHEDULER_SCHEDULER_SERVICE_H_
 
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -40,9 +37,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/cas_client.h"
-#include "common/rocksdb_support.h"
 #include "common/tenants.h"
+#include "scheduler/build_state.h"
 #include "scheduler/stage_queue.h"
+#include "scheduler/state_store.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace stagefarm::scheduler {
@@ -126,48 +124,6 @@ class SchedulerService final : public v1::Scheduler::Service {
                            v1::RemoveImageResponse* response) override;
 
  private:
-  enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
-  struct StageState {
-    StageStatus status = StageStatus::kWaiting;
-    std::vector<int> depends_on;
-    int base_stage = -1;  // FROM <stage>
-    std::string display;
-    std::string worker;  // who ran it (when done)
-    std::chrono::steady_clock::time_point queued_at;
-    int attempts = 0;
-    std::string lease;
-    std::string result;   // image state JSON when done
-    std::string key;      // stage key (stagecache/stage_cache.h)
-    bool cached = false;  // result from the stage cache (target: assemble)
-  };
-  struct BuildState {
-    std::string id;
-    v1::BuildSpec spec;
-    std::string created;
-    int target = -1;
-    std::map<int, StageState> stages;  // needed stages only
-    std::vector<v1::Event> events;
-    bool finished = false;
-    int code = 0;
-    std::string error;
-    v1::BuildUpdate result;
-    int steps_run = 0;
-    int steps_cached = 0;
-    double submitted = 0, finished_at = 0;
-    size_t events_saved = 0;
-    bool had_secrets = false;  // restored: its secrets are gone
-    std::string tenant;        // who submitted it (with tenants)
-    // Wakes this build's streams (new events, finished); a stream does not
-    // wake for other builds' progress.
-    std::condition_variable cv;
-  };
-  struct LeaseState {
-    std::string build;
-    int stage = -1;
-    std::string worker;
-    std::chrono::steady_clock::time_point deadline;
-  };
-
   // The calling tenant (null when tenants are off), or the refusal.
   absl::StatusOr<const Tenant*> Caller(grpc::ServerContext* context) const;
   absl::Status CheckInstanceCaller(grpc::ServerContext* context,
@@ -178,19 +134,17 @@ class SchedulerService final : public v1::Scheduler::Service {
   static bool Sees(const Tenant* caller, const BuildState& b) {
     return caller == nullptr || caller->worker || caller->name == b.tenant;
   }
+  // Loads --state: builds carry on where they were.
   absl::Status OpenState();
   // Writes the build and its new events (no-op without a state directory).
   absl::Status Save(BuildState* b) /* requires mu_ */;
   absl::Status WriteBuild(BuildState* b) /* requires mu_ */;
-  // Writes to --state; a full disk sets state_failed_ and, until the
-  // database is open again, every write is refused with DiskFullError().
-  absl::Status StateWrite(rocksdb::WriteBatch* batch, absl::string_view what)
-      /* requires mu_ */;
-  bool HasState() const { return !options_.state_dir.empty(); }
-  static constexpr uint64_t kStateMemtableBytes = 8 << 20;
-  static rocksdb::Options StateOptions();
+  // Before a write to --state: after a full disk, the store is opened again
+  // once there is room and every build written whole (ReopenState); until
+  // then writes are refused (RESOURCE_EXHAUSTED).
+  absl::Status StateReady() /* requires mu_ */;
   bool ReopenState() /* requires mu_ */;
-  static absl::Status DiskFullError();
+  bool HasState() const { return state_ != nullptr; }
   void SaveOrLog(BuildState* b) /* requires mu_ */;
   void Forget(const std::string& id) /* requires mu_ */;
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
@@ -241,12 +195,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_;
   int64_t builds_submitted_ = 0, dispatches_ = 0, lease_expiries_ = 0;
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
-  std::atomic<int64_t> disk_full_errors_{0};
-  std::unique_ptr<rocksdb::DB> db_;
-  // A write to --state failed for want of space: the database is opened
-  // again once there is room (ReopenState).
-  bool state_failed_ = false;
-  std::chrono::steady_clock::time_point last_reopen_;
+  std::unique_ptr<StateStore> state_;  // with --state
   std::thread reaper_;
 };
 

@@ -1,0 +1,86 @@
+#include "scheduler/build_state.h"
+
+#include <algorithm>
+
+namespace stagefarm::scheduler {
+
+v1::StoredBuild ToRecord(
+    const BuildState& b,
+    const std::function<std::string(const std::string& lease)>& lease_worker) {
+  v1::StoredBuild stored;
+  stored.set_build_id(b.id);
+  *stored.mutable_spec() = b.spec;
+  stored.mutable_spec()->clear_secrets();  // never on disk
+  stored.set_had_secrets(!b.spec.secrets().empty() || b.had_secrets);
+  stored.set_tenant(b.tenant);
+  stored.set_created(b.created);
+  stored.set_target(b.target);
+  for (const auto& [index, st] : b.stages) {
+    v1::StoredStage* ss = stored.add_stages();
+    ss->set_index(index);
+    ss->set_status(static_cast<int>(st.status));
+    for (int d : st.depends_on) ss->add_depends_on(d);
+    ss->set_base_stage(st.base_stage);
+    ss->set_display(st.display);
+    ss->set_attempts(st.attempts);
+    ss->set_result(st.result);
+    ss->set_key(st.key);
+    ss->set_cached(st.cached);
+    if (st.status == StageStatus::kLeased) {
+      ss->set_lease_id(st.lease);
+      ss->set_worker(lease_worker(st.lease));
+    } else {
+      ss->set_worker(st.worker);
+    }
+  }
+  stored.set_finished(b.finished);
+  stored.set_code(b.code);
+  stored.set_error(b.error);
+  if (b.result.has_manifest()) {
+    *stored.mutable_manifest() = b.result.manifest();
+  }
+  stored.set_steps_run(b.steps_run);
+  stored.set_steps_cached(b.steps_cached);
+  stored.set_submitted(b.submitted);
+  stored.set_finished_at(b.finished_at);
+  stored.set_events(static_cast<int64_t>(b.events.size()));
+  return stored;
+}
+
+std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
+                                       std::vector<v1::Event> events) {
+  auto b = std::make_shared<BuildState>();
+  b->id = stored.build_id();
+  b->spec = stored.spec();
+  b->created = stored.created();
+  b->target = stored.target();
+  b->finished = stored.finished();
+  b->code = stored.code();
+  b->error = stored.error();
+  if (stored.has_manifest()) *b->result.mutable_manifest() = stored.manifest();
+  b->steps_run = stored.steps_run();
+  b->steps_cached = stored.steps_cached();
+  b->submitted = stored.submitted();
+  b->finished_at = stored.finished_at();
+  b->had_secrets = stored.had_secrets();
+  b->tenant = stored.tenant();
+  for (const v1::StoredStage& ss : stored.stages()) {
+    StageState& st = b->stages[ss.index()];
+    st.status = static_cast<StageStatus>(
+        std::clamp(ss.status(), 0, static_cast<int>(StageStatus::kDone)));
+    st.depends_on.assign(ss.depends_on().begin(), ss.depends_on().end());
+    st.base_stage = ss.base_stage();
+    st.display = ss.display();
+    st.worker = ss.worker();
+    st.attempts = ss.attempts();
+    st.lease = ss.lease_id();
+    st.result = ss.result();
+    st.key = ss.key();
+    st.cached = ss.cached();
+  }
+  b->events = std::move(events);
+  b->events_saved = b->events.size();
+  return b;
+}
+
+}  // namespace stagefarm::scheduler

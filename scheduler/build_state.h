@@ -1,0 +1,79 @@
+// What the scheduler knows of a build: its stages and where each is, its
+// events and its result; and the record (v1::StoredBuild) it is kept as in
+// --state, both ways. Not thread-safe: the scheduler guards these with its
+// lock.
+#ifndef STAGEFARM_SCHEDULER_BUILD_STATE_H_
+#define STAGEFARM_SCHEDULER_BUILD_STATE_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stagefarm/v1/farm.pb.h"
+
+namespace stagefarm::scheduler {
+
+enum class StageStatus { kWaiting, kQueued, kLeased, kDone };
+
+struct StageState {
+  StageStatus status = StageStatus::kWaiting;
+  std::vector<int> depends_on;
+  int base_stage = -1;  // FROM <stage>
+  std::string display;
+  std::string worker;  // who ran it (when done)
+  std::chrono::steady_clock::time_point queued_at;
+  int attempts = 0;
+  std::string lease;
+  std::string result;   // image state JSON when done
+  std::string key;      // stage key (stagecache/stage_cache.h)
+  bool cached = false;  // result from the stage cache (target: assemble)
+};
+
+struct BuildState {
+  std::string id;
+  v1::BuildSpec spec;
+  std::string created;
+  int target = -1;
+  std::map<int, StageState> stages;  // needed stages only
+  std::vector<v1::Event> events;
+  bool finished = false;
+  int code = 0;
+  std::string error;
+  v1::BuildUpdate result;
+  int steps_run = 0;
+  int steps_cached = 0;
+  double submitted = 0, finished_at = 0;
+  size_t events_saved = 0;
+  bool had_secrets = false;  // restored: its secrets are gone
+  std::string tenant;        // who submitted it (with tenants)
+  // Wakes this build's streams (new events, finished); a stream does not
+  // wake for other builds' progress.
+  std::condition_variable cv;
+};
+
+struct LeaseState {
+  std::string build;
+  int stage = -1;
+  std::string worker;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+// The record of `b` without its events (their count only) and without
+// secrets, which are never written down (had_secrets says there were
+// some). A leased stage's worker is `lease_worker(lease id)`.
+v1::StoredBuild ToRecord(
+    const BuildState& b,
+    const std::function<std::string(const std::string& lease)>& lease_worker);
+
+// A build back from its record and its events (all of them saved). A
+// stage's status out of range is clamped into it.
+std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
+                                       std::vector<v1::Event> events);
+
+}  // namespace stagefarm::scheduler
+
+#endif  // STAGEFARM_SCHEDULER_BUILD_STATE_H_

@@ -1,0 +1,96 @@
+#include "scheduler/build_state.h"
+
+#include "gtest/gtest.h"
+
+namespace stagefarm::scheduler {
+namespace {
+
+void Fill(BuildState& b) {
+  b.id = "b1";
+  b.spec.set_dockerfile("FROM scratch\n");
+  (*b.spec.mutable_secrets())["token"] = "s3cret";
+  b.created = "2026-01-02T03:04:05Z";
+  b.target = 2;
+  b.finished = true;
+  b.code = 9;
+  b.error = "failed";
+  b.result.mutable_manifest()->set_hash(std::string(64, 'a'));
+  b.steps_run = 4;
+  b.steps_cached = 3;
+  b.submitted = 10.5;
+  b.finished_at = 12.25;
+  b.tenant = "team-a";
+  StageState& done = b.stages[0];
+  done.status = StageStatus::kDone;
+  done.display = "builder";
+  done.worker = "w1";
+  done.attempts = 2;
+  done.result = "{}";
+  done.key = "sha256:k";
+  done.cached = true;
+  StageState& leased = b.stages[2];
+  leased.status = StageStatus::kLeased;
+  leased.depends_on = {0};
+  leased.base_stage = 0;
+  leased.lease = "lease-7";
+  v1::Event e;
+  e.set_kind("queued");
+  b.events = {e, e};
+}
+
+TEST(BuildStateTest, RecordRoundTripKeepsTheBuildButNotItsSecrets) {
+  BuildState in;
+  Fill(in);
+  v1::StoredBuild stored = ToRecord(in, [](const std::string& lease) {
+    return lease == "lease-7" ? std::string("w2") : std::string();
+  });
+  EXPECT_TRUE(stored.spec().secrets().empty());
+  EXPECT_TRUE(stored.had_secrets());
+  EXPECT_EQ(stored.events(), 2);
+  std::shared_ptr<BuildState> out = FromRecord(stored, in.events);
+  EXPECT_EQ(out->id, in.id);
+  EXPECT_EQ(out->spec.dockerfile(), in.spec.dockerfile());
+  EXPECT_EQ(out->created, in.created);
+  EXPECT_EQ(out->target, in.target);
+  EXPECT_EQ(out->finished, in.finished);
+  EXPECT_EQ(out->code, in.code);
+  EXPECT_EQ(out->error, in.error);
+  EXPECT_EQ(out->result.manifest().hash(), in.result.manifest().hash());
+  EXPECT_EQ(out->steps_run, in.steps_run);
+  EXPECT_EQ(out->steps_cached, in.steps_cached);
+  EXPECT_EQ(out->submitted, in.submitted);
+  EXPECT_EQ(out->finished_at, in.finished_at);
+  EXPECT_TRUE(out->had_secrets);
+  EXPECT_EQ(out->tenant, in.tenant);
+  EXPECT_EQ(out->events.size(), 2u);
+  EXPECT_EQ(out->events_saved, 2u);
+  ASSERT_EQ(out->stages.size(), 2u);
+  const StageState& done = out->stages[0];
+  EXPECT_EQ(done.status, StageStatus::kDone);
+  EXPECT_EQ(done.display, "builder");
+  EXPECT_EQ(done.worker, "w1");
+  EXPECT_EQ(done.attempts, 2);
+  EXPECT_EQ(done.result, "{}");
+  EXPECT_EQ(done.key, "sha256:k");
+  EXPECT_TRUE(done.cached);
+  const StageState& leased = out->stages[2];
+  EXPECT_EQ(leased.status, StageStatus::kLeased);
+  EXPECT_EQ(leased.depends_on, std::vector<int>{0});
+  EXPECT_EQ(leased.base_stage, 0);
+  EXPECT_EQ(leased.lease, "lease-7");
+  EXPECT_EQ(leased.worker, "w2");  // the lease's worker
+}
+
+TEST(BuildStateTest, StatusOutOfRangeIsClamped) {
+  v1::StoredBuild stored;
+  stored.add_stages()->set_status(99);
+  auto high = stored.add_stages();
+  high->set_index(1);
+  high->set_status(-3);
+  std::shared_ptr<BuildState> b = FromRecord(stored, {});
+  EXPECT_EQ(b->stages[0].status, StageStatus::kDone);
+  EXPECT_EQ(b->stages[1].status, StageStatus::kWaiting);
+}
+
+}  // namespace
+}  // namespace stagefarm::scheduler
