@@ -13,418 +13,23 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "blobstore/rocksdb_layout.h"
 #include "common/log.h"
 #include "common/rocksdb_support.h"
 #include "common/status_macros.h"
 #include "stagefarm/v1/cas.pb.h"
 
 namespace stagefarm {
-namespace {
 
-constexpr size_t kMaxHashStates = 1024;
-
-// RocksDB's errors name the database's files: callers get what happened
-// and what to do; the full error goes to the server's log.
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsNotFound())
-    return absl::NotFoundError(absl::StrCat(what, ": not found"));
-  LogError(absl::StrCat(what, ": ", s.ToString()), {{"component", "cas"}});
-  if (IsDiskFull(s)) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        what,
-        ": the CAS's disk is full; free space on its volume or lower "
-        "its --max-bytes (writes work again as soon as there is room)"));
-  }
-  if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(
-        what, ": the CAS database is corrupt (details in the CAS's log)"));
-  }
-  return absl::InternalError(
-      absl::StrCat(what, ": storage error in the CAS (details in its log)"));
-}
-
-void AppendBigEndian64(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-}
-
-uint64_t ReadBigEndian64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-std::string ChunkKey(uint64_t data_id, uint64_t offset) {
-  std::string key;
-  key.reserve(16);
-  AppendBigEndian64(data_id, &key);
-  AppendBigEndian64(offset, &key);
-  return key;
-}
-
-std::string IdKey(uint64_t data_id) {
-  std::string key;
-  AppendBigEndian64(data_id, &key);
-  return key;
-}
-
-rocksdb::Slice RawSlice(const Sha256::Raw& raw) {
-  return rocksdb::Slice(reinterpret_cast<const char*>(raw.data()), raw.size());
-}
-
-std::string VisibleKey(const Sha256::Raw& raw, absl::string_view ns) {
-  std::string key(reinterpret_cast<const char*>(raw.data()), raw.size());
-  key.append(ns.data(), ns.size());
-  return key;
-}
-
-std::string ActionKey(absl::string_view ns, const Digest& action) {
-  std::string key;
-  key.push_back(static_cast<char>((ns.size() >> 8) & 0xff));
-  key.push_back(static_cast<char>(ns.size() & 0xff));
-  key.append(ns.data(), ns.size());
-  key.append(action.raw_view().data(), action.raw_view().size());
-  AppendBigEndian64(static_cast<uint64_t>(action.size()), &key);
-  return key;
-}
-
-std::string EncodeBlobRecord(int64_t size, uint64_t data_id, int64_t atime) {
-  v1::BlobRecord record;
-  record.set_size_bytes(size);
-  record.set_data_id(data_id);
-  record.set_last_access_micros(atime);
-  return record.SerializeAsString();
-}
-
-// Deletes every chunk of `data_id`.
-void DeleteChunks(rocksdb::WriteBatch* batch, rocksdb::ColumnFamilyHandle* cf,
-                  uint64_t data_id) {
-  batch->DeleteRange(cf, IdKey(data_id), IdKey(data_id + 1));
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------- Reader
-
-class RocksDbBlobStore::Reader : public BlobReader {
- public:
-  Reader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* chunks,
-         const rocksdb::Snapshot* snapshot, uint64_t data_id, int64_t offset,
-         int64_t end)
-      : db_(db),
-        snapshot_(snapshot),
-        lower_(IdKey(data_id)),
-        upper_(IdKey(data_id + 1)),
-        data_id_(data_id),
-        pos_(offset),
-        end_(end) {
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snapshot_;
-    upper_slice_ = rocksdb::Slice(upper_);
-    ro.iterate_upper_bound = &upper_slice_;
-    // Large sequential reads: do not churn the block cache.
-    ro.fill_cache = false;
-    it_.reset(db_->NewIterator(ro, chunks));
-  }
-  ~Reader() override {
-    it_.reset();
-    db_->ReleaseSnapshot(snapshot_);
-  }
-
-  absl::StatusOr<size_t> Read(size_t max_bytes, std::string* out) override {
-    if (pos_ >= end_ || max_bytes == 0) return 0;
-    if (!positioned_) {
-      it_->SeekForPrev(ChunkKey(data_id_, static_cast<uint64_t>(pos_)));
-      positioned_ = true;
-    } else if (it_->Valid() && ChunkEnd() <= pos_) {
-      it_->Next();
-    }
-    RETURN_IF_ERROR(FromRocks(it_->status(), "reading blob chunks"));
-    if (!it_->Valid() || it_->key().size() != 16 ||
-        ReadBigEndian64(it_->key().data()) != data_id_ || ChunkStart() > pos_ ||
-        ChunkEnd() <= pos_) {
-      return absl::DataLossError(
-          absl::StrCat("blob data missing at offset ", pos_));
-    }
-    int64_t within = pos_ - ChunkStart();
-    size_t n = static_cast<size_t>(std::min<int64_t>(
-        {static_cast<int64_t>(max_bytes), ChunkEnd() - pos_, end_ - pos_}));
-    out->append(it_->value().data() + within, n);
-    pos_ += static_cast<int64_t>(n);
-    return n;
-  }
-
- private:
-  int64_t ChunkStart() const {
-    return static_cast<int64_t>(ReadBigEndian64(it_->key().data() + 8));
-  }
-  int64_t ChunkEnd() const {
-    return ChunkStart() + static_cast<int64_t>(it_->value().size());
-  }
-
-  rocksdb::DB* db_;
-  const rocksdb::Snapshot* snapshot_;
-  std::string lower_;
-  std::string upper_;
-  rocksdb::Slice upper_slice_;
-  std::unique_ptr<rocksdb::Iterator> it_;
-  uint64_t data_id_;
-  int64_t pos_;
-  int64_t end_;
-  bool positioned_ = false;
-};
-
-// ---------------------------------------------------------------- Writer
-
-class RocksDbBlobStore::Writer : public BlobWriter {
- public:
-  // A writer for a blob that is already readable in the namespace.
-  Writer(RocksDbBlobStore* store, const Digest& digest)
-      : store_(store),
-        digest_(digest),
-        committed_(digest.size()),
-        complete_(true) {}
-
-  Writer(RocksDbBlobStore* store, std::string ns, const Digest& digest,
-         std::string upload_map_key, uint64_t data_id, int64_t committed,
-         std::unique_ptr<Sha256> hash)
-      : store_(store),
-        ns_(std::move(ns)),
-        digest_(digest),
-        upload_map_key_(std::move(upload_map_key)),
-        data_id_(data_id),
-        committed_(committed),
-        flushed_(committed),
-        hash_(std::move(hash)),
-        bypass_wal_(digest.size() >= store->options_.wal_bypass_bytes) {
-    record_.set_upload_key(upload_map_key_);
-    record_.set_hash(digest_.hash());
-    record_.set_size_bytes(digest_.size());
-    record_.set_committed_bytes(committed);
-    record_.set_started_micros(store_->options_.clock->NowMicros());
-  }
-
-  ~Writer() override {
-    if (complete_ || done_) return;
-    bool resumable = !upload_map_key_.empty() && !failed_ && committed_ > 0;
-    if (resumable && FlushBuffer().ok()) {
-      absl::MutexLock lock(&store_->mu_);
-      auto it = store_->uploads_.find(upload_map_key_);
-      if (it != store_->uploads_.end()) {
-        it->second.active = false;
-        it->second.committed = flushed_;
-      } else {
-        store_->uploads_[upload_map_key_] =
-            Upload{data_id_, digest_, flushed_, false};
-      }
-      if (store_->hash_states_.size() >= kMaxHashStates) {
-        store_->hash_states_.erase(store_->hash_states_.begin());
-      }
-      store_->hash_states_[data_id_] = {flushed_, std::move(hash_)};
-      return;
-    }
-    Discard();
-  }
-
-  int64_t committed_bytes() const override { return committed_; }
-  bool already_complete() const override { return complete_; }
-
-  absl::Status Write(int64_t offset, absl::string_view data) override {
-    if (complete_ || done_) {
-      if (data.empty()) return absl::OkStatus();
-      return absl::FailedPreconditionError(
-          absl::StrCat("blob ", digest_.ToString(), " is already complete"));
-    }
-    if (offset != committed_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "write_offset: expected ", committed_, ", got ", offset));
-    }
-    if (static_cast<int64_t>(data.size()) > digest_.size() - committed_) {
-      failed_ = true;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "data: ", committed_ + static_cast<int64_t>(data.size()),
-          " bytes would exceed the digest's size ", digest_.size()));
-    }
-    hash_->Update(data);
-    committed_ += static_cast<int64_t>(data.size());
-    size_t chunk = store_->options_.chunk_bytes;
-    if (buffer_.empty() && data.size() >= chunk) {
-      // Large writes go straight through without a copy into the buffer.
-      while (data.size() >= chunk) {
-        RETURN_IF_ERROR(WriteChunk(data.substr(0, chunk)));
-        data.remove_prefix(chunk);
-      }
-    }
-    while (!data.empty()) {
-      size_t take = std::min(chunk - buffer_.size(), data.size());
-      buffer_.append(data.data(), take);
-      data.remove_prefix(take);
-      if (buffer_.size() >= chunk) RETURN_IF_ERROR(FlushBuffer());
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status Finish() override {
-    if (complete_) return absl::OkStatus();
-    if (done_) return absl::FailedPreconditionError("upload already finished");
-    if (committed_ != digest_.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("finish_write after ", committed_,
-                       " bytes; the digest's size is ", digest_.size()));
-    }
-    done_ = true;
-    Digest actual = Digest::FromRaw(hash_->Final(), committed_);
-    if (actual != digest_) {
-      Discard();
-      return absl::DataLossError(
-          absl::StrCat("uploaded data hashes to ", actual.hash(), ", not ",
-                       digest_.hash(), "; nothing stored"));
-    }
-    return Commit();
-  }
-
- private:
-  absl::Status WriteChunk(absl::string_view data) {
-    absl::Status s;
-    if (bypass_wal_ && !record_written_) {
-      // The upload record goes through the log first, so a crash always
-      // leaves a record that lets the next start discard or resume the data.
-      rocksdb::WriteBatch record;
-      record.Put(store_->uploads_cf_, IdKey(data_id_),
-                 record_.SerializeAsString());
-      s = store_->Write(&record, false);
-      if (!s.ok()) {
-        failed_ = true;
-        return s;
-      }
-      record_written_ = true;
-    }
-    rocksdb::WriteBatch batch;
-    batch.Put(store_->chunks_, ChunkKey(data_id_, flushed_),
-              rocksdb::Slice(data.data(), data.size()));
-    if (!bypass_wal_) {
-      record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
-      batch.Put(store_->uploads_cf_, IdKey(data_id_),
-                record_.SerializeAsString());
-    }
-    s = store_->Write(&batch, false, bypass_wal_);
-    if (!s.ok()) {
-      failed_ = true;
-      return s;
-    }
-    flushed_ += static_cast<int64_t>(data.size());
-    if (!upload_map_key_.empty()) {
-      absl::MutexLock lock(&store_->mu_);
-      auto it = store_->uploads_.find(upload_map_key_);
-      if (it != store_->uploads_.end()) it->second.committed = flushed_;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status FlushBuffer() {
-    if (buffer_.empty()) return absl::OkStatus();
-    RETURN_IF_ERROR(WriteChunk(buffer_));
-    buffer_.clear();
-    return absl::OkStatus();
-  }
-
-  void ForgetUpload() ABSL_EXCLUSIVE_LOCKS_REQUIRED(store_->mu_) {
-    if (!upload_map_key_.empty()) store_->uploads_.erase(upload_map_key_);
-    store_->hash_states_.erase(data_id_);
-  }
-
-  void Discard() {
-    rocksdb::WriteBatch batch;
-    DeleteChunks(&batch, store_->chunks_, data_id_);
-    batch.Delete(store_->uploads_cf_, IdKey(data_id_));
-    // Best effort: on failure the upload record remains and the next start
-    // (or the TTL) discards it.
-    store_->Write(&batch, false).IgnoreError();
-    absl::MutexLock lock(&store_->mu_);
-    ForgetUpload();
-  }
-
-  absl::Status Commit() {
-    if (bypass_wal_ && flushed_ > 0) {
-      // Chunks written without the log must be on disk before anything
-      // points at them.
-      absl::Status flushed = store_->FlushChunks();
-      if (!flushed.ok()) {
-        failed_ = true;
-        return flushed;
-      }
-    }
-    rocksdb::WriteBatch batch;
-    const Sha256::Raw& raw = digest_.raw();
-    int64_t now = store_->options_.clock->NowMicros();
-    absl::MutexLock lock(&store_->mu_);
-    bool counted = false;  // this namespace's bytes grow by the blob
-    if (store_->options_.namespace_quota && !store_->IsVisible(ns_, digest_)) {
-      absl::Status quota = store_->CheckQuotaLocked(ns_, digest_.size());
-      if (!quota.ok()) {
-        DeleteChunks(&batch, store_->chunks_, data_id_);
-        batch.Delete(store_->uploads_cf_, IdKey(data_id_));
-        store_->Write(&batch, false).IgnoreError();
-        ForgetUpload();
-        failed_ = true;
-        return quota;
-      }
-      counted = true;
-    }
-    auto existing = store_->index_.find(raw);
-    if (existing != store_->index_.end()) {
-      // Another upload stored the same content first: keep that copy.
-      DeleteChunks(&batch, store_->chunks_, data_id_);
-    } else {
-      if (!buffer_.empty()) {
-        batch.Put(store_->chunks_, ChunkKey(data_id_, flushed_), buffer_);
-      }
-      batch.Put(store_->meta_, RawSlice(raw),
-                EncodeBlobRecord(digest_.size(), data_id_, now));
-    }
-    batch.Delete(store_->uploads_cf_, IdKey(data_id_));
-    batch.Put(store_->visible_, VisibleKey(raw, ns_), rocksdb::Slice());
-    absl::Status s = store_->Write(&batch, store_->options_.sync_commits);
-    ForgetUpload();
-    if (!s.ok()) {
-      failed_ = true;
-      return s;
-    }
-    if (counted) store_->ns_bytes_[ns_] += digest_.size();
-    if (existing != store_->index_.end()) {
-      rocksdb::WriteBatch touch;
-      store_->TouchLocked(raw, existing->second, &touch);
-      store_->Write(&touch, false).IgnoreError();
-    } else {
-      Entry& e = store_->index_[raw];
-      e.size = digest_.size();
-      e.data_id = data_id_;
-      e.atime = e.persisted_atime = now;
-      store_->lru_.emplace(now, raw);
-      store_->stored_bytes_ += digest_.size();
-      store_->EvictLocked();
-    }
-    return absl::OkStatus();
-  }
-
-  RocksDbBlobStore* store_;
-  std::string ns_;
-  Digest digest_;
-  std::string upload_map_key_;
-  uint64_t data_id_ = 0;
-  int64_t committed_ = 0;  // bytes accepted
-  int64_t flushed_ = 0;    // bytes written to RocksDB
-  std::unique_ptr<Sha256> hash_;
-  std::string buffer_;
-  v1::UploadRecord record_;
-  bool complete_ = false;
-  bool done_ = false;
-  bool failed_ = false;
-  bool bypass_wal_ = false;
-  bool record_written_ = false;
-};
+using rocksdb_layout::ActionKey;
+using rocksdb_layout::ChunkKey;
+using rocksdb_layout::DeleteChunks;
+using rocksdb_layout::EncodeBlobRecord;
+using rocksdb_layout::FromRocks;
+using rocksdb_layout::IdKey;
+using rocksdb_layout::RawSlice;
+using rocksdb_layout::ReadBigEndian64;
+using rocksdb_layout::VisibleKey;
 
 // ---------------------------------------------------------------- Store
 
@@ -922,8 +527,7 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RocksDbBlobStore::OpenRead(
   int64_t end = (limit == 0 || limit > digest.size() - offset) ? digest.size()
                                                                : offset + limit;
   if (digest.is_empty_blob()) {
-    return std::unique_ptr<BlobReader>(
-        new Reader(db_.get(), chunks_, db_->GetSnapshot(), 0, 0, 0));
+    return NewReader(db_.get(), chunks_, db_->GetSnapshot(), 0, 0, 0);
   }
   const rocksdb::Snapshot* snapshot = nullptr;
   uint64_t data_id = 0;
@@ -942,8 +546,7 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RocksDbBlobStore::OpenRead(
     TouchLocked(digest.raw(), it->second, &touch);
     if (touch.Count() > 0) Write(&touch, false).IgnoreError();
   }
-  return std::unique_ptr<BlobReader>(
-      new Reader(db_.get(), chunks_, snapshot, data_id, offset, end));
+  return NewReader(db_.get(), chunks_, snapshot, data_id, offset, end);
 }
 
 void RocksDbBlobStore::DiscardExpiredUploadsLocked() {
@@ -980,7 +583,7 @@ void RocksDbBlobStore::DiscardExpiredUploadsLocked() {
 absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
     absl::string_view ns, const Digest& digest, absl::string_view upload_key) {
   if (digest.is_empty_blob()) {
-    return std::unique_ptr<BlobWriter>(new Writer(this, digest));
+    return NewWriter(digest);
   }
   if (options_.max_bytes > 0 && digest.size() > options_.max_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -995,7 +598,7 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
       rocksdb::WriteBatch touch;
       TouchLocked(digest.raw(), it->second, &touch);
       if (touch.Count() > 0) Write(&touch, false).IgnoreError();
-      return std::unique_ptr<BlobWriter>(new Writer(this, digest));
+      return NewWriter(digest);
     }
     // Refuse at once what the quota cannot take (checked again at commit).
     if (options_.namespace_quota && !IsVisible(ns, digest)) {
@@ -1039,12 +642,12 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
     // Resuming after a restart: hash what is already stored.
     hash = std::make_unique<Sha256>();
     if (committed > 0) {
-      Reader reader(db_.get(), chunks_, db_->GetSnapshot(), data_id, 0,
-                    committed);
+      std::unique_ptr<BlobReader> reader = NewReader(
+          db_.get(), chunks_, db_->GetSnapshot(), data_id, 0, committed);
       std::string buf;
       while (true) {
         buf.clear();
-        absl::StatusOr<size_t> n = reader.Read(options_.chunk_bytes, &buf);
+        absl::StatusOr<size_t> n = reader->Read(options_.chunk_bytes, &buf);
         if (!n.ok() || *n == 0) {
           if (!n.ok()) committed = 0;  // Unreadable: start over.
           break;
@@ -1069,9 +672,8 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RocksDbBlobStore::OpenWrite(
       }
     }
   }
-  return std::unique_ptr<BlobWriter>(new Writer(this, std::string(ns), digest,
-                                                map_key, data_id, committed,
-                                                std::move(hash)));
+  return NewWriter(std::string(ns), digest, map_key, data_id, committed,
+                   std::move(hash));
 }
 
 absl::StatusOr<int64_t> RocksDbBlobStore::QueryWrite(

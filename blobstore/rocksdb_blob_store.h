@@ -129,6 +129,17 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   class Writer;
   class Reader;
   friend class Writer;
+  // Readers and writers (rocksdb_blob_io.cc).
+  static std::unique_ptr<BlobReader> NewReader(
+      rocksdb::DB* db, rocksdb::ColumnFamilyHandle* chunks,
+      const rocksdb::Snapshot* snapshot, uint64_t data_id, int64_t offset,
+      int64_t end);
+  // For a blob already readable in the namespace.
+  std::unique_ptr<BlobWriter> NewWriter(const Digest& digest);
+  std::unique_ptr<BlobWriter> NewWriter(std::string ns, const Digest& digest,
+                                        std::string upload_map_key,
+                                        uint64_t data_id, int64_t committed,
+                                        std::unique_ptr<Sha256> hash);
 
   struct Entry {
     int64_t size = 0;
