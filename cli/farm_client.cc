@@ -2,13 +2,12 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <ctime>
 #include <fstream>
 #include <iterator>
-#include <mutex>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -121,17 +120,17 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
                     grpc::ClientReaderInterface<v1::BuildUpdate>* stream) {
     // Watches *cancel while the stream is read; woken at once when the
     // stream ends.
-    std::mutex mu;
-    std::condition_variable cv;
+    absl::Mutex mu;
+    absl::CondVar cv;
     bool reading = true;
     std::thread watcher([&] {
-      std::unique_lock<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       while (reading) {
         if (cancel != nullptr && cancel->load()) {
           ctx->TryCancel();
           return;
         }
-        cv.wait_for(lock, std::chrono::milliseconds(50));
+        cv.WaitWithTimeout(&mu, absl::Milliseconds(50));
       }
     });
     v1::BuildUpdate update;
@@ -149,10 +148,10 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
       }
     }
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       reading = false;
     }
-    cv.notify_all();
+    cv.SignalAll();
     watcher.join();
     status = stream->Finish();
   };

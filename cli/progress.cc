@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -99,7 +100,7 @@ class PlainProgress : public Progress {
  public:
   explicit PlainProgress(FILE* out) : out_(out) {}
   void OnEvent(const engine::BuildEvent& ev) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::string head = Head(ev);
     switch (ev.kind) {
       case Kind::kStepStarted:
@@ -140,7 +141,7 @@ class PlainProgress : public Progress {
   }
 
   FILE* out_;
-  std::mutex mu_;
+  absl::Mutex mu_;
   Lines lines_;
 };
 
@@ -152,7 +153,7 @@ class TtyProgress : public Progress {
   ~TtyProgress() override { Finish(); }
 
   void OnEvent(const engine::BuildEvent& ev) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::string head = Head(ev);
     switch (ev.kind) {
       case Kind::kStepStarted:
@@ -170,8 +171,10 @@ class TtyProgress : public Progress {
         break;
       }
       case Kind::kStepFailed: {
-        lines_.Flush(ev.stage,
-                     [&](absl::string_view l) { AddTail(ev.stage, l); });
+        lines_.Flush(ev.stage, [&](absl::string_view l) {
+          mu_.AssertHeld();  // called by Flush, under the lock
+          AddTail(ev.stage, l);
+        });
         running_.erase(ev.stage);
         done_.push_back(
             absl::StrFormat("%s ERROR %s", head, ForLiveView(ev.text)));
@@ -186,6 +189,7 @@ class TtyProgress : public Progress {
       case Kind::kLog: {
         auto it = running_.find(ev.stage);
         lines_.Add(ev.stage, ev.text, [&](absl::string_view l) {
+          mu_.AssertHeld();  // called by Add, under the lock
           std::string line = AddTail(ev.stage, l);
           if (it != running_.end() && !line.empty()) {
             it->second.last_line = line;
@@ -198,13 +202,13 @@ class TtyProgress : public Progress {
 
   void Finish() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopped_) return;
       stopped_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     ticker_.join();
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Draw();
   }
 
@@ -217,7 +221,8 @@ class TtyProgress : public Progress {
   };
 
   // Keeps a stage's last ten lines (shown when its step fails).
-  std::string AddTail(const std::string& stage, absl::string_view raw) {
+  std::string AddTail(const std::string& stage, absl::string_view raw)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string line = ForLiveView(raw);
     auto& tail = tails_[stage];
     tail.push_back(line);
@@ -226,10 +231,10 @@ class TtyProgress : public Progress {
   }
 
   void Tick() {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     while (!stopped_) {
       Draw();
-      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
     }
   }
 
@@ -242,7 +247,7 @@ class TtyProgress : public Progress {
     return s;
   }
 
-  void Draw() {
+  void Draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string frame;
     // Move up over the previous live lines and clear them.
     for (int i = 0; i < drawn_; ++i) frame += "\x1b[1A\x1b[2K";
@@ -268,15 +273,15 @@ class TtyProgress : public Progress {
   }
 
   FILE* out_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;
-  std::map<std::string, Running> running_;
-  Lines lines_;
-  std::map<std::string, std::vector<std::string>> tails_;
-  std::vector<std::string> done_;
-  size_t printed_ = 0;
-  int drawn_ = 0;
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
+  Lines lines_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> tails_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> done_ ABSL_GUARDED_BY(mu_);
+  size_t printed_ ABSL_GUARDED_BY(mu_) = 0;
+  int drawn_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread ticker_;
 };
 

@@ -3,8 +3,9 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include <map>
-#include <mutex>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
 
 #include "common/tls.h"
 
@@ -54,10 +55,10 @@ std::shared_ptr<grpc::Channel> FarmChannel(const std::string& address) {
   // One channel (and connection) per address for the whole process: a
   // client asks the scheduler for its CAS and then submits the build, and
   // several stores may talk to one CAS.
-  static std::mutex mu;
+  static absl::Mutex mu;
   static auto* channels =
       new std::map<std::string, std::shared_ptr<grpc::Channel>>();
-  std::lock_guard<std::mutex> lock(mu);
+  absl::MutexLock lock(&mu);
   auto it = channels->find(address);
   if (it != channels->end()) return it->second;
   grpc::ChannelArguments args;

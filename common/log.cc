@@ -3,8 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,8 +22,8 @@ Config& Cfg() {
   static auto* c = new Config();
   return *c;
 }
-std::mutex& Mu() {
-  static auto* mu = new std::mutex();
+absl::Mutex& Mu() {
+  static auto* mu = new absl::Mutex();
   return *mu;
 }
 
@@ -52,7 +52,7 @@ std::string TextValue(const std::string& v) {
 }  // namespace
 
 bool InitLog(const std::string& program, absl::string_view format) {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   Cfg().program = program;
   if (format == "json") {
     Cfg().format = LogFormat::kJson;
@@ -67,7 +67,7 @@ bool InitLog(const std::string& program, absl::string_view format) {
 void Log(const char* level, absl::string_view message,
          std::initializer_list<LogField> fields) {
   std::string line;
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   const Config& c = Cfg();
   if (c.format == LogFormat::kJson) {
     nlohmann::ordered_json j;

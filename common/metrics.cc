@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 
 namespace stagefarm {
@@ -12,7 +13,7 @@ class Metrics::Callbacks : public prometheus::Collectable {
   void Add(const std::string& name, const std::string& help,
            prometheus::MetricType type, const Labels& labels,
            std::function<double()> read) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Family& f = families_[name];
     f.help = help;
     f.type = type;
@@ -20,7 +21,7 @@ class Metrics::Callbacks : public prometheus::Collectable {
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::vector<prometheus::MetricFamily> out;
     for (const auto& [name, f] : families_) {
       prometheus::MetricFamily mf;
@@ -49,7 +50,7 @@ class Metrics::Callbacks : public prometheus::Collectable {
     prometheus::MetricType type;
     std::vector<std::pair<Labels, std::function<double()>>> series;
   };
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, Family> families_;
 };
 
@@ -147,7 +148,7 @@ void Metrics::ObserveRpc(const std::string& method, const std::string& code,
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
       0.25,   0.5,   1,      2.5,   5,    10,    30};
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   rpc_->Add({{"method", method}, {"code", code}}, kBuckets).Observe(seconds);
 }
 

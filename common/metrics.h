@@ -21,10 +21,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 
 namespace stagefarm {
@@ -62,7 +62,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<Callbacks> callbacks_;
   prometheus::Family<prometheus::Histogram>* rpc_ = nullptr;
-  std::mutex mu_;
+  absl::Mutex mu_;
   int port_ = 0;
 };
 

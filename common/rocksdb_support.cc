@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/synchronization/mutex.h"
+
 #include "common/log.h"
 
 namespace stagefarm {
@@ -112,7 +114,7 @@ bool DiskFullRecovery::TryResume(rocksdb::DB* db) {
   if (free_bytes < memtables + memtables / 4 + (uint64_t{4} << 20)) {
     return false;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   rocksdb::Status s = db->Resume();
   if (s.ok()) {
     Log("info", "the disk has room again: writes resume",

@@ -11,8 +11,9 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "absl/synchronization/mutex.h"
 
 namespace stagefarm {
 
@@ -53,7 +54,7 @@ class DiskFullRecovery {
   std::string dir_;
   std::shared_ptr<Listener> listener_;
   std::atomic<int64_t> last_try_ns_{0};
-  std::mutex mu_;  // one Resume() at a time
+  absl::Mutex mu_;  // one Resume() at a time
 };
 
 }  // namespace stagefarm

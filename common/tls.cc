@@ -2,9 +2,9 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -25,8 +25,8 @@ Loaded& State() {
   static auto* s = new Loaded();
   return *s;
 }
-std::mutex& Mu() {
-  static auto* mu = new std::mutex();
+absl::Mutex& Mu() {
+  static auto* mu = new absl::Mutex();
   return *mu;
 }
 
@@ -67,12 +67,12 @@ absl::Status ConfigureTls(TlsFiles f, bool server) {
     token = t;
   }
   {
-    std::lock_guard<std::mutex> lock(Mu());
+    absl::MutexLock lock(&Mu());
     Token() = token;
   }
   Loaded l;
   if (f.ca.empty() && f.cert.empty() && f.key.empty()) {
-    std::lock_guard<std::mutex> lock(Mu());
+    absl::MutexLock lock(&Mu());
     State() = l;
     return absl::OkStatus();
   }
@@ -93,28 +93,28 @@ absl::Status ConfigureTls(TlsFiles f, bool server) {
   }
   l.on = true;
   l.server_name = f.server_name;
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   State() = l;
   return absl::OkStatus();
 }
 
 std::string CallToken() {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   return Token();
 }
 
 bool TlsConfigured() {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   return State().on;
 }
 
 std::string TlsServerName() {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   return State().server_name;
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   const Loaded& l = State();
   if (!l.on) return grpc::InsecureChannelCredentials();
   grpc::SslCredentialsOptions o;
@@ -125,7 +125,7 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() {
 }
 
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials() {
-  std::lock_guard<std::mutex> lock(Mu());
+  absl::MutexLock lock(&Mu());
   const Loaded& l = State();
   if (!l.on || l.cert_pem.empty()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions o(

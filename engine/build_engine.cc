@@ -7,14 +7,13 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <ctime>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -118,9 +117,9 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
                                  request.dockerfile_name));
   ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
                    IgnoreOf(request));
-  std::mutex emit_mu;
+  absl::Mutex emit_mu;
   auto emit = [&](const BuildEvent& ev) {
-    std::lock_guard<std::mutex> lock(emit_mu);
+    absl::MutexLock lock(&emit_mu);
     if (on_event) on_event(ev);
   };
   std::atomic<bool> failed{false};
@@ -134,14 +133,14 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   }
   // A combined cancel flag: the caller's, or a failure elsewhere.
   std::atomic<bool> stop{false};
-  std::mutex watch_mu;
-  std::condition_variable watch_cv;
+  absl::Mutex watch_mu;
+  absl::CondVar watch_cv;
   bool watching = true;
   std::thread watcher([&] {
-    std::unique_lock<std::mutex> lock(watch_mu);
+    absl::MutexLock lock(&watch_mu);
     while (watching) {
       if (cancel != nullptr && cancel->load()) stop = true;
-      watch_cv.wait_for(lock, std::chrono::milliseconds(50));
+      watch_cv.WaitWithTimeout(&watch_mu, absl::Milliseconds(50));
     }
   });
   std::vector<std::thread> threads;
@@ -175,10 +174,10 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
   }
   for (auto& t : threads) t.join();
   {
-    std::lock_guard<std::mutex> lock(watch_mu);
+    absl::MutexLock lock(&watch_mu);
     watching = false;
   }
-  watch_cv.notify_all();
+  watch_cv.SignalAll();
   watcher.join();
 
   // Report the first real failure (not the cancellations it caused).
@@ -234,9 +233,9 @@ absl::StatusOr<StageOutcome> BuildEngine::RunStage(
   }
   std::atomic<int> run{0}, cached{0};
   std::atomic<bool> no_cancel{false};
-  std::mutex emit_mu;
+  absl::Mutex emit_mu;
   auto emit = [&](const BuildEvent& ev) {
-    std::lock_guard<std::mutex> lock(emit_mu);
+    absl::MutexLock lock(&emit_mu);
     if (on_event) on_event(ev);
   };
   StageRunner::Shared shared{this,

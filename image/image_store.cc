@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
@@ -112,7 +113,7 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
   if (tags_ != nullptr) {
     return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
   if (!file_lock.held()) {
     return absl::InternalError(
@@ -128,7 +129,7 @@ absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
 
 absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
   if (tags_ != nullptr) return tags_->List();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
   std::vector<ImageRecord> out;
@@ -186,7 +187,7 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
 absl::Status ImageStore::Remove(absl::string_view name) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
   if (tags_ != nullptr) return tags_->Remove(ref);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   FileLock file_lock(index_path_ + ".lock", FileLock::Mode::kWait);
   ASSIGN_OR_RETURN(nlohmann::json index, ReadIndexLocked());
   if (!index.contains(ref)) {

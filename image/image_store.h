@@ -9,10 +9,10 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "blobstore/blob_store.h"
 #include "image/oci.h"
@@ -85,7 +85,7 @@ class ImageStore {
   std::string index_path_;
   std::unique_ptr<TagIndex> tags_;  // when set, instead of the file
   Puller puller_;
-  std::mutex mu_;
+  absl::Mutex mu_;
 };
 
 }  // namespace stagefarm::image

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -104,12 +105,12 @@ std::string ShortDigest(const Digest& d) {
 absl::Status ForEachParallel(size_t n, int parallel,
                              const std::function<absl::Status(size_t)>& fn) {
   std::atomic<size_t> next{0};
-  std::mutex mu;
+  absl::Mutex mu;
   absl::Status first;
   auto work = [&] {
     for (size_t i = next++; i < n; i = next++) {
       absl::Status s = fn(i);
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (!s.ok() && first.ok()) first = s;
       if (!first.ok()) return;
     }
@@ -167,7 +168,7 @@ http::TlsFiles RegistryClient::TlsFor(const std::string& host) const {
 absl::StatusOr<RegistryClient::Endpoint> RegistryClient::Connect(
     const std::string& host) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = endpoints_.find(host);
     if (it != endpoints_.end()) return it->second;
   }
@@ -202,7 +203,7 @@ absl::StatusOr<RegistryClient::Endpoint> RegistryClient::Connect(
       continue;
     }
     ep.base = base;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     endpoints_[host] = ep;
     return ep;
   }
@@ -298,7 +299,7 @@ absl::StatusOr<http::HttpResponse> RegistryClient::Send(
   std::string key = absl::StrCat(ep.host, "|", scope);
   std::string auth;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auth = authorization_[key];
   }
   std::vector<std::string> base_headers = request.headers;
@@ -307,7 +308,7 @@ absl::StatusOr<http::HttpResponse> RegistryClient::Send(
   if (r.status != 401 || request.read_body) return r;
   ASSIGN_OR_RETURN(auth, Authorize(ep, r.Header("www-authenticate"), scope));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     authorization_[key] = auth;
   }
   request.headers = base_headers;

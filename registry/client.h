@@ -15,11 +15,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "http/client.h"
 #include "image/image_store.h"
 #include "registry/reference.h"
@@ -108,9 +108,10 @@ class RegistryClient {
                                                   const Reference& target);
 
   RegistryOptions options_;
-  std::mutex mu_;
-  std::map<std::string, Endpoint> endpoints_;         // by host
-  std::map<std::string, std::string> authorization_;  // host|scope -> header
+  absl::Mutex mu_;
+  std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);  // by host
+  // host|scope -> header
+  std::map<std::string, std::string> authorization_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace stagefarm::registry

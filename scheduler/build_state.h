@@ -6,12 +6,13 @@
 #define STAGEFARM_SCHEDULER_BUILD_STATE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
 
 #include "stagefarm/v1/farm.pb.h"
 
@@ -52,7 +53,7 @@ struct BuildState {
   std::string tenant;        // who submitted it (with tenants)
   // Wakes this build's streams (new events, finished); a stream does not
   // wake for other builds' progress.
-  std::condition_variable cv;
+  absl::CondVar cv;
 };
 
 struct LeaseState {

@@ -7,6 +7,8 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+
 #include "common/channel.h"
 #include "common/daemon.h"
 #include "scheduler/scheduler_service.h"
@@ -17,14 +19,14 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
                               stagefarm::scheduler::SchedulerService* service) {
   using Stats = stagefarm::scheduler::SchedulerService::Stats;
   struct Cache {
-    std::mutex mu;
+    absl::Mutex mu;
     std::chrono::steady_clock::time_point at;
     Stats stats;
   };
   auto cache = std::make_shared<Cache>();
   auto read = [cache, service](auto field) {
     return [cache, service, field]() -> double {
-      std::lock_guard<std::mutex> lock(cache->mu);
+      absl::MutexLock lock(&cache->mu);
       auto now = std::chrono::steady_clock::now();
       if (now - cache->at > std::chrono::milliseconds(200)) {
         cache->stats = service->GetStats();

@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
 #include "common/clock.h"
@@ -74,12 +75,12 @@ SchedulerService::~SchedulerService() {
 
 void SchedulerService::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (auto& [id, b] : builds_) b->cv.notify_all();
+    for (auto& [id, b] : builds_) b->cv.SignalAll();
   }
-  work_cv_.notify_all();
-  reaper_cv_.notify_all();
+  work_cv_.SignalAll();
+  reaper_cv_.SignalAll();
 }
 
 absl::StatusOr<const Tenant*> SchedulerService::Caller(
@@ -103,19 +104,19 @@ absl::Status SchedulerService::CheckWorkerCaller(grpc::ServerContext* context,
 }
 
 size_t SchedulerService::BuildCount() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return builds_.size();
 }
 
 size_t SchedulerService::RunningCount() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   size_t n = 0;
   for (const auto& [id, b] : builds_) n += b->finished ? 0 : 1;
   return n;
 }
 
 SchedulerService::Stats SchedulerService::GetStats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Stats s;
   s.queued = queue_.size();
   s.leased = leases_.size();
@@ -171,7 +172,7 @@ absl::Status SchedulerService::OpenState() {
   ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
                    StateStore::Open(options_.state_dir));
   ASSIGN_OR_RETURN(StateStore::Contents contents, store->Load());
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   state_ = std::move(store);
   auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<BuildState>> loaded;
@@ -238,6 +239,7 @@ absl::Status SchedulerService::Save(BuildState* b) {
 absl::Status SchedulerService::WriteBuild(BuildState* b) {
   RETURN_IF_ERROR(StateReady());
   v1::StoredBuild stored = ToRecord(*b, [this](const std::string& lease) {
+    mu_.AssertHeld();
     auto it = leases_.find(lease);
     return it == leases_.end() ? std::string() : it->second.worker;
   });
@@ -268,7 +270,7 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   e.set_worker(worker);
   e.set_unix_time(UnixNow());
   b->events.push_back(std::move(e));
-  b->cv.notify_all();
+  b->cv.SignalAll();
   LogInfo(kind, {{"build", b->id},
                  {"tenant", b->tenant},
                  {"stage", stage},
@@ -299,7 +301,7 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
     if (base != b->stages.end()) entry.preferred = base->second.worker;
   }
   queue_.Push(std::move(entry));
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
 }
 
 void SchedulerService::Finish(BuildState* b, int code,
@@ -309,7 +311,7 @@ void SchedulerService::Finish(BuildState* b, int code,
   b->code = code;
   b->error = error;
   b->finished_at = UnixNow();
-  b->cv.notify_all();
+  b->cv.SignalAll();
   Log(code == 0 ? "info" : "error", "build-finished",
       {{"build", b->id},
        {"tenant", b->tenant},
@@ -378,7 +380,7 @@ grpc::Status SchedulerService::Build(
   }
   UseStageCache(b.get());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (*caller != nullptr && (*caller)->max_builds > 0) {
       int running = 0;
       for (const auto& [id, other] : builds_) {
@@ -449,6 +451,7 @@ void SchedulerService::UseStageCache(BuildState* b) {
   // they depend on.
   std::set<int> keep;
   std::function<void(int)> visit = [&](int index) {
+    mu_.AssertHeld();
     if (!keep.insert(index).second) return;
     StageState& st = b->stages[index];
     auto hit = hits.find(index);
@@ -467,7 +470,11 @@ void SchedulerService::UseStageCache(BuildState* b) {
       Event(b, "stage-done", st.display, "from the cache (no worker)", "");
     }
   };
-  visit(b->target);
+  {
+    // The build is not shared yet; Event's contract is the lock.
+    absl::MutexLock lock(&mu_);
+    visit(b->target);
+  }
   // Steps of every stage that will not run count as cached (as if each
   // had gone to a worker to find its steps cached).
   for (auto it = b->stages.begin(); it != b->stages.end();) {
@@ -487,10 +494,11 @@ grpc::Status SchedulerService::Stream(
     update.set_build_id(b->id);
     bool done = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      b->cv.wait_for(lock, std::chrono::seconds(1), [&] {
-        return b->events.size() > sent || b->finished || stopping_;
-      });
+      absl::MutexLock lock(&mu_);
+      absl::Time until = absl::Now() + absl::Seconds(1);
+      while (b->events.size() <= sent && !b->finished && !stopping_) {
+        if (b->cv.WaitWithDeadline(&mu_, until)) break;
+      }
       if (stopping_ && !b->finished && HasState()) {
         // The build goes on when the scheduler is back; the client
         // reattaches.
@@ -528,7 +536,7 @@ grpc::Status SchedulerService::Stream(
     if (update.events_size() > 0 || done) {
       if (!writer->Write(update)) {
         if (owner) {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           // A scheduler shutting down with a state directory breaks the
           // stream itself; the build goes on after the restart.
           if (!(stopping_ && HasState())) {
@@ -548,7 +556,7 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
                                           v1::ListBuildsResponse* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<BuildState*> all;
   for (auto& [id, b] : builds_) {
     if (Sees(*caller, *b)) all.push_back(b.get());
@@ -589,7 +597,7 @@ grpc::Status SchedulerService::WatchBuild(
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   std::shared_ptr<BuildState> b;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = builds_.find(request->build_id());
     // Another tenant's build is not there for this caller.
     if (it != builds_.end() && Sees(*caller, *it->second)) b = it->second;
@@ -608,7 +616,7 @@ grpc::Status SchedulerService::CancelBuild(
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = builds_.find(request->build_id());
     if (it == builds_.end() || !Sees(*caller, *it->second)) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -641,7 +649,7 @@ grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
       !s.ok()) {
     return ToGrpcStatus(s);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = images_.find(request->instance_name());
   if (it == images_.end()) return grpc::Status::OK;
   for (const auto& [name, tag] : it->second) *response->add_images() = tag;
@@ -662,7 +670,7 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
   if (!Digest::FromProto(tag.manifest()).ok()) {
     return Invalid("image.manifest: not a valid digest");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (HasState()) {
     absl::Status s = StateReady();
     if (s.ok()) s = state_->PutImage(request->instance_name(), tag);
@@ -679,7 +687,7 @@ grpc::Status SchedulerService::RemoveImage(
       !s.ok()) {
     return ToGrpcStatus(s);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = images_.find(request->instance_name());
   if (it == images_.end() || !it->second.count(request->name())) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -706,7 +714,7 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       std::chrono::steady_clock::now() +
       std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
   response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   worker_seen_[request->worker()] = std::chrono::steady_clock::now();
   while (true) {
     bool held = false;
@@ -748,9 +756,10 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       return grpc::Status::OK;
     }
     // A stage held for another worker is looked at again shortly.
-    work_cv_.wait_until(
-        lock, held ? std::min(deadline, now + StageQueue::kPlacementGrace / 4)
-                   : deadline);
+    auto until = held
+                     ? std::min(deadline, now + StageQueue::kPlacementGrace / 4)
+                     : deadline;
+    work_cv_.WaitWithTimeout(&mu_, absl::FromChrono(until - now));
   }
 }
 
@@ -758,6 +767,7 @@ std::optional<std::pair<BuildState*, int>> SchedulerService::Pick(
     const std::string& worker, bool* held) {
   auto queued_at = [this](const StageQueue::Entry& e)
       -> std::optional<StageQueue::Clock::time_point> {
+    mu_.AssertHeld();
     auto b = builds_.find(e.build);
     if (b == builds_.end() || b->second->finished) return std::nullopt;
     auto st = b->second->stages.find(e.stage);
@@ -779,7 +789,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
   if (absl::Status s = CheckWorkerCaller(context, "report stages"); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto lit = leases_.find(request->lease_id());
   if (lit == leases_.end()) {
     response->set_stop(true);  // expired, or the build is over
@@ -815,7 +825,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
                          "); the stage runs again"),
             worker);
       Enqueue(bit->second, done.stage);
-      work_cv_.notify_all();
+      work_cv_.SignalAll();
     } else if (request->code() != 0) {
       // A step that fails fails the build: running it elsewhere would fail
       // the same way.
@@ -833,15 +843,15 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
       }
     }
   }
-  if (request->events_size() > 0) b->cv.notify_all();
+  if (request->events_size() > 0) b->cv.SignalAll();
   if (request->events_size() > 0 || request->finished()) SaveOrLog(b);
   return grpc::Status::OK;
 }
 
 void SchedulerService::ExpireLeases() {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    reaper_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    reaper_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
     auto now = std::chrono::steady_clock::now();
     bool changed = false;
     for (auto it = leases_.begin(); it != leases_.end();) {
@@ -873,9 +883,9 @@ void SchedulerService::ExpireLeases() {
       SaveOrLog(b);
     }
     if (changed) {
-      lock.unlock();
-      work_cv_.notify_all();
-      lock.lock();
+      mu_.Unlock();
+      work_cv_.SignalAll();
+      mu_.Lock();
     }
   }
 }

@@ -25,17 +25,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/cas_client.h"
 #include "common/tenants.h"
 #include "scheduler/build_state.h"
@@ -137,32 +136,33 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Loads --state: builds carry on where they were.
   absl::Status OpenState();
   // Writes the build and its new events (no-op without a state directory).
-  absl::Status Save(BuildState* b) /* requires mu_ */;
-  absl::Status WriteBuild(BuildState* b) /* requires mu_ */;
+  absl::Status Save(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WriteBuild(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Before a write to --state: after a full disk, the store is opened again
   // once there is room and every build written whole (ReopenState); until
   // then writes are refused (RESOURCE_EXHAUSTED).
-  absl::Status StateReady() /* requires mu_ */;
-  bool ReopenState() /* requires mu_ */;
+  absl::Status StateReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ReopenState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasState() const { return state_ != nullptr; }
-  void SaveOrLog(BuildState* b) /* requires mu_ */;
-  void Forget(const std::string& id) /* requires mu_ */;
+  void SaveOrLog(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
              const std::string& text, const std::string& worker)
-      /* requires mu_ */;
-  void QueueReady(const std::shared_ptr<BuildState>& b) /* requires mu_ */;
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void QueueReady(const std::shared_ptr<BuildState>& b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queued stage to give `worker`, taken off the queue: one built on a
   // stage it ran, else the oldest not held for another worker. Sets *held
   // when a stage waits for its base's worker (kPlacementGrace at most).
   std::optional<std::pair<BuildState*, int>> Pick(const std::string& worker,
                                                   bool* held)
-      /* requires mu_ */;
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a ready stage, noting the worker it prefers (where its base
   // stage ran).
   void Enqueue(const std::shared_ptr<BuildState>& b, int index)
-      /* requires mu_ */;
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(BuildState* b, int code, const std::string& error)
-      /* requires mu_ */;
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLeases();
   // Sends a build's events as they come, then its result. The owner (the
   // submitting client) going away cancels the build; a watcher's does not.
@@ -179,21 +179,26 @@ class SchedulerService final : public v1::Scheduler::Service {
 
   SchedulerOptions options_;
   std::optional<CasTarget> cas_;  // when options_.cas_address
-  std::mutex mu_;
+  absl::Mutex mu_;
   // Wakes Lease calls waiting for work.
-  std::condition_variable work_cv_;
+  absl::CondVar work_cv_;
   // Wakes the lease reaper (only to stop: it looks every 200 ms).
-  std::condition_variable reaper_cv_;
-  std::map<std::string, std::shared_ptr<BuildState>> builds_;
-  StageQueue queue_;
-  std::map<std::string, LeaseState> leases_;
-  std::deque<std::string> finished_order_;
+  absl::CondVar reaper_cv_;
+  std::map<std::string, std::shared_ptr<BuildState>> builds_
+      ABSL_GUARDED_BY(mu_);
+  StageQueue queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
   // The image index: instance -> name -> tag.
-  std::map<std::string, std::map<std::string, v1::ImageTag>> images_;
-  bool stopping_ = false;
+  std::map<std::string, std::map<std::string, v1::ImageTag>> images_
+      ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Counters and the last time each worker asked for work (for Stats).
-  std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_;
-  int64_t builds_submitted_ = 0, dispatches_ = 0, lease_expiries_ = 0;
+  std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_
+      ABSL_GUARDED_BY(mu_);
+  int64_t builds_submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t dispatches_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t lease_expiries_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
   std::unique_ptr<StateStore> state_;  // with --state
   std::thread reaper_;

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -146,8 +147,8 @@ absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
   for (size_t i = 0; i < layers.size(); ++i) {
     std::string path = PathFor(chain[i]);
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !in_progress_.count(chain[i]); });
+      absl::MutexLock lock(&mu_);
+      while (in_progress_.count(chain[i])) cv_.Wait(&mu_);
       struct stat st;
       if (stat(path.c_str(), &st) == 0) {
         utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
@@ -158,10 +159,10 @@ absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
     }
     absl::Status s = Unpack(layers[i], diff_ids[i], chain[i]);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       in_progress_.erase(chain[i]);
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     RETURN_IF_ERROR(s);
     out.push_back(path);
   }
@@ -208,7 +209,7 @@ absl::StatusOr<std::vector<Snapshotter::Info>> Snapshotter::List() {
     Info info;
     info.name = name;
     info.used = st.st_mtime;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto known = sizes_.find(name);
     if (known != sizes_.end()) {
       info.bytes = known->second;
@@ -238,7 +239,7 @@ absl::Status Snapshotter::Remove(const std::string& name) {
         absl::StrCat("cannot remove snapshot ", path, ": ", strerror(e)));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     sizes_.erase(name);
   }
   return RemoveAll(dir);

@@ -12,14 +12,13 @@
 #ifndef STAGEFARM_SNAPSHOT_SNAPSHOTS_H_
 #define STAGEFARM_SNAPSHOT_SNAPSHOTS_H_
 
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "blobstore/blob_store.h"
 #include "image/oci.h"
 
@@ -68,10 +67,11 @@ class Snapshotter {
   std::string root_, tmp_, empty_;
   BlobStore* blobs_;
   std::string ns_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> in_progress_;
-  std::map<std::string, int64_t> sizes_;  // by name; snapshots never change
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::set<std::string> in_progress_ ABSL_GUARDED_BY(mu_);
+  // By name; snapshots never change.
+  std::map<std::string, int64_t> sizes_ ABSL_GUARDED_BY(mu_);
 };
 
 // A mounted overlayfs, unmounted (and its scratch removed) on destruction.

@@ -6,7 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
-#include <mutex>
+#include "absl/synchronization/mutex.h"
 #include <random>
 #include <thread>
 
@@ -53,7 +53,7 @@ TEST(CasCrashTest, KillDuringConcurrentUploadsLosesNothingVisible) {
   std::string dir = MakeTempDir("crash");
   ASSERT_FALSE(dir.empty());
   std::vector<Digest> attempted;
-  std::mutex attempted_mu;
+  absl::Mutex attempted_mu;
   uint64_t next_seed = 1;
   int total_ok = 0;
 
@@ -69,7 +69,7 @@ TEST(CasCrashTest, KillDuringConcurrentUploadsLosesNothingVisible) {
       CasClient client(CasClient::Connect(cas->address()), "crash");
       std::vector<Digest> snapshot;
       {
-        std::lock_guard<std::mutex> lock(attempted_mu);
+        absl::MutexLock lock(&attempted_mu);
         snapshot = attempted;
       }
       auto missing = client.FindMissing(snapshot);
@@ -109,7 +109,7 @@ TEST(CasCrashTest, KillDuringConcurrentUploadsLosesNothingVisible) {
           int64_t size = (64 << 10) + static_cast<int64_t>(sizes() % (6 << 20));
           Digest d = DigestOf(seed, size);
           {
-            std::lock_guard<std::mutex> lock(attempted_mu);
+            absl::MutexLock lock(&attempted_mu);
             attempted.push_back(d);
           }
           PatternSource source(seed, size);

@@ -10,19 +10,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "blobstore/remote_store.h"
 #include "common/channel.h"
 #include "common/fs_util.h"
@@ -126,7 +124,7 @@ class Worker : public WorkerDaemon {
   };
 
   absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = instances_.find(name);
     if (it != instances_.end()) return it->second.get();
     auto inst = std::make_unique<Instance>();
@@ -150,7 +148,7 @@ class Worker : public WorkerDaemon {
         f_.work, "/contexts/",
         absl::BytesToHexString(inst->store->client()->instance_name()), "-",
         root.hash());
-    std::lock_guard<std::mutex> lock(context_mu_);
+    absl::MutexLock lock(&context_mu_);
     struct stat st;
     if (stat(dir.c_str(), &st) == 0) return dir;
     RETURN_IF_ERROR(MakeDirs(f_.work + "/contexts", 0700));
@@ -300,8 +298,12 @@ class Worker : public WorkerDaemon {
   // Removes least recently used snapshots until the cache is within
   // --cache-bytes. Skipped while any stage runs (its layers are mounted).
   void Prune() {
-    std::unique_lock<std::shared_mutex> idle(run_mu_, std::try_to_lock);
-    if (!idle.owns_lock()) return;
+    if (!run_mu_.TryLock()) return;
+    PruneIdle();
+    run_mu_.Unlock();
+  }
+
+  void PruneIdle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(run_mu_) {
     struct Entry {
       int64_t used, bytes;
       snapshot::Snapshotter* snapshots;
@@ -310,7 +312,7 @@ class Worker : public WorkerDaemon {
     std::vector<Entry> all;
     int64_t total = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto& [name, inst] : instances_) {
         auto list = inst->snapshots->List();
         if (!list.ok()) {
@@ -351,7 +353,7 @@ class Worker : public WorkerDaemon {
  private:
   void RunTask(const v1::StageTask& task, int heartbeat_ms) {
     {
-      std::shared_lock<std::shared_mutex> running(run_mu_);
+      absl::ReaderMutexLock running(&run_mu_);
       ++counters_.busy;
       RunTaskLocked(task, heartbeat_ms);
       --counters_.busy;
@@ -379,13 +381,13 @@ class Worker : public WorkerDaemon {
   static constexpr size_t kReportBytes = size_t{1} << 20;
   static constexpr size_t kPendingBytes = size_t{16} << 20;
   struct Outbox {
-    std::mutex mu;
+    absl::Mutex mu;
     std::deque<v1::Event> events;
     size_t bytes = 0;
     int64_t dropped = 0;
 
     void Add(v1::Event e) {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (e.kind() == "log" && bytes + e.text().size() > kPendingBytes) {
         dropped += static_cast<int64_t>(e.text().size());
         return;
@@ -395,7 +397,7 @@ class Worker : public WorkerDaemon {
     }
     // Moves up to kReportBytes of events into `report`.
     void Take(v1::StageReport* report) {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (dropped > 0) {
         v1::Event* note = report->add_events();
         note->set_kind("note");
@@ -418,7 +420,7 @@ class Worker : public WorkerDaemon {
     }
     // Puts a report's events back in front (it was not delivered).
     void Return(v1::StageReport* report) {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       auto* evs = report->mutable_events();
       for (int i = evs->size() - 1; i >= 0; --i) {
         bytes += evs->Get(i).ByteSizeLong();
@@ -427,7 +429,7 @@ class Worker : public WorkerDaemon {
       evs->Clear();
     }
     bool empty() {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       return events.empty();
     }
   };
@@ -556,18 +558,18 @@ class Worker : public WorkerDaemon {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
     };
-    std::mutex beat_mu;
-    std::condition_variable beat_cv;
+    absl::Mutex beat_mu;
+    absl::CondVar beat_cv;
     std::thread heartbeat([&] {
-      std::unique_lock<std::mutex> lock(beat_mu);
+      absl::MutexLock lock(&beat_mu);
       auto last_ok = std::chrono::steady_clock::now();
       while (running) {
-        beat_cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
+        beat_cv.WaitWithTimeout(&beat_mu, absl::Milliseconds(heartbeat_ms));
         if (!running) break;
-        lock.unlock();
+        beat_mu.Unlock();
         // A refused report still proves the scheduler is there.
         if (beat() != Sent::kRetry) last_ok = std::chrono::steady_clock::now();
-        lock.lock();
+        beat_mu.Lock();
         // Shutting down, or the scheduler out of reach for 10 s (refused,
         // or a cut network where calls time out): the lease is lost by now
         // and the stage runs elsewhere, so stop.
@@ -582,10 +584,10 @@ class Worker : public WorkerDaemon {
         task, [&](const engine::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
         &cancel, &outcome);
     {
-      std::lock_guard<std::mutex> lock(beat_mu);
+      absl::MutexLock lock(&beat_mu);
       running = false;
     }
-    beat_cv.notify_all();
+    beat_cv.SignalAll();
     heartbeat.join();
     v1::StageReport last;
     last.set_finished(true);
@@ -623,9 +625,10 @@ class Worker : public WorkerDaemon {
   CasTarget cas_target_;
   std::shared_ptr<grpc::Channel> scheduler_channel_;
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;
-  std::mutex mu_, context_mu_;
-  std::shared_mutex run_mu_;  // shared: a stage runs; unique: pruning
-  std::map<std::string, std::unique_ptr<Instance>> instances_;
+  absl::Mutex mu_, context_mu_;
+  absl::Mutex run_mu_;  // shared: a stage runs; exclusive: pruning
+  std::map<std::string, std::unique_ptr<Instance>> instances_
+      ABSL_GUARDED_BY(mu_);
   Counters counters_;
   std::atomic<bool> had_room_{true};
 };
