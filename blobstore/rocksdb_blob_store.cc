@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   // RocksDB's own log goes to ours, not to a LOG file on the data's disk
   // (common/rocksdb_support.h: a full disk would abort the process); after
   // a full disk, writes resume as soon as there is room.
-  db_options.info_log = RocksDbLogger("cas");
+  db_options.info_log = RocksDbLogger("cas", options.log_errors_only);
   store->recovery_ = std::make_unique<DiskFullRecovery>(options.path);
   db_options.listeners.push_back(store->recovery_->listener());
   // Replaying the log at open is enough; flushing it there costs a table

@@ -78,6 +78,9 @@ struct RocksDbBlobStoreOptions {
   // replay them (0: never). For short-lived processes: a build that wrote
   // layers pays once, instead of every later command at its start.
   int64_t flush_on_close_wal_bytes = 0;
+  // Only RocksDB's errors reach the log, not its warnings (the CLI, whose
+  // log is the user's terminal).
+  bool log_errors_only = false;
   // At close, stop compactions in progress instead of waiting for them to
   // finish. RocksDB 7.8 rewrites every table that reaches the last level
   // once more, only to zero its sequence numbers; a short-lived command

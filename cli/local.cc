@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
     // reads a few small ones; the large layer chunks only when exported).
     so.max_open_files = 64;
     so.flush_on_close_wal_bytes = 1 << 20;
+    so.log_errors_only = true;
     so.abandon_compactions_at_close = true;
     so.memtable_bloom = false;
     // One process at a time owns the store (RocksDB's lock): wait for it.

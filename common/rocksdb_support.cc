@@ -23,8 +23,8 @@ namespace {
 
 class ForwardingLogger : public rocksdb::Logger {
  public:
-  explicit ForwardingLogger(std::string component)
-      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL),
+  ForwardingLogger(std::string component, rocksdb::InfoLogLevel level)
+      : rocksdb::Logger(level),
         component_(std::move(component)) {}
 
   using rocksdb::Logger::Logv;
@@ -123,8 +123,11 @@ bool DiskFullRecovery::TryResume(rocksdb::DB* db) {
   return s.ok();
 }
 
-std::shared_ptr<rocksdb::Logger> RocksDbLogger(std::string component) {
-  return std::make_shared<ForwardingLogger>(std::move(component));
+std::shared_ptr<rocksdb::Logger> RocksDbLogger(std::string component,
+                                               bool errors_only) {
+  return std::make_shared<ForwardingLogger>(
+      std::move(component), errors_only ? rocksdb::InfoLogLevel::ERROR_LEVEL
+                                        : rocksdb::InfoLogLevel::WARN_LEVEL);
 }
 
 }  // namespace stagefarm

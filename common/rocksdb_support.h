@@ -24,8 +24,11 @@ bool IsDiskFull(const rocksdb::Status& s);
 // RocksDB's info log, sent to the program's log (common/log.h) at warning
 // level and above instead of a LOG file beside the data: that file shares
 // the data's disk, and RocksDB 7.8 aborts the process when it writes to it
-// again after a write failed on a full disk.
-std::shared_ptr<rocksdb::Logger> RocksDbLogger(std::string component);
+// again after a write failed on a full disk. `errors_only` keeps warnings
+// (write stalls, slow flushes) out: for a short-lived command whose log is
+// the user's terminal.
+std::shared_ptr<rocksdb::Logger> RocksDbLogger(std::string component,
+                                               bool errors_only = false);
 
 // After a write fails on a full disk RocksDB refuses every write until it
 // recovers, which it tries on its own every five seconds. With this

@@ -10,7 +10,7 @@
 #include "frontend/dockerfile/dump.h"
 #include "frontend/dockerfile/parser.h"
 #include "frontend/dockerfile/plan.h"
-#include "frontend/dockerfile/shared_dir.h"
+#include "tests/shared_dir.h"
 
 namespace stagefarm::dockerfile {
 namespace {

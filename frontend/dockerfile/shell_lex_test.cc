@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "frontend/dockerfile/shared_dir.h"
+#include "tests/shared_dir.h"
 
 namespace stagefarm::dockerfile {
 namespace {

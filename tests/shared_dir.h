@@ -1,8 +1,8 @@
 // Where tests find ../shared (the corpus and the behaviour spec): the
 // STAGEFARM_SHARED environment variable, else ../shared beside the source
 // tree (found through the test's runfiles). Empty if neither exists.
-#ifndef STAGEFARM_FRONTEND_DOCKERFILE_SHARED_DIR_H_
-#define STAGEFARM_FRONTEND_DOCKERFILE_SHARED_DIR_H_
+#ifndef STAGEFARM_TESTS_SHARED_DIR_H_
+#define STAGEFARM_TESTS_SHARED_DIR_H_
 
 #include <cstdlib>
 #include <filesystem>
@@ -33,4 +33,4 @@ inline std::string SharedDir() {
 
 }  // namespace stagefarm::testing
 
-#endif  // STAGEFARM_FRONTEND_DOCKERFILE_SHARED_DIR_H_
+#endif  // STAGEFARM_TESTS_SHARED_DIR_H_
