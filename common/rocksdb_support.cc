@@ -9,7 +9,6 @@
 #include <cstring>
 
 #include "absl/synchronization/mutex.h"
-
 #include "common/log.h"
 
 namespace stagefarm {
@@ -24,8 +23,7 @@ namespace {
 class ForwardingLogger : public rocksdb::Logger {
  public:
   ForwardingLogger(std::string component, rocksdb::InfoLogLevel level)
-      : rocksdb::Logger(level),
-        component_(std::move(component)) {}
+      : rocksdb::Logger(level), component_(std::move(component)) {}
 
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
