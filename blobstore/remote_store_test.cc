@@ -9,6 +9,7 @@
 
 #include "blobstore/action_cache.h"
 #include "tests/cas_process.h"
+#include "tests/status_code.h"
 
 namespace stagefarm {
 namespace {
@@ -62,7 +63,8 @@ TEST_F(RemoteStoreTest, SmallAndLargeBlobsRoundTrip) {
   // A wrong digest in a batch is refused and stores nothing.
   Digest liar = Digest::Of("something else");
   std::vector<std::pair<Digest, absl::string_view>> bad = {{liar, "lie"}};
-  EXPECT_FALSE(store_->PutBatch("", bad)[0].ok());
+  EXPECT_EQ(testing::CodeOf(store_->PutBatch("", bad)[0]),
+            absl::StatusCode::kDataLoss);
   EXPECT_EQ(store_->FindMissing("", {liar})->size(), 1u);
 }
 
@@ -110,7 +112,7 @@ TEST_F(RemoteStoreTest, WrongStreamedDataStoresNothing) {
   std::string wrong = data;
   wrong[500] ^= 1;
   ASSERT_TRUE((*w)->Write(0, wrong).ok());
-  EXPECT_FALSE((*w)->Finish().ok());
+  EXPECT_EQ(testing::CodeOf((*w)->Finish()), absl::StatusCode::kDataLoss);
   EXPECT_EQ(store_->FindMissing("", {d})->size(), 1u);
 }
 

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <limits>
 
+#include "tests/status_code.h"
+
 namespace stagefarm {
 namespace {
 
@@ -72,7 +74,8 @@ TEST_F(RocksDbBlobStoreTest, NamespaceQuotaRefusesWhatDoesNotFit) {
   absl::Status over = store_->Put("small", fifty);
   EXPECT_TRUE(absl::IsResourceExhausted(over)) << over;
   EXPECT_NE(over.message().find("may hold 100"), std::string::npos) << over;
-  EXPECT_FALSE(store_->Get("small", Digest::Of(fifty)).ok());
+  EXPECT_EQ(testing::CodeOf(store_->Get("small", Digest::Of(fifty))),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(store_->Put("big", fifty).ok());
   // Content another namespace holds still counts when it becomes visible.
   EXPECT_TRUE(absl::IsResourceExhausted(store_->Put("small", fifty)));

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/status_code.h"
+
 namespace stagefarm {
 namespace {
 
@@ -70,9 +72,12 @@ TEST(ResourceNameTest, MalformedNamesAreInvalidArgument) {
 TEST(ResourceNameTest, InstanceNameValidation) {
   EXPECT_TRUE(ValidateInstanceName("").ok());
   EXPECT_TRUE(ValidateInstanceName("team-a/main").ok());
-  EXPECT_FALSE(ValidateInstanceName("a//b").ok());
-  EXPECT_FALSE(ValidateInstanceName("x/blobs").ok());
-  EXPECT_FALSE(ValidateInstanceName(std::string(2000, 'a')).ok());
+  EXPECT_EQ(testing::CodeOf(ValidateInstanceName("a//b")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(ValidateInstanceName("x/blobs")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(ValidateInstanceName(std::string(2000, 'a'))),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

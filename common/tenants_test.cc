@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/status_code.h"
 
 namespace stagefarm {
 namespace {
@@ -54,7 +55,7 @@ TEST(TenantsTest, BadFilesNameTheField) {
             "max_builds: a whole number"},
        }) {
     auto t = Tenants::Parse(c.json, "f.json");
-    ASSERT_FALSE(t.ok()) << c.json;
+    ASSERT_EQ(testing::CodeOf(t), absl::StatusCode::kInvalidArgument) << c.json;
     EXPECT_NE(t.status().message().find(c.needle), std::string::npos)
         << t.status();
     EXPECT_NE(t.status().message().find("f.json"), std::string::npos);

@@ -22,6 +22,7 @@
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::image {
 namespace {
@@ -297,7 +298,7 @@ TEST_F(ImageArchiveTest, ImportOfGarbageIsAnError) {
   for (int i = 0; i < 4096; ++i) bytes.push_back(static_cast<char>(i * 7 + 3));
   ASSERT_TRUE(WriteStringToFile(garbage, bytes).ok());
   auto imported = ImportImage(store_.get(), garbage, scratch_);
-  EXPECT_FALSE(imported.ok());
+  EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ListDir(scratch_).empty());
 }
 
@@ -311,7 +312,7 @@ TEST_F(ImageArchiveTest, ArchiveEntryOutsideIsRefused) {
   std::string evil = out_ + "/evil.tar";
   WriteTar(evil, {{"../escaped", "x"}, {"oci-layout", "{}"}});
   auto imported = ImportImage(store_.get(), evil, scratch_);
-  EXPECT_FALSE(imported.ok());
+  EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(base_ + "/escaped"));
   EXPECT_FALSE(std::filesystem::exists(scratch_ + "/escaped"));
 }
@@ -325,7 +326,7 @@ TEST_F(ImageArchiveTest, ImportStopsAtTheUnpackBound) {
   setenv("STAGEFARM_MAX_UNPACK_BYTES", "50000", 1);
   auto imported = ImportImage(store_.get(), big, scratch_);
   unsetenv("STAGEFARM_MAX_UNPACK_BYTES");
-  ASSERT_FALSE(imported.ok());
+  ASSERT_EQ(testing::CodeOf(imported), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(imported.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(imported.status().message().find("STAGEFARM_MAX_UNPACK_BYTES"),
             std::string::npos)
@@ -355,7 +356,7 @@ TEST_F(ImageArchiveTest, FailedExportLeavesNoPartialOrTempFile) {
   blobs_.Evict(image->image.layers[0].digest);
   absl::Status s = ExportImage(store_.get(), m.digest, {"app:1"},
                                ArchiveFormat::kDocker, out_ + "/img.tar");
-  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(testing::CodeOf(s), absl::StatusCode::kNotFound);
   EXPECT_TRUE(ListDir(out_).empty());
 }
 

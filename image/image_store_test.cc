@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::image {
 namespace {
@@ -237,7 +238,8 @@ TEST_F(ImageStoreTest, MalformedIndexEntryIsDataLoss) {
       WriteStringToFile(
           index_, R"({"app:1": {"manifest": "sha256:zz", "manifest_size": 1}})")
           .ok());
-  EXPECT_FALSE(store_->List().ok());
+  EXPECT_EQ(testing::CodeOf(store_->List()),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ImageStoreTest, TaggingAMissingManifestFailsAndKeepsTheIndex) {
@@ -245,10 +247,10 @@ TEST_F(ImageStoreTest, TaggingAMissingManifestFailsAndKeepsTheIndex) {
   ASSERT_TRUE(store_->Tag("app:1", a.digest).ok());
   std::string before = IndexText();
   absl::Status s = store_->Tag("app:1", Digest::Of("not stored"));
-  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(testing::CodeOf(s), absl::StatusCode::kNotFound);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   s = store_->Tag("new:1", Digest::Of("not stored"));
-  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(testing::CodeOf(s), absl::StatusCode::kNotFound);
   EXPECT_EQ(IndexText(), before);
   auto image = store_->Resolve("app:1");
   ASSERT_TRUE(image.ok()) << image.status();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::image {
 namespace {
@@ -60,10 +61,14 @@ TEST(NormalizeReferenceTest, RejectsWhitespace) {
 }
 
 TEST(NormalizeReferenceTest, RejectsEmptyNameComponents) {
-  EXPECT_FALSE(NormalizeReference("/a").ok());
-  EXPECT_FALSE(NormalizeReference(":tag").ok());
-  EXPECT_FALSE(NormalizeReference("a//b").ok());
-  EXPECT_FALSE(NormalizeReference("docker.io/").ok());
+  EXPECT_EQ(testing::CodeOf(NormalizeReference("/a")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(NormalizeReference(":tag")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(NormalizeReference("a//b")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(NormalizeReference("docker.io/")),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // BUG: references with an empty tag, an empty last path component or an

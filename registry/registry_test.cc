@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "registry/auth.h"
 #include "registry/reference.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::registry {
 namespace {
@@ -53,13 +54,15 @@ TEST(ReferenceTest, RejectsBadReferences) {
         "0123",
         "reg.io/a..b", "x:y/z"}) {
     auto r = ParseReference(bad);
-    EXPECT_FALSE(r.ok()) << bad << " parsed as " << r->String();
+    EXPECT_EQ(testing::CodeOf(r), absl::StatusCode::kInvalidArgument)
+        << bad << " parsed as " << r->String();
     if (!r.ok()) {
       EXPECT_NE(r.status().message().find("invalid image reference"),
                 std::string::npos);
     }
   }
-  EXPECT_FALSE(ParseReference("app:" + std::string(129, 'x')).ok());
+  EXPECT_EQ(testing::CodeOf(ParseReference("app:" + std::string(129, 'x'))),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ReferenceTest, Loopback) {
@@ -90,9 +93,12 @@ TEST(ChallengeTest, BasicEscapesAndErrors) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->params["realm"], "plain");
   EXPECT_EQ(c->params["charset"], "UTF-8");
-  EXPECT_FALSE(ParseChallenge("Bearer realm=\"open").ok());
-  EXPECT_FALSE(ParseChallenge("Bearer realm").ok());
-  EXPECT_FALSE(ParseChallenge("").ok());
+  EXPECT_EQ(testing::CodeOf(ParseChallenge("Bearer realm=\"open")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(ParseChallenge("Bearer realm")),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(testing::CodeOf(ParseChallenge("")),
+            absl::StatusCode::kInvalidArgument);
 }
 
 class CredentialsTest : public ::testing::Test {

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "scheduler/sim.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::scheduler {
 namespace {
@@ -257,7 +258,7 @@ TEST(SchedulerService, BadRequestsNameTheField) {
             std::string::npos);
   spec = sim::Spec("FROM scratch\nFROBNICATE x\n");
   o = sim::SubmitAndWait(farm.stub.get(), spec);
-  EXPECT_FALSE(o.status.ok());
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(o.status.error_message().find("Dockerfile:2"), std::string::npos)
       << o.status.error_message();
   spec = sim::Spec("FROM scratch\n");
@@ -467,7 +468,7 @@ TEST(SchedulerService, UnreadableStateIsAClearError) {
     std::fclose(f);
   }
   auto s = SchedulerService::Create(o);
-  ASSERT_FALSE(s.ok());
+  ASSERT_EQ(testing::CodeOf(s), absl::StatusCode::kUnavailable);
   EXPECT_NE(s.status().message().find("--state"), std::string::npos);
 }
 

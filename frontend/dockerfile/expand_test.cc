@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "tests/status_code.h"
+
 namespace stagefarm::dockerfile {
 namespace {
 
@@ -30,7 +32,7 @@ bool HasKey(const std::vector<std::string>& v, const std::string& key) {
 TEST(ExpandSpecB, B3StageArgDefaultIsEvaluatedOnlyWithoutAValue) {
   const char* text = "FROM scratch\nARG FOO\nARG BAR=${FOO:?\"foo missing\"}\n";
   auto none = X(text, 0);
-  ASSERT_FALSE(none.ok());
+  ASSERT_EQ(testing::CodeOf(none), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(none.status().message().find("FOO: foo missing"),
             std::string::npos);
   PlanOptions foo;

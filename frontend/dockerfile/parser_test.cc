@@ -4,6 +4,7 @@
 
 #include "frontend/dockerfile/dump.h"
 #include "frontend/dockerfile/text.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::dockerfile {
 namespace {
@@ -66,7 +67,7 @@ TEST(ParserTest, HugeHeredocFdIsNotAHeredoc) {
 
 TEST(ParserTest, UnterminatedHeredocNamesFileAndLine) {
   auto parsed = Parse("FROM x\n\nRUN <<EOF\necho\n", "app/Dockerfile");
-  ASSERT_FALSE(parsed.ok());
+  ASSERT_EQ(testing::CodeOf(parsed), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(parsed.status().message().substr(0, 19), "app/Dockerfile:3:5:");
   EXPECT_NE(parsed.status().message().find("unterminated heredoc"),
@@ -84,7 +85,7 @@ TEST(ParserTest, Directives) {
   EXPECT_EQ(parsed->children[1].args[0], "a   b");
 
   auto twice = Parse("# escape=`\n# escape=\\\nFROM x\n");
-  ASSERT_FALSE(twice.ok());
+  ASSERT_EQ(testing::CodeOf(twice), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(twice.status().message().find("only one escape parser directive"),
             std::string::npos);
   auto bad = Parse("# escape=x\nFROM x\n");
@@ -130,7 +131,7 @@ TEST(ParserTest, UnknownInstructionKeepsOneEmptyArgument) {
 
 TEST(ParserTest, EnvNewFormNeedsEquals) {
   auto parsed = Parse("FROM x\nENV a=b c\n");
-  ASSERT_FALSE(parsed.ok());
+  ASSERT_EQ(testing::CodeOf(parsed), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(parsed.status().message(),
             "Dockerfile:2:1: Syntax error - can't find = in \"c\". Must be of "
             "the form: name=value");

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tests/shared_dir.h"
+#include "tests/status_code.h"
 
 namespace stagefarm::dockerfile {
 namespace {
@@ -38,8 +39,9 @@ TEST(ShellLexVectors, EnvVarTest) {
     auto got = lex.ProcessWord(input, EnvFromList(&env));
     ++checked;
     if (expected == "error") {
-      EXPECT_FALSE(got.ok()) << "line " << lineno << ": " << input << " gave "
-                             << (got.ok() ? *got : "");
+      EXPECT_EQ(testing::CodeOf(got), absl::StatusCode::kInvalidArgument)
+          << "line " << lineno << ": " << input << " gave "
+          << (got.ok() ? *got : "");
     } else {
       ASSERT_TRUE(got.ok())
           << "line " << lineno << ": " << input << ": " << got.status();
@@ -77,7 +79,8 @@ TEST(ShellLexVectors, WordsTest) {
     auto got = lex.ProcessWords(input, EnvFromList(&env));
     ++checked;
     if (expected == "error") {
-      EXPECT_FALSE(got.ok()) << "line " << lineno << ": " << input;
+      EXPECT_EQ(testing::CodeOf(got), absl::StatusCode::kInvalidArgument)
+          << "line " << lineno << ": " << input;
       continue;
     }
     ASSERT_TRUE(got.ok()) << "line " << lineno << ": " << got.status();
@@ -134,7 +137,7 @@ TEST(ShellLexNestingTest, DeepNestingIsAnErrorNotACrash) {
   ShellLex lex;
   auto out = lex.ProcessWord(
       word, [](absl::string_view) { return std::optional<std::string>(); });
-  ASSERT_FALSE(out.ok());
+  ASSERT_EQ(testing::CodeOf(out), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(out.status().message().find("nested deeper than 100"),
             std::string::npos)
       << out.status();
