@@ -13,13 +13,13 @@
 #include <set>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "blobstore/blob_files.h"
 #include "cachekey/cache_key.h"
 #include "common/clock.h"

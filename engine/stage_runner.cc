@@ -358,6 +358,16 @@ double StageRunner::Seconds() {
 }
 
 // Returns true (and applies the cached result) on a hit.
+absl::StatusOr<std::optional<double>> StageRunner::Begin(
+    const std::string& key, const std::string& history,
+    const std::string& display) {
+  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+  if (hit) return std::nullopt;
+  double started = Seconds();
+  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  return started;
+}
+
 absl::StatusOr<bool> StageRunner::TryCache(const std::string& key,
                                            const std::string& history,
                                            const std::string& display) {

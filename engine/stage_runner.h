@@ -162,6 +162,12 @@ class StageRunner {
   static double Seconds();
 
   // Returns true (and applies the cached result) on a hit.
+  // A file-changing step's start: on a cache hit its result is applied
+  // and nullopt returned; else the step is announced and its start time
+  // returned.
+  absl::StatusOr<std::optional<double>> Begin(const std::string& key,
+                                              const std::string& history,
+                                              const std::string& display);
   absl::StatusOr<bool> TryCache(const std::string& key,
                                 const std::string& history,
                                 const std::string& display);

@@ -245,11 +245,9 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
   std::vector<std::string> shown = in.url_count > 0 ? in.urls : in.sources;
   std::string history = absl::StrCat(keyword, " ", absl::StrJoin(shown, " "),
                                      " ", dest_word, " # buildkit");
-  std::string display = Display(step);
-  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
-  if (hit) return absl::OkStatus();
-  double started = Seconds();
-  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  ASSIGN_OR_RETURN(std::optional<double> started,
+                   Begin(key, history, Display(step)));
+  if (!started) return absl::OkStatus();  // from the cache
   if (in.url_count > 0) {
     if (!downloaded_) {
       for (const std::string& url : in.urls) {
@@ -285,7 +283,7 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
       CopyInto(in.src, matches, copy.excludes, rootfs.path(), options);
   view.reset();
   if (!st.ok()) return failed(st);
-  return Finish(std::move(rootfs), key, history, started);
+  return Finish(std::move(rootfs), key, history, *started);
 }
 
 }  // namespace stagefarm::engine

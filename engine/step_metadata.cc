@@ -42,11 +42,9 @@ absl::Status StageRunner::RunWorkdir(const ExpandedStep& step) {
   std::string key =
       KeyBuilder(step).Add("path", path).Add("user", user).Finish();
   std::string history = absl::StrCat("WORKDIR ", path);
-  std::string display = Display(step);
-  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
-  if (hit) return absl::OkStatus();
-  double started = Seconds();
-  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  ASSIGN_OR_RETURN(std::optional<double> started,
+                   Begin(key, history, Display(step)));
+  if (!started) return absl::OkStatus();  // from the cache
   ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
   ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, false));
   ASSIGN_OR_RETURN(std::string host, ResolveInRoot(rootfs.path(), path, true));
@@ -63,7 +61,7 @@ absl::Status StageRunner::RunWorkdir(const ExpandedStep& step) {
           absl::StrCat(At(*step.instruction), ": cannot create ", path));
     }
   }
-  return Finish(std::move(rootfs), key, history, started);
+  return Finish(std::move(rootfs), key, history, *started);
 }
 
 std::string ExposedPort(const std::string& p) {

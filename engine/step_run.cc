@@ -242,12 +242,9 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   std::string history = step.history.empty()
                             ? absl::StrCat("RUN ", absl::StrJoin(args, " "))
                             : step.history;
-  std::string display = Display(step);
-  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
-  if (hit) return absl::OkStatus();
-
-  double started = Seconds();
-  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  ASSIGN_OR_RETURN(std::optional<double> started,
+                   Begin(key, history, Display(step)));
+  if (!started) return absl::OkStatus();  // from the cache
   ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
   ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, true));
 
@@ -300,7 +297,7 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   }
   RETURN_IF_ERROR(rootfs.mount->Unmount());
   RemoveStubs(rootfs.upper, stubs);
-  return Finish(std::move(rootfs), key, history, started);
+  return Finish(std::move(rootfs), key, history, *started);
 }
 
 // After a RUN: when its live output was clipped, stores the whole output
