@@ -12,7 +12,6 @@ namespace stagefarm {
 namespace {
 
 // Batch requests stay under the 4 MiB a CAS advertises by default.
-constexpr int64_t kBatchBytes = 3 << 20;
 constexpr size_t kFindChunk = 10000;
 
 class RemoteReader : public BlobReader {
@@ -173,28 +172,17 @@ std::vector<absl::Status> RemoteBlobStore::PutBatch(
     absl::string_view /*ns*/,
     absl::Span<const std::pair<Digest, absl::string_view>> blobs) {
   std::vector<absl::Status> results(blobs.size());
-  std::vector<std::pair<Digest, std::string>> batch;
-  std::vector<size_t> index;
-  int64_t bytes = 0;
-  auto flush = [&] {
-    if (batch.empty()) return;
-    auto got = client_->BatchUpdate(batch);
-    for (size_t i = 0; i < index.size(); ++i) {
-      absl::Status s = got.ok() ? (*got)[i] : got.status();
-      if (got.ok() && absl::IsInvalidArgument(s)) {
-        // REAPI's per-blob INVALID_ARGUMENT is a digest that does not match
-        // the data: the interface's DATA_LOSS.
-        s = absl::DataLossError(s.message());
-      }
-      results[index[i]] = s;
-    }
-    batch.clear();
-    index.clear();
-    bytes = 0;
-  };
+  BatchUploader batches(
+      client_.get(), [&](size_t i, const absl::Status& s, bool whole_request) {
+        // REAPI's per-blob INVALID_ARGUMENT is a digest that does not match the
+        // data: the interface's DATA_LOSS.
+        results[i] = !whole_request && absl::IsInvalidArgument(s)
+                         ? absl::DataLossError(s.message())
+                         : s;
+      });
   for (size_t i = 0; i < blobs.size(); ++i) {
     const auto& [digest, data] = blobs[i];
-    if (digest.size() > kBatchBytes) {
+    if (digest.size() > BatchUploader::kBatchBytes) {
       results[i] = client_->Write(
           digest,
           [data = data, pos = size_t{0}](
@@ -206,12 +194,9 @@ std::vector<absl::Status> RemoteBlobStore::PutBatch(
           });
       continue;
     }
-    if (bytes + digest.size() > kBatchBytes) flush();
-    batch.emplace_back(digest, std::string(data));
-    index.push_back(i);
-    bytes += digest.size();
+    batches.Add(i, digest, std::string(data));
   }
-  flush();
+  batches.Flush();
   return results;
 }
 

@@ -660,4 +660,22 @@ absl::StatusOr<v1::GetStatsResponse> CasClient::GetStats() {
   return sum;
 }
 
+void BatchUploader::Add(size_t tag, const Digest& digest, std::string bytes) {
+  if (bytes_ + digest.size() > kBatchBytes) Flush();
+  bytes_ += digest.size();
+  batch_.emplace_back(digest, std::move(bytes));
+  tags_.push_back(tag);
+}
+
+void BatchUploader::Flush() {
+  if (batch_.empty()) return;
+  absl::StatusOr<std::vector<absl::Status>> got = cas_->BatchUpdate(batch_);
+  for (size_t i = 0; i < tags_.size(); ++i) {
+    done_(tags_[i], got.ok() ? (*got)[i] : got.status(), !got.ok());
+  }
+  batch_.clear();
+  tags_.clear();
+  bytes_ = 0;
+}
+
 }  // namespace stagefarm

@@ -126,6 +126,37 @@ class CasClient {
   int replicas_ = 1;
 };
 
+// Small blobs sent in BatchUpdateBlobs requests of at most kBatchBytes
+// (under the 4 MiB a CAS advertises), as they are added: the one batching
+// path for every client. Not thread-safe.
+class BatchUploader {
+ public:
+  static constexpr int64_t kBatchBytes = 3 << 20;
+  // Hears of each blob, by the tag it was added with, once its request is
+  // answered: the blob's own status, or (`whole_request`) the error of a
+  // request that failed as a whole.
+  using Done = std::function<void(size_t tag, const absl::Status& status,
+                                  bool whole_request)>;
+
+  BatchUploader(CasClient* cas, Done done)
+      : cas_(cas), done_(std::move(done)) {}
+  BatchUploader(const BatchUploader&) = delete;
+  BatchUploader& operator=(const BatchUploader&) = delete;
+
+  // Queues a blob (at most kBatchBytes), sending the queue first when the
+  // blob would not fit in its request.
+  void Add(size_t tag, const Digest& digest, std::string bytes);
+  // Sends what is queued.
+  void Flush();
+
+ private:
+  CasClient* cas_;
+  Done done_;
+  std::vector<std::pair<Digest, std::string>> batch_;
+  std::vector<size_t> tags_;
+  int64_t bytes_ = 0;
+};
+
 // A random RFC 4122 version-4 UUID, for upload resource names.
 std::string NewUuid();
 

@@ -350,8 +350,6 @@ absl::StatusOr<ContextTree> BuildContextTree(
 
 absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
                                           CasClient* cas) {
-  // Batches stay well under the 4 MiB the CAS advertises for a request.
-  constexpr int64_t kBatchBytes = 3 << 20;
   constexpr int64_t kSmallBlob = 1 << 20;
   constexpr size_t kFindChunk = 10000;
 
@@ -370,31 +368,21 @@ absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
     for (const Digest& d : lacking) missing.insert(d.raw());
   }
 
-  std::vector<std::pair<Digest, std::string>> batch;
-  int64_t batch_bytes = 0;
-  auto flush = [&]() -> absl::Status {
-    if (batch.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::vector<absl::Status> results,
-                     cas->BatchUpdate(batch));
-    for (size_t i = 0; i < results.size(); ++i) {
-      if (!results[i].ok()) {
-        return absl::Status(
-            results[i].code(),
-            absl::StrCat("uploading ", batch[i].first.ToString(), ": ",
-                         results[i].message()));
-      }
-    }
-    batch.clear();
-    batch_bytes = 0;
-    return absl::OkStatus();
-  };
+  // Small blobs in batches; the first failure ends the upload.
+  std::vector<Digest> queued;
+  absl::Status failed;
+  BatchUploader batches(cas, [&](size_t i, const absl::Status& s, bool) {
+    if (s.ok() || !failed.ok()) return;
+    failed = absl::Status(
+        s.code(),
+        absl::StrCat("uploading ", queued[i].ToString(), ": ", s.message()));
+  });
   auto add = [&](const Digest& d, std::string bytes) -> absl::Status {
-    if (batch_bytes + d.size() > kBatchBytes) RETURN_IF_ERROR(flush());
-    batch_bytes += d.size();
-    batch.emplace_back(d, std::move(bytes));
+    queued.push_back(d);
+    batches.Add(queued.size() - 1, d, std::move(bytes));
     ++stats.blobs_uploaded;
     stats.bytes_uploaded += d.size();
-    return absl::OkStatus();
+    return failed;
   };
   for (const auto& [d, bytes] : tree.directories) {
     if (missing.contains(d.raw())) RETURN_IF_ERROR(add(d, bytes));
@@ -428,7 +416,8 @@ absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
     ++stats.blobs_uploaded;
     stats.bytes_uploaded += d.size();
   }
-  RETURN_IF_ERROR(flush());
+  batches.Flush();
+  RETURN_IF_ERROR(failed);
   return stats;
 }
 
