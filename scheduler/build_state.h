@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-
 #include "stagefarm/v1/farm.pb.h"
 
 namespace stagefarm::scheduler {

@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-
 #include "common/channel.h"
 #include "common/daemon.h"
 #include "scheduler/scheduler_service.h"

@@ -183,7 +183,7 @@ absl::Status SchedulerService::OpenState() {
     loaded.push_back(b);
   }
   for (auto& [instance, tag] : contents.images) {
-    images_[instance][tag.name()] = std::move(tag);
+    images_.Set(instance, std::move(tag));
   }
   // Finished builds in the order they ended; running ones take up where
   // they were: a leased stage keeps its lease (its worker may still be
@@ -650,9 +650,9 @@ grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
     return ToGrpcStatus(s);
   }
   absl::MutexLock lock(&mu_);
-  auto it = images_.find(request->instance_name());
-  if (it == images_.end()) return grpc::Status::OK;
-  for (const auto& [name, tag] : it->second) *response->add_images() = tag;
+  for (v1::ImageTag& tag : images_.List(request->instance_name())) {
+    *response->add_images() = std::move(tag);
+  }
   return grpc::Status::OK;
 }
 
@@ -664,11 +664,8 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
     return ToGrpcStatus(s);
   }
   const v1::ImageTag& tag = request->image();
-  if (tag.name().empty() || tag.name().size() > 4096) {
-    return Invalid("image.name: empty or longer than 4096 bytes");
-  }
-  if (!Digest::FromProto(tag.manifest()).ok()) {
-    return Invalid("image.manifest: not a valid digest");
+  if (absl::Status s = ImageIndex::Check(tag); !s.ok()) {
+    return ToGrpcStatus(s);
   }
   absl::MutexLock lock(&mu_);
   if (HasState()) {
@@ -676,7 +673,7 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
     if (s.ok()) s = state_->PutImage(request->instance_name(), tag);
     if (!s.ok()) return ToGrpcStatus(s);
   }
-  images_[request->instance_name()][tag.name()] = tag;
+  images_.Set(request->instance_name(), tag);
   return grpc::Status::OK;
 }
 
@@ -688,10 +685,9 @@ grpc::Status SchedulerService::RemoveImage(
     return ToGrpcStatus(s);
   }
   absl::MutexLock lock(&mu_);
-  auto it = images_.find(request->instance_name());
-  if (it == images_.end() || !it->second.count(request->name())) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "no image named \"" + request->name() + "\"");
+  if (!images_.Has(request->instance_name(), request->name())) {
+    return ToGrpcStatus(
+        images_.Remove(request->instance_name(), request->name()));
   }
   if (HasState()) {
     absl::Status s = StateReady();
@@ -699,8 +695,8 @@ grpc::Status SchedulerService::RemoveImage(
       s = state_->DropImage(request->instance_name(), request->name());
     if (!s.ok()) return ToGrpcStatus(s);
   }
-  it->second.erase(request->name());
-  return grpc::Status::OK;
+  return ToGrpcStatus(
+      images_.Remove(request->instance_name(), request->name()));
 }
 
 grpc::Status SchedulerService::Lease(grpc::ServerContext* context,

@@ -38,6 +38,7 @@
 #include "common/cas_client.h"
 #include "common/tenants.h"
 #include "scheduler/build_state.h"
+#include "scheduler/image_index.h"
 #include "scheduler/stage_queue.h"
 #include "scheduler/state_store.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
@@ -190,8 +191,7 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
   // The image index: instance -> name -> tag.
-  std::map<std::string, std::map<std::string, v1::ImageTag>> images_
-      ABSL_GUARDED_BY(mu_);
+  ImageIndex images_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Counters and the last time each worker asked for work (for Stats).
   std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_

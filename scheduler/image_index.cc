@@ -1,0 +1,48 @@
+#include "scheduler/image_index.h"
+
+#include <utility>
+
+#include "common/digest.h"
+
+namespace stagefarm::scheduler {
+
+absl::Status ImageIndex::Check(const v1::ImageTag& tag) {
+  if (tag.name().empty() || tag.name().size() > 4096) {
+    return absl::InvalidArgumentError(
+        "image.name: empty or longer than 4096 bytes");
+  }
+  if (!Digest::FromProto(tag.manifest()).ok()) {
+    return absl::InvalidArgumentError("image.manifest: not a valid digest");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<v1::ImageTag> ImageIndex::List(const std::string& instance) const {
+  std::vector<v1::ImageTag> out;
+  auto it = images_.find(instance);
+  if (it == images_.end()) return out;
+  for (const auto& [name, tag] : it->second) out.push_back(tag);
+  return out;
+}
+
+bool ImageIndex::Has(const std::string& instance,
+                     const std::string& name) const {
+  auto it = images_.find(instance);
+  return it != images_.end() && it->second.count(name) > 0;
+}
+
+void ImageIndex::Set(const std::string& instance, v1::ImageTag tag) {
+  std::string name = tag.name();
+  images_[instance][name] = std::move(tag);
+}
+
+absl::Status ImageIndex::Remove(const std::string& instance,
+                                const std::string& name) {
+  auto it = images_.find(instance);
+  if (it == images_.end() || it->second.erase(name) == 0) {
+    return absl::NotFoundError("no image named \"" + name + "\"");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace stagefarm::scheduler
