@@ -416,19 +416,9 @@ absl::StatusOr<ImageState> StageRunner::StageResult(int idx) {
 }
 
 int StageRunner::StageIndex(const std::string& from) {
-  if (from.empty()) return -1;
-  int n = 0;
-  if (absl::SimpleAtoi(from, &n) && n >= 0 &&
-      n < static_cast<int>(s_.plan->stages.size()) && n < index_) {
-    return n;
-  }
-  for (const auto& st : s_.plan->stages) {
-    if (st.index < index_ && !st.name.empty() &&
-        absl::AsciiStrToLower(st.name) == absl::AsciiStrToLower(from)) {
-      return st.index;
-    }
-  }
-  return -1;
+  // Only earlier stages: the planner refused forward references.
+  int index = dockerfile::FindStage(s_.plan->stages, from);
+  return index < index_ ? index : -1;
 }
 
 absl::StatusOr<StageRunner::View> StageRunner::ViewOf(const std::string& from) {

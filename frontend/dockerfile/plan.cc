@@ -54,6 +54,21 @@ std::map<std::string, std::string> PlatformArgs(const PlanOptions& options) {
   return out;
 }
 
+int FindStage(const std::vector<Stage>& stages, absl::string_view from) {
+  int index = 0;
+  if (!from.empty() && absl::ascii_isdigit(from[0]) &&
+      absl::SimpleAtoi(from, &index) && index >= 0 &&
+      index < static_cast<int>(stages.size())) {
+    return index;
+  }
+  for (const Stage& s : stages) {
+    if (!s.name.empty() && absl::EqualsIgnoreCase(s.name, from)) {
+      return s.index;
+    }
+  }
+  return -1;
+}
+
 absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
                               const PlanOptions& options,
                               absl::string_view file) {
@@ -188,19 +203,8 @@ absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
   std::vector<std::vector<Edge>> edges(plan.stages.size());
   auto resolve = [&](const std::string& from) -> Reference {
     Reference ref;
-    int index = 0;
-    if (absl::SimpleAtoi(from, &index) && index >= 0 &&
-        index < static_cast<int>(plan.stages.size()) &&
-        absl::ascii_isdigit(from[0])) {
-      ref.stage = index;
-      return ref;
-    }
-    auto it = by_name.find(absl::AsciiStrToLower(from));
-    if (it != by_name.end()) {
-      ref.stage = it->second;
-    } else {
-      ref.image = from;
-    }
+    ref.stage = FindStage(plan.stages, from);
+    if (ref.stage < 0) ref.image = from;
     return ref;
   };
   auto froms_of = [](const Instruction& inst, std::vector<std::string>* froms) {

@@ -81,6 +81,12 @@ struct Plan {
 std::string DescriptionFor(absl::string_view name,
                            const std::vector<std::string>& comments);
 
+// The stage `from` names in COPY --from, RUN --mount=from or FROM: a
+// number (as Docker reads one: digits first) of an existing stage, or the
+// name of one (case-insensitive; the first of that name); -1 when it names
+// no stage (it is an image).
+int FindStage(const std::vector<Stage>& stages, absl::string_view from);
+
 // The predefined platform args for a "os/arch[/variant]" pair of platforms.
 std::map<std::string, std::string> PlatformArgs(const PlanOptions& options);
 

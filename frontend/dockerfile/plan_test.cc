@@ -399,5 +399,18 @@ TEST(Instructions, FlagAndArgumentErrors) {
           .ok());
 }
 
+TEST(FindStage, NumbersNamesAndImages) {
+  auto plan = PlanDockerfile(
+      "FROM busybox AS Build\nFROM busybox AS build\nFROM scratch\n", {});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(FindStage(plan->stages, "0"), 0);
+  EXPECT_EQ(FindStage(plan->stages, "2"), 2);
+  EXPECT_EQ(FindStage(plan->stages, "3"), -1);     // no such stage: an image
+  EXPECT_EQ(FindStage(plan->stages, "+1"), -1);    // not a stage number
+  EXPECT_EQ(FindStage(plan->stages, "BUILD"), 0);  // the first of the name
+  EXPECT_EQ(FindStage(plan->stages, "alpine"), -1);
+  EXPECT_EQ(FindStage(plan->stages, ""), -1);
+}
+
 }  // namespace
 }  // namespace stagefarm::dockerfile
