@@ -34,6 +34,381 @@ struct Reference {
   std::string image;
 };
 
+// Plans a Dockerfile's instructions, one phase a method, in order.
+class Planner {
+ public:
+  Planner(std::vector<Instruction> instructions, const PlanOptions& options,
+          absl::string_view file)
+      : instructions_(std::move(instructions)),
+        options_(options),
+        file_(file),
+        platform_args_(PlatformArgs(options)) {}
+
+  absl::StatusOr<Plan> Run() {
+    RETURN_IF_ERROR(GlobalArgs());
+    RETURN_IF_ERROR(Stages());
+    Edges();
+    RETURN_IF_ERROR(Target());
+    RETURN_IF_ERROR(Cycles());
+    RETURN_IF_ERROR(Needed());
+    Outline();
+    UnusedBuildArgs();
+    return std::move(plan_);
+  }
+
+ private:
+  struct Edge {
+    int to;
+    int line;
+    std::string what;
+  };
+
+  // Global args, then the platform args.
+  EnvLookup GlobalLookup() {
+    return [this](absl::string_view name) -> std::optional<std::string> {
+      auto g = globals_.find(std::string(name));
+      if (g != globals_.end()) return g->second;
+      auto p = platform_args_.find(std::string(name));
+      if (p != platform_args_.end()) return p->second;
+      return std::nullopt;
+    };
+  }
+
+  absl::Status GlobalArgs() {
+    for (; i_ < instructions_.size(); ++i_) {
+      const Instruction& inst = instructions_[i_];
+      if (inst.keyword == "from") break;
+      const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
+      if (arg == nullptr) {
+        return At(file_, inst.line,
+                  absl::StrCat("no build stage in current context (",
+                               absl::AsciiStrToUpper(inst.keyword),
+                               " before the first FROM)"));
+      }
+      for (const ArgInst::Arg& a : arg->args) {
+        declared_.insert(a.name);
+        std::optional<std::string> value;
+        auto override_it = options_.build_args.find(a.name);
+        if (override_it != options_.build_args.end()) {
+          value = override_it->second;
+        } else if (a.default_value) {
+          absl::StatusOr<std::string> expanded =
+              lex_.ProcessWord(*a.default_value, GlobalLookup());
+          if (!expanded.ok())
+            return At(file_, inst.line, expanded.status().message());
+          value = *expanded;
+        }
+        globals_[a.name] = value;
+        plan_.global_args.push_back({a.name, value, inst.line, a.default_value,
+                                     DescriptionFor(a.name, inst.comments)});
+      }
+    }
+    if (i_ == instructions_.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_, ": dockerfile contains no stages to build"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Stages() {
+    for (; i_ < instructions_.size(); ++i_) {
+      const Instruction& inst = instructions_[i_];
+      if (const FromInst* from = std::get_if<FromInst>(&inst.value)) {
+        Stage stage;
+        stage.index = static_cast<int>(plan_.stages.size());
+        stage.name = from->name;
+        stage.line = inst.line;
+        stage.from_expression = from->image;
+        stage.platform_expression = from->platform;
+        stage.comments = inst.comments;
+        std::vector<std::string> unknown;
+        EnvLookup from_lookup =
+            [&](absl::string_view name) -> std::optional<std::string> {
+          std::optional<std::string> v = GlobalLookup()(name);
+          if (!v && !globals_.count(std::string(name)))
+            unknown.emplace_back(name);
+          return v;
+        };
+        absl::StatusOr<std::string> base =
+            lex_.ProcessWord(from->image, from_lookup);
+        if (!base.ok()) return At(file_, inst.line, base.status().message());
+        if (base->empty()) {
+          return At(file_, inst.line,
+                    absl::StrCat("base name (", from->image,
+                                 ") should not be blank"));
+        }
+        for (const std::string& name : unknown) {
+          plan_.warnings.push_back(absl::StrCat(
+              file_, ":", inst.line, ": FROM uses undeclared variable $", name,
+              " (it expands to empty)"));
+        }
+        stage.base = *base;
+        if (!from->platform.empty()) {
+          unknown.clear();
+          absl::StatusOr<std::string> platform =
+              lex_.ProcessWord(from->platform, from_lookup);
+          if (!platform.ok())
+            return At(file_, inst.line, platform.status().message());
+          if (platform->empty()) {
+            std::vector<std::string> names;
+            for (const auto& [k, v] : platform_args_) names.push_back(k);
+            for (const auto& [k, v] : globals_) names.push_back(k);
+            std::string hint =
+                unknown.empty() ? "" : Suggest(unknown[0], names);
+            return At(
+                file_, inst.line,
+                absl::StrCat(
+                    "empty platform value from expression ", from->platform,
+                    hint.empty() ? "" : " (did you mean " + hint + "?)"));
+          }
+          stage.platform = *platform;
+        }
+        auto base_it = by_name_.find(absl::AsciiStrToLower(stage.base));
+        if (base_it != by_name_.end()) stage.base_stage = base_it->second;
+        if (!stage.name.empty()) {
+          std::string lower = absl::AsciiStrToLower(stage.name);
+          if (by_name_.count(lower)) {
+            plan_.warnings.push_back(
+                absl::StrCat(file_, ":", inst.line, ": Duplicate stage name \"",
+                             stage.name, "\", stage names should be unique"));
+          } else {
+            by_name_[lower] = stage.index;
+          }
+        }
+        plan_.stages.push_back(std::move(stage));
+        continue;
+      }
+      if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
+        for (const ArgInst::Arg& a : arg->args) declared_.insert(a.name);
+      }
+      plan_.stages.back().instructions.push_back(std::move(instructions_[i_]));
+    }
+    return absl::OkStatus();
+  }
+
+  void Edges() {
+    // Edges. Forward references are recorded here and rejected below, after
+    // cycles (which name the stage where the cycle closes).
+    edges_.assign(plan_.stages.size(), {});
+    auto resolve = [&](const std::string& from) -> Reference {
+      Reference ref;
+      ref.stage = FindStage(plan_.stages, from);
+      if (ref.stage < 0) ref.image = from;
+      return ref;
+    };
+    auto froms_of = [](const Instruction& inst,
+                       std::vector<std::string>* froms) {
+      if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
+        if (!copy->from.empty()) froms->push_back(copy->from);
+      } else if (const RunInst* run = std::get_if<RunInst>(&inst.value)) {
+        for (const Mount& m : run->mounts) {
+          if (!m.from.empty()) froms->push_back(m.from);
+        }
+      }
+    };
+    for (Stage& stage : plan_.stages) {
+      std::vector<std::pair<std::string, int>> refs;  // (from, line)
+      if (stage.base_stage >= 0) {
+        edges_[stage.index].push_back({stage.base_stage, stage.line, "FROM"});
+        // ONBUILD triggers of the base stage run at the start of this stage,
+        // and their --from references are this stage's dependencies.
+        for (const Instruction& inst :
+             plan_.stages[stage.base_stage].instructions) {
+          const OnbuildInst* onbuild = std::get_if<OnbuildInst>(&inst.value);
+          if (onbuild == nullptr) continue;
+          absl::StatusOr<ParsedDockerfile> trigger =
+              Parse(onbuild->expression, file_);
+          if (!trigger.ok() || trigger->children.empty()) continue;
+          absl::StatusOr<Instruction> t =
+              ToInstruction(trigger->children[0], file_);
+          if (!t.ok()) continue;
+          std::vector<std::string> froms;
+          froms_of(*t, &froms);
+          for (const std::string& f : froms) refs.emplace_back(f, stage.line);
+        }
+      }
+      for (const Instruction& inst : stage.instructions) {
+        std::vector<std::string> froms;
+        froms_of(inst, &froms);
+        for (const std::string& f : froms) refs.emplace_back(f, inst.line);
+      }
+      {
+        for (const auto& [from, line] : refs) {
+          Reference ref = resolve(from);
+          if (ref.stage >= 0) {
+            edges_[stage.index].push_back({ref.stage, line, from});
+          } else if (std::find(stage.images.begin(), stage.images.end(),
+                               ref.image) == stage.images.end()) {
+            stage.images.push_back(ref.image);
+          }
+        }
+      }
+    }
+  }
+
+  absl::Status Target() {
+    // Target.
+    if (options_.target.empty()) {
+      plan_.target = static_cast<int>(plan_.stages.size()) - 1;
+    } else {
+      auto it = by_name_.find(absl::AsciiStrToLower(options_.target));
+      if (it == by_name_.end()) {
+        std::vector<std::string> names;
+        for (const Stage& s : plan_.stages) {
+          if (!s.name.empty()) names.push_back(s.name);
+        }
+        std::string hint = Suggest(options_.target, names);
+        return absl::InvalidArgumentError(absl::StrCat(
+            "target stage \"", options_.target, "\" could not be found",
+            hint.empty() ? "" : " (did you mean " + hint + "?)"));
+      }
+      plan_.target = it->second;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Cycles() {
+    // Cycles, depth-first from the target.
+    state_.assign(plan_.stages.size(), 0);
+    std::function<absl::Status(int)> visit = [&](int s) -> absl::Status {
+      state_[s] = 1;
+      for (const Edge& e : edges_[s]) {
+        if (state_[e.to] == 1) {
+          return At(file_, e.line,
+                    absl::StrCat("circular dependency detected on stage: ",
+                                 plan_.stages[s].DisplayName()));
+        }
+        if (state_[e.to] == 0) RETURN_IF_ERROR(visit(e.to));
+      }
+      state_[s] = 2;
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(visit(plan_.target));
+    return absl::OkStatus();
+  }
+
+  absl::Status Needed() {
+    // Needed stages, order of definition, and levels.
+    for (Stage& stage : plan_.stages) {
+      stage.needed = state_[stage.index] == 2;
+      std::set<int> deps;
+      for (const Edge& e : edges_[stage.index]) deps.insert(e.to);
+      stage.depends_on.assign(deps.begin(), deps.end());
+    }
+    for (const Stage& stage : plan_.stages) {
+      if (!stage.needed) continue;
+      for (const Edge& e : edges_[stage.index]) {
+        if (e.to > stage.index) {
+          return At(
+              file_, e.line,
+              absl::StrCat("cannot copy from stage \"", e.what,
+                           "\", it needs to be defined before current stage \"",
+                           stage.DisplayName(), "\""));
+        }
+      }
+    }
+    std::vector<int> level(plan_.stages.size(), -1);
+    int max_level = -1;
+    for (const Stage& stage :
+         plan_.stages) {  // deps come first (checked above)
+      if (!stage.needed) continue;
+      int l = 0;
+      for (int d : stage.depends_on) l = std::max(l, level[d] + 1);
+      level[stage.index] = l;
+      max_level = std::max(max_level, l);
+    }
+    plan_.schedule.resize(static_cast<size_t>(max_level + 1));
+    for (const Stage& stage : plan_.stages) {
+      if (stage.needed)
+        plan_.schedule[level[stage.index]].push_back(stage.index);
+    }
+    return absl::OkStatus();
+  }
+
+  void Outline() {
+    // Outline: the args that affect the target.
+    {
+      std::set<std::string> used;
+      for (const Stage& stage : plan_.stages) {
+        if (!stage.needed) continue;
+        for (const std::string& n : lex_.ReferencedNames(stage.from_expression))
+          used.insert(n);
+        for (const std::string& n :
+             lex_.ReferencedNames(stage.platform_expression)) {
+          used.insert(n);
+        }
+        for (const Instruction& inst : stage.instructions) {
+          if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
+            for (const ArgInst::Arg& a : arg->args) used.insert(a.name);
+          }
+        }
+      }
+      // Global defaults may use earlier globals_.
+      for (auto it = plan_.global_args.rbegin(); it != plan_.global_args.rend();
+           ++it) {
+        if (!used.count(it->name) || !it->default_expression) continue;
+        for (const std::string& n :
+             lex_.ReferencedNames(*it->default_expression))
+          used.insert(n);
+      }
+      std::set<std::string> listed;
+      for (const GlobalArg& g : plan_.global_args) {
+        if (!used.count(g.name) || !listed.insert(g.name).second) continue;
+        plan_.outline.push_back({g.name, g.value, g.description, g.line});
+      }
+      for (const Stage& stage : plan_.stages) {
+        if (!stage.needed) continue;
+        for (const Instruction& inst : stage.instructions) {
+          const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
+          if (arg == nullptr) continue;
+          for (const ArgInst::Arg& a : arg->args) {
+            if (!listed.insert(a.name).second) continue;
+            std::optional<std::string> value = a.default_value;
+            auto given = options_.build_args.find(a.name);
+            if (given != options_.build_args.end()) value = given->second;
+            plan_.outline.push_back({a.name, value,
+                                     DescriptionFor(a.name, inst.comments),
+                                     inst.line});
+          }
+        }
+      }
+      const Stage& target = plan_.stages[plan_.target];
+      if (!target.name.empty()) {
+        plan_.target_description = DescriptionFor(target.name, target.comments);
+      }
+    }
+  }
+
+  void UnusedBuildArgs() {
+    // Build args nobody declared_.
+    std::vector<std::string> unused;
+    for (const auto& [name, value] : options_.build_args) {
+      if (!declared_.count(name) && !ProxyArgs().count(name) &&
+          !platform_args_.count(name)) {
+        unused.push_back(name);
+      }
+    }
+    if (!unused.empty()) {
+      plan_.warnings.push_back(absl::StrCat("one or more build args [",
+                                            absl::StrJoin(unused, " "),
+                                            "] were not consumed"));
+    }
+  }
+
+  std::vector<Instruction> instructions_;
+  const PlanOptions& options_;
+  absl::string_view file_;
+  std::map<std::string, std::string> platform_args_;
+  Plan plan_;
+  std::set<std::string> declared_;  // every ARG name anywhere
+  size_t i_ = 0;                    // the next instruction
+  std::map<std::string, std::optional<std::string>> globals_;
+  ShellLex lex_;
+  std::map<std::string, int> by_name_;  // lower-case name -> first stage
+  std::vector<std::vector<Edge>> edges_;
+  std::vector<int> state_;  // by stage: 0 new, 1 on the stack, 2 done
+};
+
 }  // namespace
 
 std::string Stage::DisplayName() const {
@@ -72,322 +447,7 @@ int FindStage(const std::vector<Stage>& stages, absl::string_view from) {
 absl::StatusOr<Plan> MakePlan(std::vector<Instruction> instructions,
                               const PlanOptions& options,
                               absl::string_view file) {
-  Plan plan;
-  std::map<std::string, std::string> platform_args = PlatformArgs(options);
-  std::set<std::string> declared;  // every ARG name anywhere
-
-  // Global scope: ARGs before the first FROM.
-  size_t i = 0;
-  std::map<std::string, std::optional<std::string>> globals;
-  EnvLookup global_lookup =
-      [&](absl::string_view name) -> std::optional<std::string> {
-    auto g = globals.find(std::string(name));
-    if (g != globals.end()) return g->second;
-    auto p = platform_args.find(std::string(name));
-    if (p != platform_args.end()) return p->second;
-    return std::nullopt;
-  };
-  ShellLex lex;
-  for (; i < instructions.size(); ++i) {
-    const Instruction& inst = instructions[i];
-    if (inst.keyword == "from") break;
-    const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
-    if (arg == nullptr) {
-      return At(file, inst.line,
-                absl::StrCat("no build stage in current context (",
-                             absl::AsciiStrToUpper(inst.keyword),
-                             " before the first FROM)"));
-    }
-    for (const ArgInst::Arg& a : arg->args) {
-      declared.insert(a.name);
-      std::optional<std::string> value;
-      auto override_it = options.build_args.find(a.name);
-      if (override_it != options.build_args.end()) {
-        value = override_it->second;
-      } else if (a.default_value) {
-        absl::StatusOr<std::string> expanded =
-            lex.ProcessWord(*a.default_value, global_lookup);
-        if (!expanded.ok())
-          return At(file, inst.line, expanded.status().message());
-        value = *expanded;
-      }
-      globals[a.name] = value;
-      plan.global_args.push_back({a.name, value, inst.line, a.default_value,
-                                  DescriptionFor(a.name, inst.comments)});
-    }
-  }
-  if (i == instructions.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file, ": dockerfile contains no stages to build"));
-  }
-
-  // Stages.
-  std::map<std::string, int> by_name;  // lower-case name -> first stage
-  for (; i < instructions.size(); ++i) {
-    const Instruction& inst = instructions[i];
-    if (const FromInst* from = std::get_if<FromInst>(&inst.value)) {
-      Stage stage;
-      stage.index = static_cast<int>(plan.stages.size());
-      stage.name = from->name;
-      stage.line = inst.line;
-      stage.from_expression = from->image;
-      stage.platform_expression = from->platform;
-      stage.comments = inst.comments;
-      std::vector<std::string> unknown;
-      EnvLookup from_lookup =
-          [&](absl::string_view name) -> std::optional<std::string> {
-        std::optional<std::string> v = global_lookup(name);
-        if (!v && !globals.count(std::string(name))) unknown.emplace_back(name);
-        return v;
-      };
-      absl::StatusOr<std::string> base =
-          lex.ProcessWord(from->image, from_lookup);
-      if (!base.ok()) return At(file, inst.line, base.status().message());
-      if (base->empty()) {
-        return At(
-            file, inst.line,
-            absl::StrCat("base name (", from->image, ") should not be blank"));
-      }
-      for (const std::string& name : unknown) {
-        plan.warnings.push_back(absl::StrCat(
-            file, ":", inst.line, ": FROM uses undeclared variable $", name,
-            " (it expands to empty)"));
-      }
-      stage.base = *base;
-      if (!from->platform.empty()) {
-        unknown.clear();
-        absl::StatusOr<std::string> platform =
-            lex.ProcessWord(from->platform, from_lookup);
-        if (!platform.ok())
-          return At(file, inst.line, platform.status().message());
-        if (platform->empty()) {
-          std::vector<std::string> names;
-          for (const auto& [k, v] : platform_args) names.push_back(k);
-          for (const auto& [k, v] : globals) names.push_back(k);
-          std::string hint = unknown.empty() ? "" : Suggest(unknown[0], names);
-          return At(file, inst.line,
-                    absl::StrCat(
-                        "empty platform value from expression ", from->platform,
-                        hint.empty() ? "" : " (did you mean " + hint + "?)"));
-        }
-        stage.platform = *platform;
-      }
-      auto base_it = by_name.find(absl::AsciiStrToLower(stage.base));
-      if (base_it != by_name.end()) stage.base_stage = base_it->second;
-      if (!stage.name.empty()) {
-        std::string lower = absl::AsciiStrToLower(stage.name);
-        if (by_name.count(lower)) {
-          plan.warnings.push_back(
-              absl::StrCat(file, ":", inst.line, ": Duplicate stage name \"",
-                           stage.name, "\", stage names should be unique"));
-        } else {
-          by_name[lower] = stage.index;
-        }
-      }
-      plan.stages.push_back(std::move(stage));
-      continue;
-    }
-    if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
-      for (const ArgInst::Arg& a : arg->args) declared.insert(a.name);
-    }
-    plan.stages.back().instructions.push_back(std::move(instructions[i]));
-  }
-
-  // Edges. Forward references are recorded here and rejected below, after
-  // cycles (which name the stage where the cycle closes).
-  struct Edge {
-    int to;
-    int line;
-    std::string what;
-  };
-  std::vector<std::vector<Edge>> edges(plan.stages.size());
-  auto resolve = [&](const std::string& from) -> Reference {
-    Reference ref;
-    ref.stage = FindStage(plan.stages, from);
-    if (ref.stage < 0) ref.image = from;
-    return ref;
-  };
-  auto froms_of = [](const Instruction& inst, std::vector<std::string>* froms) {
-    if (const CopyInst* copy = std::get_if<CopyInst>(&inst.value)) {
-      if (!copy->from.empty()) froms->push_back(copy->from);
-    } else if (const RunInst* run = std::get_if<RunInst>(&inst.value)) {
-      for (const Mount& m : run->mounts) {
-        if (!m.from.empty()) froms->push_back(m.from);
-      }
-    }
-  };
-  for (Stage& stage : plan.stages) {
-    std::vector<std::pair<std::string, int>> refs;  // (from, line)
-    if (stage.base_stage >= 0) {
-      edges[stage.index].push_back({stage.base_stage, stage.line, "FROM"});
-      // ONBUILD triggers of the base stage run at the start of this stage,
-      // and their --from references are this stage's dependencies.
-      for (const Instruction& inst :
-           plan.stages[stage.base_stage].instructions) {
-        const OnbuildInst* onbuild = std::get_if<OnbuildInst>(&inst.value);
-        if (onbuild == nullptr) continue;
-        absl::StatusOr<ParsedDockerfile> trigger =
-            Parse(onbuild->expression, file);
-        if (!trigger.ok() || trigger->children.empty()) continue;
-        absl::StatusOr<Instruction> t =
-            ToInstruction(trigger->children[0], file);
-        if (!t.ok()) continue;
-        std::vector<std::string> froms;
-        froms_of(*t, &froms);
-        for (const std::string& f : froms) refs.emplace_back(f, stage.line);
-      }
-    }
-    for (const Instruction& inst : stage.instructions) {
-      std::vector<std::string> froms;
-      froms_of(inst, &froms);
-      for (const std::string& f : froms) refs.emplace_back(f, inst.line);
-    }
-    {
-      for (const auto& [from, line] : refs) {
-        Reference ref = resolve(from);
-        if (ref.stage >= 0) {
-          edges[stage.index].push_back({ref.stage, line, from});
-        } else if (std::find(stage.images.begin(), stage.images.end(),
-                             ref.image) == stage.images.end()) {
-          stage.images.push_back(ref.image);
-        }
-      }
-    }
-  }
-
-  // Target.
-  if (options.target.empty()) {
-    plan.target = static_cast<int>(plan.stages.size()) - 1;
-  } else {
-    auto it = by_name.find(absl::AsciiStrToLower(options.target));
-    if (it == by_name.end()) {
-      std::vector<std::string> names;
-      for (const Stage& s : plan.stages) {
-        if (!s.name.empty()) names.push_back(s.name);
-      }
-      std::string hint = Suggest(options.target, names);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "target stage \"", options.target, "\" could not be found",
-          hint.empty() ? "" : " (did you mean " + hint + "?)"));
-    }
-    plan.target = it->second;
-  }
-
-  // Cycles, depth-first from the target.
-  std::vector<int> state(plan.stages.size(), 0);  // 0 new, 1 on stack, 2 done
-  std::function<absl::Status(int)> visit = [&](int s) -> absl::Status {
-    state[s] = 1;
-    for (const Edge& e : edges[s]) {
-      if (state[e.to] == 1) {
-        return At(file, e.line,
-                  absl::StrCat("circular dependency detected on stage: ",
-                               plan.stages[s].DisplayName()));
-      }
-      if (state[e.to] == 0) RETURN_IF_ERROR(visit(e.to));
-    }
-    state[s] = 2;
-    return absl::OkStatus();
-  };
-  RETURN_IF_ERROR(visit(plan.target));
-
-  // Needed stages, order of definition, and levels.
-  for (Stage& stage : plan.stages) {
-    stage.needed = state[stage.index] == 2;
-    std::set<int> deps;
-    for (const Edge& e : edges[stage.index]) deps.insert(e.to);
-    stage.depends_on.assign(deps.begin(), deps.end());
-  }
-  for (const Stage& stage : plan.stages) {
-    if (!stage.needed) continue;
-    for (const Edge& e : edges[stage.index]) {
-      if (e.to > stage.index) {
-        return At(
-            file, e.line,
-            absl::StrCat("cannot copy from stage \"", e.what,
-                         "\", it needs to be defined before current stage \"",
-                         stage.DisplayName(), "\""));
-      }
-    }
-  }
-  std::vector<int> level(plan.stages.size(), -1);
-  int max_level = -1;
-  for (const Stage& stage : plan.stages) {  // deps come first (checked above)
-    if (!stage.needed) continue;
-    int l = 0;
-    for (int d : stage.depends_on) l = std::max(l, level[d] + 1);
-    level[stage.index] = l;
-    max_level = std::max(max_level, l);
-  }
-  plan.schedule.resize(static_cast<size_t>(max_level + 1));
-  for (const Stage& stage : plan.stages) {
-    if (stage.needed) plan.schedule[level[stage.index]].push_back(stage.index);
-  }
-
-  // Outline: the args that affect the target.
-  {
-    std::set<std::string> used;
-    for (const Stage& stage : plan.stages) {
-      if (!stage.needed) continue;
-      for (const std::string& n : lex.ReferencedNames(stage.from_expression))
-        used.insert(n);
-      for (const std::string& n :
-           lex.ReferencedNames(stage.platform_expression)) {
-        used.insert(n);
-      }
-      for (const Instruction& inst : stage.instructions) {
-        if (const ArgInst* arg = std::get_if<ArgInst>(&inst.value)) {
-          for (const ArgInst::Arg& a : arg->args) used.insert(a.name);
-        }
-      }
-    }
-    // Global defaults may use earlier globals.
-    for (auto it = plan.global_args.rbegin(); it != plan.global_args.rend();
-         ++it) {
-      if (!used.count(it->name) || !it->default_expression) continue;
-      for (const std::string& n : lex.ReferencedNames(*it->default_expression))
-        used.insert(n);
-    }
-    std::set<std::string> listed;
-    for (const GlobalArg& g : plan.global_args) {
-      if (!used.count(g.name) || !listed.insert(g.name).second) continue;
-      plan.outline.push_back({g.name, g.value, g.description, g.line});
-    }
-    for (const Stage& stage : plan.stages) {
-      if (!stage.needed) continue;
-      for (const Instruction& inst : stage.instructions) {
-        const ArgInst* arg = std::get_if<ArgInst>(&inst.value);
-        if (arg == nullptr) continue;
-        for (const ArgInst::Arg& a : arg->args) {
-          if (!listed.insert(a.name).second) continue;
-          std::optional<std::string> value = a.default_value;
-          auto given = options.build_args.find(a.name);
-          if (given != options.build_args.end()) value = given->second;
-          plan.outline.push_back({a.name, value,
-                                  DescriptionFor(a.name, inst.comments),
-                                  inst.line});
-        }
-      }
-    }
-    const Stage& target = plan.stages[plan.target];
-    if (!target.name.empty()) {
-      plan.target_description = DescriptionFor(target.name, target.comments);
-    }
-  }
-
-  // Build args nobody declared.
-  std::vector<std::string> unused;
-  for (const auto& [name, value] : options.build_args) {
-    if (!declared.count(name) && !ProxyArgs().count(name) &&
-        !platform_args.count(name)) {
-      unused.push_back(name);
-    }
-  }
-  if (!unused.empty()) {
-    plan.warnings.push_back(absl::StrCat("one or more build args [",
-                                         absl::StrJoin(unused, " "),
-                                         "] were not consumed"));
-  }
-  return plan;
+  return Planner(std::move(instructions), options, file).Run();
 }
 
 std::string DescriptionFor(absl::string_view name,
