@@ -7,10 +7,10 @@
 #include <iterator>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/channel.h"
 #include "common/clock.h"
 #include "common/grpc_status.h"

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-
 #include "common/tls.h"
 
 namespace stagefarm {

@@ -2,8 +2,8 @@
 
 #include <chrono>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace stagefarm {
 

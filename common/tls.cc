@@ -4,8 +4,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 
 namespace stagefarm {

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"

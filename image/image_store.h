@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "blobstore/blob_store.h"
 #include "image/oci.h"
 

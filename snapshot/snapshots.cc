@@ -13,12 +13,12 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "archives/layer_tar.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"

@@ -6,11 +6,11 @@
 
 #include <atomic>
 #include <filesystem>
-#include "absl/synchronization/mutex.h"
 #include <random>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "common/cas_client.h"
 #include "tests/cas_process.h"
 
