@@ -26,11 +26,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "archives/compression.h"
 #include "common/digest.h"
 
 namespace stagefarm::archives {
-
-enum class Compression { kGzip, kZstd, kNone };
 
 inline constexpr char kMediaTypeLayerGzip[] =
     "application/vnd.oci.image.layer.v1.tar+gzip";

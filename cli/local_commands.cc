@@ -191,15 +191,14 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
     }
     req.source_date_epoch = v;
   }
-  if (flags.compression == "zstd") {
-    req.compression = archives::Compression::kZstd;
-  } else if (flags.compression == "uncompressed") {
-    req.compression = archives::Compression::kNone;
-  } else if (flags.compression != "gzip") {
+  std::optional<archives::Compression> compression =
+      archives::ParseCompression(flags.compression);
+  if (!compression) {
     return absl::InvalidArgumentError(
         "--compression must be gzip, zstd or uncompressed");
   }
-  int max_level = flags.compression == "zstd" ? 22 : 12;
+  req.compression = *compression;
+  int max_level = *compression == archives::Compression::kZstd ? 22 : 12;
   if (flags.compression_level < 0 || flags.compression_level > max_level) {
     return absl::InvalidArgumentError(
         absl::StrCat("--compression-level must be between 1 and ", max_level,

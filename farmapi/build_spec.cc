@@ -6,22 +6,10 @@
 namespace stagefarm::farmapi {
 namespace {
 
-std::string CompressionName(archives::Compression c) {
-  switch (c) {
-    case archives::Compression::kGzip:
-      return "gzip";
-    case archives::Compression::kZstd:
-      return "zstd";
-    case archives::Compression::kNone:
-      break;
-  }
-  return "uncompressed";
-}
-
+// An unknown name (the scheduler refuses them) counts as gzip.
 archives::Compression CompressionOf(const std::string& name) {
-  if (name == "zstd") return archives::Compression::kZstd;
-  if (name == "uncompressed") return archives::Compression::kNone;
-  return archives::Compression::kGzip;
+  return archives::ParseCompression(name).value_or(
+      archives::Compression::kGzip);
 }
 
 }  // namespace
@@ -40,7 +28,7 @@ void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
     spec->set_has_source_date_epoch(true);
     spec->set_source_date_epoch(*request.source_date_epoch);
   }
-  spec->set_compression(CompressionName(request.compression));
+  spec->set_compression(archives::CompressionName(request.compression));
   spec->set_compression_level(request.compression_level);
   spec->set_log_max_bytes(request.log_max_bytes);
   for (const auto& [name, d] : request.images) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "archives/compression.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
 #include "common/clock.h"
@@ -234,8 +235,7 @@ grpc::Status SchedulerService::Build(
   if (!Digest::FromProto(spec.context()).ok()) {
     return Invalid("spec.context: not a valid digest");
   }
-  if (spec.compression() != "gzip" && spec.compression() != "zstd" &&
-      spec.compression() != "uncompressed") {
+  if (!archives::ParseCompression(spec.compression())) {
     return Invalid("spec.compression: must be gzip, zstd or uncompressed");
   }
   dockerfile::PlanOptions po;
