@@ -49,7 +49,6 @@ namespace {
 using internal::ArchiveErrorText;
 using internal::ArchiveReader;
 using internal::ArchiveWriter;
-using internal::ErrnoError;
 using internal::Fd;
 using internal::kIoBufferSize;
 using internal::kOpaqueMarker;
@@ -106,8 +105,8 @@ absl::StatusOr<Fd> OpenParents(int root_fd,
                                bool create) {
   Fd dir(fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
   if (!dir.valid()) {
-    return ErrnoError(errno, "duplicating descriptor for layer entry",
-                      Quoted(entry));
+    return ErrnoStatus(errno, "duplicating descriptor for layer entry",
+                       Quoted(entry));
   }
   for (size_t i = 0; i < count; ++i) {
     const char* name = parts[i].c_str();
@@ -115,8 +114,8 @@ absl::StatusOr<Fd> OpenParents(int root_fd,
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
       if (mkdirat(dir.get(), name, 0755) != 0 && errno != EEXIST) {
-        return ErrnoError(errno, "creating parent directory for layer entry",
-                          Quoted(entry));
+        return ErrnoStatus(errno, "creating parent directory for layer entry",
+                           Quoted(entry));
       }
       fd = openat(dir.get(), name,
                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -143,7 +142,7 @@ absl::StatusOr<Fd> OpenParents(int root_fd,
           absl::StrCat("layer entry ", Quoted(entry), " goes through ",
                        Quoted(prefix), ", which is not a directory"));
     }
-    return ErrnoError(
+    return ErrnoStatus(
         err, absl::StrCat("opening ", Quoted(prefix), " for layer entry"),
         Quoted(entry));
   }
@@ -156,17 +155,18 @@ absl::Status RemoveAllAt(int dir_fd, const std::string& name,
   struct stat st;
   if (fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoError(errno, "stat for whiteout", Quoted(entry));
+    return ErrnoStatus(errno, "stat for whiteout", Quoted(entry));
   }
   if (S_ISDIR(st.st_mode)) {
     int fd = openat(dir_fd, name.c_str(),
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return ErrnoError(errno, "opening for whiteout", Quoted(entry));
+    if (fd < 0)
+      return ErrnoStatus(errno, "opening for whiteout", Quoted(entry));
     DIR* dir = fdopendir(fd);
     if (dir == nullptr) {
       int err = errno;
       close(fd);
-      return ErrnoError(err, "opening for whiteout", Quoted(entry));
+      return ErrnoStatus(err, "opening for whiteout", Quoted(entry));
     }
     std::vector<std::string> children;
     while (dirent* d = readdir(dir)) {
@@ -181,12 +181,12 @@ absl::Status RemoveAllAt(int dir_fd, const std::string& name,
     closedir(dir);
     RETURN_IF_ERROR(status);
     if (unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0) {
-      return ErrnoError(errno, "removing for whiteout", Quoted(entry));
+      return ErrnoStatus(errno, "removing for whiteout", Quoted(entry));
     }
     return absl::OkStatus();
   }
   if (unlinkat(dir_fd, name.c_str(), 0) != 0) {
-    return ErrnoError(errno, "removing for whiteout", Quoted(entry));
+    return ErrnoStatus(errno, "removing for whiteout", Quoted(entry));
   }
   return absl::OkStatus();
 }
@@ -202,7 +202,8 @@ absl::Status ApplyWhiteout(int root_fd, const std::vector<std::string>& parts,
                                           entry, /*create=*/true));
   if (base == kOpaqueMarker) {
     if (fsetxattr(parent.get(), kOpaqueXattr, "y", 1, 0) != 0) {
-      return ErrnoError(errno, "marking opaque for layer entry", Quoted(entry));
+      return ErrnoStatus(errno, "marking opaque for layer entry",
+                         Quoted(entry));
     }
     return absl::OkStatus();
   }
@@ -214,8 +215,8 @@ absl::Status ApplyWhiteout(int root_fd, const std::vector<std::string>& parts,
   // Only this layer's own entries can be in the way (dest starts empty).
   RETURN_IF_ERROR(RemoveAllAt(parent.get(), victim, entry));
   if (mknodat(parent.get(), victim.c_str(), S_IFCHR, makedev(0, 0)) != 0) {
-    return ErrnoError(errno, "creating whiteout for layer entry",
-                      Quoted(entry));
+    return ErrnoStatus(errno, "creating whiteout for layer entry",
+                       Quoted(entry));
   }
   return absl::OkStatus();
 }
@@ -363,12 +364,12 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
   // symlink checks then only ever see real directories above it.
   char* resolved = realpath(dest_dir.c_str(), nullptr);
   if (resolved == nullptr) {
-    return ErrnoError(errno, "resolving layer destination", dest_dir);
+    return ErrnoStatus(errno, "resolving layer destination", dest_dir);
   }
   std::string root = resolved;
   free(resolved);
   Fd root_fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd.valid()) return ErrnoError(errno, "opening", root);
+  if (!root_fd.valid()) return ErrnoStatus(errno, "opening", root);
   RETURN_IF_ERROR(CheckEmptyDir(root));
 
   ScopedUtf8Locale locale;
@@ -422,7 +423,7 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
 absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,
                                            const std::string& dest_dir) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoError(errno, "opening layer", path);
+  if (!fd.valid()) return ErrnoStatus(errno, "opening layer", path);
   ByteSource source = [&fd, &path](std::string* out) -> absl::StatusOr<size_t> {
     out->resize(kIoBufferSize);
     while (true) {
@@ -431,7 +432,7 @@ absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,
         out->resize(static_cast<size_t>(n));
         return static_cast<size_t>(n);
       }
-      if (errno != EINTR) return ErrnoError(errno, "reading layer", path);
+      if (errno != EINTR) return ErrnoStatus(errno, "reading layer", path);
     }
   };
   return ApplyLayer(source, dest_dir);

@@ -52,7 +52,6 @@ using internal::ArchiveWriter;
 using internal::Basename;
 using internal::BlobSink;
 using internal::Dirname;
-using internal::ErrnoError;
 using internal::Fd;
 using internal::GetXattr;
 using internal::JoinRel;
@@ -85,7 +84,7 @@ class LayerWriter {
       std::string child_full = FullPath(child);
       struct stat st;
       if (lstat(child_full.c_str(), &st) != 0) {
-        return ErrnoError(errno, "stat", child_full);
+        return ErrnoStatus(errno, "stat", child_full);
       }
       RETURN_IF_ERROR(WriteEntry(child, child_full, st));
     }
@@ -235,7 +234,7 @@ class LayerWriter {
                                     cap->size());
     }
     Fd fd(open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) return ErrnoError(errno, "opening", full);
+    if (!fd.valid()) return ErrnoStatus(errno, "opening", full);
     RETURN_IF_ERROR(WriteHeader(rel));
     int64_t remaining = st.st_size;
     while (remaining > 0) {
@@ -244,7 +243,7 @@ class LayerWriter {
       ssize_t n = read(fd.get(), buffer_.data(), want);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return ErrnoError(errno, "reading", full);
+        return ErrnoStatus(errno, "reading", full);
       }
       if (n == 0) {
         return absl::AbortedError(
@@ -274,7 +273,7 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
                                      const std::string& out_path) {
   struct stat st;
   if (lstat(dir.c_str(), &st) != 0) {
-    return ErrnoError(errno, "layer directory", dir);
+    return ErrnoStatus(errno, "layer directory", dir);
   }
   if (!S_ISDIR(st.st_mode)) {
     return absl::InvalidArgumentError(
@@ -282,7 +281,7 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
   }
   Fd out(
       open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!out.valid()) return ErrnoError(errno, "creating", out_path);
+  if (!out.valid()) return ErrnoStatus(errno, "creating", out_path);
 
   // Declared before the archive so libarchive's final callbacks (run by
   // archive_write_free) still find it alive.
@@ -312,7 +311,7 @@ absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
                                             ": ", ArchiveErrorText(a.get())));
   }
   RETURN_IF_ERROR(sink.Finish());
-  if (out.Close() != 0) return ErrnoError(errno, "closing", out_path);
+  if (out.Close() != 0) return ErrnoStatus(errno, "closing", out_path);
 
   LayerBlob blob;
   blob.digest = sink.BlobDigest();
@@ -339,7 +338,7 @@ absl::StatusOr<LayerBlob> CompressLayer(const ByteSource& tar,
                                         const std::string& out_path) {
   Fd out(
       open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!out.valid()) return ErrnoError(errno, "creating", out_path);
+  if (!out.valid()) return ErrnoStatus(errno, "creating", out_path);
   BlobSink sink(out.get(), options.compression, options.level, out_path);
   RETURN_IF_ERROR(sink.Init());
   std::string buf;
@@ -351,7 +350,7 @@ absl::StatusOr<LayerBlob> CompressLayer(const ByteSource& tar,
         sink.Write(reinterpret_cast<const uint8_t*>(buf.data()), buf.size()));
   }
   RETURN_IF_ERROR(sink.Finish());
-  if (out.Close() != 0) return ErrnoError(errno, "closing", out_path);
+  if (out.Close() != 0) return ErrnoStatus(errno, "closing", out_path);
   LayerBlob blob;
   blob.digest = sink.BlobDigest();
   blob.diff_id = sink.DiffId();

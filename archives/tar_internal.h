@@ -37,15 +37,6 @@ constexpr absl::string_view kOverlayXattrPrefix = "trusted.overlay.";
 constexpr char kCapabilityXattr[] = "security.capability";
 constexpr size_t kIoBufferSize = 256 * 1024;
 
-inline std::string ErrnoText(int err) {
-  return std::generic_category().message(err);
-}
-
-inline absl::Status ErrnoError(int err, absl::string_view what,
-                               absl::string_view path) {
-  return ErrnoStatus(err, what, path);
-}
-
 // Owns a file descriptor.
 class Fd {
  public:
@@ -104,7 +95,7 @@ inline absl::Status WriteAll(int fd, const uint8_t* data, size_t size,
     ssize_t n = write(fd, data, size);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(errno, "writing", path);
+      return ErrnoStatus(errno, "writing", path);
     }
     data += n;
     size -= static_cast<size_t>(n);
@@ -116,7 +107,7 @@ inline absl::Status WriteAll(int fd, const uint8_t* data, size_t size,
 inline absl::StatusOr<std::vector<std::string>> ListDir(
     const std::string& path) {
   DIR* dir = opendir(path.c_str());
-  if (dir == nullptr) return ErrnoError(errno, "opening directory", path);
+  if (dir == nullptr) return ErrnoStatus(errno, "opening directory", path);
   std::vector<std::string> names;
   while (true) {
     errno = 0;
@@ -128,7 +119,7 @@ inline absl::StatusOr<std::vector<std::string>> ListDir(
   }
   int err = errno;
   closedir(dir);
-  if (err != 0) return ErrnoError(err, "reading directory", path);
+  if (err != 0) return ErrnoStatus(err, "reading directory", path);
   // std::string compares as unsigned bytes, like memcmp.
   std::sort(names.begin(), names.end());
   return names;
@@ -149,13 +140,13 @@ inline absl::StatusOr<std::optional<std::string>> GetXattr(
       return std::optional<std::string>();
     }
     if (errno != ERANGE) {
-      return ErrnoError(errno, absl::StrCat("reading xattr ", name, " of"),
-                        path);
+      return ErrnoStatus(errno, absl::StrCat("reading xattr ", name, " of"),
+                         path);
     }
     ssize_t needed = lgetxattr(path.c_str(), name, nullptr, 0);
     if (needed < 0) {
-      return ErrnoError(errno, absl::StrCat("reading xattr ", name, " of"),
-                        path);
+      return ErrnoStatus(errno, absl::StrCat("reading xattr ", name, " of"),
+                         path);
     }
     value.resize(static_cast<size_t>(needed) + 1);
   }
@@ -166,7 +157,7 @@ inline absl::StatusOr<std::string> ReadLink(const std::string& path,
   std::string target(hint + 1, '\0');
   while (true) {
     ssize_t n = readlink(path.c_str(), target.data(), target.size());
-    if (n < 0) return ErrnoError(errno, "reading symlink", path);
+    if (n < 0) return ErrnoStatus(errno, "reading symlink", path);
     if (static_cast<size_t>(n) < target.size()) {
       target.resize(static_cast<size_t>(n));
       return target;
