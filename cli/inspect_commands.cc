@@ -19,6 +19,7 @@
 #include "frontend/dockerfile/plan.h"
 #include "frontend/dockerfile/plan_format.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "platform/emulation.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -126,6 +127,32 @@ int HealthCommand(const std::string& address, const std::string& service) {
                                                                          : 1;
 }
 
+// `stagefarm emulation status`: the platforms this machine runs, and how.
+int EmulationStatusCommand() {
+  std::cout << "PLATFORM\tHOW\tUSABLE IN A SANDBOX\n";
+  for (const platform::Runner& r : platform::Runners()) {
+    std::string how = "native";
+    if (!r.native) {
+      how = absl::StrCat(r.handler, " ", r.interpreter,
+                         r.enabled ? "" : " (disabled)", " flags ", r.flags);
+    }
+    std::cout << r.platform.String() << "\t" << how << "\t"
+              << (r.usable() ? "yes" : "no") << "\n";
+  }
+  return 0;
+}
+
+// `stagefarm emulation install`: registers Debian's qemu-user-static
+// handlers with the F flag.
+int EmulationInstallCommand() {
+  auto installed = platform::Install();
+  if (!installed.ok()) return Fail(installed.status());
+  for (const platform::Platform& p : *installed) {
+    std::cout << p.String() << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddInspectCommands(CLI::App* app, Commands* out) {
@@ -141,6 +168,14 @@ void AddInspectCommands(CLI::App* app, Commands* out) {
   health->add_option("--service", f->health_service,
                      "the service to ask about (default: the whole server)");
   CLI::App* version = app->add_subcommand("version", "print the version");
+  CLI::App* emulation = app->add_subcommand(
+      "emulation", "the platforms this machine can build for");
+  emulation->require_subcommand(1);
+  CLI::App* emulation_status = emulation->add_subcommand(
+      "status", "list native platforms and registered emulators");
+  CLI::App* emulation_install = emulation->add_subcommand(
+      "install",
+      "register qemu-user-static's emulators with the F flag (root)");
 
   CLI::App* parse = app->add_subcommand(
       "parse", "parse a Dockerfile and print its instructions");
@@ -172,6 +207,8 @@ void AddInspectCommands(CLI::App* app, Commands* out) {
                     std::cout << "stagefarm 0.1.0\n";
                     return 0;
                   }});
+  out->push_back({emulation_status, [] { return EmulationStatusCommand(); }});
+  out->push_back({emulation_install, [] { return EmulationInstallCommand(); }});
   out->push_back(
       {parse, [f] { return ParseCommand(f->parse_file, f->parse_format); }});
   out->push_back({plan, [f] { return PlanCommand(f->plan_flags); }});
