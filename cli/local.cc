@@ -99,12 +99,16 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   ro_reg.mirrors.insert(ro_reg.mirrors.begin(), o.registry_mirrors.begin(),
                         o.registry_mirrors.end());
   l->registry_ = std::make_unique<registry::RegistryClient>(ro_reg);
-  l->images_->SetPuller([images = l->images_.get(),
-                         client = l->registry_.get()](const std::string& name) {
-    return client->Pull(images, name, [](const std::string& line) {
-      fprintf(stderr, "%s\n", line.c_str());
-    });
-  });
+  l->images_->SetPuller(
+      [images = l->images_.get(), client = l->registry_.get()](
+          const std::string& name, const platform::Platform& want) {
+        return client->Pull(
+            images, name,
+            [](const std::string& line) {
+              fprintf(stderr, "%s\n", line.c_str());
+            },
+            want);
+      });
   ASSIGN_OR_RETURN(
       l->snapshots_,
       snapshot::Snapshotter::Open(l->home_ + "/worker", l->blobs_, kNamespace));

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
@@ -41,12 +42,78 @@ absl::StatusOr<Descriptor> ImageStore::PutImage(
   return manifest_desc;
 }
 
+absl::StatusOr<Descriptor> ImageStore::PutIndex(
+    const std::vector<IndexEntry>& images) {
+  std::string bytes = Serialize(MakeIndex(images));
+  Descriptor d{kMediaTypeIndex, Digest::Of(bytes)};
+  RETURN_IF_ERROR(blobs_->Put(ns_, bytes));
+  return d;
+}
+
+absl::StatusOr<std::vector<IndexEntry>> ImageStore::Platforms(
+    const Digest& digest) {
+  ASSIGN_OR_RETURN(std::string bytes, blobs_->Get(ns_, digest));
+  ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(bytes, "image manifest"));
+  if (IsIndex(doc)) return ParseIndex(doc);
+  ASSIGN_OR_RETURN(ResolvedImage image, Load(digest));
+  IndexEntry e;
+  e.manifest = image.manifest;
+  if (!ConfigPlatform(image.image.config, &e.platform)) {
+    e.platform = platform::Host();
+  }
+  return std::vector<IndexEntry>{e};
+}
+
+absl::StatusOr<ResolvedImage> ImageStore::LoadFor(
+    const Digest& digest, const platform::Platform& want) {
+  ASSIGN_OR_RETURN(std::string bytes, blobs_->Get(ns_, digest));
+  ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(bytes, "image manifest"));
+  if (IsIndex(doc)) {
+    ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, ParseIndex(doc));
+    std::vector<std::string> offered;
+    for (const IndexEntry& e : entries) {
+      if (e.platform == want) return Load(e.manifest.digest);
+      offered.push_back(e.platform.String());
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "no image for ", want.String(), " (it has: ",
+        offered.empty() ? "none" : absl::StrJoin(offered, ", "), ")"));
+  }
+  ASSIGN_OR_RETURN(ResolvedImage image, Load(digest));
+  platform::Platform has;
+  if (ConfigPlatform(image.image.config, &has) && has != want) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the image is for ", has.String(), ", not ", want.String(),
+                     " (build or import one for ", want.String(),
+                     ", or an index with both)"));
+  }
+  return image;
+}
+
+absl::StatusOr<int64_t> ImageStore::TotalSize(const Digest& digest) {
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, Platforms(digest));
+  int64_t size = 0;
+  if (entries.size() != 1 || entries[0].manifest.digest != digest) {
+    size += digest.size();  // the index itself
+  }
+  for (const IndexEntry& e : entries) {
+    ASSIGN_OR_RETURN(ResolvedImage image, Load(e.manifest.digest));
+    size += e.manifest.digest.size() + image.config.digest.size();
+    for (const Descriptor& l : image.image.layers) size += l.digest.size();
+  }
+  return size;
+}
+
 absl::StatusOr<ResolvedImage> ImageStore::Load(const Digest& manifest) {
   ResolvedImage out;
   ASSIGN_OR_RETURN(out.manifest_bytes, blobs_->Get(ns_, manifest));
   out.manifest = Descriptor{kMediaTypeManifest, manifest};
   ASSIGN_OR_RETURN(nlohmann::json m,
                    ParseJson(out.manifest_bytes, "image manifest"));
+  if (IsIndex(m)) {
+    return absl::InvalidArgumentError(
+        "an image index, not an image manifest: choose a platform");
+  }
   if (!m.is_object() || !m.contains("config")) {
     return absl::InvalidArgumentError("image manifest: no config descriptor");
   }
@@ -107,9 +174,7 @@ absl::Status ImageStore::WriteIndexLocked(const nlohmann::json& index) {
 
 absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
-  ASSIGN_OR_RETURN(ResolvedImage image, Load(manifest));
-  int64_t size = manifest.size() + image.config.digest.size();
-  for (const Descriptor& l : image.image.layers) size += l.digest.size();
+  ASSIGN_OR_RETURN(int64_t size, TotalSize(manifest));
   if (tags_ != nullptr) {
     return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
   }
@@ -154,12 +219,20 @@ absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
   return out;
 }
 
-absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
+absl::StatusOr<ResolvedImage> ImageStore::Resolve(
+    absl::string_view name, const platform::Platform& want) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
   ASSIGN_OR_RETURN(std::vector<ImageRecord> records, List());
   for (const ImageRecord& r : records) {
     if (r.name != ref) continue;
-    auto image = Load(r.manifest);
+    auto image = LoadFor(r.manifest, want);
+    bool other_platform = absl::IsNotFound(image.status()) ||
+                          absl::IsFailedPrecondition(image.status());
+    if (other_platform && puller_) {
+      // As docker does: the name's image for another platform is pulled.
+      absl::StatusOr<ResolvedImage> pulled = puller_(ref, want);
+      if (pulled.ok()) return pulled;
+    }
     if (!image.ok()) {
       return absl::Status(
           image.status().code(),
@@ -174,7 +247,7 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(absl::string_view name) {
     return absl::NotFoundError(absl::StrCat(
         "image \"", ref, "\" is not in the local image store; ", import_hint));
   }
-  absl::StatusOr<ResolvedImage> pulled = puller_(ref);
+  absl::StatusOr<ResolvedImage> pulled = puller_(ref, want);
   if (pulled.ok()) return pulled;
   return absl::Status(
       pulled.status().code(),

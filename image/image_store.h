@@ -59,24 +59,46 @@ class ImageStore {
   // the store); returns the manifest's descriptor.
   absl::StatusOr<Descriptor> PutImage(const nlohmann::json& config,
                                       const std::vector<Descriptor>& layers);
+  // Stores an image index over images already in the store; returns its
+  // descriptor.
+  absl::StatusOr<Descriptor> PutIndex(const std::vector<IndexEntry>& images);
   // Reads and checks an image by manifest digest.
   absl::StatusOr<ResolvedImage> Load(const Digest& manifest);
+  // The image for `want` from a manifest or an index digest: an index's
+  // entry for the platform (NOT_FOUND listing those it has), or a
+  // manifest whose config names that platform or none
+  // (FAILED_PRECONDITION naming both platforms otherwise).
+  absl::StatusOr<ResolvedImage> LoadFor(const Digest& digest,
+                                        const platform::Platform& want);
+  // The platforms of a manifest or an index digest, each with its
+  // manifest (one entry for a single image).
+  absl::StatusOr<std::vector<IndexEntry>> Platforms(const Digest& digest);
 
-  // Points `name` at `manifest` (replacing an earlier tag).
+  // Points `name` at `manifest`, an image manifest or an image index
+  // (replacing an earlier tag).
   absl::Status Tag(absl::string_view name, const Digest& manifest);
-  // NOT_FOUND (saying how to import one) when no image has that name and
-  // no puller is set, or the puller fails with NOT_FOUND.
-  absl::StatusOr<ResolvedImage> Resolve(absl::string_view name);
+  // The image `name` for `want` (LoadFor). NOT_FOUND (saying how to
+  // import one) when no image has that name and no puller is set, or the
+  // puller fails with NOT_FOUND; a name whose image lacks the platform is
+  // pulled for it when a puller is set.
+  absl::StatusOr<ResolvedImage> Resolve(absl::string_view name,
+                                        const platform::Platform& want);
+  // For this machine's platform.
+  absl::StatusOr<ResolvedImage> Resolve(absl::string_view name) {
+    return Resolve(name, platform::Host());
+  }
 
   // Fetches an image that is not in the index (from a registry), stores
   // and tags it; called by Resolve with the normalized name.
-  using Puller =
-      std::function<absl::StatusOr<ResolvedImage>(const std::string& name)>;
+  using Puller = std::function<absl::StatusOr<ResolvedImage>(
+      const std::string& name, const platform::Platform& want)>;
   void SetPuller(Puller puller) { puller_ = std::move(puller); }
   absl::StatusOr<std::vector<ImageRecord>> List();
   absl::Status Remove(absl::string_view name);
 
  private:
+  // The size of a manifest or index and every blob it names.
+  absl::StatusOr<int64_t> TotalSize(const Digest& digest);
   absl::StatusOr<nlohmann::json> ReadIndexLocked();
   absl::Status WriteIndexLocked(const nlohmann::json& index);
 

@@ -68,6 +68,77 @@ class ImageStoreTest : public ::testing::Test {
   std::unique_ptr<ImageStore> store_;
 };
 
+// An image whose config names `platform`.
+Descriptor MakePlatformImage(ImageStore* store, MemoryBlobStore* blobs,
+                             const std::string& platform) {
+  std::string layer_bytes = "layer for " + platform;
+  EXPECT_TRUE(blobs->Put(kNs, layer_bytes).ok());
+  nlohmann::json config = EmptyImageConfig(*platform::Parse(platform));
+  config["rootfs"]["diff_ids"] = {OciDigest(Digest::Of("diff " + platform))};
+  auto m = store->PutImage(config,
+                           {Descriptor{"application/vnd.oci.image.layer.v1.tar",
+                                       Digest::Of(layer_bytes)}});
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? *m : Descriptor{};
+}
+
+TEST_F(ImageStoreTest, AnIndexGivesEachPlatformItsImage) {
+  platform::Platform amd64 = *platform::Parse("linux/amd64");
+  platform::Platform arm64 = *platform::Parse("linux/arm64");
+  Descriptor a = MakePlatformImage(store_.get(), &blobs_, "linux/amd64");
+  Descriptor b = MakePlatformImage(store_.get(), &blobs_, "linux/arm64");
+  auto index = store_->PutIndex({{amd64, a}, {arm64, b}});
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ(index->media_type, kMediaTypeIndex);
+  ASSERT_TRUE(store_->Tag("multi:1", index->digest).ok());
+
+  auto got_a = store_->Resolve("multi:1", amd64);
+  ASSERT_TRUE(got_a.ok()) << got_a.status();
+  EXPECT_EQ(got_a->manifest.digest, a.digest);
+  auto got_b = store_->Resolve("multi:1", arm64);
+  ASSERT_TRUE(got_b.ok()) << got_b.status();
+  EXPECT_EQ(got_b->manifest.digest, b.digest);
+  EXPECT_EQ(got_b->image.config["architecture"], "arm64");
+
+  auto none = store_->Resolve("multi:1", *platform::Parse("linux/riscv64"));
+  EXPECT_EQ(testing::CodeOf(none), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(none.status().message()),
+              HasSubstr("it has: linux/amd64, linux/arm64"));
+
+  auto platforms = store_->Platforms(index->digest);
+  ASSERT_TRUE(platforms.ok());
+  ASSERT_EQ(platforms->size(), 2u);
+  EXPECT_EQ((*platforms)[1].platform, arm64);
+  // An index is not an image: loading it as one says so.
+  EXPECT_EQ(testing::CodeOf(store_->Load(index->digest)),
+            absl::StatusCode::kInvalidArgument);
+  // The tag's size counts every platform's blobs once.
+  auto records = store_->List();
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_GT((*records)[0].size, a.digest.size() + b.digest.size());
+}
+
+TEST_F(ImageStoreTest, ASinglePlatformImageIsNotUsedForAnother) {
+  Descriptor b = MakePlatformImage(store_.get(), &blobs_, "linux/arm64");
+  ASSERT_TRUE(store_->Tag("armonly:1", b.digest).ok());
+  EXPECT_TRUE(store_->Resolve("armonly:1", *platform::Parse("arm64")).ok());
+  auto other = store_->Resolve("armonly:1", *platform::Parse("s390x"));
+  EXPECT_EQ(testing::CodeOf(other), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(other.status().message()),
+              HasSubstr("is for linux/arm64, not linux/s390x"));
+  // With a puller, the other platform is fetched instead.
+  std::string pulled_for;
+  store_->SetPuller(
+      [&](const std::string& name,
+          const platform::Platform& want) -> absl::StatusOr<ResolvedImage> {
+        pulled_for = name + " " + want.String();
+        return absl::NotFoundError("no registry here");
+      });
+  EXPECT_FALSE(store_->Resolve("armonly:1", *platform::Parse("s390x")).ok());
+  EXPECT_EQ(pulled_for, "armonly:1 linux/s390x");
+}
+
 TEST_F(ImageStoreTest, PutImageThenLoadRoundTrips) {
   Descriptor l1 = PutLayer("first layer");
   Descriptor l2 = PutLayer("second layer");

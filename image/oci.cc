@@ -47,13 +47,90 @@ absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j,
   return d;
 }
 
-nlohmann::json EmptyImageConfig() {
-  return nlohmann::json{
-      {"architecture", "amd64"},
-      {"os", "linux"},
+nlohmann::json EmptyImageConfig(const platform::Platform& p) {
+  nlohmann::json config{
       {"config", nlohmann::json::object()},
       {"rootfs", {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}}},
       {"history", nlohmann::json::array()}};
+  SetConfigPlatform(&config, p);
+  return config;
+}
+
+bool ConfigPlatform(const nlohmann::json& config, platform::Platform* out) {
+  if (!config.is_object() || !config.contains("architecture") ||
+      !config["architecture"].is_string()) {
+    return false;
+  }
+  auto text = [&](const char* key) {
+    return config.contains(key) && config[key].is_string()
+               ? config[key].get<std::string>()
+               : std::string();
+  };
+  std::string os = text("os");
+  *out = platform::FromOci(os.empty() ? "linux" : os, text("architecture"),
+                           text("variant"));
+  return true;
+}
+
+void SetConfigPlatform(nlohmann::json* config, const platform::Platform& p) {
+  (*config)["os"] = p.os;
+  (*config)["architecture"] = p.architecture;
+  if (p.variant.empty()) {
+    config->erase("variant");
+  } else {
+    (*config)["variant"] = p.variant;
+  }
+}
+
+nlohmann::json MakeIndex(const std::vector<IndexEntry>& entries) {
+  nlohmann::json manifests = nlohmann::json::array();
+  for (const IndexEntry& e : entries) {
+    nlohmann::json d = DescriptorJson(e.manifest);
+    nlohmann::json p{{"os", e.platform.os},
+                     {"architecture", e.platform.architecture}};
+    if (!e.platform.variant.empty()) p["variant"] = e.platform.variant;
+    d["platform"] = std::move(p);
+    manifests.push_back(std::move(d));
+  }
+  return nlohmann::json{{"schemaVersion", 2},
+                        {"mediaType", kMediaTypeIndex},
+                        {"manifests", std::move(manifests)}};
+}
+
+bool IsIndex(const nlohmann::json& doc) {
+  if (!doc.is_object()) return false;
+  std::string type = doc.contains("mediaType") && doc["mediaType"].is_string()
+                         ? doc["mediaType"].get<std::string>()
+                         : "";
+  return type == kMediaTypeIndex || type == kMediaTypeDockerManifestList ||
+         (type.empty() && doc.contains("manifests") && !doc.contains("config"));
+}
+
+absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc) {
+  if (!IsIndex(doc) || !doc["manifests"].is_array()) {
+    return absl::InvalidArgumentError("image index: no manifests array");
+  }
+  std::vector<IndexEntry> out;
+  int i = 0;
+  for (const nlohmann::json& m : doc["manifests"]) {
+    std::string field = absl::StrCat("index.manifests[", i++, "]");
+    if (!m.is_object() || !m.contains("platform") ||
+        !m["platform"].is_object()) {
+      continue;
+    }
+    const nlohmann::json& p = m["platform"];
+    auto text = [&p](const char* key) {
+      return p.contains(key) && p[key].is_string() ? p[key].get<std::string>()
+                                                   : std::string();
+    };
+    if (text("os") == "unknown") continue;  // attestations
+    IndexEntry e;
+    ASSIGN_OR_RETURN(e.manifest, ParseDescriptor(m, field));
+    e.platform =
+        platform::FromOci(text("os"), text("architecture"), text("variant"));
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text,

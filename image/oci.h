@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "common/digest.h"
 #include "nlohmann/json.hpp"
+#include "platform/platform.h"
 
 namespace stagefarm::image {
 
@@ -26,6 +27,8 @@ inline constexpr char kMediaTypeDockerManifest[] =
     "application/vnd.docker.distribution.manifest.v2+json";
 inline constexpr char kMediaTypeDockerConfig[] =
     "application/vnd.docker.container.image.v1+json";
+inline constexpr char kMediaTypeDockerManifestList[] =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 inline constexpr char kMediaTypeDockerLayer[] =
     "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
@@ -56,8 +59,28 @@ struct Image {
   std::vector<std::string> diff_ids;
 };
 
-// A new empty image config for linux/amd64 (no layers, empty config).
-nlohmann::json EmptyImageConfig();
+// A new empty image config for `p` (no layers, empty config).
+nlohmann::json EmptyImageConfig(const platform::Platform& p = platform::Host());
+
+// The platform an image config names (os, architecture, variant); false
+// when it names no architecture.
+bool ConfigPlatform(const nlohmann::json& config, platform::Platform* out);
+// Sets a config's os, architecture and variant (removing an old variant).
+void SetConfigPlatform(nlohmann::json* config, const platform::Platform& p);
+
+// One image of an image index (manifest list).
+struct IndexEntry {
+  platform::Platform platform;
+  Descriptor manifest;
+};
+
+// An OCI image index over `entries`, in their order.
+nlohmann::json MakeIndex(const std::vector<IndexEntry>& entries);
+// True for a document that is an image index or a Docker manifest list.
+bool IsIndex(const nlohmann::json& doc);
+// The entries of an index with a platform (others, such as attestation
+// manifests, are skipped). INVALID_ARGUMENT for a malformed entry.
+absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc);
 
 // Checks a config document: rootfs.diff_ids present, one per layer.
 absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,

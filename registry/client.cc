@@ -363,7 +363,7 @@ absl::Status RegistryClient::FetchBlob(const Endpoint& ep, const Reference& ref,
 
 absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
     const Endpoint& ep, const Reference& ref, image::ImageStore* store,
-    const ProgressFn& progress) {
+    const ProgressFn& progress, const platform::Platform& want) {
   std::string scope = absl::StrCat("repository:", ref.repository, ":pull");
   std::string name = ref.String();
   auto get_manifest = [&](const std::string& which,
@@ -412,11 +412,17 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
             !m["platform"].is_object()) {
           continue;
         }
-        std::string os = m["platform"].value("os", "");
-        std::string arch = m["platform"].value("architecture", "");
-        offered.push_back(absl::StrCat(os, "/", arch));
-        if (chosen.empty() && os == options_.os &&
-            arch == options_.architecture && m.contains("digest") &&
+        const json& p = m["platform"];
+        auto text = [&p](const char* key) {
+          return p.contains(key) && p[key].is_string()
+                     ? p[key].get<std::string>()
+                     : std::string();
+        };
+        platform::Platform has = platform::FromOci(
+            text("os"), text("architecture"), text("variant"));
+        if (text("os") == "unknown") continue;  // attestations
+        offered.push_back(has.String());
+        if (chosen.empty() && has == want && m.contains("digest") &&
             m["digest"].is_string()) {
           chosen = m["digest"].get<std::string>();
         }
@@ -424,9 +430,8 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
     }
     if (chosen.empty()) {
       return absl::NotFoundError(absl::StrCat(
-          name, " has no image for ", options_.os, "/", options_.architecture,
-          " (it has: ", offered.empty() ? "none" : absl::StrJoin(offered, ", "),
-          ")"));
+          name, " has no image for ", want.String(), " (it has: ",
+          offered.empty() ? "none" : absl::StrJoin(offered, ", "), ")"));
     }
     ASSIGN_OR_RETURN(manifest, get_manifest(chosen, chosen));
     ASSIGN_OR_RETURN(mj, image::ParseJson(manifest.first, "manifest"));
@@ -472,7 +477,7 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
 
 absl::StatusOr<image::ResolvedImage> RegistryClient::Pull(
     image::ImageStore* store, const std::string& text,
-    const ProgressFn& progress) {
+    const ProgressFn& progress, const platform::Platform& want) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
   ASSIGN_OR_RETURN(std::string local, image::NormalizeReference(text));
   std::vector<std::string> hosts;
@@ -486,7 +491,7 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::Pull(
       continue;
     }
     absl::StatusOr<image::ResolvedImage> image =
-        PullFrom(*ep, ref, store, progress);
+        PullFrom(*ep, ref, store, progress, want);
     if (image.ok()) {
       RETURN_IF_ERROR(store->Tag(local, image->manifest.digest));
       image->name = local;

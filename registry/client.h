@@ -36,8 +36,6 @@ struct RegistryOptions {
   std::string docker_config;  // config.json with credentials
   // Blobs larger than this go up in PATCH chunks of this size; 0: one PUT.
   int64_t chunk_bytes = 0;
-  std::string os = "linux";
-  std::string architecture = "amd64";
   int parallel = 3;  // blobs transferred at once
 
   // STAGEFARM_INSECURE_REGISTRIES and STAGEFARM_REGISTRY_MIRRORS
@@ -63,11 +61,13 @@ class RegistryClient {
  public:
   explicit RegistryClient(RegistryOptions options);
 
-  // Pulls `ref` into `store`, tags it under its normalized name, and
-  // returns it. NOT_FOUND when the registry has no such image.
-  absl::StatusOr<image::ResolvedImage> Pull(image::ImageStore* store,
-                                            const std::string& ref,
-                                            const ProgressFn& progress);
+  // Pulls `ref` into `store` (from an index, the image for `want`), tags
+  // it under its normalized name, and returns it. NOT_FOUND when the
+  // registry has no such image or no image for `want`.
+  absl::StatusOr<image::ResolvedImage> Pull(
+      image::ImageStore* store, const std::string& ref,
+      const ProgressFn& progress,
+      const platform::Platform& want = platform::Host());
 
   // Pushes the image `manifest` of `store` as `ref`.
   absl::StatusOr<PushResult> Push(image::ImageStore* store,
@@ -95,7 +95,8 @@ class RegistryClient {
   absl::StatusOr<image::ResolvedImage> PullFrom(const Endpoint& ep,
                                                 const Reference& ref,
                                                 image::ImageStore* store,
-                                                const ProgressFn& progress);
+                                                const ProgressFn& progress,
+                                                const platform::Platform& want);
   absl::Status FetchBlob(const Endpoint& ep, const Reference& ref,
                          const std::string& scope, const Digest& digest,
                          image::ImageStore* store);
