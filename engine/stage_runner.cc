@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -39,16 +38,6 @@ namespace stagefarm::engine {
 namespace {
 
 constexpr int kStepResultVersion = 1;
-
-// "linux/amd64" or "linux/arm64": what this machine's steps run as.
-std::string HostPlatform() {
-  struct utsname u;
-  if (uname(&u) != 0) return "linux/amd64";
-  std::string m = u.machine;
-  if (m == "x86_64") return "linux/amd64";
-  if (m == "aarch64") return "linux/arm64";
-  return "linux/" + m;
-}
 
 }  // namespace
 
@@ -159,22 +148,27 @@ std::string StageRunner::At(const Instruction& inst) const {
 }
 
 absl::Status StageRunner::ResolveBase() {
-  if (!stage_.platform.empty() && stage_.platform != HostPlatform() &&
-      stage_.platform != "$BUILDPLATFORM" &&
-      stage_.platform != "$TARGETPLATFORM") {
-    return absl::UnimplementedError(absl::StrCat(
-        s_.request->dockerfile_name, ":", stage_.line,
-        ": FROM --platform=", stage_.platform,
-        " is not supported: this worker builds for ", HostPlatform(), " only"));
+  absl::StatusOr<platform::Platform> p = platform::Parse(
+      dockerfile::StagePlatform(*s_.plan, index_, s_.request->plan_options));
+  if (!p.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(s_.request->dockerfile_name,
+                                                   ":", stage_.line, ": ",
+                                                   p.status().message()));
   }
+  platform_ = *p;
   if (stage_.base_stage >= 0) {
     ASSIGN_OR_RETURN(state_, StageResult(stage_.base_stage));
     TakeOnbuildTriggers();
     return absl::OkStatus();
   }
+  // The platform is part of the base's key: steps for different platforms
+  // never share a cache entry, even over the same image.
   if (absl::AsciiStrToLower(stage_.base) == "scratch") {
-    state_.config = image::EmptyImageConfig();
-    state_.key = cachekey::CacheKeyBuilder().Add("base", "scratch").Finish();
+    state_.config = image::EmptyImageConfig(platform_);
+    state_.key = cachekey::CacheKeyBuilder()
+                     .Add("base", "scratch")
+                     .Add("platform", platform_.String())
+                     .Finish();
   } else {
     ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(stage_.base));
     state_.config = image.image.config;
@@ -182,7 +176,9 @@ absl::Status StageRunner::ResolveBase() {
     state_.diff_ids = image.image.diff_ids;
     state_.key = cachekey::CacheKeyBuilder()
                      .Add("base", image::OciDigest(image.manifest.digest))
+                     .Add("platform", platform_.String())
                      .Finish();
+    image::SetConfigPlatform(&state_.config, platform_);
     TakeOnbuildTriggers();
   }
   if (!state_.config.contains("history") ||
@@ -400,8 +396,16 @@ absl::StatusOr<std::string> StageRunner::StageKey(const std::string& from) {
 absl::StatusOr<image::ResolvedImage> StageRunner::ResolveImage(
     const std::string& name) {
   auto it = s_.request->images.find(name);
-  if (it != s_.request->images.end()) return e_->images_->Load(it->second);
-  return e_->images_->Resolve(name);
+  absl::StatusOr<image::ResolvedImage> image =
+      it != s_.request->images.end()
+          ? e_->images_->LoadFor(it->second, platform_)
+          : e_->images_->Resolve(name, platform_);
+  if (!image.ok() && it != s_.request->images.end()) {
+    return absl::Status(
+        image.status().code(),
+        absl::StrCat("image \"", name, "\": ", image.status().message()));
+  }
+  return image;
 }
 
 // Waits for an earlier stage of this build.

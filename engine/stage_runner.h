@@ -25,6 +25,7 @@
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/plan.h"
+#include "platform/platform.h"
 #include "snapshot/snapshots.h"
 
 namespace stagefarm::engine {
@@ -277,6 +278,9 @@ class StageRunner {
   int index_;
   const dockerfile::Stage& stage_;
   std::string name_;
+  // What the stage builds for (ResolveBase): its FROM --platform, its base
+  // stage's, or the request's target platform.
+  platform::Platform platform_;
   ImageState state_;
   bool cmd_set_ = false;
   bool downloaded_ = false;

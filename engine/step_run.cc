@@ -31,6 +31,7 @@
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/parser.h"
 #include "http/fetch.h"
+#include "platform/emulation.h"
 
 namespace stagefarm::engine {
 
@@ -245,6 +246,7 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   ASSIGN_OR_RETURN(std::optional<double> started,
                    Begin(key, history, Display(step)));
   if (!started) return absl::OkStatus();  // from the cache
+  RETURN_IF_ERROR(platform::CheckRunnable(platform_));
   ASSIGN_OR_RETURN(Rootfs rootfs, MountRootfs());
   ASSIGN_OR_RETURN(UserIds ids, ResolveUser(rootfs.path(), user, true));
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "archives/archive_extract.h"
 #include "archives/layer_tar.h"
 #include "blobstore/blob_files.h"
@@ -187,29 +188,45 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
     }
     return p;
   };
+  // One image: its layers, config and manifest, each checked.
+  auto import_image = [&](const Descriptor& d,
+                          const std::string& manifest) -> absl::Status {
+    ASSIGN_OR_RETURN(json mj, ParseJson(manifest, "manifest"));
+    if (!mj.is_object() || !mj.contains("config")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest ", OciDigest(d.digest), ": no config"));
+    }
+    ASSIGN_OR_RETURN(Descriptor cd, ParseDescriptor(mj["config"], "config"));
+    ASSIGN_OR_RETURN(std::string cp, blob(cd));
+    ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(cp));
+    ASSIGN_OR_RETURN(Image image, ParseImage(manifest, config_bytes));
+    for (const Descriptor& l : image.layers) {
+      ASSIGN_OR_RETURN(std::string lp, blob(l));
+      RETURN_IF_ERROR(UploadFile(store->blobs(), store->ns(), lp, l.digest));
+    }
+    RETURN_IF_ERROR(store->blobs()->Put(store->ns(), config_bytes));
+    return store->blobs()->Put(store->ns(), manifest);
+  };
   ASSIGN_OR_RETURN(std::string mp, blob(md));
   ASSIGN_OR_RETURN(std::string manifest, ReadFileToString(mp));
   ASSIGN_OR_RETURN(json mj, ParseJson(manifest, "manifest"));
-  if (mj.value("mediaType", "") == kMediaTypeIndex ||
-      mj.contains("manifests")) {
-    return absl::UnimplementedError(
-        "multi-platform image indexes are not supported yet: import a "
-        "single-platform image");
+  if (!IsIndex(mj)) {
+    RETURN_IF_ERROR(import_image(md, manifest));
+    return md;
   }
-  if (!mj.contains("config")) {
-    return absl::InvalidArgumentError("manifest: no config");
+  // A multi-platform image: every platform's image, then the index as
+  // written (its digest is the image's identity).
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, ParseIndex(mj));
+  if (entries.empty()) {
+    return absl::InvalidArgumentError("image index: no platform images");
   }
-  ASSIGN_OR_RETURN(Descriptor cd, ParseDescriptor(mj["config"], "config"));
-  ASSIGN_OR_RETURN(std::string cp, blob(cd));
-  ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(cp));
-  ASSIGN_OR_RETURN(Image image, ParseImage(manifest, config_bytes));
-  for (const Descriptor& l : image.layers) {
-    ASSIGN_OR_RETURN(std::string lp, blob(l));
-    RETURN_IF_ERROR(UploadFile(store->blobs(), store->ns(), lp, l.digest));
+  for (const IndexEntry& e : entries) {
+    ASSIGN_OR_RETURN(std::string ep, blob(e.manifest));
+    ASSIGN_OR_RETURN(std::string em, ReadFileToString(ep));
+    RETURN_IF_ERROR(import_image(e.manifest, em));
   }
-  RETURN_IF_ERROR(store->blobs()->Put(store->ns(), config_bytes));
   RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
-  return md;
+  return Descriptor{kMediaTypeIndex, md.digest};
 }
 
 absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
@@ -234,7 +251,24 @@ absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
 absl::Status ExportImage(ImageStore* store, const Digest& manifest,
                          const std::vector<std::string>& names,
                          ArchiveFormat format, const std::string& out_path) {
-  ASSIGN_OR_RETURN(ResolvedImage image, store->Load(manifest));
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> platforms,
+                   store->Platforms(manifest));
+  bool is_index =
+      platforms.size() != 1 || platforms[0].manifest.digest != manifest;
+  if (is_index && format == ArchiveFormat::kDocker) {
+    std::vector<std::string> offered;
+    for (const IndexEntry& e : platforms)
+      offered.push_back(e.platform.String());
+    return absl::FailedPreconditionError(
+        absl::StrCat("a docker archive holds one platform and this image has ",
+                     platforms.size(), " (", absl::StrJoin(offered, ", "),
+                     "): build with one --platform, or export type=oci"));
+  }
+  std::vector<ResolvedImage> images;
+  for (const IndexEntry& e : platforms) {
+    ASSIGN_OR_RETURN(ResolvedImage image, store->Load(e.manifest.digest));
+    images.push_back(std::move(image));
+  }
   std::string tmp = absl::StrCat(out_path, ".tmp-", getpid());
   absl::Status status;
   {
@@ -243,7 +277,8 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
     if (status.ok())
       status = w.AddBytes("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
     json manifests = json::array();
-    json entry = DescriptorJson(image.manifest);
+    json entry = DescriptorJson(is_index ? Descriptor{kMediaTypeIndex, manifest}
+                                         : images[0].manifest);
     if (!names.empty()) {
       std::string tag = names[0].substr(names[0].rfind(':') + 1);
       entry["annotations"] = {{"io.containerd.image.name", names[0]},
@@ -255,6 +290,7 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
                {"manifests", manifests}};
     if (status.ok()) status = w.AddBytes("index.json", Serialize(index));
     if (format == ArchiveFormat::kDocker && status.ok()) {
+      const ResolvedImage& image = images[0];
       json layers = json::array();
       for (const Descriptor& l : image.image.layers) {
         layers.push_back(BlobPath(l.digest));
@@ -266,8 +302,13 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
     }
     if (status.ok()) status = w.AddDir("blobs/");
     if (status.ok()) status = w.AddDir("blobs/sha256/");
-    std::vector<Digest> blobs{image.manifest.digest, image.config.digest};
-    for (const Descriptor& l : image.image.layers) blobs.push_back(l.digest);
+    std::vector<Digest> blobs;
+    if (is_index) blobs.push_back(manifest);
+    for (const ResolvedImage& image : images) {
+      blobs.push_back(image.manifest.digest);
+      blobs.push_back(image.config.digest);
+      for (const Descriptor& l : image.image.layers) blobs.push_back(l.digest);
+    }
     std::sort(blobs.begin(), blobs.end());
     blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
     for (const Digest& d : blobs) {

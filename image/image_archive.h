@@ -24,12 +24,16 @@ enum class ArchiveFormat {
 };
 
 // Writes the image `manifest` (in `store`) to `out_path`, named `names`.
+// `manifest` may be an image index (a multi-platform image): an OCI
+// archive holds it whole; a docker archive holds one platform, so an
+// index is FAILED_PRECONDITION for it.
 absl::Status ExportImage(ImageStore* store, const Digest& manifest,
                          const std::vector<std::string>& names,
                          ArchiveFormat format, const std::string& out_path);
 
 // Imports `path` into `store`; `scratch` is a directory for unpacking.
-// Returns the manifest digest (the caller tags it).
+// Returns the manifest digest, or the index's for an OCI layout holding a
+// multi-platform image (every platform is imported); the caller tags it.
 absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
                                        const std::string& path,
                                        const std::string& scratch);

@@ -269,6 +269,40 @@ TEST_F(ImageArchiveTest, OciArchiveRoundTripGivesTheSameManifest) {
   EXPECT_TRUE(other_->Load(imported->digest).ok());
 }
 
+TEST_F(ImageArchiveTest, AnIndexRoundTripsWithEveryPlatform) {
+  Descriptor m = ImportRootfs();
+  auto image = store_->Load(m.digest);
+  ASSERT_TRUE(image.ok());
+  // The same layer under an arm64 config: a second platform's image.
+  nlohmann::json config = image->image.config;
+  SetConfigPlatform(&config, *platform::Parse("linux/arm64"));
+  auto arm = store_->PutImage(config, image->image.layers);
+  ASSERT_TRUE(arm.ok());
+  auto index = store_->PutIndex({{*platform::Parse("linux/amd64"), m},
+                                 {*platform::Parse("arm64"), *arm}});
+  ASSERT_TRUE(index.ok());
+  std::string path = out_ + "/multi.tar";
+  absl::Status docker = ExportImage(store_.get(), index->digest, {"m:1"},
+                                    ArchiveFormat::kDocker, path);
+  EXPECT_EQ(docker.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(docker.message().find("linux/amd64, linux/arm64"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  ASSERT_TRUE(ExportImage(store_.get(), index->digest, {"m:1"},
+                          ArchiveFormat::kOci, path)
+                  .ok());
+  auto imported = ImportImage(other_.get(), path, scratch_);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->digest, index->digest);
+  EXPECT_EQ(imported->media_type, kMediaTypeIndex);
+  auto arm_image =
+      other_->LoadFor(imported->digest, *platform::Parse("linux/arm64"));
+  ASSERT_TRUE(arm_image.ok()) << arm_image.status();
+  EXPECT_EQ(arm_image->manifest.digest, arm->digest);
+  EXPECT_TRUE(
+      other_->LoadFor(imported->digest, *platform::Parse("linux/amd64")).ok());
+}
+
 TEST_F(ImageArchiveTest, TamperedOciBlobIsRejected) {
   Descriptor m = ImportRootfs();
   auto image = store_->Load(m.digest);

@@ -415,6 +415,18 @@ std::string Stage::DisplayName() const {
   return name.empty() ? absl::StrCat("stage-", index) : name;
 }
 
+std::string StagePlatform(const Plan& plan, int index,
+                          const PlanOptions& options) {
+  // Bases come before their stages, so the walk ends.
+  for (int i = index; i >= 0 && i < static_cast<int>(plan.stages.size());) {
+    const Stage& s = plan.stages[i];
+    if (!s.platform.empty()) return s.platform;
+    if (s.base_stage < 0 || s.base_stage >= i) break;
+    i = s.base_stage;
+  }
+  return options.target_platform;
+}
+
 std::map<std::string, std::string> PlatformArgs(const PlanOptions& options) {
   std::map<std::string, std::string> out;
   auto add = [&out](const std::string& prefix, const std::string& platform) {

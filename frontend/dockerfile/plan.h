@@ -87,6 +87,12 @@ std::string DescriptionFor(absl::string_view name,
 // no stage (it is an image).
 int FindStage(const std::vector<Stage>& stages, absl::string_view from);
 
+// The platform a stage builds for, as written or expanded (not
+// normalized): its FROM --platform, else its base stage's, else the
+// target platform.
+std::string StagePlatform(const Plan& plan, int index,
+                          const PlanOptions& options);
+
 // The predefined platform args for a "os/arch[/variant]" pair of platforms.
 std::map<std::string, std::string> PlatformArgs(const PlanOptions& options);
 

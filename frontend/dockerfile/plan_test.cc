@@ -412,5 +412,28 @@ TEST(FindStage, NumbersNamesAndImages) {
   EXPECT_EQ(FindStage(plan->stages, ""), -1);
 }
 
+TEST(PlanPlatforms, StagesBuildForTheirOwnPlatformOrTheirBases) {
+  PlanOptions o;
+  o.target_platform = "linux/arm64";
+  o.build_platform = "linux/amd64";
+  auto plan =
+      P("FROM --platform=$BUILDPLATFORM busybox AS build\n"
+        "FROM build AS more\n"
+        "FROM busybox AS run\n"
+        "FROM --platform=linux/$TARGETARCH scratch AS pinned\n"
+        "FROM more\n",
+        o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(StagePlatform(*plan, 0, o), "linux/amd64");
+  EXPECT_EQ(StagePlatform(*plan, 1, o), "linux/amd64");
+  EXPECT_EQ(StagePlatform(*plan, 2, o), "linux/arm64");
+  EXPECT_EQ(StagePlatform(*plan, 3, o), "linux/arm64");
+  EXPECT_EQ(StagePlatform(*plan, 4, o), "linux/amd64");
+  auto args = PlatformArgs(o);
+  EXPECT_EQ(args["TARGETARCH"], "arm64");
+  EXPECT_EQ(args["BUILDARCH"], "amd64");
+  EXPECT_EQ(args["TARGETVARIANT"], "");
+}
+
 }  // namespace
 }  // namespace stagefarm::dockerfile
