@@ -20,6 +20,7 @@
 #include "farmapi/events.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/plan.h"
+#include "platform/platform.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
 namespace stagefarm::cli {
@@ -36,18 +37,23 @@ absl::Status ResolveImages(const engine::BuildRequest& request,
       dockerfile::Plan plan,
       dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
                                  request.dockerfile_name));
-  std::vector<std::string> names;
+  // Each name for the platform of the stage naming it (pulled if need
+  // be); the worker gets the tagged digest, an image or an index, and
+  // chooses from it for the stage's platform.
   for (const auto& st : plan.stages) {
     if (!st.needed) continue;
+    std::vector<std::string> names = st.images;
     if (st.base_stage < 0 && absl::AsciiStrToLower(st.base) != "scratch") {
       names.push_back(st.base);
     }
-    for (const std::string& n : st.images) names.push_back(n);
-  }
-  for (const std::string& name : names) {
-    if (spec->images().contains(name)) continue;
-    ASSIGN_OR_RETURN(image::ResolvedImage image, images->Resolve(name));
-    image.manifest.digest.ToProto(&(*spec->mutable_images())[name]);
+    ASSIGN_OR_RETURN(platform::Platform p,
+                     platform::Parse(dockerfile::StagePlatform(
+                         plan, st.index, request.plan_options)));
+    for (const std::string& name : names) {
+      RETURN_IF_ERROR(images->Resolve(name, p).status());
+      ASSIGN_OR_RETURN(Digest tagged, images->Tagged(name));
+      tagged.ToProto(&(*spec->mutable_images())[name]);
+    }
   }
   return absl::OkStatus();
 }

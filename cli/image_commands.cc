@@ -22,6 +22,8 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
     BuildFlags build_flags;
     std::string import_path;
     std::vector<std::string> import_tags;
+    std::string index_tag;
+    std::vector<std::string> index_sources;
     std::string inspect_name;
     std::vector<std::string> rm_names;
     std::string export_name, export_format = "oci", export_output;
@@ -54,6 +56,9 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                     "the Dockerfile (default CONTEXT/Dockerfile)");
   build->add_option("-t,--tag", f->build_flags.tags, "NAME:TAG (repeatable)");
   build->add_option("--target", f->build_flags.target, "the stage to build");
+  build->add_option("--platform", f->build_flags.platform,
+                    "OS/ARCH[/VARIANT],... to build for (default: this "
+                    "machine's); several give an image index");
   build->add_option("--build-arg", f->build_flags.build_args,
                     "KEY=VALUE (repeatable)");
   build->add_option("--label", f->build_flags.labels, "KEY=VALUE (repeatable)");
@@ -106,9 +111,18 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       "import a docker-archive, OCI archive or layout, or a root file system");
   import->add_option("path", f->import_path, "FILE-OR-DIR")->required();
   import->add_option("-t,--tag", f->import_tags, "NAME:TAG (repeatable)");
+  import->add_option("--platform", local->platform,
+                     "OS/ARCH[/VARIANT] of a root file system imported "
+                     "(default: this machine's)");
+  CLI::App* index = image->add_subcommand(
+      "index", "tag an image index over images of different platforms");
+  index->add_option("-t,--tag", f->index_tag, "NAME:TAG")->required();
+  index->add_option("images", f->index_sources, "IMAGE ...")->required();
   CLI::App* ls = image->add_subcommand("ls", "list images");
   CLI::App* inspect = image->add_subcommand("inspect", "print an image");
   inspect->add_option("name", f->inspect_name, "NAME:TAG")->required();
+  inspect->add_option("--platform", local->platform,
+                      "the platform whose image to show from an index");
   CLI::App* rm = image->add_subcommand("rm", "remove image names");
   rm->add_option("names", f->rm_names, "NAME:TAG ...")->required();
   CLI::App* exp = image->add_subcommand("export", "write an image archive");
@@ -116,11 +130,16 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   exp->add_option("--format", f->export_format, "oci or docker")
       ->check(CLI::IsMember({"oci", "docker"}));
   exp->add_option("-o,--output", f->export_output, "FILE")->required();
+  exp->add_option("--platform", local->platform,
+                  "export only this platform's image of an index");
 
   CLI::App* pull =
       app->add_subcommand("pull", "fetch an image from a registry and tag it");
   pull->add_option("ref", f->pull_ref, "[REGISTRY/]REPO[:TAG|@DIGEST]")
       ->required();
+  pull->add_option("--platform", local->platform,
+                   "OS/ARCH[/VARIANT] to pull from an index (default: this "
+                   "machine's)");
   add_local_flags(pull);
   CLI::App* push = app->add_subcommand("push", "send an image to a registry");
   push->add_option("name", f->push_name, "the local image")->required();
@@ -129,6 +148,8 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   add_local_flags(push);
   CLI::App* run = app->add_subcommand("run", "run an image's command");
   run->add_option("image", f->run_image, "NAME:TAG")->required();
+  run->add_option("--platform", local->platform,
+                  "OS/ARCH[/VARIANT] to run (emulated when foreign)");
   // Everything after IMAGE is the command, flags included.
   run->prefix_command();
   add_local_flags(run);
@@ -145,6 +166,12 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                   [f, local] {
                     return ImageImportCommand(*local, f->import_path,
                                               f->import_tags);
+                  },
+                  true});
+  out->push_back({index,
+                  [f, local] {
+                    return ImageIndexCommand(*local, f->index_tag,
+                                             f->index_sources);
                   },
                   true});
   out->push_back({ls, [local] { return ImageListCommand(*local); }, true});

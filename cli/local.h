@@ -47,6 +47,9 @@ struct LocalOptions {
   // STAGEFARM_REGISTRY_MIRRORS).
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
+  // --platform of pull, run and image inspect|export ("" = this
+  // machine's).
+  std::string platform;
   // How long to wait for another process holding the store.
   std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };

@@ -25,6 +25,8 @@
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "image/image_archive.h"
+#include "platform/emulation.h"
+#include "platform/platform.h"
 #include "registry/client.h"
 #include "registry/reference.h"
 
@@ -211,6 +213,48 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
 
 }  // namespace
 
+namespace {
+
+// Writes a type=local output: a new directory appears whole or not at
+// all; an existing one is written into, as docker buildx does.
+absl::Status WriteLocalOutput(engine::BuildEngine* engine,
+                              const engine::ImageState& image,
+                              const std::string& dest) {
+  struct stat st;
+  if (stat(dest.c_str(), &st) == 0) return engine->ExportRootfs(image, dest);
+  std::string tmp = absl::StrCat(dest, ".tmp-", getpid());
+  absl::Status s = engine->ExportRootfs(image, tmp);
+  if (s.ok() && rename(tmp.c_str(), dest.c_str()) != 0) {
+    s = absl::InternalError(
+        absl::StrCat("cannot create ", dest, ": ", strerror(errno)));
+  }
+  if (!s.ok()) (void)RemoveAll(tmp);
+  return s;
+}
+
+// The platforms to build: --platform's list, else this machine's.
+absl::StatusOr<std::vector<platform::Platform>> BuildPlatforms(
+    const BuildFlags& flags, const std::vector<Output>& outputs) {
+  if (flags.platform.empty()) return std::vector{platform::Host()};
+  auto list = platform::ParseList(flags.platform);
+  if (!list.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--platform: ", list.status().message()));
+  }
+  if (list->size() > 1) {
+    for (const Output& o : outputs) {
+      if (o.type == "docker") {
+        return absl::InvalidArgumentError(
+            "--output type=docker holds one platform: build with one "
+            "--platform, or use type=oci or type=registry for several");
+      }
+    }
+  }
+  return list;
+}
+
+}  // namespace
+
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   auto start = std::chrono::steady_clock::now();
   auto req = MakeRequest(flags);
@@ -221,6 +265,9 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     if (!out.ok()) return Fail(out.status());
     outputs.push_back(*out);
   }
+  auto platforms = BuildPlatforms(flags, outputs);
+  if (!platforms.ok()) return Fail(platforms.status());
+  const bool multi = platforms->size() > 1;
   std::vector<std::string> pushes;
   for (const Output& o : outputs) {
     pushes.insert(pushes.end(), o.push.begin(), o.push.end());
@@ -251,59 +298,102 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
-  auto on_event = [&](const engine::BuildEvent& ev) { progress->OnEvent(ev); };
-  absl::StatusOr<engine::BuildResult> result;
-  if (server.empty()) {
-    result = (*l)->engine()->Build(*req, on_event, &g_cancel);
-  } else {
-    FarmBuildOptions fo;
-    fo.server = server;
-    fo.reattach = std::chrono::seconds(flags.reattach_seconds);
-    std::string cache_dir = (*l)->home() + "/statcache";
-    if (MakeDirs(cache_dir, 0700).ok()) {
-      fo.stat_cache_file =
-          cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
+  // One build a platform, one after another: a stage they share (FROM
+  // --platform=$BUILDPLATFORM with the same inputs) runs once and is a
+  // cache hit for the others.
+  std::vector<engine::BuildResult> results;
+  absl::Status failed;
+  for (const platform::Platform& p : *platforms) {
+    engine::BuildRequest one = *req;
+    one.plan_options.target_platform = p.String();
+    one.plan_options.build_platform = platform::Host().String();
+    if (multi) one.tags.clear();  // the index is tagged below
+    std::string prefix = multi ? p.String() + " " : "";
+    auto on_event = [&](const engine::BuildEvent& ev) {
+      if (prefix.empty()) return progress->OnEvent(ev);
+      engine::BuildEvent named = ev;
+      named.stage = prefix + ev.stage;
+      progress->OnEvent(named);
+    };
+    absl::StatusOr<engine::BuildResult> result;
+    if (server.empty()) {
+      result = (*l)->engine()->Build(one, on_event, &g_cancel);
+    } else {
+      FarmBuildOptions fo;
+      fo.server = server;
+      fo.reattach = std::chrono::seconds(flags.reattach_seconds);
+      std::string cache_dir = (*l)->home() + "/statcache";
+      if (MakeDirs(cache_dir, 0700).ok()) {
+        fo.stat_cache_file =
+            cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
+      }
+      result = FarmBuild(fo, (*l)->remote(), (*l)->images(), one, on_event,
+                         &g_cancel);
     }
-    result = FarmBuild(fo, (*l)->remote(), (*l)->images(), *req, on_event,
-                       &g_cancel);
+    if (!result.ok()) {
+      failed = result.status();
+      if (multi && !absl::IsCancelled(failed)) {
+        failed = absl::Status(
+            failed.code(),
+            absl::StrCat("building for ", p.String(), ": ", failed.message()));
+      }
+      break;
+    }
+    results.push_back(*std::move(result));
   }
   progress->Finish();
-  if (!result.ok()) {
-    if (absl::IsCancelled(result.status())) {
+  if (!failed.ok()) {
+    if (absl::IsCancelled(failed)) {
       // Cancelled here (Ctrl-C), or elsewhere (stagefarm cancel): say which.
       if (g_cancel.load()) {
         std::cerr << "build cancelled\n";
       } else {
-        std::cerr << "build " << result.status().message() << "\n";
+        std::cerr << "build " << failed.message() << "\n";
       }
       return 130;
     }
-    return Fail(result.status());
+    return Fail(failed);
+  }
+  // What the build made: one image, or an index of one a platform.
+  Digest made = results[0].manifest.digest;
+  int steps_run = 0, steps_cached = 0;
+  for (const engine::BuildResult& r : results) {
+    steps_run += r.steps_run;
+    steps_cached += r.steps_cached;
   }
   std::vector<std::string> names;
   for (const std::string& t : flags.tags) {
     names.push_back(*image::NormalizeReference(t));
   }
+  if (multi) {
+    std::vector<image::IndexEntry> entries;
+    for (size_t i = 0; i < results.size(); ++i) {
+      entries.push_back({(*platforms)[i], results[i].manifest});
+    }
+    auto index = (*l)->images()->PutIndex(entries);
+    if (!index.ok()) return Fail(index.status());
+    made = index->digest;
+    for (const std::string& n : names) {
+      if (absl::Status s = (*l)->images()->Tag(n, made); !s.ok()) {
+        return Fail(s);
+      }
+    }
+  }
   for (const Output& o : outputs) {
     absl::Status s;
     if (!o.push.empty()) continue;  // pushed below
     if (o.type == "local") {
-      // A new directory appears whole or not at all; an existing one is
-      // written into, as docker buildx does.
-      struct stat st;
-      if (stat(o.dest.c_str(), &st) == 0) {
-        s = (*l)->engine()->ExportRootfs(result->image, o.dest);
-      } else {
-        std::string tmp = absl::StrCat(o.dest, ".tmp-", getpid());
-        s = (*l)->engine()->ExportRootfs(result->image, tmp);
-        if (s.ok() && rename(tmp.c_str(), o.dest.c_str()) != 0) {
-          s = absl::InternalError(
-              absl::StrCat("cannot create ", o.dest, ": ", strerror(errno)));
-        }
-        if (!s.ok()) (void)RemoveAll(tmp);
+      for (size_t i = 0; i < results.size() && s.ok(); ++i) {
+        // Several platforms: a directory each, named as buildx names them.
+        std::string dest =
+            multi ? absl::StrCat(o.dest, "/", (*platforms)[i].DirName())
+                  : o.dest;
+        if (multi) s = MakeDirs(o.dest);
+        if (s.ok())
+          s = WriteLocalOutput((*l)->engine(), results[i].image, dest);
       }
     } else {
-      s = image::ExportImage((*l)->images(), result->manifest.digest, names,
+      s = image::ExportImage((*l)->images(), made, names,
                              o.type == "docker" ? image::ArchiveFormat::kDocker
                                                 : image::ArchiveFormat::kOci,
                              o.dest);
@@ -311,25 +401,85 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     if (!s.ok()) return Fail(s);
   }
   for (const std::string& ref : pushes) {
-    auto pushed =
-        (*l)->registry()->Push((*l)->images(), result->manifest.digest, ref,
-                               [&](const std::string& line) {
-                                 if (flags.progress != "quiet")
-                                   std::cerr << line << "\n";
-                               });
+    auto pushed = (*l)->registry()->Push((*l)->images(), made, ref,
+                                         [&](const std::string& line) {
+                                           if (flags.progress != "quiet")
+                                             std::cerr << line << "\n";
+                                         });
     if (!pushed.ok()) return Fail(pushed.status());
   }
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   if (flags.progress != "quiet") {
+    std::string what =
+        multi ? absl::StrCat(results.size(), " platforms, index ") : "";
     std::cerr << absl::StrFormat(
-        "built %s in %.2fs (%d steps run, %d cached)\n",
-        image::OciDigest(result->manifest.digest), secs, result->steps_run,
-        result->steps_cached);
+        "built %s%s in %.2fs (%d steps run, %d cached)\n", what,
+        image::OciDigest(made), secs, steps_run, steps_cached);
     for (const std::string& n : names) std::cerr << "tagged " << n << "\n";
   }
-  std::cout << image::OciDigest(result->manifest.digest) << "\n";
+  std::cout << image::OciDigest(made) << "\n";
+  return 0;
+}
+
+namespace {
+
+// --platform of pull, run and image inspect|export: this machine's when
+// not given.
+absl::StatusOr<platform::Platform> ChosenPlatform(const LocalOptions& local) {
+  if (local.platform.empty()) return platform::Host();
+  auto p = platform::Parse(local.platform);
+  if (!p.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--platform: ", p.status().message()));
+  }
+  return p;
+}
+
+// "linux/amd64,linux/arm64" for a tagged digest.
+std::string PlatformList(image::ImageStore* images, const Digest& digest) {
+  auto platforms = images->Platforms(digest);
+  if (!platforms.ok()) return "?";
+  std::vector<std::string> out;
+  for (const image::IndexEntry& e : *platforms) {
+    out.push_back(e.platform.String());
+  }
+  return absl::StrJoin(out, ",");
+}
+
+}  // namespace
+
+int ImageIndexCommand(const LocalOptions& local, const std::string& tag,
+                      const std::vector<std::string>& sources) {
+  auto n = image::NormalizeReference(tag);
+  if (!n.ok()) return Fail(n.status());
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  // Every platform of every source, in order; one image a platform.
+  std::vector<image::IndexEntry> entries;
+  for (const std::string& src : sources) {
+    auto tagged = (*l)->images()->Tagged(src);
+    if (!tagged.ok()) return Fail(tagged.status());
+    auto platforms = (*l)->images()->Platforms(*tagged);
+    if (!platforms.ok()) return Fail(platforms.status());
+    for (const image::IndexEntry& e : *platforms) {
+      for (const image::IndexEntry& had : entries) {
+        if (had.platform == e.platform) {
+          return Fail(absl::InvalidArgumentError(
+              absl::StrCat(src, ": a second image for ", e.platform.String(),
+                           " (one image a platform)")));
+        }
+      }
+      entries.push_back(e);
+    }
+  }
+  auto index = (*l)->images()->PutIndex(entries);
+  if (!index.ok()) return Fail(index.status());
+  if (absl::Status s = (*l)->images()->Tag(*n, index->digest); !s.ok()) {
+    return Fail(s);
+  }
+  std::cout << image::OciDigest(index->digest) << "\n";
   return 0;
 }
 
@@ -339,11 +489,13 @@ int ImageImportCommand(const LocalOptions& local, const std::string& path,
     auto n = image::NormalizeReference(t);
     if (!n.ok()) return Fail(n.status());
   }
+  auto want = ChosenPlatform(local);
+  if (!want.ok()) return Fail(want.status());
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
   auto scratch = (*l)->snapshots()->TempDir("import-");
   if (!scratch.ok()) return Fail(scratch.status());
-  auto desc = image::ImportImage((*l)->images(), path, *scratch);
+  auto desc = image::ImportImage((*l)->images(), path, *scratch, *want);
   (void)RemoveAll(*scratch);
   if (!desc.ok()) return Fail(desc.status());
   for (const std::string& t : tags) {
@@ -384,11 +536,13 @@ int LogBlobCommand(const LocalOptions& local, const Digest& digest) {
 int PullCommand(const LocalOptions& local, const std::string& ref) {
   auto parsed = registry::ParseReference(ref);
   if (!parsed.ok()) return Fail(parsed.status());
+  auto want = ChosenPlatform(local);
+  if (!want.ok()) return Fail(want.status());
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
   auto image = (*l)->registry()->Pull(
       (*l)->images(), ref,
-      [](const std::string& line) { std::cerr << line << "\n"; });
+      [](const std::string& line) { std::cerr << line << "\n"; }, *want);
   if (!image.ok()) return Fail(image.status());
   std::cerr << "tagged " << image->name << "\n";
   std::cout << image::OciDigest(image->manifest.digest) << "\n";
@@ -424,22 +578,42 @@ int ImageListCommand(const LocalOptions& local) {
   if (!l.ok()) return Fail(l.status());
   auto records = (*l)->images()->List();
   if (!records.ok()) return Fail(records.status());
-  std::cout << absl::StrFormat("%-40s %-19s %-10s %s\n", "NAME", "MANIFEST",
-                               "SIZE", "CREATED");
+  std::cout << absl::StrFormat("%-40s %-19s %-10s %-20s %s\n", "NAME",
+                               "MANIFEST", "SIZE", "CREATED", "PLATFORMS");
   for (const auto& r : *records) {
-    std::cout << absl::StrFormat("%-40s %-19s %-10s %s\n", r.name,
+    std::cout << absl::StrFormat("%-40s %-19s %-10s %-20s %s\n", r.name,
                                  "sha256:" + r.manifest.hash().substr(0, 12),
-                                 HumanSize(r.size), r.created);
+                                 HumanSize(r.size), r.created,
+                                 PlatformList((*l)->images(), r.manifest));
   }
   return 0;
 }
 
 int ImageInspectCommand(const LocalOptions& local, const std::string& name) {
+  auto want = ChosenPlatform(local);
+  if (!want.ok()) return Fail(want.status());
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
-  auto image = (*l)->images()->Resolve(name);
+  auto tagged = (*l)->images()->Tagged(name);
+  if (!tagged.ok()) return Fail(tagged.status());
+  auto platforms = (*l)->images()->Platforms(*tagged);
+  if (!platforms.ok()) return Fail(platforms.status());
+  // One platform's image: --platform's, this machine's, or the only one.
+  platform::Platform chosen = *want;
+  if (local.platform.empty() && platforms->size() == 1) {
+    chosen = (*platforms)[0].platform;
+  }
+  auto image = (*l)->images()->LoadFor(*tagged, chosen);
   if (!image.ok()) return Fail(image.status());
-  nlohmann::json out{{"name", image->name},
+  nlohmann::json listed = nlohmann::json::array();
+  for (const image::IndexEntry& e : *platforms) {
+    listed.push_back({{"platform", e.platform.String()},
+                      {"manifest", image::OciDigest(e.manifest.digest)}});
+  }
+  nlohmann::json out{{"name", *image::NormalizeReference(name)},
+                     {"digest", image::OciDigest(*tagged)},
+                     {"platforms", listed},
+                     {"platform", chosen.String()},
                      {"manifest", image::DescriptorJson(image->manifest)},
                      {"config", image->image.config}};
   nlohmann::json layers = nlohmann::json::array();
@@ -467,21 +641,33 @@ int ImageExportCommand(const LocalOptions& local, const std::string& name,
                        const std::string& format, const std::string& output) {
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
-  auto image = (*l)->images()->Resolve(name);
-  if (!image.ok()) return Fail(image.status());
-  absl::Status s =
-      image::ExportImage((*l)->images(), image->manifest.digest, {image->name},
-                         format == "docker" ? image::ArchiveFormat::kDocker
-                                            : image::ArchiveFormat::kOci,
-                         output);
+  // The whole index, or with --platform that platform's image.
+  auto tagged = (*l)->images()->Tagged(name);
+  if (!tagged.ok()) return Fail(tagged.status());
+  Digest what = *tagged;
+  if (!local.platform.empty()) {
+    auto want = ChosenPlatform(local);
+    if (!want.ok()) return Fail(want.status());
+    auto image = (*l)->images()->LoadFor(*tagged, *want);
+    if (!image.ok()) return Fail(image.status());
+    what = image->manifest.digest;
+  }
+  absl::Status s = image::ExportImage(
+      (*l)->images(), what, {*image::NormalizeReference(name)},
+      format == "docker" ? image::ArchiveFormat::kDocker
+                         : image::ArchiveFormat::kOci,
+      output);
   return s.ok() ? 0 : Fail(s);
 }
 
 int RunCommand(const LocalOptions& local, const std::string& name,
                const std::vector<std::string>& args) {
+  auto want = ChosenPlatform(local);
+  if (!want.ok()) return Fail(want.status());
+  if (absl::Status s = platform::CheckRunnable(*want); !s.ok()) return Fail(s);
   auto l = Local::Open(local);
   if (!l.ok()) return Fail(l.status());
-  auto image = (*l)->images()->Resolve(name);
+  auto image = (*l)->images()->Resolve(name, *want);
   if (!image.ok()) return Fail(image.status());
   const nlohmann::json& cfg = image->image.config["config"];
   auto strings = [](const nlohmann::json& j) {

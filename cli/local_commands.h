@@ -30,11 +30,17 @@ struct BuildFlags {
   std::string server;
   int reattach_seconds = 60;
   int64_t log_max_bytes = 0;  // 0: the engine's or the farm's default
+  // --platform: "linux/amd64,linux/arm64"; "" = this machine's platform.
+  std::string platform;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);
 int ImageImportCommand(const LocalOptions& local, const std::string& path,
                        const std::vector<std::string>& tags);
+// `stagefarm image index -t NAME IMAGE...`: tags an image index over the
+// images (each a platform, or an index itself) as NAME.
+int ImageIndexCommand(const LocalOptions& local, const std::string& tag,
+                      const std::vector<std::string>& sources);
 int ImageListCommand(const LocalOptions& local);
 // `stagefarm logs --blob HASH/SIZE`: a step's whole output (the blob a
 // clipped step's note names) to stdout, from the store `local` uses.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "platform/platform.h"
 
 namespace stagefarm::farmapi {
 namespace {
@@ -22,6 +23,8 @@ void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
     (*spec->mutable_build_args())[k] = v;
   }
   spec->set_target(request.plan_options.target);
+  spec->set_target_platform(request.plan_options.target_platform);
+  spec->set_build_platform(request.plan_options.build_platform);
   spec->set_no_cache(request.no_cache);
   for (const auto& [k, v] : request.labels) (*spec->mutable_labels())[k] = v;
   if (request.source_date_epoch) {
@@ -43,6 +46,11 @@ absl::StatusOr<engine::BuildRequest> FromSpec(const v1::BuildSpec& spec) {
       spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
   r.dockerignore = spec.dockerignore();
   r.plan_options.target = spec.target();
+  std::string host = platform::Host().String();
+  r.plan_options.target_platform =
+      spec.target_platform().empty() ? host : spec.target_platform();
+  r.plan_options.build_platform =
+      spec.build_platform().empty() ? host : spec.build_platform();
   for (const auto& [k, v] : spec.build_args()) {
     r.plan_options.build_args[k] = v;
   }

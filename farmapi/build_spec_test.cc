@@ -11,6 +11,8 @@ engine::BuildRequest Full() {
   r.dockerfile_name = "build/Dockerfile.prod";
   r.dockerignore = "*.log\n";
   r.plan_options.target = "runtime";
+  r.plan_options.target_platform = "linux/arm64";
+  r.plan_options.build_platform = "linux/amd64";
   r.plan_options.build_args = {{"A", "1"}, {"B", ""}};
   r.no_cache = true;
   r.labels = {{"org.example", "x"}};
@@ -32,6 +34,8 @@ TEST(BuildSpecTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(out->dockerfile_name, in.dockerfile_name);
   EXPECT_EQ(out->dockerignore, in.dockerignore);
   EXPECT_EQ(out->plan_options.target, in.plan_options.target);
+  EXPECT_EQ(out->plan_options.target_platform, "linux/arm64");
+  EXPECT_EQ(out->plan_options.build_platform, "linux/amd64");
   EXPECT_EQ(out->plan_options.build_args, in.plan_options.build_args);
   EXPECT_EQ(out->no_cache, in.no_cache);
   EXPECT_EQ(out->labels, in.labels);

@@ -231,7 +231,8 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
 
 absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
                                         const std::string& dir,
-                                        const std::string& scratch) {
+                                        const std::string& scratch,
+                                        const platform::Platform& p) {
   archives::LayerOptions lo;
   std::string blob_path = scratch + "/rootfs-layer";
   ASSIGN_OR_RETURN(archives::LayerBlob blob,
@@ -239,7 +240,7 @@ absl::StatusOr<Descriptor> ImportRootfs(ImageStore* store,
   RETURN_IF_ERROR(
       UploadFile(store->blobs(), store->ns(), blob_path, blob.digest));
   unlink(blob_path.c_str());
-  json config = EmptyImageConfig();
+  json config = EmptyImageConfig(p);
   config["rootfs"]["diff_ids"] = {blob.diff_id};
   config["history"] = {json{{"created_by", "stagefarm image import"},
                             {"comment", "imported from a root file system"}}};
@@ -325,9 +326,9 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
   return status;
 }
 
-absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
-                                       const std::string& path,
-                                       const std::string& scratch) {
+absl::StatusOr<Descriptor> ImportImage(
+    ImageStore* store, const std::string& path, const std::string& scratch,
+    const platform::Platform& rootfs_platform) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     return absl::NotFoundError(absl::StrCat(path, ": ", strerror(errno)));
@@ -352,7 +353,7 @@ absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
   } else if (stat((root + "/oci-layout").c_str(), &probe) == 0) {
     result = ImportOciLayout(store, root);
   } else {
-    result = ImportRootfs(store, root, scratch);
+    result = ImportRootfs(store, root, scratch, rootfs_platform);
   }
   if (!unpacked.empty()) (void)RemoveAll(unpacked);
   if (!result.ok()) {

@@ -34,9 +34,10 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
 // Imports `path` into `store`; `scratch` is a directory for unpacking.
 // Returns the manifest digest, or the index's for an OCI layout holding a
 // multi-platform image (every platform is imported); the caller tags it.
-absl::StatusOr<Descriptor> ImportImage(ImageStore* store,
-                                       const std::string& path,
-                                       const std::string& scratch);
+// A root file system becomes an image for `rootfs_platform`.
+absl::StatusOr<Descriptor> ImportImage(
+    ImageStore* store, const std::string& path, const std::string& scratch,
+    const platform::Platform& rootfs_platform = platform::Host());
 
 }  // namespace stagefarm::image
 

@@ -257,6 +257,15 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(
                    pulled.status().message(), "; or ", import_hint));
 }
 
+absl::StatusOr<Digest> ImageStore::Tagged(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  ASSIGN_OR_RETURN(std::vector<ImageRecord> records, List());
+  for (const ImageRecord& r : records) {
+    if (r.name == ref) return r.manifest;
+  }
+  return absl::NotFoundError(absl::StrCat("no image named \"", ref, "\""));
+}
+
 absl::Status ImageStore::Remove(absl::string_view name) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
   if (tags_ != nullptr) return tags_->Remove(ref);

@@ -83,6 +83,9 @@ class ImageStore {
   // pulled for it when a puller is set.
   absl::StatusOr<ResolvedImage> Resolve(absl::string_view name,
                                         const platform::Platform& want);
+  // The digest `name` is tagged with (an image manifest or an index);
+  // NOT_FOUND when no image has that name. Never pulls.
+  absl::StatusOr<Digest> Tagged(absl::string_view name);
   // For this machine's platform.
   absl::StatusOr<ResolvedImage> Resolve(absl::string_view name) {
     return Resolve(name, platform::Host());

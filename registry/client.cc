@@ -514,10 +514,15 @@ std::map<std::string, std::string> RegistryClient::MountSources(
     if (!absl::StartsWith(rec.name, target.registry + "/")) continue;
     absl::StatusOr<Reference> r = ParseReference(rec.name);
     if (!r.ok() || r->repository == target.repository) continue;
-    absl::StatusOr<image::ResolvedImage> image = store->Load(rec.manifest);
-    if (!image.ok()) continue;
-    for (const image::Descriptor& l : image->image.layers) {
-      out.emplace(l.digest.hash(), r->repository);
+    auto platforms = store->Platforms(rec.manifest);
+    if (!platforms.ok()) continue;
+    for (const image::IndexEntry& e : *platforms) {
+      absl::StatusOr<image::ResolvedImage> image =
+          store->Load(e.manifest.digest);
+      if (!image.ok()) continue;
+      for (const image::Descriptor& l : image->image.layers) {
+        out.emplace(l.digest.hash(), r->repository);
+      }
     }
   }
   return out;
@@ -606,12 +611,48 @@ absl::Status RegistryClient::PushBlob(const Endpoint& ep, const Reference& ref,
   return absl::OkStatus();
 }
 
+absl::Status RegistryClient::PutManifest(const Endpoint& ep,
+                                         const Reference& ref,
+                                         const std::string& scope,
+                                         const std::string& reference,
+                                         const std::string& media_type,
+                                         const std::string& bytes) {
+  http::HttpRequest put;
+  put.method = "PUT";
+  put.url =
+      absl::StrCat(ep.base, "/v2/", ref.repository, "/manifests/", reference);
+  put.headers.push_back("Content-Type: " + media_type);
+  put.body = bytes;
+  ASSIGN_OR_RETURN(http::HttpResponse r, Send(ep, put, scope));
+  if (r.status != 201) {
+    return HttpError(absl::StrCat("manifest of ", ref.String()), r);
+  }
+  std::string want = image::OciDigest(Digest::Of(bytes));
+  std::string echoed = r.Header("docker-content-digest");
+  if (!echoed.empty() && echoed != want) {
+    return absl::DataLossError(
+        absl::StrCat(ref.registry, " stored the manifest of ", ref.String(),
+                     " as ", echoed, ", not ", want));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PushResult> RegistryClient::Push(image::ImageStore* store,
                                                 const Digest& manifest,
                                                 const std::string& text,
                                                 const ProgressFn& progress) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
-  ASSIGN_OR_RETURN(image::ResolvedImage image, store->Load(manifest));
+  // One image, or every platform's image of an index.
+  ASSIGN_OR_RETURN(std::vector<image::IndexEntry> platforms,
+                   store->Platforms(manifest));
+  bool is_index =
+      platforms.size() != 1 || platforms[0].manifest.digest != manifest;
+  std::vector<image::ResolvedImage> images;
+  for (const image::IndexEntry& e : platforms) {
+    ASSIGN_OR_RETURN(image::ResolvedImage image,
+                     store->Load(e.manifest.digest));
+    images.push_back(std::move(image));
+  }
   if (!ref.digest.empty() && ref.digest != image::OciDigest(manifest)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot push ", image::OciDigest(manifest), " as ", text,
@@ -622,14 +663,20 @@ absl::StatusOr<PushResult> RegistryClient::Push(image::ImageStore* store,
   std::set<std::string> scopes = {
       absl::StrCat("repository:", ref.repository, ":pull,push")};
   std::vector<std::pair<Digest, std::string>> blobs;  // digest, mount source
-  for (const image::Descriptor& l : image.image.layers) {
-    auto it = sources.find(l.digest.hash());
-    std::string from = it == sources.end() ? "" : it->second;
-    if (!from.empty())
-      scopes.insert(absl::StrCat("repository:", from, ":pull"));
-    blobs.emplace_back(l.digest, from);
+  std::set<Digest> seen;
+  for (const image::ResolvedImage& image : images) {
+    for (const image::Descriptor& l : image.image.layers) {
+      if (!seen.insert(l.digest).second) continue;
+      auto it = sources.find(l.digest.hash());
+      std::string from = it == sources.end() ? "" : it->second;
+      if (!from.empty())
+        scopes.insert(absl::StrCat("repository:", from, ":pull"));
+      blobs.emplace_back(l.digest, from);
+    }
+    if (seen.insert(image.config.digest).second) {
+      blobs.emplace_back(image.config.digest, "");
+    }
   }
-  blobs.emplace_back(image.config.digest, "");
   std::string scope = absl::StrJoin(scopes, " ");
   if (progress) {
     progress(absl::StrCat("pushing ", ref.String(), " to ", ep.base));
@@ -647,28 +694,29 @@ absl::StatusOr<PushResult> RegistryClient::Push(image::ImageStore* store,
     result.blobs_mounted += r.blobs_mounted;
     result.bytes_sent += r.bytes_sent;
   }
-  http::HttpRequest put;
-  put.method = "PUT";
-  put.url = absl::StrCat(ep.base, "/v2/", ref.repository, "/manifests/",
-                         ref.ManifestRef());
-  put.headers.push_back("Content-Type: " + image.manifest.media_type);
-  put.body = image.manifest_bytes;
-  ASSIGN_OR_RETURN(http::HttpResponse r, Send(ep, put, scope));
-  if (r.status != 201) {
-    return HttpError(absl::StrCat("manifest of ", ref.String()), r);
+  if (is_index) {
+    // Each platform's manifest by digest, then the index under the name.
+    for (const image::ResolvedImage& image : images) {
+      RETURN_IF_ERROR(
+          PutManifest(ep, ref, scope, image::OciDigest(image.manifest.digest),
+                      image.manifest.media_type, image.manifest_bytes));
+    }
+    ASSIGN_OR_RETURN(std::string index_bytes,
+                     store->blobs()->Get(store->ns(), manifest));
+    RETURN_IF_ERROR(PutManifest(ep, ref, scope, ref.ManifestRef(),
+                                image::kMediaTypeIndex, index_bytes));
+  } else {
+    RETURN_IF_ERROR(PutManifest(ep, ref, scope, ref.ManifestRef(),
+                                images[0].manifest.media_type,
+                                images[0].manifest_bytes));
   }
   result.digest = image::OciDigest(manifest);
-  std::string echoed = r.Header("docker-content-digest");
-  if (!echoed.empty() && echoed != result.digest) {
-    return absl::DataLossError(
-        absl::StrCat(ref.registry, " stored the manifest of ", ref.String(),
-                     " as ", echoed, ", not ", result.digest));
-  }
   if (progress) {
-    progress(absl::StrCat(ref.String(), ": ", result.digest, " (",
-                          result.blobs_sent, " blobs sent, ",
-                          result.blobs_present, " already there, ",
-                          result.blobs_mounted, " mounted)"));
+    progress(absl::StrCat(
+        ref.String(), ": ", result.digest, " (",
+        is_index ? absl::StrCat(images.size(), " platforms, ") : "",
+        result.blobs_sent, " blobs sent, ", result.blobs_present,
+        " already there, ", result.blobs_mounted, " mounted)"));
   }
   return result;
 }

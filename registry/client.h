@@ -69,7 +69,8 @@ class RegistryClient {
       const ProgressFn& progress,
       const platform::Platform& want = platform::Host());
 
-  // Pushes the image `manifest` of `store` as `ref`.
+  // Pushes the image `manifest` of `store` as `ref`; for an image index,
+  // every platform's image and then the index.
   absl::StatusOr<PushResult> Push(image::ImageStore* store,
                                   const Digest& manifest,
                                   const std::string& ref,
@@ -100,6 +101,13 @@ class RegistryClient {
   absl::Status FetchBlob(const Endpoint& ep, const Reference& ref,
                          const std::string& scope, const Digest& digest,
                          image::ImageStore* store);
+  // PUTs a manifest or index as `reference` (a tag or its digest) and
+  // checks the digest the registry reports.
+  absl::Status PutManifest(const Endpoint& ep, const Reference& ref,
+                           const std::string& scope,
+                           const std::string& reference,
+                           const std::string& media_type,
+                           const std::string& bytes);
   absl::Status PushBlob(const Endpoint& ep, const Reference& ref,
                         const std::string& scope, const Digest& digest,
                         const std::string& mount_from, image::ImageStore* store,
