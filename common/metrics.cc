@@ -19,6 +19,16 @@ class Metrics::Callbacks : public prometheus::Collectable {
     f.type = type;
     f.series.push_back({labels, std::move(read)});
   }
+  void AddDynamic(
+      const std::string& name, const std::string& help,
+      prometheus::MetricType type,
+      std::function<std::vector<std::pair<Labels, double>>()> read) {
+    absl::MutexLock lock(&mu_);
+    Family& f = families_[name];
+    f.help = help;
+    f.type = type;
+    f.dynamic.push_back(std::move(read));
+  }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     absl::MutexLock lock(&mu_);
@@ -28,10 +38,16 @@ class Metrics::Callbacks : public prometheus::Collectable {
       mf.name = name;
       mf.help = f.help;
       mf.type = f.type;
+      std::vector<std::pair<Labels, double>> values;
       for (const auto& [labels, read] : f.series) {
+        values.emplace_back(labels, read());
+      }
+      for (const auto& read : f.dynamic) {
+        for (auto& v : read()) values.push_back(std::move(v));
+      }
+      for (const auto& [labels, value] : values) {
         prometheus::ClientMetric m;
         for (const auto& [k, v] : labels) m.label.push_back({k, v});
-        double value = read();
         if (f.type == prometheus::MetricType::Counter) {
           m.counter.value = value;
         } else {
@@ -49,6 +65,9 @@ class Metrics::Callbacks : public prometheus::Collectable {
     std::string help;
     prometheus::MetricType type;
     std::vector<std::pair<Labels, std::function<double()>>> series;
+    // Series whose label sets are known only when read.
+    std::vector<std::function<std::vector<std::pair<Labels, double>>()>>
+        dynamic;
   };
   mutable absl::Mutex mu_;
   std::map<std::string, Family> families_;
@@ -131,6 +150,13 @@ void Metrics::Counter(const std::string& name, const std::string& help,
                       const Labels& labels, std::function<double()> read) {
   callbacks_->Add(name, help, prometheus::MetricType::Counter, labels,
                   std::move(read));
+}
+
+void Metrics::CounterFamily(
+    const std::string& name, const std::string& help,
+    std::function<std::vector<std::pair<Labels, double>>()> read) {
+  callbacks_->AddDynamic(name, help, prometheus::MetricType::Counter,
+                         std::move(read));
 }
 
 std::vector<

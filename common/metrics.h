@@ -47,6 +47,12 @@ class Metrics {
   void Counter(const std::string& name, const std::string& help,
                const Labels& labels, std::function<double()> read);
 
+  // Counters whose label sets appear as they happen (e.g. one series a
+  // platform seen): `read` returns every series and its running total.
+  void CounterFamily(
+      const std::string& name, const std::string& help,
+      std::function<std::vector<std::pair<Labels, double>>()> read);
+
   // Interceptors recording stagefarm_rpc_duration_seconds{method, code}
   // for every call a gRPC server built with them serves.
   std::vector<

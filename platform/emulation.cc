@@ -157,6 +157,22 @@ absl::Status CheckRunnable(const Platform& p, const std::string& binfmt_dir) {
       ", which registers it with F)"));
 }
 
+absl::StatusOr<Offered> Offer(absl::string_view asked,
+                              const std::string& binfmt_dir) {
+  std::vector<Platform> wanted;
+  if (asked.empty()) {
+    wanted = UsablePlatforms(binfmt_dir);
+  } else {
+    ASSIGN_OR_RETURN(wanted, ParseList(asked));
+  }
+  Offered out;
+  for (const Platform& p : wanted) {
+    RETURN_IF_ERROR(CheckRunnable(p, binfmt_dir));
+    (IsNative(p) ? out.native : out.emulated).push_back(p);
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<Platform>> Install(const std::string& binfmt_dir,
                                               const std::string& conf_dir) {
   std::string reg = binfmt_dir + "/register";

@@ -49,6 +49,16 @@ std::vector<Platform> UsablePlatforms(
 absl::Status CheckRunnable(const Platform& p,
                            const std::string& binfmt_dir = kBinfmtDir);
 
+// The platforms a worker offers, split by how it runs them: `asked` (a
+// comma-separated list; "" = every usable one here), each checked with
+// CheckRunnable (its error for one that cannot run, INVALID_ARGUMENT for a
+// bad list).
+struct Offered {
+  std::vector<Platform> native, emulated;
+};
+absl::StatusOr<Offered> Offer(absl::string_view asked,
+                              const std::string& binfmt_dir = kBinfmtDir);
+
 // Registers every qemu handler defined in `conf_dir` whose interpreter
 // exists, with the F flag (replacing a registration without it); mounts
 // binfmt_misc first when it is not. Needs root. Returns the platforms

@@ -26,6 +26,7 @@ v1::StoredBuild ToRecord(
     ss->set_result(st.result);
     ss->set_key(st.key);
     ss->set_cached(st.cached);
+    ss->set_platform(st.platform);
     if (st.status == StageStatus::kLeased) {
       ss->set_lease_id(st.lease);
       ss->set_worker(lease_worker(st.lease));
@@ -77,6 +78,7 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
     st.result = ss.result();
     st.key = ss.key();
     st.cached = ss.cached();
+    st.platform = ss.platform();
   }
   b->events = std::move(events);
   b->events_saved = b->events.size();

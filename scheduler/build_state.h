@@ -28,9 +28,10 @@ struct StageState {
   std::chrono::steady_clock::time_point queued_at;
   int attempts = 0;
   std::string lease;
-  std::string result;   // image state JSON when done
-  std::string key;      // stage key (stagecache/stage_cache.h)
-  bool cached = false;  // result from the stage cache (target: assemble)
+  std::string result;    // image state JSON when done
+  std::string key;       // stage key (stagecache/stage_cache.h)
+  bool cached = false;   // result from the stage cache (target: assemble)
+  std::string platform;  // what it builds for ("linux/arm64"), normalized
 };
 
 struct BuildState {

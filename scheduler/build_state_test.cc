@@ -28,6 +28,7 @@ void Fill(BuildState& b) {
   done.result = "{}";
   done.key = "sha256:k";
   done.cached = true;
+  done.platform = "linux/arm64";
   StageState& leased = b.stages[2];
   leased.status = StageStatus::kLeased;
   leased.depends_on = {0};
@@ -73,6 +74,7 @@ TEST(BuildStateTest, RecordRoundTripKeepsTheBuildButNotItsSecrets) {
   EXPECT_EQ(done.result, "{}");
   EXPECT_EQ(done.key, "sha256:k");
   EXPECT_TRUE(done.cached);
+  EXPECT_EQ(done.platform, "linux/arm64");
   const StageState& leased = out->stages[2];
   EXPECT_EQ(leased.status, StageStatus::kLeased);
   EXPECT_EQ(leased.depends_on, std::vector<int>{0});

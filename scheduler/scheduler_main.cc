@@ -63,6 +63,24 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
   m->Counter("stagefarm_scheduler_dispatches_total",
              "Stages handed to workers since start", {},
              read(&Stats::dispatches));
+  m->CounterFamily(
+      "stagefarm_scheduler_platform_dispatches_total",
+      "Stages handed to workers since start, by platform and by how the "
+      "worker runs it (native or emulated)",
+      [cache, service] {
+        absl::MutexLock lock(&cache->mu);
+        auto now = std::chrono::steady_clock::now();
+        if (now - cache->at > std::chrono::milliseconds(200)) {
+          cache->stats = service->GetStats();
+          cache->at = now;
+        }
+        std::vector<std::pair<stagefarm::Metrics::Labels, double>> out;
+        for (const auto& [key, n] : cache->stats.dispatches_by_platform) {
+          out.push_back({{{"platform", key.first}, {"how", key.second}},
+                         static_cast<double>(n)});
+        }
+        return out;
+      });
   m->Counter("stagefarm_scheduler_lease_expiries_total",
              "Leases lost (worker gone or cut off) since start", {},
              read(&Stats::lease_expiries));

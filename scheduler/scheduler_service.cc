@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "archives/compression.h"
 #include "common/cas_client.h"
@@ -22,6 +23,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "frontend/dockerfile/plan.h"
+#include "platform/platform.h"
 #include "stagecache/stage_cache.h"
 
 namespace stagefarm::scheduler {
@@ -147,6 +149,7 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.busy_workers = busy.size();
   s.builds_submitted = builds_submitted_;
   s.dispatches = dispatches_;
+  s.dispatches_by_platform = dispatches_by_platform_;
   s.lease_expiries = lease_expiries_;
   s.stage_cache_hits = stage_cache_hits_.load();
   s.stage_cache_misses = stage_cache_misses_.load();
@@ -189,12 +192,23 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
   st.lease.clear();
-  StageQueue::Entry entry{b->id, index, ""};
+  StageQueue::Entry entry{b->id, index, "", st.platform};
   if (st.base_stage >= 0) {
     auto base = b->stages.find(st.base_stage);
     if (base != b->stages.end()) entry.preferred = base->second.worker;
   }
   queue_.Push(std::move(entry));
+  if (!st.platform.empty() &&
+      !LiveWorkerRuns(st.platform, /*native_only=*/false, "")) {
+    // Said once a queueing; the stage waits for such a worker to come.
+    Event(b.get(), "waiting", st.display,
+          absl::StrCat(
+              "waiting for a worker that runs ", st.platform,
+              ": no live worker does (",
+              worker_platforms_.empty() ? "no workers" : LiveWorkerPlatforms(),
+              ")"),
+          "");
+  }
   work_cv_.SignalAll();
 }
 
@@ -238,8 +252,25 @@ grpc::Status SchedulerService::Build(
   if (!archives::ParseCompression(spec.compression())) {
     return Invalid("spec.compression: must be gzip, zstd or uncompressed");
   }
+  // Platforms normalized (empty: this machine's), so that keys and the
+  // workers agree on them.
+  std::string platforms[2];
+  const std::string* asked[2] = {&spec.target_platform(),
+                                 &spec.build_platform()};
+  for (int i = 0; i < 2; ++i) {
+    auto p = platform::Parse(asked[i]->empty() ? platform::Host().String()
+                                               : *asked[i]);
+    if (!p.ok()) {
+      return Invalid(absl::StrCat(
+          i == 0 ? "spec.target_platform: " : "spec.build_platform: ",
+          p.status().message()));
+    }
+    platforms[i] = p->String();
+  }
   dockerfile::PlanOptions po;
   po.target = spec.target();
+  po.target_platform = platforms[0];
+  po.build_platform = platforms[1];
   for (const auto& [k, v] : spec.build_args()) po.build_args[k] = v;
   std::string name =
       spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
@@ -252,6 +283,8 @@ grpc::Status SchedulerService::Build(
   if (*caller != nullptr) b->tenant = (*caller)->name;
   b->id = RandomId();
   b->spec = spec;
+  b->spec.set_target_platform(platforms[0]);
+  b->spec.set_build_platform(platforms[1]);
   auto bound = [](int64_t asked, int64_t most) {
     return asked > 0 && asked < most ? asked : most;
   };
@@ -270,6 +303,12 @@ grpc::Status SchedulerService::Build(
     s.display = st.DisplayName();
     s.depends_on = st.depends_on;
     s.base_stage = st.base_stage;
+    auto p = platform::Parse(dockerfile::StagePlatform(*plan, st.index, po));
+    if (!p.ok()) {
+      return Invalid(
+          absl::StrCat(name, ":", st.line, ": ", p.status().message()));
+    }
+    s.platform = p->String();
   }
   UseStageCache(b.get());
   {
@@ -603,8 +642,26 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       std::chrono::steady_clock::now() +
       std::chrono::milliseconds(std::clamp(request->wait_ms(), 0, 30000));
   response->set_heartbeat_ms(static_cast<int32_t>(options_.heartbeat.count()));
+  for (const auto* list :
+       {&request->native_platforms(), &request->emulated_platforms()}) {
+    for (const std::string& p : *list) {
+      auto parsed = platform::Parse(p);
+      if (!parsed.ok() || parsed->String() != p) {
+        return Invalid(absl::StrCat("platforms: \"", p,
+                                    "\" is not a normalized platform"));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   worker_seen_[request->worker()] = std::chrono::steady_clock::now();
+  WorkerPlatforms& wp = worker_platforms_[request->worker()];
+  wp.native = {request->native_platforms().begin(),
+               request->native_platforms().end()};
+  wp.emulated = {request->emulated_platforms().begin(),
+                 request->emulated_platforms().end()};
+  if (wp.native.empty() && wp.emulated.empty()) {
+    wp.native.insert(platform::Host().String());  // an older worker
+  }
   while (true) {
     bool held = false;
     auto pick = Pick(request->worker(), &held);
@@ -613,6 +670,10 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       auto [b, index] = *pick;
       const std::string& build_id = b->id;
       StageState& st = b->stages[index];
+      bool emulated =
+          Fit(request->worker(), st.platform) == StageQueue::Fit::kEmulated;
+      ++dispatches_by_platform_[{st.platform,
+                                 emulated ? "emulated" : "native"}];
       st.status = StageStatus::kLeased;
       ++st.attempts;
       st.lease = RandomId();
@@ -620,10 +681,11 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
           LeaseState{build_id, index, request->worker(),
                      std::chrono::steady_clock::now() + options_.lease_timeout};
       Event(b, "stage-started", st.display,
-            absl::StrCat("on ", request->worker(),
-                         st.attempts > 1
-                             ? absl::StrCat(" (attempt ", st.attempts, ")")
-                             : ""),
+            absl::StrCat(
+                "on ", request->worker(),
+                emulated ? absl::StrCat(" (", st.platform, ", emulated)") : "",
+                st.attempts > 1 ? absl::StrCat(" (attempt ", st.attempts, ")")
+                                : ""),
             request->worker());
       v1::StageTask* task = response->mutable_task();
       task->set_lease_id(st.lease);
@@ -666,10 +728,62 @@ std::optional<std::pair<BuildState*, int>> SchedulerService::Pick(
     }
     return st->second.queued_at;
   };
+  StageQueue::Asker asker;
+  asker.worker = worker;
+  asker.fit = [this, &worker](const std::string& p) {
+    mu_.AssertHeld();
+    return Fit(worker, p);
+  };
+  asker.native_elsewhere = [this, &worker](const std::string& p) {
+    mu_.AssertHeld();
+    return LiveWorkerRuns(p, /*native_only=*/true, worker);
+  };
   std::optional<StageQueue::Entry> e =
-      queue_.Pick(worker, std::chrono::steady_clock::now(), queued_at, held);
+      queue_.Pick(asker, std::chrono::steady_clock::now(), queued_at, held);
   if (!e) return std::nullopt;
   return std::make_pair(builds_[e->build].get(), e->stage);
+}
+
+StageQueue::Fit SchedulerService::Fit(const std::string& worker,
+                                      const std::string& platform) {
+  auto it = worker_platforms_.find(worker);
+  if (platform.empty()) return StageQueue::Fit::kNative;
+  if (it == worker_platforms_.end()) return StageQueue::Fit::kNo;
+  if (it->second.native.count(platform)) return StageQueue::Fit::kNative;
+  if (it->second.emulated.count(platform)) return StageQueue::Fit::kEmulated;
+  return StageQueue::Fit::kNo;
+}
+
+bool SchedulerService::LiveWorkerRuns(const std::string& platform,
+                                      bool native_only,
+                                      const std::string& except) {
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [worker, wp] : worker_platforms_) {
+    if (worker == except) continue;
+    auto seen = worker_seen_.find(worker);
+    if (seen == worker_seen_.end() ||
+        now - seen->second > options_.lease_timeout) {
+      continue;
+    }
+    if (wp.native.count(platform) ||
+        (!native_only && wp.emulated.count(platform))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string SchedulerService::LiveWorkerPlatforms() {
+  std::vector<std::string> out;
+  for (const auto& [worker, wp] : worker_platforms_) {
+    std::string text =
+        absl::StrCat(worker, ": ", absl::StrJoin(wp.native, " "));
+    if (!wp.emulated.empty()) {
+      absl::StrAppend(&text, "; emulated ", absl::StrJoin(wp.emulated, " "));
+    }
+    out.push_back(text);
+  }
+  return absl::StrJoin(out, ", ");
 }
 
 grpc::Status SchedulerService::Report(grpc::ServerContext* context,

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,6 +90,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
     int64_t stage_cache_hits = 0, stage_cache_misses = 0;
     int64_t disk_full_errors = 0;  // state writes refused: disk full
+    // Stages dispatched by (platform, "native" or "emulated").
+    std::map<std::pair<std::string, std::string>, int64_t>
+        dispatches_by_platform;
   };
   Stats GetStats();
 
@@ -158,6 +162,16 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::optional<std::pair<BuildState*, int>> Pick(const std::string& worker,
                                                   bool* held)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How `worker` runs `platform` (from its last lease request).
+  StageQueue::Fit Fit(const std::string& worker, const std::string& platform)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Workers seen within the lease timeout that run `platform`, natively
+  // only or at all, other than `except`.
+  bool LiveWorkerRuns(const std::string& platform, bool native_only,
+                      const std::string& except)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // "w1 (linux/amd64; emulated linux/arm64), w2 (...)" for messages.
+  std::string LiveWorkerPlatforms() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a ready stage, noting the worker it prefers (where its base
   // stage ran).
   void Enqueue(const std::shared_ptr<BuildState>& b, int index)
@@ -195,6 +209,14 @@ class SchedulerService final : public v1::Scheduler::Service {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Counters and the last time each worker asked for work (for Stats).
   std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_
+      ABSL_GUARDED_BY(mu_);
+  // What each worker runs, from its last lease request.
+  struct WorkerPlatforms {
+    std::set<std::string> native, emulated;
+  };
+  std::map<std::string, WorkerPlatforms> worker_platforms_ ABSL_GUARDED_BY(mu_);
+  // Stages dispatched, by "platform native|emulated".
+  std::map<std::pair<std::string, std::string>, int64_t> dispatches_by_platform_
       ABSL_GUARDED_BY(mu_);
   int64_t builds_submitted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dispatches_ ABSL_GUARDED_BY(mu_) = 0;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 
+#include "platform/platform.h"
 #include "scheduler/scheduler_service.h"
 #include "scheduler/sim.h"
 #include "tests/cas_process.h"
@@ -143,7 +144,13 @@ TEST_F(StageCacheTest, SchedulerCompletesCachedStagesWithoutWorkers) {
   v1::LeaseResponse a = lease(2000);
   ASSERT_TRUE(a.has_task());
   EXPECT_EQ(a.task().stage_index(), 0);
-  EXPECT_EQ(a.task().stage_key(), StageKey(spec, 0, false, {}));
+  // Keys are over the spec as the scheduler completed it (the platforms
+  // written in).
+  EXPECT_EQ(a.task().spec().target_platform(), platform::Host().String());
+  EXPECT_EQ(a.task().stage_key(), StageKey(a.task().spec(), 0, false, {}));
+  v1::BuildSpec arm = a.task().spec();
+  arm.set_target_platform("linux/arm64");
+  EXPECT_NE(StageKey(arm, 0, false, {}), a.task().stage_key());
   EXPECT_TRUE(a.task().cached_state().empty());
   // The worker stores what it made under the key (as stagefarm-worker does).
   Digest layer = PutLayer("stage 0 layer");
@@ -154,7 +161,7 @@ TEST_F(StageCacheTest, SchedulerCompletesCachedStagesWithoutWorkers) {
   v1::LeaseResponse b = lease(2000);
   ASSERT_TRUE(b.has_task());
   EXPECT_EQ(b.task().stage_key(),
-            StageKey(spec, 1, true, {a.task().stage_key()}));
+            StageKey(b.task().spec(), 1, true, {a.task().stage_key()}));
   report(b.task(), "{\"stage\":1}");
   EXPECT_EQ(first.get().last.code(), 0);
 

@@ -9,10 +9,11 @@ void StageQueue::Push(Entry entry) {
   queue_.push_back(std::move(entry));
 }
 
-std::optional<StageQueue::Entry> StageQueue::Pick(const std::string& worker,
+std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
                                                   Clock::time_point now,
                                                   const QueuedAt& queued_at,
                                                   bool* held) {
+  const std::string& worker = asker.worker;
   auto take = [&](std::deque<Entry>::iterator q) {
     Entry chosen = std::move(*q);
     if (!chosen.preferred.empty()) --preferred_;
@@ -26,6 +27,18 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const std::string& worker,
       // Stale: the build ended or the stage moved on.
       if (!q->preferred.empty()) --preferred_;
       q = queue_.erase(q);
+      continue;
+    }
+    Fit fit = asker.fit && !q->platform.empty() ? asker.fit(q->platform)
+                                                : Fit::kNative;
+    if (fit == Fit::kNo) {
+      ++q;  // another worker's
+      continue;
+    }
+    if (fit == Fit::kEmulated && asker.native_elsewhere &&
+        asker.native_elsewhere(q->platform) && now - *at < kEmulationGrace) {
+      *held = true;  // a native worker may ask for it in a moment
+      ++q;
       continue;
     }
     if (q->preferred.empty()) {

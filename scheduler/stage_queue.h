@@ -5,6 +5,10 @@
 // stage goes, oldest first, to whoever asks. While any queued stage prefers
 // a worker, the others are looked at in order too.
 //
+// Platforms: a stage goes only to a worker that runs its platform; one that
+// would emulate it is passed over for kEmulationGrace while another live
+// worker runs the platform natively.
+//
 // Pure logic: no locks (the scheduler calls it under its own), no gRPC, the
 // time passed in. Entries name a build and a stage; whether an entry is
 // still wanted (its build running, its stage still queued) is asked of the
@@ -24,11 +28,22 @@ class StageQueue {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kPlacementGrace{200};
+  static constexpr std::chrono::milliseconds kEmulationGrace{1000};
 
   struct Entry {
     std::string build;
     int stage = -1;
     std::string preferred;  // the worker that ran its base stage, if any
+    std::string platform;   // what it builds for; "" = any worker
+  };
+
+  // How the asking worker runs a platform, and whether another live
+  // worker runs it natively.
+  enum class Fit { kNo, kEmulated, kNative };
+  struct Asker {
+    std::string worker;
+    std::function<Fit(const std::string& platform)> fit;
+    std::function<bool(const std::string& platform)> native_elsewhere;
   };
   // When the entry's stage was queued (it is live), or nullopt (stale).
   using QueuedAt =
@@ -40,8 +55,13 @@ class StageQueue {
   // prefers it, else the oldest that prefers no one (or whose preferred
   // worker did not come within the grace). Sets *held when a stage waits
   // for another worker, so the caller looks again soon.
-  std::optional<Entry> Pick(const std::string& worker, Clock::time_point now,
+  std::optional<Entry> Pick(const Asker& asker, Clock::time_point now,
                             const QueuedAt& queued_at, bool* held);
+  // A worker that runs every platform natively.
+  std::optional<Entry> Pick(const std::string& worker, Clock::time_point now,
+                            const QueuedAt& queued_at, bool* held) {
+    return Pick(Asker{worker, nullptr, nullptr}, now, queued_at, held);
+  }
 
   size_t size() const { return queue_.size(); }
 

@@ -15,7 +15,7 @@ class StageQueueTest : public ::testing::Test {
   void Push(const std::string& build, int stage, const std::string& preferred,
             Clock::time_point at) {
     queued_[build + "/" + std::to_string(stage)] = at;
-    queue_.Push({build, stage, preferred});
+    queue_.Push({build, stage, preferred, ""});
   }
   std::optional<StageQueue::Entry> Pick(const std::string& worker,
                                         Clock::time_point now, bool* held) {
@@ -95,6 +95,75 @@ TEST_F(StageQueueTest, GraceCountsFromTheCurrentQueueTime) {
   bool held = false;
   EXPECT_FALSE(Pick("w1", t0_ + std::chrono::seconds(10), &held));
   EXPECT_TRUE(held);
+}
+
+// Workers by platform: "amd" runs linux/amd64 natively and emulates
+// linux/arm64; "arm" runs linux/arm64 natively; "old" only linux/amd64.
+class PlatformQueueTest : public StageQueueTest {
+ protected:
+  void PushFor(const std::string& build, const std::string& platform,
+               Clock::time_point at) {
+    queued_[build + "/0"] = at;
+    queue_.Push({build, 0, "", platform});
+  }
+  std::optional<StageQueue::Entry> PickAs(const std::string& worker,
+                                          Clock::time_point now, bool* held,
+                                          bool arm_alive = true) {
+    using Fit = StageQueue::Fit;
+    StageQueue::Asker asker;
+    asker.worker = worker;
+    asker.fit = [worker](const std::string& p) {
+      if (worker == "amd") {
+        return p == "linux/amd64"   ? Fit::kNative
+               : p == "linux/arm64" ? Fit::kEmulated
+                                    : Fit::kNo;
+      }
+      if (worker == "arm") return p == "linux/arm64" ? Fit::kNative : Fit::kNo;
+      return p == "linux/amd64" ? Fit::kNative : Fit::kNo;
+    };
+    asker.native_elsewhere = [worker, arm_alive](const std::string& p) {
+      return arm_alive && worker != "arm" && p == "linux/arm64";
+    };
+    return queue_.Pick(
+        asker, now,
+        [this](const StageQueue::Entry& e) -> std::optional<Clock::time_point> {
+          auto it = queued_.find(e.build + "/" + std::to_string(e.stage));
+          if (it == queued_.end()) return std::nullopt;
+          return it->second;
+        },
+        held);
+  }
+};
+
+TEST_F(PlatformQueueTest, AStageGoesOnlyToAWorkerThatRunsItsPlatform) {
+  PushFor("arm-build", "linux/arm64", t0_);
+  PushFor("riscv-build", "linux/riscv64", t0_);
+  bool held = false;
+  EXPECT_FALSE(PickAs("old", t0_, &held).has_value());
+  EXPECT_FALSE(held);
+  auto got = PickAs("arm", t0_, &held);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->build, "arm-build");
+  // Nobody runs riscv64: it stays queued, blocking no one.
+  PushFor("amd-build", "linux/amd64", t0_);
+  got = PickAs("old", t0_, &held);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->build, "amd-build");
+  EXPECT_EQ(queue_.size(), 1u);
+}
+
+TEST_F(PlatformQueueTest, NativeWorkersComeBeforeEmulatingOnes) {
+  PushFor("arm-build", "linux/arm64", t0_);
+  bool held = false;
+  // The emulating worker waits while a native one lives...
+  EXPECT_FALSE(PickAs("amd", t0_, &held).has_value());
+  EXPECT_TRUE(held);
+  // ...and takes the stage after the grace, or at once when none lives.
+  held = false;
+  auto late = PickAs("amd", t0_ + StageQueue::kEmulationGrace, &held);
+  ASSERT_TRUE(late.has_value());
+  PushFor("arm-2", "linux/arm64", t0_);
+  EXPECT_TRUE(PickAs("amd", t0_, &held, /*arm_alive=*/false).has_value());
 }
 
 }  // namespace

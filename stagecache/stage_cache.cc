@@ -33,6 +33,8 @@ std::string StageKey(const v1::BuildSpec& spec, int index, bool is_target,
                                    spec.context().size_bytes()))
       .Add("stage", index)
       .Add("target", is_target ? 1 : 0)
+      .Add("target_platform", spec.target_platform())
+      .Add("build_platform", spec.build_platform())
       .Add("compression", spec.compression())
       .Add("level", spec.compression_level())
       .Add("source_date_epoch", spec.has_source_date_epoch()

@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/daemon.h"
 #include "common/fs_util.h"
+#include "platform/emulation.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
@@ -36,7 +38,24 @@ int main(int argc, char** argv) {
                  "take no stages while the work directory's volume has less "
                  "free (default 512 MiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+  std::string platforms;
+  app.add_option("--platforms", platforms,
+                 "OS/ARCH[/VARIANT],... this worker builds for (default: "
+                 "its own and every platform an emulator serves; see "
+                 "`stagefarm emulation status`)");
   CLI11_PARSE(app, argc, argv);
+  absl::StatusOr<stagefarm::platform::Offered> offered =
+      stagefarm::platform::Offer(platforms);
+  if (!offered.ok()) {
+    std::cerr << "stagefarm-worker: --platforms: " << offered.status().message()
+              << "\n";
+    return 2;
+  }
+  for (const auto& p : offered->native)
+    f.native_platforms.push_back(p.String());
+  for (const auto& p : offered->emulated) {
+    f.emulated_platforms.push_back(p.String());
+  }
   absl::StatusOr<stagefarm::Daemon> daemon =
       stagefarm::StartDaemon("stagefarm-worker", daemon_flags,
                              /*server=*/false);
@@ -74,7 +93,14 @@ int main(int argc, char** argv) {
   }
   stagefarm::StopOnSignals();
   std::cout << "stagefarm-worker " << f.name << " serving " << f.scheduler
-            << " with " << f.slots << " slots" << std::endl;
+            << " with " << f.slots << " slots; platforms "
+            << absl::StrJoin(f.native_platforms, ",")
+            << (f.emulated_platforms.empty()
+                    ? ""
+                    : absl::StrCat(" (emulated: ",
+                                   absl::StrJoin(f.emulated_platforms, ","),
+                                   ")"))
+            << std::endl;
   std::vector<std::thread> slots;
   for (int i = 0; i < f.slots; ++i) slots.emplace_back([&] { worker->Slot(); });
   worker->SayWhenConnected();

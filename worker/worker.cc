@@ -103,6 +103,12 @@ class Worker : public WorkerDaemon {
       v1::LeaseRequest req;
       req.set_worker(f_.name);
       req.set_wait_ms(5000);
+      for (const std::string& p : f_.native_platforms) {
+        req.add_native_platforms(p);
+      }
+      for (const std::string& p : f_.emulated_platforms) {
+        req.add_emulated_platforms(p);
+      }
       v1::LeaseResponse resp;
       grpc::Status s = scheduler_->Lease(&ctx, req, &resp);
       if (!s.ok()) {

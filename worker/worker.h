@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/metrics.h"
@@ -26,6 +27,9 @@ struct WorkerFlags {
   int64_t cache_bytes = int64_t{20} << 30;
   // Free bytes the work directory's volume must have for a slot to lease.
   int64_t min_free_bytes = int64_t{512} << 20;
+  // The platforms offered to the scheduler, natively and under emulation
+  // (normalized; main fills them from --platforms).
+  std::vector<std::string> native_platforms, emulated_platforms;
 };
 
 class WorkerDaemon {

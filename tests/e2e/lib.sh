@@ -126,3 +126,24 @@ listen_addr() {
   for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
   grep -o 'listening on [][0-9A-Za-z.:-]*' "$1" | head -1 | sed 's/listening on //'
 }
+
+# start_registry NAME [extra YAML for auth/tls]: Debian's docker-registry on
+# 127.0.0.1 (port 0), its data under $WORK; sets ADDR to its HOST:PORT and
+# adds its PID to PIDS (so not to be run in a subshell).
+start_registry() {
+  local name=$1 extra=${2:-}
+  cat >"$WORK/$name.yml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $WORK/$name-data
+http:
+  addr: 127.0.0.1:0
+$extra
+EOF
+  docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  ADDR=$(listen_addr "$WORK/$name.log")
+}

@@ -23,25 +23,6 @@ for tool in docker-registry skopeo openssl python3; do
   command -v $tool >/dev/null || { fail "setup" "$tool is not installed (scripts/install-deps)"; exit 1; }
 done
 
-# start_registry NAME [extra YAML for auth/tls]: sets ADDR to its HOST:PORT
-# (not run in a subshell, so that its PID reaches the cleanup).
-start_registry() {
-  local name=$1 extra=${2:-}
-  cat >"$WORK/$name.yml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $WORK/$name-data
-http:
-  addr: 127.0.0.1:0
-$extra
-EOF
-  docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  ADDR=$(listen_addr "$WORK/$name.log")
-}
 start_registry plain
 REG=$ADDR
 [ -n "$REG" ] || { tail -5 "$WORK/plain.log"; fail "registry" "docker-registry did not start"; exit 1; }
