@@ -645,12 +645,23 @@ int ImageExportCommand(const LocalOptions& local, const std::string& name,
   auto tagged = (*l)->images()->Tagged(name);
   if (!tagged.ok()) return Fail(tagged.status());
   Digest what = *tagged;
-  if (!local.platform.empty()) {
+  auto platforms = (*l)->images()->Platforms(*tagged);
+  if (!platforms.ok()) return Fail(platforms.status());
+  bool is_index = platforms->size() != 1 ||
+                  (*platforms)[0].manifest.digest != *tagged;
+  // A docker archive holds one platform: --platform's, else this
+  // machine's.
+  if (!local.platform.empty() || (is_index && format == "docker")) {
     auto want = ChosenPlatform(local);
     if (!want.ok()) return Fail(want.status());
     auto image = (*l)->images()->LoadFor(*tagged, *want);
     if (!image.ok()) return Fail(image.status());
     what = image->manifest.digest;
+    if (local.platform.empty()) {
+      std::cerr << "exporting the " << want->String()
+                << " image of the index (a docker archive holds one "
+                   "platform; --platform chooses)\n";
+    }
   }
   absl::Status s = image::ExportImage(
       (*l)->images(), what, {*image::NormalizeReference(name)},

@@ -74,6 +74,25 @@ echo "sizes (compressed): href-counter:build $sdk B, builder-pattern $pattern B,
 pct=$(awk -v a="$sdk" -v b="$multi" 'BEGIN{ if (a > 0) printf "%.1f", 100 * (1 - b / a); else print 0 }')
 check "href-counter: the multi-stage image is >= 95% smaller than the SDK image" "yes" \
   "$(awk -v p="$pct" 'BEGIN{print (p >= 95) ? "yes" : "no (" p "%)"}')"
+# Two platforms from Dockerfile.multi: the Go stage cross-compiles on this
+# machine for each target; the arm64 image runs under emulation.
+"$SF" build --progress plain --platform linux/amd64,linux/arm64 -f "$H/Dockerfile.multi" \
+  -t href-counter:multi-platform -o "type=local,dest=$WORK/mp" "$H" >"$WORK/b4.log" 2>&1 ||
+  tail -5 "$WORK/b4.log"
+check "href-counter two platforms: the arm64 binary is aarch64" "183" \
+  "$(od -An -tu2 -j18 -N2 "$WORK/mp/linux_arm64/app" 2>&1 | tr -d ' ')"
+check "href-counter two platforms: the amd64 binary is x86-64" "62" \
+  "$(od -An -tu2 -j18 -N2 "$WORK/mp/linux_amd64/app" 2>&1 | tr -d ' ')"
+for p in amd64 arm64; do
+  check "href-counter two platforms: the $p image counts the links" "$expected" \
+    "$("$SF" run --platform "linux/$p" href-counter:multi-platform "$url" 2>&1)"
+done
+"$SF" image export href-counter:multi-platform --platform linux/arm64 --format docker \
+  -o "$WORK/multi-arm64.tar" 2>>"$WORK/b4.log"
+echo "sizes (compressed): href-counter:multi-platform $(for p in amd64 arm64; do
+  "$SF" image inspect --platform "linux/$p" href-counter:multi-platform |
+    jq -r --arg p "$p" '"linux/" + $p + " " + ([.manifest.size] + [.layers[].size] | add | tostring) + " B"'
+done | tr '\n' ' ')"
 kill $hp 2>/dev/null; wait $hp 2>/dev/null
 
 # --- node: plain on node:18, and multi-stage FROM scratch -------------------------
@@ -96,7 +115,7 @@ cat "$WORK/ls.txt"
 
 # --- Docker loads and runs what we made ---------------------------------------------
 start_private_dockerd || exit $E2E_FAILED
-for t in hello build pattern multi node-plain node-multi; do
+for t in hello build pattern multi multi-arm64 node-plain node-multi; do
   out=$($DOCKER load -i "$WORK/$t.tar" 2>&1)
   check_contains "docker load accepts $t.tar" "Loaded image" "$out"
 done
@@ -109,6 +128,9 @@ for tag in plain multi; do
   check "docker run node-app:$tag: same output" "$node_expected" \
     "$($DOCKER run --rm --network none "node-app:$tag" farm 2>&1)"
 done
+check "docker run --platform linux/arm64 of the arm64 href-counter: same output" "$expected" \
+  "$($DOCKER run --rm --platform linux/arm64 --network none -v "$WORK/www/page.html:/page.html:ro" \
+      href-counter:multi-platform /page.html 2>&1)"
 for img in href-counter:build href-counter:multi node-app:plain node-app:multi; do
   echo "sizes (docker, uncompressed): $img $($DOCKER image inspect -f '{{.Size}}' "$img" 2>&1) B"
 done
