@@ -118,6 +118,48 @@ if start_private_dockerd; then
   check "docker pulls the arm64 image" "0" "$?"
   check "docker runs the arm64 image" "aarch64" \
     "$($DOCKER run --rm --platform linux/arm64 --network none "$REG/team/multi:1" 2>&1)"
+
+  # Differential: BuildKit (Docker's, the same emulator registered) and
+  # stagefarm build the same Dockerfile from the same base bytes (our
+  # two-platform busybox, pushed) for each platform: the same files.
+  "$SF" push busybox "$REG/base/busybox:1" >/dev/null 2>&1
+  c5=$(new_ctx diff)
+  echo "context file" >"$c5/f"
+  cat >"$c5/Dockerfile" <<DF
+FROM --platform=\$BUILDPLATFORM $REG/base/busybox:1 AS build
+ARG TARGETPLATFORM TARGETARCH BUILDPLATFORM
+COPY f /f
+RUN echo "\$TARGETPLATFORM \$TARGETARCH \$BUILDPLATFORM \$(uname -m)" > /built && chmod 0640 /built
+
+FROM $REG/base/busybox:1
+ARG TARGETVARIANT
+COPY --from=build /built /built
+RUN uname -m > /arch && mkdir -p /data/sub && echo "[\$TARGETVARIANT]" > /data/sub/variant && ln -s ../arch /data/link
+DF
+  # listing DIR: path type mode size link-target sha, sorted.
+  listing() {
+    (cd "$1" && find . -mindepth 1 -printf '%P %y %m %s %l\n' | sort | while read -r p y m sz l; do
+      if [ "$y" = f ]; then echo "$p f $m $sz $(sha256sum <"$p" | cut -c1-16)"; else echo "$p $y $m $l"; fi
+    done)
+  }
+  for p in amd64 arm64; do
+    "$SF" build --progress quiet --platform "linux/$p" -o "type=local,dest=$WORK/ours-$p" "$c5" >/dev/null 2>"$WORK/ours-$p.log"
+    check "stagefarm builds the differential case for linux/$p" "0" "$?"
+    DOCKER_BUILDKIT=1 $DOCKER build -q --platform "linux/$p" -o "type=local,dest=$WORK/theirs-$p" "$c5" >/dev/null 2>"$WORK/theirs-$p.log"
+    check "BuildKit builds the differential case for linux/$p" "0" "$?"
+    # Docker 20.10's BuildKit leaves the RUN's /dev, /proc and /sys mount
+    # points in the image; stagefarm removes them as current BuildKit does
+    # (docs/compatibility.md).
+    ours=$(listing "$WORK/ours-$p")
+    theirs=$(listing "$WORK/theirs-$p" | grep -vxE '(dev|proc|sys) d 755 ?')
+    if [ -n "$ours" ] && [ "$ours" = "$theirs" ]; then
+      pass "linux/$p: stagefarm and BuildKit give the same files ($(echo "$ours" | wc -l) paths)"
+    else
+      fail "linux/$p: stagefarm and BuildKit give the same files" \
+        "$(diff <(echo "$ours") <(echo "$theirs") | head -10 | tr '\n' ' ')"
+    fi
+  done
+  check "BuildKit's arm64 values match" "linux/arm64 arm64 linux/amd64 x86_64" "$(cat "$WORK/theirs-arm64/built" 2>&1)"
 fi
 
 # --- the farm: placement by platform ------------------------------------------------
