@@ -265,19 +265,23 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
   v1::ListBuildsResponse resp;
   grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
   if (!st.ok()) return FarmError(server, st);
-  std::string out =
-      absl::StrFormat("%-24s %-10s %-7s %-20s %-20s %s\n", "BUILD", "STATE",
-                      "STAGES", "SUBMITTED", "FINISHED", "RESULT");
+  std::string out = absl::StrFormat("%-24s %-10s %-7s %-13s %-20s %-20s %s\n",
+                                    "BUILD", "STATE", "STAGES", "PLATFORM",
+                                    "SUBMITTED", "FINISHED", "RESULT");
   for (const v1::BuildSummary& b : resp.builds()) {
     std::string result = b.error();
     if (result.empty() && b.has_manifest()) {
       result = absl::StrCat("sha256:", b.manifest().hash().substr(0, 12));
     }
+    if (result.empty() && !b.waiting_for().empty()) {
+      result = absl::StrCat("waiting for ", b.waiting_for());
+    }
     absl::StrAppend(
-        &out, absl::StrFormat(
-                  "%-24s %-10s %-7s %-20s %-20s %s\n", b.build_id(), b.state(),
-                  absl::StrCat(b.stages_done(), "/", b.stages()),
-                  TimeText(b.submitted()), TimeText(b.finished()), result));
+        &out, absl::StrFormat("%-24s %-10s %-7s %-13s %-20s %-20s %s\n",
+                              b.build_id(), b.state(),
+                              absl::StrCat(b.stages_done(), "/", b.stages()),
+                              b.platform(), TimeText(b.submitted()),
+                              TimeText(b.finished()), result));
   }
   return out;
 }

@@ -647,8 +647,8 @@ int ImageExportCommand(const LocalOptions& local, const std::string& name,
   Digest what = *tagged;
   auto platforms = (*l)->images()->Platforms(*tagged);
   if (!platforms.ok()) return Fail(platforms.status());
-  bool is_index = platforms->size() != 1 ||
-                  (*platforms)[0].manifest.digest != *tagged;
+  bool is_index =
+      platforms->size() != 1 || (*platforms)[0].manifest.digest != *tagged;
   // A docker archive holds one platform: --platform's, else this
   // machine's.
   if (!local.platform.empty() || (is_index && format == "docker")) {

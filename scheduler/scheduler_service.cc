@@ -514,6 +514,17 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
       if (st.status == StageStatus::kDone) ++done;
     }
     sum->set_stages_done(done);
+    sum->set_platform(b->spec.target_platform());
+    if (!b->finished) {
+      for (const auto& [i, st] : b->stages) {
+        if (st.status == StageStatus::kQueued && !st.platform.empty() &&
+            !LiveWorkerRuns(st.platform, /*native_only=*/false, "")) {
+          sum->set_waiting_for(
+              absl::StrCat("a worker that runs ", st.platform));
+          break;
+        }
+      }
+    }
     sum->set_error(b->error);
     if (b->result.has_manifest()) {
       *sum->mutable_manifest() = b->result.manifest();

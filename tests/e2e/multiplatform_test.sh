@@ -198,7 +198,12 @@ check_contains "the scheduler counts emulated arm64 dispatches" \
 c4=$(new_ctx farm-s390x)
 printf 'FROM scratch\nCOPY n /n\n' >"$c4/Dockerfile"
 echo 1 >"$c4/n"
-timeout 6 "$SF" build --progress plain --platform linux/s390x "$c4" >"$c4.out" 2>"$c4.log"
+timeout 6 "$SF" build --progress plain --platform linux/s390x "$c4" >"$c4.out" 2>"$c4.log" &
+waiting_pid=$!
+sleep 3
+check_contains "builds ls says what a build waits for" "waiting for a worker that runs linux/s390x" \
+  "$("$SF" builds ls 2>&1 | grep linux/s390x)"
+wait $waiting_pid
 check "a build for a platform no worker runs does not finish" "124" "$?"
 check_contains "it says what it waits for" "waiting for a worker that runs linux/s390x" "$(cat "$c4.log")"
 exit $E2E_FAILED
