@@ -38,12 +38,16 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                     "(or STAGEFARM_CAS; default: the local store)");
     sub->add_option("--instance", local->cas_instance,
                     "the CAS instance name (with --cas)");
+    // One value an occurrence, so that the positional arguments after the
+    // flag stay positional.
     sub->add_option("--insecure-registry", local->insecure_registries,
                     "HOST[:PORT] of a registry reached over plain HTTP or "
-                    "unverified TLS (repeatable)");
+                    "unverified TLS (repeatable)")
+        ->allow_extra_args(false);
     sub->add_option("--registry-mirror", local->registry_mirrors,
                     "where docker.io pulls go first: URL or HOST[:PORT] "
-                    "(repeatable)");
+                    "(repeatable)")
+        ->allow_extra_args(false);
     sub->add_option("--server", local->server,
                     "work against the farm whose scheduler is HOST:PORT (or "
                     "STAGEFARM_SERVER): builds run there, and without --cas "
