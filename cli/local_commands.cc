@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -298,18 +299,22 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
-  // One build a platform, one after another: a stage they share (FROM
-  // --platform=$BUILDPLATFORM with the same inputs) runs once and is a
-  // cache hit for the others.
-  std::vector<engine::BuildResult> results;
-  absl::Status failed;
-  for (const platform::Platform& p : *platforms) {
+  // One build a platform, all at once: a step they share (a FROM
+  // --platform=$BUILDPLATFORM stage that does not use the target's args)
+  // runs once, the others wait for it and take it from the cache
+  // (BuildEngine::TryClaim). The first failure stops the others.
+  std::vector<absl::StatusOr<engine::BuildResult>> outcomes(
+      platforms->size(), absl::UnknownError("not run"));
+  absl::Mutex progress_mu;
+  auto build_one = [&](size_t i) {
+    const platform::Platform& p = (*platforms)[i];
     engine::BuildRequest one = *req;
     one.plan_options.target_platform = p.String();
     one.plan_options.build_platform = platform::Host().String();
     if (multi) one.tags.clear();  // the index is tagged below
     std::string prefix = multi ? p.String() + " " : "";
     auto on_event = [&](const engine::BuildEvent& ev) {
+      absl::MutexLock lock(&progress_mu);
       if (prefix.empty()) return progress->OnEvent(ev);
       engine::BuildEvent named = ev;
       named.stage = prefix + ev.stage;
@@ -330,16 +335,36 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
       result = FarmBuild(fo, (*l)->remote(), (*l)->images(), one, on_event,
                          &g_cancel);
     }
-    if (!result.ok()) {
-      failed = result.status();
-      if (multi && !absl::IsCancelled(failed)) {
-        failed = absl::Status(
-            failed.code(),
-            absl::StrCat("building for ", p.String(), ": ", failed.message()));
-      }
-      break;
+    if (!result.ok() && multi && !absl::IsCancelled(result.status())) {
+      result = absl::Status(result.status().code(),
+                            absl::StrCat("building for ", p.String(), ": ",
+                                         result.status().message()));
     }
-    results.push_back(*std::move(result));
+    outcomes[i] = std::move(result);
+  };
+  if (!multi) {
+    build_one(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < platforms->size(); ++i) {
+      threads.emplace_back([&, i] {
+        build_one(i);
+        if (!outcomes[i].ok() && !absl::IsCancelled(outcomes[i].status())) {
+          g_cancel.store(true);  // stop the other platforms
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  // The first real failure, else a cancellation, else every result.
+  std::vector<engine::BuildResult> results;
+  absl::Status failed;
+  for (auto& o : outcomes) {
+    if (o.ok()) {
+      results.push_back(*std::move(o));
+    } else if (failed.ok() || absl::IsCancelled(failed)) {
+      if (failed.ok() || !absl::IsCancelled(o.status())) failed = o.status();
+    }
   }
   progress->Finish();
   if (!failed.ok()) {

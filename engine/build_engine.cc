@@ -107,6 +107,22 @@ absl::StatusOr<ImageState> ParseImageState(absl::string_view text) {
   return st;
 }
 
+bool BuildEngine::TryClaim(const std::string& key,
+                           const std::atomic<bool>* cancel) {
+  absl::MutexLock lock(&inflight_mu_);
+  if (inflight_.insert(key).second) return true;
+  while (inflight_.count(key) && !(cancel != nullptr && cancel->load())) {
+    inflight_cv_.WaitWithTimeout(&inflight_mu_, absl::Milliseconds(100));
+  }
+  return false;
+}
+
+void BuildEngine::Release(const std::string& key) {
+  absl::MutexLock lock(&inflight_mu_);
+  inflight_.erase(key);
+  inflight_cv_.SignalAll();
+}
+
 absl::StatusOr<BuildResult> BuildEngine::Build(
     const BuildRequest& request,
     const std::function<void(const BuildEvent&)>& on_event,

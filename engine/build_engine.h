@@ -24,10 +24,12 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "archives/layer_tar.h"
 #include "blobstore/action_cache.h"
 #include "blobstore/blob_store.h"
@@ -166,6 +168,17 @@ class BuildEngine {
   absl::StatusOr<image::Descriptor> CompressedLayer(
       const image::Descriptor& tar, const std::string& diff_id,
       const BuildRequest& request);
+
+  // Steps running now, by cache key: a step whose key another build or
+  // stage is running waits for it and takes its result from the cache
+  // (two platforms' builds share a $BUILDPLATFORM stage this way).
+  // TryClaim: true when the caller now runs `key`; false after waiting for
+  // another holder (look the cache up again). Release ends a claim.
+  bool TryClaim(const std::string& key, const std::atomic<bool>* cancel);
+  void Release(const std::string& key);
+  absl::Mutex inflight_mu_;
+  absl::CondVar inflight_cv_;
+  std::set<std::string> inflight_ ABSL_GUARDED_BY(inflight_mu_);
 
   BlobStore* blobs_;
   ActionCacheStorage* ac_storage_;

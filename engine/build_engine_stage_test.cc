@@ -4,8 +4,10 @@
 // /bin/busybox (busybox-static); skipped otherwise.
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "blobstore/memory_blob_store.h"
@@ -134,6 +136,33 @@ TEST_F(StageTest, StageByStageEqualsWholeBuild) {
   auto on_ours = engine_->RunStage(pinned, 1, {}, nullptr, nullptr);
   ASSERT_TRUE(on_ours.ok()) << on_ours.status();
   EXPECT_EQ(on_ours->state.layers.size(), image->image.layers.size() + 1);
+}
+
+// Two builds running the same step at once (two platforms' builds sharing
+// a $BUILDPLATFORM stage do) run it once: the second waits for the first
+// and takes its result from the cache.
+TEST_F(StageTest, ConcurrentBuildsRunASharedStepOnce) {
+  BuildRequest r = Request();
+  r.no_cache = false;
+  r.dockerfile = "FROM busybox\nRUN sleep 1 && echo shared > /shared\n";
+  std::atomic<int> done{0}, cached{0};
+  auto count = [&](const BuildEvent& ev) {
+    if (ev.kind == BuildEvent::Kind::kStepDone) ++done;
+    if (ev.kind == BuildEvent::Kind::kStepCached) ++cached;
+  };
+  absl::StatusOr<BuildResult> first, second;
+  std::thread t1([&] { first = engine_->Build(r, count, nullptr); });
+  std::thread t2([&] { second = engine_->Build(r, count, nullptr); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(done.load(), 1);
+  EXPECT_EQ(cached.load(), 1);
+  EXPECT_EQ(first->steps_run + second->steps_run, 1);
+  EXPECT_EQ(first->image.layers.size(), second->image.layers.size());
+  EXPECT_EQ(first->image.layers.back().digest,
+            second->image.layers.back().digest);
 }
 
 }  // namespace

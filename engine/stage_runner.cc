@@ -340,11 +340,18 @@ absl::Status StageRunner::Finish(Rootfs rootfs, const std::string& key,
   }
   (void)RemoveAll(rootfs.dir);
   RETURN_IF_ERROR(StoreCache(key, r));
+  ReleaseClaim();
   ApplyResult(r, history);
   state_.key = key;
   ++*s_.run;
   Emit(BuildEvent::Kind::kStepDone, "", Seconds() - started);
   return absl::OkStatus();
+}
+
+void StageRunner::ReleaseClaim() {
+  if (claimed_.empty()) return;
+  e_->Release(claimed_);
+  claimed_.clear();
 }
 
 double StageRunner::Seconds() {
@@ -357,8 +364,17 @@ double StageRunner::Seconds() {
 absl::StatusOr<std::optional<double>> StageRunner::Begin(
     const std::string& key, const std::string& history,
     const std::string& display) {
-  ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
-  if (hit) return std::nullopt;
+  ReleaseClaim();
+  while (true) {
+    ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
+    if (hit) return std::nullopt;
+    if (s_.request->no_cache || e_->TryClaim(key, s_.cancel)) break;
+    // Another build ran this very step meanwhile: its result is cached.
+    if (s_.cancel != nullptr && s_.cancel->load()) {
+      return absl::CancelledError("build cancelled");
+    }
+  }
+  if (!s_.request->no_cache) claimed_ = key;
   double started = Seconds();
   Emit(BuildEvent::Kind::kStepStarted, display, 0);
   return started;

@@ -67,6 +67,10 @@ class StageRunner {
         stage_(s_.plan->stages[index]),
         name_(stage_.DisplayName()) {}
 
+  ~StageRunner() { ReleaseClaim(); }
+  StageRunner(const StageRunner&) = delete;
+  StageRunner& operator=(const StageRunner&) = delete;
+
   absl::StatusOr<ImageState> Run();
 
  private:
@@ -278,6 +282,10 @@ class StageRunner {
   int index_;
   const dockerfile::Stage& stage_;
   std::string name_;
+  // The key of the step this runner runs now (BuildEngine::TryClaim), ""
+  // when none: released once its result is in the cache or it failed.
+  std::string claimed_;
+  void ReleaseClaim();
   // What the stage builds for (ResolveBase): its FROM --platform, its base
   // stage's, or the request's target platform.
   platform::Platform platform_;
