@@ -404,28 +404,18 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
   ASSIGN_OR_RETURN(json mj, image::ParseJson(manifest.first, "manifest"));
   if (manifest.second == image::kMediaTypeIndex ||
       manifest.second == kDockerManifestList || mj.contains("manifests")) {
+    absl::StatusOr<std::vector<image::IndexEntry>> entries =
+        image::ParseIndex(mj);
+    if (!entries.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the image index of ", name, ": ", entries.status().message()));
+    }
     std::string chosen;
     std::vector<std::string> offered;
-    if (mj.contains("manifests") && mj["manifests"].is_array()) {
-      for (const json& m : mj["manifests"]) {
-        if (!m.is_object() || !m.contains("platform") ||
-            !m["platform"].is_object()) {
-          continue;
-        }
-        const json& p = m["platform"];
-        auto text = [&p](const char* key) {
-          return p.contains(key) && p[key].is_string()
-                     ? p[key].get<std::string>()
-                     : std::string();
-        };
-        platform::Platform has = platform::FromOci(
-            text("os"), text("architecture"), text("variant"));
-        if (text("os") == "unknown") continue;  // attestations
-        offered.push_back(has.String());
-        if (chosen.empty() && has == want && m.contains("digest") &&
-            m["digest"].is_string()) {
-          chosen = m["digest"].get<std::string>();
-        }
+    for (const image::IndexEntry& e : *entries) {
+      offered.push_back(e.platform.String());
+      if (chosen.empty() && e.platform == want) {
+        chosen = image::OciDigest(e.manifest.digest);
       }
     }
     if (chosen.empty()) {
