@@ -229,9 +229,13 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(
     bool other_platform = absl::IsNotFound(image.status()) ||
                           absl::IsFailedPrecondition(image.status());
     if (other_platform && puller_) {
-      // As docker does: the name's image for another platform is pulled.
+      // The name's image for another platform is pulled, and the name then
+      // holds both: the platforms it had and the pulled one, as an index.
       absl::StatusOr<ResolvedImage> pulled = puller_(ref, want);
-      if (pulled.ok()) return pulled;
+      if (pulled.ok()) {
+        RETURN_IF_ERROR(AddPlatform(ref, r.manifest, want, pulled->manifest));
+        return pulled;
+      }
     }
     if (!image.ok()) {
       return absl::Status(
@@ -255,6 +259,19 @@ absl::StatusOr<ResolvedImage> ImageStore::Resolve(
                    "\" is not in the local image store, and pulling it "
                    "failed: ",
                    pulled.status().message(), "; or ", import_hint));
+}
+
+absl::Status ImageStore::AddPlatform(const std::string& name, const Digest& had,
+                                     const platform::Platform& p,
+                                     const Descriptor& image) {
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, Platforms(had));
+  std::vector<IndexEntry> merged;
+  for (const IndexEntry& e : entries) {
+    if (e.platform != p) merged.push_back(e);
+  }
+  merged.push_back(IndexEntry{p, image});
+  ASSIGN_OR_RETURN(Descriptor index, PutIndex(merged));
+  return Tag(name, index.digest);
 }
 
 absl::StatusOr<Digest> ImageStore::Tagged(absl::string_view name) {

@@ -100,6 +100,11 @@ class ImageStore {
   absl::Status Remove(absl::string_view name);
 
  private:
+  // Tags `name` with an index of the platforms of `had` (an image or an
+  // index) and `image` for `p` (replacing `had`'s image for `p`).
+  absl::Status AddPlatform(const std::string& name, const Digest& had,
+                           const platform::Platform& p,
+                           const Descriptor& image);
   // The size of a manifest or index and every blob it names.
   absl::StatusOr<int64_t> TotalSize(const Digest& digest);
   absl::StatusOr<nlohmann::json> ReadIndexLocked();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "blobstore/memory_blob_store.h"
 #include "common/fs_util.h"
+#include "common/status_macros.h"
 #include "tests/status_code.h"
 
 namespace stagefarm::image {
@@ -137,6 +138,33 @@ TEST_F(ImageStoreTest, ASinglePlatformImageIsNotUsedForAnother) {
       });
   EXPECT_FALSE(store_->Resolve("armonly:1", *platform::Parse("s390x")).ok());
   EXPECT_EQ(pulled_for, "armonly:1 linux/s390x");
+}
+
+TEST_F(ImageStoreTest, APulledPlatformJoinsTheOnesTheNameHad) {
+  Descriptor arm = MakePlatformImage(store_.get(), &blobs_, "linux/arm64");
+  Descriptor s390x = MakePlatformImage(store_.get(), &blobs_, "linux/s390x");
+  ASSERT_TRUE(store_->Tag("both:1", arm.digest).ok());
+  store_->SetPuller(
+      [&](const std::string& name,
+          const platform::Platform&) -> absl::StatusOr<ResolvedImage> {
+        // As the registry client does: tags the name with what it pulled.
+        RETURN_IF_ERROR(store_->Tag(name, s390x.digest));
+        return store_->Load(s390x.digest);
+      });
+  auto got = store_->Resolve("both:1", *platform::Parse("s390x"));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->manifest.digest, s390x.digest);
+  // The name still has arm64 too.
+  auto tagged = store_->Tagged("both:1");
+  ASSERT_TRUE(tagged.ok());
+  auto platforms = store_->Platforms(*tagged);
+  ASSERT_TRUE(platforms.ok());
+  ASSERT_EQ(platforms->size(), 2u);
+  EXPECT_EQ((*platforms)[0].platform.String(), "linux/arm64");
+  EXPECT_EQ((*platforms)[1].platform.String(), "linux/s390x");
+  auto arm_again = store_->Resolve("both:1", *platform::Parse("arm64"));
+  ASSERT_TRUE(arm_again.ok());
+  EXPECT_EQ(arm_again->manifest.digest, arm.digest);
 }
 
 TEST_F(ImageStoreTest, PutImageThenLoadRoundTrips) {
