@@ -486,11 +486,18 @@ check "ADD of a hostile tar writes nothing outside" "no" "$([ -e /tmp/stagefarm-
 
 # --- independent stages run at the same time -----------------------------------------
 c=$(new_ctx parallel)
-printf 'FROM busybox AS a\nRUN sleep 1\nFROM busybox AS b\nRUN sleep 1\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n' >"$c/Dockerfile"
+printf 'FROM busybox AS a\nRUN sleep 1 && echo a\nFROM busybox AS b\nRUN sleep 1 && echo b\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n' >"$c/Dockerfile"
 "$SF" build --progress plain "$c" >"$c.log" 2>&1
 first_done=$(grep -n ' DONE ' "$c.log" | head -1 | cut -d: -f1)
 starts_before=$(head -n "${first_done:-0}" "$c.log" | grep -c 'RUN sleep 1')
 check "independent stages start before either finishes" "2" "$starts_before"
+# Two stages with the very same step (same key) run it once, as BuildKit
+# merges identical steps: the second waits and takes the first's result.
+c=$(new_ctx same-step)
+printf 'FROM busybox AS a\nRUN sleep 1 && cat /proc/sys/kernel/random/uuid > /t\nFROM busybox AS b\nRUN sleep 1 && cat /proc/sys/kernel/random/uuid > /t\nFROM busybox\nCOPY --from=a /t /a\nCOPY --from=b /t /b\n' >"$c/Dockerfile"
+build_local "$c"
+check "two stages with the same step run it once (same output)" "same" \
+  "$(cmp -s "$c.out/a" "$c.out/b" && echo same || echo different)"
 
 # --- one build cache in a shared CAS (--cas) -------------------------------------------
 CASBIN="$(dirname "$SF")/stagefarm-cas"
