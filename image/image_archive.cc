@@ -220,10 +220,12 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
   if (entries.empty()) {
     return absl::InvalidArgumentError("image index: no platform images");
   }
-  for (const IndexEntry& e : entries) {
-    ASSIGN_OR_RETURN(std::string ep, blob(e.manifest));
+  // Attestation manifests too: the index names them.
+  ASSIGN_OR_RETURN(std::vector<Descriptor> all, IndexManifests(mj));
+  for (const Descriptor& m : all) {
+    ASSIGN_OR_RETURN(std::string ep, blob(m));
     ASSIGN_OR_RETURN(std::string em, ReadFileToString(ep));
-    RETURN_IF_ERROR(import_image(e.manifest, em));
+    RETURN_IF_ERROR(import_image(m, em));
   }
   RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
   return Descriptor{kMediaTypeIndex, md.digest};
@@ -266,8 +268,10 @@ absl::Status ExportImage(ImageStore* store, const Digest& manifest,
                      "): build with one --platform, or export type=oci"));
   }
   std::vector<ResolvedImage> images;
-  for (const IndexEntry& e : platforms) {
-    ASSIGN_OR_RETURN(ResolvedImage image, store->Load(e.manifest.digest));
+  ASSIGN_OR_RETURN(std::vector<Descriptor> manifests,
+                   store->Manifests(manifest));
+  for (const Descriptor& m : manifests) {
+    ASSIGN_OR_RETURN(ResolvedImage image, store->Load(m.digest));
     images.push_back(std::move(image));
   }
   std::string tmp = absl::StrCat(out_path, ".tmp-", getpid());

@@ -64,6 +64,14 @@ absl::StatusOr<std::vector<IndexEntry>> ImageStore::Platforms(
   return std::vector<IndexEntry>{e};
 }
 
+absl::StatusOr<std::vector<Descriptor>> ImageStore::Manifests(
+    const Digest& digest) {
+  ASSIGN_OR_RETURN(std::string bytes, blobs_->Get(ns_, digest));
+  ASSIGN_OR_RETURN(nlohmann::json doc, ParseJson(bytes, "image manifest"));
+  if (IsIndex(doc)) return IndexManifests(doc);
+  return std::vector<Descriptor>{Descriptor{kMediaTypeManifest, digest}};
+}
+
 absl::StatusOr<ResolvedImage> ImageStore::LoadFor(
     const Digest& digest, const platform::Platform& want) {
   ASSIGN_OR_RETURN(std::string bytes, blobs_->Get(ns_, digest));

@@ -70,6 +70,10 @@ class ImageStore {
   // (FAILED_PRECONDITION naming both platforms otherwise).
   absl::StatusOr<ResolvedImage> LoadFor(const Digest& digest,
                                         const platform::Platform& want);
+  // Every image manifest `digest` stands for: itself, or all an index
+  // names (attestation manifests included): what an export or a push
+  // carries.
+  absl::StatusOr<std::vector<Descriptor>> Manifests(const Digest& digest);
   // The platforms of a manifest or an index digest, each with its
   // manifest (one entry for a single image).
   absl::StatusOr<std::vector<IndexEntry>> Platforms(const Digest& digest);

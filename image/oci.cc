@@ -133,6 +133,22 @@ absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc) {
   return out;
 }
 
+absl::StatusOr<std::vector<Descriptor>> IndexManifests(
+    const nlohmann::json& doc) {
+  if (!IsIndex(doc) || !doc["manifests"].is_array()) {
+    return absl::InvalidArgumentError("image index: no manifests array");
+  }
+  std::vector<Descriptor> out;
+  int i = 0;
+  for (const nlohmann::json& m : doc["manifests"]) {
+    ASSIGN_OR_RETURN(
+        Descriptor d,
+        ParseDescriptor(m, absl::StrCat("index.manifests[", i++, "]")));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text,
                                          absl::string_view what) {
   nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,

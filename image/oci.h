@@ -81,6 +81,9 @@ bool IsIndex(const nlohmann::json& doc);
 // The entries of an index with a platform (others, such as attestation
 // manifests, are skipped). INVALID_ARGUMENT for a malformed entry.
 absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc);
+// Every manifest an index names, attestation manifests included, in order.
+absl::StatusOr<std::vector<Descriptor>> IndexManifests(
+    const nlohmann::json& doc);
 
 // Checks a config document: rootfs.diff_ids present, one per layer.
 absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,

@@ -637,10 +637,12 @@ absl::StatusOr<PushResult> RegistryClient::Push(image::ImageStore* store,
                    store->Platforms(manifest));
   bool is_index =
       platforms.size() != 1 || platforms[0].manifest.digest != manifest;
+  // Every manifest: each platform's image and any attestation manifest.
   std::vector<image::ResolvedImage> images;
-  for (const image::IndexEntry& e : platforms) {
-    ASSIGN_OR_RETURN(image::ResolvedImage image,
-                     store->Load(e.manifest.digest));
+  ASSIGN_OR_RETURN(std::vector<image::Descriptor> manifests,
+                   store->Manifests(manifest));
+  for (const image::Descriptor& m : manifests) {
+    ASSIGN_OR_RETURN(image::ResolvedImage image, store->Load(m.digest));
     images.push_back(std::move(image));
   }
   if (!ref.digest.empty() && ref.digest != image::OciDigest(manifest)) {
