@@ -96,6 +96,19 @@ TEST(Sbom, GoBuildInfo) {
                   .empty());
 }
 
+TEST(Sbom, BusyBoxByItsBanner) {
+  std::string bin(
+      "\x7f"
+      "ELF..BusyBox v1.35.0 (Debian 1:1.35.0-4+b3)");
+  auto bb = ClassifyBinary(bin, "/bin/busybox");
+  EXPECT_EQ(Names(bb), "generic:busybox@1.35.0 ");
+  EXPECT_EQ(bb[0].Purl(), "pkg:generic/busybox@1.35.0");
+  EXPECT_TRUE(ClassifyBinary("\x7f"
+                             "ELF..BusyBox v",
+                             "/x")
+                  .empty());
+}
+
 TEST(Sbom, ScanRootfsFindsEachKindOnce) {
   const char* tmp = getenv("TEST_TMPDIR");
   fs::path root = fs::path(tmp ? tmp : "/tmp") / "sbom-root";

@@ -269,6 +269,31 @@ std::vector<Package> ParseGoBuildInfo(absl::string_view binary,
   return out;
 }
 
+std::vector<Package> ClassifyBinary(absl::string_view binary,
+                                    const std::string& found_in) {
+  std::vector<Package> out;
+  // BusyBox prints its banner from this string: "BusyBox v1.35.0 (...)".
+  static constexpr absl::string_view kBusyBox = "BusyBox v";
+  size_t at = binary.find(kBusyBox);
+  if (at == absl::string_view::npos) return out;
+  size_t v = at + kBusyBox.size();
+  size_t end = v;
+  while (end < binary.size() && end - v < 32 &&
+         (absl::ascii_isdigit(static_cast<unsigned char>(binary[end])) ||
+          binary[end] == '.')) {
+    ++end;
+  }
+  if (end == v) return out;
+  Package p;
+  p.type = "generic";
+  p.name = "busybox";
+  p.version = std::string(binary.substr(v, end - v));
+  p.license = "GPL-2.0-only";
+  p.found_in = found_in;
+  out.push_back(std::move(p));
+  return out;
+}
+
 absl::StatusOr<std::vector<Package>> ScanRootfs(const std::string& root,
                                                 size_t max_files) {
   namespace fs = std::filesystem;
@@ -358,6 +383,7 @@ absl::StatusOr<std::vector<Package>> ScanRootfs(const std::string& root,
                                      "\x7f"
                                      "ELF")) {
         add(ParseGoBuildInfo(*t, rel));
+        add(ClassifyBinary(*t, rel));
       }
     }
   }

@@ -3,8 +3,8 @@
 // document. Readers: Debian (var/lib/dpkg/status), Alpine
 // (lib/apk/db/installed), Node (package-lock.json and
 // node_modules/*/package.json), Python (*.dist-info/METADATA) and Go
-// binaries (their embedded build info). Pure but for reading the files;
-// thread-compatible.
+// binaries (their embedded build info), and BusyBox by its banner. Pure but for
+// reading the files; thread-compatible.
 #ifndef STAGEFARM_ATTEST_SBOM_H_
 #define STAGEFARM_ATTEST_SBOM_H_
 
@@ -46,6 +46,11 @@ std::vector<Package> ParsePythonMetadata(absl::string_view text,
 // dependencies (nothing when the file is not a Go binary).
 std::vector<Package> ParseGoBuildInfo(absl::string_view binary,
                                       const std::string& found_in);
+
+// Programs known by a string they carry (BusyBox's banner): what neither
+// a package database nor build info names.
+std::vector<Package> ClassifyBinary(absl::string_view binary,
+                                    const std::string& found_in);
 
 // An SPDX 2.3 JSON document naming `packages`; `name` is the image,
 // `created` RFC 3339, `namespace_id` makes documentNamespace unique (the

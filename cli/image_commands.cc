@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/attestations.h"
 #include "cli/commands.h"
 #include "cli/local_commands.h"
 
@@ -23,6 +24,7 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
     std::string import_path;
     std::vector<std::string> import_tags;
     std::string index_tag;
+    std::string attest_name, attest_type;
     std::vector<std::string> index_sources;
     std::string inspect_name;
     std::vector<std::string> rm_names;
@@ -60,6 +62,15 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                     "the Dockerfile (default CONTEXT/Dockerfile)");
   build->add_option("-t,--tag", f->build_flags.tags, "NAME:TAG (repeatable)");
   build->add_option("--target", f->build_flags.target, "the stage to build");
+  build->add_option("--provenance", f->build_flags.provenance,
+                    "record SLSA provenance: min or max (mode=min|max, "
+                    "true, false)");
+  build->add_flag("--sbom", f->build_flags.sbom,
+                  "record an SPDX SBOM of the image's packages");
+  build
+      ->add_option("--attest", f->build_flags.attest,
+                   "type=provenance[,mode=min|max] or type=sbom (repeatable)")
+      ->allow_extra_args(false);
   build->add_option("--platform", f->build_flags.platform,
                     "OS/ARCH[/VARIANT],... to build for (default: this "
                     "machine's); several give an image index");
@@ -137,6 +148,21 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   exp->add_option("--platform", local->platform,
                   "export only this platform's image of an index");
 
+  CLI::App* attest = app->add_subcommand(
+      "attest", "the provenance and SBOMs recorded with an image");
+  attest->require_subcommand(1);
+  add_local_flags(attest);
+  attest->fallthrough();
+  CLI::App* attest_show =
+      attest->add_subcommand("show", "print an image's attestations");
+  attest_show->add_option("name", f->attest_name, "NAME:TAG")->required();
+  attest_show
+      ->add_option("--type", f->attest_type,
+                   "provenance or sbom (default: all)")
+      ->check(CLI::IsMember({"provenance", "sbom"}));
+  attest_show->add_option("--platform", local->platform,
+                          "only the attestations of this platform's image");
+
   CLI::App* pull =
       app->add_subcommand("pull", "fetch an image from a registry and tag it");
   pull->add_option("ref", f->pull_ref, "[REGISTRY/]REPO[:TAG|@DIGEST]")
@@ -179,6 +205,12 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                   },
                   true});
   out->push_back({ls, [local] { return ImageListCommand(*local); }, true});
+  out->push_back({attest_show,
+                  [f, local] {
+                    return AttestShowCommand(*local, f->attest_name,
+                                             f->attest_type);
+                  },
+                  true});
   out->push_back(
       {inspect,
        [f, local] { return ImageInspectCommand(*local, f->inspect_name); },

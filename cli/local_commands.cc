@@ -18,9 +18,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/attestations.h"
 #include "cli/exit_status.h"
 #include "cli/farm_client.h"
 #include "cli/progress.h"
+#include "common/clock.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "engine/user_db.h"
@@ -268,6 +270,10 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   auto platforms = BuildPlatforms(flags, outputs);
   if (!platforms.ok()) return Fail(platforms.status());
+  auto attest_options =
+      ParseAttestFlags(flags.provenance, flags.sbom, flags.attest);
+  if (!attest_options.ok()) return Fail(attest_options.status());
+  std::string started_at = Rfc3339(time(nullptr));
   const bool multi = platforms->size() > 1;
   std::vector<std::string> pushes;
   for (const Output& o : outputs) {
@@ -390,12 +396,21 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   for (const std::string& t : flags.tags) {
     names.push_back(*image::NormalizeReference(t));
   }
-  if (multi) {
-    std::vector<image::IndexEntry> entries;
+  if (multi || attest_options->any()) {
+    // An index: the platforms' images, and their attestations.
+    std::vector<BuiltImage> built;
     for (size_t i = 0; i < results.size(); ++i) {
-      entries.push_back({(*platforms)[i], results[i].manifest});
+      built.push_back(
+          {{(*platforms)[i], results[i].manifest}, results[i].image});
     }
-    auto index = (*l)->images()->PutIndex(entries);
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    std::string builder_id = server.empty()
+                                 ? absl::StrCat("stagefarm://", host)
+                                 : absl::StrCat("stagefarm://", server);
+    auto index =
+        AttachAttestations(l->get(), *attest_options, *req, built, names,
+                           builder_id, started_at, Rfc3339(time(nullptr)));
     if (!index.ok()) return Fail(index.status());
     made = index->digest;
     for (const std::string& n : names) {
@@ -418,7 +433,11 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
           s = WriteLocalOutput((*l)->engine(), results[i].image, dest);
       }
     } else {
-      s = image::ExportImage((*l)->images(), made, names,
+      // A docker archive holds the one image (without attestations).
+      Digest what = o.type == "docker" && results.size() == 1
+                        ? results[0].manifest.digest
+                        : made;
+      s = image::ExportImage((*l)->images(), what, names,
                              o.type == "docker" ? image::ArchiveFormat::kDocker
                                                 : image::ArchiveFormat::kOci,
                              o.dest);

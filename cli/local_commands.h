@@ -32,6 +32,10 @@ struct BuildFlags {
   int64_t log_max_bytes = 0;  // 0: the engine's or the farm's default
   // --platform: "linux/amd64,linux/arm64"; "" = this machine's platform.
   std::string platform;
+  // Attestations: --provenance VALUE, --sbom, --attest type=...
+  std::string provenance;
+  bool sbom = false;
+  std::vector<std::string> attest;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);
