@@ -109,6 +109,16 @@ nplain=$(bytes_of node-app:plain); nmulti=$(bytes_of node-app:multi)
 echo "sizes (compressed): node-app:plain $nplain B, multi $nmulti B"
 check "node-app: the multi-stage image is >= 75% smaller than the plain one" "yes" \
   "$(awk -v a="$nplain" -v b="$nmulti" 'BEGIN{print (a > 0 && b <= a / 4) ? "yes" : "no"}')"
+# SBOMs of the examples: Debian's packages of node:18 (nodejs, npm), the
+# Go toolchain that built href-counter, busybox in the runtime base.
+"$SF" build --progress quiet --sbom -t node-app:sbom "$N" >"$WORK/n3.log" 2>&1 || tail -5 "$WORK/n3.log"
+sbom=$("$SF" attest show --type sbom node-app:sbom 2>&1 | jq -r '.predicate.packages[].externalRefs[].referenceLocator' 2>&1)
+check_contains "node-app's SBOM lists Debian's nodejs" "pkg:deb/debian/nodejs@" "$sbom"
+check_contains "node-app's SBOM lists npm" "pkg:deb/debian/npm@" "$sbom"
+"$SF" build --progress quiet --sbom -f "$H/Dockerfile.multi" -t href-counter:sbom "$H" >"$WORK/b5.log" 2>&1 || tail -5 "$WORK/b5.log"
+sbom=$("$SF" attest show --type sbom href-counter:sbom 2>&1 | jq -r '.predicate.packages[].externalRefs[].referenceLocator' 2>&1)
+check_contains "href-counter's SBOM lists the Go that built it" "pkg:golang/stdlib@go1.19" "$sbom"
+check_contains "href-counter's SBOM lists busybox of the runtime base" "pkg:generic/busybox@" "$sbom"
 "$SF" image ls >"$WORK/ls.txt"
 check_contains "stagefarm image ls shows the sizes" "node-app:multi" "$(cat "$WORK/ls.txt")"
 cat "$WORK/ls.txt"
