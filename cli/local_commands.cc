@@ -258,6 +258,119 @@ absl::StatusOr<std::vector<platform::Platform>> BuildPlatforms(
 
 }  // namespace
 
+namespace {
+
+// One build a platform, all at once: a step they share (a FROM
+// --platform=$BUILDPLATFORM stage that does not use the target's args) runs
+// once, the others wait for it and take it from the cache
+// (BuildEngine::TryClaim). The first failure stops the others. Returns the
+// first real failure, else a cancellation, else OK with a result a
+// platform in *results.
+absl::Status RunPlatformBuilds(Local* l, const BuildFlags& flags,
+                               const engine::BuildRequest& req,
+                               const std::vector<platform::Platform>& platforms,
+                               const std::string& server, Progress* progress,
+                               std::vector<engine::BuildResult>* results) {
+  const bool multi = platforms.size() > 1;
+  std::vector<absl::StatusOr<engine::BuildResult>> outcomes(
+      platforms.size(), absl::UnknownError("not run"));
+  absl::Mutex progress_mu;
+  auto build_one = [&](size_t i) {
+    const platform::Platform& p = platforms[i];
+    engine::BuildRequest one = req;
+    one.plan_options.target_platform = p.String();
+    one.plan_options.build_platform = platform::Host().String();
+    if (multi) one.tags.clear();  // the index is tagged after
+    std::string prefix = multi ? p.String() + " " : "";
+    auto on_event = [&](const engine::BuildEvent& ev) {
+      absl::MutexLock lock(&progress_mu);
+      if (prefix.empty()) return progress->OnEvent(ev);
+      engine::BuildEvent named = ev;
+      named.stage = prefix + ev.stage;
+      progress->OnEvent(named);
+    };
+    absl::StatusOr<engine::BuildResult> result;
+    if (server.empty()) {
+      result = l->engine()->Build(one, on_event, &g_cancel);
+    } else {
+      FarmBuildOptions fo;
+      fo.server = server;
+      fo.reattach = std::chrono::seconds(flags.reattach_seconds);
+      std::string cache_dir = l->home() + "/statcache";
+      if (MakeDirs(cache_dir, 0700).ok()) {
+        fo.stat_cache_file =
+            cache_dir + "/" + Digest::Of(req.context_dir).hash().substr(0, 32);
+      }
+      result =
+          FarmBuild(fo, l->remote(), l->images(), one, on_event, &g_cancel);
+    }
+    if (!result.ok() && multi && !absl::IsCancelled(result.status())) {
+      result = absl::Status(result.status().code(),
+                            absl::StrCat("building for ", p.String(), ": ",
+                                         result.status().message()));
+    }
+    outcomes[i] = std::move(result);
+  };
+  if (!multi) {
+    build_one(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < platforms.size(); ++i) {
+      threads.emplace_back([&, i] {
+        build_one(i);
+        if (!outcomes[i].ok() && !absl::IsCancelled(outcomes[i].status())) {
+          g_cancel.store(true);  // stop the other platforms
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  absl::Status failed;
+  for (auto& o : outcomes) {
+    if (o.ok()) {
+      results->push_back(*std::move(o));
+    } else if (failed.ok() ||
+               (absl::IsCancelled(failed) && !absl::IsCancelled(o.status()))) {
+      failed = o.status();
+    }
+  }
+  return failed;
+}
+
+// The --output files: type=local a directory (one a platform, named as
+// buildx names them, for several), docker and oci archives of `made` (a
+// docker archive holds the one image, without attestations).
+absl::Status WriteOutputs(Local* l, const std::vector<Output>& outputs,
+                          const std::vector<platform::Platform>& platforms,
+                          const std::vector<engine::BuildResult>& results,
+                          const Digest& made,
+                          const std::vector<std::string>& names) {
+  const bool multi = platforms.size() > 1;
+  for (const Output& o : outputs) {
+    if (!o.push.empty()) continue;  // pushed after
+    if (o.type == "local") {
+      for (size_t i = 0; i < results.size(); ++i) {
+        std::string dest =
+            multi ? absl::StrCat(o.dest, "/", platforms[i].DirName()) : o.dest;
+        if (multi) RETURN_IF_ERROR(MakeDirs(o.dest));
+        RETURN_IF_ERROR(WriteLocalOutput(l->engine(), results[i].image, dest));
+      }
+      continue;
+    }
+    Digest what = o.type == "docker" && results.size() == 1
+                      ? results[0].manifest.digest
+                      : made;
+    RETURN_IF_ERROR(image::ExportImage(l->images(), what, names,
+                                       o.type == "docker"
+                                           ? image::ArchiveFormat::kDocker
+                                           : image::ArchiveFormat::kOci,
+                                       o.dest));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   auto start = std::chrono::steady_clock::now();
   auto req = MakeRequest(flags);
@@ -305,73 +418,9 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
-  // One build a platform, all at once: a step they share (a FROM
-  // --platform=$BUILDPLATFORM stage that does not use the target's args)
-  // runs once, the others wait for it and take it from the cache
-  // (BuildEngine::TryClaim). The first failure stops the others.
-  std::vector<absl::StatusOr<engine::BuildResult>> outcomes(
-      platforms->size(), absl::UnknownError("not run"));
-  absl::Mutex progress_mu;
-  auto build_one = [&](size_t i) {
-    const platform::Platform& p = (*platforms)[i];
-    engine::BuildRequest one = *req;
-    one.plan_options.target_platform = p.String();
-    one.plan_options.build_platform = platform::Host().String();
-    if (multi) one.tags.clear();  // the index is tagged below
-    std::string prefix = multi ? p.String() + " " : "";
-    auto on_event = [&](const engine::BuildEvent& ev) {
-      absl::MutexLock lock(&progress_mu);
-      if (prefix.empty()) return progress->OnEvent(ev);
-      engine::BuildEvent named = ev;
-      named.stage = prefix + ev.stage;
-      progress->OnEvent(named);
-    };
-    absl::StatusOr<engine::BuildResult> result;
-    if (server.empty()) {
-      result = (*l)->engine()->Build(one, on_event, &g_cancel);
-    } else {
-      FarmBuildOptions fo;
-      fo.server = server;
-      fo.reattach = std::chrono::seconds(flags.reattach_seconds);
-      std::string cache_dir = (*l)->home() + "/statcache";
-      if (MakeDirs(cache_dir, 0700).ok()) {
-        fo.stat_cache_file =
-            cache_dir + "/" + Digest::Of(req->context_dir).hash().substr(0, 32);
-      }
-      result = FarmBuild(fo, (*l)->remote(), (*l)->images(), one, on_event,
-                         &g_cancel);
-    }
-    if (!result.ok() && multi && !absl::IsCancelled(result.status())) {
-      result = absl::Status(result.status().code(),
-                            absl::StrCat("building for ", p.String(), ": ",
-                                         result.status().message()));
-    }
-    outcomes[i] = std::move(result);
-  };
-  if (!multi) {
-    build_one(0);
-  } else {
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < platforms->size(); ++i) {
-      threads.emplace_back([&, i] {
-        build_one(i);
-        if (!outcomes[i].ok() && !absl::IsCancelled(outcomes[i].status())) {
-          g_cancel.store(true);  // stop the other platforms
-        }
-      });
-    }
-    for (std::thread& t : threads) t.join();
-  }
-  // The first real failure, else a cancellation, else every result.
   std::vector<engine::BuildResult> results;
-  absl::Status failed;
-  for (auto& o : outcomes) {
-    if (o.ok()) {
-      results.push_back(*std::move(o));
-    } else if (failed.ok() || absl::IsCancelled(failed)) {
-      if (failed.ok() || !absl::IsCancelled(o.status())) failed = o.status();
-    }
-  }
+  absl::Status failed = RunPlatformBuilds(l->get(), flags, *req, *platforms,
+                                          server, progress.get(), &results);
   progress->Finish();
   if (!failed.ok()) {
     if (absl::IsCancelled(failed)) {
@@ -419,30 +468,10 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
       }
     }
   }
-  for (const Output& o : outputs) {
-    absl::Status s;
-    if (!o.push.empty()) continue;  // pushed below
-    if (o.type == "local") {
-      for (size_t i = 0; i < results.size() && s.ok(); ++i) {
-        // Several platforms: a directory each, named as buildx names them.
-        std::string dest =
-            multi ? absl::StrCat(o.dest, "/", (*platforms)[i].DirName())
-                  : o.dest;
-        if (multi) s = MakeDirs(o.dest);
-        if (s.ok())
-          s = WriteLocalOutput((*l)->engine(), results[i].image, dest);
-      }
-    } else {
-      // A docker archive holds the one image (without attestations).
-      Digest what = o.type == "docker" && results.size() == 1
-                        ? results[0].manifest.digest
-                        : made;
-      s = image::ExportImage((*l)->images(), what, names,
-                             o.type == "docker" ? image::ArchiveFormat::kDocker
-                                                : image::ArchiveFormat::kOci,
-                             o.dest);
-    }
-    if (!s.ok()) return Fail(s);
+  if (absl::Status s =
+          WriteOutputs(l->get(), outputs, *platforms, results, made, names);
+      !s.ok()) {
+    return Fail(s);
   }
   for (const std::string& ref : pushes) {
     auto pushed = (*l)->registry()->Push((*l)->images(), made, ref,
