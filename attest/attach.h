@@ -12,11 +12,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "attest/provenance.h"
 #include "image/image_store.h"
 
 namespace stagefarm::attest {
-
-inline constexpr char kMediaTypeInToto[] = "application/vnd.in-toto+json";
 
 struct Attestation {
   std::string predicate_type;

@@ -23,59 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// "pkg:docker/busybox@latest?platform=linux%2Famd64", as BuildKit names
-// images in provenance.
-std::string DockerPurl(const std::string& name, const platform::Platform& p) {
-  std::string repo = name, tag = "latest";
-  size_t colon = name.rfind(':');
-  if (colon != std::string::npos &&
-      name.find('/', colon) == std::string::npos) {
-    repo = name.substr(0, colon);
-    tag = name.substr(colon + 1);
-  }
-  std::string plat = p.String();
-  std::string escaped;
-  for (char c : plat)
-    escaped += c == '/' ? std::string("%2F") : std::string(1, c);
-  return absl::StrCat("pkg:docker/", repo, "@", tag, "?platform=", escaped);
-}
-
-// The images the needed stages start from or copy from, for `p`, by
-// digest; and with `layout` the stages and their instructions.
-absl::Status Dependencies(Local* local, const engine::BuildRequest& request,
-                          const platform::Platform& p,
-                          std::vector<attest::Dependency>* deps, json* layout) {
-  dockerfile::PlanOptions po = request.plan_options;
-  po.target_platform = p.String();
-  ASSIGN_OR_RETURN(dockerfile::Plan plan,
-                   dockerfile::PlanDockerfile(request.dockerfile, po,
-                                              request.dockerfile_name));
-  *layout = json::array();
-  for (const dockerfile::Stage& st : plan.stages) {
-    if (!st.needed) continue;
-    ASSIGN_OR_RETURN(
-        platform::Platform sp,
-        platform::Parse(dockerfile::StagePlatform(plan, st.index, po)));
-    std::vector<std::string> names = st.images;
-    if (st.base_stage < 0 && absl::AsciiStrToLower(st.base) != "scratch") {
-      names.push_back(st.base);
-    }
-    for (const std::string& n : names) {
-      ASSIGN_OR_RETURN(image::ResolvedImage img,
-                       local->images()->Resolve(n, sp));
-      deps->push_back({DockerPurl(img.name.empty() ? n : img.name, sp),
-                       img.manifest.digest.hash()});
-    }
-    json steps = json::array();
-    for (const auto& inst : st.instructions) steps.push_back(inst.original);
-    layout->push_back({{"stage", st.DisplayName()},
-                       {"platform", sp.String()},
-                       {"base", st.base},
-                       {"steps", std::move(steps)}});
-  }
-  return absl::OkStatus();
-}
-
 // The context's REAPI tree root, as a farm upload names it.
 std::string ContextDigest(const engine::BuildRequest& request) {
   std::optional<dockerfile::DockerignoreMatcher> ignore;
@@ -152,7 +99,7 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
     entries.push_back(b.entry);
     std::vector<attest::Attestation> mine;
     std::vector<attest::Subject> subjects = {
-        {DockerPurl(subject_name, b.entry.platform),
+        {attest::DockerPurl(subject_name, b.entry.platform),
          b.entry.manifest.digest.hash()}};
     if (options.provenance) {
       attest::ProvenanceInput in;
@@ -167,10 +114,20 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
       in.build_args = request.plan_options.build_args;
       for (const auto& [id, file] : request.secrets)
         in.secret_ids.push_back(id);
-      json layout;
-      RETURN_IF_ERROR(Dependencies(local, request, b.entry.platform,
-                                   &in.dependencies, &layout));
-      in.layout = std::move(layout);
+      dockerfile::PlanOptions po = request.plan_options;
+      po.target_platform = b.entry.platform.String();
+      ASSIGN_OR_RETURN(dockerfile::Plan plan,
+                       dockerfile::PlanDockerfile(request.dockerfile, po,
+                                                  request.dockerfile_name));
+      RETURN_IF_ERROR(attest::DescribePlan(
+          plan, po,
+          [&](const std::string& name,
+              const platform::Platform& p) -> absl::StatusOr<std::string> {
+            ASSIGN_OR_RETURN(image::ResolvedImage img,
+                             local->images()->Resolve(name, p));
+            return img.manifest.digest.hash();
+          },
+          &in));
       in.builder_id = builder_id;
       in.builder_version = "0.1.0";
       in.invocation_id = b.entry.manifest.digest.hash().substr(0, 24);

@@ -27,6 +27,7 @@ v1::StoredBuild ToRecord(
     ss->set_key(st.key);
     ss->set_cached(st.cached);
     ss->set_platform(st.platform);
+    ss->set_avoid_worker(st.avoid_worker);
     if (st.status == StageStatus::kLeased) {
       ss->set_lease_id(st.lease);
       ss->set_worker(lease_worker(st.lease));
@@ -40,6 +41,12 @@ v1::StoredBuild ToRecord(
   if (b.result.has_manifest()) {
     *stored.mutable_manifest() = b.result.manifest();
   }
+  stored.set_provenance(b.result.provenance());
+  if (b.result.has_rebuild_manifest()) {
+    *stored.mutable_rebuild_manifest() = b.result.rebuild_manifest();
+  }
+  stored.set_rebuild_id(b.rebuild_id);
+  stored.set_verify_of(b.verify_of);
   stored.set_steps_run(b.steps_run);
   stored.set_steps_cached(b.steps_cached);
   stored.set_submitted(b.submitted);
@@ -59,6 +66,12 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
   b->code = stored.code();
   b->error = stored.error();
   if (stored.has_manifest()) *b->result.mutable_manifest() = stored.manifest();
+  b->result.set_provenance(stored.provenance());
+  if (stored.has_rebuild_manifest()) {
+    *b->result.mutable_rebuild_manifest() = stored.rebuild_manifest();
+  }
+  b->rebuild_id = stored.rebuild_id();
+  b->verify_of = stored.verify_of();
   b->steps_run = stored.steps_run();
   b->steps_cached = stored.steps_cached();
   b->submitted = stored.submitted();
@@ -79,6 +92,7 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
     st.key = ss.key();
     st.cached = ss.cached();
     st.platform = ss.platform();
+    st.avoid_worker = ss.avoid_worker();
   }
   b->events = std::move(events);
   b->events_saved = b->events.size();

@@ -32,6 +32,9 @@ struct StageState {
   std::string key;       // stage key (stagecache/stage_cache.h)
   bool cached = false;   // result from the stage cache (target: assemble)
   std::string platform;  // what it builds for ("linux/arm64"), normalized
+  // A reproducibility rebuild's stage: the worker that ran it the first
+  // time, which must not run it again.
+  std::string avoid_worker;
 };
 
 struct BuildState {
@@ -51,6 +54,9 @@ struct BuildState {
   size_t events_saved = 0;
   bool had_secrets = false;  // restored: its secrets are gone
   std::string tenant;        // who submitted it (with tenants)
+  // spec.verify_reproducible: the rebuild (on the build it checks) and the
+  // build checked (on the rebuild).
+  std::string rebuild_id, verify_of;
   // Wakes this build's streams (new events, finished); a stream does not
   // wake for other builds' progress.
   absl::CondVar cv;

@@ -20,6 +20,10 @@ void Fill(BuildState& b) {
   b.submitted = 10.5;
   b.finished_at = 12.25;
   b.tenant = "team-a";
+  b.result.set_provenance("{\"payloadType\":\"x\"}");
+  b.result.mutable_rebuild_manifest()->set_hash(std::string(64, 'b'));
+  b.rebuild_id = "r1";
+  b.verify_of = "v0";
   StageState& done = b.stages[0];
   done.status = StageStatus::kDone;
   done.display = "builder";
@@ -29,6 +33,7 @@ void Fill(BuildState& b) {
   done.key = "sha256:k";
   done.cached = true;
   done.platform = "linux/arm64";
+  done.avoid_worker = "w0";
   StageState& leased = b.stages[2];
   leased.status = StageStatus::kLeased;
   leased.depends_on = {0};
@@ -63,6 +68,11 @@ TEST(BuildStateTest, RecordRoundTripKeepsTheBuildButNotItsSecrets) {
   EXPECT_EQ(out->finished_at, in.finished_at);
   EXPECT_TRUE(out->had_secrets);
   EXPECT_EQ(out->tenant, in.tenant);
+  EXPECT_EQ(out->result.provenance(), in.result.provenance());
+  EXPECT_EQ(out->result.rebuild_manifest().hash(), std::string(64, 'b'));
+  EXPECT_EQ(out->rebuild_id, "r1");
+  EXPECT_EQ(out->verify_of, "v0");
+  EXPECT_EQ(out->stages[0].avoid_worker, "w0");
   EXPECT_EQ(out->events.size(), 2u);
   EXPECT_EQ(out->events_saved, 2u);
   ASSERT_EQ(out->stages.size(), 2u);

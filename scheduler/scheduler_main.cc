@@ -1,6 +1,7 @@
 // stagefarm-scheduler: the farm's scheduler service
 // (scheduler/scheduler_service.h).
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "attest/signing.h"
 #include "common/channel.h"
 #include "common/daemon.h"
 #include "scheduler/scheduler_service.h"
@@ -130,7 +132,30 @@ int main(int argc, char** argv) {
   app.add_option("--log-rate-bytes", options.log_rate_bytes,
                  "live output bytes per second per step (default 1 MiB)")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  std::string signing_key_file;
+  app.add_option("--signing-key", signing_key_file,
+                 "PEM private key (ECDSA P-256 or Ed25519) that signs each "
+                 "build's provenance (DSSE); `stagefarm attest verify --key` "
+                 "checks it with the public half")
+      ->check(CLI::ExistingFile);
+  app.add_option("--builder-id", options.builder_id,
+                 "the builder's id in provenance (default "
+                 "stagefarm-scheduler://HOSTNAME)");
   CLI11_PARSE(app, argc, argv);
+  if (app.count("--builder-id") == 0) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    options.builder_id = std::string("stagefarm-scheduler://") + host;
+  }
+  if (!signing_key_file.empty()) {
+    auto key = attest::Key::PrivateFromFile(signing_key_file);
+    if (!key.ok()) {
+      std::cerr << "stagefarm-scheduler: --signing-key: "
+                << key.status().message() << "\n";
+      return 2;
+    }
+    options.signing_key = *std::move(key);
+  }
   if (heartbeat_ms * 2 > lease_ms) {
     std::cerr << "stagefarm-scheduler: --lease-timeout-ms must be at least "
                  "twice --heartbeat-ms\n";

@@ -24,6 +24,7 @@
 #include "common/status_macros.h"
 #include "frontend/dockerfile/plan.h"
 #include "platform/platform.h"
+#include "scheduler/build_provenance.h"
 #include "stagecache/stage_cache.h"
 
 namespace stagefarm::scheduler {
@@ -192,7 +193,7 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
   st.lease.clear();
-  StageQueue::Entry entry{b->id, index, "", st.platform};
+  StageQueue::Entry entry{b->id, index, "", st.platform, st.avoid_worker};
   if (st.base_stage >= 0) {
     auto base = b->stages.find(st.base_stage);
     if (base != b->stages.end()) entry.preferred = base->second.worker;
@@ -233,24 +234,137 @@ void SchedulerService::Finish(BuildState* b, int code,
     finished_order_.pop_front();
   }
   SaveOrLog(b);
+  if (!b->verify_of.empty()) Verified(b);
+  if (!b->rebuild_id.empty() && code != 0) {
+    // The rebuild checks nothing any more.
+    auto rebuild = builds_.find(b->rebuild_id);
+    if (rebuild != builds_.end()) {
+      Finish(rebuild->second.get(),
+             static_cast<int>(grpc::StatusCode::CANCELLED),
+             "the build it checks ended");
+    }
+  }
 }
 
-grpc::Status SchedulerService::Build(
-    grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
-    grpc::ServerWriter<v1::BuildUpdate>* writer) {
-  const v1::BuildSpec& spec = request->spec();
-  absl::StatusOr<const Tenant*> caller = Caller(context);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  if (*caller != nullptr) {
-    absl::Status s = Tenants::CheckInstance(**caller, spec.instance_name());
-    if (!s.ok()) return ToGrpcStatus(s);
+void SchedulerService::Succeeded(const std::shared_ptr<BuildState>& b,
+                                 const std::string& reproduced) {
+  if (b->spec.verify_reproducible() && b->rebuild_id.empty()) {
+    StartRebuild(b);
+    return;
   }
-  if (spec.dockerfile().empty()) return Invalid("spec.dockerfile: empty");
+  if (!b->spec.provenance().empty()) {
+    ProvenanceSigner signer{options_.signing_key.get(), options_.builder_id,
+                            options_.version};
+    absl::StatusOr<std::string> envelope =
+        MakeProvenance(*b, signer, reproduced, UnixNow());
+    if (!envelope.ok()) {
+      Finish(b.get(), static_cast<int>(envelope.status().code()),
+             absl::StrCat("making the build's provenance: ",
+                          envelope.status().message()));
+      return;
+    }
+    b->result.set_provenance(*std::move(envelope));
+  }
+  Finish(b.get(), 0, "");
+}
+
+void SchedulerService::StartRebuild(const std::shared_ptr<BuildState>& b) {
+  v1::BuildSpec spec = b->spec;
+  spec.set_no_cache(true);
+  spec.set_verify_reproducible(false);
+  spec.clear_provenance();
+  absl::StatusOr<std::shared_ptr<BuildState>> made = NewBuild(spec);
+  if (!made.ok()) {
+    Finish(b.get(), static_cast<int>(made.status().code()),
+           absl::StrCat("starting the reproducibility rebuild: ",
+                        made.status().message()));
+    return;
+  }
+  std::shared_ptr<BuildState> rebuild = *std::move(made);
+  rebuild->tenant = b->tenant;
+  rebuild->verify_of = b->id;
+  b->rebuild_id = rebuild->id;
+  std::set<std::string> avoided;
+  for (auto& [index, st] : rebuild->stages) {
+    auto first = b->stages.find(index);
+    if (first == b->stages.end()) continue;
+    st.avoid_worker = first->second.worker;
+    if (!st.avoid_worker.empty()) avoided.insert(st.avoid_worker);
+  }
+  builds_[rebuild->id] = rebuild;
+  ++builds_submitted_;
+  auto made_digest = Digest::FromProto(b->result.manifest());
+  Event(b.get(), "verify", "",
+        absl::StrCat(
+            "built sha256:", made_digest.ok() ? made_digest->hash() : "?",
+            "; building it again without cache, each stage on "
+            "another worker than the first time (build ",
+            rebuild->id, ")"),
+        "");
+  Event(rebuild.get(), "queued", "",
+        absl::StrCat("build ", rebuild->id, ": rebuilds ", b->id,
+                     " without cache, away from ",
+                     avoided.empty() ? std::string("no worker")
+                                     : absl::StrJoin(avoided, ", ")),
+        "");
+  QueueReady(rebuild);
+  SaveOrLog(rebuild.get());
+}
+
+void SchedulerService::Verified(BuildState* rebuild) {
+  auto it = builds_.find(rebuild->verify_of);
+  if (it == builds_.end() || it->second->finished) return;
+  std::shared_ptr<BuildState> b = it->second;
+  if (rebuild->code != 0) {
+    Finish(b.get(), rebuild->code,
+           absl::StrCat("the rebuild that checks reproducibility (build ",
+                        rebuild->id, ") failed: ", rebuild->error));
+    return;
+  }
+  *b->result.mutable_rebuild_manifest() = rebuild->result.manifest();
+  auto first = Digest::FromProto(b->result.manifest());
+  auto second = Digest::FromProto(rebuild->result.manifest());
+  if (!first.ok() || !second.ok()) {
+    Finish(b.get(), static_cast<int>(grpc::StatusCode::INTERNAL),
+           "the reproducibility rebuild reported no image");
+    return;
+  }
+  if (*first == *second) {
+    Event(b.get(), "verify", "",
+          absl::StrCat("reproducible: the rebuild made the same image "
+                       "sha256:",
+                       second->hash()),
+          "");
+    Succeeded(b, second->hash());
+  } else {
+    Finish(
+        b.get(), static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION),
+        absl::StrCat("not reproducible: the build made sha256:", first->hash(),
+                     ", the rebuild without cache on other workers sha256:",
+                     second->hash()));
+  }
+}
+
+absl::StatusOr<std::shared_ptr<BuildState>> SchedulerService::NewBuild(
+    const v1::BuildSpec& spec) {
+  auto invalid = [](absl::string_view m) {
+    return absl::InvalidArgumentError(m);
+  };
+  if (spec.dockerfile().empty()) return invalid("spec.dockerfile: empty");
   if (!Digest::FromProto(spec.context()).ok()) {
-    return Invalid("spec.context: not a valid digest");
+    return invalid("spec.context: not a valid digest");
   }
   if (!archives::ParseCompression(spec.compression())) {
-    return Invalid("spec.compression: must be gzip, zstd or uncompressed");
+    return invalid("spec.compression: must be gzip, zstd or uncompressed");
+  }
+  if (!spec.provenance().empty() && spec.provenance() != "min" &&
+      spec.provenance() != "max") {
+    return invalid("spec.provenance: must be min, max or empty");
+  }
+  if (spec.verify_reproducible() && !spec.has_source_date_epoch()) {
+    return invalid(
+        "spec.verify_reproducible: needs source_date_epoch (a reproducible "
+        "build sets its times from SOURCE_DATE_EPOCH)");
   }
   // Platforms normalized (empty: this machine's), so that keys and the
   // workers agree on them.
@@ -261,7 +375,7 @@ grpc::Status SchedulerService::Build(
     auto p = platform::Parse(asked[i]->empty() ? platform::Host().String()
                                                : *asked[i]);
     if (!p.ok()) {
-      return Invalid(absl::StrCat(
+      return invalid(absl::StrCat(
           i == 0 ? "spec.target_platform: " : "spec.build_platform: ",
           p.status().message()));
     }
@@ -274,17 +388,18 @@ grpc::Status SchedulerService::Build(
   for (const auto& [k, v] : spec.build_args()) po.build_args[k] = v;
   std::string name =
       spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
-  auto plan = dockerfile::PlanDockerfile(spec.dockerfile(), po, name);
-  if (!plan.ok()) {
-    return grpc::Status(static_cast<grpc::StatusCode>(plan.status().code()),
-                        std::string(plan.status().message()));
-  }
+  ASSIGN_OR_RETURN(dockerfile::Plan plan,
+                   dockerfile::PlanDockerfile(spec.dockerfile(), po, name));
   auto b = std::make_shared<BuildState>();
-  if (*caller != nullptr) b->tenant = (*caller)->name;
   b->id = RandomId();
   b->spec = spec;
   b->spec.set_target_platform(platforms[0]);
   b->spec.set_build_platform(platforms[1]);
+  // The secrets' ids as the scheduler saw them (the provenance names them).
+  b->spec.clear_secret_ids();
+  for (const auto& [id, value] : spec.secrets()) b->spec.add_secret_ids(id);
+  std::sort(b->spec.mutable_secret_ids()->begin(),
+            b->spec.mutable_secret_ids()->end());
   auto bound = [](int64_t asked, int64_t most) {
     return asked > 0 && asked < most ? asked : most;
   };
@@ -295,21 +410,38 @@ grpc::Status SchedulerService::Build(
   b->created = Rfc3339(spec.has_source_date_epoch()
                            ? spec.source_date_epoch()
                            : static_cast<int64_t>(time(nullptr)));
-  b->target = plan->target;
+  b->target = plan.target;
   b->submitted = UnixNow();
-  for (const auto& st : plan->stages) {
+  for (const auto& st : plan.stages) {
     if (!st.needed) continue;
     StageState& s = b->stages[st.index];
     s.display = st.DisplayName();
     s.depends_on = st.depends_on;
     s.base_stage = st.base_stage;
-    auto p = platform::Parse(dockerfile::StagePlatform(*plan, st.index, po));
+    auto p = platform::Parse(dockerfile::StagePlatform(plan, st.index, po));
     if (!p.ok()) {
-      return Invalid(
+      return invalid(
           absl::StrCat(name, ":", st.line, ": ", p.status().message()));
     }
     s.platform = p->String();
   }
+  return b;
+}
+
+grpc::Status SchedulerService::Build(
+    grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
+    grpc::ServerWriter<v1::BuildUpdate>* writer) {
+  const v1::BuildSpec& spec = request->spec();
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (*caller != nullptr) {
+    absl::Status s = Tenants::CheckInstance(**caller, spec.instance_name());
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  absl::StatusOr<std::shared_ptr<BuildState>> made = NewBuild(spec);
+  if (!made.ok()) return ToGrpcStatus(made.status());
+  std::shared_ptr<BuildState> b = *std::move(made);
+  if (*caller != nullptr) b->tenant = (*caller)->name;
   UseStageCache(b.get());
   {
     absl::MutexLock lock(&mu_);
@@ -461,6 +593,10 @@ grpc::Status SchedulerService::Stream(
         if (b->result.has_manifest()) {
           *update.mutable_manifest() = b->result.manifest();
         }
+        if (b->result.has_rebuild_manifest()) {
+          *update.mutable_rebuild_manifest() = b->result.rebuild_manifest();
+        }
+        update.set_provenance(b->result.provenance());
         update.set_steps_run(b->steps_run);
         update.set_steps_cached(b->steps_cached);
       }
@@ -582,6 +718,9 @@ grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
     return ToGrpcStatus(s);
   }
   response->set_cas(options_.cas_address);
+  if (options_.signing_key) {
+    response->set_signing_key(options_.signing_key->PublicPem());
+  }
   return grpc::Status::OK;
 }
 
@@ -851,7 +990,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
       if (done.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();
-        Finish(b, 0, "");
+        Succeeded(bit->second, "");
       } else {
         QueueReady(bit->second);
       }

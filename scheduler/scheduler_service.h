@@ -36,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "attest/signing.h"
 #include "common/cas_client.h"
 #include "common/tenants.h"
 #include "scheduler/build_state.h"
@@ -62,6 +63,11 @@ struct SchedulerOptions {
   // for less, never more); the rest is kept whole as a blob.
   int64_t log_max_bytes = int64_t{2} << 20;
   int64_t log_rate_bytes = int64_t{1} << 20;
+  // Signs builds' provenance (--signing-key); null: provenance unsigned.
+  std::shared_ptr<const attest::Key> signing_key;
+  // Who builds, as provenance names it (runDetails.builder.id).
+  std::string builder_id = "stagefarm-scheduler://localhost";
+  std::string version = "0.1.0";
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -178,6 +184,21 @@ class SchedulerService final : public v1::Scheduler::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(BuildState* b, int code, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A spec checked, planned and made into a build (not yet shared).
+  absl::StatusOr<std::shared_ptr<BuildState>> NewBuild(
+      const v1::BuildSpec& spec);
+  // The target stage is done: the build checks its reproducibility first
+  // (spec.verify_reproducible), then gets its provenance and finishes.
+  // `reproduced`: the rebuild's manifest hex when it matched.
+  void Succeeded(const std::shared_ptr<BuildState>& b,
+                 const std::string& reproduced)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `b` again without cache, each stage away from the worker that
+  // ran it, as a build of its own.
+  void StartRebuild(const std::shared_ptr<BuildState>& b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A rebuild finished: the build it checks succeeds or fails by it.
+  void Verified(BuildState* rebuild) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLeases();
   // Sends a build's events as they come, then its result. The owner (the
   // submitting client) going away cancels the build; a watcher's does not.

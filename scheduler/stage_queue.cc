@@ -29,6 +29,10 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
       q = queue_.erase(q);
       continue;
     }
+    if (!q->avoid.empty() && q->avoid == worker) {
+      ++q;  // it ran this stage the first time
+      continue;
+    }
     Fit fit = asker.fit && !q->platform.empty() ? asker.fit(q->platform)
                                                 : Fit::kNative;
     if (fit == Fit::kNo) {

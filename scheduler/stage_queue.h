@@ -7,7 +7,8 @@
 //
 // Platforms: a stage goes only to a worker that runs its platform; one that
 // would emulate it is passed over for kEmulationGrace while another live
-// worker runs the platform natively.
+// worker runs the platform natively. A stage that names a worker to avoid
+// (a reproducibility rebuild's) never goes to it.
 //
 // Pure logic: no locks (the scheduler calls it under its own), no gRPC, the
 // time passed in. Entries name a build and a stage; whether an entry is
@@ -35,6 +36,7 @@ class StageQueue {
     int stage = -1;
     std::string preferred;  // the worker that ran its base stage, if any
     std::string platform;   // what it builds for; "" = any worker
+    std::string avoid;      // a worker that must not run it (a rebuild's)
   };
 
   // How the asking worker runs a platform, and whether another live

@@ -15,7 +15,7 @@ class StageQueueTest : public ::testing::Test {
   void Push(const std::string& build, int stage, const std::string& preferred,
             Clock::time_point at) {
     queued_[build + "/" + std::to_string(stage)] = at;
-    queue_.Push({build, stage, preferred, ""});
+    queue_.Push({build, stage, preferred, "", ""});
   }
   std::optional<StageQueue::Entry> Pick(const std::string& worker,
                                         Clock::time_point now, bool* held) {
@@ -32,6 +32,18 @@ class StageQueueTest : public ::testing::Test {
   std::map<std::string, Clock::time_point> queued_;
   Clock::time_point t0_ = Clock::now();
 };
+
+TEST_F(StageQueueTest, ARebuildsStageNeverGoesToTheWorkerItAvoids) {
+  auto now = Clock::now();
+  queued_["b/0"] = now - std::chrono::seconds(5);
+  queue_.Push({"b", 0, "", "", "w1"});
+  bool held = false;
+  EXPECT_FALSE(Pick("w1", now, &held).has_value());
+  auto e = Pick("w2", now, &held);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->build, "b");
+  EXPECT_EQ(queue_.size(), 0u);
+}
 
 TEST_F(StageQueueTest, OldestFirstWhenNothingPrefersAWorker) {
   Push("a", 0, "", t0_);
@@ -104,7 +116,7 @@ class PlatformQueueTest : public StageQueueTest {
   void PushFor(const std::string& build, const std::string& platform,
                Clock::time_point at) {
     queued_[build + "/0"] = at;
-    queue_.Push({build, 0, "", platform});
+    queue_.Push({build, 0, "", platform, ""});
   }
   std::optional<StageQueue::Entry> PickAs(const std::string& worker,
                                           Clock::time_point now, bool* held,
