@@ -23,6 +23,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -86,6 +87,21 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
                                        const std::string& dest_dir);
 absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,
                                            const std::string& dest_dir);
+
+// One entry of a layer's tar, as ListLayer reads it.
+struct LayerEntry {
+  std::string path;  // as in the tar ("usr/bin/app")
+  // 'f' file, 'd' directory, 'l' symlink, 'h' hard link, 'c', 'b', 'p'.
+  char type = 'f';
+  uint32_t mode = 0;  // permission bits
+  int64_t uid = 0, gid = 0, size = 0, mtime = 0;
+  std::string link;    // a symlink's target or a hard link's other name
+  std::string sha256;  // a file's content, hex
+};
+
+// Every entry of a layer blob (gzip, zstd or plain), in the tar's order,
+// with its content's digest; nothing is written anywhere.
+absl::StatusOr<std::vector<LayerEntry>> ListLayer(const ByteSource& source);
 
 }  // namespace stagefarm::archives
 

@@ -34,7 +34,7 @@ absl::StatusOr<image::Descriptor> PutIndexWithAttestations(
     for (const Attestation& a : attestations[i]) {
       RETURN_IF_ERROR(store->blobs()->Put(store->ns(), a.statement));
       Digest d = Digest::Of(a.statement);
-      layers.push_back({{"mediaType", kMediaTypeInToto},
+      layers.push_back({{"mediaType", a.media_type},
                         {"digest", image::OciDigest(d)},
                         {"size", d.size()},
                         {"annotations", {{kPredicateType, a.predicate_type}}}});
@@ -101,6 +101,7 @@ absl::StatusOr<std::vector<Found>> ReadAttestations(image::ImageStore* store,
                        image::ParseDescriptor(l, "attestation layer"));
       Found f;
       f.image = about;
+      f.media_type = ld.media_type;
       if (l.contains("annotations")) {
         f.predicate_type = Str(l["annotations"], kPredicateType);
       }

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "attest/provenance.h"
+#include "attest/signing.h"
 #include "image/image_store.h"
 
 namespace stagefarm::attest {
@@ -20,6 +21,8 @@ namespace stagefarm::attest {
 struct Attestation {
   std::string predicate_type;
   std::string statement;  // the in-toto statement's JSON bytes
+  // kMediaTypeInToto, or kMediaTypeDsse for a signed envelope of one.
+  std::string media_type = kMediaTypeInToto;
 };
 
 // Stores an index over `images` followed by one attestation manifest for
@@ -31,7 +34,8 @@ absl::StatusOr<image::Descriptor> PutIndexWithAttestations(
 struct Found {
   Digest image;  // the image manifest the attestation is about
   std::string predicate_type;
-  std::string statement;
+  std::string statement;  // the layer's bytes (a statement or an envelope)
+  std::string media_type;
 };
 
 // The attestations an index holds (none for a single image).

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "attest/attach.h"
 #include "attest/provenance.h"
@@ -101,7 +102,15 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
     std::vector<attest::Subject> subjects = {
         {attest::DockerPurl(subject_name, b.entry.platform),
          b.entry.manifest.digest.hash()}};
-    if (options.provenance) {
+    if (options.provenance && !b.provenance.empty()) {
+      // The farm's, made and signed by its scheduler: the statement where
+      // readers of BuildKit's attestations look, and the signed envelope.
+      ASSIGN_OR_RETURN(attest::Envelope envelope,
+                       attest::ParseEnvelope(b.provenance));
+      mine.push_back({attest::kSlsaProvenanceV1, envelope.payload});
+      mine.push_back(
+          {attest::kSlsaProvenanceV1, b.provenance, attest::kMediaTypeDsse});
+    } else if (options.provenance) {
       attest::ProvenanceInput in;
       in.max = options.provenance_max;
       in.subjects = subjects;
@@ -133,6 +142,7 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
       in.invocation_id = b.entry.manifest.digest.hash().substr(0, 24);
       in.started = started;
       in.finished = finished;
+      in.reproduced = b.reproduced;
       mine.push_back(
           {attest::kSlsaProvenanceV1, attest::ProvenanceStatement(in).dump()});
     }
@@ -180,6 +190,9 @@ int AttestShowCommand(const LocalOptions& local, const std::string& name,
         absl::StartsWith(f.predicate_type, "https://slsa.dev/");
     if (type == "provenance" && !is_provenance) continue;
     if (type == "sbom" && f.predicate_type != attest::kSpdxPredicate) continue;
+    if (f.media_type == attest::kMediaTypeDsse)
+      continue;  // its payload is
+                 // shown
     std::cout << f.statement << "\n";
     ++shown;
   }
@@ -187,6 +200,257 @@ int AttestShowCommand(const LocalOptions& local, const std::string& name,
     return Fail(absl::NotFoundError(absl::StrCat(
         "image \"", name, "\" has no ", type.empty() ? "" : type + " ",
         "attestations (build it with --provenance or --sbom)")));
+  }
+  return 0;
+}
+
+}  // namespace stagefarm::cli
+
+namespace stagefarm::cli {
+
+namespace {
+
+// What `attest verify --policy FILE` asks of a provenance (JSON; every key
+// optional, an unknown one an error).
+struct Policy {
+  std::vector<std::string> builders;  // "builder": one id or a list
+  std::string context;                // "context": "sha256:<hex>"
+  std::string dockerfile;             // "dockerfile": "sha256:<hex>"
+  std::string source;                 // "source": vcs:source
+  bool allow_host_network = false;    // "allow_host_network"
+  bool allow_insecure = false;        // "allow_insecure"
+  bool reproducible = false;          // "reproducible": verified rebuild
+};
+
+absl::StatusOr<Policy> ReadPolicy(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  json doc = json::parse(text, nullptr, false);
+  if (!doc.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a policy is a JSON object"));
+  }
+  Policy p;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    auto want = [&](bool ok, const char* what) -> absl::Status {
+      if (ok) return absl::OkStatus();
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": \"", k, "\" must be ", what));
+    };
+    if (k == "builder") {
+      if (v.is_string()) {
+        p.builders.push_back(v.get<std::string>());
+      } else {
+        RETURN_IF_ERROR(want(v.is_array(), "a string or a list of strings"));
+        for (const json& b : v) {
+          RETURN_IF_ERROR(want(b.is_string(), "a string or a list of strings"));
+          p.builders.push_back(b.get<std::string>());
+        }
+      }
+    } else if (k == "context" || k == "dockerfile" || k == "source") {
+      RETURN_IF_ERROR(want(v.is_string(), "a string"));
+      (k == "context"      ? p.context
+       : k == "dockerfile" ? p.dockerfile
+                           : p.source) = v.get<std::string>();
+    } else if (k == "allow_host_network" || k == "allow_insecure" ||
+               k == "reproducible") {
+      RETURN_IF_ERROR(want(v.is_boolean(), "true or false"));
+      (k == "allow_host_network" ? p.allow_host_network
+       : k == "allow_insecure"   ? p.allow_insecure
+                                 : p.reproducible) = v.get<bool>();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": unknown key \"", k,
+          "\" (builder, context, dockerfile, source, allow_host_network, "
+          "allow_insecure, reproducible)"));
+    }
+  }
+  return p;
+}
+
+// The string at a JSON pointer, or "".
+std::string At(const json& doc, const char* pointer) {
+  json::json_pointer p(pointer);
+  return doc.contains(p) && doc[p].is_string() ? doc[p].get<std::string>()
+                                               : std::string();
+}
+
+absl::Status CheckPolicy(const json& statement, const Policy& policy) {
+  const json& pred = statement["predicate"];
+  auto deny = [](std::string why) {
+    return absl::PermissionDeniedError("policy: " + why);
+  };
+  std::string builder = At(pred, "/runDetails/builder/id");
+  if (!policy.builders.empty() &&
+      std::find(policy.builders.begin(), policy.builders.end(), builder) ==
+          policy.builders.end()) {
+    return deny(absl::StrCat("built by \"", builder, "\", not by ",
+                             absl::StrJoin(policy.builders, " or ")));
+  }
+  const char* kSource = "/buildDefinition/externalParameters/configSource";
+  std::string uri = At(pred, (std::string(kSource) + "/uri").c_str());
+  if (!policy.context.empty() &&
+      !absl::StartsWith(uri, "context:" + policy.context)) {
+    return deny(
+        absl::StrCat("the context is \"", uri, "\", not ", policy.context));
+  }
+  std::string df = At(pred, (std::string(kSource) + "/digest/sha256").c_str());
+  if (!policy.dockerfile.empty() && "sha256:" + df != policy.dockerfile) {
+    return deny(absl::StrCat("the Dockerfile is sha256:", df, ", not ",
+                             policy.dockerfile));
+  }
+  std::string source =
+      At(pred, "/buildDefinition/externalParameters/request/args/vcs:source");
+  if (!policy.source.empty() && source != policy.source) {
+    return deny(
+        absl::StrCat("the source is \"", source, "\", not ", policy.source));
+  }
+  json::json_pointer net("/buildDefinition/internalParameters/network");
+  if (!policy.allow_host_network && pred.contains(net) &&
+      pred[net].is_array()) {
+    for (const json& n : pred[net]) {
+      if (n == "host") return deny("a RUN step used --network=host");
+    }
+  }
+  json::json_pointer insecure("/buildDefinition/internalParameters/insecure");
+  if (!policy.allow_insecure && pred.contains(insecure) &&
+      pred[insecure] == true) {
+    return deny("a RUN step used --security=insecure");
+  }
+  json::json_pointer rep("/runDetails/metadata/reproducible/verified");
+  if (policy.reproducible && !(pred.contains(rep) && pred[rep] == true)) {
+    return deny(
+        "the build was not verified reproducible (build it with "
+        "--verify-reproducible)");
+  }
+  return absl::OkStatus();
+}
+
+// Checks one image's signed provenance; returns its statement.
+absl::StatusOr<json> VerifyImage(const Digest& image,
+                                 const std::vector<attest::Found>& found,
+                                 const attest::Key& key) {
+  absl::Status last = absl::NotFoundError(
+      "no provenance (build it with --provenance on a farm whose scheduler "
+      "has --signing-key)");
+  bool any_envelope = false;
+  std::optional<json> verified;
+  for (const attest::Found& f : found) {
+    if (f.image != image || f.predicate_type != attest::kSlsaProvenanceV1) {
+      continue;
+    }
+    if (f.media_type != attest::kMediaTypeDsse) {
+      if (!any_envelope) {
+        last = absl::UnauthenticatedError(
+            "its provenance is not signed (made by a client, not by a farm "
+            "whose scheduler has --signing-key)");
+      }
+      continue;
+    }
+    any_envelope = true;
+    absl::StatusOr<attest::Envelope> env = attest::ParseEnvelope(f.statement);
+    if (!env.ok()) {
+      last = env.status();
+      continue;
+    }
+    if (absl::Status s = attest::VerifyEnvelope(*env, key); !s.ok()) {
+      last = s;
+      continue;
+    }
+    if (env->payload_type != attest::kMediaTypeInToto) {
+      last = absl::InvalidArgumentError(absl::StrCat("the signed payload is ",
+                                                     env->payload_type,
+                                                     ", not an in-toto "
+                                                     "statement"));
+      continue;
+    }
+    json st = json::parse(env->payload, nullptr, false);
+    if (!st.is_object() || st.value("_type", "") != attest::kStatementType ||
+        st.value("predicateType", "") != attest::kSlsaProvenanceV1 ||
+        !st.contains("subject") || !st["subject"].is_array() ||
+        !st.contains("predicate") || !st["predicate"].is_object()) {
+      last = absl::InvalidArgumentError(
+          "the signed payload is not an in-toto statement of SLSA v1 "
+          "provenance");
+      continue;
+    }
+    std::vector<std::string> about;
+    bool ours = false;
+    for (const json& s : st["subject"]) {
+      std::string d = At(s, "/digest/sha256");
+      about.push_back("sha256:" + d);
+      ours = ours || d == image.hash();
+    }
+    if (!ours) {
+      last = absl::PermissionDeniedError(
+          absl::StrCat("the signed provenance is about ",
+                       absl::StrJoin(about, ", "), ", not this image"));
+      continue;
+    }
+    verified = std::move(st);
+    break;
+  }
+  if (!verified) return last;
+  // The statement stored beside the envelope (what other tools read) must
+  // say the same.
+  for (const attest::Found& f : found) {
+    if (f.image == image && f.predicate_type == attest::kSlsaProvenanceV1 &&
+        f.media_type != attest::kMediaTypeDsse &&
+        json::parse(f.statement, nullptr, false) != *verified) {
+      return absl::PermissionDeniedError(
+          "the unsigned provenance stored beside the signed one differs "
+          "from it (changed after the build)");
+    }
+  }
+  return *std::move(verified);
+}
+
+}  // namespace
+
+int AttestVerifyCommand(const LocalOptions& local, const std::string& name,
+                        const std::string& key_file,
+                        const std::string& policy_file) {
+  auto key = attest::Key::PublicFromFile(key_file);
+  if (!key.ok()) return Fail(key.status());
+  Policy policy;
+  if (!policy_file.empty()) {
+    auto p = ReadPolicy(policy_file);
+    if (!p.ok()) return Fail(p.status());
+    policy = *std::move(p);
+  }
+  auto l = Local::Open(local);
+  if (!l.ok()) return Fail(l.status());
+  auto tagged = (*l)->images()->Tagged(name);
+  if (!tagged.ok()) return Fail(tagged.status());
+  auto entries = (*l)->images()->Platforms(*tagged);
+  if (!entries.ok()) return Fail(entries.status());
+  auto found = attest::ReadAttestations((*l)->images(), *tagged);
+  if (!found.ok()) return Fail(found.status());
+  int checked = 0;
+  for (const image::IndexEntry& e : *entries) {
+    std::string plat = e.platform.String();
+    if (!local.platform.empty() && plat != local.platform) continue;
+    ++checked;
+    absl::StatusOr<json> st = VerifyImage(e.manifest.digest, *found, **key);
+    absl::Status s = st.ok() ? CheckPolicy(*st, policy) : st.status();
+    if (!s.ok()) {
+      std::cerr << "error: " << name << " (" << plat << ", "
+                << image::OciDigest(e.manifest.digest) << "): " << s.message()
+                << "\n";
+      return 1;
+    }
+    json::json_pointer rep("/predicate/runDetails/metadata/reproducible");
+    std::cout << plat << " " << image::OciDigest(e.manifest.digest)
+              << ": provenance verified (signed by key "
+              << (*key)->id().substr(0, 16) << ", " << (*key)->algorithm()
+              << "; builder " << At(*st, "/predicate/runDetails/builder/id")
+              << (st->contains(rep) ? "; reproducible" : "")
+              << (policy_file.empty() ? "" : "; policy met") << ")\n";
+  }
+  if (checked == 0) {
+    return Fail(absl::NotFoundError(absl::StrCat(
+        "image \"", name, "\" has no image for ", local.platform)));
   }
   return 0;
 }

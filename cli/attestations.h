@@ -30,6 +30,8 @@ absl::StatusOr<AttestOptions> ParseAttestFlags(
 struct BuiltImage {
   image::IndexEntry entry;  // platform and manifest
   engine::ImageState state;
+  std::string provenance;  // the farm's envelope (engine::BuildResult)
+  std::string reproduced;  // the verified rebuild's manifest, hex
 };
 
 // Stores an index over `images` with their attestations; returns it.
@@ -46,6 +48,15 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
 // prints the statements (one JSON document a line).
 int AttestShowCommand(const LocalOptions& local, const std::string& name,
                       const std::string& type);
+
+// `stagefarm attest verify NAME --key PUB [--policy FILE] [--platform P]`:
+// for each image of the index (or P's), its signed provenance verifies
+// with the key, is about that image, matches the statement stored beside
+// it, and meets the policy (docs/operations.md). Prints one line an image;
+// exits 1 at the first failure, saying why.
+int AttestVerifyCommand(const LocalOptions& local, const std::string& name,
+                        const std::string& key_file,
+                        const std::string& policy_file);
 
 }  // namespace stagefarm::cli
 

@@ -20,6 +20,7 @@
 #include "farmapi/events.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/plan.h"
+#include "image/image_diff.h"
 #include "platform/platform.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
 
@@ -112,6 +113,9 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
   }
   farmapi::ToSpec(request, &spec);
   spec.set_instance_name(store->client()->instance_name());
+  spec.set_provenance(options.provenance);
+  spec.set_subject_name(options.subject_name);
+  spec.set_verify_reproducible(options.verify_reproducible);
   RETURN_IF_ERROR(ResolveImages(request, images, &spec));
   ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
   root.ToProto(spec.mutable_context());
@@ -221,8 +225,20 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
                      " ended the build without a result"));
   }
   if (last.code() != 0) {
-    return absl::Status(static_cast<absl::StatusCode>(last.code()),
-                        last.error());
+    std::string error = last.error();
+    auto first = Digest::FromProto(last.manifest());
+    auto second = Digest::FromProto(last.rebuild_manifest());
+    if (last.has_rebuild_manifest() && first.ok() && second.ok() &&
+        *first != *second) {
+      // Not reproducible: say where the two images part.
+      absl::StatusOr<std::string> where =
+          image::FirstDifference(images, *first, *second);
+      absl::StrAppend(&error, ": ",
+                      where.ok() ? *where
+                                 : absl::StrCat("(comparing them: ",
+                                                where.status().message(), ")"));
+    }
+    return absl::Status(static_cast<absl::StatusCode>(last.code()), error);
   }
   ASSIGN_OR_RETURN(Digest manifest, Digest::FromProto(last.manifest()));
   ASSIGN_OR_RETURN(image::ResolvedImage image, images->Load(manifest));
@@ -233,6 +249,11 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
   result.manifest = image.manifest;
   result.steps_run = last.steps_run();
   result.steps_cached = last.steps_cached();
+  result.provenance = last.provenance();
+  if (auto rebuilt = Digest::FromProto(last.rebuild_manifest());
+      last.has_rebuild_manifest() && rebuilt.ok()) {
+    result.reproduced = rebuilt->hash();
+  }
   for (const std::string& tag : request.tags) {
     RETURN_IF_ERROR(images->Tag(tag, manifest));
   }

@@ -24,6 +24,11 @@ struct FarmBuildOptions {
   // When the scheduler goes away mid-build, how long to keep trying to
   // reattach (a scheduler with --state keeps the build across a restart).
   std::chrono::seconds reattach{60};
+  // Asked of the scheduler: its provenance ("min" or "max"; "" none) about
+  // an image named `subject_name`, and a reproducibility check.
+  std::string provenance;
+  std::string subject_name;
+  bool verify_reproducible = false;
 };
 
 // Runs `request` on the farm. `store` is the farm's CAS (the instance the

@@ -24,7 +24,7 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
     std::string import_path;
     std::vector<std::string> import_tags;
     std::string index_tag;
-    std::string attest_name, attest_type;
+    std::string attest_name, attest_type, attest_key, attest_policy;
     std::vector<std::string> index_sources;
     std::string inspect_name;
     std::vector<std::string> rm_names;
@@ -71,6 +71,11 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       ->add_option("--attest", f->build_flags.attest,
                    "type=provenance[,mode=min|max] or type=sbom (repeatable)")
       ->allow_extra_args(false);
+  build->add_flag("--verify-reproducible", f->build_flags.verify_reproducible,
+                  "build again without cache (on a farm, each stage on "
+                  "another worker) and fail unless the image is the same, "
+                  "naming the first layer and file that differ; needs "
+                  "--source-date-epoch; the provenance records it");
   build->add_option("--platform", f->build_flags.platform,
                     "OS/ARCH[/VARIANT],... to build for (default: this "
                     "machine's); several give an image index");
@@ -162,6 +167,22 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       ->check(CLI::IsMember({"provenance", "sbom"}));
   attest_show->add_option("--platform", local->platform,
                           "only the attestations of this platform's image");
+  CLI::App* attest_verify = attest->add_subcommand(
+      "verify",
+      "check an image's provenance: signed by the farm's key, about this "
+      "image, unchanged, and meeting a policy");
+  attest_verify->add_option("name", f->attest_name, "NAME:TAG")->required();
+  attest_verify
+      ->add_option("--key", f->attest_key,
+                   "the farm scheduler's public key (PEM; the public half of "
+                   "its --signing-key)")
+      ->required();
+  attest_verify->add_option(
+      "--policy", f->attest_policy,
+      "JSON: builder, context, dockerfile, source, allow_host_network, "
+      "allow_insecure, reproducible (docs/operations.md)");
+  attest_verify->add_option("--platform", local->platform,
+                            "only this platform's image");
 
   CLI::App* pull =
       app->add_subcommand("pull", "fetch an image from a registry and tag it");
@@ -205,6 +226,12 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                   },
                   true});
   out->push_back({ls, [local] { return ImageListCommand(*local); }, true});
+  out->push_back({attest_verify,
+                  [f, local] {
+                    return AttestVerifyCommand(*local, f->attest_name,
+                                               f->attest_key, f->attest_policy);
+                  },
+                  true});
   out->push_back({attest_show,
                   [f, local] {
                     return AttestShowCommand(*local, f->attest_name,

@@ -28,6 +28,7 @@
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "image/image_archive.h"
+#include "image/image_diff.h"
 #include "platform/emulation.h"
 #include "platform/platform.h"
 #include "registry/client.h"
@@ -260,17 +261,50 @@ absl::StatusOr<std::vector<platform::Platform>> BuildPlatforms(
 
 namespace {
 
+// --verify-reproducible on this machine: `first` built again without
+// cache; the result (with `reproduced` set) when both images are the same,
+// else FAILED_PRECONDITION naming the first layer and file that differ.
+absl::StatusOr<engine::BuildResult> VerifyLocally(
+    Local* l, const engine::BuildRequest& request, engine::BuildResult first,
+    const std::function<void(const engine::BuildEvent&)>& on_event) {
+  engine::BuildRequest again = request;
+  again.no_cache = true;
+  again.tags.clear();
+  absl::StatusOr<engine::BuildResult> second =
+      l->engine()->Build(again, on_event, &g_cancel);
+  if (!second.ok()) {
+    if (absl::IsCancelled(second.status())) return second.status();
+    return absl::Status(
+        second.status().code(),
+        absl::StrCat("the rebuild that checks reproducibility failed: ",
+                     second.status().message()));
+  }
+  const Digest& a = first.manifest.digest;
+  const Digest& b = second->manifest.digest;
+  if (a == b) {
+    first.reproduced = b.hash();
+    return first;
+  }
+  absl::StatusOr<std::string> where = image::FirstDifference(l->images(), a, b);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "not reproducible: the build made ", image::OciDigest(a),
+      ", the rebuild without cache ", image::OciDigest(b), ": ",
+      where.ok()
+          ? *where
+          : absl::StrCat("(comparing them: ", where.status().message(), ")")));
+}
+
 // One build a platform, all at once: a step they share (a FROM
 // --platform=$BUILDPLATFORM stage that does not use the target's args) runs
 // once, the others wait for it and take it from the cache
 // (BuildEngine::TryClaim). The first failure stops the others. Returns the
 // first real failure, else a cancellation, else OK with a result a
 // platform in *results.
-absl::Status RunPlatformBuilds(Local* l, const BuildFlags& flags,
-                               const engine::BuildRequest& req,
-                               const std::vector<platform::Platform>& platforms,
-                               const std::string& server, Progress* progress,
-                               std::vector<engine::BuildResult>* results) {
+absl::Status RunPlatformBuilds(
+    Local* l, const BuildFlags& flags, const engine::BuildRequest& req,
+    const std::vector<platform::Platform>& platforms, const std::string& server,
+    const AttestOptions& attest, const std::string& subject_name,
+    Progress* progress, std::vector<engine::BuildResult>* results) {
   const bool multi = platforms.size() > 1;
   std::vector<absl::StatusOr<engine::BuildResult>> outcomes(
       platforms.size(), absl::UnknownError("not run"));
@@ -292,9 +326,22 @@ absl::Status RunPlatformBuilds(Local* l, const BuildFlags& flags,
     absl::StatusOr<engine::BuildResult> result;
     if (server.empty()) {
       result = l->engine()->Build(one, on_event, &g_cancel);
+      if (result.ok() && flags.verify_reproducible) {
+        result = VerifyLocally(l, one, *std::move(result),
+                               [&](const engine::BuildEvent& ev) {
+                                 engine::BuildEvent named = ev;
+                                 named.stage = "rebuild " + ev.stage;
+                                 on_event(named);
+                               });
+      }
     } else {
       FarmBuildOptions fo;
       fo.server = server;
+      if (attest.provenance) {
+        fo.provenance = attest.provenance_max ? "max" : "min";
+      }
+      fo.subject_name = subject_name;
+      fo.verify_reproducible = flags.verify_reproducible;
       fo.reattach = std::chrono::seconds(flags.reattach_seconds);
       std::string cache_dir = l->home() + "/statcache";
       if (MakeDirs(cache_dir, 0700).ok()) {
@@ -386,6 +433,12 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   auto attest_options =
       ParseAttestFlags(flags.provenance, flags.sbom, flags.attest);
   if (!attest_options.ok()) return Fail(attest_options.status());
+  if (flags.verify_reproducible && !req->source_date_epoch) {
+    return Fail(absl::InvalidArgumentError(
+        "--verify-reproducible needs --source-date-epoch SECONDS (or "
+        "SOURCE_DATE_EPOCH in the environment): a reproducible build takes "
+        "its times from it"));
+  }
   std::string started_at = Rfc3339(time(nullptr));
   const bool multi = platforms->size() > 1;
   std::vector<std::string> pushes;
@@ -419,8 +472,12 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
   std::vector<engine::BuildResult> results;
+  std::string subject_name = flags.tags.empty()
+                                 ? std::string()
+                                 : *image::NormalizeReference(flags.tags[0]);
   absl::Status failed = RunPlatformBuilds(l->get(), flags, *req, *platforms,
-                                          server, progress.get(), &results);
+                                          server, *attest_options, subject_name,
+                                          progress.get(), &results);
   progress->Finish();
   if (!failed.ok()) {
     if (absl::IsCancelled(failed)) {
@@ -449,8 +506,10 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     // An index: the platforms' images, and their attestations.
     std::vector<BuiltImage> built;
     for (size_t i = 0; i < results.size(); ++i) {
-      built.push_back(
-          {{(*platforms)[i], results[i].manifest}, results[i].image});
+      built.push_back({{(*platforms)[i], results[i].manifest},
+                       results[i].image,
+                       results[i].provenance,
+                       results[i].reproduced});
     }
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);

@@ -36,6 +36,9 @@ struct BuildFlags {
   std::string provenance;
   bool sbom = false;
   std::vector<std::string> attest;
+  // Build again without cache (on a farm: each stage on another worker)
+  // and fail unless the image is the same.
+  bool verify_reproducible = false;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);

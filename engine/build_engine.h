@@ -112,6 +112,12 @@ struct BuildResult {
   image::Descriptor manifest;
   int steps_run = 0;
   int steps_cached = 0;
+  // A farm build's provenance, as its scheduler made (and signed) it: a
+  // DSSE envelope's JSON; "" for a local build or when none was asked.
+  std::string provenance;
+  // Set when the build was built again without cache and gave the same
+  // image (--verify-reproducible): the rebuild's manifest, hex.
+  std::string reproduced;
 };
 
 struct EngineOptions {
