@@ -337,7 +337,7 @@ absl::StatusOr<json> VerifyImage(const Digest& image,
   bool any_envelope = false;
   std::optional<json> verified;
   for (const attest::Found& f : found) {
-    if (f.image != image || f.predicate_type != attest::kSlsaProvenanceV1) {
+    if (f.image.hash() != image.hash() || f.predicate_type != attest::kSlsaProvenanceV1) {
       continue;
     }
     if (f.media_type != attest::kMediaTypeDsse) {
@@ -395,7 +395,8 @@ absl::StatusOr<json> VerifyImage(const Digest& image,
   // The statement stored beside the envelope (what other tools read) must
   // say the same.
   for (const attest::Found& f : found) {
-    if (f.image == image && f.predicate_type == attest::kSlsaProvenanceV1 &&
+    if (f.image.hash() == image.hash() &&
+        f.predicate_type == attest::kSlsaProvenanceV1 &&
         f.media_type != attest::kMediaTypeDsse &&
         json::parse(f.statement, nullptr, false) != *verified) {
       return absl::PermissionDeniedError(

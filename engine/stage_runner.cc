@@ -162,22 +162,28 @@ absl::Status StageRunner::ResolveBase() {
     return absl::OkStatus();
   }
   // The platform is part of the base's key: steps for different platforms
-  // never share a cache entry, even over the same image.
+  // never share a cache entry, even over the same image. So is
+  // SOURCE_DATE_EPOCH, when set: the layers' times are clamped to it as
+  // they are written, so a step cached without it (or with another) would
+  // bring other times into a build that must be reproducible.
+  auto base_key = [this](const std::string& base) {
+    cachekey::CacheKeyBuilder b;
+    b.Add("base", base).Add("platform", platform_.String());
+    if (s_.request->source_date_epoch) {
+      b.Add("source-date-epoch",
+            std::to_string(*s_.request->source_date_epoch));
+    }
+    return b.Finish();
+  };
   if (absl::AsciiStrToLower(stage_.base) == "scratch") {
     state_.config = image::EmptyImageConfig(platform_);
-    state_.key = cachekey::CacheKeyBuilder()
-                     .Add("base", "scratch")
-                     .Add("platform", platform_.String())
-                     .Finish();
+    state_.key = base_key("scratch");
   } else {
     ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(stage_.base));
     state_.config = image.image.config;
     state_.layers = image.image.layers;
     state_.diff_ids = image.image.diff_ids;
-    state_.key = cachekey::CacheKeyBuilder()
-                     .Add("base", image::OciDigest(image.manifest.digest))
-                     .Add("platform", platform_.String())
-                     .Finish();
+    state_.key = base_key(image::OciDigest(image.manifest.digest));
     image::SetConfigPlatform(&state_.config, platform_);
     TakeOnbuildTriggers();
   }
