@@ -11,6 +11,7 @@
 #include "attest/provenance.h"
 #include "attest/sbom.h"
 #include "cli/exit_status.h"
+#include "cli/vcs.h"
 #include "common/fs_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -143,6 +144,9 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
       in.started = started;
       in.finished = finished;
       in.reproduced = b.reproduced;
+      VcsInfo vcs = ReadVcsInfo(request.context_dir);
+      in.vcs_source = vcs.source;
+      in.vcs_revision = vcs.revision;
       mine.push_back(
           {attest::kSlsaProvenanceV1, attest::ProvenanceStatement(in).dump()});
     }
@@ -337,7 +341,8 @@ absl::StatusOr<json> VerifyImage(const Digest& image,
   bool any_envelope = false;
   std::optional<json> verified;
   for (const attest::Found& f : found) {
-    if (f.image.hash() != image.hash() || f.predicate_type != attest::kSlsaProvenanceV1) {
+    if (f.image.hash() != image.hash() ||
+        f.predicate_type != attest::kSlsaProvenanceV1) {
       continue;
     }
     if (f.media_type != attest::kMediaTypeDsse) {

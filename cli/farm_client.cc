@@ -116,6 +116,8 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
   spec.set_provenance(options.provenance);
   spec.set_subject_name(options.subject_name);
   spec.set_verify_reproducible(options.verify_reproducible);
+  spec.set_vcs_source(options.vcs_source);
+  spec.set_vcs_revision(options.vcs_revision);
   RETURN_IF_ERROR(ResolveImages(request, images, &spec));
   ASSIGN_OR_RETURN(Digest root, UploadContext(options, store, request));
   root.ToProto(spec.mutable_context());

@@ -29,6 +29,7 @@ struct FarmBuildOptions {
   std::string provenance;
   std::string subject_name;
   bool verify_reproducible = false;
+  std::string vcs_source, vcs_revision;  // cli/vcs.h
 };
 
 // Runs `request` on the farm. `store` is the farm's CAS (the instance the

@@ -22,6 +22,7 @@
 #include "cli/exit_status.h"
 #include "cli/farm_client.h"
 #include "cli/progress.h"
+#include "cli/vcs.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
@@ -342,6 +343,11 @@ absl::Status RunPlatformBuilds(
       }
       fo.subject_name = subject_name;
       fo.verify_reproducible = flags.verify_reproducible;
+      if (attest.provenance) {
+        VcsInfo vcs = ReadVcsInfo(req.context_dir);
+        fo.vcs_source = vcs.source;
+        fo.vcs_revision = vcs.revision;
+      }
       fo.reattach = std::chrono::seconds(flags.reattach_seconds);
       std::string cache_dir = l->home() + "/statcache";
       if (MakeDirs(cache_dir, 0700).ok()) {

@@ -132,6 +132,39 @@ check_contains "another image's signed provenance fails" "not this image" "$out"
 out=$(as attest verify other:1 --key "$WORK/farm.pub" 2>&1)
 check "... which verifies for its own image" "0" "$?"
 
+# The policy's default: no RUN step on the host's network.
+c4=$(new_ctx hostnet)
+printf 'FROM busybox\nRUN --network=host echo on the host network > /net\n' >"$c4/Dockerfile"
+as build --progress quiet --provenance=min -t hostnet:1 "$c4" >"$c4.out" 2>&1
+check "a farm build with RUN --network=host succeeds" "0" "$?"
+echo '{}' >"$WORK/policy-empty.json"
+out=$(as attest verify hostnet:1 --key "$WORK/farm.pub" --policy "$WORK/policy-empty.json" 2>&1)
+check_contains "a policy refuses a host-network step by default" "policy: a RUN step used --network=host" "$out"
+echo '{"allow_host_network": true}' >"$WORK/policy-host.json"
+out=$(as attest verify hostnet:1 --key "$WORK/farm.pub" --policy "$WORK/policy-host.json" 2>&1)
+check "... unless it allows one" "0" "$?"
+out=$(as attest verify app:1 --key "$WORK/farm.pub" --policy "$WORK/policy-empty.json" 2>&1)
+check "... and a build without one meets it" "0" "$?"
+
+# The context's git source, as buildx records it, without credentials.
+c5=$(new_ctx vcs)
+echo "in git" >"$c5/msg"
+printf 'FROM busybox\nCOPY msg /msg\n' >"$c5/Dockerfile"
+(cd "$c5" && git init -q && git remote add origin https://bot:hunter2@example.com/org/app.git &&
+  git add -A && git -c user.name=t -c user.email=t@example.com commit -qm one)
+as build --progress quiet --provenance=min -t vcs:1 "$c5" >/dev/null 2>&1
+prov=$(as attest show --type provenance vcs:1 2>&1)
+check "the provenance records the context's git remote without credentials" "https://example.com/org/app.git" \
+  "$(echo "$prov" | jq -r '.predicate.buildDefinition.externalParameters.request.args["vcs:source"]')"
+check "... and its commit" "$(git -C "$c5" rev-parse HEAD)" \
+  "$(echo "$prov" | jq -r '.predicate.buildDefinition.externalParameters.request.args["vcs:revision"]')"
+check "... and no password" "" "$(echo "$prov" | grep -o hunter2)"
+echo '{"source": "https://example.com/org/app.git"}' >"$WORK/policy-source.json"
+out=$(as attest verify vcs:1 --key "$WORK/farm.pub" --policy "$WORK/policy-source.json" 2>&1)
+check "a policy naming the source repository passes" "0" "$?"
+out=$(as attest verify app:1 --key "$WORK/farm.pub" --policy "$WORK/policy-source.json" 2>&1)
+check_contains "... and fails for a build from elsewhere" "policy: the source is" "$out"
+
 # A provenance made on this machine is not signed.
 "$SF" build --progress quiet --provenance=min -t local:1 "$c2" >/dev/null 2>&1
 out=$("$SF" attest verify local:1 --key "$WORK/farm.pub" 2>&1)
