@@ -41,6 +41,56 @@ std::string ContextDigest(const engine::BuildRequest& request) {
   return absl::StrCat("sha256:", tree->root.hash(), "/", tree->root.size());
 }
 
+// The SPDX document of the packages in `state`'s files.
+absl::StatusOr<json> ScanSbom(Local* local, const engine::ImageState& state,
+                              const std::string& name,
+                              const std::string& created,
+                              const std::string& namespace_id) {
+  ASSIGN_OR_RETURN(std::string dir, local->snapshots()->TempDir("sbom-"));
+  std::string root = dir + "/rootfs";
+  absl::Status st = local->engine()->ExportRootfs(state, root);
+  absl::StatusOr<std::vector<attest::Package>> pkgs =
+      st.ok() ? attest::ScanRootfs(root)
+              : absl::StatusOr<std::vector<attest::Package>>(st);
+  (void)RemoveAll(dir);
+  RETURN_IF_ERROR(pkgs.status());
+  return json::parse(attest::SpdxDocument(*pkgs, name, created, namespace_id));
+}
+
+bool Truthy(absl::string_view v) {
+  return absl::EqualsIgnoreCase(v, "true") || v == "1";
+}
+
+// The stages besides the target whose packages an SBOM lists, as BuildKit
+// reads BUILDKIT_SBOM_SCAN_STAGE: every needed stage when the build arg is
+// true, else each stage that declares `ARG BUILDKIT_SBOM_SCAN_STAGE=true`
+// (a build arg of false turns them off).
+std::vector<const dockerfile::Stage*> StagesToScan(
+    const dockerfile::Plan& plan, const dockerfile::PlanOptions& po) {
+  constexpr char kArg[] = "BUILDKIT_SBOM_SCAN_STAGE";
+  auto given = po.build_args.find(kArg);
+  std::vector<const dockerfile::Stage*> out;
+  for (const dockerfile::Stage& st : plan.stages) {
+    // A target is named (an unnamed stage cannot be one).
+    if (!st.needed || st.index == plan.target || st.name.empty()) continue;
+    bool scan = false;
+    if (given != po.build_args.end()) {
+      scan = Truthy(given->second);
+    } else {
+      for (const dockerfile::Instruction& inst : st.instructions) {
+        const auto* arg = std::get_if<dockerfile::ArgInst>(&inst.value);
+        if (arg == nullptr) continue;
+        for (const auto& a : arg->args) {
+          scan = scan || (a.name == kArg && a.default_value &&
+                          Truthy(*a.default_value));
+        }
+      }
+    }
+    if (scan) out.push_back(&st);
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<AttestOptions> ParseAttestFlags(
@@ -151,20 +201,40 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
           {attest::kSlsaProvenanceV1, attest::ProvenanceStatement(in).dump()});
     }
     if (options.sbom) {
-      ASSIGN_OR_RETURN(std::string dir, local->snapshots()->TempDir("sbom-"));
-      std::string root = dir + "/rootfs";
-      absl::Status st = local->engine()->ExportRootfs(b.state, root);
-      absl::StatusOr<std::vector<attest::Package>> pkgs =
-          st.ok() ? attest::ScanRootfs(root)
-                  : absl::StatusOr<std::vector<attest::Package>>(st);
-      (void)RemoveAll(dir);
-      RETURN_IF_ERROR(pkgs.status());
-      json doc = json::parse(attest::SpdxDocument(
-          *pkgs, subject_name, finished, b.entry.manifest.digest.hash()));
+      ASSIGN_OR_RETURN(json doc,
+                       ScanSbom(local, b.state, subject_name, finished,
+                                b.entry.manifest.digest.hash()));
       mine.push_back(
           {attest::kSpdxPredicate,
            attest::Statement(subjects, attest::kSpdxPredicate, std::move(doc))
                .dump()});
+      // BuildKit's BUILDKIT_SBOM_SCAN_STAGE: other stages' packages too,
+      // each its own document. Their steps are in the cache by now.
+      dockerfile::PlanOptions po = request.plan_options;
+      po.target_platform = b.entry.platform.String();
+      ASSIGN_OR_RETURN(dockerfile::Plan plan,
+                       dockerfile::PlanDockerfile(request.dockerfile, po,
+                                                  request.dockerfile_name));
+      for (const dockerfile::Stage* st : StagesToScan(plan, po)) {
+        engine::BuildRequest one = request;
+        one.tags.clear();
+        one.plan_options = po;
+        one.plan_options.target = st->name;
+        ASSIGN_OR_RETURN(engine::BuildResult stage,
+                         local->engine()->Build(
+                             one, [](const engine::BuildEvent&) {}, nullptr));
+        ASSIGN_OR_RETURN(
+            json stage_doc,
+            ScanSbom(local, stage.image,
+                     absl::StrCat(subject_name, " stage ", st->DisplayName()),
+                     finished,
+                     absl::StrCat(b.entry.manifest.digest.hash(), "/stage-",
+                                  st->index)));
+        mine.push_back({attest::kSpdxPredicate,
+                        attest::Statement(subjects, attest::kSpdxPredicate,
+                                          std::move(stage_doc))
+                            .dump()});
+      }
     }
     per.push_back(std::move(mine));
   }

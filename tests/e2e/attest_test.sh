@@ -85,4 +85,17 @@ layers=$(skopeo inspect --tls-verify=false --raw "docker://$REG/team/attested@$a
 check "the registry serves the attestation manifest by digest" \
   "https://slsa.dev/provenance/v1 https://spdx.dev/Document" \
   "$(echo "$layers" | jq -r '[.layers[].annotations["in-toto.io/predicate-type"]] | join(" ")')"
+# BuildKit's BUILDKIT_SBOM_SCAN_STAGE: an intermediate stage's packages.
+c5=$(new_ctx scanstage)
+printf 'FROM busybox AS tools\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nRUN echo made > /made\nFROM scratch\nCOPY --from=tools /made /made\n' >"$c5/Dockerfile"
+"$SF" build --progress quiet --sbom -t scanstage:1 "$c5" >/dev/null 2>&1
+check "a build with a scanned stage succeeds" "0" "$?"
+sboms=$("$SF" attest show --type sbom scanstage:1 2>&1)
+check "it has an SBOM for the image and one for the stage" "2" "$(echo "$sboms" | wc -l)"
+check "the stage's SBOM is named for it and lists busybox" "busybox" \
+  "$(echo "$sboms" | jq -r 'select(.predicate.name | endswith("stage tools")) | .predicate.packages[].name' | grep -x busybox)"
+check "the image's own SBOM does not" "" \
+  "$(echo "$sboms" | jq -r 'select(.predicate.name | endswith("stage tools") | not) | .predicate.packages[].name' | grep -x busybox)"
+"$SF" build --progress quiet --sbom --build-arg BUILDKIT_SBOM_SCAN_STAGE=false -t scanoff:1 "$c5" >/dev/null 2>&1
+check "--build-arg BUILDKIT_SBOM_SCAN_STAGE=false turns it off" "1" "$("$SF" attest show --type sbom scanoff:1 2>&1 | wc -l)"
 exit $E2E_FAILED
