@@ -474,3 +474,93 @@ TEST(SchedulerService, UnreadableStateIsAClearError) {
 
 }  // namespace
 }  // namespace stagefarm::scheduler
+
+namespace stagefarm::scheduler {
+namespace {
+
+constexpr char kTwoStages[] =
+    "FROM scratch AS base\nCOPY a /a\nFROM base\nCOPY b /b\n";
+
+v1::BuildSpec ReproducibleSpec() {
+  v1::BuildSpec spec = sim::Spec(kTwoStages);
+  spec.set_has_source_date_epoch(true);
+  spec.set_source_date_epoch(1700000000);
+  spec.set_verify_reproducible(true);
+  spec.set_provenance("min");
+  return spec;
+}
+
+// Runs both stages of the build on `worker`; returns the target's task.
+v1::StageTask RunBoth(Farm& farm, const std::string& worker,
+                      const std::string& manifest_hash) {
+  v1::LeaseResponse first = farm.Lease(worker);
+  EXPECT_TRUE(first.has_task());
+  farm.Report(Done(first.task(), worker));
+  v1::LeaseResponse second = farm.Lease(worker);
+  EXPECT_TRUE(second.has_task());
+  v1::StageReport r = Done(second.task(), worker);
+  r.mutable_manifest()->set_hash(manifest_hash);
+  farm.Report(r);
+  return second.task();
+}
+
+TEST(SchedulerService, ReproducibilityRebuildRunsElsewhereWithoutCache) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), ReproducibleSpec());
+  });
+  v1::StageTask first = RunBoth(farm, "a", std::string(64, 'c'));
+  EXPECT_FALSE(first.spec().no_cache());
+  // The rebuild's stages never go to the worker that ran them.
+  EXPECT_FALSE(farm.Lease("a", 300).has_task());
+  v1::LeaseResponse r = farm.Lease("b");
+  ASSERT_TRUE(r.has_task());
+  EXPECT_TRUE(r.task().spec().no_cache());
+  EXPECT_FALSE(r.task().spec().verify_reproducible());
+  EXPECT_NE(r.task().build_id(), first.build_id());
+  farm.Report(Done(r.task(), "b"));
+  v1::LeaseResponse target = farm.Lease("b");
+  ASSERT_TRUE(target.has_task());
+  v1::StageReport same = Done(target.task(), "b");
+  same.mutable_manifest()->set_hash(std::string(64, 'c'));
+  farm.Report(same);
+  sim::Outcome o = build.get();
+  ASSERT_EQ(o.last.code(), 0) << o.last.error();
+  EXPECT_EQ(o.last.rebuild_manifest().hash(), std::string(64, 'c'));
+  EXPECT_NE(o.last.provenance().find("payload"), std::string::npos);
+  EXPECT_GE(CountKind(o, "verify"), 2);
+}
+
+TEST(SchedulerService, ADifferentRebuildFailsTheBuild) {
+  Farm farm(Fast());
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), ReproducibleSpec());
+  });
+  RunBoth(farm, "a", std::string(64, 'c'));
+  RunBoth(farm, "b", std::string(64, 'd'));
+  sim::Outcome o = build.get();
+  EXPECT_EQ(o.last.code(), static_cast<int>(grpc::FAILED_PRECONDITION));
+  EXPECT_NE(o.last.error().find("not reproducible"), std::string::npos)
+      << o.last.error();
+  EXPECT_EQ(o.last.manifest().hash(), std::string(64, 'c'));
+  EXPECT_EQ(o.last.rebuild_manifest().hash(), std::string(64, 'd'));
+  EXPECT_TRUE(o.last.provenance().empty());
+}
+
+TEST(SchedulerService, ReproducibilityNeedsSourceDateEpoch) {
+  Farm farm(Fast());
+  v1::BuildSpec spec = ReproducibleSpec();
+  spec.clear_has_source_date_epoch();
+  spec.set_has_source_date_epoch(false);
+  sim::Outcome o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_EQ(o.status.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("source_date_epoch"),
+            std::string::npos);
+  v1::BuildSpec bad = sim::Spec(kTwoStages);
+  bad.set_provenance("full");
+  o = sim::SubmitAndWait(farm.stub.get(), bad);
+  EXPECT_EQ(o.status.error_code(), grpc::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace stagefarm::scheduler
