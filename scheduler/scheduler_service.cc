@@ -199,6 +199,19 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
     if (base != b->stages.end()) entry.preferred = base->second.worker;
   }
   queue_.Push(std::move(entry));
+  if (!st.avoid_worker.empty() &&
+      !LiveWorkerRuns(st.platform, /*native_only=*/false, st.avoid_worker)) {
+    // A rebuild's stage needs a second worker; say so where the client of
+    // the checked build watches too.
+    std::string text =
+        absl::StrCat("waiting for a worker other than ", st.avoid_worker,
+                     ": a reproducibility rebuild runs each stage elsewhere");
+    Event(b.get(), "waiting", st.display, text, "");
+    auto checked = builds_.find(b->verify_of);
+    if (checked != builds_.end()) {
+      Event(checked->second.get(), "waiting", st.display, text, "");
+    }
+  }
   if (!st.platform.empty() &&
       !LiveWorkerRuns(st.platform, /*native_only=*/false, "")) {
     // Said once a queueing; the stage waits for such a worker to come.

@@ -526,6 +526,14 @@ TEST(SchedulerService, ReproducibilityRebuildRunsElsewhereWithoutCache) {
   farm.Report(same);
   sim::Outcome o = build.get();
   ASSERT_EQ(o.last.code(), 0) << o.last.error();
+  // Only "a" had asked for work when the rebuild was queued: the client
+  // is told the rebuild waits for another worker.
+  bool told = false;
+  for (const auto& e : o.events) {
+    told = told || (e.kind() == "waiting" &&
+                    e.text().find("other than a") != std::string::npos);
+  }
+  EXPECT_TRUE(told);
   EXPECT_EQ(o.last.rebuild_manifest().hash(), std::string(64, 'c'));
   EXPECT_NE(o.last.provenance().find("payload"), std::string::npos);
   EXPECT_GE(CountKind(o, "verify"), 2);
