@@ -47,7 +47,6 @@ namespace stagefarm::archives {
 namespace {
 
 using internal::ArchiveErrorText;
-using internal::ArchiveReader;
 using internal::ArchiveWriter;
 using internal::Fd;
 using internal::kIoBufferSize;
@@ -374,14 +373,11 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
 
   ScopedUtf8Locale locale;
   LayerStream stream(source);
-  ArchiveReader in(archive_read_new());
+  internal::LayerTarReader in(&stream);
   ArchiveWriter out(archive_write_disk_new());
-  if (in == nullptr || out == nullptr) {
+  if (out == nullptr) {
     return absl::ResourceExhaustedError("allocating libarchive handles");
   }
-  archive_read_support_format_tar(in.get());
-  // A zero-byte blob is an empty layer too.
-  archive_read_support_format_empty(in.get());
   // No uname/gname lookups: ids are numeric, as in the image. No ACLs or
   // file flags: OCI layers do not carry them.
   archive_write_disk_set_options(
@@ -389,26 +385,12 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
                      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
                      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                      ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_UNLINK);
-  if (archive_read_open(in.get(), &stream, nullptr, StreamReadCallback,
-                        nullptr) != ARCHIVE_OK) {
-    if (!stream.error().ok()) return stream.error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("reading layer: ", ArchiveErrorText(in.get())));
-  }
+  RETURN_IF_ERROR(in.Open());
 
   LayerExtractor extractor(in.get(), out.get(), &stream, root, root_fd.get());
-  int64_t entries = 0;
   while (true) {
-    archive_entry* e;
-    int rc = archive_read_next_header(in.get(), &e);
-    if (rc == ARCHIVE_EOF) break;
-    if (rc < ARCHIVE_WARN) {
-      if (!stream.error().ok()) return stream.error();
-      return absl::InvalidArgumentError(
-          absl::StrCat("reading layer after ", entries,
-                       " entries: ", ArchiveErrorText(in.get())));
-    }
-    ++entries;
+    ASSIGN_OR_RETURN(archive_entry * e, in.Next());
+    if (e == nullptr) break;
     RETURN_IF_ERROR(extractor.Extract(e));
   }
   // Directory modes and times are applied here, after their contents.
@@ -417,7 +399,7 @@ absl::StatusOr<ApplyResult> ApplyLayer(const ByteSource& source,
                                             ArchiveErrorText(out.get())));
   }
   RETURN_IF_ERROR(stream.Drain());
-  return ApplyResult{stream.DiffId(), entries};
+  return ApplyResult{stream.DiffId(), in.entries()};
 }
 
 absl::StatusOr<ApplyResult> ApplyLayerFile(const std::string& path,

@@ -18,29 +18,12 @@ namespace stagefarm::archives {
 absl::StatusOr<std::vector<LayerEntry>> ListLayer(const ByteSource& source) {
   internal::ScopedUtf8Locale locale;
   internal::LayerStream stream(source);
-  internal::ArchiveReader in(archive_read_new());
-  if (in == nullptr) {
-    return absl::ResourceExhaustedError("allocating a libarchive handle");
-  }
-  archive_read_support_format_tar(in.get());
-  archive_read_support_format_empty(in.get());
-  if (archive_read_open(in.get(), &stream, nullptr,
-                        internal::StreamReadCallback, nullptr) != ARCHIVE_OK) {
-    if (!stream.error().ok()) return stream.error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("reading layer: ", internal::ArchiveErrorText(in.get())));
-  }
+  internal::LayerTarReader in(&stream);
+  RETURN_IF_ERROR(in.Open());
   std::vector<LayerEntry> out;
   while (true) {
-    archive_entry* e;
-    int rc = archive_read_next_header(in.get(), &e);
-    if (rc == ARCHIVE_EOF) break;
-    if (rc < ARCHIVE_WARN) {
-      if (!stream.error().ok()) return stream.error();
-      return absl::InvalidArgumentError(
-          absl::StrCat("reading layer after ", out.size(),
-                       " entries: ", internal::ArchiveErrorText(in.get())));
-    }
+    ASSIGN_OR_RETURN(archive_entry * e, in.Next());
+    if (e == nullptr) break;
     LayerEntry entry;
     const char* path = archive_entry_pathname(e);
     entry.path = path ? path : "";
@@ -79,6 +62,7 @@ absl::StatusOr<std::vector<LayerEntry>> ListLayer(const ByteSource& source) {
       const void* block;
       size_t size;
       la_int64_t offset;
+      int rc;
       while ((rc = archive_read_data_block(in.get(), &block, &size, &offset)) ==
              ARCHIVE_OK) {
         hash.Update(absl::string_view(static_cast<const char*>(block), size));

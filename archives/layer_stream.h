@@ -248,6 +248,55 @@ inline la_ssize_t StreamReadCallback(archive* a, void* client,
   return static_cast<la_ssize_t>(chunk->size());
 }
 
+// A layer's tar entries as libarchive reads them from a LayerStream (a
+// zero-byte blob is an empty layer too); errors say how far it got, and a
+// fault of the stream (a bad blob, a read error) is returned as it is.
+class LayerTarReader {
+ public:
+  explicit LayerTarReader(LayerStream* stream)
+      : stream_(stream), in_(archive_read_new()) {}
+
+  absl::Status Open() {
+    if (in_ == nullptr) {
+      return absl::ResourceExhaustedError("allocating a libarchive handle");
+    }
+    archive_read_support_format_tar(in_.get());
+    archive_read_support_format_empty(in_.get());
+    if (archive_read_open(in_.get(), stream_, nullptr, StreamReadCallback,
+                          nullptr) != ARCHIVE_OK) {
+      return Error("reading layer: ");
+    }
+    return absl::OkStatus();
+  }
+
+  // The next entry's header (valid until the next call); null at the end.
+  absl::StatusOr<archive_entry*> Next() {
+    archive_entry* e = nullptr;
+    int rc = archive_read_next_header(in_.get(), &e);
+    if (rc == ARCHIVE_EOF) return nullptr;
+    if (rc < ARCHIVE_WARN) {
+      return Error(
+          absl::StrCat("reading layer after ", entries_, " entries: "));
+    }
+    ++entries_;
+    return e;
+  }
+
+  archive* get() const { return in_.get(); }
+  int64_t entries() const { return entries_; }
+
+ private:
+  absl::Status Error(absl::string_view what) {
+    if (!stream_->error().ok()) return stream_->error();
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ArchiveErrorText(in_.get())));
+  }
+
+  LayerStream* stream_;
+  ArchiveReader in_;
+  int64_t entries_ = 0;
+};
+
 }  // namespace stagefarm::archives::internal
 
 #endif  // STAGEFARM_ARCHIVES_LAYER_STREAM_H_
