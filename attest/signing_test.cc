@@ -1,31 +1,14 @@
 #include "attest/signing.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-
 #include "absl/strings/escaping.h"
+#include "attest/signing_testing.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm::attest {
 namespace {
 
-// A new private key as PEM: "ED25519", or "EC" with a curve.
-std::string NewKeyPem(const char* type, const char* curve = nullptr) {
-  EVP_PKEY* pkey = curve ? EVP_PKEY_Q_keygen(nullptr, nullptr, type, curve)
-                         : EVP_PKEY_Q_keygen(nullptr, nullptr, type);
-  if (pkey == nullptr && std::string(type) == "RSA") {
-    pkey = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
-  }
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string pem(data, n);
-  BIO_free(bio);
-  EVP_PKEY_free(pkey);
-  return pem;
-}
+using testing::NewKeyPem;
 
 TEST(Pae, IsTheSpecsEncoding) {
   EXPECT_EQ(Pae("http://example.com/HelloWorld", "hello world"),

@@ -1,8 +1,6 @@
 #include "scheduler/build_provenance.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-
+#include "attest/signing_testing.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -12,15 +10,8 @@ namespace {
 using json = nlohmann::json;
 
 std::unique_ptr<attest::Key> NewKey() {
-  EVP_PKEY* pkey = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string pem(data, n);
-  BIO_free(bio);
-  EVP_PKEY_free(pkey);
-  return *attest::Key::PrivateFromPem(pem, "key");
+  return *attest::Key::PrivateFromPem(attest::testing::NewKeyPem("ED25519"),
+                                      "key");
 }
 
 // A finished build (BuildState holds a CondVar: filled in place).
