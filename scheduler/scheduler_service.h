@@ -205,6 +205,8 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status Stream(grpc::ServerContext* context,
                       std::shared_ptr<BuildState> b,
                       grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
+  static std::string RandomId();
+  static double UnixNow();
   static constexpr size_t kKeepFinished = 200;
   static constexpr size_t kUpdateBytes = size_t{1} << 20;
 
