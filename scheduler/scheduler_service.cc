@@ -29,7 +29,6 @@
 namespace stagefarm::scheduler {
 namespace {
 
-
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
