@@ -31,6 +31,7 @@
 #include "common/status_macros.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/entitlements.h"
 #include "image/image_archive.h"
 #include "image/image_diff.h"
 #include "platform/emulation.h"
@@ -143,6 +144,15 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
   }
   req.no_cache = flags.no_cache;
   req.log_max_bytes = flags.log_max_bytes;
+  for (const std::string& a : flags.allow) {
+    for (absl::string_view e : absl::StrSplit(a, ',', absl::SkipEmpty())) {
+      req.entitlements.insert(std::string(e));
+    }
+  }
+  if (absl::Status s = dockerfile::CheckEntitlementNames(req.entitlements);
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--allow: ", s.message()));
+  }
   for (const std::string& s : flags.secrets) {
     ASSIGN_OR_RETURN(auto kv, ParseKeyValues(s, "--secret"));
     std::string id = kv["id"];

@@ -108,6 +108,11 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                     "gzip 1-12 (default 6) or zstd 1-22 (default 3)");
   build->add_flag("--network-none", local->force_no_network,
                   "run every RUN without network");
+  build
+      ->add_option("--allow", f->build_flags.allow,
+                   "give the build an entitlement: network.host (RUN "
+                   "--network=host) or security.insecure (repeatable)")
+      ->allow_extra_args(false);
   build->add_option("--memory", local->memory_bytes,
                     "memory limit of each RUN in bytes (0: none)");
   build->add_option("--pids-limit", local->pids_limit,

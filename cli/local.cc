@@ -124,6 +124,8 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   eo.ns = kNamespace;
   eo.cache_mounts = l->home_ + "/cache-mounts";
   eo.force_no_network = o.force_no_network;
+  // The user's own machine: a build given network.host may use it.
+  eo.permit_host_network = true;
   eo.memory_bytes = o.memory_bytes;
   eo.pids_limit = o.pids_limit;
   l->engine_ = std::make_unique<engine::BuildEngine>(

@@ -39,6 +39,8 @@ struct BuildFlags {
   // Build again without cache (on a farm: each stage on another worker)
   // and fail unless the image is the same.
   bool verify_reproducible = false;
+  // --allow: entitlements (network.host, security.insecure).
+  std::vector<std::string> allow;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);

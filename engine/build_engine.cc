@@ -29,6 +29,7 @@
 #include "engine/stage_runner.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/entitlements.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/parser.h"
 #include "http/fetch.h"
@@ -131,6 +132,8 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
       dockerfile::Plan plan,
       dockerfile::PlanDockerfile(request.dockerfile, request.plan_options,
                                  request.dockerfile_name));
+  RETURN_IF_ERROR(dockerfile::CheckEntitled(plan, request.entitlements,
+                                            request.dockerfile_name));
   ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
                    IgnoreOf(request));
   absl::Mutex emit_mu;
@@ -232,6 +235,8 @@ absl::StatusOr<StageOutcome> BuildEngine::RunStage(
     return absl::InvalidArgumentError(
         absl::StrCat("stage index ", index, " is not in the Dockerfile"));
   }
+  RETURN_IF_ERROR(dockerfile::CheckEntitled(plan, request.entitlements,
+                                            request.dockerfile_name, index));
   for (int dep : plan.stages[index].depends_on) {
     if (dependencies.find(dep) == dependencies.end()) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -65,6 +65,8 @@ struct BuildRequest {
   // Bytes of each RUN step's output streamed live (0: the engine's
   // EngineOptions::log_limits).
   int64_t log_max_bytes = 0;
+  // Entitlements the build is given (frontend/dockerfile/entitlements.h).
+  std::set<std::string> entitlements;
 };
 
 struct BuildEvent {
@@ -124,6 +126,9 @@ struct EngineOptions {
   std::string ns;            // BlobStore namespace for everything
   std::string cache_mounts;  // host directory for RUN --mount=type=cache
   bool force_no_network = false;
+  // RUN --network=host may run (with the build's network.host
+  // entitlement); a farm worker permits it only when its operator says so.
+  bool permit_host_network = false;
   int64_t memory_bytes = 0;
   int64_t pids_limit = 0;
   // What a RUN step streams live, and how much of its output is kept.

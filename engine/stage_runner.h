@@ -238,6 +238,8 @@ class StageRunner {
                          const dockerfile::RunInst& run,
                          const std::string& workdir, RunMounts* out);
   absl::Status RunRun(const ExpandedStep& step, const dockerfile::RunInst& run);
+  absl::StatusOr<executor::Network> RunNetwork(const Instruction& inst,
+                                               const dockerfile::RunInst& run);
 
   // After a RUN: when its live output was clipped, stores the whole output
   // and says where it is (a note event carrying the blob); returns the note

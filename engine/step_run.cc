@@ -28,6 +28,7 @@
 #include "engine/stage_runner.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
+#include "frontend/dockerfile/entitlements.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/parser.h"
 #include "http/fetch.h"
@@ -225,6 +226,36 @@ absl::Status StageRunner::AddMounts(const Instruction& inst,
   return absl::OkStatus();
 }
 
+// The network a RUN gets: its own namespace by default, none, or the
+// host's when the build has the network.host entitlement and this engine
+// permits it. Checked before the cache: a build without the entitlement
+// is refused even where the step would come from the cache.
+absl::StatusOr<executor::Network> StageRunner::RunNetwork(
+    const Instruction& inst, const dockerfile::RunInst& run) {
+  RETURN_IF_ERROR(dockerfile::CheckEntitled(inst, s_.request->entitlements,
+                                            s_.request->dockerfile_name));
+  if (run.security == "insecure") {
+    return absl::UnimplementedError(
+        absl::StrCat(At(inst),
+                     ": RUN --security=insecure is not supported by this "
+                     "version"));
+  }
+  if (run.network == "none" || e_->options_.force_no_network) {
+    return executor::Network::kNone;
+  }
+  if (run.network == "host") {
+    if (!e_->options_.permit_host_network) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          At(inst), ": RUN --network=host: this worker does not permit the ",
+          dockerfile::kNetworkHost,
+          " entitlement (stagefarm-worker --allow-insecure-entitlement ",
+          dockerfile::kNetworkHost, ")"));
+    }
+    return executor::Network::kHost;
+  }
+  return executor::Network::kSandbox;
+}
+
 absl::Status StageRunner::RunRun(const ExpandedStep& step,
                                  const dockerfile::RunInst& run) {
   const Instruction& inst = *step.instruction;
@@ -236,7 +267,7 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   if (!has_path) env.push_back(absl::StrCat("PATH=", image::kDefaultPath));
   std::string user = cfg.value("User", "");
   std::string workdir = Workdir();
-  bool network = run.network != "none" && !e_->options_.force_no_network;
+  ASSIGN_OR_RETURN(executor::Network network, RunNetwork(inst, run));
 
   ASSIGN_OR_RETURN(std::string key,
                    RunKey(step, run, args, env, user, workdir));
@@ -263,7 +294,7 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   spec.pids_limit = e_->options_.pids_limit;
   spec.cancel = s_.cancel;
   std::vector<std::string> dests{"/proc", "/dev", "/sys"};
-  if (network) {
+  if (network != executor::Network::kNone) {
     dests.push_back("/etc/resolv.conf");
     dests.push_back("/etc/hosts");
   }

@@ -27,6 +27,10 @@ struct ExecMount {
   std::string options;  // extra mount options, e.g. "size=64m" for tmpfs
 };
 
+// A sandbox's network: none (a namespace holding only `lo`), its own
+// namespace behind a bridge with NAT (sandbox_network.h), or the host's.
+enum class Network { kNone, kSandbox, kHost };
+
 struct ExecSpec {
   std::string rootfs;             // absolute host path
   std::vector<std::string> args;  // argv; args[0] looked up in PATH by runc
@@ -35,7 +39,7 @@ struct ExecSpec {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::vector<uint32_t> additional_gids;
-  bool network = true;  // false: a new, empty network namespace
+  Network network = Network::kSandbox;
   std::string hostname = "buildkitsandbox";
   std::vector<ExecMount> mounts;
   // Resource limits; 0 means none.

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -29,8 +28,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "executor/seccomp_profile.h"
-
-extern char** environ;
+#include "executor/subprocess.h"
 
 namespace stagefarm::executor {
 namespace {
@@ -63,10 +61,6 @@ const char* const kReadonlyPaths[] = {
 };
 
 std::string ErrnoText(int err) { return std::strerror(err); }
-
-bool NetworkEnabled(const ExecSpec& spec, const RuncOptions& options) {
-  return spec.network && !options.force_no_network;
-}
 
 bool IsCancelled(const ExecSpec& spec) {
   return spec.cancel != nullptr && spec.cancel->load();
@@ -192,111 +186,6 @@ absl::Status WriteFile(const std::string& path, absl::string_view data) {
   return absl::OkStatus();
 }
 
-int ExitCodeFromWaitStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
-
-pid_t WaitPidRetry(pid_t pid, int* status, int flags) {
-  while (true) {
-    pid_t r = waitpid(pid, status, flags);
-    if (r >= 0 || errno != EINTR) return r;
-  }
-}
-
-std::string NotFoundMessage(const std::string& runtime) {
-  std::string name = std::filesystem::path(runtime).filename().string();
-  return absl::StrCat(name, " not found: install the ", name, " package");
-}
-
-// A child process with stdin from /dev/null and stdout and stderr on the
-// read end of a pipe.
-struct Child {
-  pid_t pid = -1;
-  int output_fd = -1;
-};
-
-absl::StatusOr<Child> Spawn(const std::string& binary,
-                            const std::vector<std::string>& args) {
-  int fds[2];
-  // O_CLOEXEC: processes spawned by other threads must not hold the write
-  // end, or the reader would not see EOF.
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe: ", ErrnoText(errno)));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-
-  // Ignored signals survive exec: the runtime and the step must not inherit
-  // the worker's dispositions (a server often ignores SIGPIPE) or its mask.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t mask;
-  sigemptyset(&mask);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  sigset_t defaults;
-  sigfillset(&defaults);
-  sigdelset(&defaults, SIGKILL);
-  sigdelset(&defaults, SIGSTOP);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 2);
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) {
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  }
-  argv.push_back(nullptr);
-
-  pid_t pid = -1;
-  int err =
-      posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
-  if (err != 0) {
-    close(fds[0]);
-    if (err == ENOENT) {
-      return absl::FailedPreconditionError(NotFoundMessage(binary));
-    }
-    return absl::InternalError(
-        absl::StrCat("starting ", binary, ": ", ErrnoText(err)));
-  }
-  return Child{pid, fds[0]};
-}
-
-struct CommandResult {
-  int exit_code = 0;
-  std::string output;
-};
-
-// Runs a short runtime command (kill, delete) to completion.
-absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
-                                         const std::vector<std::string>& args) {
-  ASSIGN_OR_RETURN(Child child, Spawn(binary, args));
-  CommandResult result;
-  char buf[4096];
-  while (true) {
-    ssize_t n = read(child.output_fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    result.output.append(buf, static_cast<size_t>(n));
-  }
-  close(child.output_fd);
-  int status = 0;
-  if (WaitPidRetry(child.pid, &status, 0) != child.pid) {
-    return absl::InternalError(absl::StrCat("waitpid: ", ErrnoText(errno)));
-  }
-  result.exit_code = ExitCodeFromWaitStatus(status);
-  return result;
-}
-
 // The runtime's own error message from its JSON log, if it logged one.
 std::string RuntimeError(const std::string& log_path) {
   absl::StatusOr<std::string> log = ReadFileIfExists(log_path);
@@ -331,35 +220,6 @@ std::string HostsFile(const std::string& hostname) {
   return hosts;
 }
 
-absl::StatusOr<std::string> FindRuntime(const std::string& runtime) {
-  if (runtime.empty()) {
-    return absl::InvalidArgumentError("empty runtime binary name");
-  }
-  if (runtime.find('/') != std::string::npos) {
-    if (access(runtime.c_str(), X_OK) == 0) return runtime;
-    return absl::FailedPreconditionError(NotFoundMessage(runtime));
-  }
-  std::vector<std::string> dirs;
-  if (const char* path = getenv("PATH"); path != nullptr) {
-    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-      dirs.emplace_back(dir);
-    }
-  }
-  // runc lives in /usr/sbin, which is often not on a service's PATH.
-  for (const char* dir : {"/usr/local/sbin", "/usr/sbin", "/sbin"}) {
-    dirs.emplace_back(dir);
-  }
-  for (const std::string& dir : dirs) {
-    std::string candidate = absl::StrCat(dir, "/", runtime);
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return absl::FailedPreconditionError(NotFoundMessage(runtime));
-}
-
 absl::Status MakeDirectory(const std::string& what, const std::string& dir) {
   if (dir.empty() || dir[0] != '/') {
     return absl::InvalidArgumentError(
@@ -376,9 +236,18 @@ absl::Status MakeDirectory(const std::string& what, const std::string& dir) {
 
 }  // namespace
 
+Network EffectiveNetwork(const ExecSpec& spec, const RuncOptions& options) {
+  if (options.force_no_network) return Network::kNone;
+  if (spec.network == Network::kSandbox && !options.private_network) {
+    return Network::kHost;
+  }
+  return spec.network;
+}
+
 absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
                                      const RuncOptions& options,
-                                     const std::string& bundle_dir) {
+                                     const std::string& bundle_dir,
+                                     const std::string& netns_path) {
   if (spec.args.empty()) {
     return absl::InvalidArgumentError("no command to run (empty args)");
   }
@@ -436,9 +305,12 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
   process["rlimits"] = json::array(
       {{{"type", "RLIMIT_NOFILE"}, {"soft", nofile}, {"hard", nofile}}});
 
-  const bool network = NetworkEnabled(spec, options);
+  const Network network = EffectiveNetwork(spec, options);
+  if (network == Network::kSandbox && netns_path.empty()) {
+    return absl::InvalidArgumentError("a sandboxed network needs a namespace");
+  }
   json mounts = DefaultMounts();
-  if (network) {
+  if (network != Network::kNone) {
     mounts.push_back(Mount("/etc/resolv.conf", "bind",
                            absl::StrCat(bundle, "/resolv.conf"),
                            {"rbind", "ro"}));
@@ -455,7 +327,11 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
   for (const char* ns : {"pid", "ipc", "uts", "mount"}) {
     namespaces.push_back({{"type", ns}});
   }
-  if (!network) namespaces.push_back({{"type", "network"}});
+  if (network == Network::kNone) {
+    namespaces.push_back({{"type", "network"}});
+  } else if (network == Network::kSandbox) {
+    namespaces.push_back({{"type", "network"}, {"path", netns_path}});
+  }
   linux["namespaces"] = std::move(namespaces);
 
   json resources;
@@ -497,9 +373,18 @@ absl::StatusOr<std::unique_ptr<RuncExecutor>> RuncExecutor::Create(
     RuncOptions options) {
   RETURN_IF_ERROR(MakeDirectory("state directory", options.state_dir));
   RETURN_IF_ERROR(MakeDirectory("bundles directory", options.bundles_dir));
-  ASSIGN_OR_RETURN(std::string runtime_path, FindRuntime(options.runtime));
+  ASSIGN_OR_RETURN(std::string runtime_path, FindProgram(options.runtime));
   return std::unique_ptr<RuncExecutor>(
       new RuncExecutor(std::move(options), std::move(runtime_path)));
+}
+
+absl::StatusOr<SandboxNetwork*> RuncExecutor::SandboxNet() {
+  absl::MutexLock lock(&network_mu_);
+  if (network_ == nullptr) {
+    ASSIGN_OR_RETURN(network_,
+                     SandboxNetwork::Create(options_.sandbox_network));
+  }
+  return network_.get();
 }
 
 absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
@@ -540,10 +425,23 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
     std::filesystem::remove_all(bundle, ec);
   };
 
-  ASSIGN_OR_RETURN(json config, MakeRuntimeSpec(resolved, options_, bundle));
+  // Declared after the bundle's cleanup: the namespace goes first.
+  std::unique_ptr<SandboxNetwork::Attachment> attachment;
+  const Network network = EffectiveNetwork(spec, options_);
+  std::string resolv;
+  if (network == Network::kSandbox) {
+    ASSIGN_OR_RETURN(SandboxNetwork * net, SandboxNet());
+    ASSIGN_OR_RETURN(resolv, net->ResolvConf());
+    ASSIGN_OR_RETURN(attachment, net->Attach());
+  } else if (network == Network::kHost) {
+    ASSIGN_OR_RETURN(resolv, ReadFileIfExists("/etc/resolv.conf"));
+  }
+  ASSIGN_OR_RETURN(
+      json config,
+      MakeRuntimeSpec(resolved, options_, bundle,
+                      attachment != nullptr ? attachment->netns_path() : ""));
   RETURN_IF_ERROR(WriteFile(bundle + "/config.json", config.dump(1, '\t')));
-  if (NetworkEnabled(spec, options_)) {
-    ASSIGN_OR_RETURN(std::string resolv, ReadFileIfExists("/etc/resolv.conf"));
+  if (network != Network::kNone) {
     RETURN_IF_ERROR(WriteFile(bundle + "/resolv.conf", resolv));
     RETURN_IF_ERROR(WriteFile(bundle + "/hosts", HostsFile(spec.hostname)));
   }

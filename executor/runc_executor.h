@@ -12,10 +12,13 @@
 // default capability set (bounding, effective and permitted; inheritable and
 // ambient empty), no_new_privs, new pid, ipc, uts and mount namespaces, the
 // masked and read-only /proc and /sys paths of `runc spec`, and a seccomp
-// deny list (seccomp_profile.h). With network the step shares the host's
-// network namespace and gets read-only binds of a copy of the host's
-// /etc/resolv.conf and a generated /etc/hosts; without network it gets a new
-// network namespace holding only `lo`.
+// deny list (seccomp_profile.h). Network::kSandbox runs the step in a
+// namespace of its own behind a bridge with NAT (sandbox_network.h, made on
+// the first such step and removed with the executor), with a read-only
+// resolv.conf made from the host's without loopback resolvers;
+// Network::kHost shares the host's network namespace and a copy of its
+// resolv.conf; both get a generated /etc/hosts. Network::kNone gets a new
+// namespace holding only `lo`.
 //
 // runc creates missing mount points in the root filesystem (for example an
 // empty /etc/resolv.conf and /etc/hosts when the image has none); whoever
@@ -36,8 +39,11 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "executor/executor.h"
+#include "executor/sandbox_network.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm::executor {
@@ -53,6 +59,11 @@ struct RuncOptions {
   std::string bundles_dir = "/var/lib/stagefarm/bundles";
   // Every step runs without network, whatever ExecSpec::network says.
   bool force_no_network = false;
+  // Network::kSandbox gives a step a namespace of its own (true), or the
+  // host's network as Network::kHost does (false: for machines without
+  // iptables; nothing then keeps a step from the host's services).
+  bool private_network = true;
+  SandboxNetworkOptions sandbox_network;
   // Limits used when ExecSpec leaves them at 0; 0 here means none.
   int64_t default_memory_bytes = 0;
   int64_t default_pids_limit = 0;
@@ -63,13 +74,18 @@ struct RuncOptions {
 // The OCI runtime spec (config.json) for `spec` in `bundle_dir`, whose last
 // path component is the container ID. `spec.rootfs` is used as given (Run
 // passes its realpath). The generated resolv.conf and hosts files are
-// referenced at BUNDLE_DIR/resolv.conf and BUNDLE_DIR/hosts. Reads the
+// referenced at BUNDLE_DIR/resolv.conf and BUNDLE_DIR/hosts; a sandboxed
+// step joins the namespace at `netns_path`. Reads the
 // process's RLIMIT_NOFILE hard limit; otherwise pure. Errors: an invalid
 // spec (empty args, relative rootfs, cwd or mount destination, unknown mount
 // type, an env entry without '=').
-absl::StatusOr<nlohmann::json> MakeRuntimeSpec(const ExecSpec& spec,
-                                               const RuncOptions& options,
-                                               const std::string& bundle_dir);
+absl::StatusOr<nlohmann::json> MakeRuntimeSpec(
+    const ExecSpec& spec, const RuncOptions& options,
+    const std::string& bundle_dir, const std::string& netns_path = "");
+
+// The network a step gets under `options` (force_no_network,
+// private_network) when it asks for `spec.network`.
+Network EffectiveNetwork(const ExecSpec& spec, const RuncOptions& options);
 
 class RuncExecutor : public Executor {
  public:
@@ -94,9 +110,14 @@ class RuncExecutor : public Executor {
   RuncExecutor(RuncOptions options, std::string runtime_path)
       : options_(std::move(options)), runtime_path_(std::move(runtime_path)) {}
 
+  // The sandbox network, made on first use.
+  absl::StatusOr<SandboxNetwork*> SandboxNet();
+
   const RuncOptions options_;
   const std::string runtime_path_;
   std::atomic<uint64_t> counter_{0};
+  absl::Mutex network_mu_;
+  std::unique_ptr<SandboxNetwork> network_ ABSL_GUARDED_BY(network_mu_);
 };
 
 }  // namespace stagefarm::executor

@@ -1,6 +1,9 @@
 // Runs real containers with runc in a busybox root filesystem. Needs root,
 // runc and /bin/busybox (Debian's busybox-static); skipped otherwise.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -194,16 +197,17 @@ TEST_F(RuncExecutorIntegrationTest, EnvAndCwd) {
 
 TEST_F(RuncExecutorIntegrationTest, NoNetworkOnlyLoopback) {
   ExecSpec spec = Spec("cat /proc/net/dev");
-  spec.network = false;
+  spec.network = Network::kNone;
   std::string out = RunOk(spec);
   EXPECT_EQ(Interfaces(out), std::set<std::string>{"lo"}) << out;
 }
 
-TEST_F(RuncExecutorIntegrationTest, NetworkSharesHostInterfaces) {
+TEST_F(RuncExecutorIntegrationTest, HostNetworkSharesHostInterfaces) {
   ExecSpec spec = Spec(
       "cat /proc/net/dev; echo ---; cat /etc/resolv.conf; "
       "echo ---; cat /etc/hosts; hostname");
   spec.hostname = "stepbox";
+  spec.network = Network::kHost;
   std::string out = RunOk(spec);
   std::vector<std::string> parts = absl::StrSplit(out, "---\n");
   ASSERT_EQ(parts.size(), 3u) << out;
@@ -211,6 +215,72 @@ TEST_F(RuncExecutorIntegrationTest, NetworkSharesHostInterfaces) {
   EXPECT_EQ(parts[1], ReadFile("/etc/resolv.conf"));
   EXPECT_THAT(parts[2], HasSubstr("127.0.0.1\tlocalhost stepbox\n"));
   EXPECT_THAT(parts[2], HasSubstr("\nstepbox\n"));
+}
+
+// A TCP listener on the host at `address`, port chosen by the kernel.
+struct Listener {
+  explicit Listener(const char* address) {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, address, &a.sin_addr);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(fd, 8);
+    socklen_t len = sizeof(a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() { close(fd); }
+  bool Accepted() {
+    int c = accept(fd, nullptr, nullptr);
+    if (c < 0) return false;
+    close(c);
+    return true;
+  }
+  int fd = -1;
+  int port = 0;
+};
+
+TEST_F(RuncExecutorIntegrationTest, SandboxNetworkIsPrivate) {
+  Listener loopback("127.0.0.1");
+  Listener any("0.0.0.0");
+  ASSERT_GT(loopback.port, 0);
+  ASSERT_GT(any.port, 0);
+  // The default network: the step's own namespace behind the bridge.
+  ExecSpec spec = Spec(absl::StrCat(
+      "cat /proc/net/dev; echo ---; cat /etc/resolv.conf; echo ---; "
+      "GW=$(ip route | awk '/^default/ {print $3}'); echo gw=$GW; "
+      "ip -4 addr show dev eth0 | awk '/inet / {print $2}'; "
+      "nc -w 2 127.0.0.1 ",
+      loopback.port, " </dev/null && echo REACHED-LOOPBACK; nc -w 2 $GW ",
+      any.port, " </dev/null && echo REACHED-HOST; true"));
+  std::string out = RunOk(spec);
+  std::vector<std::string> parts = absl::StrSplit(out, "---\n");
+  ASSERT_EQ(parts.size(), 3u) << out;
+  EXPECT_EQ(Interfaces(parts[0]), (std::set<std::string>{"lo", "eth0"}));
+  EXPECT_EQ(parts[1], SandboxResolvConf(ReadFile("/etc/resolv.conf")));
+  EXPECT_THAT(parts[2], HasSubstr("gw=10.213."));
+  EXPECT_THAT(parts[2], HasSubstr("/24"));
+  EXPECT_THAT(parts[2], Not(HasSubstr("REACHED"))) << parts[2];
+  EXPECT_FALSE(loopback.Accepted());
+  EXPECT_FALSE(any.Accepted());
+}
+
+TEST_F(RuncExecutorIntegrationTest, SandboxesAtOnceGetTheirOwnAddresses) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> outs(4);
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([this, i, &outs] {
+      absl::StatusOr<ExecResult> r = executor_->Run(
+          Spec("ip -4 addr show dev eth0 | awk '/inet / {print $2}'; "
+               "sleep 0.3"));
+      if (r.ok()) outs[i] = r->output_tail;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::set<std::string> addresses(outs.begin(), outs.end());
+  EXPECT_EQ(addresses.size(), 4u);
+  for (const std::string& a : outs) EXPECT_THAT(a, HasSubstr("10.213."));
 }
 
 TEST_F(RuncExecutorIntegrationTest, ForceNoNetwork) {

@@ -38,7 +38,8 @@ ExecSpec BaseSpec() {
 }
 
 json MustSpec(const ExecSpec& spec, const RuncOptions& options = {}) {
-  absl::StatusOr<json> config = MakeRuntimeSpec(spec, options, kBundle);
+  absl::StatusOr<json> config =
+      MakeRuntimeSpec(spec, options, kBundle, "/run/netns/sf0s2");
   EXPECT_TRUE(config.ok()) << config.status();
   return config.ok() ? *config : json();
 }
@@ -128,8 +129,32 @@ TEST(MakeRuntimeSpecTest, NofileRlimitNotAboveHardLimit) {
   EXPECT_EQ(rlimit["hard"].get<uint64_t>(), expected);
 }
 
-TEST(MakeRuntimeSpecTest, NamespacesWithNetwork) {
+TEST(MakeRuntimeSpecTest, SandboxNetworkJoinsItsNamespace) {
   json config = MustSpec(BaseSpec());
+  EXPECT_THAT(NamespaceTypes(config),
+              UnorderedElementsAre("pid", "ipc", "uts", "mount", "network"));
+  for (const json& ns : config["linux"]["namespaces"]) {
+    if (ns["type"] == "network") EXPECT_EQ(ns["path"], "/run/netns/sf0s2");
+  }
+  EXPECT_NE(FindMount(config, "/etc/resolv.conf"), nullptr);
+  EXPECT_NE(FindMount(config, "/etc/hosts"), nullptr);
+  absl::StatusOr<json> without = MakeRuntimeSpec(BaseSpec(), {}, kBundle);
+  EXPECT_EQ(without.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MakeRuntimeSpecTest, PrivateNetworkOffMeansTheHosts) {
+  RuncOptions options;
+  options.private_network = false;
+  EXPECT_EQ(EffectiveNetwork(BaseSpec(), options), Network::kHost);
+  json config = MustSpec(BaseSpec(), options);
+  EXPECT_THAT(NamespaceTypes(config),
+              UnorderedElementsAre("pid", "ipc", "uts", "mount"));
+}
+
+TEST(MakeRuntimeSpecTest, NamespacesWithHostNetwork) {
+  ExecSpec spec = BaseSpec();
+  spec.network = Network::kHost;
+  json config = MustSpec(spec);
   EXPECT_THAT(NamespaceTypes(config),
               UnorderedElementsAre("pid", "ipc", "uts", "mount"));
   const json* resolv = FindMount(config, "/etc/resolv.conf");
@@ -145,7 +170,7 @@ TEST(MakeRuntimeSpecTest, NamespacesWithNetwork) {
 
 TEST(MakeRuntimeSpecTest, NamespacesWithoutNetwork) {
   ExecSpec spec = BaseSpec();
-  spec.network = false;
+  spec.network = Network::kNone;
   json config = MustSpec(spec);
   EXPECT_THAT(NamespaceTypes(config),
               UnorderedElementsAre("pid", "ipc", "uts", "mount", "network"));
@@ -323,7 +348,7 @@ TEST(MakeRuntimeSpecTest, CgroupsPathUsesBundleName) {
   RuncOptions options;
   options.cgroup_parent = "builds/";
   absl::StatusOr<json> other =
-      MakeRuntimeSpec(BaseSpec(), options, "/b/sf-9-9-xyz/");
+      MakeRuntimeSpec(BaseSpec(), options, "/b/sf-9-9-xyz/", "/run/netns/x");
   ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_EQ((*other)["linux"]["cgroupsPath"], "/builds/sf-9-9-xyz");
 }

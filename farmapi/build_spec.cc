@@ -34,6 +34,7 @@ void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
   spec->set_compression(archives::CompressionName(request.compression));
   spec->set_compression_level(request.compression_level);
   spec->set_log_max_bytes(request.log_max_bytes);
+  for (const std::string& e : request.entitlements) spec->add_entitlements(e);
   for (const auto& [name, d] : request.images) {
     d.ToProto(&(*spec->mutable_images())[name]);
   }
@@ -62,6 +63,7 @@ absl::StatusOr<engine::BuildRequest> FromSpec(const v1::BuildSpec& spec) {
   r.compression = CompressionOf(spec.compression());
   r.compression_level = spec.compression_level();
   r.log_max_bytes = spec.log_max_bytes();
+  r.entitlements.insert(spec.entitlements().begin(), spec.entitlements().end());
   for (const auto& [name, d] : spec.images()) {
     absl::StatusOr<Digest> digest = Digest::FromProto(d);
     if (!digest.ok()) {

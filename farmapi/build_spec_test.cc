@@ -21,6 +21,7 @@ engine::BuildRequest Full() {
   r.compression_level = 9;
   r.log_max_bytes = 4096;
   r.images = {{"busybox", Digest::Of("manifest")}};
+  r.entitlements = {"network.host", "security.insecure"};
   return r;
 }
 
@@ -45,6 +46,7 @@ TEST(BuildSpecTest, RoundTripKeepsEveryField) {
   EXPECT_EQ(out->compression_level, in.compression_level);
   EXPECT_EQ(out->log_max_bytes, in.log_max_bytes);
   EXPECT_EQ(out->images, in.images);
+  EXPECT_EQ(out->entitlements, in.entitlements);
 }
 
 TEST(BuildSpecTest, EachCompressionAndNoEpochSurvive) {

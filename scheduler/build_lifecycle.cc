@@ -17,6 +17,7 @@
 #include "common/digest.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "frontend/dockerfile/entitlements.h"
 #include "frontend/dockerfile/plan.h"
 #include "platform/platform.h"
 #include "scheduler/build_provenance.h"
@@ -209,6 +210,14 @@ absl::StatusOr<std::shared_ptr<BuildState>> SchedulerService::NewBuild(
       spec.dockerfile_name().empty() ? "Dockerfile" : spec.dockerfile_name();
   ASSIGN_OR_RETURN(dockerfile::Plan plan,
                    dockerfile::PlanDockerfile(spec.dockerfile(), po, name));
+  const std::set<std::string> entitlements(spec.entitlements().begin(),
+                                           spec.entitlements().end());
+  {
+    absl::Status s = dockerfile::CheckEntitlementNames(entitlements);
+    if (!s.ok())
+      return invalid(absl::StrCat("spec.entitlements: ", s.message()));
+  }
+  RETURN_IF_ERROR(dockerfile::CheckEntitled(plan, entitlements, name));
   auto b = std::make_shared<BuildState>();
   b->id = RandomId();
   b->spec = spec;

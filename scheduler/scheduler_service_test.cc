@@ -267,6 +267,24 @@ TEST(SchedulerService, BadRequestsNameTheField) {
   EXPECT_NE(o.status.error_message().find("spec.context"), std::string::npos);
 }
 
+TEST(SchedulerService, HostNetworkNeedsTheEntitlementAtSubmission) {
+  Farm farm(Fast());
+  v1::BuildSpec spec =
+      sim::Spec("FROM scratch\nRUN true\nRUN --network=host true\n");
+  sim::Outcome o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(o.status.error_message().find(
+                "Dockerfile:3: RUN --network=host needs the network.host "
+                "entitlement"),
+            std::string::npos)
+      << o.status.error_message();
+  spec.add_entitlements("network.hots");
+  o = sim::SubmitAndWait(farm.stub.get(), spec);
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(o.status.error_message().find("spec.entitlements"),
+            std::string::npos);
+}
+
 std::string TempDir(const std::string& name) {
   const char* t = std::getenv("TEST_TMPDIR");
   std::string dir = std::string(t != nullptr ? t : "/tmp") + "/" + name;

@@ -43,7 +43,26 @@ int main(int argc, char** argv) {
                  "OS/ARCH[/VARIANT],... this worker builds for (default: "
                  "its own and every platform an emulator serves; see "
                  "`stagefarm emulation status`)");
+  app.add_option("--step-network", f.step_network,
+                 "RUN steps' network: private (a namespace each with NAT, "
+                 "default) or host (the worker's own: nothing keeps steps "
+                 "from the worker's services)")
+      ->check(CLI::IsMember({"private", "host"}));
+  app.add_option("--sandbox-pool", f.sandbox_pool,
+                 "IPv4 pool for RUN steps' networks, a /24 a process "
+                 "(default 10.213.0.0/16)");
+  app.add_option("--sandbox-deny", f.sandbox_deny,
+                 "an address or CIDR no RUN step may reach (repeatable; the "
+                 "scheduler's and the CAS's always)")
+      ->allow_extra_args(false);
+  std::vector<std::string> entitlements;
+  app.add_option("--allow-insecure-entitlement", entitlements,
+                 "let builds given it use an entitlement: network.host "
+                 "(repeatable)")
+      ->check(CLI::IsMember({"network.host"}))
+      ->allow_extra_args(false);
   CLI11_PARSE(app, argc, argv);
+  f.permit_host_network = !entitlements.empty();
   absl::StatusOr<stagefarm::platform::Offered> offered =
       stagefarm::platform::Offer(platforms);
   if (!offered.ok()) {

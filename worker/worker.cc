@@ -1,8 +1,10 @@
 #include "worker/worker.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -20,6 +22,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "blobstore/remote_store.h"
 #include "common/channel.h"
@@ -39,6 +43,42 @@
 
 namespace stagefarm::worker {
 namespace {
+
+// The IPv4 addresses a gRPC target ("HOST:PORT", "dns:///HOST:PORT",
+// "ipv4:A:P") names, so that sandboxes can be kept from them; none when it
+// does not resolve (a worker then still runs, and says so).
+std::vector<std::string> AddressesOf(absl::string_view target) {
+  for (absl::string_view scheme : {"dns:///", "dns:", "ipv4:"}) {
+    if (absl::ConsumePrefix(&target, scheme)) break;
+  }
+  size_t colon = target.rfind(':');
+  absl::string_view host =
+      colon == absl::string_view::npos ? target : target.substr(0, colon);
+  absl::ConsumePrefix(&host, "[");
+  absl::ConsumeSuffix(&host, "]");
+  std::vector<std::string> out;
+  struct addrinfo hints = {};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  struct addrinfo* res = nullptr;
+  if (getaddrinfo(std::string(host).c_str(), nullptr, &hints, &res) != 0) {
+    stagefarm::LogInfo(
+        "cannot resolve a farm address to keep RUN steps "
+        "from it",
+        {{"address", std::string(target)}});
+    return out;
+  }
+  for (struct addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char text[INET_ADDRSTRLEN];
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+    if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) != nullptr &&
+        std::find(out.begin(), out.end(), text) == out.end()) {
+      out.push_back(text);
+    }
+  }
+  freeaddrinfo(res);
+  return out;
+}
 
 // The scheduler's stage cache and wire events.
 using farmapi::ToWire;
@@ -70,6 +110,15 @@ class Worker : public WorkerDaemon {
     ro.state_dir = f_.work + "/runc";
     ro.bundles_dir = f_.work + "/bundles";
     ro.cgroup_parent = "/stagefarm-" + f_.name;
+    ro.private_network = f_.step_network != "host";
+    ro.sandbox_network.pool = f_.sandbox_pool;
+    ro.sandbox_network.deny = f_.sandbox_deny;
+    for (absl::string_view target : absl::StrSplit(
+             absl::StrCat(f_.scheduler, ",", f_.cas), ',', absl::SkipEmpty())) {
+      for (std::string& a : AddressesOf(target)) {
+        ro.sandbox_network.deny.push_back(std::move(a));
+      }
+    }
     ASSIGN_OR_RETURN(executor_, executor::RuncExecutor::Create(ro));
     cas_target_ = CasClient::Connect(f_.cas);
     scheduler_channel_ = FarmChannel(f_.scheduler);
@@ -217,6 +266,7 @@ class Worker : public WorkerDaemon {
     }
     engine::EngineOptions eo;
     eo.cache_mounts = f_.work + "/cache-mounts";
+    eo.permit_host_network = f_.permit_host_network;
     // The scheduler sets the build's log bounds (never above its own).
     if (task.spec().log_max_bytes() > 0) {
       eo.log_limits.live_bytes = task.spec().log_max_bytes();

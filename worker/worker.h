@@ -30,6 +30,16 @@ struct WorkerFlags {
   // The platforms offered to the scheduler, natively and under emulation
   // (normalized; main fills them from --platforms).
   std::vector<std::string> native_platforms, emulated_platforms;
+  // RUN steps' network: "private" (a namespace each, behind a bridge with
+  // NAT; executor/sandbox_network.h) or "host" (the worker's own, for
+  // machines without iptables). Sandboxes never reach the scheduler's and
+  // the CAS's addresses, nor those in `sandbox_deny`.
+  std::string step_network = "private";
+  std::string sandbox_pool = "10.213.0.0/16";
+  std::vector<std::string> sandbox_deny;
+  // RUN --network=host runs when the build has the network.host
+  // entitlement (--allow-insecure-entitlement network.host).
+  bool permit_host_network = false;
 };
 
 class WorkerDaemon {

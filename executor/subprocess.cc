@@ -1,0 +1,192 @@
+#include "executor/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+extern char** environ;
+
+namespace stagefarm::executor {
+namespace {
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+std::string NotFoundMessage(const std::string& binary,
+                            const std::string& package) {
+  std::string name = std::filesystem::path(binary).filename().string();
+  return absl::StrCat(name, " not found: install the ",
+                      package.empty() ? name : package, " package");
+}
+
+// Like Spawn, with stdin from `stdin_fd` when it is not -1.
+absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
+                                     const std::vector<std::string>& args,
+                                     int stdin_fd) {
+  int fds[2];
+  // O_CLOEXEC: processes spawned by other threads must not hold the write
+  // end, or the reader would not see EOF.
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", ErrnoText(errno)));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (stdin_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  }
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+
+  // Ignored signals survive exec: the child must not inherit the caller's
+  // dispositions (a server often ignores SIGPIPE) or its mask.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t mask;
+  sigemptyset(&mask);
+  posix_spawnattr_setsigmask(&attr, &mask);
+  sigset_t defaults;
+  sigfillset(&defaults);
+  sigdelset(&defaults, SIGKILL);
+  sigdelset(&defaults, SIGSTOP);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 2);
+  argv.push_back(const_cast<char*>(binary.c_str()));
+  for (const std::string& arg : args) {
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  }
+  argv.push_back(nullptr);
+
+  pid_t pid = -1;
+  int err =
+      posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  if (err != 0) {
+    close(fds[0]);
+    if (err == ENOENT) {
+      return absl::FailedPreconditionError(NotFoundMessage(binary, ""));
+    }
+    return absl::InternalError(
+        absl::StrCat("starting ", binary, ": ", ErrnoText(err)));
+  }
+  return Child{pid, fds[0]};
+}
+
+}  // namespace
+
+absl::StatusOr<Child> Spawn(const std::string& binary,
+                            const std::vector<std::string>& args) {
+  return SpawnWithInput(binary, args, -1);
+}
+
+int ExitCodeFromWaitStatus(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+pid_t WaitPidRetry(pid_t pid, int* status, int flags) {
+  while (true) {
+    pid_t r = waitpid(pid, status, flags);
+    if (r >= 0 || errno != EINTR) return r;
+  }
+}
+
+absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
+                                         const std::vector<std::string>& args,
+                                         absl::string_view input) {
+  constexpr size_t kMaxInput = 64 * 1024;  // what a pipe holds unread
+  if (input.size() > kMaxInput) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input for ", binary, " over 64 KiB"));
+  }
+  int in[2] = {-1, -1};
+  if (!input.empty()) {
+    if (pipe2(in, O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe: ", ErrnoText(errno)));
+    }
+    fcntl(in[1], F_SETPIPE_SZ, static_cast<int>(kMaxInput));
+    absl::string_view rest = input;
+    while (!rest.empty()) {
+      ssize_t n = write(in[1], rest.data(), rest.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = errno;
+        close(in[0]);
+        close(in[1]);
+        return absl::InternalError(
+            absl::StrCat("writing input for ", binary, ": ", ErrnoText(err)));
+      }
+      rest.remove_prefix(static_cast<size_t>(n));
+    }
+    close(in[1]);
+  }
+  absl::StatusOr<Child> spawned = SpawnWithInput(binary, args, in[0]);
+  if (in[0] >= 0) close(in[0]);
+  RETURN_IF_ERROR(spawned.status());
+  Child child = *spawned;
+  CommandResult result;
+  char buf[4096];
+  while (true) {
+    ssize_t n = read(child.output_fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    result.output.append(buf, static_cast<size_t>(n));
+  }
+  close(child.output_fd);
+  int status = 0;
+  if (WaitPidRetry(child.pid, &status, 0) != child.pid) {
+    return absl::InternalError(absl::StrCat("waitpid: ", ErrnoText(errno)));
+  }
+  result.exit_code = ExitCodeFromWaitStatus(status);
+  return result;
+}
+
+absl::StatusOr<std::string> FindProgram(const std::string& name,
+                                        const std::string& package) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("empty program name");
+  }
+  if (name.find('/') != std::string::npos) {
+    if (access(name.c_str(), X_OK) == 0) return name;
+    return absl::FailedPreconditionError(NotFoundMessage(name, package));
+  }
+  std::vector<std::string> dirs;
+  if (const char* path = getenv("PATH"); path != nullptr) {
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+      dirs.emplace_back(dir);
+    }
+  }
+  for (const char* dir : {"/usr/local/sbin", "/usr/sbin", "/sbin"}) {
+    dirs.emplace_back(dir);
+  }
+  for (const std::string& dir : dirs) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return absl::FailedPreconditionError(NotFoundMessage(name, package));
+}
+
+}  // namespace stagefarm::executor

@@ -1,0 +1,57 @@
+// Starting helper programs (the OCI runtime, iproute2, iptables): a child
+// with stdin from /dev/null or a given text, stdout and stderr on one pipe,
+// default signal dispositions and an empty signal mask whatever the caller
+// has. Thread-safe.
+#ifndef STAGEFARM_EXECUTOR_SUBPROCESS_H_
+#define STAGEFARM_EXECUTOR_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace stagefarm::executor {
+
+// A running child whose combined output is on `output_fd` (the caller
+// reads and closes it, and waits for `pid`).
+struct Child {
+  pid_t pid = -1;
+  int output_fd = -1;
+};
+
+// Starts `binary` (a path) with `args` (argv[1..]); its stdin is /dev/null.
+// FAILED_PRECONDITION "NAME not found: install the NAME package" when the
+// binary does not exist.
+absl::StatusOr<Child> Spawn(const std::string& binary,
+                            const std::vector<std::string>& args);
+
+struct CommandResult {
+  int exit_code = 0;  // 128 + signal when killed by one
+  std::string output;
+};
+
+// Runs `binary` to completion, feeding it `input` on stdin (at most 64 KiB;
+// /dev/null when empty). A non-zero exit is a result, not an error.
+absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
+                                         const std::vector<std::string>& args,
+                                         absl::string_view input = "");
+
+// The exit code a wait status stands for (128 + signal when signalled).
+int ExitCodeFromWaitStatus(int status);
+
+// waitpid, retried on EINTR.
+pid_t WaitPidRetry(pid_t pid, int* status, int flags);
+
+// A program by name: looked up in PATH and then in /usr/local/sbin,
+// /usr/sbin and /sbin (often missing from a service's PATH), or a path
+// taken as it is. FAILED_PRECONDITION "NAME not found: install the
+// PACKAGE package" (PACKAGE defaults to NAME).
+absl::StatusOr<std::string> FindProgram(const std::string& name,
+                                        const std::string& package = "");
+
+}  // namespace stagefarm::executor
+
+#endif  // STAGEFARM_EXECUTOR_SUBPROCESS_H_
