@@ -387,6 +387,13 @@ absl::StatusOr<SandboxNetwork*> RuncExecutor::SandboxNet() {
   return network_.get();
 }
 
+absl::Status RuncExecutor::PrepareNetwork() {
+  if (!options_.private_network || options_.force_no_network) {
+    return absl::OkStatus();
+  }
+  return SandboxNet().status();
+}
+
 absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   if (IsCancelled(spec)) {
     return absl::CancelledError("step cancelled before it started");

@@ -102,6 +102,11 @@ class RuncExecutor : public Executor {
   // deleted first).
   absl::StatusOr<ExecResult> Run(const ExecSpec& spec) override;
 
+  // Makes the sandbox network now rather than at the first sandboxed step
+  // (a worker: leftovers of a killed predecessor go at start, a missing
+  // iptables is an error at start). A no-op without private_network.
+  absl::Status PrepareNetwork();
+
   const RuncOptions& options() const { return options_; }
   // The resolved runtime binary.
   const std::string& runtime_path() const { return runtime_path_; }

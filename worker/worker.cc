@@ -119,7 +119,10 @@ class Worker : public WorkerDaemon {
         ro.sandbox_network.deny.push_back(std::move(a));
       }
     }
-    ASSIGN_OR_RETURN(executor_, executor::RuncExecutor::Create(ro));
+    ASSIGN_OR_RETURN(std::unique_ptr<executor::RuncExecutor> runc,
+                     executor::RuncExecutor::Create(ro));
+    RETURN_IF_ERROR(runc->PrepareNetwork());
+    executor_ = std::move(runc);
     cas_target_ = CasClient::Connect(f_.cas);
     scheduler_channel_ = FarmChannel(f_.scheduler);
     scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
