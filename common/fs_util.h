@@ -52,6 +52,9 @@ class FileLock {
   FileLock& operator=(const FileLock&) = delete;
 
   bool held() const { return held_; }
+  // The locked descriptor: a child given it keeps the lock held after
+  // this process is gone, until the child exits too.
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;

@@ -124,6 +124,24 @@ void BuildEngine::Release(const std::string& key) {
   inflight_cv_.SignalAll();
 }
 
+namespace {
+
+// Whether a needed stage has a RUN in a network of its own (the default).
+bool HasSandboxedRun(const dockerfile::Plan& plan) {
+  for (const dockerfile::Stage& st : plan.stages) {
+    if (!st.needed) continue;
+    for (const dockerfile::Instruction& inst : st.instructions) {
+      const auto* run = std::get_if<dockerfile::RunInst>(&inst.value);
+      if (run != nullptr && run->network != "none" && run->network != "host") {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<BuildResult> BuildEngine::Build(
     const BuildRequest& request,
     const std::function<void(const BuildEvent&)>& on_event,
@@ -134,6 +152,9 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
                                  request.dockerfile_name));
   RETURN_IF_ERROR(dockerfile::CheckEntitled(plan, request.entitlements,
                                             request.dockerfile_name));
+  if (!options_.force_no_network && HasSandboxedRun(plan)) {
+    executor_->WillRunSandboxed();
+  }
   ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
                    IgnoreOf(request));
   absl::Mutex emit_mu;

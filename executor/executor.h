@@ -64,6 +64,9 @@ class Executor {
   // Runs the process to completion. A non-zero exit is a result, not an
   // error; errors are failures to start or supervise the sandbox.
   virtual absl::StatusOr<ExecResult> Run(const ExecSpec& spec) = 0;
+  // A hint: steps with Network::kSandbox are coming; an executor may set
+  // up for them now, in the background.
+  virtual void WillRunSandboxed() {}
 };
 
 }  // namespace stagefarm::executor

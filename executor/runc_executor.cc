@@ -381,10 +381,23 @@ absl::StatusOr<std::unique_ptr<RuncExecutor>> RuncExecutor::Create(
 absl::StatusOr<SandboxNetwork*> RuncExecutor::SandboxNet() {
   absl::MutexLock lock(&network_mu_);
   if (network_ == nullptr) {
-    ASSIGN_OR_RETURN(network_,
-                     SandboxNetwork::Create(options_.sandbox_network));
+    if (preparing_.valid()) {
+      ASSIGN_OR_RETURN(network_, preparing_.get());
+    } else {
+      ASSIGN_OR_RETURN(network_,
+                       SandboxNetwork::Create(options_.sandbox_network));
+    }
   }
   return network_.get();
+}
+
+void RuncExecutor::WillRunSandboxed() {
+  if (!options_.private_network || options_.force_no_network) return;
+  absl::MutexLock lock(&network_mu_);
+  if (network_ != nullptr || preparing_.valid()) return;
+  preparing_ = std::async(std::launch::async, [options = options_] {
+    return SandboxNetwork::Create(options.sandbox_network);
+  });
 }
 
 absl::Status RuncExecutor::PrepareNetwork() {

@@ -35,6 +35,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -106,6 +107,9 @@ class RuncExecutor : public Executor {
   // (a worker: leftovers of a killed predecessor go at start, a missing
   // iptables is an error at start). A no-op without private_network.
   absl::Status PrepareNetwork();
+  // Makes the sandbox network in the background (PrepareNetwork's work,
+  // with the first sandboxed step waiting for it).
+  void WillRunSandboxed() override;
 
   const RuncOptions& options() const { return options_; }
   // The resolved runtime binary.
@@ -123,6 +127,8 @@ class RuncExecutor : public Executor {
   std::atomic<uint64_t> counter_{0};
   absl::Mutex network_mu_;
   std::unique_ptr<SandboxNetwork> network_ ABSL_GUARDED_BY(network_mu_);
+  std::future<absl::StatusOr<std::unique_ptr<SandboxNetwork>>> preparing_
+      ABSL_GUARDED_BY(network_mu_);
 };
 
 }  // namespace stagefarm::executor

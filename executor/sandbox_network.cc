@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <unistd.h>
 
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -111,50 +113,138 @@ std::string SandboxResolvConf(absl::string_view host) {
   return out;
 }
 
-std::vector<std::vector<std::string>> TaggedRules(absl::string_view listing,
-                                                  absl::string_view comment) {
-  std::vector<std::vector<std::string>> out;
-  for (absl::string_view line : absl::StrSplit(listing, '\n')) {
-    std::vector<std::string> words =
-        absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (words.size() < 2 || words[0] != "-A") continue;
-    // iptables -S quotes comments ("stagefarm:sfbr0"); ours have no spaces.
-    for (std::string& w : words) {
-      if (w.size() >= 2 && w.front() == '"' && w.back() == '"') {
-        w = w.substr(1, w.size() - 2);
-      }
+std::string DeleteTaggedRules(absl::string_view save,
+                              absl::string_view comment) {
+  std::string out, table;
+  bool table_has = false;
+  auto close_table = [&] {
+    if (table_has) absl::StrAppend(&out, "COMMIT\n");
+    table_has = false;
+  };
+  const std::string tag = absl::StrCat("--comment \"", comment, "\"");
+  const std::string bare = absl::StrCat("--comment ", comment);
+  for (absl::string_view line : absl::StrSplit(save, '\n')) {
+    if (absl::StartsWith(line, "*")) {
+      close_table();
+      table = std::string(line);
+      continue;
     }
-    bool tagged = false;
-    for (size_t i = 0; i + 1 < words.size(); ++i) {
-      if (words[i] == "--comment" && words[i + 1] == comment) tagged = true;
-    }
-    if (!tagged) continue;
-    words[0] = "-D";
-    out.push_back(std::move(words));
+    if (!absl::StartsWith(line, "-A ")) continue;
+    const bool tagged =
+        absl::StrContains(absl::StrCat(line, " "), absl::StrCat(tag, " ")) ||
+        absl::StrContains(absl::StrCat(line, " "), absl::StrCat(bare, " "));
+    if (!tagged || table.empty()) continue;
+    if (!table_has) absl::StrAppend(&out, table, "\n");
+    table_has = true;
+    absl::StrAppend(&out, "-D ", line.substr(3), "\n");
   }
+  close_table();
+  return out;
+}
+
+std::string SandboxRules(const Subnet& subnet, absl::string_view bridge,
+                         const std::vector<std::string>& deny, bool remove) {
+  const std::string tag =
+      absl::StrCat(" -m comment --comment stagefarm:", bridge);
+  const char* add = remove ? "-D" : "-A";
+  const char* insert = remove ? "-D" : "-I";
+  std::string out =
+      absl::StrCat("*nat\n", add, " POSTROUTING -s ", subnet.Cidr(), " ! -o ",
+                   bridge, tag, " -j MASQUERADE\nCOMMIT\n*filter\n");
+  absl::StrAppend(&out, insert, " INPUT -i ", bridge, tag, " -j REJECT\n");
+  // Inserted at the top in turn: the denials end up above the accepts.
+  absl::StrAppend(&out, insert, " FORWARD -o ", bridge,
+                  " -m conntrack --ctstate RELATED,ESTABLISHED", tag,
+                  " -j ACCEPT\n");
+  absl::StrAppend(&out, insert, " FORWARD -i ", bridge, " ! -o ", bridge, tag,
+                  " -j ACCEPT\n");
+  for (const std::string& d : deny) {
+    absl::StrAppend(&out, insert, " FORWARD -i ", bridge, " -d ", d, tag,
+                    " -j REJECT\n");
+  }
+  absl::StrAppend(&out, "COMMIT\n");
   return out;
 }
 
 absl::StatusOr<std::unique_ptr<SandboxNetwork>> SandboxNetwork::Create(
     SandboxNetworkOptions options) {
   RETURN_IF_ERROR(PoolSubnet(options.pool, 0).status());
+  for (const std::string& d : options.deny) {
+    std::string a = d.substr(0, d.find('/'));
+    in_addr unused;
+    if (a.empty() || inet_pton(AF_INET, a.c_str(), &unused) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sandbox network: deny \"", d, "\" is not an IPv4 address or CIDR"));
+    }
+  }
   ASSIGN_OR_RETURN(std::string ip, FindProgram("ip", "iproute2"));
-  ASSIGN_OR_RETURN(std::string iptables, FindProgram("iptables"));
+  ASSIGN_OR_RETURN(std::string restore,
+                   FindProgram("iptables-restore", "iptables"));
+  ASSIGN_OR_RETURN(std::string save, FindProgram("iptables-save", "iptables"));
   RETURN_IF_ERROR(MakeDirs(options.lock_dir, 0755));
   std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(
-      std::move(options), std::move(ip), std::move(iptables)));
+      std::move(options), std::move(ip), std::move(restore), std::move(save)));
   RETURN_IF_ERROR(net->TakeSlot());
   absl::Status set_up = net->SetUp();
   if (!set_up.ok()) {
-    net->CleanSlot(net->subnet_.slot);
+    net->CleanSlot(net->subnet_.slot, net->List());
     return set_up;
   }
-  net->set_up_ = true;
+  net->helper_ = std::thread([n = net.get()] { n->Helper(); });
   return net;
 }
 
 SandboxNetwork::~SandboxNetwork() {
-  if (lock_ != nullptr && lock_->held()) CleanSlot(subnet_.slot);
+  if (helper_.joinable()) {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    helper_.join();
+  }
+  if (lock_ == nullptr || !lock_->held()) return;
+  // Everything this process made, as it made it: no listing needed.
+  std::string batch;
+  {
+    absl::MutexLock l(&mu_);
+    for (const Prepared& p : spares_) {
+      absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+    }
+    for (const Prepared& p : finished_) {
+      absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+    }
+    spares_.clear();
+    finished_.clear();
+  }
+  absl::StrAppend(&batch, "link delete ", bridge_, "\n");
+  const std::string rules =
+      SandboxRules(subnet_, bridge_, options_.deny, /*remove=*/true);
+  // Deleting a bridge waits for the kernel (tens of ms): a child does it
+  // and the rules, holding the slot's lock until it is done, so that the
+  // process can end at once and no one takes the slot before it is clean.
+  const std::string base =
+      absl::StrCat(options_.lock_dir, "/teardown-", subnet_.slot);
+  if (WriteStringToFile(base + ".ip", batch).ok() &&
+      WriteStringToFile(base + ".rules", rules).ok() &&
+      StartDetached("/bin/sh",
+                    {"-c",
+                     "\"$1\" -force -batch \"$2\"; \"$3\" -w --noflush "
+                     "<\"$4\"; rm -f \"$2\" \"$4\"",
+                     "sh", ip_, base + ".ip", restore_, base + ".rules"},
+                    lock_->fd())
+          .ok()) {
+    return;
+  }
+  LogIfFailed("removing the bridge", Ip({"-force"}, batch));
+  LogIfFailed("removing the rules", Restore(rules));
+}
+
+void SandboxNetwork::LogIfFailed(absl::string_view what,
+                                 const absl::Status& s) const {
+  if (s.ok()) return;
+  stagefarm::LogError(
+      absl::StrCat("sandbox network: ", what),
+      {{"bridge", bridge_}, {"error", std::string(s.message())}});
 }
 
 absl::Status SandboxNetwork::Ip(const std::vector<std::string>& args,
@@ -174,20 +264,30 @@ absl::Status SandboxNetwork::Ip(const std::vector<std::string>& args,
   return absl::OkStatus();
 }
 
-absl::Status SandboxNetwork::Iptables(
-    const std::vector<std::string>& args) const {
-  std::vector<std::string> all = {"-w"};
-  all.insert(all.end(), args.begin(), args.end());
-  ASSIGN_OR_RETURN(CommandResult r, RunCommand(iptables_, all));
+absl::Status SandboxNetwork::Restore(absl::string_view rules) const {
+  if (rules.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(CommandResult r,
+                   RunCommand(restore_, {"-w", "--noflush"}, rules));
   if (r.exit_code != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("sandbox network: iptables ", absl::StrJoin(args, " "),
-                     ": ", absl::StripTrailingAsciiWhitespace(r.output)));
+        absl::StrCat("sandbox network: iptables-restore (", rules,
+                     "): ", absl::StripTrailingAsciiWhitespace(r.output)));
   }
   return absl::OkStatus();
 }
 
-std::vector<int> SandboxNetwork::SlotsWithLeftovers() const {
+SandboxNetwork::Listing SandboxNetwork::List() const {
+  Listing l;
+  absl::StatusOr<CommandResult> links =
+      RunCommand(ip_, {"-o", "link", "show", "type", "bridge"});
+  if (links.ok()) l.bridges = std::move(links->output);
+  absl::StatusOr<CommandResult> rules = RunCommand(save_, {});
+  if (rules.ok() && rules->exit_code == 0) l.rules = std::move(rules->output);
+  return l;
+}
+
+std::vector<int> SandboxNetwork::SlotsWithLeftovers(
+    const Listing& listing) const {
   std::set<int> slots;
   if (DIR* d = opendir(kNetnsDir); d != nullptr) {
     while (struct dirent* e = readdir(d)) {
@@ -196,60 +296,58 @@ std::vector<int> SandboxNetwork::SlotsWithLeftovers() const {
     }
     closedir(d);
   }
-  absl::StatusOr<CommandResult> links =
-      RunCommand(ip_, {"-o", "link", "show", "type", "bridge"});
-  if (links.ok()) {
-    for (absl::string_view line : absl::StrSplit(links->output, '\n')) {
-      // "12: sfbr0: <BROADCAST,...> ..."
-      std::vector<absl::string_view> f =
-          absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
-      if (f.size() < 2) continue;
-      int s = SlotOf(f[1], "sfbr");
+  if (DIR* d = opendir(options_.lock_dir.c_str()); d != nullptr) {
+    while (struct dirent* e = readdir(d)) {
+      int s = SlotOf(e->d_name, "teardown-", ".");
       if (s >= 0) slots.insert(s);
     }
+    closedir(d);
   }
-  for (const char* table : {"filter", "nat"}) {
-    absl::StatusOr<CommandResult> rules =
-        RunCommand(iptables_, {"-w", "-t", table, "-S"});
-    if (!rules.ok()) continue;
-    for (absl::string_view line : absl::StrSplit(rules->output, '\n')) {
-      size_t at = line.find("stagefarm:sfbr");
-      if (at == absl::string_view::npos) continue;
-      absl::string_view rest = line.substr(at);
-      rest = rest.substr(0, rest.find_first_of(" \""));
-      int s = SlotOf(rest, "stagefarm:sfbr");
-      if (s >= 0) slots.insert(s);
-    }
+  for (absl::string_view line : absl::StrSplit(listing.bridges, '\n')) {
+    // "12: sfbr0: <BROADCAST,...> ..."
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
+    if (f.size() < 2) continue;
+    int s = SlotOf(f[1], "sfbr");
+    if (s >= 0) slots.insert(s);
+  }
+  for (absl::string_view line : absl::StrSplit(listing.rules, '\n')) {
+    size_t at = line.find("stagefarm:sfbr");
+    if (at == absl::string_view::npos) continue;
+    absl::string_view rest = line.substr(at);
+    rest = rest.substr(0, rest.find_first_of(" \""));
+    int s = SlotOf(rest, "stagefarm:sfbr");
+    if (s >= 0) slots.insert(s);
   }
   return std::vector<int>(slots.begin(), slots.end());
 }
 
-void SandboxNetwork::CleanSlot(int slot) const {
-  const std::string prefix = NetnsPrefix(slot);
+void SandboxNetwork::CleanSlot(int slot, const Listing& listing) const {
+  std::string batch;
   if (DIR* d = opendir(kNetnsDir); d != nullptr) {
-    std::vector<std::string> names;
     while (struct dirent* e = readdir(d)) {
-      if (SlotOf(e->d_name, "sf", "s") == slot) names.push_back(e->d_name);
+      if (SlotOf(e->d_name, "sf", "s") == slot) {
+        absl::StrAppend(&batch, "netns delete ", e->d_name, "\n");
+      }
     }
     closedir(d);
-    for (const std::string& n : names) (void)Ip({"netns", "delete", n});
   }
   const std::string bridge = BridgeName(slot);
-  absl::StatusOr<CommandResult> exists =
-      RunCommand(ip_, {"link", "show", "dev", bridge});
-  if (exists.ok() && exists->exit_code == 0) {
-    (void)Ip({"link", "delete", bridge});
-  }
-  for (const char* table : {"filter", "nat"}) {
-    absl::StatusOr<CommandResult> rules =
-        RunCommand(iptables_, {"-w", "-t", table, "-S"});
-    if (!rules.ok() || rules->exit_code != 0) continue;
-    for (std::vector<std::string> del :
-         TaggedRules(rules->output, Comment(slot))) {
-      del.insert(del.begin(), {"-t", table});
-      (void)Iptables(del);
+  for (absl::string_view line : absl::StrSplit(listing.bridges, '\n')) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
+    if (f.size() >= 2 && f[1] == bridge) {
+      absl::StrAppend(&batch, "link delete ", bridge, "\n");
     }
   }
+  // -force: one that fails does not stop the others.
+  if (!batch.empty()) LogIfFailed("removing leftovers", Ip({"-force"}, batch));
+  LogIfFailed("removing leftover rules",
+              Restore(DeleteTaggedRules(listing.rules, Comment(slot))));
+  // A teardown that was killed leaves its batches.
+  const std::string base = absl::StrCat(options_.lock_dir, "/teardown-", slot);
+  unlink((base + ".ip").c_str());
+  unlink((base + ".rules").c_str());
 }
 
 absl::Status SandboxNetwork::TakeSlot() {
@@ -259,7 +357,8 @@ absl::Status SandboxNetwork::TakeSlot() {
     return absl::StrCat(options_.lock_dir, "/slot-", slot, ".lock");
   };
   // What processes that died left behind, in this network namespace.
-  for (int slot : SlotsWithLeftovers()) {
+  const Listing listing = List();
+  for (int slot : SlotsWithLeftovers(listing)) {
     if (slot >= slots) continue;
     FileLock lock(lock_path(slot), FileLock::Mode::kTry);
     if (!lock.held()) continue;  // a live process's
@@ -267,7 +366,7 @@ absl::Status SandboxNetwork::TakeSlot() {
         "removing what a stopped process left in the "
         "sandbox network",
         {{"bridge", BridgeName(slot)}});
-    CleanSlot(slot);
+    CleanSlot(slot, listing);
   }
   for (int slot = 0; slot < slots; ++slot) {
     auto lock =
@@ -276,7 +375,6 @@ absl::Status SandboxNetwork::TakeSlot() {
     ASSIGN_OR_RETURN(subnet_, PoolSubnet(options_.pool, slot));
     bridge_ = BridgeName(slot);
     lock_ = std::move(lock);
-    CleanSlot(slot);  // namespaces in a mount namespace the sweep missed
     absl::MutexLock l(&mu_);
     used_.assign(kLastHost + 1, false);
     return absl::OkStatus();
@@ -299,31 +397,10 @@ absl::Status SandboxNetwork::SetUp() {
                                       "addr add ",
                                       subnet_.Address(1), "/24 dev ", bridge_,
                                       "\nlink set dev ", bridge_, " up\n")));
-  const std::string comment = Comment(subnet_.slot);
-  auto tag = [&comment](std::vector<std::string> rule) {
-    rule.insert(rule.end(), {"-m", "comment", "--comment", comment});
-    return rule;
-  };
-  RETURN_IF_ERROR(
-      Iptables(tag({"-t", "nat", "-A", "POSTROUTING", "-s", subnet_.Cidr(), "!",
-                    "-o", bridge_, "-j", "MASQUERADE"})));
-  RETURN_IF_ERROR(
-      Iptables(tag({"-I", "INPUT", "-i", bridge_, "-j", "REJECT"})));
-  // Inserted at the top in reverse: denials, then the accepts.
-  RETURN_IF_ERROR(
-      Iptables(tag({"-I", "FORWARD", "-o", bridge_, "-m", "conntrack",
-                    "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"})));
-  RETURN_IF_ERROR(Iptables(tag(
-      {"-I", "FORWARD", "-i", bridge_, "!", "-o", bridge_, "-j", "ACCEPT"})));
-  for (const std::string& deny : options_.deny) {
-    RETURN_IF_ERROR(Iptables(
-        tag({"-I", "FORWARD", "-i", bridge_, "-d", deny, "-j", "REJECT"})));
-  }
-  return absl::OkStatus();
+  return Restore(SandboxRules(subnet_, bridge_, options_.deny, false));
 }
 
-absl::StatusOr<std::unique_ptr<SandboxNetwork::Attachment>>
-SandboxNetwork::Attach() {
+absl::StatusOr<SandboxNetwork::Prepared> SandboxNetwork::Prepare() {
   int host = -1;
   {
     absl::MutexLock l(&mu_);
@@ -340,34 +417,96 @@ SandboxNetwork::Attach() {
         absl::StrCat("sandbox network: ", kLastHost - kFirstHost + 1,
                      " sandboxes already attached to ", bridge_));
   }
-  const std::string name = absl::StrCat(NetnsPrefix(subnet_.slot), host);
+  Prepared p{host, absl::StrCat(NetnsPrefix(subnet_.slot), host)};
   const std::string veth = absl::StrCat("sfv", subnet_.slot, "s", host);
-  std::unique_ptr<Attachment> a(
-      new Attachment(this, host, name, subnet_.Address(host)));
-  RETURN_IF_ERROR(Ip(
+  absl::Status s = Ip(
       {}, absl::StrCat(
-              "netns add ", name, "\nlink add ", veth,
-              " type veth peer name eth0 netns ", name, "\nlink set dev ", veth,
-              " master ", bridge_, "\nlink set dev ", veth,
-              " type bridge_slave isolated on\nlink set dev ", veth, " up\n")));
-  RETURN_IF_ERROR(
-      Ip({"-n", name}, absl::StrCat("addr add ", a->address(),
-                                    "/24 dev eth0\n"
-                                    "link set dev eth0 up\nlink set dev lo up\n"
-                                    "route add default via ",
-                                    subnet_.Address(1), "\n")));
-  return a;
+              "netns add ", p.name, "\nlink add ", veth,
+              " type veth peer name eth0 netns ", p.name, "\nlink set dev ",
+              veth, " master ", bridge_, "\nlink set dev ", veth,
+              " type bridge_slave isolated on\nlink set dev ", veth, " up\n"));
+  if (s.ok()) {
+    s = Ip({"-n", p.name},
+           absl::StrCat("addr add ", subnet_.Address(host),
+                        "/24 dev eth0\n"
+                        "link set dev eth0 up\nlink set dev lo up\n"
+                        "route add default via ",
+                        subnet_.Address(1), "\n"));
+  }
+  if (!s.ok()) {
+    (void)Ip({"netns", "delete", p.name});
+    absl::MutexLock l(&mu_);
+    used_[host] = false;
+    return s;
+  }
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<SandboxNetwork::Attachment>>
+SandboxNetwork::Attach() {
+  std::optional<Prepared> p;
+  {
+    absl::MutexLock l(&mu_);
+    if (!spares_.empty()) {
+      p = std::move(spares_.front());
+      spares_.pop_front();
+    }
+  }
+  if (!p) {
+    ASSIGN_OR_RETURN(p, Prepare());
+  }
+  {
+    absl::MutexLock l(&mu_);
+    want_spare_ = true;  // the helper makes the next one
+  }
+  return std::unique_ptr<Attachment>(
+      new Attachment(this, p->host, p->name, subnet_.Address(p->host)));
 }
 
 void SandboxNetwork::Detach(int host, const std::string& name) {
-  // Deleting the namespace deletes the veth pair.
-  absl::Status s = Ip({"netns", "delete", name});
-  if (!s.ok()) {
-    stagefarm::LogError("sandbox network: removing a namespace",
-                        {{"netns", name}, {"error", std::string(s.message())}});
-  }
+  // The helper deletes the namespace (and with it the veth pair); the
+  // address is free again once it has.
   absl::MutexLock l(&mu_);
-  used_[host] = false;
+  finished_.push_back(Prepared{host, name});
+}
+
+bool SandboxNetwork::HelperHasWork() const {
+  return stop_ || !finished_.empty() || (want_spare_ && spares_.empty());
+}
+
+void SandboxNetwork::Helper() {
+  while (true) {
+    std::vector<Prepared> remove;
+    bool make = false;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(this, &SandboxNetwork::HelperHasWork));
+      if (stop_) return;
+      remove.assign(finished_.begin(), finished_.end());
+      finished_.clear();
+      make = remove.empty() && want_spare_ && spares_.empty();
+    }
+    if (!remove.empty()) {
+      std::string batch;
+      for (const Prepared& p : remove) {
+        absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+      }
+      LogIfFailed("removing a sandbox's namespace", Ip({"-force"}, batch));
+      absl::MutexLock l(&mu_);
+      for (const Prepared& p : remove) used_[p.host] = false;
+      continue;
+    }
+    if (make) {
+      absl::StatusOr<Prepared> p = Prepare();
+      absl::MutexLock l(&mu_);
+      want_spare_ = false;
+      if (p.ok()) {
+        spares_.push_back(std::move(*p));
+      } else {
+        LogIfFailed("preparing a namespace", p.status());
+      }
+    }
+  }
 }
 
 SandboxNetwork::Attachment::~Attachment() { owner_->Detach(host_, name_); }

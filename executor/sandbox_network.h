@@ -28,14 +28,19 @@
 // the next SandboxNetwork made on the machine removes whatever a free slot
 // left (namespaces, bridge, rules) before it takes one.
 //
-// Needs root (CAP_NET_ADMIN), `ip` (iproute2) and `iptables`. Turns on
+// Needs root (CAP_NET_ADMIN), `ip` (iproute2) and iptables-restore and
+// iptables-save (iptables); each change is one batch of `ip -batch` or
+// iptables-restore --noflush, so a process spends a few spawns on its
+// bridge and two on each sandbox (made ahead by a helper thread). Turns on
 // IPv4 forwarding in its network namespace when it is off. Thread-safe.
 #ifndef STAGEFARM_EXECUTOR_SANDBOX_NETWORK_H_
 #define STAGEFARM_EXECUTOR_SANDBOX_NETWORK_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -78,10 +83,15 @@ absl::StatusOr<Subnet> PoolSubnet(absl::string_view pool, int slot,
 // dropped; with none left, Google's public resolvers, as Docker does.
 std::string SandboxResolvConf(absl::string_view host);
 
-// From `iptables -S` output, the rules tagged `comment`, each as the
-// arguments that delete it ("-D", chain, match...).
-std::vector<std::vector<std::string>> TaggedRules(absl::string_view listing,
-                                                  absl::string_view comment);
+// From `iptables-save` output, iptables-restore input deleting every rule
+// tagged with `comment` ("" when there is none).
+std::string DeleteTaggedRules(absl::string_view save,
+                              absl::string_view comment);
+
+// iptables-restore input adding (or, with `remove`, deleting) the rules of
+// a sandbox bridge (the list above).
+std::string SandboxRules(const Subnet& subnet, absl::string_view bridge,
+                         const std::vector<std::string>& deny, bool remove);
 
 class SandboxNetwork {
  public:
@@ -115,10 +125,14 @@ class SandboxNetwork {
   // taken.
   static absl::StatusOr<std::unique_ptr<SandboxNetwork>> Create(
       SandboxNetworkOptions options);
-  // Removes the bridge and the rules (attachments must be gone first).
+  // Removes the bridge, the rules and the namespaces (attachments must be
+  // gone first) in a child process that holds the slot until it is done
+  // and may outlive this one by a few tens of milliseconds.
   ~SandboxNetwork();
 
-  // A new namespace with its address. RESOURCE_EXHAUSTED with 253
+  // A namespace with its address: a spare made in the background when there
+  // is one (a helper thread keeps one ready and deletes the namespaces of
+  // finished sandboxes, off the steps' path). RESOURCE_EXHAUSTED with 253
   // sandboxes attached.
   absl::StatusOr<std::unique_ptr<Attachment>> Attach();
 
@@ -130,31 +144,52 @@ class SandboxNetwork {
 
  private:
   SandboxNetwork(SandboxNetworkOptions options, std::string ip,
-                 std::string iptables)
+                 std::string restore, std::string save)
       : options_(std::move(options)),
         ip_(std::move(ip)),
-        iptables_(std::move(iptables)) {}
+        restore_(std::move(restore)),
+        save_(std::move(save)) {}
+
+  // A namespace made and configured, not yet attached.
+  struct Prepared {
+    int host = 0;
+    std::string name;
+  };
+  // The bridges and the iptables rules of this network namespace.
+  struct Listing {
+    std::string bridges;  // ip -o link show type bridge
+    std::string rules;    // iptables-save
+  };
 
   absl::Status TakeSlot();
   absl::Status SetUp();
+  absl::StatusOr<Prepared> Prepare();
   void Detach(int host, const std::string& name);
+  void Helper();
+  bool HelperHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Ip(const std::vector<std::string>& args,
                   absl::string_view batch = "") const;
-  absl::Status Iptables(const std::vector<std::string>& args) const;
+  absl::Status Restore(absl::string_view rules) const;
+  void LogIfFailed(absl::string_view what, const absl::Status& s) const;
+  Listing List() const;
   // Removes the namespaces, bridge and rules slot `slot` left in this
   // network namespace (the caller holds the slot).
-  void CleanSlot(int slot) const;
+  void CleanSlot(int slot, const Listing& listing) const;
   // Slots that left something behind: namespaces, bridges or rules.
-  std::vector<int> SlotsWithLeftovers() const;
+  std::vector<int> SlotsWithLeftovers(const Listing& listing) const;
 
   const SandboxNetworkOptions options_;
-  const std::string ip_, iptables_;
+  const std::string ip_, restore_, save_;
   std::unique_ptr<FileLock> lock_;
   Subnet subnet_;
   std::string bridge_;
-  bool set_up_ = false;
+  std::thread helper_;
   absl::Mutex mu_;
   std::vector<bool> used_ ABSL_GUARDED_BY(mu_);  // by host number
+  std::deque<Prepared> spares_ ABSL_GUARDED_BY(mu_);
+  std::vector<Prepared> finished_ ABSL_GUARDED_BY(mu_);
+  bool want_spare_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace stagefarm::executor

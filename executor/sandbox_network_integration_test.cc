@@ -80,7 +80,13 @@ TEST_F(SandboxNetworkIntegrationTest, EverythingGoesAwayWithItsOwner) {
       EXPECT_NE(inside.find((*a)->address() + "/24"), std::string::npos)
           << inside;
     }
+    // A helper thread deletes a finished sandbox's namespace.
+    for (int i = 0; i < 200 && Exists(netns); ++i) usleep(10000);
     EXPECT_FALSE(Exists(netns));
+  }
+  // A child removes the bridge and the rules.
+  for (int i = 0; i < 300 && (LinkExists(bridge) || RulesOf(bridge) > 0); ++i) {
+    usleep(10000);
   }
   EXPECT_FALSE(LinkExists(bridge));
   EXPECT_EQ(RulesOf(bridge), 0);

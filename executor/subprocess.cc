@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -30,14 +31,17 @@ std::string NotFoundMessage(const std::string& binary,
                       package.empty() ? name : package, " package");
 }
 
-// Like Spawn, with stdin from `stdin_fd` when it is not -1.
+// Like Spawn, with stdin from `stdin_fd` when it is not -1, and `keep_fd`
+// as descriptor 3 when it is not -1. `detached`: output to /dev/null, no
+// pipe (Child::output_fd is -1).
 absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
                                      const std::vector<std::string>& args,
-                                     int stdin_fd) {
-  int fds[2];
+                                     int stdin_fd, int keep_fd = -1,
+                                     bool detached = false) {
+  int fds[2] = {-1, -1};
   // O_CLOEXEC: processes spawned by other threads must not hold the write
   // end, or the reader would not see EOF.
-  if (pipe2(fds, O_CLOEXEC) != 0) {
+  if (!detached && pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", ErrnoText(errno)));
   }
   posix_spawn_file_actions_t actions;
@@ -47,8 +51,14 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
   } else {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   }
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  if (detached) {
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  } else {
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  }
+  if (keep_fd >= 0) posix_spawn_file_actions_adddup2(&actions, keep_fd, 3);
 
   // Ignored signals survive exec: the child must not inherit the caller's
   // dispositions (a server often ignores SIGPIPE) or its mask.
@@ -62,8 +72,11 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
   sigdelset(&defaults, SIGKILL);
   sigdelset(&defaults, SIGSTOP);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Detached: a session of its own, out of reach of signals sent to the
+  // caller's process group (Ctrl-C, a test runner ending the group).
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF |
+                                      (detached ? POSIX_SPAWN_SETSID : 0));
 
   std::vector<char*> argv;
   argv.reserve(args.size() + 2);
@@ -78,9 +91,9 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
       posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
+  if (fds[1] >= 0) close(fds[1]);
   if (err != 0) {
-    close(fds[0]);
+    if (fds[0] >= 0) close(fds[0]);
     if (err == ENOENT) {
       return absl::FailedPreconditionError(NotFoundMessage(binary, ""));
     }
@@ -95,6 +108,17 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
 absl::StatusOr<Child> Spawn(const std::string& binary,
                             const std::vector<std::string>& args) {
   return SpawnWithInput(binary, args, -1);
+}
+
+absl::Status StartDetached(const std::string& binary,
+                           const std::vector<std::string>& args, int keep_fd) {
+  ASSIGN_OR_RETURN(Child child, SpawnWithInput(binary, args, -1, keep_fd,
+                                               /*detached=*/true));
+  std::thread([pid = child.pid] {
+    int status = 0;
+    WaitPidRetry(pid, &status, 0);
+  }).detach();
+  return absl::OkStatus();
 }
 
 int ExitCodeFromWaitStatus(int status) {

@@ -39,6 +39,14 @@ absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
                                          const std::vector<std::string>& args,
                                          absl::string_view input = "");
 
+// Starts `binary` with `args`, its stdin, stdout and stderr on /dev/null,
+// and does not wait for it: it may outlive the caller (a thread reaps it
+// meanwhile). `keep_fd`, unless -1, is open in it as descriptor 3 (a lock
+// it goes on holding).
+absl::Status StartDetached(const std::string& binary,
+                           const std::vector<std::string>& args,
+                           int keep_fd = -1);
+
 // The exit code a wait status stands for (128 + signal when signalled).
 int ExitCodeFromWaitStatus(int status);
 
