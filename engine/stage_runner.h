@@ -215,9 +215,11 @@ class StageRunner {
     std::vector<executor::ExecMount> mounts;
     std::vector<std::string> dests;  // mount points runc may create
     std::vector<View> views;
+    std::vector<std::unique_ptr<snapshot::OverlayMount>> overlays;
     std::vector<std::unique_ptr<FileLock>> locks;
     std::vector<std::string> scratch_dirs;
     void Release() {
+      overlays.clear();
       views.clear();
       locks.clear();
       for (const std::string& d : scratch_dirs) (void)RemoveAll(d);
@@ -234,6 +236,8 @@ class StageRunner {
                                      const std::string& workdir);
   absl::Status CacheMount(const dockerfile::Mount& m, executor::ExecMount* em,
                           RunMounts* out);
+  absl::Status WritableCopy(const Instruction& inst, executor::ExecMount* em,
+                            RunMounts* out);
   absl::Status AddMounts(const Instruction& inst,
                          const dockerfile::RunInst& run,
                          const std::string& workdir, RunMounts* out);

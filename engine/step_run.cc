@@ -167,6 +167,42 @@ absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
   return absl::OkStatus();
 }
 
+// RUN --mount=type=bind,rw: the step writes to its own view of the
+// source, thrown away afterwards (as BuildKit does): an overlay over a
+// directory, a copy of a file.
+absl::Status StageRunner::WritableCopy(const Instruction& inst,
+                                       executor::ExecMount* em,
+                                       RunMounts* out) {
+  struct stat st;
+  if (stat(em->source.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        At(inst), ": RUN --mount=type=bind: the source does not exist"));
+  }
+  ASSIGN_OR_RETURN(std::string dir, e_->snapshots_->TempDir("bind-rw-"));
+  out->scratch_dirs.push_back(dir);
+  if (!S_ISDIR(st.st_mode)) {
+    const std::string copy = dir + "/file";
+    ASSIGN_OR_RETURN(std::string data, ReadFileToString(em->source));
+    RETURN_IF_ERROR(WriteStringToFile(copy, data, st.st_mode & 07777));
+    em->source = copy;
+    return absl::OkStatus();
+  }
+  for (const char* sub : {"/upper", "/work", "/merged"}) {
+    RETURN_IF_ERROR(MakeDirs(dir + sub, 0755));
+  }
+  // The upper directory's root takes the source's owner and mode, as the
+  // view shows them.
+  (void)!chown((dir + "/upper").c_str(), st.st_uid, st.st_gid);
+  chmod((dir + "/upper").c_str(), st.st_mode & 07777);
+  ASSIGN_OR_RETURN(std::unique_ptr<snapshot::OverlayMount> overlay,
+                   snapshot::OverlayMount::Mount({em->source}, dir + "/upper",
+                                                 dir + "/work", dir + "/merged",
+                                                 e_->snapshots_->empty_dir()));
+  em->source = overlay->path();
+  out->overlays.push_back(std::move(overlay));
+  return absl::OkStatus();
+}
+
 absl::Status StageRunner::AddMounts(const Instruction& inst,
                                     const dockerfile::RunInst& run,
                                     const std::string& workdir,
@@ -207,10 +243,7 @@ absl::Status StageRunner::AddMounts(const Instruction& inst,
           em.source,
           ResolveInRoot(root, m.source.empty() ? "/" : m.source, true));
       em.read_only = !m.read_only_set || m.read_only;
-      if (!em.read_only) {
-        return absl::UnimplementedError(absl::StrCat(
-            At(inst), ": RUN --mount=type=bind,rw is not supported yet"));
-      }
+      if (!em.read_only) RETURN_IF_ERROR(WritableCopy(inst, &em, out));
     } else {
       return absl::UnimplementedError(
           absl::StrCat(At(inst), ": RUN --mount=type=", m.type,

@@ -258,6 +258,7 @@ check "hard links: one inode in the result" "2" "$(stat -c %h "$c.out/d/keep/a" 
 # --- RUN mounts and network ------------------------------------------------------
 c=$(new_ctx mounts)
 echo ctxfile >"$c/input"; echo s3cr3t-value >"$WORK/secret.txt"
+mkdir -p "$c/dir"; echo orig >"$c/dir/f"; echo doomed >"$c/dir/gone"
 cat >"$c/Dockerfile" <<'DF'
 FROM busybox
 ARG n=1
@@ -265,6 +266,8 @@ RUN --mount=type=cache,target=/cache echo "run $n" >> /cache/log && cat /cache/l
 RUN --mount=type=secret,id=tok cat /run/secrets/tok > /dev/null && test -s /run/secrets/tok && echo seen > /secret-seen
 RUN --mount=type=bind,source=input,target=/in cat /in > /bound
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && mount | grep -c ' /scratch ' > /tmpfs
+RUN --mount=type=bind,source=dir,target=/rw,rw echo changed > /rw/f && echo new > /rw/new && rm /rw/gone && cat /rw/f /rw/new > /rw-seen && ls /rw > /rw-list
+RUN --mount=type=bind,source=input,target=/rwfile,rw echo over > /rwfile && cat /rwfile > /rwfile-seen
 RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /netdev
 DF
 build_local "$c" --secret "id=tok,src=$WORK/secret.txt" --build-arg n=1
@@ -276,6 +279,11 @@ check "mount secret: not in the image" "absent" "$(grep -rqs s3cr3t-value "$o" &
 check "mount secret: no stub left" "no" "$([ -e "$o/run/secrets" ] && echo yes || echo no)"
 check "mount bind: context file visible" "ctxfile" "$(cat "$o/bound" 2>/dev/null)"
 check "mount tmpfs" "1" "$(cat "$o/tmpfs" 2>/dev/null)"
+check "mount bind,rw: the step writes to its view" "changed|new|" "$(tr '\n' '|' <"$o/rw-seen" 2>/dev/null)"
+check "mount bind,rw: a deleted file is gone from the view" "f|new|" "$(tr '\n' '|' <"$o/rw-list" 2>/dev/null)"
+check "mount bind,rw: the context is untouched" "orig doomed" "$(cat "$c/dir/f") $(cat "$c/dir/gone" 2>/dev/null)"
+check "mount bind,rw: the writes are not in the layer" "no" "$([ -e "$o/rw" ] && echo yes || echo no)"
+check "mount bind,rw: a file source too" "over ctxfile" "$(cat "$o/rwfile-seen" 2>/dev/null) $(cat "$c/input")"
 check "network=none: only lo" "lo" "$(cat "$o/netdev" 2>/dev/null)"
 check "bind mount points are removed, tmpfs ones stay empty (as BuildKit)" "no empty" \
   "$([ -e "$o/in" ] && echo yes || echo no) $([ -d "$o/scratch" ] && [ -z "$(ls -A "$o/scratch")" ] && echo empty || echo other)"
