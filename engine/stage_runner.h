@@ -25,6 +25,7 @@
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/plan.h"
+#include "gitsource/git_source.h"
 #include "platform/platform.h"
 #include "snapshot/snapshots.h"
 
@@ -266,6 +267,8 @@ class StageRunner {
     std::vector<std::string> sources;
     std::vector<std::string> urls;  // as written, when the sources are URLs
     int url_count = 0;
+    std::optional<gitsource::GitRef> git;  // ADD of a git repository
+    std::string commit;                    // the one its ref names
     CopySource src;
     std::string scratch_dir;  // downloads or heredoc bodies; removed after
   };
@@ -275,6 +278,9 @@ class StageRunner {
   absl::Status PrepareUrls(const Instruction& inst,
                            const dockerfile::CopyInst& copy,
                            cachekey::CacheKeyBuilder* kb, CopySources* in);
+  absl::Status PrepareGit(const Instruction& inst,
+                          const dockerfile::CopyInst& copy,
+                          cachekey::CacheKeyBuilder* kb, CopySources* in);
   absl::Status PrepareHeredocs(const ExpandedStep& step,
                                cachekey::CacheKeyBuilder* kb, CopySources* in);
   absl::Status PrepareSources(const ExpandedStep& step,

@@ -30,6 +30,7 @@
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/expand.h"
 #include "frontend/dockerfile/parser.h"
+#include "gitsource/git_source.h"
 #include "http/fetch.h"
 
 namespace stagefarm::engine {
@@ -71,16 +72,21 @@ absl::StatusOr<int> StageRunner::CheckCopySources(
     const Instruction& inst, const dockerfile::CopyInst& copy,
     const std::vector<std::string>& sources) {
   int urls = 0;
+  int gits = 0;
   for (const std::string& s : sources) {
-    if (absl::StartsWith(s, "git@") || absl::EndsWith(s, ".git")) {
-      return absl::UnimplementedError(
-          absl::StrCat(At(inst),
-                       ": ADD of a git repository is not supported by this "
-                       "version (",
-                       s, ")"));
+    if (gitsource::ParseGitRef(s)) {
+      ++gits;
+    } else {
+      urls += IsUrl(s) ? 1 : 0;
     }
-    urls += IsUrl(s) ? 1 : 0;
   }
+  if (gits > 0 && (!copy.is_add || sources.size() != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        At(inst), ": ",
+        copy.is_add ? "ADD of a git repository takes it as its only source"
+                    : "COPY does not take git repositories (use ADD)"));
+  }
+  if (gits > 0) return 0;
   if (urls > 0 && (!copy.is_add || urls != static_cast<int>(sources.size()))) {
     return absl::InvalidArgumentError(
         absl::StrCat(At(inst), ": ",
@@ -128,6 +134,43 @@ absl::Status StageRunner::PrepareUrls(const Instruction& inst,
   return absl::OkStatus();
 }
 
+// A git source: the commit its ref names goes into the key (so a branch
+// that moved runs the step again, and one that did not comes from the
+// cache); the checkout waits for a cache miss. --checksum, when given, must
+// be that commit.
+absl::Status StageRunner::PrepareGit(const Instruction& inst,
+                                     const dockerfile::CopyInst& copy,
+                                     cachekey::CacheKeyBuilder* kb,
+                                     CopySources* in) {
+  in->git = gitsource::ParseGitRef(in->sources[0]);
+  absl::StatusOr<std::string> commit = gitsource::ResolveCommit(*in->git);
+  if (!commit.ok()) {
+    return absl::Status(
+        commit.status().code(),
+        absl::StrCat(At(inst), ": ", commit.status().message()));
+  }
+  in->commit = *commit;
+  if (!copy.checksum.empty() &&
+      absl::AsciiStrToLower(copy.checksum) != in->commit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(At(inst), ": ", in->git->Redacted(), " is at commit ",
+                     in->commit, ", not ", copy.checksum, " (--checksum)"));
+  }
+  const bool keep = copy.keep_git_dir.value_or(false);
+  kb->Add("git", in->git->Redacted()).Add("commit", in->commit);
+  kb->Add("subdir", in->git->subdir).Add("keep-git-dir", keep ? 1 : 0);
+  ASSIGN_OR_RETURN(in->scratch_dir, e_->snapshots_->TempDir("git-"));
+  in->urls = {
+      in->git->Redacted() +
+      (in->git->ref.empty() && in->git->subdir.empty()
+           ? ""
+           : absl::StrCat("#", in->git->ref, in->git->subdir.empty() ? "" : ":",
+                          in->git->subdir))};
+  in->sources = {"checkout"};
+  in->src.root = in->scratch_dir;
+  return absl::OkStatus();
+}
+
 // Heredoc sources (`COPY <<EOF /dest`): each body, expanded unless its name
 // was quoted, written to a file of its name in the scratch directory.
 absl::Status StageRunner::PrepareHeredocs(const ExpandedStep& step,
@@ -171,6 +214,9 @@ absl::Status StageRunner::PrepareSources(const ExpandedStep& step,
   bool heredocs = false;
   for (const std::string& s : in->sources) {
     heredocs |= absl::StartsWith(s, "<<");
+  }
+  if (in->sources.size() == 1 && gitsource::ParseGitRef(in->sources[0])) {
+    return PrepareGit(*step.instruction, copy, kb, in);
   }
   if (in->url_count > 0) return PrepareUrls(*step.instruction, copy, kb, in);
   if (heredocs) return PrepareHeredocs(step, kb, in);
@@ -233,7 +279,7 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
                                                 " failed: ", st.message()));
   };
   std::vector<SourceMatch> matches;
-  if (copy.from.empty() && in.url_count == 0) {
+  if (copy.from.empty() && in.url_count == 0 && !in.git) {
     auto m = MatchSources(in.src, in.sources, copy.excludes);
     if (!m.ok()) return failed(m.status());
     matches = std::move(*m);
@@ -242,7 +288,8 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
     kb.Add("content", digest);
   }
   std::string key = kb.Finish();
-  std::vector<std::string> shown = in.url_count > 0 ? in.urls : in.sources;
+  std::vector<std::string> shown =
+      in.url_count > 0 || in.git ? in.urls : in.sources;
   std::string history = absl::StrCat(keyword, " ", absl::StrJoin(shown, " "),
                                      " ", dest_word, " # buildkit");
   ASSIGN_OR_RETURN(std::optional<double> started,
@@ -255,6 +302,13 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
             Download(inst, url, in.scratch_dir, copy.checksum).status());
       }
     }
+    ASSIGN_OR_RETURN(matches, MatchSources(in.src, in.sources, {}));
+  }
+  if (in.git) {
+    absl::Status st = gitsource::Checkout(
+        *in.git, in.commit, copy.keep_git_dir.value_or(false),
+        in.scratch_dir + "/work", in.scratch_dir + "/checkout");
+    if (!st.ok()) return failed(st);
     ASSIGN_OR_RETURN(matches, MatchSources(in.src, in.sources, {}));
   }
   std::optional<View> view;
@@ -271,7 +325,7 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
   options.dest = dest;
   options.mode = mode;
   options.parents = copy.parents;
-  options.unpack_archives = copy.is_add && copy.from.empty() &&
+  options.unpack_archives = copy.is_add && copy.from.empty() && !in.git &&
                             copy.unpack.value_or(in.url_count == 0);
   if (!step.chown.empty()) {
     ASSIGN_OR_RETURN(UserIds ids,

@@ -28,7 +28,7 @@
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "executor/seccomp_profile.h"
-#include "executor/subprocess.h"
+#include "common/subprocess.h"
 
 namespace stagefarm::executor {
 namespace {

@@ -16,7 +16,7 @@
 #include "absl/strings/strip.h"
 #include "common/log.h"
 #include "common/status_macros.h"
-#include "executor/subprocess.h"
+#include "common/subprocess.h"
 
 namespace stagefarm::executor {
 namespace {
@@ -31,6 +31,15 @@ std::string Ipv4(uint32_t host_order) {
 }
 
 std::string BridgeName(int slot) { return absl::StrCat("sfbr", slot); }
+
+// `ip -batch` lines removing a sandbox's namespace `sfNsK`: its veth first
+// (deleting one end deletes both at once, where a deleted namespace frees
+// its devices only when the kernel gets to it, so a new sandbox could find
+// the names still taken), then the namespace.
+std::string RemoveSandbox(absl::string_view name) {
+  return absl::StrCat("link delete sfv", name.substr(2), "\nnetns delete ",
+                      name, "\n");
+}
 std::string NetnsPrefix(int slot) { return absl::StrCat("sf", slot, "s"); }
 std::string Comment(int slot) {
   return absl::StrCat("stagefarm:", BridgeName(slot));
@@ -208,10 +217,10 @@ SandboxNetwork::~SandboxNetwork() {
   {
     absl::MutexLock l(&mu_);
     for (const Prepared& p : spares_) {
-      absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+      absl::StrAppend(&batch, RemoveSandbox(p.name));
     }
     for (const Prepared& p : finished_) {
-      absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+      absl::StrAppend(&batch, RemoveSandbox(p.name));
     }
     spares_.clear();
     finished_.clear();
@@ -278,9 +287,8 @@ absl::Status SandboxNetwork::Restore(absl::string_view rules) const {
 
 SandboxNetwork::Listing SandboxNetwork::List() const {
   Listing l;
-  absl::StatusOr<CommandResult> links =
-      RunCommand(ip_, {"-o", "link", "show", "type", "bridge"});
-  if (links.ok()) l.bridges = std::move(links->output);
+  absl::StatusOr<CommandResult> links = RunCommand(ip_, {"-o", "link", "show"});
+  if (links.ok()) l.links = std::move(links->output);
   absl::StatusOr<CommandResult> rules = RunCommand(save_, {});
   if (rules.ok() && rules->exit_code == 0) l.rules = std::move(rules->output);
   return l;
@@ -303,12 +311,13 @@ std::vector<int> SandboxNetwork::SlotsWithLeftovers(
     }
     closedir(d);
   }
-  for (absl::string_view line : absl::StrSplit(listing.bridges, '\n')) {
-    // "12: sfbr0: <BROADCAST,...> ..."
+  for (absl::string_view line : absl::StrSplit(listing.links, '\n')) {
+    // "12: sfbr0: <BROADCAST,...> ...", "13: sfv0s2@if2: <...> ..."
     std::vector<absl::string_view> f =
         absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
     if (f.size() < 2) continue;
     int s = SlotOf(f[1], "sfbr");
+    if (s < 0) s = SlotOf(f[1], "sfv", "s");
     if (s >= 0) slots.insert(s);
   }
   for (absl::string_view line : absl::StrSplit(listing.rules, '\n')) {
@@ -333,11 +342,11 @@ void SandboxNetwork::CleanSlot(int slot, const Listing& listing) const {
     closedir(d);
   }
   const std::string bridge = BridgeName(slot);
-  for (absl::string_view line : absl::StrSplit(listing.bridges, '\n')) {
+  for (absl::string_view line : absl::StrSplit(listing.links, '\n')) {
     std::vector<absl::string_view> f =
         absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
-    if (f.size() >= 2 && f[1] == bridge) {
-      absl::StrAppend(&batch, "link delete ", bridge, "\n");
+    if (f.size() >= 2 && (f[1] == bridge || SlotOf(f[1], "sfv", "s") == slot)) {
+      absl::StrAppend(&batch, "link delete ", f[1], "\n");
     }
   }
   // -force: one that fails does not stop the others.
@@ -434,7 +443,7 @@ absl::StatusOr<SandboxNetwork::Prepared> SandboxNetwork::Prepare() {
                         subnet_.Address(1), "\n"));
   }
   if (!s.ok()) {
-    (void)Ip({"netns", "delete", p.name});
+    (void)Ip({"-force"}, RemoveSandbox(p.name));
     absl::MutexLock l(&mu_);
     used_[host] = false;
     return s;
@@ -489,7 +498,7 @@ void SandboxNetwork::Helper() {
     if (!remove.empty()) {
       std::string batch;
       for (const Prepared& p : remove) {
-        absl::StrAppend(&batch, "netns delete ", p.name, "\n");
+        absl::StrAppend(&batch, RemoveSandbox(p.name));
       }
       LogIfFailed("removing a sandbox's namespace", Ip({"-force"}, batch));
       absl::MutexLock l(&mu_);

@@ -155,10 +155,10 @@ class SandboxNetwork {
     int host = 0;
     std::string name;
   };
-  // The bridges and the iptables rules of this network namespace.
+  // The links and the iptables rules of this network namespace.
   struct Listing {
-    std::string bridges;  // ip -o link show type bridge
-    std::string rules;    // iptables-save
+    std::string links;  // ip -o link show
+    std::string rules;  // iptables-save
   };
 
   absl::Status TakeSlot();

@@ -288,6 +288,65 @@ check "network=none: only lo" "lo" "$(cat "$o/netdev" 2>/dev/null)"
 check "bind mount points are removed, tmpfs ones stay empty (as BuildKit)" "no empty" \
   "$([ -e "$o/in" ] && echo yes || echo no) $([ -d "$o/scratch" ] && [ -z "$(ls -A "$o/scratch")" ] && echo empty || echo other)"
 
+# --- ADD of a git repository (a bare repository served over HTTP on loopback) ----------
+if command -v git >/dev/null && command -v python3 >/dev/null; then
+  g=$WORK/git
+  mkdir -p "$g/src" "$g/www"
+  gitc() { git -C "$g/src" -c user.name=t -c user.email=t@example.com "$@"; }
+  git init -q -b main "$g/src"
+  mkdir -p "$g/src/sub"; echo one >"$g/src/a.txt"; echo deep >"$g/src/sub/s.txt"
+  gitc add -A; gitc commit -q -m one; gitc tag -a v1 -m v1
+  git clone -q --bare "$g/src" "$g/www/repo.git"
+  git -C "$g/www/repo.git" update-server-info
+  python3 -m http.server --bind 127.0.0.1 --directory "$g/www" 0 >"$g/http.log" 2>&1 &
+  GIT_HTTP_PID=$!
+  port=""
+  for _ in $(seq 50); do
+    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$g/http.log" | head -1)
+    [ -n "$port" ] && break; sleep 0.1
+  done
+  url="http://127.0.0.1:$port/repo.git"
+  c=$(new_ctx git)
+  cat >"$c/Dockerfile" <<DF
+FROM busybox
+ADD $url#v1 /tagged
+ADD $url#main:sub /subdir
+ADD --keep-git-dir=true $url /withgit
+RUN cat /tagged/a.txt /subdir/s.txt > /seen && ls -A /tagged > /tagged-list && (cd /withgit && ls -d .git) > /withgit-list
+DF
+  build_local "$c"
+  o=$c.out
+  check "ADD git: a tag's tree" "one|deep|" "$(tr '\n' '|' <"$o/seen" 2>/dev/null)"
+  check "ADD git: no .git by default" "a.txt|sub|" "$(tr '\n' '|' <"$o/tagged-list" 2>/dev/null)"
+  check "ADD git: a subdirectory of a branch" "deep" "$(cat "$o/subdir/s.txt" 2>/dev/null)"
+  check "ADD git: --keep-git-dir keeps .git" ".git" "$(cat "$o/withgit-list" 2>/dev/null)"
+  check "ADD git: files owned by root" "0:0" "$(stat -c %u:%g "$o/tagged/a.txt" 2>/dev/null)"
+  # The branch moves: its steps run again, the tag's comes from the cache.
+  echo two >"$g/src/a.txt"; gitc commit -q -am two
+  git -C "$g/src" push -q "$g/www/repo.git" main
+  git -C "$g/www/repo.git" update-server-info
+  "$SF" build --progress plain -o "type=local,dest=$c.out2" "$c" >"$c.log2" 2>&1
+  check "ADD git: rebuild after a push succeeds" "0" "$?"
+  log=$(cat "$c.log2")
+  check_contains "ADD git: the tag's step is cached" "CACHED ADD $url#v1 /tagged" "$log"
+  check "ADD git: the moved branch's steps ran again" "0" \
+    "$(grep -c "CACHED ADD $url /withgit" <<<"$log")"
+  check "ADD git: the new commit is seen" "two" "$(cat "$c.out2/withgit/a.txt" 2>/dev/null)"
+  check "ADD git: the build is all cached once more" "3" \
+    "$("$SF" build --progress plain "$c" 2>&1 | grep -c 'CACHED ADD')"
+  c=$(new_ctx git-bad)
+  printf 'FROM busybox\nADD %s#nosuchref /x\n' "$url" >"$c/Dockerfile"
+  out=$("$SF" build --progress plain "$c" 2>&1)
+  check_contains "ADD git: an unknown ref is an error naming it and the line" \
+    "Dockerfile:2: git ref \"nosuchref\" not found in $url" "$out"
+  printf 'FROM busybox\nCOPY %s /x\n' "$url" >"$c/Dockerfile"
+  out=$("$SF" build --progress plain "$c" 2>&1)
+  check_contains "ADD git: COPY refuses a repository" "Dockerfile:2:6: source can't be a URL for COPY" "$out"
+  kill $GIT_HTTP_PID 2>/dev/null
+else
+  fail "ADD git" "git or python3 is not installed"
+fi
+
 # --- failures ----------------------------------------------------------------------
 c=$(new_ctx fail)
 cat >"$c/Dockerfile" <<'DF'

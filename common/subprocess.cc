@@ -1,4 +1,4 @@
-#include "executor/subprocess.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -13,13 +13,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 
 extern char** environ;
 
-namespace stagefarm::executor {
+namespace stagefarm {
 namespace {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
@@ -37,7 +38,8 @@ std::string NotFoundMessage(const std::string& binary,
 absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
                                      const std::vector<std::string>& args,
                                      int stdin_fd, int keep_fd = -1,
-                                     bool detached = false) {
+                                     bool detached = false,
+                                     const std::vector<std::string>& env = {}) {
   int fds[2] = {-1, -1};
   // O_CLOEXEC: processes spawned by other threads must not hold the write
   // end, or the reader would not see EOF.
@@ -86,9 +88,26 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
   }
   argv.push_back(nullptr);
 
+  // The caller's environment with `env` over it.
+  std::vector<std::string> merged;
+  std::vector<char*> envp;
+  if (!env.empty()) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      absl::string_view entry(*e);
+      absl::string_view key = entry.substr(0, entry.find('='));
+      bool replaced = false;
+      for (const std::string& n : env) {
+        replaced |= absl::StartsWith(n, absl::StrCat(key, "="));
+      }
+      if (!replaced) merged.emplace_back(entry);
+    }
+    merged.insert(merged.end(), env.begin(), env.end());
+    for (std::string& e : merged) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
   pid_t pid = -1;
-  int err =
-      posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  int err = posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(),
+                        env.empty() ? environ : envp.data());
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   if (fds[1] >= 0) close(fds[1]);
@@ -136,7 +155,8 @@ pid_t WaitPidRetry(pid_t pid, int* status, int flags) {
 
 absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
                                          const std::vector<std::string>& args,
-                                         absl::string_view input) {
+                                         absl::string_view input,
+                                         const std::vector<std::string>& env) {
   constexpr size_t kMaxInput = 64 * 1024;  // what a pipe holds unread
   if (input.size() > kMaxInput) {
     return absl::InvalidArgumentError(
@@ -163,7 +183,8 @@ absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
     }
     close(in[1]);
   }
-  absl::StatusOr<Child> spawned = SpawnWithInput(binary, args, in[0]);
+  absl::StatusOr<Child> spawned =
+      SpawnWithInput(binary, args, in[0], -1, false, env);
   if (in[0] >= 0) close(in[0]);
   RETURN_IF_ERROR(spawned.status());
   Child child = *spawned;
@@ -213,4 +234,4 @@ absl::StatusOr<std::string> FindProgram(const std::string& name,
   return absl::FailedPreconditionError(NotFoundMessage(name, package));
 }
 
-}  // namespace stagefarm::executor
+}  // namespace stagefarm

@@ -1,9 +1,9 @@
-// Starting helper programs (the OCI runtime, iproute2, iptables): a child
+// Starting helper programs (the OCI runtime, iproute2, iptables, git): a child
 // with stdin from /dev/null or a given text, stdout and stderr on one pipe,
 // default signal dispositions and an empty signal mask whatever the caller
 // has. Thread-safe.
-#ifndef STAGEFARM_EXECUTOR_SUBPROCESS_H_
-#define STAGEFARM_EXECUTOR_SUBPROCESS_H_
+#ifndef STAGEFARM_COMMON_SUBPROCESS_H_
+#define STAGEFARM_COMMON_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace stagefarm::executor {
+namespace stagefarm {
 
 // A running child whose combined output is on `output_fd` (the caller
 // reads and closes it, and waits for `pid`).
@@ -34,10 +34,12 @@ struct CommandResult {
 };
 
 // Runs `binary` to completion, feeding it `input` on stdin (at most 64 KiB;
-// /dev/null when empty). A non-zero exit is a result, not an error.
-absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
-                                         const std::vector<std::string>& args,
-                                         absl::string_view input = "");
+// /dev/null when empty), with `env` ("KEY=VALUE") added to the caller's
+// environment (replacing the same keys). A non-zero exit is a result, not
+// an error.
+absl::StatusOr<CommandResult> RunCommand(
+    const std::string& binary, const std::vector<std::string>& args,
+    absl::string_view input = "", const std::vector<std::string>& env = {});
 
 // Starts `binary` with `args`, its stdin, stdout and stderr on /dev/null,
 // and does not wait for it: it may outlive the caller (a thread reaps it
@@ -60,6 +62,6 @@ pid_t WaitPidRetry(pid_t pid, int* status, int flags);
 absl::StatusOr<std::string> FindProgram(const std::string& name,
                                         const std::string& package = "");
 
-}  // namespace stagefarm::executor
+}  // namespace stagefarm
 
-#endif  // STAGEFARM_EXECUTOR_SUBPROCESS_H_
+#endif  // STAGEFARM_COMMON_SUBPROCESS_H_
