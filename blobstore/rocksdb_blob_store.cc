@@ -355,11 +355,22 @@ absl::Status RocksDbBlobStore::CheckQuotaLocked(absl::string_view ns,
 
 void RocksDbBlobStore::EvictLocked() {
   if (options_.max_bytes <= 0) return;
-  while (stored_bytes_ > options_.max_bytes && !lru_.empty()) {
+  (void)EvictDownToLocked(options_.max_bytes, nullptr);
+}
+
+RocksDbBlobStore::PruneResult RocksDbBlobStore::EvictDownToLocked(
+    int64_t bound, const std::function<bool(const Digest&)>* keep) {
+  PruneResult result;
+  std::vector<std::pair<int64_t, Sha256::Raw>> kept;
+  while (stored_bytes_ > bound && !lru_.empty()) {
     auto [atime, raw] = *lru_.begin();
     lru_.erase(lru_.begin());
     auto it = index_.find(raw);
     if (it == index_.end()) continue;
+    if (keep != nullptr && (*keep)(Digest::FromRaw(raw, it->second.size))) {
+      kept.emplace_back(atime, raw);
+      continue;
+    }
     rocksdb::WriteBatch batch;
     batch.Delete(meta_, RawSlice(raw));
     DeleteChunks(&batch, chunks_, it->second.data_id);
@@ -379,7 +390,7 @@ void RocksDbBlobStore::EvictLocked() {
     if (!Write(&batch, false).ok()) {
       // Keep the index consistent with the database; try again later.
       lru_.emplace(atime, raw);
-      return;
+      break;
     }
     for (const std::string& ns : namespaces) {
       ns_bytes_[ns] -= it->second.size;
@@ -387,8 +398,30 @@ void RocksDbBlobStore::EvictLocked() {
     stored_bytes_ -= it->second.size;
     evicted_bytes_ += it->second.size;
     ++evicted_blobs_;
+    ++result.blobs;
+    result.bytes += it->second.size;
     index_.erase(it);
   }
+  for (const auto& k : kept) lru_.insert(k);
+  return result;
+}
+
+RocksDbBlobStore::PruneResult RocksDbBlobStore::Measure(
+    const std::function<bool(const Digest&)>& which) {
+  absl::MutexLock lock(&mu_);
+  PruneResult r;
+  for (const auto& [raw, entry] : index_) {
+    if (!which(Digest::FromRaw(raw, entry.size))) continue;
+    ++r.blobs;
+    r.bytes += entry.size;
+  }
+  return r;
+}
+
+RocksDbBlobStore::PruneResult RocksDbBlobStore::Prune(
+    int64_t keep_bytes, const std::function<bool(const Digest&)>& keep) {
+  absl::MutexLock lock(&mu_);
+  return EvictDownToLocked(std::max<int64_t>(0, keep_bytes), &keep);
 }
 
 absl::StatusOr<std::vector<Digest>> RocksDbBlobStore::FindMissing(
@@ -701,6 +734,21 @@ absl::StatusOr<std::string> RocksDbBlobStore::GetAction(absl::string_view ns,
   }
   RETURN_IF_ERROR(FromRocks(s, "reading the action cache"));
   return value;
+}
+
+absl::Status RocksDbBlobStore::ForEachAction(
+    absl::string_view ns,
+    const std::function<void(absl::string_view result)>& fn) {
+  // Keys start with the namespace's length and the namespace.
+  const std::string prefix =
+      ActionKey(ns, Digest::Empty()).substr(0, 2 + ns.size());
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), ac_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    fn(absl::string_view(it->value().data(), it->value().size()));
+  }
+  return FromRocks(it->status(), "reading the action cache");
 }
 
 absl::Status RocksDbBlobStore::PutAction(absl::string_view ns,

@@ -128,6 +128,24 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
 
   StoreStats Stats();
 
+  // Removes least recently used blobs for which `keep` is false until the
+  // store holds `keep_bytes` or less (or only kept blobs are left): what
+  // `stagefarm prune` and the embedded store's bound do, keeping the blobs
+  // of tagged images. Action results whose outputs go become misses (the
+  // action cache's completeness rule).
+  struct PruneResult {
+    int64_t blobs = 0;
+    int64_t bytes = 0;
+  };
+  PruneResult Prune(int64_t keep_bytes,
+                    const std::function<bool(const Digest&)>& keep);
+  // Calls `fn` with each action result (serialized) of namespace `ns`.
+  absl::Status ForEachAction(
+      absl::string_view ns,
+      const std::function<void(absl::string_view result)>& fn);
+  // How many stored blobs, and bytes, `which` picks.
+  PruneResult Measure(const std::function<bool(const Digest&)>& which);
+
  private:
   class Writer;
   class Reader;
@@ -166,6 +184,9 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
                    rocksdb::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  PruneResult EvictDownToLocked(int64_t bound,
+                                const std::function<bool(const Digest&)>* keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Write(rocksdb::WriteBatch* batch, bool sync,
                      bool disable_wal = false);
   absl::Status FlushChunks();

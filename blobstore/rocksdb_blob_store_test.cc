@@ -264,6 +264,39 @@ TEST_F(RocksDbBlobStoreTest, ExpiredUploadsAreDiscardedOnOpen) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(RocksDbBlobStoreTest, PruneKeepsWhatItIsToldAndGoesOldestFirst) {
+  Open();  // unbounded
+  std::string a(1000, 'a'), b(1000, 'b'), c(1000, 'c'), d(1000, 'd');
+  for (const std::string* x : {&a, &b, &c, &d}) {
+    ASSERT_TRUE(store_->Put("ns", *x).ok());
+    clock_.AdvanceMicros(10);
+  }
+  auto pinned = [&](const Digest& dg) { return dg == Digest::Of(a); };
+  RocksDbBlobStore::PruneResult m = store_->Measure(pinned);
+  EXPECT_EQ(m.blobs, 1);
+  EXPECT_EQ(m.bytes, 1000);
+  // Down to 2000 bytes: `a` is the oldest but kept, so `b` and `c` go.
+  RocksDbBlobStore::PruneResult r = store_->Prune(2000, pinned);
+  EXPECT_EQ(r.blobs, 2);
+  EXPECT_EQ(r.bytes, 2000);
+  auto missing = store_->FindMissing(
+      "ns", {Digest::Of(a), Digest::Of(b), Digest::Of(c), Digest::Of(d)});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(*missing, (std::vector<Digest>{Digest::Of(b), Digest::Of(c)}));
+  // Everything that is not kept, and the kept blob survives a reopen.
+  r = store_->Prune(0, pinned);
+  EXPECT_EQ(r.blobs, 1);
+  Open();
+  EXPECT_TRUE(store_->Get("ns", Digest::Of(a)).ok());
+  EXPECT_EQ(store_->Get("ns", Digest::Of(d)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Stats().stored_bytes, 1000);
+  // Prune never takes a kept blob, even with nothing else left.
+  r = store_->Prune(0, pinned);
+  EXPECT_EQ(r.blobs, 0);
+  EXPECT_TRUE(store_->Get("ns", Digest::Of(a)).ok());
+}
+
 TEST_F(RocksDbBlobStoreTest, EvictsLeastRecentlyUsedFirst) {
   options_.max_bytes = 3000;
   Open();

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/attestations.h"
+#include "cli/disk_usage.h"
 #include "cli/exit_status.h"
 #include "cli/farm_client.h"
 #include "cli/interrupt.h"
@@ -528,6 +529,14 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
                                              std::cerr << line << "\n";
                                          });
     if (!pushed.ok()) return Fail(pushed.status());
+  }
+  // The local store's bound (STAGEFARM_MAX_BYTES), kept after each build.
+  absl::StatusOr<Pruned> pruned = KeepBound(l->get());
+  if (!pruned.ok()) return Fail(pruned.status());
+  if (flags.progress != "quiet" && pruned->blobs + pruned->snapshots > 0) {
+    std::cerr << "freed "
+              << HumanBytes(pruned->blob_bytes + pruned->snapshot_bytes)
+              << " to stay within STAGEFARM_MAX_BYTES\n";
   }
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)

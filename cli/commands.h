@@ -2,9 +2,9 @@
 // put|get|has|stats|push-context), inspect_commands.cc (parse, plan,
 // health, version), image_commands.cc (build, image ..., pull, push, run;
 // their work is in local_commands.cc), farm_commands.cc (builds ls, logs,
-// cancel, cluster up|down). Each adds its subcommands and flags to the
-// command line and says what runs when one of them is given; main.cc
-// parses once, applies the environment, and runs it.
+// cancel, cluster up|down), system_commands.cc (system df, prune). Each adds
+// its subcommands and flags to the command line and says what runs when one of
+// them is given; main.cc parses once, applies the environment, and runs it.
 #ifndef STAGEFARM_CLI_COMMANDS_H_
 #define STAGEFARM_CLI_COMMANDS_H_
 
@@ -32,6 +32,7 @@ void AddCasCommands(CLI::App* app, Commands* out);
 void AddInspectCommands(CLI::App* app, Commands* out);
 void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out);
 void AddFarmCommands(CLI::App* app, LocalOptions* local, Commands* out);
+void AddSystemCommands(CLI::App* app, LocalOptions* local, Commands* out);
 
 }  // namespace stagefarm::cli
 

@@ -66,6 +66,8 @@ class Local {
   engine::BuildEngine* engine() { return engine_.get(); }
   executor::Executor* executor() { return executor_.get(); }
   BlobStore* store() { return blobs_; }
+  // The local RocksDB store (null when blobs live in a remote CAS).
+  RocksDbBlobStore* local_store() { return store_.get(); }
   // The remote CAS, when LocalOptions::cas_address is set (else null).
   RemoteBlobStore* remote() { return remote_.get(); }
   static constexpr char kNamespace[] = "i:";

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   cli::AddInspectCommands(&app, &commands);
   cli::AddImageCommands(&app, &local, &commands);
   cli::AddFarmCommands(&app, &local, &commands);
+  cli::AddSystemCommands(&app, &local, &commands);
   CLI11_PARSE(app, argc, argv);
   // Farm connections use TLS when STAGEFARM_TLS_* name the files.
   if (absl::Status t = ConfigureTls(TlsFiles{}, /*server=*/false); !t.ok()) {
