@@ -27,8 +27,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
-#include "executor/seccomp_profile.h"
 #include "common/subprocess.h"
+#include "executor/seccomp_profile.h"
 
 namespace stagefarm::executor {
 namespace {
