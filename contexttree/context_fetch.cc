@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "blobstore/blob_files.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
@@ -42,7 +43,10 @@ mode_t ModeOf(const reapi::NodeProperties& p, mode_t fallback) {
 
 class Writer {
  public:
-  Writer(BlobStore* blobs, const std::string& ns) : blobs_(blobs), ns_(ns) {}
+  // `merge`: into a directory that may hold files already (MergeTree).
+  Writer(BlobStore* blobs, const std::string& ns, bool merge = false,
+         StatCache* cache = nullptr)
+      : blobs_(blobs), ns_(ns), merge_(merge), cache_(cache) {}
 
   // Fills the existing directory `host` (relative name `rel` for messages)
   // from the Directory `digest`.
@@ -72,11 +76,33 @@ class Writer {
       ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
       mode_t mode =
           ModeOf(f.node_properties(), f.is_executable() ? 0755 : 0644);
-      RETURN_IF_ERROR(WriteFile(d, absl::StrCat(host, "/", f.name()), mode));
+      const std::string path = absl::StrCat(host, "/", f.name());
+      const std::string file_rel =
+          rel.empty() ? f.name() : absl::StrCat(rel, "/", f.name());
+      if (merge_) {
+        ASSIGN_OR_RETURN(bool same, HasContent(path, file_rel, d));
+        if (same) {
+          if (chmod(path.c_str(), mode) != 0)
+            return Errno("cannot chmod", path);
+          continue;
+        }
+        // Written beside it and renamed over it: a reader sees one or the
+        // other.
+        const std::string tmp = absl::StrCat(host, "/.", f.name(), ".merge");
+        (void)unlink(tmp.c_str());
+        RETURN_IF_ERROR(WriteFile(d, tmp, mode));
+        RETURN_IF_ERROR(RemoveAll(path));
+        if (rename(tmp.c_str(), path.c_str()) != 0) {
+          return Errno("cannot rename into", path);
+        }
+        continue;
+      }
+      RETURN_IF_ERROR(WriteFile(d, path, mode));
     }
     for (const auto& l : dir.symlinks()) {
       RETURN_IF_ERROR(claim(l.name()));
       std::string path = absl::StrCat(host, "/", l.name());
+      if (merge_) RETURN_IF_ERROR(RemoveAll(path));
       if (symlink(l.target().c_str(), path.c_str()) != 0) {
         return Errno("cannot create symlink", path);
       }
@@ -85,7 +111,13 @@ class Writer {
       RETURN_IF_ERROR(claim(sub.name()));
       ASSIGN_OR_RETURN(Digest d, Digest::FromProto(sub.digest()));
       std::string path = absl::StrCat(host, "/", sub.name());
-      if (mkdir(path.c_str(), 0700) != 0) return Errno("cannot create", path);
+      struct stat st;
+      if (merge_ && lstat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+        RETURN_IF_ERROR(RemoveAll(path));
+      }
+      if (mkdir(path.c_str(), 0700) != 0 && !(merge_ && errno == EEXIST)) {
+        return Errno("cannot create", path);
+      }
       RETURN_IF_ERROR(
           Fill(d, path,
                rel.empty() ? sub.name() : absl::StrCat(rel, "/", sub.name()),
@@ -98,6 +130,25 @@ class Writer {
   }
 
  private:
+  // Whether `path` is a regular file holding `digest` (the stat cache
+  // answers for files it knows; others are hashed).
+  absl::StatusOr<bool> HasContent(const std::string& path,
+                                  const std::string& rel,
+                                  const Digest& digest) {
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size != digest.size()) {
+      return false;
+    }
+    if (cache_ != nullptr) {
+      if (std::optional<Digest> known = cache_->Lookup(rel, st)) {
+        return *known == digest;
+      }
+    }
+    ASSIGN_OR_RETURN(Digest actual, HashFile(path));
+    return actual == digest;
+  }
+
   absl::Status WriteFile(const Digest& digest, const std::string& path,
                          mode_t mode) {
     int fd = open(path.c_str(),
@@ -142,6 +193,8 @@ class Writer {
 
   BlobStore* blobs_;
   std::string ns_;
+  bool merge_;
+  StatCache* cache_;
 };
 
 }  // namespace
@@ -163,6 +216,13 @@ absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
   }
   if (!s.ok()) (void)RemoveAll(tmp);
   return s;
+}
+
+absl::Status MergeTree(BlobStore* blobs, const std::string& ns,
+                       const Digest& root, const std::string& dest,
+                       StatCache* cache) {
+  RETURN_IF_ERROR(MakeDirs(dest, 0755));
+  return Writer(blobs, ns, /*merge=*/true, cache).Fill(root, dest, "", 0);
 }
 
 }  // namespace stagefarm::contexttree

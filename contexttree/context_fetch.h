@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "blobstore/blob_store.h"
 #include "common/digest.h"
+#include "contexttree/context_upload.h"
 
 namespace stagefarm::contexttree {
 
@@ -22,6 +23,15 @@ namespace stagefarm::contexttree {
 // INVALID_ARGUMENT; missing blobs are NOT_FOUND.
 absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
                              const Digest& root, const std::string& dest);
+
+// Brings the existing directory `dest` (created if missing) up to the tree
+// `root`: files the tree has and `dest` lacks or holds with other content
+// are written (each beside its place and renamed over it), the others are
+// left alone; entries only `dest` has stay (a union, as a cache wants).
+// `cache` (may be null) saves hashing files it knows.
+absl::Status MergeTree(BlobStore* blobs, const std::string& ns,
+                       const Digest& root, const std::string& dest,
+                       StatCache* cache);
 
 }  // namespace stagefarm::contexttree
 

@@ -33,6 +33,7 @@
 #include "archives/layer_tar.h"
 #include "blobstore/action_cache.h"
 #include "blobstore/blob_store.h"
+#include "engine/cache_sync.h"
 #include "engine/step_log.h"
 #include "executor/executor.h"
 #include "frontend/dockerfile/plan.h"
@@ -125,6 +126,9 @@ struct BuildResult {
 struct EngineOptions {
   std::string ns;            // BlobStore namespace for everything
   std::string cache_mounts;  // host directory for RUN --mount=type=cache
+  // Shares the cache mounts beyond this machine (a farm worker's); null:
+  // they stay here.
+  CacheMountSync* cache_sync = nullptr;
   bool force_no_network = false;
   // RUN --network=host may run (with the build's network.host
   // entitlement); a farm worker permits it only when its operator says so.

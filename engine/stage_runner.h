@@ -219,6 +219,8 @@ class StageRunner {
     std::vector<std::unique_ptr<snapshot::OverlayMount>> overlays;
     std::vector<std::unique_ptr<FileLock>> locks;
     std::vector<std::string> scratch_dirs;
+    // Cache mounts shared beyond this machine: id and local directory.
+    std::vector<std::pair<std::string, std::string>> shared_caches;
     void Release() {
       overlays.clear();
       views.clear();

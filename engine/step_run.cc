@@ -134,6 +134,7 @@ absl::StatusOr<std::string> StageRunner::RunKey(
 absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
                                      executor::ExecMount* em, RunMounts* out) {
   std::string id = m.id.empty() ? em->destination : m.id;
+  bool throwaway = false;  // sharing=private's own copy while in use
   std::string dir =
       absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
   RETURN_IF_ERROR(MakeDirs(dir, 0755));
@@ -148,6 +149,7 @@ absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
     } else {
       ASSIGN_OR_RETURN(dir, e_->snapshots_->TempDir("cache-private-"));
       out->scratch_dirs.push_back(dir);
+      throwaway = true;
     }
   }
   // uid, gid and mode apply to the cache directory itself.
@@ -164,6 +166,16 @@ absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
   }
   em->source = dir;
   em->read_only = false;
+  if (e_->options_.cache_sync != nullptr && !throwaway) {
+    absl::Status pulled = e_->options_.cache_sync->Pull(id, dir);
+    if (!pulled.ok()) {
+      Emit(BuildEvent::Kind::kNote,
+           absl::StrCat("cache mount ", id,
+                        ": not brought up to date: ", pulled.message()),
+           0);
+    }
+    out->shared_caches.emplace_back(id, dir);
+  }
   return absl::OkStatus();
 }
 
@@ -348,6 +360,17 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   spec.on_output = [&log](absl::string_view chunk) { log.Write(chunk); };
   absl::StatusOr<executor::ExecResult> result = e_->executor_->Run(spec);
   std::string clipped = KeepFullLog(&log);
+  // What the step left in shared caches, published while they are still
+  // held (a step that did not run publishes nothing).
+  for (const auto& [id, dir] : mounts.shared_caches) {
+    if (!result.ok()) break;
+    absl::Status pushed = e_->options_.cache_sync->Push(id, dir);
+    if (!pushed.ok()) {
+      Emit(BuildEvent::Kind::kNote,
+           absl::StrCat("cache mount ", id, ": not shared: ", pushed.message()),
+           0);
+    }
+  }
   mounts.Release();
   if (!result.ok()) {
     return absl::Status(result.status().code(),

@@ -26,6 +26,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "blobstore/remote_store.h"
+#include "cachemount/shared_cache_mounts.h"
 #include "common/channel.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -179,6 +180,10 @@ class Worker : public WorkerDaemon {
     std::unique_ptr<RemoteBlobStore> store;
     std::unique_ptr<image::ImageStore> images;
     std::unique_ptr<snapshot::Snapshotter> snapshots;
+    std::string dir;
+    // Its cache mounts (under dir, so one tenant's never serve another),
+    // shared with the other workers through the CAS.
+    std::unique_ptr<cachemount::SharedCacheMounts> cache_mounts;
   };
 
   absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
@@ -196,6 +201,9 @@ class Worker : public WorkerDaemon {
     ASSIGN_OR_RETURN(
         inst->snapshots,
         snapshot::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
+    inst->dir = dir;
+    inst->cache_mounts = std::make_unique<cachemount::SharedCacheMounts>(
+        inst->store.get(), dir + "/cache-mount-state");
     Instance* out = inst.get();
     instances_[name] = std::move(inst);
     return out;
@@ -268,7 +276,8 @@ class Worker : public WorkerDaemon {
       ASSIGN_OR_RETURN(deps[index], engine::ParseImageState(text));
     }
     engine::EngineOptions eo;
-    eo.cache_mounts = f_.work + "/cache-mounts";
+    eo.cache_mounts = inst->dir + "/cache-mounts";
+    eo.cache_sync = inst->cache_mounts.get();
     eo.permit_host_network = f_.permit_host_network;
     // The scheduler sets the build's log bounds (never above its own).
     if (task.spec().log_max_bytes() > 0) {

@@ -1,0 +1,116 @@
+#include "cachemount/shared_cache_mounts.h"
+
+#include <optional>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/fs_util.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "contexttree/context_fetch.h"
+#include "contexttree/context_upload.h"
+
+namespace stagefarm::cachemount {
+namespace {
+
+constexpr char kRoot[] = "root";
+
+}  // namespace
+
+Digest PointerKey(const std::string& id) {
+  return Digest::Of(absl::StrCat("stagefarm.cachemount.v1\n", id));
+}
+
+absl::Mutex* SharedCacheMounts::LockFor(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<absl::Mutex>& m = locks_[id];
+  if (m == nullptr) m = std::make_unique<absl::Mutex>();
+  return m.get();
+}
+
+std::string SharedCacheMounts::StatePath(const std::string& id,
+                                         absl::string_view what) const {
+  return absl::StrCat(state_dir_, "/", Sha256::HexOf(id), ".", what);
+}
+
+std::optional<Digest> SharedCacheMounts::Synced(const std::string& id) const {
+  absl::StatusOr<std::string> text = ReadFileToString(StatePath(id, "synced"));
+  if (!text.ok()) return std::nullopt;
+  std::string t(absl::StripAsciiWhitespace(*text));
+  size_t slash = t.find('/');
+  if (slash == std::string::npos) return std::nullopt;
+  int64_t size = 0;
+  if (!absl::SimpleAtoi(t.substr(slash + 1), &size)) return std::nullopt;
+  absl::StatusOr<Digest> d = Digest::Parse(t.substr(0, slash), size);
+  if (!d.ok()) return std::nullopt;
+  return *d;
+}
+
+void SharedCacheMounts::SetSynced(const std::string& id,
+                                  const Digest& root) const {
+  // Only saves work next time: a failure to write it is not an error.
+  (void)MakeDirs(state_dir_, 0700);
+  (void)WriteStringToFile(StatePath(id, "synced"), root.ToString());
+}
+
+absl::StatusOr<std::optional<Digest>> SharedCacheMounts::Latest(
+    const std::string& id) {
+  absl::StatusOr<std::string> text = store_->GetAction("", PointerKey(id));
+  if (absl::IsNotFound(text.status())) return std::optional<Digest>();
+  RETURN_IF_ERROR(text.status());
+  reapi::ActionResult ar;
+  if (!ar.ParseFromString(*text)) {
+    return absl::DataLossError("unreadable cache-mount record");
+  }
+  for (const auto& f : ar.output_files()) {
+    if (f.path() != kRoot) continue;
+    ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
+    return std::optional<Digest>(d);
+  }
+  return absl::DataLossError("cache-mount record without a root");
+}
+
+absl::Status SharedCacheMounts::Pull(const std::string& id,
+                                     const std::string& dir) {
+  absl::MutexLock lock(LockFor(id));
+  ASSIGN_OR_RETURN(std::optional<Digest> latest, Latest(id));
+  if (!latest || latest == Synced(id)) return absl::OkStatus();
+  contexttree::StatCache cache =
+      contexttree::StatCache::Load(StatePath(id, "stat"));
+  RETURN_IF_ERROR(contexttree::MergeTree(store_, "", *latest, dir, &cache));
+  SetSynced(id, *latest);
+  return absl::OkStatus();
+}
+
+absl::Status SharedCacheMounts::Push(const std::string& id,
+                                     const std::string& dir) {
+  absl::MutexLock lock(LockFor(id));
+  const std::string stat_path = StatePath(id, "stat");
+  contexttree::StatCache cache = contexttree::StatCache::Load(stat_path);
+  ASSIGN_OR_RETURN(contexttree::ContextTree tree,
+                   contexttree::BuildContextTree(dir, nullptr, &cache));
+  const std::optional<Digest> synced = Synced(id);
+  if (synced && tree.root == *synced) return absl::OkStatus();  // unchanged
+  ASSIGN_OR_RETURN(std::optional<Digest> latest, Latest(id));
+  if (latest && latest != synced && latest != tree.root) {
+    // Another worker published since this one pulled: take its files in,
+    // so that what both added is kept.
+    RETURN_IF_ERROR(contexttree::MergeTree(store_, "", *latest, dir, &cache));
+    ASSIGN_OR_RETURN(tree, contexttree::BuildContextTree(dir, nullptr, &cache));
+  }
+  RETURN_IF_ERROR(contexttree::UploadMissing(tree, store_->client()).status());
+  reapi::ActionResult ar;
+  auto* f = ar.add_output_files();
+  f->set_path(kRoot);
+  tree.root.ToProto(f->mutable_digest());
+  RETURN_IF_ERROR(
+      store_->PutAction("", PointerKey(id), ar.SerializeAsString()));
+  SetSynced(id, tree.root);
+  cache.DropUnused();
+  (void)cache.Save(stat_path);
+  return absl::OkStatus();
+}
+
+}  // namespace stagefarm::cachemount
