@@ -152,9 +152,9 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
                                  request.dockerfile_name));
   RETURN_IF_ERROR(dockerfile::CheckEntitled(plan, request.entitlements,
                                             request.dockerfile_name));
-  if (!options_.force_no_network && HasSandboxedRun(plan)) {
-    executor_->WillRunSandboxed();
-  }
+  // The first step that misses the cache starts the executor's network
+  // set-up in the background (a build served from the cache makes none).
+  const bool sandboxed = !options_.force_no_network && HasSandboxedRun(plan);
   ASSIGN_OR_RETURN(std::optional<dockerfile::DockerignoreMatcher> ignore,
                    IgnoreOf(request));
   absl::Mutex emit_mu;
@@ -192,6 +192,7 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
           this, &request, &plan,   ignore ? &*ignore : nullptr,
           emit, &stop,    created, &stages,
           &run, &cached};
+      shared.sandboxed_runs = sandboxed;
       // Wait for the stages this one needs; a failed dependency fails it.
       absl::StatusOr<ImageState> result;
       bool dep_failed = false;

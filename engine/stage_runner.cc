@@ -381,6 +381,7 @@ absl::StatusOr<std::optional<double>> StageRunner::Begin(
     }
   }
   if (!s_.request->no_cache) claimed_ = key;
+  if (s_.sandboxed_runs) e_->executor_->WillRunSandboxed();
   double started = Seconds();
   Emit(BuildEvent::Kind::kStepStarted, display, 0);
   return started;

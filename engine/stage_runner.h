@@ -59,6 +59,9 @@ class StageRunner {
     std::map<int, std::shared_future<absl::StatusOr<ImageState>>>* stages;
     std::atomic<int>* run;
     std::atomic<int>* cached;
+    // The build has RUN steps with a network of their own: a step that
+    // misses the cache has the executor set up for them.
+    bool sandboxed_runs = false;
   };
 
   StageRunner(Shared shared, int index)
