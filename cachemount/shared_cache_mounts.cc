@@ -95,9 +95,11 @@ absl::Status SharedCacheMounts::Push(const std::string& id,
   if (synced && tree.root == *synced) return absl::OkStatus();  // unchanged
   ASSIGN_OR_RETURN(std::optional<Digest> latest, Latest(id));
   if (latest && latest != synced && latest != tree.root) {
-    // Another worker published since this one pulled: take its files in,
-    // so that what both added is kept.
-    RETURN_IF_ERROR(contexttree::MergeTree(store_, "", *latest, dir, &cache));
+    // Another worker published since this one pulled: take in the files
+    // it added, so that what both added is kept; where both wrote the same
+    // path, this step's version (the later) stays.
+    RETURN_IF_ERROR(contexttree::MergeTree(store_, "", *latest, dir, &cache,
+                                           /*keep_existing=*/true));
     ASSIGN_OR_RETURN(tree, contexttree::BuildContextTree(dir, nullptr, &cache));
   }
   RETURN_IF_ERROR(contexttree::UploadMissing(tree, store_->client()).status());

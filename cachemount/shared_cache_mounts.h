@@ -9,8 +9,11 @@
 // the worker lacks or holds with other content are fetched; nothing else
 // is touched). Push (after the step): the directory is hashed (a stat
 // cache skips unchanged files) and only blobs the CAS lacks are sent;
-// when another worker published meanwhile, its tree is merged in first, so
-// files both added survive; then the entry points at the new tree. A tree
+// when another worker published meanwhile, the paths it added that this
+// copy lacks are merged in first, so files both added survive (a path both
+// wrote keeps this step's version); then the entry points at the new tree.
+// sharing=locked steps hold the cache through the scheduler (Lock), so
+// their read-modify-writes never interleave across workers. A tree
 // is published only once all its blobs are stored: a worker that dies
 // mid-step publishes nothing, and readers never see a half-written cache.
 //

@@ -45,8 +45,12 @@ class Writer {
  public:
   // `merge`: into a directory that may hold files already (MergeTree).
   Writer(BlobStore* blobs, const std::string& ns, bool merge = false,
-         StatCache* cache = nullptr)
-      : blobs_(blobs), ns_(ns), merge_(merge), cache_(cache) {}
+         StatCache* cache = nullptr, bool keep_existing = false)
+      : blobs_(blobs),
+        ns_(ns),
+        merge_(merge),
+        cache_(cache),
+        keep_existing_(keep_existing) {}
 
   // Fills the existing directory `host` (relative name `rel` for messages)
   // from the Directory `digest`.
@@ -80,6 +84,8 @@ class Writer {
       const std::string file_rel =
           rel.empty() ? f.name() : absl::StrCat(rel, "/", f.name());
       if (merge_) {
+        struct stat existing;
+        if (keep_existing_ && lstat(path.c_str(), &existing) == 0) continue;
         ASSIGN_OR_RETURN(bool same, HasContent(path, file_rel, d));
         if (same) {
           if (chmod(path.c_str(), mode) != 0)
@@ -102,6 +108,10 @@ class Writer {
     for (const auto& l : dir.symlinks()) {
       RETURN_IF_ERROR(claim(l.name()));
       std::string path = absl::StrCat(host, "/", l.name());
+      struct stat existing;
+      if (merge_ && keep_existing_ && lstat(path.c_str(), &existing) == 0) {
+        continue;
+      }
       if (merge_) RETURN_IF_ERROR(RemoveAll(path));
       if (symlink(l.target().c_str(), path.c_str()) != 0) {
         return Errno("cannot create symlink", path);
@@ -113,6 +123,7 @@ class Writer {
       std::string path = absl::StrCat(host, "/", sub.name());
       struct stat st;
       if (merge_ && lstat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+        if (keep_existing_) continue;  // ours is a file there: it stays
         RETURN_IF_ERROR(RemoveAll(path));
       }
       if (mkdir(path.c_str(), 0700) != 0 && !(merge_ && errno == EEXIST)) {
@@ -195,6 +206,7 @@ class Writer {
   std::string ns_;
   bool merge_;
   StatCache* cache_;
+  bool keep_existing_;
 };
 
 }  // namespace
@@ -220,9 +232,10 @@ absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
 
 absl::Status MergeTree(BlobStore* blobs, const std::string& ns,
                        const Digest& root, const std::string& dest,
-                       StatCache* cache) {
+                       StatCache* cache, bool keep_existing) {
   RETURN_IF_ERROR(MakeDirs(dest, 0755));
-  return Writer(blobs, ns, /*merge=*/true, cache).Fill(root, dest, "", 0);
+  return Writer(blobs, ns, /*merge=*/true, cache, keep_existing)
+      .Fill(root, dest, "", 0);
 }
 
 }  // namespace stagefarm::contexttree

@@ -28,10 +28,11 @@ absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
 // `root`: files the tree has and `dest` lacks or holds with other content
 // are written (each beside its place and renamed over it), the others are
 // left alone; entries only `dest` has stay (a union, as a cache wants).
-// `cache` (may be null) saves hashing files it knows.
+// With `keep_existing`, only paths `dest` lacks are written (what is there
+// wins). `cache` (may be null) saves hashing files it knows.
 absl::Status MergeTree(BlobStore* blobs, const std::string& ns,
                        const Digest& root, const std::string& dest,
-                       StatCache* cache);
+                       StatCache* cache, bool keep_existing = false);
 
 }  // namespace stagefarm::contexttree
 

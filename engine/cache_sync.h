@@ -6,9 +6,11 @@
 #ifndef STAGEFARM_ENGINE_CACHE_SYNC_H_
 #define STAGEFARM_ENGINE_CACHE_SYNC_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace stagefarm::engine {
 
@@ -19,6 +21,20 @@ class CacheMountSync {
   // `dir`: its local directory, which the call may change.
   virtual absl::Status Pull(const std::string& id, const std::string& dir) = 0;
   virtual absl::Status Push(const std::string& id, const std::string& dir) = 0;
+
+  // Held while a step uses a sharing=locked cache, released when
+  // destroyed.
+  class Hold {
+   public:
+    virtual ~Hold() = default;
+  };
+  // sharing=locked: waits until no step elsewhere holds cache `id`
+  // (before Pull; the hold is dropped after Push). nullptr: there is
+  // nothing to hold beyond this machine's own lock.
+  virtual absl::StatusOr<std::unique_ptr<Hold>> Lock(const std::string& id) {
+    (void)id;
+    return nullptr;
+  }
 };
 
 }  // namespace stagefarm::engine

@@ -224,7 +224,9 @@ class StageRunner {
     std::vector<std::string> scratch_dirs;
     // Cache mounts shared beyond this machine: id and local directory.
     std::vector<std::pair<std::string, std::string>> shared_caches;
+    std::vector<std::unique_ptr<CacheMountSync::Hold>> holds;
     void Release() {
+      holds.clear();
       overlays.clear();
       views.clear();
       locks.clear();

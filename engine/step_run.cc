@@ -167,6 +167,12 @@ absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
   em->source = dir;
   em->read_only = false;
   if (e_->options_.cache_sync != nullptr && !throwaway) {
+    if (m.sharing == "locked") {
+      // Steps on other machines wait too (after this machine's own lock).
+      ASSIGN_OR_RETURN(std::unique_ptr<CacheMountSync::Hold> hold,
+                       e_->options_.cache_sync->Lock(id));
+      if (hold != nullptr) out->holds.push_back(std::move(hold));
+    }
     absl::Status pulled = e_->options_.cache_sync->Pull(id, dir);
     if (!pulled.ok()) {
       Emit(BuildEvent::Kind::kNote,

@@ -111,6 +111,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status Report(grpc::ServerContext* context,
                       const v1::StageReport* request,
                       v1::StageReportResponse* response) override;
+  // cache_locks.cc
+  grpc::Status LockCache(grpc::ServerContext* context,
+                         const v1::LockCacheRequest* request,
+                         v1::LockCacheResponse* response) override;
   grpc::Status ListBuilds(grpc::ServerContext* context,
                           const v1::ListBuildsRequest* request,
                           v1::ListBuildsResponse* response) override;
@@ -226,6 +230,11 @@ class SchedulerService final : public v1::Scheduler::Service {
       ABSL_GUARDED_BY(mu_);
   StageQueue queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
+  // sharing=locked caches: (instance, cache id) -> the lease holding it
+  // (a lease no longer in leases_ holds nothing). Not kept in --state.
+  std::map<std::pair<std::string, std::string>, std::string> cache_locks_
+      ABSL_GUARDED_BY(mu_);
+  absl::CondVar cache_lock_cv_;
   std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
   // The image index: instance -> name -> tag.
   ImageIndex images_ ABSL_GUARDED_BY(mu_);

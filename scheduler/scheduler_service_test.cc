@@ -145,6 +145,54 @@ TEST(SchedulerService, ReadyStagesGoToDifferentWorkersAtOnce) {
   EXPECT_EQ(build.get().last.code(), 0);
 }
 
+TEST(SchedulerService, LockedCachesAreHeldByOneLeaseAtATime) {
+  SchedulerOptions o = Fast();
+  o.lease_timeout = std::chrono::seconds(30);  // no report keeps them alive
+  Farm farm(o);
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), sim::Spec(kDag));
+  });
+  v1::StageTask a = farm.Lease("a").task();
+  v1::StageTask b = farm.Lease("b").task();
+  ASSERT_FALSE(a.lease_id().empty());
+  ASSERT_FALSE(b.lease_id().empty());
+  auto lock = [&](const v1::StageTask& t, const std::string& id, int wait_ms,
+                  bool release = false) {
+    grpc::ClientContext ctx;
+    v1::LockCacheRequest req;
+    req.set_lease_id(t.lease_id());
+    req.set_cache_id(id);
+    req.set_wait_ms(wait_ms);
+    req.set_release(release);
+    v1::LockCacheResponse resp;
+    grpc::Status s = farm.stub->LockCache(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.held();
+  };
+  EXPECT_TRUE(lock(a, "apt", 0));
+  EXPECT_TRUE(lock(a, "apt", 0));     // held already
+  EXPECT_FALSE(lock(b, "apt", 200));  // waits, then gives up
+  EXPECT_TRUE(lock(b, "npm", 0));     // another cache
+  // A waiter gets it when the holder releases.
+  auto waiting =
+      std::async(std::launch::async, [&] { return lock(b, "apt", 5000); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(lock(a, "apt", 0, /*release=*/true));
+  EXPECT_TRUE(waiting.get());
+  // A lease that ends releases what it held.
+  EXPECT_FALSE(farm.Report(Done(b, "b")).stop());
+  EXPECT_TRUE(lock(a, "apt", 1000));
+  grpc::ClientContext ctx;
+  v1::LockCacheRequest req;
+  req.set_lease_id("nonsense");
+  req.set_cache_id("apt");
+  v1::LockCacheResponse resp;
+  EXPECT_EQ(farm.stub->LockCache(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  farm.Shutdown();  // the build is left unfinished
+  build.get();
+}
+
 TEST(SchedulerService, StageBuiltOnAnotherGoesToItsWorker) {
   Farm farm(Fast());
   auto build = std::async(std::launch::async, [&] {

@@ -3,7 +3,8 @@
 # CAS. A CAS, a scheduler and workers on 127.0.0.1. A cache filled by a
 # build on one worker is seen by a --no-cache build on a fresh worker with
 # an empty work directory; two builds on two workers adding to the same
-# cache at once both keep their entries; another instance (tenant) does not
+# cache at once both keep their entries; with sharing=locked two
+# read-modify-write steps on two workers run one after the other; another instance (tenant) does not
 # see the cache; a step that fails still publishes what it left; a worker
 # killed mid-step publishes nothing of that step.
 # Usage: farm_cache_mount_test.sh BIN_DIR   (needs root, runc, busybox-static)
@@ -109,6 +110,23 @@ for w in w1 w2; do
   check "two at once: a later build sees both entries (${w} round)" "blob entry-a entry-b first" \
     "$(tr '\n' ' ' <"$c.out/list" 2>/dev/null | sed 's/ $//')"
 done
+
+# sharing=locked holds the cache across workers: two read-modify-write
+# steps on two workers at once never lose an update.
+for x in a b; do
+  d=$(new_ctx count-$x)
+  printf 'FROM busybox\nARG x\nRUN --mount=type=cache,id=counter,target=/c,sharing=locked n=$(cat /c/n 2>/dev/null || echo 0) && sleep 1 && echo $((n + 1)) > /c/n && echo %s >> /c/who\n' "$x" >"$d/Dockerfile"
+done
+fb "$WORK/ctx-count-a" & pa=$!
+fb "$WORK/ctx-count-b" & pb=$!
+wait $pa; ra=$?; wait $pb; rb=$?
+check "locked: both builds succeed" "0 0" "$ra $rb"
+check "locked: they ran on two workers" "2" \
+  "$(cat "$WORK/ctx-count-a.log" "$WORK/ctx-count-b.log" | grep -o 'started on w[12]' | sort -u | wc -l)"
+c=$(new_ctx count-read)
+printf 'FROM busybox\nRUN --mount=type=cache,id=counter,target=/c,sharing=locked cat /c/n > /n\n' >"$c/Dockerfile"
+fb "$c"
+check "locked: the counter saw both steps, one after the other" "2" "$(cat "$c.out/n" 2>/dev/null)"
 
 # A failing step still publishes what it left (as a cache does locally).
 c=$(new_ctx failing)
