@@ -154,6 +154,32 @@ absl::StatusOr<engine::BuildRequest> MakeRequest(const BuildFlags& flags) {
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--allow: ", s.message()));
   }
+  for (const std::string& a : flags.ssh) {
+    // buildx's ID[=SOCKET]: "default" is $SSH_AUTH_SOCK.
+    size_t eq = a.find('=');
+    std::string id = a.substr(0, eq);
+    std::string path = eq == std::string::npos ? "" : a.substr(eq + 1);
+    if (id.empty()) id = "default";
+    if (path.empty()) {
+      const char* sock = getenv("SSH_AUTH_SOCK");
+      if (sock == nullptr || *sock == '\0') {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--ssh ", a, ": no agent (SSH_AUTH_SOCK is not set; give ", id,
+            "=SOCKET)"));
+      }
+      path = sock;
+    }
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ssh ", id, ": ", path,
+          " is not an agent's socket (key files are not supported: add "
+          "the key to an agent with ssh-add)"));
+    }
+    char* r = realpath(path.c_str(), nullptr);
+    req.ssh[id] = r != nullptr ? r : path;
+    free(r);
+  }
   for (const std::string& s : flags.secrets) {
     ASSIGN_OR_RETURN(auto kv, ParseKeyValues(s, "--secret"));
     std::string id = kv["id"];
@@ -458,6 +484,12 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
     return Fail(absl::InvalidArgumentError(
         "--server needs the farm's CAS: pass --cas HOST:PORT or set "
         "STAGEFARM_CAS"));
+  }
+  if (!server.empty() && !req->ssh.empty()) {
+    return Fail(absl::UnimplementedError(
+        "--ssh is not supported on a farm yet (the agent would have to be "
+        "forwarded to a worker); build on this machine for steps that need "
+        "it"));
   }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);

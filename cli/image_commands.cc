@@ -89,6 +89,12 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                    "bytes of each step's output shown live (default 2 MiB; "
                    "a farm may allow less); the whole output is kept")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
+  build
+      ->add_option("--ssh", f->build_flags.ssh,
+                   "forward an SSH agent to RUN --mount=type=ssh: "
+                   "default (SSH_AUTH_SOCK) or ID=SOCKET (repeatable; this "
+                   "machine's builds only)")
+      ->allow_extra_args(false);
   build->add_option("--secret", f->build_flags.secrets,
                     "id=ID,src=FILE (repeatable)");
   build

@@ -18,6 +18,7 @@ struct BuildFlags {
   std::vector<std::string> labels;
   bool no_cache = false;
   std::vector<std::string> secrets;
+  std::vector<std::string> ssh;  // --ssh ID[=SOCKET]
   std::string progress = "auto";
   std::vector<std::string> outputs;
   bool push = false;  // push every -t name to its registry

@@ -51,6 +51,9 @@ struct BuildRequest {
   dockerfile::PlanOptions plan_options;
   bool no_cache = false;
   std::map<std::string, std::string> secrets;  // id -> host file
+  // RUN --mount=type=ssh agents: id -> the agent's socket on this host.
+  // Never part of a cache key, never sent to a farm.
+  std::map<std::string, std::string> ssh;
   std::optional<int64_t> source_date_epoch;
   archives::Compression compression = archives::Compression::kGzip;
   int compression_level = 0;  // 0: the default for the compression

@@ -225,6 +225,8 @@ class StageRunner {
     // Cache mounts shared beyond this machine: id and local directory.
     std::vector<std::pair<std::string, std::string>> shared_caches;
     std::vector<std::unique_ptr<CacheMountSync::Hold>> holds;
+    int ssh_agents = 0;            // type=ssh mounts so far
+    std::vector<std::string> env;  // for the process only (SSH_AUTH_SOCK)
     void Release() {
       holds.clear();
       overlays.clear();

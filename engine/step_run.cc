@@ -233,6 +233,28 @@ absl::Status StageRunner::AddMounts(const Instruction& inst,
     } else if (m.type == "tmpfs") {
       em.type = "tmpfs";
       if (!m.size.empty()) em.options = absl::StrCat("size=", m.size);
+    } else if (m.type == "ssh") {
+      // The client's SSH agent, as BuildKit forwards it: the socket bound
+      // at /run/buildkit/ssh_agent.N and SSH_AUTH_SOCK naming the first.
+      std::string id = m.id.empty() ? "default" : m.id;
+      auto it = s_.request->ssh.find(id);
+      if (it == s_.request->ssh.end()) {
+        if (m.required) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              At(inst), ": ssh agent ", id,
+              " is required but was not given (--ssh ", id, "[=SOCKET])"));
+        }
+        continue;
+      }
+      em.source = it->second;
+      em.destination =
+          m.target.empty()
+              ? absl::StrCat("/run/buildkit/ssh_agent.", out->ssh_agents)
+              : JoinWorkdir(workdir, m.target);
+      em.read_only = false;  // a socket is written to
+      if (out->ssh_agents++ == 0) {
+        out->env.push_back(absl::StrCat("SSH_AUTH_SOCK=", em.destination));
+      }
     } else if (m.type == "secret") {
       std::string id =
           m.id.empty() ? m.target.substr(m.target.rfind('/') + 1) : m.id;
@@ -353,6 +375,8 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   mounts.dests = std::move(dests);
   RETURN_IF_ERROR(AddMounts(inst, run, workdir, &mounts));
   spec.mounts = std::move(mounts.mounts);
+  // Not in the step's key: an agent changes nothing the step makes.
+  spec.env.insert(spec.env.end(), mounts.env.begin(), mounts.env.end());
   std::vector<std::string> stubs = MissingStubs(rootfs.path(), mounts.dests);
   ASSIGN_OR_RETURN(std::string log_dir, e_->snapshots_->TempDir("log-"));
   mounts.scratch_dirs.push_back(log_dir);

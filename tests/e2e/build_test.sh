@@ -347,6 +347,44 @@ else
   fail "ADD git" "git or python3 is not installed"
 fi
 
+# --- RUN --mount=type=ssh: the client's agent, never stored ----------------------------
+if command -v ssh-agent >/dev/null && command -v ssh-add >/dev/null && command -v ssh-keygen >/dev/null; then
+  s=$WORK/ssh
+  mkdir -p "$s"
+  # An image with ssh-add (and the libraries it loads) over busybox.
+  make_busybox_rootfs "$s/root"
+  for f in $(command -v ssh-add) $(ldd "$(command -v ssh-add)" | grep -o '/[^ ]*'); do
+    mkdir -p "$s/root$(dirname "$f")"; cp -L "$f" "$s/root$f"
+  done
+  "$SF" image import "$s/root" -t ssh-client >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -C stagefarm-test-key -f "$s/key"
+  eval "$(ssh-agent -s -a "$s/agent.sock")" >/dev/null
+  ssh-add -q "$s/key" 2>/dev/null
+  c=$(new_ctx ssh)
+  cat >"$c/Dockerfile" <<'DF'
+FROM ssh-client
+RUN --mount=type=ssh ssh-add -l > /keys && echo "$SSH_AUTH_SOCK" > /sock
+RUN --mount=type=ssh,id=other,required=true true
+DF
+  out=$("$SF" build --progress plain --ssh default "$c" 2>&1)
+  check_contains "ssh: a required agent that was not given is an error" \
+    "Dockerfile:3: ssh agent other is required but was not given (--ssh other[=SOCKET])" "$out"
+  sed -i '$d' "$c/Dockerfile"
+  build_local "$c" --ssh default
+  check "ssh: the build succeeds" "0" "$?"
+  check_contains "ssh: the step sees the agent's key" "stagefarm-test-key (ED25519)" "$(cat "$c.out/keys" 2>/dev/null)"
+  check "ssh: SSH_AUTH_SOCK as BuildKit sets it" "/run/buildkit/ssh_agent.0" "$(cat "$c.out/sock" 2>/dev/null)"
+  check "ssh: no socket or key left in the image" "no" \
+    "$( ([ -e "$c.out/run/buildkit" ] || grep -rqsF "$(sed -n 2p "$s/key")" "$c.out") && echo yes || echo no)"
+  out=$("$SF" build --progress plain --ssh default "$c" 2>&1)
+  check_contains "ssh: the agent is not in the key (a rebuild is cached)" "CACHED RUN --mount=type=ssh" "$out"
+  out=$("$SF" build --progress plain --ssh "default=$s/key" "$c" 2>&1)
+  check_contains "ssh: a key file is refused with a hint" "is not an agent's socket" "$out"
+  kill "$SSH_AGENT_PID" 2>/dev/null
+else
+  fail "ssh" "openssh-client is not installed"
+fi
+
 # --- failures ----------------------------------------------------------------------
 c=$(new_ctx fail)
 cat >"$c/Dockerfile" <<'DF'
