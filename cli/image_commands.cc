@@ -212,6 +212,9 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   run->add_option("image", f->run_image, "NAME:TAG")->required();
   run->add_option("--platform", local->platform,
                   "OS/ARCH[/VARIANT] to run (emulated when foreign)");
+  run->add_option("--network", local->run_network,
+                  "default (its own, with NAT), none or host")
+      ->check(CLI::IsMember({"default", "none", "host"}));
   // Everything after IMAGE is the command, flags included.
   run->prefix_command();
   add_local_flags(run);

@@ -50,6 +50,9 @@ struct LocalOptions {
   // --platform of pull, run and image inspect|export ("" = this
   // machine's).
   std::string platform;
+  // `run --network`: default (a namespace of its own behind a bridge with
+  // NAT, as `docker run`), none or host.
+  std::string run_network = "default";
   // How long to wait for another process holding the store.
   std::chrono::milliseconds lock_timeout = std::chrono::minutes(30);
 };

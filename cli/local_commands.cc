@@ -358,6 +358,9 @@ int RunCommand(const LocalOptions& local, const std::string& name,
     spec.gid = ids->gid;
     spec.additional_gids = ids->additional;
     spec.hostname = "stagefarm";
+    spec.network = local.run_network == "host"   ? executor::Network::kHost
+                   : local.run_network == "none" ? executor::Network::kNone
+                                                 : executor::Network::kSandbox;
     spec.on_output = [](absl::string_view chunk) {
       fwrite(chunk.data(), 1, chunk.size(), stdout);
       fflush(stdout);

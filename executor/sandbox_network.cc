@@ -250,7 +250,9 @@ SandboxNetwork::~SandboxNetwork() {
 
 void SandboxNetwork::LogIfFailed(absl::string_view what,
                                  const absl::Status& s) const {
-  if (s.ok()) return;
+  // A daemon logs it; a command's output stays its own (what is left is
+  // removed by the next sandbox network on the machine anyway).
+  if (s.ok() || !options_.log_cleanup) return;
   stagefarm::LogError(
       absl::StrCat("sandbox network: ", what),
       {{"bridge", bridge_}, {"error", std::string(s.message())}});
@@ -332,23 +334,29 @@ std::vector<int> SandboxNetwork::SlotsWithLeftovers(
 }
 
 void SandboxNetwork::CleanSlot(int slot, const Listing& listing) const {
-  std::string batch;
-  if (DIR* d = opendir(kNetnsDir); d != nullptr) {
-    while (struct dirent* e = readdir(d)) {
-      if (SlotOf(e->d_name, "sf", "s") == slot) {
-        absl::StrAppend(&batch, "netns delete ", e->d_name, "\n");
-      }
-    }
-    closedir(d);
-  }
+  // The veths first (deleting one deletes its pair at once), then the
+  // namespaces, then the bridge.
+  std::string veths, bridge_line, namespaces;
   const std::string bridge = BridgeName(slot);
   for (absl::string_view line : absl::StrSplit(listing.links, '\n')) {
     std::vector<absl::string_view> f =
         absl::StrSplit(line, absl::ByAnyChar(" :@"), absl::SkipEmpty());
-    if (f.size() >= 2 && (f[1] == bridge || SlotOf(f[1], "sfv", "s") == slot)) {
-      absl::StrAppend(&batch, "link delete ", f[1], "\n");
+    if (f.size() < 2) continue;
+    if (f[1] == bridge) {
+      bridge_line = absl::StrCat("link delete ", bridge, "\n");
+    } else if (SlotOf(f[1], "sfv", "s") == slot) {
+      absl::StrAppend(&veths, "link delete ", f[1], "\n");
     }
   }
+  if (DIR* d = opendir(kNetnsDir); d != nullptr) {
+    while (struct dirent* e = readdir(d)) {
+      if (SlotOf(e->d_name, "sf", "s") == slot) {
+        absl::StrAppend(&namespaces, "netns delete ", e->d_name, "\n");
+      }
+    }
+    closedir(d);
+  }
+  const std::string batch = veths + namespaces + bridge_line;
   // -force: one that fails does not stop the others.
   if (!batch.empty()) LogIfFailed("removing leftovers", Ip({"-force"}, batch));
   LogIfFailed("removing leftover rules",
@@ -371,10 +379,11 @@ absl::Status SandboxNetwork::TakeSlot() {
     if (slot >= slots) continue;
     FileLock lock(lock_path(slot), FileLock::Mode::kTry);
     if (!lock.held()) continue;  // a live process's
-    stagefarm::LogInfo(
-        "removing what a stopped process left in the "
-        "sandbox network",
-        {{"bridge", BridgeName(slot)}});
+    if (options_.log_cleanup) {
+      stagefarm::LogInfo(
+          "removing what a stopped process left in the sandbox network",
+          {{"bridge", BridgeName(slot)}});
+    }
     CleanSlot(slot, listing);
   }
   for (int slot = 0; slot < slots; ++slot) {
@@ -399,7 +408,9 @@ absl::Status SandboxNetwork::SetUp() {
                    ReadFileToString("/proc/sys/net/ipv4/ip_forward"));
   if (absl::StripAsciiWhitespace(forward) != "1") {
     RETURN_IF_ERROR(WriteStringToFile("/proc/sys/net/ipv4/ip_forward", "1\n"));
-    stagefarm::LogInfo("turned on IPv4 forwarding for sandbox networks", {});
+    if (options_.log_cleanup) {
+      stagefarm::LogInfo("turned on IPv4 forwarding for sandbox networks", {});
+    }
   }
   RETURN_IF_ERROR(Ip({}, absl::StrCat("link add ", bridge_,
                                       " type bridge\n"

@@ -62,6 +62,9 @@ struct SandboxNetworkOptions {
   std::vector<std::string> deny;
   // The host's resolver configuration, the sandboxes' is made from.
   std::string resolv_conf = "/etc/resolv.conf";
+  // Log removing what a stopped process left, and cleanup failures
+  // (daemons; a CLI command's output stays its own).
+  bool log_cleanup = false;
 };
 
 // One /24 of a pool.

@@ -187,6 +187,7 @@ class Worker : public WorkerDaemon {
     ro.private_network = f_.step_network != "host";
     ro.sandbox_network.pool = f_.sandbox_pool;
     ro.sandbox_network.deny = f_.sandbox_deny;
+    ro.sandbox_network.log_cleanup = true;
     for (absl::string_view target : absl::StrSplit(
              absl::StrCat(f_.scheduler, ",", f_.cas), ',', absl::SkipEmpty())) {
       for (std::string& a : AddressesOf(target)) {

@@ -66,7 +66,7 @@ bash "$H/build.sh" "$SF" >"$WORK/b2.log" 2>&1 || tail -5 "$WORK/b2.log"
 "$SF" build --progress quiet -f "$H/Dockerfile.multi" -t href-counter:multi \
   -o "type=docker,dest=$WORK/multi.tar" "$H" >"$WORK/b3.log" 2>&1 || tail -5 "$WORK/b3.log"
 for tag in build builder-pattern multi; do
-  check "href-counter:$tag counts the links" "$expected" "$("$SF" run "href-counter:$tag" "$url" 2>&1)"
+  check "href-counter:$tag counts the links" "$expected" "$("$SF" run --network host "href-counter:$tag" "$url" 2>&1)"
 done
 sdk=$(bytes_of href-counter:build); multi=$(bytes_of href-counter:multi)
 pattern=$(bytes_of href-counter:builder-pattern)
@@ -85,7 +85,7 @@ check "href-counter two platforms: the amd64 binary is x86-64" "62" \
   "$(od -An -tu2 -j18 -N2 "$WORK/mp/linux_amd64/app" 2>&1 | tr -d ' ')"
 for p in amd64 arm64; do
   check "href-counter two platforms: the $p image counts the links" "$expected" \
-    "$("$SF" run --platform "linux/$p" href-counter:multi-platform "$url" 2>&1)"
+    "$("$SF" run --network host --platform "linux/$p" href-counter:multi-platform "$url" 2>&1)"
 done
 "$SF" image export href-counter:multi-platform --platform linux/arm64 --format docker \
   -o "$WORK/multi-arm64.tar" 2>>"$WORK/b4.log"

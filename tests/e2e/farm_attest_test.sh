@@ -45,7 +45,7 @@ PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
 for w in w1 w2; do
   "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$w" --name "$w" \
-    --token-file "$WORK/token-workers" >"$WORK/$w.log" 2>&1 &
+    --token-file "$WORK/token-workers" --allow-insecure-entitlement network.host >"$WORK/$w.log" 2>&1 &
   PIDS+=($!)
 done
 if [ -z "$CAS" ] || [ -z "$SCHED" ]; then
@@ -135,8 +135,8 @@ check "... which verifies for its own image" "0" "$?"
 # The policy's default: no RUN step on the host's network.
 c4=$(new_ctx hostnet)
 printf 'FROM busybox\nRUN --network=host echo on the host network > /net\n' >"$c4/Dockerfile"
-as build --progress quiet --provenance=min -t hostnet:1 "$c4" >"$c4.out" 2>&1
-check "a farm build with RUN --network=host succeeds" "0" "$?"
+as build --progress quiet --provenance=min -t hostnet:1 --allow network.host "$c4" >"$c4.out" 2>&1
+check "a farm build with RUN --network=host (--allow network.host) succeeds" "0" "$?"
 echo '{}' >"$WORK/policy-empty.json"
 out=$(as attest verify hostnet:1 --key "$WORK/farm.pub" --policy "$WORK/policy-empty.json" 2>&1)
 check_contains "a policy refuses a host-network step by default" "policy: a RUN step used --network=host" "$out"

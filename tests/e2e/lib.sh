@@ -106,7 +106,9 @@ stop_private_dockerd() {
   fi
 }
 # The host's network interfaces, by name.
-host_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort | tr '\n' ' '; }
+# The host's links but stagefarm's own step networks (sfbrN, sfvNsK: made
+# and removed by every build, executor/sandbox_network.h).
+host_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -Ev '^sf(br[0-9]+|v[0-9]+s[0-9]+)$' | sort | tr '\n' ' '; }
 
 # Daemons a script starts: it adds their PIDs to PIDS (in the main shell,
 # not in a $(...) subshell) and traps e2e_cleanup, which stops them (each

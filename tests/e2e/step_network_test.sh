@@ -249,6 +249,13 @@ check "embedded: nothing reached" "" "$(printf '%s\n' "$out" | grep -o '| REACHE
 settle client
 check "embedded: no bridge, namespace or rule left after the build" "0 0" \
   "$(slot_of client | grep -c .) $(rules_in client)"
+# stagefarm run: its own network by default, as docker run; --network host
+# when asked.
+probe='if nc -w 3 127.0.0.1 8003 </dev/null >/dev/null 2>&1; then echo reached; else echo blocked; fi'
+check "run: the client's loopback is out of reach by default" "blocked" "$(sf run busybox sh -c "$probe" 2>&1)"
+check "run --network host: reachable" "reached" "$(sf run --network host busybox sh -c "$probe" 2>&1)"
+check "run --network none: only lo" "lo" \
+  "$(sf run --network none busybox sh -c "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '" 2>&1)"
 c=$(new_ctx local-host)
 printf 'FROM busybox\nRUN --network=host ip -4 -o addr show dev eth0 | awk "{print \\"host-address \\" \\$4}"\n' >"$c/Dockerfile"
 out=$(sf build --no-cache --progress plain "$c" 2>&1)
