@@ -150,13 +150,17 @@ absl::StatusOr<absl::flat_hash_set<std::string>> Needed(Local* local,
 
 }  // namespace
 
-std::string HumanBytes(int64_t bytes) {
+std::string HumanBytes(int64_t bytes, bool compact) {
   const char* units[] = {"B", "kB", "MB", "GB", "TB"};
   double v = static_cast<double>(bytes);
   int u = 0;
   while (v >= 1000 && u < 4) {
     v /= 1000;
     ++u;
+  }
+  if (compact) {
+    return u == 0 ? absl::StrCat(bytes, "B")
+                  : absl::StrFormat("%.3g%s", v, units[u]);
   }
   return u == 0 ? absl::StrCat(bytes, " B")
                 : absl::StrFormat("%.1f %s", v, units[u]);

@@ -50,8 +50,9 @@ absl::StatusOr<Pruned> Prune(Local* local, const PruneOptions& options);
 // for a malformed value.
 absl::StatusOr<Pruned> KeepBound(Local* local);
 
-// "12.3 MB" (powers of 1000, as docker system df prints).
-std::string HumanBytes(int64_t bytes);
+// "12.3 MB" (powers of 1000, as docker system df prints); `compact`:
+// "12.3MB" with three significant digits (image ls, as docker images).
+std::string HumanBytes(int64_t bytes, bool compact = false);
 
 }  // namespace stagefarm::cli
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/attestations.h"
+#include "cli/disk_usage.h"
 #include "cli/exit_status.h"
 #include "cli/farm_client.h"
 #include "cli/interrupt.h"
@@ -37,22 +38,6 @@
 #include "registry/reference.h"
 
 namespace stagefarm::cli {
-namespace {
-
-std::string HumanSize(int64_t bytes) {
-  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1000 && u < 4) {
-    v /= 1000;
-    ++u;
-  }
-  return u == 0 ? absl::StrCat(bytes, "B")
-                : absl::StrFormat("%.3g%s", v, units[u]);
-}
-
-}  // namespace
-
 namespace {
 
 // --platform of pull, run and image inspect|export: this machine's when
@@ -213,7 +198,8 @@ int ImageListCommand(const LocalOptions& local) {
   for (const auto& r : *records) {
     std::cout << absl::StrFormat("%-40s %-19s %-10s %-20s %s\n", r.name,
                                  "sha256:" + r.manifest.hash().substr(0, 12),
-                                 HumanSize(r.size), r.created,
+                                 HumanBytes(r.size, /*compact=*/true),
+                                 r.created,
                                  PlatformList((*l)->images(), r.manifest));
   }
   return 0;
