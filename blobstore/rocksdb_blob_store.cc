@@ -88,6 +88,11 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   // Bound memtable memory across column families: large uploads must not
   // grow the process.
   db_options.db_write_buffer_size = 64 << 20;
+  // A log is deleted only once every column family with writes in it has
+  // flushed: the small families (records, action cache) fill their
+  // memtables slowly and would keep the chunk family's logs, and the disk
+  // they take, for days. Past this much log they are flushed too.
+  db_options.max_total_wal_size = 64 << 20;
 
   // One block cache for all column families bounds read memory.
   rocksdb::BlockBasedTableOptions table;
@@ -285,6 +290,13 @@ absl::Status RocksDbBlobStore::Load() {
 
 absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync,
                                      bool disable_wal) {
+  // Refused before RocksDB sees a full disk (common/rocksdb_support.h).
+  rocksdb::Status room =
+      recovery_->CheckRoom(db_.get(), handles_, batch->GetDataSize());
+  if (!room.ok()) {
+    ++disk_full_errors_;
+    return FromRocks(room, "writing to the CAS database");
+  }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   wo.disableWAL = disable_wal;

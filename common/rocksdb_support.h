@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 
@@ -50,14 +51,35 @@ class DiskFullRecovery {
   // recovery: Resume() never returns after one in RocksDB 7.8) and only
   // when the volume has room for the memtables Resume() flushes.
   bool TryResume(rocksdb::DB* db);
+  // Whether the volume has room for a write of `bytes` and then for
+  // flushing every memtable (their size and 4 MiB); NoSpace saying what is
+  // free when not. When the write does not fit, `cfs` (the database's
+  // column families) are flushed first when the memtables fit: that frees
+  // the logs that hold them, so the disk fills up to the margin (a flush
+  // already running is waited for, a second at most). Writes refused here
+  // keep the database out of RocksDB's disk-full state, from which RocksDB
+  // 7.8 does not always come back on its own (a log write that failed
+  // after a failed flush leaves nobody to recover it). Exact near a full
+  // disk, looked at every 100 ms when there is plenty of room.
+  rocksdb::Status CheckRoom(
+      rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+      uint64_t bytes);
 
   class Listener;
 
  private:
+  // What the volume has free, and what flushing the memtables needs.
+  uint64_t FreeBytes() const;
+  static uint64_t FlushReserve(rocksdb::DB* db);
+  rocksdb::Status NoRoom(uint64_t free_bytes, uint64_t bytes,
+                         uint64_t reserve) const;
+
   std::string dir_;
+  std::atomic<int64_t> roomy_until_ns_{0};
   std::shared_ptr<Listener> listener_;
   std::atomic<int64_t> last_try_ns_{0};
-  absl::Mutex mu_;  // one Resume() at a time
+  absl::Mutex mu_;        // one Resume() at a time
+  absl::Mutex flush_mu_;  // one flush for room at a time
 };
 
 }  // namespace stagefarm
