@@ -51,8 +51,7 @@ using internal::ArchiveWriter;
 using internal::Fd;
 using internal::kIoBufferSize;
 using internal::kOpaqueMarker;
-using internal::kOpaqueXattr;
-using internal::kOverlayXattrPrefix;
+using internal::kOverlayXattrPrefixes;
 using internal::kWhiteoutMetaPrefix;
 using internal::kWhiteoutPrefix;
 using internal::LayerStream;
@@ -200,7 +199,8 @@ absl::Status ApplyWhiteout(int root_fd, const std::vector<std::string>& parts,
   ASSIGN_OR_RETURN(Fd parent, OpenParents(root_fd, parts, parts.size() - 1,
                                           entry, /*create=*/true));
   if (base == kOpaqueMarker) {
-    if (fsetxattr(parent.get(), kOpaqueXattr, "y", 1, 0) != 0) {
+    static const std::string opaque = OverlayXattrPrefix() + "opaque";
+    if (fsetxattr(parent.get(), opaque.c_str(), "y", 1, 0) != 0) {
       return ErrnoStatus(errno, "marking opaque for layer entry",
                          Quoted(entry));
     }
@@ -232,7 +232,11 @@ void FilterXattrs(archive_entry* e) {
   const void* value;
   size_t size;
   while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-    if (absl::StartsWith(name, kOverlayXattrPrefix)) {
+    bool overlay = false;
+    for (absl::string_view prefix : kOverlayXattrPrefixes) {
+      overlay |= absl::StartsWith(name, prefix);
+    }
+    if (overlay) {
       dropped = true;
       continue;
     }

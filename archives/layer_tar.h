@@ -2,7 +2,8 @@
 //
 // WriteLayer turns a directory holding one step's changes in overlayfs upper
 // format (whiteouts as 0:0 character devices, opaque directories marked with
-// the trusted.overlay.opaque xattr) into an OCI layer: a tar stream with
+// the overlay.opaque xattr, see OverlayXattrPrefix) into an OCI layer: a tar
+// stream with
 // `.wh.NAME` and `.wh..wh..opq` entries, entries in sorted order (each
 // directory's names by byte order, a directory before its contents), hard
 // links kept as hard links, numeric owners only (no user or group names),
@@ -31,6 +32,12 @@
 #include "common/digest.h"
 
 namespace stagefarm::archives {
+
+// Where overlayfs keeps its metadata (opaque marks): "trusted.overlay." for
+// the machine's root; in a user namespace (rootless) overlay is mounted with
+// the userxattr option (snapshot/) and keeps it under "user.overlay.".
+bool OverlayUsesUserXattrs();
+std::string OverlayXattrPrefix();
 
 inline constexpr char kMediaTypeLayerGzip[] =
     "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -40,6 +40,7 @@
 #include "common/errno_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/user_namespace.h"
 
 // Writing layers: a directory's tree as a sorted tar (WriteLayer), and a
 // tar compressed (CompressLayer).
@@ -58,7 +59,6 @@ using internal::JoinRel;
 using internal::kCapabilityXattr;
 using internal::kIoBufferSize;
 using internal::kOpaqueMarker;
-using internal::kOpaqueXattr;
 using internal::kWhiteoutPrefix;
 using internal::ListDir;
 using internal::ReadLink;
@@ -73,7 +73,8 @@ class LayerWriter {
         options_(options),
         root_(std::move(root)),
         entry_(archive_entry_new()),
-        buffer_(kIoBufferSize) {}
+        buffer_(kIoBufferSize),
+        opaque_xattr_(OverlayXattrPrefix() + "opaque") {}
 
   // Writes the contents of directory `rel` ("" for the root), recursively.
   absl::Status WriteTree(const std::string& rel) {
@@ -190,7 +191,7 @@ class LayerWriter {
         RETURN_IF_ERROR(WriteHeader(rel));
         RETURN_IF_ERROR(FinishEntry(rel));
         ASSIGN_OR_RETURN(std::optional<std::string> opaque,
-                         GetXattr(full, kOpaqueXattr));
+                         GetXattr(full, opaque_xattr_.c_str()));
         if (opaque.has_value() && *opaque == "y") {
           RETURN_IF_ERROR(WriteMarker(JoinRel(rel, kOpaqueMarker), mtime));
         }
@@ -264,9 +265,16 @@ class LayerWriter {
   std::vector<char> buffer_;
   absl::flat_hash_map<std::pair<dev_t, ino_t>, std::string> first_link_;
   int64_t entries_ = 0;
+  const std::string opaque_xattr_;
 };
 
 }  // namespace
+
+bool OverlayUsesUserXattrs() { return InUserNamespace(); }
+
+std::string OverlayXattrPrefix() {
+  return OverlayUsesUserXattrs() ? "user.overlay." : "trusted.overlay.";
+}
 
 absl::StatusOr<LayerBlob> WriteLayer(const std::string& dir,
                                      const LayerOptions& options,

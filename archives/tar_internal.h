@@ -32,8 +32,10 @@ constexpr absl::string_view kWhiteoutPrefix = ".wh.";
 // aufs metadata entries (".wh..wh.plnk" and friends) share this prefix.
 constexpr absl::string_view kWhiteoutMetaPrefix = ".wh..wh.";
 constexpr absl::string_view kOpaqueMarker = ".wh..wh..opq";
-constexpr char kOpaqueXattr[] = "trusted.overlay.opaque";
-constexpr absl::string_view kOverlayXattrPrefix = "trusted.overlay.";
+// Both namespaces overlayfs may keep its metadata in (layer_tar.h's
+// OverlayXattrPrefix says which one this process's mounts use).
+constexpr absl::string_view kOverlayXattrPrefixes[] = {"trusted.overlay.",
+                                                       "user.overlay."};
 constexpr char kCapabilityXattr[] = "security.capability";
 constexpr size_t kIoBufferSize = 256 * 1024;
 

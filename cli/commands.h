@@ -25,6 +25,11 @@ struct Command {
   // It works on images: without --cas, a --server farm's CAS is looked up
   // first.
   bool uses_store = false;
+  // It may run steps or change $STAGEFARM_HOME's snapshots (so may every
+  // command that uses the store): run by an ordinary user without
+  // --server, it runs in a user namespace of its own
+  // (executor/rootless.h).
+  bool local_engine = false;
 };
 using Commands = std::vector<Command>;
 

@@ -10,6 +10,7 @@
 #include "cli/farm_client.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
+#include "executor/rootless.h"
 
 namespace stagefarm::cli {
 
@@ -119,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   ro.force_no_network = o.force_no_network;
   ro.default_memory_bytes = o.memory_bytes;
   ro.default_pids_limit = o.pids_limit;
+  ro.rootless = stagefarm::InUserNamespace();
   ASSIGN_OR_RETURN(l->executor_, executor::RuncExecutor::Create(ro));
   engine::EngineOptions eo;
   eo.ns = kNamespace;

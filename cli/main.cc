@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/farm_client.h"
 #include "common/tls.h"
+#include "executor/rootless.h"
 
 int main(int argc, char** argv) {
   using namespace stagefarm;
@@ -39,6 +40,13 @@ int main(int argc, char** argv) {
   }
   for (const cli::Command& c : commands) {
     if (!c.app->parsed()) continue;
+    if ((c.uses_store || c.local_engine) && local.server.empty()) {
+      // An ordinary user's engine runs in a user namespace of its own.
+      if (absl::Status s = executor::EnterUserNamespace(argv); !s.ok()) {
+        std::cerr << "error: " << s.message() << "\n";
+        return cli::kFailure;
+      }
+    }
     if (c.uses_store && !local.server.empty() && local.cas_address.empty()) {
       // Only the scheduler given: its CAS holds the farm's images.
       auto cas = cli::FarmCas(local.server);

@@ -73,7 +73,8 @@ void AddSystemCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   system->require_subcommand(1);
   CLI::App* df = system->add_subcommand(
       "df", "what blobs, tagged images, snapshots and cache mounts use");
-  out->push_back({df, [local] { return DfCommand(*local); }});
+  out->push_back({df, [local] { return DfCommand(*local); },
+                  /*uses_store=*/false, /*local_engine=*/true});
   CLI::App* prune = app->add_subcommand(
       "prune",
       "free the local store: snapshots and blobs no tagged image needs, "
@@ -84,8 +85,9 @@ void AddSystemCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       ->add_option("--keep-bytes", flags->keep_bytes,
                    "stop once everything fits in this many bytes")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
-  out->push_back(
-      {prune, [local, flags] { return PruneCommand(*local, *flags); }});
+  out->push_back({prune,
+                  [local, flags] { return PruneCommand(*local, *flags); },
+                  /*uses_store=*/false, /*local_engine=*/true});
 }
 
 }  // namespace stagefarm::cli

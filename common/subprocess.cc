@@ -32,12 +32,13 @@ std::string NotFoundMessage(const std::string& binary,
                       package.empty() ? name : package, " package");
 }
 
-// Like Spawn, with stdin from `stdin_fd` when it is not -1, and `keep_fd`
-// as descriptor 3 when it is not -1. `detached`: output to /dev/null, no
+// Like Spawn, with stdin from `stdin_fd` when it is not -1, and `keep_fds`
+// as descriptors 3, 4, ... `detached`: output to /dev/null, no
 // pipe (Child::output_fd is -1).
 absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
                                      const std::vector<std::string>& args,
-                                     int stdin_fd, int keep_fd = -1,
+                                     int stdin_fd,
+                                     const std::vector<int>& keep_fds = {},
                                      bool detached = false,
                                      const std::vector<std::string>& env = {}) {
   int fds[2] = {-1, -1};
@@ -60,7 +61,10 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
   }
-  if (keep_fd >= 0) posix_spawn_file_actions_adddup2(&actions, keep_fd, 3);
+  for (size_t i = 0; i < keep_fds.size(); ++i) {
+    posix_spawn_file_actions_adddup2(&actions, keep_fds[i],
+                                     3 + static_cast<int>(i));
+  }
 
   // Ignored signals survive exec: the child must not inherit the caller's
   // dispositions (a server often ignores SIGPIPE) or its mask.
@@ -125,13 +129,16 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
 }  // namespace
 
 absl::StatusOr<Child> Spawn(const std::string& binary,
-                            const std::vector<std::string>& args) {
-  return SpawnWithInput(binary, args, -1);
+                            const std::vector<std::string>& args,
+                            const std::vector<int>& keep_fds) {
+  return SpawnWithInput(binary, args, -1, keep_fds);
 }
 
 absl::Status StartDetached(const std::string& binary,
                            const std::vector<std::string>& args, int keep_fd) {
-  ASSIGN_OR_RETURN(Child child, SpawnWithInput(binary, args, -1, keep_fd,
+  std::vector<int> keep;
+  if (keep_fd >= 0) keep.push_back(keep_fd);
+  ASSIGN_OR_RETURN(Child child, SpawnWithInput(binary, args, -1, keep,
                                                /*detached=*/true));
   std::thread([pid = child.pid] {
     int status = 0;
@@ -184,7 +191,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::string& binary,
     close(in[1]);
   }
   absl::StatusOr<Child> spawned =
-      SpawnWithInput(binary, args, in[0], -1, false, env);
+      SpawnWithInput(binary, args, in[0], {}, false, env);
   if (in[0] >= 0) close(in[0]);
   RETURN_IF_ERROR(spawned.status());
   Child child = *spawned;

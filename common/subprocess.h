@@ -22,11 +22,13 @@ struct Child {
   int output_fd = -1;
 };
 
-// Starts `binary` (a path) with `args` (argv[1..]); its stdin is /dev/null.
-// FAILED_PRECONDITION "NAME not found: install the NAME package" when the
-// binary does not exist.
+// Starts `binary` (a path) with `args` (argv[1..]); its stdin is /dev/null,
+// and `keep_fds` are open in it as descriptors 3, 4, ... (pipes it talks
+// on). FAILED_PRECONDITION "NAME not found: install the NAME package" when
+// the binary does not exist.
 absl::StatusOr<Child> Spawn(const std::string& binary,
-                            const std::vector<std::string>& args);
+                            const std::vector<std::string>& args,
+                            const std::vector<int>& keep_fds = {});
 
 struct CommandResult {
   int exit_code = 0;  // 128 + signal when killed by one

@@ -29,6 +29,7 @@
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "executor/seccomp_profile.h"
+#include "executor/slirp_network.h"
 
 namespace stagefarm::executor {
 namespace {
@@ -98,11 +99,24 @@ json DefaultMounts() {
             {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
   mounts.push_back(
       Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
-  mounts.push_back(
-      Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
-  mounts.push_back(Mount("/sys/fs/cgroup", "cgroup", "cgroup",
-                         {"nosuid", "noexec", "nodev", "relatime", "ro"}));
   return mounts;
+}
+
+// /sys, and its cgroups where the process may mount them. A sysfs mount
+// needs the network namespace's owner: a rootless step on the host's
+// network gets the host's /sys bound instead.
+void AddSysMounts(bool rootless, bool own_network, json* mounts) {
+  if (rootless && !own_network) {
+    mounts->push_back(Mount("/sys", "bind", "/sys",
+                            {"rbind", "nosuid", "noexec", "nodev", "ro"}));
+    return;
+  }
+  mounts->push_back(
+      Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
+  if (!rootless) {
+    mounts->push_back(Mount("/sys/fs/cgroup", "cgroup", "cgroup",
+                            {"nosuid", "noexec", "nodev", "relatime", "ro"}));
+  }
 }
 
 absl::StatusOr<json> UserMount(const ExecMount& m) {
@@ -310,6 +324,7 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
     return absl::InvalidArgumentError("a sandboxed network needs a namespace");
   }
   json mounts = DefaultMounts();
+  AddSysMounts(options.rootless, network != Network::kHost, &mounts);
   if (network != Network::kNone) {
     mounts.push_back(Mount("/etc/resolv.conf", "bind",
                            absl::StrCat(bundle, "/resolv.conf"),
@@ -334,22 +349,34 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
   }
   linux["namespaces"] = std::move(namespaces);
 
-  json resources;
-  // Deny all devices; runc adds its defaults (null, zero, full, tty,
-  // random, urandom, the pty devices).
-  resources["devices"] = json::array({{{"allow", false}, {"access", "rwm"}}});
   const int64_t memory =
       spec.memory_bytes > 0 ? spec.memory_bytes : options.default_memory_bytes;
-  if (memory > 0) resources["memory"] = {{"limit", memory}};
   const int64_t pids =
       spec.pids_limit > 0 ? spec.pids_limit : options.default_pids_limit;
-  if (pids > 0) resources["pids"] = {{"limit", pids}};
-  linux["resources"] = std::move(resources);
+  if (options.rootless) {
+    // No cgroup to put the container in: runc makes none, and a limit
+    // cannot be kept.
+    if (memory > 0 || pids > 0) {
+      return absl::FailedPreconditionError(
+          "memory and pids limits need cgroups, which an engine running "
+          "without root cannot set");
+    }
+  } else {
+    json resources;
+    // Deny all devices; runc adds its defaults (null, zero, full, tty,
+    // random, urandom, the pty devices).
+    resources["devices"] = json::array({{{"allow", false}, {"access", "rwm"}}});
+    if (memory > 0) resources["memory"] = {{"limit", memory}};
+    if (pids > 0) resources["pids"] = {{"limit", pids}};
+    linux["resources"] = std::move(resources);
 
-  std::string parent = options.cgroup_parent;
-  while (!parent.empty() && parent.back() == '/') parent.pop_back();
-  if (!parent.empty() && parent[0] != '/') parent.insert(parent.begin(), '/');
-  linux["cgroupsPath"] = absl::StrCat(parent, "/", id);
+    std::string parent = options.cgroup_parent;
+    while (!parent.empty() && parent.back() == '/') parent.pop_back();
+    if (!parent.empty() && parent[0] != '/') {
+      parent.insert(parent.begin(), '/');
+    }
+    linux["cgroupsPath"] = absl::StrCat(parent, "/", id);
+  }
 
   json masked = json::array();
   for (const char* path : kMaskedPaths) masked.push_back(path);
@@ -392,7 +419,10 @@ absl::StatusOr<SandboxNetwork*> RuncExecutor::SandboxNet() {
 }
 
 void RuncExecutor::WillRunSandboxed() {
-  if (!options_.private_network || options_.force_no_network) return;
+  if (!options_.private_network || options_.force_no_network ||
+      options_.rootless) {
+    return;
+  }
   absl::MutexLock lock(&network_mu_);
   if (network_ != nullptr || preparing_.valid()) return;
   preparing_ = std::async(std::launch::async, [options = options_] {
@@ -404,6 +434,8 @@ absl::Status RuncExecutor::PrepareNetwork() {
   if (!options_.private_network || options_.force_no_network) {
     return absl::OkStatus();
   }
+  // Rootless: a slirp4netns for each step, nothing to make ahead.
+  if (options_.rootless) return FindProgram("slirp4netns").status();
   return SandboxNet().status();
 }
 
@@ -447,19 +479,26 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
 
   // Declared after the bundle's cleanup: the namespace goes first.
   std::unique_ptr<SandboxNetwork::Attachment> attachment;
+  std::unique_ptr<SlirpAttachment> slirp;
+  std::string netns_path;
   const Network network = EffectiveNetwork(spec, options_);
   std::string resolv;
-  if (network == Network::kSandbox) {
+  if (network == Network::kSandbox && options_.rootless) {
+    ASSIGN_OR_RETURN(std::string host,
+                     ReadFileIfExists(options_.sandbox_network.resolv_conf));
+    resolv = SandboxResolvConf(host);
+    ASSIGN_OR_RETURN(slirp, SlirpAttachment::Create(bundle));
+    netns_path = slirp->netns_path();
+  } else if (network == Network::kSandbox) {
     ASSIGN_OR_RETURN(SandboxNetwork * net, SandboxNet());
     ASSIGN_OR_RETURN(resolv, net->ResolvConf());
     ASSIGN_OR_RETURN(attachment, net->Attach());
+    netns_path = attachment->netns_path();
   } else if (network == Network::kHost) {
     ASSIGN_OR_RETURN(resolv, ReadFileIfExists("/etc/resolv.conf"));
   }
-  ASSIGN_OR_RETURN(
-      json config,
-      MakeRuntimeSpec(resolved, options_, bundle,
-                      attachment != nullptr ? attachment->netns_path() : ""));
+  ASSIGN_OR_RETURN(json config,
+                   MakeRuntimeSpec(resolved, options_, bundle, netns_path));
   RETURN_IF_ERROR(WriteFile(bundle + "/config.json", config.dump(1, '\t')));
   if (network != Network::kNone) {
     RETURN_IF_ERROR(WriteFile(bundle + "/resolv.conf", resolv));

@@ -70,6 +70,11 @@ struct RuncOptions {
   int64_t default_pids_limit = 0;
   // Containers' cgroups are made at CGROUP_PARENT/ID in each controller.
   std::string cgroup_parent = "/stagefarm";
+  // The process is root of a user namespace, not of the machine
+  // (executor/rootless.h): containers get no cgroups (memory and pids
+  // limits are refused), a step on the host's network sees the host's
+  // /sys bound read-only, and a private network comes from slirp4netns.
+  bool rootless = false;
 };
 
 // The OCI runtime spec (config.json) for `spec` in `bundle_dir`, whose last

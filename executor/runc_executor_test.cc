@@ -353,6 +353,31 @@ TEST(MakeRuntimeSpecTest, CgroupsPathUsesBundleName) {
   EXPECT_EQ((*other)["linux"]["cgroupsPath"], "/builds/sf-9-9-xyz");
 }
 
+TEST(MakeRuntimeSpecTest, RootlessHasNoCgroupsAndBindsSysOnTheHostNetwork) {
+  RuncOptions options;
+  options.rootless = true;
+  json config = MustSpec(BaseSpec(), options);
+  EXPECT_FALSE(config["linux"].contains("cgroupsPath"));
+  EXPECT_FALSE(config["linux"].contains("resources"));
+  EXPECT_EQ(FindMount(config, "/sys/fs/cgroup"), nullptr);
+  ASSERT_NE(FindMount(config, "/sys"), nullptr);
+  EXPECT_EQ((*FindMount(config, "/sys"))["type"], "sysfs");
+
+  ExecSpec host = BaseSpec();
+  host.network = Network::kHost;
+  json on_host = MustSpec(host, options);
+  ASSERT_NE(FindMount(on_host, "/sys"), nullptr);
+  EXPECT_EQ((*FindMount(on_host, "/sys"))["type"], "bind");
+  EXPECT_THAT(Strings((*FindMount(on_host, "/sys"))["options"]),
+              Contains("ro"));
+
+  options.default_pids_limit = 100;
+  EXPECT_EQ(MakeRuntimeSpec(BaseSpec(), options, kBundle, "/run/netns/x")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(MakeRuntimeSpecTest, Seccomp) {
   json config = MustSpec(BaseSpec());
   const json& seccomp = config["linux"]["seccomp"];

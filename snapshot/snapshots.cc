@@ -274,8 +274,13 @@ absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(
     absl::StrAppend(&options, ",upperdir=", upper, ",workdir=", work);
   }
   // Plain copy-up semantics, so the upper dir is a complete diff: no
-  // metadata-only copies, no directory-rename redirects, no index.
-  absl::StrAppend(&options, ",index=off,redirect_dir=off,metacopy=off");
+  // metadata-only copies, no directory-rename redirects (nofollow: none
+  // made, none followed; "off" is refused in a user namespace), no index.
+  absl::StrAppend(&options, ",index=off,redirect_dir=nofollow,metacopy=off");
+  // In a user namespace overlayfs may keep its metadata only in user.*
+  // xattrs (archives::OverlayXattrPrefix).
+  if (archives::OverlayUsesUserXattrs())
+    absl::StrAppend(&options, ",userxattr");
   if (options.size() >= 4000) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "too many layers (", lowers.size(),

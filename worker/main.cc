@@ -13,11 +13,13 @@
 #include "absl/strings/str_join.h"
 #include "common/daemon.h"
 #include "common/fs_util.h"
+#include "executor/rootless.h"
 #include "platform/emulation.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
   using namespace stagefarm::worker;
+  namespace executor = stagefarm::executor;
   CLI::App app{"stagefarm-worker: runs build stages for a farm scheduler"};
   WorkerFlags f;
   stagefarm::DaemonFlags daemon_flags;
@@ -61,7 +63,33 @@ int main(int argc, char** argv) {
                  "(repeatable)")
       ->check(CLI::IsMember({"network.host"}))
       ->allow_extra_args(false);
+  bool rootless = false;
+  app.add_flag("--rootless", rootless,
+               "run as an ordinary user: in a user namespace mapped to the "
+               "user's subordinate ids, steps in rootless runc, their "
+               "network through slirp4netns (no cgroups: no memory or pids "
+               "limits; no --sandbox-deny)");
   CLI11_PARSE(app, argc, argv);
+  if (rootless && geteuid() == 0 && !stagefarm::InUserNamespace()) {
+    std::cerr << "stagefarm-worker: --rootless is for an ordinary user; "
+                 "start it as one (root runs without it)\n";
+    return 2;
+  }
+  if (!rootless && geteuid() != 0) {
+    std::cerr << "stagefarm-worker: runs as root, or as an ordinary user "
+                 "with --rootless\n";
+    return 2;
+  }
+  if (rootless && !f.sandbox_deny.empty()) {
+    std::cerr << "stagefarm-worker: --sandbox-deny needs iptables, which a "
+                 "rootless worker cannot set\n";
+    return 2;
+  }
+  if (absl::Status s = executor::EnterUserNamespace(argv); !s.ok()) {
+    std::cerr << "stagefarm-worker: " << s.message() << "\n";
+    return 2;
+  }
+  f.rootless = stagefarm::InUserNamespace();
   f.permit_host_network = !entitlements.empty();
   absl::StatusOr<stagefarm::platform::Offered> offered =
       stagefarm::platform::Offer(platforms);

@@ -116,10 +116,24 @@ class Worker : public WorkerDaemon {
     ro.sandbox_network.pool = f_.sandbox_pool;
     ro.sandbox_network.deny = f_.sandbox_deny;
     ro.sandbox_network.log_cleanup = true;
+    ro.rootless = f_.rootless;
     for (absl::string_view target : absl::StrSplit(
              absl::StrCat(f_.scheduler, ",", f_.cas), ',', absl::SkipEmpty())) {
       for (std::string& a : AddressesOf(target)) {
         ro.sandbox_network.deny.push_back(std::move(a));
+      }
+    }
+    if (f_.rootless && ro.private_network) {
+      // slirp4netns keeps the host's loopback out of reach, and nothing
+      // else: a scheduler or CAS on another address stays reachable.
+      for (const std::string& a : ro.sandbox_network.deny) {
+        if (!absl::StartsWith(a, "127.") && a != "::1") {
+          stagefarm::Log(
+              "warn",
+              absl::StrCat("rootless: RUN steps can reach ", a,
+                           " (the scheduler's or the CAS's; only loopback "
+                           "addresses are out of their reach)"));
+        }
       }
     }
     ASSIGN_OR_RETURN(std::unique_ptr<executor::RuncExecutor> runc,

@@ -35,6 +35,9 @@ struct WorkerFlags {
   // machines without iptables). Sandboxes never reach the scheduler's and
   // the CAS's addresses, nor those in `sandbox_deny`.
   std::string step_network = "private";
+  // Runs as root of a user namespace (executor/rootless.h): steps in
+  // rootless runc, their private network through slirp4netns.
+  bool rootless = false;
   std::string sandbox_pool = "10.213.0.0/16";
   std::vector<std::string> sandbox_deny;
   // RUN --network=host runs when the build has the network.host
