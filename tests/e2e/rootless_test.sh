@@ -103,6 +103,10 @@ check_contains "rootless: a RUN has a loopback of its own" "no loopback" "$out"
 printf 'FROM busybox\nRUN --network=none wget -q -T 3 -O- http://10.231.7.2:8000/ || echo "no network"\n' >"$n/Dockerfile"
 out=$(as_user "$RSF" build --progress plain --no-cache "$n" 2>&1)
 check_contains "rootless: --network=none has no network" "no network" "$out"
+printf 'FROM busybox\nRUN --network=host wget -q -O- http://10.231.7.2:8000/ && ls /sys/class/net\n' >"$n/Dockerfile"
+out=$(as_user "$RSF" build --progress plain --no-cache --allow network.host "$n" 2>&1)
+check_contains "rootless: --network=host reaches the outside" "hello from outside" "$out"
+check_contains "rootless: --network=host sees the host's /sys" "eth0" "$out"
 check "rootless: no slirp4netns is left running" "0" "$(pgrep -u "$RL" -c slirp4netns)"
 
 # --- a rootless worker in a farm ---------------------------------------------------------

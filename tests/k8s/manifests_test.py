@@ -9,6 +9,7 @@ into the mounted Secret; the HPA scales a Deployment on a metric the
 scheduler really serves (scraped from a running scheduler); and, when
 kubectl is installed, kustomize renders the whole.
 Usage: manifests_test.py ROOT BIN_DIR. Prints PASS/FAIL lines."""
+import json
 import os
 import re
 import shutil
@@ -53,7 +54,8 @@ for res in kust.get("resources", []):
 config = {}
 for gen in kust.get("configMapGenerator", []):
     keys = {}
-    for env in gen.get("envs", []):
+    envs = gen.get("envs", []) + ([gen["env"]] if "env" in gen else [])
+    for env in envs:
         for line in open(os.path.join(BASE, env)):
             line = line.strip()
             if line and not line.startswith("#"):
@@ -212,23 +214,87 @@ finally:
     proc.terminate()
     proc.wait()
 
+# --- rendering (kubectl kustomize) and Kubernetes' own schemas ---------------
+# The overlays render from a copy of k8s/ (with placeholder TLS files), so
+# nothing is written into the tree.
 kubectl = shutil.which("kubectl")
+node = shutil.which("node")
+MODELS = os.environ.get("STAGEFARM_K8S_MODELS",
+                        os.path.expanduser("~/.cache/stagefarm/kubernetes-models"))
+check("kubectl is installed (kubectl kustomize renders the manifests)", kubectl is not None,
+      "install kubernetes-client")
+rendered = {}
 if kubectl:
-    tls = os.path.join(BASE, "tls")
-    made = not os.path.exists(tls)
-    if made:
-        os.makedirs(tls)
-        for f in ("ca.crt", "stagefarm.crt", "stagefarm.key"):
-            open(os.path.join(tls, f), "w").write("placeholder\n")
-    try:
-        out = subprocess.run([kubectl, "kustomize", BASE], capture_output=True, text=True)
-        rendered = [d for d in yaml.safe_load_all(out.stdout) if d] if out.returncode == 0 else []
-        check("kubectl kustomize renders the base (%d objects)" % len(rendered),
-              out.returncode == 0 and len(rendered) >= len(docs) + 2, out.stderr[:300])
-    finally:
-        if made:
-            shutil.rmtree(tls)
-else:
-    print("k8s: kubectl is not installed; the kustomize rendering was not checked")
+    copy = os.path.join(work, "k8s")
+    shutil.copytree(os.path.join(ROOT, "k8s"), copy)
+    tls = os.path.join(copy, "base", "tls")
+    os.makedirs(tls, exist_ok=True)
+    for f in ("ca.crt", "stagefarm.crt", "stagefarm.key"):
+        open(os.path.join(tls, f), "w").write("placeholder\n")
+    for variant in ("base", "rootless"):
+        out = subprocess.run([kubectl, "kustomize", os.path.join(copy, variant)],
+                             capture_output=True, text=True)
+        objs = [d for d in yaml.safe_load_all(out.stdout) if d] if out.returncode == 0 else []
+        check("kubectl kustomize renders k8s/%s (%d objects)" % (variant, len(objs)),
+              out.returncode == 0 and len(objs) >= len(docs) + 2, out.stderr[:300])
+        rendered[variant] = objs
+
+
+def worker_of(objs):
+    for d in objs:
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "stagefarm-worker":
+            return d
+    return None
+
+
+if "rootless" in rendered:
+    w = worker_of(rendered["rootless"])
+    pod = (w or {}).get("spec", {}).get("template", {}).get("spec", {})
+    c = next((c for c in pod.get("containers", []) if c["name"] == "worker"), {})
+    sc, psc = c.get("securityContext", {}), pod.get("securityContext", {})
+    check("rootless: the worker's container is not privileged",
+          w is not None and sc.get("privileged") is False, str(sc))
+    check("rootless: the worker runs as an ordinary user",
+          psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, str(psc))
+    args = c.get("args", [])
+    unknown = [a for a in args if a.startswith("--") and
+               a.split("=", 1)[0] not in flags_of("stagefarm-worker")]
+    check("rootless: the worker is given --rootless and flags it accepts",
+          "--rootless" in args and not unknown, str(unknown or args))
+    check("rootless: no --sandbox-deny (a rootless worker refuses it)",
+          not any(a.startswith("--sandbox-deny") for a in args), str(args))
+    base_w = worker_of(rendered.get("base", []))
+    check("base: the worker is privileged (runc as the machine's root)",
+          base_w is not None and base_w["spec"]["template"]["spec"]["containers"][0]
+          .get("securityContext", {}).get("privileged") is True)
+
+models_ok = node is not None and os.path.isfile(
+    os.path.join(MODELS, "node_modules", "kubernetes-models", "package.json"))
+check("kubernetes-models is installed (tests/k8s/manifests_test.sh installs it)", models_ok,
+      "node or %s missing" % MODELS)
+
+
+def validate(objs):
+    f = os.path.join(work, "objects.json")
+    json.dump(objs, open(f, "w"))
+    out = subprocess.run([node, os.path.join(ROOT, "tests", "k8s", "validate_models.mjs"),
+                          MODELS, f], capture_output=True, text=True)
+    return out.stdout.splitlines() + (["error " + out.stderr[:300]] if out.returncode else [])
+
+
+if models_ok and rendered:
+    for variant, objs in rendered.items():
+        for line in validate(objs):
+            verdict, _, rest = line.partition(" ")
+            check("k8s/%s: %s valid against Kubernetes' schemas" % (variant, rest.split(":")[0]),
+                  verdict == "ok", line)
+    # The validator sees a wrong type: a privileged flag given as a string.
+    if "rootless" in rendered:
+        bad = json.loads(json.dumps(worker_of(rendered["rootless"])))
+        bad["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = "yes"
+        lines = validate([bad])
+        check("the schema validation refuses a wrong type",
+              len(lines) == 1 and lines[0].startswith("invalid") and "privileged" in lines[0],
+              str(lines))
 shutil.rmtree(work)
 sys.exit(1 if failed else 0)
