@@ -485,12 +485,6 @@ int BuildCommand(const LocalOptions& local, const BuildFlags& flags) {
         "--server needs the farm's CAS: pass --cas HOST:PORT or set "
         "STAGEFARM_CAS"));
   }
-  if (!server.empty() && !req->ssh.empty()) {
-    return Fail(absl::UnimplementedError(
-        "--ssh is not supported on a farm yet (the agent would have to be "
-        "forwarded to a worker); build on this machine for steps that need "
-        "it"));
-  }
   InstallSignalHandlers();
   std::unique_ptr<Progress> progress = MakeProgress(flags.progress, stderr);
   std::vector<engine::BuildResult> results;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "cli/ssh_forward.h"
 #include "common/channel.h"
 #include "common/clock.h"
 #include "common/grpc_status.h"
@@ -111,6 +112,9 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
     }
     (*spec.mutable_secrets())[id] = std::move(bytes);
   }
+  // The agents' ids go with the build; the agents stay here, served
+  // while the build runs (SshAgentServer).
+  for (const auto& [id, path] : request.ssh) spec.add_ssh_ids(id);
   farmapi::ToSpec(request, &spec);
   spec.set_instance_name(store->client()->instance_name());
   spec.set_provenance(options.provenance);
@@ -124,6 +128,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
 
   auto stub = v1::Scheduler::NewStub(FarmChannel(options.server));
   std::string build_id;
+  std::unique_ptr<SshAgentServer> ssh;
   size_t seen = 0;  // events relayed (a reattached stream starts over)
   v1::BuildUpdate last;
   bool finished = false;
@@ -149,6 +154,10 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
     size_t index = 0;
     while (stream->Read(&update)) {
       if (build_id.empty()) build_id = update.build_id();
+      if (ssh == nullptr && !request.ssh.empty() && !build_id.empty()) {
+        ssh =
+            std::make_unique<SshAgentServer>(stub.get(), build_id, request.ssh);
+      }
       for (const v1::Event& e : update.events()) {
         if (index++ < seen) continue;
         ++seen;

@@ -41,6 +41,7 @@
 #include "common/tenants.h"
 #include "scheduler/build_state.h"
 #include "scheduler/image_index.h"
+#include "scheduler/ssh_relay.h"
 #include "scheduler/stage_queue.h"
 #include "scheduler/state_store.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
@@ -115,6 +116,13 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status LockCache(grpc::ServerContext* context,
                          const v1::LockCacheRequest* request,
                          v1::LockCacheResponse* response) override;
+  // ssh_service.cc
+  grpc::Status SshAgent(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream) override;
+  grpc::Status ServeSsh(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream) override;
   grpc::Status ListBuilds(grpc::ServerContext* context,
                           const v1::ListBuildsRequest* request,
                           v1::ListBuildsResponse* response) override;
@@ -230,6 +238,7 @@ class SchedulerService final : public v1::Scheduler::Service {
       ABSL_GUARDED_BY(mu_);
   StageQueue queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
+  SshRelay ssh_relay_;
   // sharing=locked caches: (instance, cache id) -> the lease holding it
   // (a lease no longer in leases_ holds nothing). Not kept in --state.
   std::map<std::pair<std::string, std::string>, std::string> cache_locks_

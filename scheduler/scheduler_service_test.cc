@@ -193,6 +193,111 @@ TEST(SchedulerService, LockedCachesAreHeldByOneLeaseAtATime) {
   build.get();
 }
 
+TEST(SchedulerService, SshAgentConnectionsAreRelayedToTheClient) {
+  SchedulerOptions o = Fast();
+  o.lease_timeout = std::chrono::seconds(30);
+  Farm farm(o);
+  v1::BuildSpec spec = sim::Spec(kDag);
+  spec.add_ssh_ids("default");
+  auto build = std::async(std::launch::async, [&] {
+    return sim::SubmitAndWait(farm.stub.get(), spec);
+  });
+  v1::StageTask a = farm.Lease("a").task();
+  ASSERT_FALSE(a.lease_id().empty());
+  ASSERT_EQ(a.spec().ssh_ids_size(), 1);
+
+  using Stream = grpc::ClientReaderWriter<v1::SshFrame, v1::SshFrame>;
+  auto agent_stream = [&](grpc::ClientContext* ctx, const std::string& lease,
+                          const std::string& id) {
+    std::unique_ptr<Stream> s = farm.stub->SshAgent(ctx);
+    v1::SshFrame first;
+    first.set_build_id(a.build_id());
+    first.set_ssh_id(id);
+    first.set_lease_id(lease);
+    s->Write(first);
+    return s;
+  };
+  // Without the client serving its agents, a worker's connection fails.
+  {
+    grpc::ClientContext ctx;
+    auto s = agent_stream(&ctx, a.lease_id(), "default");
+    s->WritesDone();
+    v1::SshFrame f;
+    while (s->Read(&f)) {
+    }
+    EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  // A lease on no stage of the build reaches nothing.
+  {
+    grpc::ClientContext ctx;
+    auto s = agent_stream(&ctx, "nonsense", "default");
+    s->WritesDone();
+    v1::SshFrame f;
+    while (s->Read(&f)) {
+    }
+    EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The client serves; a worker's bytes reach it under a connection number
+  // and its answer comes back.
+  grpc::ClientContext client_ctx;
+  std::unique_ptr<Stream> client = farm.stub->ServeSsh(&client_ctx);
+  v1::SshFrame hello;
+  hello.set_build_id(a.build_id());
+  ASSERT_TRUE(client->Write(hello));
+  // The scheduler answers once it relays the client's agents.
+  v1::SshFrame ack;
+  ASSERT_TRUE(client->Read(&ack));
+  EXPECT_EQ(ack.build_id(), a.build_id());
+  // Each side reads on a thread of its own, as the real ones do (a
+  // stream's writes need not wait for the other side to read, but gRPC
+  // may make them).
+  auto client_reads = std::async(std::launch::async, [&] {
+    std::vector<v1::SshFrame> got(2);
+    EXPECT_TRUE(client->Read(&got[0]));
+    EXPECT_TRUE(client->Read(&got[1]));
+    return got;
+  });
+  grpc::ClientContext worker_ctx;
+  std::unique_ptr<Stream> worker =
+      agent_stream(&worker_ctx, a.lease_id(), "default");
+  v1::SshFrame req;
+  req.set_data("request");
+  ASSERT_TRUE(worker->Write(req));
+  std::vector<v1::SshFrame> got_by_client = client_reads.get();
+  const v1::SshFrame& open = got_by_client[0];
+  const v1::SshFrame& data = got_by_client[1];
+  EXPECT_EQ(open.ssh_id(), "default");
+  EXPECT_EQ(data.connection(), open.connection());
+  EXPECT_EQ(data.data(), "request");
+  v1::SshFrame answer;
+  answer.set_connection(open.connection());
+  answer.set_data("answer");
+  ASSERT_TRUE(client->Write(answer));
+  v1::SshFrame got;
+  ASSERT_TRUE(worker->Read(&got));
+  EXPECT_EQ(got.data(), "answer");
+  // The worker hangs up: the client is told.
+  auto client_close = std::async(std::launch::async, [&] {
+    v1::SshFrame f;
+    EXPECT_TRUE(client->Read(&f));
+    return f;
+  });
+  v1::SshFrame bye;
+  bye.set_close(true);
+  worker->Write(bye);
+  v1::SshFrame closed = client_close.get();
+  EXPECT_EQ(closed.connection(), open.connection());
+  EXPECT_TRUE(closed.close());
+  worker->WritesDone();
+  while (worker->Read(&got)) {
+  }
+  EXPECT_TRUE(worker->Finish().ok());
+  client->WritesDone();
+  EXPECT_TRUE(client->Finish().ok());
+  farm.Shutdown();
+  build.get();
+}
+
 TEST(SchedulerService, StageBuiltOnAnotherGoesToItsWorker) {
   Farm farm(Fast());
   auto build = std::async(std::launch::async, [&] {

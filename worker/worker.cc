@@ -41,6 +41,7 @@
 #include "snapshot/snapshots.h"
 #include "stagecache/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
+#include "worker/ssh_proxy.h"
 #include "worker/task_cache_sync.h"
 
 namespace stagefarm::worker {
@@ -286,6 +287,18 @@ class Worker : public WorkerDaemon {
         close(fd);
         req.secrets[id] = path;
       }
+    }
+    // The client's SSH agents, relayed through the scheduler.
+    std::unique_ptr<SshProxy> ssh;
+    if (!assemble_only && !task.spec().ssh_ids().empty()) {
+      RETURN_IF_ERROR(MakeDirs(f_.work + "/ssh", 0700));
+      ASSIGN_OR_RETURN(std::string dir,
+                       MakeTempDir(f_.work + "/ssh", "stage-"));
+      ASSIGN_OR_RETURN(ssh, SshProxy::Start(scheduler_.get(), dir,
+                                            task.build_id(), task.lease_id(),
+                                            {task.spec().ssh_ids().begin(),
+                                             task.spec().ssh_ids().end()}));
+      for (const auto& [id, path] : ssh->sockets()) req.ssh[id] = path;
     }
     std::map<int, engine::ImageState> deps;
     for (const auto& [index, text] : task.dependencies()) {
