@@ -6,7 +6,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "cachemount/cache_index.h"
 #include "common/fs_util.h"
+#include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "contexttree/context_fetch.h"
@@ -55,10 +58,10 @@ void SharedCacheMounts::SetSynced(const std::string& id,
   (void)WriteStringToFile(StatePath(id, "synced"), root.ToString());
 }
 
-absl::StatusOr<std::optional<Digest>> SharedCacheMounts::Latest(
+absl::StatusOr<SharedCacheMounts::Pointer> SharedCacheMounts::Latest(
     const std::string& id) {
   absl::StatusOr<std::string> text = store_->GetAction("", PointerKey(id));
-  if (absl::IsNotFound(text.status())) return std::optional<Digest>();
+  if (absl::IsNotFound(text.status())) return Pointer{};
   RETURN_IF_ERROR(text.status());
   reapi::ActionResult ar;
   if (!ar.ParseFromString(*text)) {
@@ -67,20 +70,33 @@ absl::StatusOr<std::optional<Digest>> SharedCacheMounts::Latest(
   for (const auto& f : ar.output_files()) {
     if (f.path() != kRoot) continue;
     ASSIGN_OR_RETURN(Digest d, Digest::FromProto(f.digest()));
-    return std::optional<Digest>(d);
+    return Pointer{d, false};
   }
-  return absl::DataLossError("cache-mount record without a root");
+  // Pruned (cache_index.h): no root.
+  return Pointer{std::nullopt, true};
 }
 
 absl::Status SharedCacheMounts::Pull(const std::string& id,
                                      const std::string& dir) {
   absl::MutexLock lock(LockFor(id));
-  ASSIGN_OR_RETURN(std::optional<Digest> latest, Latest(id));
-  if (!latest || latest == Synced(id)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(Pointer latest, Latest(id));
+  if (latest.pruned) {
+    // Pruned since this worker last synced: its copy goes too, so the
+    // cache starts afresh here as everywhere.
+    if (Synced(id)) {
+      RETURN_IF_ERROR(RemoveAll(dir));
+      RETURN_IF_ERROR(MakeDirs(dir, 0755));
+      (void)RemoveAll(StatePath(id, "synced"));
+      (void)RemoveAll(StatePath(id, "stat"));
+    }
+    return absl::OkStatus();
+  }
+  if (!latest.root || latest.root == Synced(id)) return absl::OkStatus();
   contexttree::StatCache cache =
       contexttree::StatCache::Load(StatePath(id, "stat"));
-  RETURN_IF_ERROR(contexttree::MergeTree(store_, "", *latest, dir, &cache));
-  SetSynced(id, *latest);
+  RETURN_IF_ERROR(
+      contexttree::MergeTree(store_, "", *latest.root, dir, &cache));
+  SetSynced(id, *latest.root);
   return absl::OkStatus();
 }
 
@@ -93,7 +109,8 @@ absl::Status SharedCacheMounts::Push(const std::string& id,
                    contexttree::BuildContextTree(dir, nullptr, &cache));
   const std::optional<Digest> synced = Synced(id);
   if (synced && tree.root == *synced) return absl::OkStatus();  // unchanged
-  ASSIGN_OR_RETURN(std::optional<Digest> latest, Latest(id));
+  ASSIGN_OR_RETURN(Pointer pointer, Latest(id));
+  const std::optional<Digest> latest = pointer.root;
   if (latest && latest != synced && latest != tree.root) {
     // Another worker published since this one pulled: take in the files
     // it added, so that what both added is kept; where both wrote the same
@@ -112,6 +129,25 @@ absl::Status SharedCacheMounts::Push(const std::string& id,
   SetSynced(id, tree.root);
   cache.DropUnused();
   (void)cache.Save(stat_path);
+  // What `stagefarm cache ls` shows and the bound keeps to; the cache is
+  // published either way.
+  CacheInfo info;
+  info.id = id;
+  info.root = tree.root.ToString();
+  info.bytes = tree.total_bytes;
+  info.files = tree.file_count;
+  info.used = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<std::vector<std::string>> pruned =
+      RecordCache(store_, info, max_bytes_);
+  if (!pruned.ok()) {
+    LogError(absl::StrCat("cache mount ", id,
+                          ": updating the index: ", pruned.status().message()));
+  } else {
+    for (const std::string& p : *pruned) {
+      LogInfo(absl::StrCat("cache mount ", p,
+                           " pruned: the shared caches exceed their bound"));
+    }
+  }
   return absl::OkStatus();
 }
 

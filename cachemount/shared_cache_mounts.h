@@ -12,6 +12,9 @@
 // when another worker published meanwhile, the paths it added that this
 // copy lacks are merged in first, so files both added survive (a path both
 // wrote keeps this step's version); then the entry points at the new tree.
+// After a publication the instance's index (cache_index.h) records the
+// cache, and past the bound the least recently published caches are pruned:
+// a worker that pulls a pruned cache empties its copy.
 // sharing=locked steps hold the cache through the scheduler (Lock), so
 // their read-modify-writes never interleave across workers. A tree
 // is published only once all its blobs are stored: a worker that dies
@@ -41,22 +44,34 @@ class SharedCacheMounts : public engine::CacheMountSync {
  public:
   // `store`: the instance's CAS (blobs and action cache); `state_dir`: where
   // this worker keeps what it last synced of each cache and its stat cache.
-  SharedCacheMounts(RemoteBlobStore* store, std::string state_dir)
-      : store_(store), state_dir_(std::move(state_dir)) {}
+  // `max_bytes` (0: none) bounds what the instance's shared caches hold
+  // together: past it, the least recently published are pruned
+  // (cache_index.h).
+  SharedCacheMounts(RemoteBlobStore* store, std::string state_dir,
+                    int64_t max_bytes = 0)
+      : store_(store),
+        state_dir_(std::move(state_dir)),
+        max_bytes_(max_bytes) {}
 
   absl::Status Pull(const std::string& id, const std::string& dir) override;
   absl::Status Push(const std::string& id, const std::string& dir) override;
 
  private:
   absl::Mutex* LockFor(const std::string& id);
-  // The latest tree's root, or nullopt when nothing was published.
-  absl::StatusOr<std::optional<Digest>> Latest(const std::string& id);
+  // The latest tree's root (none when nothing was published), or that
+  // the cache was pruned.
+  struct Pointer {
+    std::optional<Digest> root;
+    bool pruned = false;
+  };
+  absl::StatusOr<Pointer> Latest(const std::string& id);
   std::string StatePath(const std::string& id, absl::string_view what) const;
   std::optional<Digest> Synced(const std::string& id) const;
   void SetSynced(const std::string& id, const Digest& root) const;
 
   RemoteBlobStore* store_;
   const std::string state_dir_;
+  const int64_t max_bytes_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<absl::Mutex>> locks_
       ABSL_GUARDED_BY(mu_);

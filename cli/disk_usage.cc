@@ -190,6 +190,41 @@ absl::StatusOr<DiskUsage> MeasureDiskUsage(Local* local) {
   return u;
 }
 
+std::vector<LocalCache> ListLocalCaches(Local* local) {
+  std::vector<LocalCache> out;
+  const std::string ids = local->home() + "/cache-mount-ids/";
+  std::set<std::pair<dev_t, ino_t>> seen;
+  for (const std::string& c : Children(local->home() + "/cache-mounts")) {
+    LocalCache l;
+    l.dir = c;
+    const std::string name = c.substr(c.rfind('/') + 1);
+    absl::StatusOr<std::string> id = ReadFileToString(ids + name);
+    l.id = id.ok() ? *id : name;
+    l.bytes = TreeBytes(c, &seen);
+    struct stat st;
+    if (stat(c.c_str(), &st) == 0) l.used = st.st_mtim.tv_sec;
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LocalCache& a, const LocalCache& b) {
+              return a.used != b.used ? a.used > b.used : a.id < b.id;
+            });
+  return out;
+}
+
+absl::StatusOr<std::vector<LocalCache>> PruneLocalCaches(
+    Local* local, const std::vector<std::string>& ids, bool all) {
+  std::vector<LocalCache> removed;
+  for (LocalCache& c : ListLocalCaches(local)) {
+    if (!all && std::find(ids.begin(), ids.end(), c.id) == ids.end()) continue;
+    RETURN_IF_ERROR(RemoveAll(c.dir));
+    (void)RemoveAll(local->home() + "/cache-mount-ids/" +
+                    c.dir.substr(c.dir.rfind('/') + 1));
+    removed.push_back(std::move(c));
+  }
+  return removed;
+}
+
 absl::StatusOr<Pruned> Prune(Local* local, const PruneOptions& options) {
   ASSIGN_OR_RETURN(RocksDbBlobStore * store, LocalStore(local));
   ASSIGN_OR_RETURN(DiskUsage u, MeasureDiskUsage(local));
@@ -200,6 +235,8 @@ absl::StatusOr<Pruned> Prune(Local* local, const PruneOptions& options) {
     for (const std::string& c : Children(local->home() + "/cache-mounts")) {
       int64_t bytes = TreeBytes(c, &seen);
       RETURN_IF_ERROR(RemoveAll(c));
+      (void)RemoveAll(local->home() + "/cache-mount-ids/" +
+                      c.substr(c.rfind('/') + 1));
       ++p.cache_mounts;
       p.cache_mount_bytes += bytes;
       total -= bytes;

@@ -50,6 +50,21 @@ absl::StatusOr<Pruned> Prune(Local* local, const PruneOptions& options);
 // for a malformed value.
 absl::StatusOr<Pruned> KeepBound(Local* local);
 
+// This machine's cache mounts (RUN --mount=type=cache) under
+// $STAGEFARM_HOME/cache-mounts, most recently used first. The id is the
+// one the engine recorded (engine/build_engine.h, cache_mount_ids), or the
+// directory's name for one made before ids were recorded.
+struct LocalCache {
+  std::string id;
+  std::string dir;
+  int64_t bytes = 0;
+  int64_t used = 0;  // Unix seconds: the directory's last change
+};
+std::vector<LocalCache> ListLocalCaches(Local* local);
+// Removes those whose id is in `ids` (all with `all`); returns them.
+absl::StatusOr<std::vector<LocalCache>> PruneLocalCaches(
+    Local* local, const std::vector<std::string>& ids, bool all);
+
 // "12.3 MB" (powers of 1000, as docker system df prints); `compact`:
 // "12.3MB" with three significant digits (image ls, as docker images).
 std::string HumanBytes(int64_t bytes, bool compact = false);

@@ -125,6 +125,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   engine::EngineOptions eo;
   eo.ns = kNamespace;
   eo.cache_mounts = l->home_ + "/cache-mounts";
+  eo.cache_mount_ids = l->home_ + "/cache-mount-ids";
   eo.force_no_network = o.force_no_network;
   // The user's own machine: a build given network.host may use it.
   eo.permit_host_network = true;

@@ -1,10 +1,15 @@
 // `stagefarm system df` and `stagefarm prune`: what the local store, the
-// unpacked layers and the cache mounts use, and freeing it (disk_usage.h).
+// unpacked layers and the cache mounts use, and freeing it (disk_usage.h);
+// `stagefarm cache ls|prune`: the cache mounts, this machine's or, with
+// --server or --cas, the farm's shared ones (cachemount/cache_index.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cachemount/cache_index.h"
 #include "cli/commands.h"
 #include "cli/disk_usage.h"
 #include "cli/exit_status.h"
@@ -16,7 +21,83 @@ namespace {
 struct SystemFlags {
   bool all = false;
   int64_t keep_bytes = 0;
+  bool cache_all = false;
+  std::vector<std::string> cache_ids;
 };
+
+// "3 minutes ago", as docker prints ages.
+std::string Ago(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  int64_t s = absl::ToUnixSeconds(absl::Now()) - unix_seconds;
+  if (s < 60) return "seconds ago";
+  if (s < 3600) return absl::StrFormat("%d minutes ago", s / 60);
+  if (s < 86400) return absl::StrFormat("%d hours ago", s / 3600);
+  return absl::StrFormat("%d days ago", s / 86400);
+}
+
+int CacheListCommand(const LocalOptions& options) {
+  auto local = Local::Open(options);
+  if (!local.ok()) return Fail(local.status());
+  std::printf("%-32s %12s %10s  %s\n", "ID", "SIZE", "FILES", "LAST USED");
+  if (RemoteBlobStore* remote = (*local)->remote()) {
+    absl::StatusOr<std::vector<cachemount::CacheInfo>> caches =
+        cachemount::ListCaches(remote);
+    if (!caches.ok()) return Fail(caches.status());
+    for (const auto& c : *caches) {
+      std::printf("%-32s %12s %10lld  %s\n", c.id.c_str(),
+                  HumanBytes(c.bytes).c_str(), static_cast<long long>(c.files),
+                  Ago(c.used).c_str());
+    }
+    return 0;
+  }
+  for (const LocalCache& c : ListLocalCaches(local->get())) {
+    std::printf("%-32s %12s %10s  %s\n", c.id.c_str(),
+                HumanBytes(c.bytes).c_str(), "-", Ago(c.used).c_str());
+  }
+  return 0;
+}
+
+int CachePruneCommand(const LocalOptions& options, const SystemFlags& flags) {
+  if (!flags.cache_all && flags.cache_ids.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "name the caches to prune (IDs, as `stagefarm cache ls` shows "
+        "them) or give --all"));
+  }
+  auto local = Local::Open(options);
+  if (!local.ok()) return Fail(local.status());
+  int64_t n = 0, bytes = 0;
+  if (RemoteBlobStore* remote = (*local)->remote()) {
+    std::vector<std::string> ids = flags.cache_ids;
+    if (flags.cache_all) {
+      absl::StatusOr<std::vector<cachemount::CacheInfo>> caches =
+          cachemount::ListCaches(remote);
+      if (!caches.ok()) return Fail(caches.status());
+      for (const auto& c : *caches) ids.push_back(c.id);
+    }
+    absl::StatusOr<std::vector<cachemount::CacheInfo>> removed =
+        cachemount::PruneCaches(remote, ids);
+    if (!removed.ok()) return Fail(removed.status());
+    for (const auto& c : *removed) {
+      ++n;
+      bytes += c.bytes;
+    }
+    std::printf(
+        "pruned %lld shared caches (%s); workers empty their copies when "
+        "they next use them\n",
+        static_cast<long long>(n), HumanBytes(bytes).c_str());
+    return 0;
+  }
+  absl::StatusOr<std::vector<LocalCache>> removed =
+      PruneLocalCaches(local->get(), flags.cache_ids, flags.cache_all);
+  if (!removed.ok()) return Fail(removed.status());
+  for (const auto& c : *removed) {
+    ++n;
+    bytes += c.bytes;
+  }
+  std::printf("pruned %lld cache mounts (%s)\n", static_cast<long long>(n),
+              HumanBytes(bytes).c_str());
+  return 0;
+}
 
 int DfCommand(const LocalOptions& options) {
   auto local = Local::Open(options);
@@ -88,6 +169,34 @@ void AddSystemCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   out->push_back({prune,
                   [local, flags] { return PruneCommand(*local, *flags); },
                   /*uses_store=*/false, /*local_engine=*/true});
+
+  CLI::App* cache = app->add_subcommand(
+      "cache",
+      "RUN --mount=type=cache contents: this machine's, or with --server "
+      "or --cas the farm's shared ones");
+  cache->require_subcommand(1);
+  cache->fallthrough();
+  {
+    CLI::App* sub = cache;
+    sub->add_option("--server", local->server,
+                    "the farm whose scheduler is HOST:PORT (or "
+                    "STAGEFARM_SERVER): its shared caches");
+    sub->add_option("--cas", local->cas_address,
+                    "the CAS HOST:PORT (or STAGEFARM_CAS) whose shared "
+                    "caches to show");
+    sub->add_option("--instance", local->cas_instance,
+                    "the CAS instance name (with --cas)");
+  }
+  CLI::App* cache_ls = cache->add_subcommand("ls", "list the caches");
+  out->push_back({cache_ls, [local] { return CacheListCommand(*local); },
+                  /*uses_store=*/true, /*local_engine=*/true});
+  CLI::App* cache_prune = cache->add_subcommand(
+      "prune", "empty caches (on every worker of a farm)");
+  cache_prune->add_option("ID", flags->cache_ids, "the caches to prune");
+  cache_prune->add_flag("-a,--all", flags->cache_all, "every cache");
+  out->push_back({cache_prune,
+                  [local, flags] { return CachePruneCommand(*local, *flags); },
+                  /*uses_store=*/true, /*local_engine=*/true});
 }
 
 }  // namespace stagefarm::cli

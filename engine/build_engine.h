@@ -129,6 +129,9 @@ struct BuildResult {
 struct EngineOptions {
   std::string ns;            // BlobStore namespace for everything
   std::string cache_mounts;  // host directory for RUN --mount=type=cache
+  // Where each cache mount's id is written, in a file named as its
+  // directory under cache_mounts (for `stagefarm cache ls`); "" none.
+  std::string cache_mount_ids;
   // Shares the cache mounts beyond this machine (a farm worker's); null:
   // they stay here.
   CacheMountSync* cache_sync = nullptr;

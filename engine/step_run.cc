@@ -138,6 +138,15 @@ absl::Status StageRunner::CacheMount(const dockerfile::Mount& m,
   std::string dir =
       absl::StrCat(e_->options_.cache_mounts, "/", Sha256::HexOf(id));
   RETURN_IF_ERROR(MakeDirs(dir, 0755));
+  if (!e_->options_.cache_mount_ids.empty()) {
+    const std::string record =
+        absl::StrCat(e_->options_.cache_mount_ids, "/", Sha256::HexOf(id));
+    if (access(record.c_str(), F_OK) != 0) {
+      // Only names the cache for `cache ls`: a failure is not the step's.
+      (void)MakeDirs(e_->options_.cache_mount_ids, 0755);
+      (void)WriteStringToFile(record, id);
+    }
+  }
   if (m.sharing == "locked") {
     out->locks.push_back(
         std::make_unique<FileLock>(dir, FileLock::Mode::kWait));

@@ -220,7 +220,7 @@ class Worker : public WorkerDaemon {
         snapshot::Snapshotter::Open(dir + "/worker", inst->store.get(), ""));
     inst->dir = dir;
     inst->cache_mounts = std::make_unique<cachemount::SharedCacheMounts>(
-        inst->store.get(), dir + "/cache-mount-state");
+        inst->store.get(), dir + "/cache-mount-state", f_.cache_mount_bytes);
     Instance* out = inst.get();
     instances_[name] = std::move(inst);
     return out;

@@ -25,6 +25,10 @@ struct WorkerFlags {
   // Unpacked layers kept on disk, across instances; the least recently
   // used go first when a stage ends above it.
   int64_t cache_bytes = int64_t{20} << 30;
+  // What an instance's shared cache mounts (RUN --mount=type=cache) hold
+  // together in the CAS; past it the least recently published are pruned
+  // (cachemount/cache_index.h). 0: no bound.
+  int64_t cache_mount_bytes = int64_t{10} << 30;
   // Free bytes the work directory's volume must have for a slot to lease.
   int64_t min_free_bytes = int64_t{512} << 20;
   // The platforms offered to the scheduler, natively and under emulation

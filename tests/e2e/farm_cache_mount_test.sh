@@ -24,7 +24,7 @@ cleanup_farm() {
     done
   done
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup_farm EXIT
 listen_addr() {
@@ -155,5 +155,37 @@ check "killed mid-step: the other entries are there" "yes" \
   "$(grep -q entry-b "$WORK/ctx-list.out/list" 2>/dev/null && echo yes)"
 check "killed mid-step: nothing of that step was published" "no" \
   "$(grep -q partial "$WORK/ctx-list.out/list" 2>/dev/null && echo yes || echo no)"
+
+# stagefarm cache ls|prune on the farm's shared caches.
+out=$("$SF" cache ls 2>&1)
+check_contains "cache ls: lists the shared cache" "pkgs" "$out"
+check_contains "cache ls: with its size" "kB" "$(echo "$out" | grep '^pkgs')"
+check_contains "cache ls: and the locked one" "counter" "$out"
+out=$("$SF" cache prune pkgs 2>&1)
+check_contains "cache prune: says what it pruned" "pruned 1 shared caches" "$out"
+check "cache prune: gone from cache ls" "no" "$("$SF" cache ls | grep -q '^pkgs ' && echo yes || echo no)"
+# w3 had a copy (the list build above pulled it): it empties it.
+fb "$WORK/ctx-list"
+check "cache prune: a worker that had a copy starts afresh" "" "$(cat "$WORK/ctx-list.out/list" 2>/dev/null)"
+check_contains "cache prune: it ran on the worker with the copy" "started on w3" "$(cat "$WORK/ctx-list.log")"
+
+# The bound: a worker whose instance's caches exceed --cache-mount-bytes
+# prunes the least recently published.
+stop_worker w3
+"$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/w4" --name w4 \
+  --cache-mount-bytes 500000 >>"$WORK/w4.log" 2>&1 &
+WPID[w4]=$!
+for _ in $(seq 100); do grep -q "connected to the scheduler" "$WORK/w4.log" 2>/dev/null && break; sleep 0.1; done
+for x in old new; do
+  c=$(new_ctx bound-$x)
+  printf 'FROM busybox\nRUN --mount=type=cache,id=big-%s,target=/c head -c 300000 /dev/urandom > /c/data\n' "$x" >"$c/Dockerfile"
+  fb "$c"
+  check "bound: the $x cache's build succeeds" "0" "$?"
+  sleep 1.1  # publication times a second apart
+done
+out=$("$SF" cache ls 2>&1)
+check "bound: the least recently published cache was pruned" "no" "$(echo "$out" | grep -q '^big-old ' && echo yes || echo no)"
+check_contains "bound: the newest is kept" "big-new" "$out"
+check_contains "bound: the worker says why" "exceed their bound" "$(cat "$WORK/w4.log")"
 
 exit $E2E_FAILED

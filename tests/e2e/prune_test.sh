@@ -53,8 +53,21 @@ check "prune: the cache mount stays without --all" "1" "$(awk '$1 == "Cache" {pr
 check "prune: the tagged image runs" "kept" "$("$SF" run kept:1 2>&1)"
 rebuilt=$("$SF" build --progress plain -t kept:1 "$c" 2>&1)
 check_contains "prune: the tagged image rebuilds all cached" "(0 steps run, 2 cached)" "$rebuilt"
+ls=$("$SF" cache ls 2>&1)
+check_contains "cache ls: the cache mount by its id (its target)" "/cache" "$(grep '^/cache ' <<<"$ls")"
+check_contains "cache ls: with its size" "500.0 kB" "$(grep '^/cache ' <<<"$ls")"
+out=$("$SF" cache prune 2>&1)
+check_contains "cache prune: without ids or --all, says what to give" "give --all" "$out"
+out=$("$SF" cache prune /nothing 2>&1)
+check_contains "cache prune: an unknown id removes nothing" "pruned 0 cache mounts" "$out"
+check "cache prune: ... and the cache stays" "1" "$(awk '$1 == "Cache" {print $3}' <<<"$("$SF" system df 2>&1)")"
+"$SF" build --progress quiet "$c2" >/dev/null 2>&1
 out=$("$SF" prune --all 2>&1)
 check_contains "prune --all: the cache mount goes" "1 cache mounts" "$out"
+check "prune --all: cache ls is empty" "1" "$("$SF" cache ls 2>&1 | wc -l)"
+"$SF" build --progress quiet "$c2" >/dev/null 2>&1
+out=$("$SF" cache prune /cache 2>&1)
+check_contains "cache prune ID: removes that cache" "pruned 1 cache mounts" "$out"
 check "prune --all: none left" "0" "$(awk '$1 == "Cache" {print $3}' <<<"$("$SF" system df 2>&1)")"
 
 # A bound kept after each build.
