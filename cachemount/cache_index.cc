@@ -13,6 +13,10 @@ namespace {
 
 using nlohmann::json;
 
+bool MostRecentFirst(const CacheInfo& a, const CacheInfo& b) {
+  return a.used != b.used ? a.used > b.used : a.id < b.id;
+}
+
 Digest IndexKey() { return Digest::Of("stagefarm.cachemount.index.v1"); }
 
 constexpr char kIndexFile[] = "index.json";
@@ -53,10 +57,7 @@ absl::StatusOr<std::vector<CacheInfo>> Load(RemoteBlobStore* store) {
 }
 
 absl::Status Save(RemoteBlobStore* store, std::vector<CacheInfo> caches) {
-  std::sort(caches.begin(), caches.end(),
-            [](const CacheInfo& a, const CacheInfo& b) {
-              return a.used != b.used ? a.used > b.used : a.id < b.id;
-            });
+  std::sort(caches.begin(), caches.end(), MostRecentFirst);
   json list = json::array();
   for (const CacheInfo& c : caches) {
     list.push_back({{"id", c.id},
@@ -86,10 +87,7 @@ std::string PrunedRecord() {
 
 absl::StatusOr<std::vector<CacheInfo>> ListCaches(RemoteBlobStore* store) {
   ASSIGN_OR_RETURN(std::vector<CacheInfo> caches, Load(store));
-  std::sort(caches.begin(), caches.end(),
-            [](const CacheInfo& a, const CacheInfo& b) {
-              return a.used != b.used ? a.used > b.used : a.id < b.id;
-            });
+  std::sort(caches.begin(), caches.end(), MostRecentFirst);
   return caches;
 }
 

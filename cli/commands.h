@@ -33,6 +33,10 @@ struct Command {
 };
 using Commands = std::vector<Command>;
 
+// --cas, --instance and --server on a command that uses the store (the
+// local one by default); image_commands.cc.
+void AddStoreFlags(CLI::App* sub, LocalOptions* local);
+
 void AddCasCommands(CLI::App* app, Commands* out);
 void AddInspectCommands(CLI::App* app, Commands* out);
 void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out);

@@ -18,6 +18,18 @@
 
 namespace stagefarm::cli {
 
+void AddStoreFlags(CLI::App* sub, LocalOptions* local) {
+  sub->add_option("--cas", local->cas_address,
+                  "keep blobs and the build cache in this CAS, HOST:PORT "
+                  "(or STAGEFARM_CAS; default: the local store)");
+  sub->add_option("--instance", local->cas_instance,
+                  "the CAS instance name (with --cas)");
+  sub->add_option("--server", local->server,
+                  "work against the farm whose scheduler is HOST:PORT (or "
+                  "STAGEFARM_SERVER): builds run there, and without --cas "
+                  "images live in the CAS it names");
+}
+
 void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   struct Flags {
     BuildFlags build_flags;
@@ -35,11 +47,7 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   auto f = std::make_shared<Flags>();
   auto add_local_flags = [local](CLI::App* sub) {
     sub->add_option("--runtime", local->runtime, "OCI runtime: runc or crun");
-    sub->add_option("--cas", local->cas_address,
-                    "keep blobs and the build cache in this CAS, HOST:PORT "
-                    "(or STAGEFARM_CAS; default: the local store)");
-    sub->add_option("--instance", local->cas_instance,
-                    "the CAS instance name (with --cas)");
+    AddStoreFlags(sub, local);
     // One value an occurrence, so that the positional arguments after the
     // flag stay positional.
     sub->add_option("--insecure-registry", local->insecure_registries,
@@ -50,10 +58,6 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                     "where docker.io pulls go first: URL or HOST[:PORT] "
                     "(repeatable)")
         ->allow_extra_args(false);
-    sub->add_option("--server", local->server,
-                    "work against the farm whose scheduler is HOST:PORT (or "
-                    "STAGEFARM_SERVER): builds run there, and without --cas "
-                    "images live in the CAS it names");
   };
 
   CLI::App* build = app->add_subcommand(

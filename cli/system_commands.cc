@@ -176,17 +176,7 @@ void AddSystemCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       "or --cas the farm's shared ones");
   cache->require_subcommand(1);
   cache->fallthrough();
-  {
-    CLI::App* sub = cache;
-    sub->add_option("--server", local->server,
-                    "the farm whose scheduler is HOST:PORT (or "
-                    "STAGEFARM_SERVER): its shared caches");
-    sub->add_option("--cas", local->cas_address,
-                    "the CAS HOST:PORT (or STAGEFARM_CAS) whose shared "
-                    "caches to show");
-    sub->add_option("--instance", local->cas_instance,
-                    "the CAS instance name (with --cas)");
-  }
+  AddStoreFlags(cache, local);
   CLI::App* cache_ls = cache->add_subcommand("ls", "list the caches");
   out->push_back({cache_ls, [local] { return CacheListCommand(*local); },
                   /*uses_store=*/true, /*local_engine=*/true});

@@ -351,12 +351,7 @@ fi
 if command -v ssh-agent >/dev/null && command -v ssh-add >/dev/null && command -v ssh-keygen >/dev/null; then
   s=$WORK/ssh
   mkdir -p "$s"
-  # An image with ssh-add (and the libraries it loads) over busybox.
-  make_busybox_rootfs "$s/root"
-  for f in $(command -v ssh-add) $(ldd "$(command -v ssh-add)" | grep -o '/[^ ]*'); do
-    mkdir -p "$s/root$(dirname "$f")"; cp -L "$f" "$s/root$f"
-  done
-  "$SF" image import "$s/root" -t ssh-client >/dev/null
+  make_ssh_client_image "$s/root" ssh-client
   ssh-keygen -q -t ed25519 -N '' -C stagefarm-test-key -f "$s/key"
   eval "$(ssh-agent -s -a "$s/agent.sock")" >/dev/null
   ssh-add -q "$s/key" 2>/dev/null

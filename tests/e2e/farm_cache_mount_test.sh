@@ -16,21 +16,11 @@ declare -A WPID
 cleanup_farm() {
   for p in "${PIDS[@]}" "${WPID[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  for r in "$WORK"/w*/runc; do
-    [ -d "$r" ] || continue
-    for c in $(runc --root "$r" list -q 2>/dev/null); do
-      runc --root "$r" kill "$c" KILL 2>/dev/null
-      runc --root "$r" delete -f "$c" 2>/dev/null
-    done
-  done
+  stop_containers "$WORK"/w*/runc
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup_farm EXIT
-listen_addr() {
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*listening on //p' "$1"
-}
 "$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
@@ -144,9 +134,7 @@ printf 'FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs echo
 bp=$!
 for _ in $(seq 100); do grep -q "| started" "$c.log" 2>/dev/null && break; sleep 0.1; done
 kill -KILL "${WPID[w2]}"; wait "${WPID[w2]}" 2>/dev/null; unset 'WPID[w2]'
-for ct in $(runc --root "$WORK/w2/runc" list -q 2>/dev/null); do
-  runc --root "$WORK/w2/runc" kill "$ct" KILL 2>/dev/null; runc --root "$WORK/w2/runc" delete -f "$ct" 2>/dev/null
-done
+stop_containers "$WORK/w2/runc"
 "$SF" cancel "$(sed -n 's/.*build \([0-9a-f]\{8,\}\).*/\1/p' "$c.log" | head -1)" >/dev/null 2>&1
 kill $bp 2>/dev/null; wait $bp 2>/dev/null
 start_worker w3

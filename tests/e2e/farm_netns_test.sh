@@ -27,13 +27,7 @@ cleanup_netns() {
   for p in "${PID[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.5
   for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  for r in "$WORK"/w*/runc; do
-    [ -d "$r" ] || continue
-    for c in $(runc --root "$r" list -q 2>/dev/null); do
-      runc --root "$r" kill "$c" KILL 2>/dev/null
-      runc --root "$r" delete -f "$c" 2>/dev/null
-    done
-  done
+  stop_containers "$WORK"/w*/runc
   for n in hub cas sched w1 w2 w3 client; do ip netns del "$NS-$n" 2>/dev/null; done
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi

@@ -20,21 +20,11 @@ cleanup_farm() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   [ -n "${SSH_AGENT_PID:-}" ] && kill "$SSH_AGENT_PID" 2>/dev/null
   wait 2>/dev/null
-  for r in "$WORK"/w*/runc; do
-    [ -d "$r" ] || continue
-    for c in $(runc --root "$r" list -q 2>/dev/null); do
-      runc --root "$r" kill "$c" KILL 2>/dev/null
-      runc --root "$r" delete -f "$c" 2>/dev/null
-    done
-  done
+  stop_containers "$WORK"/w*/runc
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup_farm EXIT
-listen_addr() {
-  for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*listening on //p' "$1"
-}
 "$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
@@ -48,12 +38,7 @@ export STAGEFARM_HOME=$WORK/client STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
 
 s=$WORK/ssh
 mkdir -p "$s"
-# An image with ssh-add (and the libraries it loads) over busybox.
-make_busybox_rootfs "$s/root"
-for f in $(command -v ssh-add) $(ldd "$(command -v ssh-add)" | grep -o '/[^ ]*'); do
-  mkdir -p "$s/root$(dirname "$f")"; cp -L "$f" "$s/root$f"
-done
-"$SF" image import "$s/root" -t ssh-client >/dev/null
+make_ssh_client_image "$s/root" ssh-client
 ssh-keygen -q -t ed25519 -N '' -C stagefarm-farm-key -f "$s/key"
 eval "$(ssh-agent -s -a "$s/agent.sock")" >/dev/null
 ssh-add -q "$s/key" 2>/dev/null

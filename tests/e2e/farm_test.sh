@@ -15,13 +15,7 @@ cleanup_farm() {
   for p in "${PIDS[@]}" "${WORKERS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   # A killed worker leaves its container and mounts behind.
-  for r in "$WORK"/w*/runc; do
-    [ -d "$r" ] || continue
-    for c in $(runc --root "$r" list -q 2>/dev/null); do
-      runc --root "$r" kill "$c" KILL 2>/dev/null
-      runc --root "$r" delete -f "$c" 2>/dev/null
-    done
-  done
+  stop_containers "$WORK"/w*/runc
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"
 }

@@ -123,6 +123,30 @@ e2e_cleanup() {
   grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$WORK"
 }
+# stop_containers RUNC_ROOT...: kills and deletes every container runc
+# keeps under each state directory (what a killed worker or engine left).
+stop_containers() {
+  local r c
+  for r in "$@"; do
+    [ -d "$r" ] || continue
+    for c in $(runc --root "$r" list -q 2>/dev/null); do
+      runc --root "$r" kill "$c" KILL 2>/dev/null
+      runc --root "$r" delete -f "$c" 2>/dev/null
+    done
+  done
+}
+
+# make_ssh_client_image DIR NAME: an image NAME with ssh-add (and the
+# libraries it loads) over busybox, its root file system made in DIR.
+make_ssh_client_image() {
+  local f
+  make_busybox_rootfs "$1"
+  for f in $(command -v ssh-add) $(ldd "$(command -v ssh-add)" | grep -o '/[^ ]*'); do
+    mkdir -p "$1$(dirname "$f")"; cp -L "$f" "$1$f"
+  done
+  "$SF" image import "$1" -t "$2" >/dev/null
+}
+
 # listen_addr FILE: waits for a "listening on HOST:PORT" line; prints the address.
 listen_addr() {
   for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done

@@ -34,13 +34,7 @@ cleanup_netns() {
   for p in "${PID[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.5
   for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  for r in "$WORK"/w1/runc "$STAGEFARM_HOME"/runc; do
-    [ -d "$r" ] || continue
-    for c in $(runc --root "$r" list -q 2>/dev/null); do
-      runc --root "$r" kill "$c" KILL 2>/dev/null
-      runc --root "$r" delete -f "$c" 2>/dev/null
-    done
-  done
+  stop_containers "$WORK"/w1/runc "$STAGEFARM_HOME"/runc
   # Sandbox namespaces of this run's worker or client that a failure left.
   for n in w1 client; do
     for s in $(slot_of $n); do
