@@ -29,7 +29,8 @@ int ConnectUnix(const std::string& path) {
 bool WriteAll(int fd, const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    // MSG_NOSIGNAL: an agent that hung up is an error here, not SIGPIPE.
+    ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);

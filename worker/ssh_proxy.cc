@@ -116,7 +116,8 @@ void SshProxy::Relay(int fd, std::string ssh_id) {
       const std::string& d = f.data();
       size_t done = 0;
       while (done < d.size()) {
-        ssize_t n = write(fd, d.data() + done, d.size() - done);
+        // MSG_NOSIGNAL: a step that hung up is no SIGPIPE for the worker.
+        ssize_t n = send(fd, d.data() + done, d.size() - done, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         done += static_cast<size_t>(n);
