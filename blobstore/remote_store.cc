@@ -156,24 +156,30 @@ class RemoteWriter : public BlobWriter {
 }  // namespace
 
 absl::StatusOr<std::vector<Digest>> RemoteBlobStore::FindMissing(
-    absl::string_view /*ns*/, absl::Span<const Digest> digests) {
+    absl::string_view ns, absl::Span<const Digest> digests) {
+  ASSIGN_OR_RETURN(CasClient * client, Client(ns));
   std::vector<Digest> missing;
   for (size_t i = 0; i < digests.size(); i += kFindChunk) {
     std::vector<Digest> part(
         digests.begin() + i,
         digests.begin() + std::min(digests.size(), i + kFindChunk));
-    ASSIGN_OR_RETURN(std::vector<Digest> lacking, client_->FindMissing(part));
+    ASSIGN_OR_RETURN(std::vector<Digest> lacking, client->FindMissing(part));
     missing.insert(missing.end(), lacking.begin(), lacking.end());
   }
   return missing;
 }
 
 std::vector<absl::Status> RemoteBlobStore::PutBatch(
-    absl::string_view /*ns*/,
+    absl::string_view ns,
     absl::Span<const std::pair<Digest, absl::string_view>> blobs) {
   std::vector<absl::Status> results(blobs.size());
+  absl::StatusOr<CasClient*> client = Client(ns);
+  if (!client.ok()) {
+    std::fill(results.begin(), results.end(), client.status());
+    return results;
+  }
   BatchUploader batches(
-      client_.get(), [&](size_t i, const absl::Status& s, bool whole_request) {
+      *client, [&](size_t i, const absl::Status& s, bool whole_request) {
         // REAPI's per-blob INVALID_ARGUMENT is a digest that does not match the
         // data: the interface's DATA_LOSS.
         results[i] = !whole_request && absl::IsInvalidArgument(s)
@@ -183,7 +189,7 @@ std::vector<absl::Status> RemoteBlobStore::PutBatch(
   for (size_t i = 0; i < blobs.size(); ++i) {
     const auto& [digest, data] = blobs[i];
     if (digest.size() > BatchUploader::kBatchBytes) {
-      results[i] = client_->Write(
+      results[i] = (*client)->Write(
           digest,
           [data = data, pos = size_t{0}](
               char* buf, size_t max) mutable -> absl::StatusOr<size_t> {
@@ -201,8 +207,7 @@ std::vector<absl::Status> RemoteBlobStore::PutBatch(
 }
 
 absl::StatusOr<std::unique_ptr<BlobReader>> RemoteBlobStore::OpenRead(
-    absl::string_view /*ns*/, const Digest& digest, int64_t offset,
-    int64_t limit) {
+    absl::string_view ns, const Digest& digest, int64_t offset, int64_t limit) {
   if (offset < 0 || offset > digest.size()) {
     return absl::OutOfRangeError(absl::StrCat("offset ", offset,
                                               " is outside the blob of ",
@@ -210,19 +215,20 @@ absl::StatusOr<std::unique_ptr<BlobReader>> RemoteBlobStore::OpenRead(
   }
   // The first shard that has it (with replicas, the next on a miss).
   absl::Status last;
-  for (size_t shard : client_->ShardsFor(digest)) {
+  ASSIGN_OR_RETURN(CasClient * client, Client(ns));
+  for (size_t shard : client->ShardsFor(digest)) {
     auto reader = std::make_unique<RemoteReader>(
-        client_->bytestream(shard),
-        MakeReadResourceName(client_->instance_name(), digest), offset, limit);
+        client->bytestream(shard),
+        MakeReadResourceName(client->instance_name(), digest), offset, limit);
     // The empty blob, or a read at its end, has no message to wait for.
     if (digest.size() == offset)
       return std::unique_ptr<BlobReader>(std::move(reader));
     last = reader->Start();
-    client_->Note(shard, last);
+    client->Note(shard, last);
     if (last.ok()) return std::unique_ptr<BlobReader>(std::move(reader));
-    if (client_->shard_count() > 1) {
+    if (client->shard_count() > 1) {
       last = absl::Status(
-          last.code(), absl::StrCat("CAS shard ", client_->shard_address(shard),
+          last.code(), absl::StrCat("CAS shard ", client->shard_address(shard),
                                     ": ", last.message()));
     }
     if (!absl::IsNotFound(last) && !absl::IsUnavailable(last)) break;
@@ -237,16 +243,16 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> RemoteBlobStore::OpenWrite(
                    FindMissing(ns, absl::Span<const Digest>(&digest, 1)));
   // To the first of its shards (those seen down go last); replicas get a
   // copy once it is whole.
-  std::vector<size_t> shards = client_->ShardsFor(digest);
+  ASSIGN_OR_RETURN(CasClient * client, Client(ns));
+  std::vector<size_t> shards = client->ShardsFor(digest);
   std::function<absl::Status()> after;
   if (shards.size() > 1) {
-    CasClient* client = client_.get();
     after = [client, digest] { return client->Replicate(digest); };
   }
   return std::unique_ptr<BlobWriter>(std::make_unique<RemoteWriter>(
-      client_->bytestream(shards[0]),
-      MakeWriteResourceName(client_->instance_name(), NewUuid(), digest),
-      digest, missing.empty(), std::move(after)));
+      client->bytestream(shards[0]),
+      MakeWriteResourceName(client->instance_name(), NewUuid(), digest), digest,
+      missing.empty(), std::move(after)));
 }
 
 absl::StatusOr<int64_t> RemoteBlobStore::QueryWrite(
@@ -258,14 +264,14 @@ absl::StatusOr<int64_t> RemoteBlobStore::QueryWrite(
   return absl::NotFoundError("no upload of " + digest.ToString());
 }
 
-absl::StatusOr<std::string> RemoteBlobStore::GetAction(absl::string_view /*ns*/,
+absl::StatusOr<std::string> RemoteBlobStore::GetAction(absl::string_view ns,
                                                        const Digest& action) {
-  ASSIGN_OR_RETURN(reapi::ActionResult result,
-                   client_->GetActionResult(action));
+  ASSIGN_OR_RETURN(CasClient * client, Client(ns));
+  ASSIGN_OR_RETURN(reapi::ActionResult result, client->GetActionResult(action));
   return result.SerializeAsString();
 }
 
-absl::Status RemoteBlobStore::PutAction(absl::string_view /*ns*/,
+absl::Status RemoteBlobStore::PutAction(absl::string_view ns,
                                         const Digest& action,
                                         absl::string_view serialized_result) {
   reapi::ActionResult result;
@@ -273,10 +279,24 @@ absl::Status RemoteBlobStore::PutAction(absl::string_view /*ns*/,
                              static_cast<int>(serialized_result.size()))) {
     return absl::InvalidArgumentError("unreadable ActionResult");
   }
-  return client_->UpdateActionResult(action, result);
+  ASSIGN_OR_RETURN(CasClient * client, Client(ns));
+  return client->UpdateActionResult(action, result);
 }
 
-absl::Status RemoteBlobStore::DeleteAction(absl::string_view /*ns*/,
+absl::StatusOr<CasClient*> RemoteBlobStore::Client(absl::string_view ns) {
+  if (!target_) return client_.get();
+  std::optional<std::string> instance = instance_of_(ns);
+  if (!instance) {
+    return absl::InvalidArgumentError(
+        "instance_name: not one instance of the farm's CAS");
+  }
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<CasClient>& c = by_instance_[*instance];
+  if (c == nullptr) c = std::make_shared<CasClient>(*target_, *instance);
+  return c.get();
+}
+
+absl::Status RemoteBlobStore::DeleteAction(absl::string_view ns,
                                            const Digest& action) {
   return absl::UnimplementedError(absl::StrCat(
       "cannot delete action ", action.ToString(), " from a remote CAS"));

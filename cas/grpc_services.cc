@@ -236,6 +236,11 @@ grpc::Status CapabilitiesService::GetCapabilities(
   cache->set_max_batch_total_size_bytes(limits_.max_batch_total_size_bytes);
   cache->set_symlink_absolute_path_strategy(
       reapi::SymlinkAbsolutePathStrategy::ALLOWED);
+  if (execution_) {
+    auto* exec = response->mutable_execution_capabilities();
+    exec->set_digest_function(reapi::DigestFunction::SHA256);
+    exec->set_exec_enabled(true);
+  }
   response->mutable_low_api_version()->set_major(2);
   response->mutable_high_api_version()->set_major(2);
   return grpc::Status::OK;

@@ -65,8 +65,11 @@ class CasService final : public reapi::ContentAddressableStorage::Service {
 
 class CapabilitiesService final : public reapi::Capabilities::Service {
  public:
-  CapabilitiesService(const InstancePolicy* policy, CasLimits limits)
-      : policy_(policy), limits_(limits) {}
+  // `execution`: the endpoint also serves the Execution service (the
+  // scheduler's), so clients may send it actions.
+  CapabilitiesService(const InstancePolicy* policy, CasLimits limits,
+                      bool execution = false)
+      : policy_(policy), limits_(limits), execution_(execution) {}
   grpc::Status GetCapabilities(grpc::ServerContext* context,
                                const reapi::GetCapabilitiesRequest* request,
                                reapi::ServerCapabilities* response) override;
@@ -74,6 +77,7 @@ class CapabilitiesService final : public reapi::Capabilities::Service {
  private:
   const InstancePolicy* policy_;
   CasLimits limits_;
+  bool execution_;
 };
 
 class ActionCacheService final : public reapi::ActionCache::Service {

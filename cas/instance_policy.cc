@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/resource_name.h"
 #include "common/status_macros.h"
 
@@ -37,6 +38,11 @@ absl::StatusOr<std::string> InstancePolicy::Namespace(
   auto it = group_of_.find(instance_name);
   if (it != group_of_.end()) return it->second;
   return absl::StrCat("i:", instance_name);
+}
+
+std::optional<std::string> InstancePolicy::InstanceOf(absl::string_view ns) {
+  if (!absl::ConsumePrefix(&ns, "i:")) return std::nullopt;
+  return std::string(ns);
 }
 
 absl::StatusOr<std::string> InstancePolicy::Namespace(

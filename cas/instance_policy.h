@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ class InstancePolicy {
   absl::StatusOr<std::string> Namespace(
       const grpc::ServerContext* context, absl::string_view instance_name,
       absl::string_view field = "instance_name") const;
+  // The instance a namespace made by Namespace() stands for, when it is
+  // one instance's own (not a shared group's); nullopt otherwise.
+  static std::optional<std::string> InstanceOf(absl::string_view ns);
   // With tenants: OK for any known caller (UNAUTHENTICATED otherwise).
   absl::Status CheckCaller(const grpc::ServerContext* context) const;
 

@@ -297,9 +297,9 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
   v1::ListBuildsResponse resp;
   grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
   if (!st.ok()) return FarmError(server, st);
-  std::string out = absl::StrFormat("%-24s %-10s %-7s %-13s %-20s %-20s %s\n",
-                                    "BUILD", "STATE", "STAGES", "PLATFORM",
-                                    "SUBMITTED", "FINISHED", "RESULT");
+  std::string out = absl::StrFormat(
+      "%-24s %-10s %-7s %-13s %-20s %-20s %-19s %s\n", "BUILD", "STATE",
+      "STAGES", "PLATFORM", "SUBMITTED", "FINISHED", "WHAT", "RESULT");
   for (const v1::BuildSummary& b : resp.builds()) {
     std::string result = b.error();
     if (result.empty() && b.has_manifest()) {
@@ -308,12 +308,16 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
     if (result.empty() && !b.waiting_for().empty()) {
       result = absl::StrCat("waiting for ", b.waiting_for());
     }
+    // A Dockerfile's name, or "action <digest>" for a REAPI action.
+    std::string what =
+        b.dockerfile_name().empty() ? "Dockerfile" : b.dockerfile_name();
     absl::StrAppend(
-        &out, absl::StrFormat("%-24s %-10s %-7s %-13s %-20s %-20s %s\n",
+        &out, absl::StrFormat("%-24s %-10s %-7s %-13s %-20s %-20s %-19s %s\n",
                               b.build_id(), b.state(),
                               absl::StrCat(b.stages_done(), "/", b.stages()),
-                              b.platform(), TimeText(b.submitted()),
-                              TimeText(b.finished()), result));
+                              b.platform().empty() ? "-" : b.platform(),
+                              TimeText(b.submitted()), TimeText(b.finished()),
+                              what, result));
   }
   return out;
 }

@@ -34,17 +34,20 @@ std::string NotFoundMessage(const std::string& binary,
 
 // Like Spawn, with stdin from `stdin_fd` when it is not -1, and `keep_fds`
 // as descriptors 3, 4, ... `detached`: output to /dev/null, no
-// pipe (Child::output_fd is -1).
+// pipe (Child::output_fd is -1). `out_fds`, unless -1: stdout and stderr
+// go there, no pipe.
 absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
                                      const std::vector<std::string>& args,
                                      int stdin_fd,
                                      const std::vector<int>& keep_fds = {},
                                      bool detached = false,
-                                     const std::vector<std::string>& env = {}) {
+                                     const std::vector<std::string>& env = {},
+                                     std::pair<int, int> out_fds = {-1, -1}) {
   int fds[2] = {-1, -1};
+  const bool to_fds = out_fds.first >= 0 && out_fds.second >= 0;
   // O_CLOEXEC: processes spawned by other threads must not hold the write
   // end, or the reader would not see EOF.
-  if (!detached && pipe2(fds, O_CLOEXEC) != 0) {
+  if (!detached && !to_fds && pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", ErrnoText(errno)));
   }
   posix_spawn_file_actions_t actions;
@@ -57,6 +60,9 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
   if (detached) {
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  } else if (to_fds) {
+    posix_spawn_file_actions_adddup2(&actions, out_fds.first, 1);
+    posix_spawn_file_actions_adddup2(&actions, out_fds.second, 2);
   } else {
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
@@ -132,6 +138,16 @@ absl::StatusOr<Child> Spawn(const std::string& binary,
                             const std::vector<std::string>& args,
                             const std::vector<int>& keep_fds) {
   return SpawnWithInput(binary, args, -1, keep_fds);
+}
+
+absl::StatusOr<Child> SpawnToFds(const std::string& binary,
+                                 const std::vector<std::string>& args,
+                                 int stdout_fd, int stderr_fd) {
+  if (stdout_fd < 0 || stderr_fd < 0) {
+    return absl::InvalidArgumentError("SpawnToFds: no output descriptors");
+  }
+  return SpawnWithInput(binary, args, -1, {}, false, {},
+                        {stdout_fd, stderr_fd});
 }
 
 absl::Status StartDetached(const std::string& binary,

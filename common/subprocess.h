@@ -30,6 +30,13 @@ absl::StatusOr<Child> Spawn(const std::string& binary,
                             const std::vector<std::string>& args,
                             const std::vector<int>& keep_fds = {});
 
+// Like Spawn, with the child's stdout on `stdout_fd` and its stderr on
+// `stderr_fd` (open descriptors, e.g. files the caller reads afterwards);
+// no pipe: Child::output_fd is -1.
+absl::StatusOr<Child> SpawnToFds(const std::string& binary,
+                                 const std::vector<std::string>& args,
+                                 int stdout_fd, int stderr_fd);
+
 struct CommandResult {
   int exit_code = 0;  // 128 + signal when killed by one
   std::string output;

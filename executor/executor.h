@@ -48,6 +48,10 @@ struct ExecSpec {
   // Called with chunks of the process's combined stdout and stderr as they
   // arrive (may be empty).
   std::function<void(absl::string_view)> on_output;
+  // Both set: the process's stdout and stderr are written to these host
+  // files (created, or truncated), each on its own, and on_output is not
+  // called (a REAPI action's outputs; remoteexec/).
+  std::string stdout_file, stderr_file;
   // When set and it becomes true, the container is killed (SIGKILL) and Run
   // returns CANCELLED.
   const std::atomic<bool>* cancel = nullptr;

@@ -506,10 +506,28 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   }
 
   const std::string log_path = bundle + "/runtime.log";
-  ASSIGN_OR_RETURN(Child child,
-                   Spawn(runtime_path_, {"--root", options_.state_dir, "--log",
-                                         log_path, "--log-format", "json",
-                                         "run", "--bundle", bundle, id}));
+  const std::vector<std::string> runc_args = {
+      "--root", options_.state_dir, "--log", log_path, "--log-format", "json",
+      "run",    "--bundle",         bundle,  id};
+  const bool to_files = !spec.stdout_file.empty() && !spec.stderr_file.empty();
+  Child child;
+  if (to_files) {
+    int out = open(spec.stdout_file.c_str(),
+                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int err = open(spec.stderr_file.c_str(),
+                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    absl::StatusOr<Child> spawned =
+        out < 0 || err < 0
+            ? absl::InternalError(absl::StrCat(
+                  "opening the step's output files: ", ErrnoText(errno)))
+            : SpawnToFds(runtime_path_, runc_args, out, err);
+    if (out >= 0) close(out);
+    if (err >= 0) close(err);
+    if (!spawned.ok()) return spawned.status();
+    child = *spawned;
+  } else {
+    ASSIGN_OR_RETURN(child, Spawn(runtime_path_, runc_args));
+  }
 
   ExecResult result;
   auto append = [&spec, &result](absl::string_view chunk) {
@@ -522,7 +540,7 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   // A pidfd wakes the loop the moment runc exits (Linux 5.3+); without one
   // the loop looks every few milliseconds.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child.pid, 0));
-  bool eof = false;
+  bool eof = child.output_fd < 0;  // output goes to files
   bool exited = false;
   bool cancelled = false;
   int wait_status = 0;
@@ -585,7 +603,7 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
       eof = true;
     }
   }
-  close(child.output_fd);
+  if (child.output_fd >= 0) close(child.output_fd);
   if (pidfd >= 0) close(pidfd);
 
   // `runc run` deletes the container when it exits normally; after a kill or

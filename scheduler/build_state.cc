@@ -42,6 +42,7 @@ v1::StoredBuild ToRecord(
     *stored.mutable_manifest() = b.result.manifest();
   }
   stored.set_provenance(b.result.provenance());
+  stored.set_execute_response(b.result.execute_response());
   if (b.result.has_rebuild_manifest()) {
     *stored.mutable_rebuild_manifest() = b.result.rebuild_manifest();
   }
@@ -67,6 +68,7 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
   b->error = stored.error();
   if (stored.has_manifest()) *b->result.mutable_manifest() = stored.manifest();
   b->result.set_provenance(stored.provenance());
+  b->result.set_execute_response(stored.execute_response());
   if (stored.has_rebuild_manifest()) {
     *b->result.mutable_rebuild_manifest() = stored.rebuild_manifest();
   }

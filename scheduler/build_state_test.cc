@@ -21,6 +21,7 @@ void Fill(BuildState& b) {
   b.finished_at = 12.25;
   b.tenant = "team-a";
   b.result.set_provenance("{\"payloadType\":\"x\"}");
+  b.result.set_execute_response(std::string("\x0a\x02\x08\x01", 4));
   b.result.mutable_rebuild_manifest()->set_hash(std::string(64, 'b'));
   b.rebuild_id = "r1";
   b.verify_of = "v0";
@@ -69,6 +70,7 @@ TEST(BuildStateTest, RecordRoundTripKeepsTheBuildButNotItsSecrets) {
   EXPECT_TRUE(out->had_secrets);
   EXPECT_EQ(out->tenant, in.tenant);
   EXPECT_EQ(out->result.provenance(), in.result.provenance());
+  EXPECT_EQ(out->result.execute_response(), in.result.execute_response());
   EXPECT_EQ(out->result.rebuild_manifest().hash(), std::string(64, 'b'));
   EXPECT_EQ(out->rebuild_id, "r1");
   EXPECT_EQ(out->verify_of, "v0");

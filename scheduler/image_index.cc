@@ -31,6 +31,15 @@ bool ImageIndex::Has(const std::string& instance,
   return it != images_.end() && it->second.count(name) > 0;
 }
 
+std::optional<v1::ImageTag> ImageIndex::Get(const std::string& instance,
+                                            const std::string& name) const {
+  auto in = images_.find(instance);
+  if (in == images_.end()) return std::nullopt;
+  auto it = in->second.find(name);
+  if (it == in->second.end()) return std::nullopt;
+  return it->second;
+}
+
 void ImageIndex::Set(const std::string& instance, v1::ImageTag tag) {
   std::string name = tag.name();
   images_[instance][name] = std::move(tag);

@@ -6,6 +6,7 @@
 #define STAGEFARM_SCHEDULER_IMAGE_INDEX_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ class ImageIndex {
   // The instance's images by name.
   std::vector<v1::ImageTag> List(const std::string& instance) const;
   bool Has(const std::string& instance, const std::string& name) const;
+  // The name's tag, or nullopt.
+  std::optional<v1::ImageTag> Get(const std::string& instance,
+                                  const std::string& name) const;
   // Adds or replaces the name (Check first).
   void Set(const std::string& instance, v1::ImageTag tag);
   // NOT_FOUND when there is no such name.

@@ -12,6 +12,7 @@
 #include "attest/signing.h"
 #include "common/channel.h"
 #include "common/daemon.h"
+#include "scheduler/execution_service.h"
 #include "scheduler/scheduler_service.h"
 
 namespace {
@@ -141,6 +142,9 @@ int main(int argc, char** argv) {
   app.add_option("--builder-id", options.builder_id,
                  "the builder's id in provenance (default "
                  "stagefarm-scheduler://HOSTNAME)");
+  app.add_option("--action-image", options.action_image,
+                 "image (a name in the farm's index) that REAPI actions run "
+                 "in when they set no container-image platform property");
   CLI11_PARSE(app, argc, argv);
   if (app.count("--builder-id") == 0) {
     char host[256] = {0};
@@ -194,6 +198,18 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(service->get());
+  // REAPI clients (Bazel) find everything at this address: Execution,
+  // Capabilities, and the farm's CAS forwarded.
+  std::optional<CasTarget> cas_target;
+  if (!cas.empty()) cas_target = CasClient::Connect(cas);
+  auto reapi_endpoint = scheduler::RemoteExecutionEndpoint::Create(
+      service->get(), cas_target ? &*cas_target : nullptr, daemon->tenants);
+  if (!reapi_endpoint.ok()) {
+    std::cerr << "stagefarm-scheduler: " << reapi_endpoint.status().message()
+              << "\n";
+    return 1;
+  }
+  (*reapi_endpoint)->Register(&builder);
   // Keep idle request threads polling instead of ending them: every build
   // stream holds a thread, and gRPC's default (at most two idle pollers)
   // makes and ends threads at every turn under load.

@@ -220,6 +220,19 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   work_cv_.SignalAll();
 }
 
+absl::Status SchedulerService::Admit(const Tenant* caller) {
+  if (caller == nullptr || caller->max_builds <= 0) return absl::OkStatus();
+  int running = 0;
+  for (const auto& [id, other] : builds_) {
+    running += !other->finished && other->tenant == caller->name ? 1 : 0;
+  }
+  if (running < caller->max_builds) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("tenant ", caller->name, " has ", running,
+                   " builds running, its limit (max_builds); submit again "
+                   "when one has finished"));
+}
+
 grpc::Status SchedulerService::Build(
     grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
     grpc::ServerWriter<v1::BuildUpdate>* writer) {
@@ -237,18 +250,7 @@ grpc::Status SchedulerService::Build(
   UseStageCache(b.get());
   {
     absl::MutexLock lock(&mu_);
-    if (*caller != nullptr && (*caller)->max_builds > 0) {
-      int running = 0;
-      for (const auto& [id, other] : builds_) {
-        running += !other->finished && other->tenant == b->tenant ? 1 : 0;
-      }
-      if (running >= (*caller)->max_builds) {
-        return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-            "tenant ", b->tenant, " has ", running,
-            " builds running, its limit (max_builds); submit again when "
-            "one has finished")));
-      }
-    }
+    if (absl::Status s = Admit(*caller); !s.ok()) return ToGrpcStatus(s);
     builds_[b->id] = b;
     ++builds_submitted_;
     LogInfo("build-submitted", {{"build", b->id},
@@ -717,6 +719,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
       if (done.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();
+        b->result.set_execute_response(request->execute_response());
         Succeeded(bit->second, "");
       } else {
         QueueReady(bit->second);

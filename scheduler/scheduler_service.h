@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@
 #include "attest/signing.h"
 #include "common/cas_client.h"
 #include "common/tenants.h"
+#include "google/longrunning/operations.pb.h"
 #include "scheduler/build_state.h"
 #include "scheduler/image_index.h"
 #include "scheduler/ssh_relay.h"
@@ -69,6 +71,9 @@ struct SchedulerOptions {
   // Who builds, as provenance names it (runDetails.builder.id).
   std::string builder_id = "stagefarm-scheduler://localhost";
   std::string version = "0.1.0";
+  // REAPI actions without a container-image platform property run in this
+  // image of the farm's index (--action-image); "": they must name one.
+  std::string action_image;
 };
 
 class SchedulerService final : public v1::Scheduler::Service {
@@ -102,6 +107,31 @@ class SchedulerService final : public v1::Scheduler::Service {
         dispatches_by_platform;
   };
   Stats GetStats();
+
+  // REAPI actions (actions.cc), for the Execution service
+  // (execution_service.h): each becomes a build of one stage, queued,
+  // leased, retried, kept and listed as Dockerfile builds are.
+  struct ActionStart {
+    std::shared_ptr<BuildState> build;  // to follow (null when cached)
+    std::optional<reapi::ExecuteResponse> cached;  // an action-cache hit
+  };
+  // Checks the caller and the request, answers from the action cache
+  // unless told to skip it, joins an identical action in flight (unless
+  // it skips the cache or may not be cached), or queues the action.
+  absl::StatusOr<ActionStart> StartAction(grpc::ServerContext* context,
+                                          const reapi::ExecuteRequest& request);
+  // The action an operation name names; NOT_FOUND when the scheduler does
+  // not know it (any more) or the caller may not see it.
+  absl::StatusOr<std::shared_ptr<BuildState>> FindAction(
+      grpc::ServerContext* context, const std::string& operation);
+  // Writes the action's Operation when it starts, when a worker takes it,
+  // every 10 s while it waits or runs, and when it is done. OK once done
+  // was written; the caller going away leaves the action running (a client
+  // comes back with WaitExecution).
+  grpc::Status FollowAction(
+      grpc::ServerContext* context, const std::shared_ptr<BuildState>& b,
+      const std::function<bool(const google::longrunning::Operation&)>& write);
+  static constexpr char kOperationPrefix[] = "operations/";
 
   grpc::Status Build(grpc::ServerContext* context,
                      const v1::SubmitBuildRequest* request,
@@ -196,6 +226,8 @@ class SchedulerService final : public v1::Scheduler::Service {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(BuildState* b, int code, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESOURCE_EXHAUSTED when the caller already runs its max_builds.
+  absl::Status Admit(const Tenant* caller) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A spec checked, planned and made into a build (not yet shared).
   absl::StatusOr<std::shared_ptr<BuildState>> NewBuild(
       const v1::BuildSpec& spec);

@@ -38,6 +38,7 @@
 #include "farmapi/build_spec.h"
 #include "farmapi/events.h"
 #include "image/image_store.h"
+#include "remoteexec/action_runner.h"
 #include "snapshot/snapshots.h"
 #include "stagecache/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
@@ -368,6 +369,29 @@ class Worker : public WorkerDaemon {
     return result;
   }
 
+  // A REAPI action (remoteexec/action_runner.h): its ExecuteResponse in
+  // *response; an error is this worker's failure to run it.
+  absl::StatusOr<engine::BuildResult> RunAction(const v1::StageTask& task,
+                                                const std::atomic<bool>* cancel,
+                                                std::string* response) {
+    const v1::RemoteAction& a = task.spec().action();
+    ASSIGN_OR_RETURN(Instance * inst, InstanceFor(task.spec().instance_name()));
+    remoteexec::ActionRequest req;
+    ASSIGN_OR_RETURN(req.action, Digest::FromProto(a.action_digest()));
+    if (a.has_image_manifest()) {
+      ASSIGN_OR_RETURN(req.image_manifest,
+                       Digest::FromProto(a.image_manifest()));
+    }
+    req.network = a.network();
+    req.do_not_cache = a.do_not_cache();
+    remoteexec::ActionRunner runner(inst->store.get(), inst->images.get(),
+                                    inst->snapshots.get(), executor_.get(),
+                                    {f_.work + "/actions", f_.name});
+    ASSIGN_OR_RETURN(reapi::ExecuteResponse r, runner.Run(req, cancel));
+    *response = r.SerializeAsString();
+    return engine::BuildResult{};
+  }
+
  public:
   // Opens every instance that has snapshots on disk (a restarted worker
   // keeps its layer cache), then brings the cache within its bound.
@@ -679,9 +703,14 @@ class Worker : public WorkerDaemon {
       }
     });
     engine::StageOutcome outcome;
-    auto result = Run(
-        task, [&](const engine::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
-        &cancel, &outcome);
+    std::string execute_response;
+    auto result =
+        task.spec().has_action()
+            ? RunAction(task, &cancel, &execute_response)
+            : Run(
+                  task,
+                  [&](const engine::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
+                  &cancel, &outcome);
     {
       absl::MutexLock lock(&beat_mu);
       running = false;
@@ -690,7 +719,10 @@ class Worker : public WorkerDaemon {
     heartbeat.join();
     v1::StageReport last;
     last.set_finished(true);
-    if (result.ok()) {
+    if (result.ok() && task.spec().has_action()) {
+      last.set_execute_response(execute_response);
+      ++counters_.stages_done;
+    } else if (result.ok()) {
       last.set_image_state(engine::ImageStateJson(outcome.state));
       if (task.assemble())
         result->manifest.digest.ToProto(last.mutable_manifest());

@@ -1,0 +1,68 @@
+// The Remote Execution API at the scheduler's address: Execution (Execute,
+// WaitExecution) over the scheduler's queue (SchedulerService::StartAction),
+// and, so that one endpoint is all a client needs (`bazel build
+// --remote_executor=grpc://SCHEDULER`), Capabilities with execution
+// enabled and the farm's CAS, ByteStream and ActionCache forwarded to the
+// scheduler's --cas (the CAS's own services over a store that sends each
+// call on to the instance it names). Callers are checked as by the CAS:
+// with tenants, a known tenant on its own instances; the action cache is
+// written only by workers (with tenants) or by nobody through here.
+// Thread-safe.
+#ifndef STAGEFARM_SCHEDULER_EXECUTION_SERVICE_H_
+#define STAGEFARM_SCHEDULER_EXECUTION_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "blobstore/action_cache.h"
+#include "blobstore/remote_store.h"
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "cas/grpc_services.h"
+#include "cas/instance_policy.h"
+#include "scheduler/scheduler_service.h"
+
+namespace stagefarm::scheduler {
+
+class ExecutionService final : public reapi::Execution::Service {
+ public:
+  explicit ExecutionService(SchedulerService* scheduler)
+      : scheduler_(scheduler) {}
+  grpc::Status Execute(
+      grpc::ServerContext* context, const reapi::ExecuteRequest* request,
+      grpc::ServerWriter<google::longrunning::Operation>* writer) override;
+  grpc::Status WaitExecution(
+      grpc::ServerContext* context, const reapi::WaitExecutionRequest* request,
+      grpc::ServerWriter<google::longrunning::Operation>* writer) override;
+
+ private:
+  SchedulerService* scheduler_;
+};
+
+// Every REAPI service a client needs, for one scheduler: register them all
+// with the server.
+class RemoteExecutionEndpoint {
+ public:
+  // `cas`: the farm's CAS (null: Execution only, which then refuses
+  // actions, and Capabilities).
+  static absl::StatusOr<std::unique_ptr<RemoteExecutionEndpoint>> Create(
+      SchedulerService* scheduler, const CasTarget* cas,
+      std::shared_ptr<const Tenants> tenants);
+  void Register(grpc::ServerBuilder* builder);
+
+ private:
+  RemoteExecutionEndpoint() = default;
+  std::unique_ptr<InstancePolicy> policy_;
+  std::unique_ptr<RemoteBlobStore> store_;
+  std::unique_ptr<ActionCache> action_cache_;
+  std::unique_ptr<ExecutionService> execution_;
+  std::unique_ptr<CapabilitiesService> capabilities_;
+  std::unique_ptr<CasService> cas_;
+  std::unique_ptr<ByteStreamService> bytestream_;
+  std::unique_ptr<ActionCacheService> ac_;
+};
+
+}  // namespace stagefarm::scheduler
+
+#endif  // STAGEFARM_SCHEDULER_EXECUTION_SERVICE_H_

@@ -1,0 +1,3 @@
+#!/bin/bash
+echo the failing test says goodbye
+exit 1
