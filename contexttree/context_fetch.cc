@@ -25,17 +25,6 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
   return ErrnoStatus(errno, what, path);
 }
 
-absl::Status CheckName(absl::string_view name, absl::string_view where) {
-  if (name.empty() || name == "." || name == ".." ||
-      name.find('/') != absl::string_view::npos ||
-      name.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("context tree: bad entry name \"", name, "\" in ",
-                     where.empty() ? "/" : where));
-  }
-  return absl::OkStatus();
-}
-
 mode_t ModeOf(const reapi::NodeProperties& p, mode_t fallback) {
   return p.has_unix_mode() ? static_cast<mode_t>(p.unix_mode().value() & 07777)
                            : fallback;
@@ -68,7 +57,7 @@ class Writer {
     }
     absl::flat_hash_set<std::string> names;
     auto claim = [&](const std::string& name) -> absl::Status {
-      RETURN_IF_ERROR(CheckName(name, rel));
+      RETURN_IF_ERROR(CheckEntryName(name, rel));
       if (!names.insert(name).second) {
         return absl::InvalidArgumentError(absl::StrCat(
             "context tree: \"", name, "\" twice in ", rel.empty() ? "/" : rel));
@@ -210,6 +199,17 @@ class Writer {
 };
 
 }  // namespace
+
+absl::Status CheckEntryName(absl::string_view name, absl::string_view where) {
+  if (name.empty() || name == "." || name == ".." ||
+      name.find('/') != absl::string_view::npos ||
+      name.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tree: bad entry name \"", name, "\" in ",
+                     where.empty() ? "/" : where));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status MaterializeTree(BlobStore* blobs, const std::string& ns,
                              const Digest& root, const std::string& dest) {

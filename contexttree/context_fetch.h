@@ -13,6 +13,12 @@
 
 namespace stagefarm::contexttree {
 
+// INVALID_ARGUMENT unless `name` may name an entry of a Directory: not
+// empty, ".", "..", nor holding "/" or NUL. `where`: the directory's path in
+// the tree, for the message. Every reader of trees from the CAS checks
+// names with it.
+absl::Status CheckEntryName(absl::string_view name, absl::string_view where);
+
 // Writes the tree whose root Directory is `root` into `dest`, which must not
 // exist: directories and files with the tree's unix modes (0755/0644 when a
 // node has none), symlinks with their targets, every file verified against

@@ -39,6 +39,9 @@ struct ExecSpec {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::vector<uint32_t> additional_gids;
+  // The process gets no capabilities at all (a REAPI action: as an
+  // ordinary user it must not write inputs it does not own).
+  bool no_capabilities = false;
   Network network = Network::kSandbox;
   std::string hostname = "buildkitsandbox";
   std::vector<ExecMount> mounts;

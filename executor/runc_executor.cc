@@ -305,7 +305,9 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
   process["env"] = env;
   process["cwd"] = spec.cwd;
   json caps = json::array();
-  for (const char* cap : kDefaultCapabilities) caps.push_back(cap);
+  if (!spec.no_capabilities) {
+    for (const char* cap : kDefaultCapabilities) caps.push_back(cap);
+  }
   process["capabilities"] = {
       {"bounding", caps}, {"effective", caps}, {"permitted", caps}};
   process["noNewPrivileges"] = true;

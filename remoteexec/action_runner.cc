@@ -17,7 +17,6 @@
 #include "blobstore/blob_files.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
-#include "contexttree/context_fetch.h"
 #include "contexttree/context_upload.h"
 
 namespace stagefarm::remoteexec {
@@ -114,6 +113,29 @@ absl::StatusOr<reapi::ExecuteResponse> ActionRunner::Run(
   return Execute(request, &p, cancel);
 }
 
+absl::Status ActionRunner::MakeOwnedDirs(const std::string& root,
+                                         absl::string_view rel) {
+  std::string inside;  // the path so far, relative to root
+  for (absl::string_view part : absl::StrSplit(rel, '/', absl::SkipEmpty())) {
+    inside = Join(inside, part);
+    ASSIGN_OR_RETURN(std::string path, ResolveInRoot(root, inside, true));
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Command: ", rel,
+                         " needs a directory where the input root has a file"));
+      }
+      continue;
+    }
+    if (mkdir(path.c_str(), 0755) != 0 ||
+        chown(path.c_str(), options_.uid, options_.gid) != 0) {
+      return absl::InternalError(absl::StrCat("cannot create ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
   CasClient* cas = store_->client();
   SetTime(p->metadata.mutable_input_fetch_start_timestamp(), absl::Now());
@@ -187,18 +209,17 @@ absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
   RETURN_IF_ERROR(MakeDirs(options_.scratch_dir, 0700));
   ASSIGN_OR_RETURN(p->dir, MakeTempDir(options_.scratch_dir, "action-"));
   p->root = p->dir + "/root";
-  RETURN_IF_ERROR(
-      contexttree::MaterializeTree(store_, "", *input_root, p->root));
+  FileCache::Stats fetched;
+  RETURN_IF_ERROR(files_->Materialize(cas, *input_root, p->root, options_.uid,
+                                      options_.gid, &fetched));
   SetTime(p->metadata.mutable_input_fetch_completed_timestamp(), absl::Now());
-  RETURN_IF_ERROR(MakeDirs(Join(p->root, p->working_directory), 0755));
+  RETURN_IF_ERROR(MakeOwnedDirs(p->root, p->working_directory));
   for (const auto* list :
        {&c.output_paths(), &c.output_files(), &c.output_directories()}) {
     for (const std::string& out : *list) {
       std::string rel = Join(p->working_directory, out);
-      ASSIGN_OR_RETURN(
-          std::string host,
-          ResolveInRoot(p->root, rel.substr(0, rel.rfind('/') + 1), true));
-      RETURN_IF_ERROR(MakeDirs(host, 0755));
+      RETURN_IF_ERROR(
+          MakeOwnedDirs(p->root, rel.substr(0, rel.rfind('/') + 1)));
     }
   }
 
@@ -234,6 +255,9 @@ absl::StatusOr<reapi::ExecuteResponse> ActionRunner::Execute(
     spec.env.push_back(absl::StrCat(v.name(), "=", v.value()));
   }
   spec.cwd = Join(kExecRoot, p->working_directory);
+  spec.uid = options_.uid;
+  spec.gid = options_.gid;
+  spec.no_capabilities = true;
   spec.network =
       request.network ? executor::Network::kSandbox : executor::Network::kNone;
   spec.hostname = "localhost";

@@ -1,6 +1,7 @@
 // Runs one REAPI action on a worker, as the Remote Execution API describes
 // it: the Action and its Command are read from the CAS, the input root is
-// written into a scratch directory, the command runs in the runc sandbox on
+// written into a scratch directory (files hard-linked from the worker's
+// file cache), the command runs in the runc sandbox on
 // an overlayfs of a container image's layers (the input root bound at
 // kExecRoot, the working directory below it), with exactly the command's
 // arguments and environment, and no network unless the action may have
@@ -27,6 +28,7 @@
 #include "common/digest.h"
 #include "executor/executor.h"
 #include "image/image_store.h"
+#include "remoteexec/file_cache.h"
 #include "snapshot/snapshots.h"
 
 namespace stagefarm::remoteexec {
@@ -44,6 +46,10 @@ struct ActionRequest {
 struct ActionRunnerOptions {
   std::string scratch_dir;  // each action gets a directory below it
   std::string worker_name;  // ExecutedActionMetadata.worker
+  // Who the command runs as (no capabilities): it owns the input root's
+  // directories, not its files (file_cache.h).
+  uid_t uid = 65534;
+  gid_t gid = 65534;
   // Used when the Action sets no timeout, and the most any may ask for.
   std::chrono::seconds max_timeout{3600};
 };
@@ -52,10 +58,11 @@ class ActionRunner {
  public:
   // `store`: the CAS instance of the action (blobs and its action cache);
   // `images` and `snapshots` of the same instance.
-  ActionRunner(RemoteBlobStore* store, image::ImageStore* images,
-               snapshot::Snapshotter* snapshots, executor::Executor* executor,
-               ActionRunnerOptions options)
+  ActionRunner(RemoteBlobStore* store, FileCache* files,
+               image::ImageStore* images, snapshot::Snapshotter* snapshots,
+               executor::Executor* executor, ActionRunnerOptions options)
       : store_(store),
+        files_(files),
         images_(images),
         snapshots_(snapshots),
         executor_(executor),
@@ -75,8 +82,12 @@ class ActionRunner {
       const ActionRequest& request, Prepared* p,
       const std::atomic<bool>* cancel);
   absl::Status UploadOutputs(const Prepared& p, reapi::ActionResult* result);
+  // Each directory of `rel` below `root` (made owned by the action's user
+  // where missing).
+  absl::Status MakeOwnedDirs(const std::string& root, absl::string_view rel);
 
   RemoteBlobStore* store_;
+  FileCache* files_;
   image::ImageStore* images_;
   snapshot::Snapshotter* snapshots_;
   executor::Executor* executor_;

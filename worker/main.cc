@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
                  "unpacked layers kept on disk (least recently used removed "
                  "first; default 20 GiB)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+  app.add_option("--action-cache-bytes", f.action_cache_bytes,
+                 "input files of REAPI actions kept per CAS instance, "
+                 "hard-linked into actions (least recently used removed "
+                 "first; default 10 GiB)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--cache-mount-bytes", f.cache_mount_bytes,
                  "what a CAS instance's shared cache mounts may hold "
                  "together (least recently published pruned first; 0: no "

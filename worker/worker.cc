@@ -42,6 +42,7 @@
 #include "snapshot/snapshots.h"
 #include "stagecache/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
+#include "worker/outbox.h"
 #include "worker/ssh_proxy.h"
 #include "worker/task_cache_sync.h"
 
@@ -202,6 +203,8 @@ class Worker : public WorkerDaemon {
     // Its cache mounts (under dir, so one tenant's never serve another),
     // shared with the other workers through the CAS.
     std::unique_ptr<cachemount::SharedCacheMounts> cache_mounts;
+    // Input files of its REAPI actions (made at the first action).
+    std::unique_ptr<remoteexec::FileCache> action_files;
   };
 
   absl::StatusOr<Instance*> InstanceFor(const std::string& name) {
@@ -384,10 +387,25 @@ class Worker : public WorkerDaemon {
     }
     req.network = a.network();
     req.do_not_cache = a.do_not_cache();
-    remoteexec::ActionRunner runner(inst->store.get(), inst->images.get(),
-                                    inst->snapshots.get(), executor_.get(),
-                                    {f_.work + "/actions", f_.name});
-    ASSIGN_OR_RETURN(reapi::ExecuteResponse r, runner.Run(req, cancel));
+    remoteexec::FileCache* files = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (inst->action_files == nullptr) {
+        ASSIGN_OR_RETURN(inst->action_files, remoteexec::FileCache::Open(
+                                                 inst->dir + "/action-files",
+                                                 f_.action_cache_bytes));
+      }
+      files = inst->action_files.get();
+    }
+    remoteexec::ActionRunnerOptions ro;
+    ro.scratch_dir = inst->dir + "/actions";
+    ro.worker_name = f_.name;
+    remoteexec::ActionRunner runner(inst->store.get(), files,
+                                    inst->images.get(), inst->snapshots.get(),
+                                    executor_.get(), ro);
+    absl::StatusOr<reapi::ExecuteResponse> ran = runner.Run(req, cancel);
+    files->Trim();
+    ASSIGN_OR_RETURN(reapi::ExecuteResponse r, std::move(ran));
     *response = r.SerializeAsString();
     return engine::BuildResult{};
   }
@@ -497,65 +515,6 @@ class Worker : public WorkerDaemon {
         return false;
     }
   }
-
-  // Progress not yet delivered, sent in reports of at most kReportBytes of
-  // events, and bounded: past kPendingBytes (a scheduler out of reach for
-  // long) log chunks are dropped and the next report says how many bytes.
-  static constexpr size_t kReportBytes = size_t{1} << 20;
-  static constexpr size_t kPendingBytes = size_t{16} << 20;
-  struct Outbox {
-    absl::Mutex mu;
-    std::deque<v1::Event> events;
-    size_t bytes = 0;
-    int64_t dropped = 0;
-
-    void Add(v1::Event e) {
-      absl::MutexLock lock(&mu);
-      if (e.kind() == "log" && bytes + e.text().size() > kPendingBytes) {
-        dropped += static_cast<int64_t>(e.text().size());
-        return;
-      }
-      bytes += e.ByteSizeLong();
-      events.push_back(std::move(e));
-    }
-    // Moves up to kReportBytes of events into `report`.
-    void Take(v1::StageReport* report) {
-      absl::MutexLock lock(&mu);
-      if (dropped > 0) {
-        v1::Event* note = report->add_events();
-        note->set_kind("note");
-        note->set_text(
-            absl::StrCat(dropped,
-                         " bytes of output were dropped while the scheduler "
-                         "could not be reached"));
-        dropped = 0;
-      }
-      size_t taken = 0;
-      while (!events.empty() &&
-             (taken == 0 ||
-              taken + events.front().ByteSizeLong() <= kReportBytes)) {
-        size_t n = events.front().ByteSizeLong();
-        taken += n;
-        bytes -= n;
-        *report->add_events() = std::move(events.front());
-        events.pop_front();
-      }
-    }
-    // Puts a report's events back in front (it was not delivered).
-    void Return(v1::StageReport* report) {
-      absl::MutexLock lock(&mu);
-      auto* evs = report->mutable_events();
-      for (int i = evs->size() - 1; i >= 0; --i) {
-        bytes += evs->Get(i).ByteSizeLong();
-        events.push_front(std::move(*evs->Mutable(i)));
-      }
-      evs->Clear();
-    }
-    bool empty() {
-      absl::MutexLock lock(&mu);
-      return events.empty();
-    }
-  };
 
   // Whether the work directory's volume has --min-free-bytes free; a
   // worker short of disk takes no stages (they would fail at once, and a

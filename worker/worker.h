@@ -29,6 +29,9 @@ struct WorkerFlags {
   // together in the CAS; past it the least recently published are pruned
   // (cachemount/cache_index.h). 0: no bound.
   int64_t cache_mount_bytes = int64_t{10} << 30;
+  // Input files of REAPI actions kept on disk per instance (hard-linked
+  // into actions' input roots; remoteexec/file_cache.h).
+  int64_t action_cache_bytes = int64_t{10} << 30;
   // Free bytes the work directory's volume must have for a slot to lease.
   int64_t min_free_bytes = int64_t{512} << 20;
   // The platforms offered to the scheduler, natively and under emulation

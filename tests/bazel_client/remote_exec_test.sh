@@ -71,7 +71,7 @@ cp -r "$ROOT/third_party/coverage_stub" "$WORK/ws/coverage_stub"
 sed "s|@RULES_CC@|$WORK/rules_cc|" "$HERE/exec_workspace/WORKSPACE.in" >"$WORK/ws/WORKSPACE"
 REMOTE=(--remote_executor="grpc://$SCHED" --jobs=8 --spawn_strategy=remote --genrule_strategy=remote
   --strategy=TestRunner=remote --remote_timeout=120)
-GOOD=(//:hello //:upper //:no_network //:dir_list //:hi //:hi_out)
+GOOD=(//:hello //:upper //:no_network //:dir_list //:hi //:hi_out //:write_input)
 
 out=$(bazel_in "$WORK/ob1" build "${REMOTE[@]}" "${GOOD[@]}")
 echo "$out" >"$WORK/build1.log"
@@ -86,6 +86,8 @@ check "a directory output (tree artifact) with a symlink" "a.txt link sub/b.txt 
   "$(cat "$bb/dir_list.txt" 2>/dev/null | tr '\n' ' ' | xargs)"
 check "a cc_binary compiled remotely in the execution image runs" "hi from a remotely compiled binary" \
   "$(cat "$bb/hi_out.txt" 2>/dev/null)"
+check "an action may not write its inputs (shared by hard links), as an ordinary user" "refused 65534" \
+  "$(cat "$bb/write_input.txt" 2>/dev/null | tr '\n' ' ' | xargs)"
 check "the cc_binary runs here too" "hi from a remotely compiled binary" "$("$bb/hi" 2>&1)"
 check_contains "builds ls lists the actions" "action " "$("$SF" builds ls 2>&1)"
 
