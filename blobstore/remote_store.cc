@@ -121,7 +121,13 @@ class RemoteWriter : public BlobWriter {
     request.set_write_offset(sent_);
     request.set_finish_write(true);
     if (!stream_->Write(request)) return Broken();
-    RETURN_IF_ERROR(Close());
+    absl::Status closed = Close();
+    // REAPI's answer to bytes that are not the digest, at the commit: the
+    // interface's DATA_LOSS.
+    if (absl::IsInvalidArgument(closed)) {
+      return absl::DataLossError(closed.message());
+    }
+    RETURN_IF_ERROR(closed);
     return after_ ? after_() : absl::OkStatus();
   }
 

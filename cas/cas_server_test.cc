@@ -107,7 +107,7 @@ TEST_F(CasServerTest, ByteStreamRoundTripWithOffsetAndLimit) {
   ASSERT_EQ(missing->size(), 1u);
 }
 
-TEST_F(CasServerTest, CorruptUploadIsDataLossAndLeavesNothing) {
+TEST_F(CasServerTest, CorruptUploadIsInvalidArgumentAndLeavesNothing) {
   Start();
   CasClient client = Client();
   std::string data = Pattern(3 << 20, 2);
@@ -121,7 +121,8 @@ TEST_F(CasServerTest, CorruptUploadIsDataLossAndLeavesNothing) {
         pos += n;
         return n;
       });
-  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  // REAPI: a ByteStream upload whose bytes are not its digest.
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(client.FindMissing({d})->size(), 1u);
   EXPECT_EQ(client.ReadString(d).status().code(), absl::StatusCode::kNotFound);
 }
@@ -230,7 +231,8 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     reapi::BatchUpdateBlobsResponse resp;
     grpc::ClientContext ctx;
     grpc::Status s = cas->BatchUpdateBlobs(&ctx, req, &resp);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    // REAPI: INVALID_ARGUMENT for more than the server's limit.
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(s.error_message().find("max_batch_total_size_bytes"),
               std::string::npos);
   }
@@ -255,7 +257,9 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
               grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(resp.responses(0).status().message().find("requests[0]"),
               std::string::npos);
-    EXPECT_EQ(resp.responses(1).status().code(), grpc::StatusCode::DATA_LOSS);
+    // REAPI: a digest that does not match the data is INVALID_ARGUMENT.
+    EXPECT_EQ(resp.responses(1).status().code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(resp.responses(2).status().code(), grpc::StatusCode::OK);
     EXPECT_EQ(client.FindMissing({Digest::Of("abc")})->size(), 1u);
   }
@@ -269,7 +273,7 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     reapi::BatchReadBlobsResponse resp;
     grpc::ClientContext ctx;
     EXPECT_EQ(cas->BatchReadBlobs(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::RESOURCE_EXHAUSTED);
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
   {  // Batch read over the limit.
     reapi::BatchReadBlobsRequest req;
@@ -279,7 +283,7 @@ TEST_F(CasServerTest, BadRequestsGetTheRightCodeAndNameTheField) {
     reapi::BatchReadBlobsResponse resp;
     grpc::ClientContext ctx;
     EXPECT_EQ(cas->BatchReadBlobs(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::RESOURCE_EXHAUSTED);
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
   auto read_code = [&](const std::string& name, int64_t offset = 0) {
     grpc::ClientContext ctx;

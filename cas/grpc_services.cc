@@ -30,8 +30,16 @@ constexpr size_t kMaxTreePageBytes = 2 << 20;
 
 grpc::Status Rpc(const absl::Status& status) { return ToGrpcStatus(status); }
 
+// An upload whose bytes are not its digest: the store's DATA_LOSS, and
+// REAPI's INVALID_ARGUMENT (BatchUpdateBlobs per blob, ByteStream.Write).
+absl::Status UploadStatus(const absl::Status& status) {
+  if (!absl::IsDataLoss(status)) return status;
+  return absl::InvalidArgumentError(status.message());
+}
+
+// REAPI: more than the server's limit is INVALID_ARGUMENT.
 grpc::Status TooManyItems(absl::string_view field, int n, int max) {
-  return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+  return Rpc(absl::InvalidArgumentError(absl::StrCat(
       field, ": ", n, " items exceed the limit of ", max, " per request")));
 }
 
@@ -96,7 +104,7 @@ grpc::Status CasService::BatchUpdateBlobs(
     }
   }
   if (total > limits_.max_batch_total_size_bytes) {
-    return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+    return Rpc(absl::InvalidArgumentError(absl::StrCat(
         "requests: ", total, " bytes exceed max_batch_total_size_bytes ",
         limits_.max_batch_total_size_bytes, "; use ByteStream.Write")));
   }
@@ -106,7 +114,7 @@ grpc::Status CasService::BatchUpdateBlobs(
   for (int i = 0; i < request->requests_size(); ++i) {
     auto* out = response->add_responses();
     *out->mutable_digest() = request->requests(i).digest();
-    ToRpcStatus(pre[i], out->mutable_status());
+    ToRpcStatus(UploadStatus(pre[i]), out->mutable_status());
   }
   return grpc::Status::OK;
 }
@@ -136,7 +144,7 @@ grpc::Status CasService::BatchReadBlobs(
     digests.push_back(*d);
   }
   if (total > limits_.max_batch_total_size_bytes) {
-    return Rpc(absl::ResourceExhaustedError(absl::StrCat(
+    return Rpc(absl::InvalidArgumentError(absl::StrCat(
         "digests: ", total, " bytes exceed max_batch_total_size_bytes ",
         limits_.max_batch_total_size_bytes, "; use ByteStream.Read")));
   }
@@ -368,7 +376,7 @@ grpc::Status ByteStreamService::Write(grpc::ServerContext* context,
     Traffic().bytes_received += static_cast<int64_t>(data.size());
     if (request.finish_write()) {
       s = w.Finish();
-      if (!s.ok()) return Rpc(s);
+      if (!s.ok()) return Rpc(UploadStatus(s));
       response->set_committed_size(w.committed_bytes());
       return grpc::Status::OK;
     }
