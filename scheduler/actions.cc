@@ -231,27 +231,53 @@ absl::StatusOr<std::shared_ptr<BuildState>> SchedulerService::FindAction(
   return it->second;
 }
 
+google::longrunning::Operation SchedulerService::OperationOf(
+    const BuildState& b) {
+  google::longrunning::Operation op;
+  op.set_name(absl::StrCat(kOperationPrefix, b.id));
+  reapi::ExecuteOperationMetadata metadata;
+  *metadata.mutable_action_digest() = b.spec.action().action_digest();
+  metadata.set_stage(reapi::ExecutionStage::QUEUED);
+  auto st = b.stages.find(0);
+  if (b.finished) {
+    metadata.set_stage(reapi::ExecutionStage::COMPLETED);
+    reapi::ExecuteResponse response;
+    if (b.code == 0) {
+      (void)response.ParseFromString(b.result.execute_response());
+    } else {
+      response.mutable_status()->set_code(b.code);
+      response.mutable_status()->set_message(b.error);
+    }
+    op.set_done(true);
+    op.mutable_response()->PackFrom(response);
+  } else if (st != b.stages.end() &&
+             st->second.status == StageStatus::kLeased) {
+    metadata.set_stage(reapi::ExecutionStage::EXECUTING);
+  }
+  op.mutable_metadata()->PackFrom(metadata);
+  return op;
+}
+
 grpc::Status SchedulerService::FollowAction(
     grpc::ServerContext* context, const std::shared_ptr<BuildState>& b,
     const std::function<bool(const google::longrunning::Operation&)>& write) {
-  reapi::ExecuteOperationMetadata metadata;
-  *metadata.mutable_action_digest() = b->spec.action().action_digest();
   auto last_stage = reapi::ExecutionStage::UNKNOWN;
   absl::Time last_write = absl::InfinitePast();
   while (true) {
     google::longrunning::Operation op;
-    op.set_name(absl::StrCat(kOperationPrefix, b->id));
-    auto stage = reapi::ExecutionStage::QUEUED;
     {
       absl::MutexLock lock(&mu_);
       absl::Time until = absl::Now() + absl::Seconds(1);
-      auto changed = [&] {
+      auto executing = [&] {
         mu_.AssertHeld();
-        return b->finished || stopping_ ||
-               (last_stage == reapi::ExecutionStage::QUEUED &&
-                b->stages[0].status == StageStatus::kLeased);
+        auto st = b->stages.find(0);
+        return st != b->stages.end() &&
+               st->second.status == StageStatus::kLeased;
       };
-      while (!changed() && last_stage != reapi::ExecutionStage::UNKNOWN) {
+      // Woken by the build's events (a lease, the end) or once a second.
+      while (last_stage != reapi::ExecutionStage::UNKNOWN && !b->finished &&
+             !stopping_ &&
+             !(last_stage == reapi::ExecutionStage::QUEUED && executing())) {
         if (b->cv.WaitWithDeadline(&mu_, until)) break;
       }
       if (stopping_ && !b->finished && HasState()) {
@@ -265,33 +291,40 @@ grpc::Status SchedulerService::FollowAction(
                "the scheduler is shutting down");
       }
       if (context->IsCancelled()) return grpc::Status::CANCELLED;
-      if (b->finished) {
-        stage = reapi::ExecutionStage::COMPLETED;
-        reapi::ExecuteResponse response;
-        if (b->code == 0) {
-          (void)response.ParseFromString(b->result.execute_response());
-        } else {
-          response.mutable_status()->set_code(b->code);
-          response.mutable_status()->set_message(b->error);
-        }
-        op.set_done(true);
-        op.mutable_response()->PackFrom(response);
-      } else if (b->stages[0].status == StageStatus::kLeased) {
-        stage = reapi::ExecutionStage::EXECUTING;
-      }
+      op = OperationOf(*b);
     }
-    if (stage == last_stage && absl::Now() - last_write < absl::Seconds(10)) {
+    reapi::ExecuteOperationMetadata metadata;
+    op.metadata().UnpackTo(&metadata);
+    if (metadata.stage() == last_stage &&
+        absl::Now() - last_write < absl::Seconds(10)) {
       continue;
     }
-    metadata.set_stage(stage);
-    op.mutable_metadata()->PackFrom(metadata);
     if (!write(op)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
-    last_stage = stage;
+    last_stage = metadata.stage();
     last_write = absl::Now();
     if (op.done()) return grpc::Status::OK;
   }
+}
+
+absl::StatusOr<google::longrunning::Operation> SchedulerService::GetOperation(
+    grpc::ServerContext* context, const std::string& operation) {
+  ASSIGN_OR_RETURN(std::shared_ptr<BuildState> b,
+                   FindAction(context, operation));
+  absl::MutexLock lock(&mu_);
+  return OperationOf(*b);
+}
+
+absl::Status SchedulerService::CancelOperation(grpc::ServerContext* context,
+                                               const std::string& operation) {
+  ASSIGN_OR_RETURN(std::shared_ptr<BuildState> b,
+                   FindAction(context, operation));
+  absl::MutexLock lock(&mu_);
+  if (b->finished) return absl::OkStatus();
+  Finish(b.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
+         "the operation was cancelled");
+  return absl::OkStatus();
 }
 
 }  // namespace stagefarm::scheduler

@@ -43,6 +43,40 @@ grpc::Status ExecutionService::WaitExecution(
       });
 }
 
+grpc::Status OperationsService::GetOperation(
+    grpc::ServerContext* context,
+    const google::longrunning::GetOperationRequest* request,
+    google::longrunning::Operation* response) {
+  absl::StatusOr<google::longrunning::Operation> op =
+      scheduler_->GetOperation(context, request->name());
+  if (!op.ok()) return ToGrpcStatus(op.status());
+  *response = *std::move(op);
+  return grpc::Status::OK;
+}
+
+grpc::Status OperationsService::CancelOperation(
+    grpc::ServerContext* context,
+    const google::longrunning::CancelOperationRequest* request,
+    google::protobuf::Empty*) {
+  return ToGrpcStatus(scheduler_->CancelOperation(context, request->name()));
+}
+
+grpc::Status OperationsService::ListOperations(
+    grpc::ServerContext*, const google::longrunning::ListOperationsRequest*,
+    google::longrunning::ListOperationsResponse*) {
+  return grpc::Status(
+      grpc::StatusCode::UNIMPLEMENTED,
+      "ListOperations: list actions with `stagefarm builds ls`");
+}
+
+grpc::Status OperationsService::DeleteOperation(
+    grpc::ServerContext*, const google::longrunning::DeleteOperationRequest*,
+    google::protobuf::Empty*) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "DeleteOperation: finished operations are forgotten "
+                      "with the scheduler's finished builds");
+}
+
 absl::StatusOr<std::unique_ptr<RemoteExecutionEndpoint>>
 RemoteExecutionEndpoint::Create(SchedulerService* scheduler,
                                 const CasTarget* cas,
@@ -57,6 +91,7 @@ RemoteExecutionEndpoint::Create(SchedulerService* scheduler,
   e->policy_ = std::make_unique<InstancePolicy>(std::move(policy));
   CasLimits limits;
   e->execution_ = std::make_unique<ExecutionService>(scheduler);
+  e->operations_ = std::make_unique<OperationsService>(scheduler);
   e->capabilities_ = std::make_unique<CapabilitiesService>(
       e->policy_.get(), limits, /*execution=*/true);
   if (cas != nullptr) {
@@ -75,6 +110,7 @@ RemoteExecutionEndpoint::Create(SchedulerService* scheduler,
 
 void RemoteExecutionEndpoint::Register(grpc::ServerBuilder* builder) {
   builder->RegisterService(execution_.get());
+  builder->RegisterService(operations_.get());
   builder->RegisterService(capabilities_.get());
   if (cas_) {
     builder->RegisterService(cas_.get());

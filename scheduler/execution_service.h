@@ -1,5 +1,6 @@
 // The Remote Execution API at the scheduler's address: Execution (Execute,
 // WaitExecution) over the scheduler's queue (SchedulerService::StartAction),
+// google.longrunning.Operations (GetOperation, CancelOperation),
 // and, so that one endpoint is all a client needs (`bazel build
 // --remote_executor=grpc://SCHEDULER`), Capabilities with execution
 // enabled and the farm's CAS, ByteStream and ActionCache forwarded to the
@@ -21,6 +22,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/grpc_services.h"
 #include "cas/instance_policy.h"
+#include "google/longrunning/operations.grpc.pb.h"
 #include "scheduler/scheduler_service.h"
 
 namespace stagefarm::scheduler {
@@ -35,6 +37,35 @@ class ExecutionService final : public reapi::Execution::Service {
   grpc::Status WaitExecution(
       grpc::ServerContext* context, const reapi::WaitExecutionRequest* request,
       grpc::ServerWriter<google::longrunning::Operation>* writer) override;
+
+ private:
+  SchedulerService* scheduler_;
+};
+
+// google.longrunning.Operations over the scheduler's actions: Get and
+// Cancel; List and Delete are UNIMPLEMENTED (finished operations are
+// forgotten on their own, with the scheduler's finished builds).
+class OperationsService final
+    : public google::longrunning::Operations::Service {
+ public:
+  explicit OperationsService(SchedulerService* scheduler)
+      : scheduler_(scheduler) {}
+  grpc::Status GetOperation(
+      grpc::ServerContext* context,
+      const google::longrunning::GetOperationRequest* request,
+      google::longrunning::Operation* response) override;
+  grpc::Status CancelOperation(
+      grpc::ServerContext* context,
+      const google::longrunning::CancelOperationRequest* request,
+      google::protobuf::Empty* response) override;
+  grpc::Status ListOperations(
+      grpc::ServerContext* context,
+      const google::longrunning::ListOperationsRequest* request,
+      google::longrunning::ListOperationsResponse* response) override;
+  grpc::Status DeleteOperation(
+      grpc::ServerContext* context,
+      const google::longrunning::DeleteOperationRequest* request,
+      google::protobuf::Empty* response) override;
 
  private:
   SchedulerService* scheduler_;
@@ -57,6 +88,7 @@ class RemoteExecutionEndpoint {
   std::unique_ptr<RemoteBlobStore> store_;
   std::unique_ptr<ActionCache> action_cache_;
   std::unique_ptr<ExecutionService> execution_;
+  std::unique_ptr<OperationsService> operations_;
   std::unique_ptr<CapabilitiesService> capabilities_;
   std::unique_ptr<CasService> cas_;
   std::unique_ptr<ByteStreamService> bytestream_;

@@ -319,6 +319,49 @@ TEST_F(ExecutionTest, AnActionOutlivesARestartAndIsWaitedFor) {
   EXPECT_EQ(r.response.result().exit_code(), 3);
 }
 
+TEST_F(ExecutionTest, OperationsGetAndCancel) {
+  TagImage("exec:1");
+  Digest action = PutAction("/bin/sh", {{"container-image", "exec:1"}});
+  auto run = std::async(std::launch::async, [&] { return Execute(action); });
+  v1::StageTask task = Lease();
+  ASSERT_FALSE(task.lease_id().empty());
+  auto ops = google::longrunning::Operations::NewStub(channel_);
+  const std::string name = "operations/" + task.build_id();
+  {
+    grpc::ClientContext ctx;
+    google::longrunning::GetOperationRequest req;
+    req.set_name(name);
+    Operation op;
+    ASSERT_TRUE(ops->GetOperation(&ctx, req, &op).ok());
+    EXPECT_FALSE(op.done());
+    EXPECT_EQ(Stage(op), reapi::ExecutionStage::EXECUTING);
+  }
+  {
+    grpc::ClientContext ctx;
+    google::longrunning::CancelOperationRequest req;
+    req.set_name(name);
+    google::protobuf::Empty empty;
+    ASSERT_TRUE(ops->CancelOperation(&ctx, req, &empty).ok());
+  }
+  Run r = run.get();
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.response.status().code(), grpc::CANCELLED);
+  // The worker hears it at its next report.
+  v1::StageReport report;
+  report.set_lease_id(task.lease_id());
+  report.set_worker("w1");
+  grpc::ClientContext ctx;
+  v1::StageReportResponse resp;
+  ASSERT_TRUE(scheduler_->Report(&ctx, report, &resp).ok());
+  EXPECT_TRUE(resp.stop());
+  grpc::ClientContext get_ctx;
+  google::longrunning::GetOperationRequest get;
+  get.set_name("operations/nope");
+  Operation op;
+  EXPECT_EQ(ops->GetOperation(&get_ctx, get, &op).error_code(),
+            grpc::NOT_FOUND);
+}
+
 TEST_F(ExecutionTest, TheCasIsForwarded) {
   auto cas = reapi::ContentAddressableStorage::NewStub(channel_);
   std::string blob = "through the scheduler";

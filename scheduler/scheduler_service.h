@@ -131,6 +131,13 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status FollowAction(
       grpc::ServerContext* context, const std::shared_ptr<BuildState>& b,
       const std::function<bool(const google::longrunning::Operation&)>& write);
+  // The action's Operation as it is now (google.longrunning.Operations).
+  absl::StatusOr<google::longrunning::Operation> GetOperation(
+      grpc::ServerContext* context, const std::string& operation);
+  // Cancels the action (its worker stops it at its next report); every
+  // client following it hears CANCELLED.
+  absl::Status CancelOperation(grpc::ServerContext* context,
+                               const std::string& operation);
   static constexpr char kOperationPrefix[] = "operations/";
 
   grpc::Status Build(grpc::ServerContext* context,
@@ -225,6 +232,9 @@ class SchedulerService final : public v1::Scheduler::Service {
   void Enqueue(const std::shared_ptr<BuildState>& b, int index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(BuildState* b, int code, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An action build's Operation now.
+  google::longrunning::Operation OperationOf(const BuildState& b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // RESOURCE_EXHAUSTED when the caller already runs its max_builds.
   absl::Status Admit(const Tenant* caller) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
