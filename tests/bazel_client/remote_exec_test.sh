@@ -124,4 +124,51 @@ out=$(bazel_in "$WORK/ob1" build "${REMOTE[@]}" --remote_default_exec_properties
   --noremote_accept_cached --action_env=CHANGE=1)
 check_contains "an unknown container-image is named" "container-image nosuch:9 is not in the farm's image index" "$out"
 
+# A worker SIGKILLed while it runs an action: the action runs again on the
+# other worker and Bazel's build succeeds.
+cat >>"$WORK/ws/BUILD" <<'BUILD'
+
+genrule(
+    name = "slow",
+    outs = ["slow.txt"],
+    cmd = "sleep 3; echo slow-done > $@",
+)
+BUILD
+before=$(grep -c "stage-started" "$WORK/scheduler.log")
+bazel_in "$WORK/ob1" build "${REMOTE[@]}" //:slow >"$WORK/kill.log" 2>&1 &
+BZ=$!
+victim=
+for _ in $(seq 300); do
+  victim=$(grep "stage-started" "$WORK/scheduler.log" | tail -n +"$((before + 1))" |
+    grep -oE 'worker=w[0-9]+' | tail -1 | cut -d= -f2)
+  [ -n "$victim" ] && break
+  sleep 0.1
+done
+sleep 1  # well into its sleep
+if [ -n "$victim" ]; then
+  kill -9 "${WPID[$victim]}" 2>/dev/null
+  wait "${WPID[$victim]}" 2>/dev/null
+  unset "WPID[$victim]"
+fi
+wait "$BZ"
+check "a worker killed mid-action: the action moves and the build succeeds" 0 $?
+check_contains "the scheduler ran it again" "stopped reporting; the stage runs again" "$(cat "$WORK/scheduler.log")"
+check "its output" "slow-done" "$(cat "$bb/slow.txt" 2>/dev/null)"
+[ -n "$victim" ] && start_worker "$victim"
+
+# Dockerfile builds and Bazel actions on the same workers at once.
+c=$(new_ctx mixed)
+printf 'FROM debian:bookworm\nRUN sleep 2 && echo dockerfile-step > /made\n' >"$c/Dockerfile"
+for i in 1 2 3; do
+  printf '\ngenrule(\n    name = "mixed%s",\n    outs = ["mixed%s.txt"],\n    cmd = "sleep 1; echo mixed%s > $@",\n)\n' \
+    "$i" "$i" "$i" >>"$WORK/ws/BUILD"
+done
+"$SF" build --progress plain --no-cache -o "type=local,dest=$c.out" "$c" >"$c.log" 2>&1 &
+DF=$!
+out=$(bazel_in "$WORK/ob1" build "${REMOTE[@]}" //:mixed1 //:mixed2 //:mixed3)
+check_contains "Bazel actions beside a Dockerfile build succeed" "Build completed successfully" "$out"
+wait "$DF"
+check "the Dockerfile build beside them succeeds" 0 $?
+check "its step ran" "dockerfile-step" "$(cat "$c.out/made" 2>/dev/null)"
+
 exit "$E2E_FAILED"
