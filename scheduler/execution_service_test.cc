@@ -38,8 +38,9 @@ class ExecutionTest : public ::testing::Test {
     cas_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Start() {
+  void Start(std::shared_ptr<const Tenants> tenants = nullptr) {
     SchedulerOptions o;
+    o.tenants = tenants;
     o.lease_timeout = std::chrono::milliseconds(2000);
     o.heartbeat = std::chrono::milliseconds(100);
     o.cas_address = cas_->address();
@@ -48,7 +49,7 @@ class ExecutionTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     service_ = std::move(*s);
     target_ = CasClient::Connect(cas_->address());
-    auto e = RemoteExecutionEndpoint::Create(service_.get(), &target_, nullptr);
+    auto e = RemoteExecutionEndpoint::Create(service_.get(), &target_, tenants);
     ASSERT_TRUE(e.ok()) << e.status();
     endpoint_ = std::move(*e);
     grpc::ServerBuilder builder;
@@ -72,7 +73,8 @@ class ExecutionTest : public ::testing::Test {
   Digest PutAction(
       const std::string& program,
       const std::vector<std::pair<std::string, std::string>>& properties = {},
-      bool do_not_cache = false) {
+      bool do_not_cache = false, CasClient* cas = nullptr) {
+    if (cas == nullptr) cas = direct_.get();
     reapi::Command command;
     command.add_arguments(program);
     command.add_arguments("-c");
@@ -83,16 +85,16 @@ class ExecutionTest : public ::testing::Test {
       p->set_value(value);
     }
     std::string cbytes = command.SerializeAsString();
-    EXPECT_TRUE(direct_->WriteString(cbytes).ok());
+    EXPECT_TRUE(cas->WriteString(cbytes).ok());
     reapi::Directory empty;
     std::string ebytes = empty.SerializeAsString();
-    EXPECT_TRUE(direct_->WriteString(ebytes).ok());
+    EXPECT_TRUE(cas->WriteString(ebytes).ok());
     reapi::Action action;
     Digest::Of(cbytes).ToProto(action.mutable_command_digest());
     Digest::Of(ebytes).ToProto(action.mutable_input_root_digest());
     action.set_do_not_cache(do_not_cache);
     std::string abytes = action.SerializeAsString();
-    EXPECT_TRUE(direct_->WriteString(abytes).ok());
+    EXPECT_TRUE(cas->WriteString(abytes).ok());
     return Digest::Of(abytes);
   }
   void TagImage(const std::string& name) {
@@ -360,6 +362,99 @@ TEST_F(ExecutionTest, OperationsGetAndCancel) {
   Operation op;
   EXPECT_EQ(ops->GetOperation(&get_ctx, get, &op).error_code(),
             grpc::NOT_FOUND);
+}
+
+TEST_F(ExecutionTest, TenantsSeeOnlyTheirOwn) {
+  Stop();
+  auto tenants = Tenants::Parse(
+      absl::StrCat(R"({"tenants": [
+        {"name": "team-a", "tokens_sha256": [")",
+                   Digest::Of("tok-a").hash(), R"("], "instances": ["a"]},
+        {"name": "team-b", "tokens_sha256": [")",
+                   Digest::Of("tok-b").hash(), R"("], "instances": ["b"]},
+        {"name": "workers", "tokens_sha256": [")",
+                   Digest::Of("tok-w").hash(),
+                   R"("], "instances": ["*"], "worker": true}]})"),
+      "tenants.json");
+  ASSERT_TRUE(tenants.ok()) << tenants.status();
+  Start(*tenants);
+  auto as = [](grpc::ClientContext* ctx, const std::string& token) {
+    ctx->AddMetadata("authorization", "Bearer " + token);
+  };
+  CasClient cas_a(CasClient::Connect(cas_->address()), "a");
+  Digest action =
+      PutAction("/bin/sh", {{"container-image", "exec:1"}}, false, &cas_a);
+  {
+    grpc::ClientContext ctx;
+    as(&ctx, "tok-a");
+    v1::SetImageRequest req;
+    req.set_instance_name("a");
+    req.mutable_image()->set_name("exec:1");
+    Digest::Of("a manifest").ToProto(req.mutable_image()->mutable_manifest());
+    v1::SetImageResponse resp;
+    ASSERT_TRUE(scheduler_->SetImage(&ctx, req, &resp).ok());
+  }
+  auto execute = [&](const std::string& token, const std::string& instance) {
+    reapi::ExecuteRequest req;
+    req.set_instance_name(instance);
+    action.ToProto(req.mutable_action_digest());
+    grpc::ClientContext ctx;
+    if (!token.empty()) as(&ctx, token);
+    auto reader = execution_->Execute(&ctx, req);
+    return Read(reader.get());
+  };
+  EXPECT_EQ(execute("", "a").status.error_code(), grpc::UNAUTHENTICATED);
+  EXPECT_EQ(execute("tok-b", "a").status.error_code(), grpc::PERMISSION_DENIED);
+  auto run =
+      std::async(std::launch::async, [&] { return execute("tok-a", "a"); });
+  v1::StageTask task;
+  {
+    grpc::ClientContext ctx;
+    as(&ctx, "tok-w");
+    v1::LeaseRequest req;
+    req.set_worker("w1");
+    req.set_wait_ms(3000);
+    v1::LeaseResponse resp;
+    ASSERT_TRUE(scheduler_->Lease(&ctx, req, &resp).ok());
+    task = resp.task();
+  }
+  ASSERT_TRUE(task.spec().has_action());
+  EXPECT_EQ(task.spec().instance_name(), "a");
+  const std::string name = "operations/" + task.build_id();
+  {
+    reapi::WaitExecutionRequest req;
+    req.set_name(name);
+    grpc::ClientContext ctx;
+    as(&ctx, "tok-b");
+    auto reader = execution_->WaitExecution(&ctx, req);
+    EXPECT_EQ(Read(reader.get()).status.error_code(), grpc::NOT_FOUND);
+  }
+  {
+    auto cas = reapi::ContentAddressableStorage::NewStub(channel_);
+    grpc::ClientContext ctx;
+    as(&ctx, "tok-b");
+    reapi::FindMissingBlobsRequest req;
+    req.set_instance_name("a");
+    action.ToProto(req.add_blob_digests());
+    reapi::FindMissingBlobsResponse resp;
+    EXPECT_EQ(cas->FindMissingBlobs(&ctx, req, &resp).error_code(),
+              grpc::PERMISSION_DENIED);
+  }
+  {
+    reapi::ExecuteResponse response;
+    v1::StageReport report;
+    report.set_lease_id(task.lease_id());
+    report.set_worker("w1");
+    report.set_finished(true);
+    report.set_execute_response(response.SerializeAsString());
+    grpc::ClientContext ctx;
+    as(&ctx, "tok-w");
+    v1::StageReportResponse resp;
+    ASSERT_TRUE(scheduler_->Report(&ctx, report, &resp).ok());
+  }
+  Run r = run.get();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.ops.back().done());
 }
 
 TEST_F(ExecutionTest, TheCasIsForwarded) {
