@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "blobstore/blob_files.h"
 #include "common/fs_util.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
 
@@ -68,8 +69,7 @@ std::string Join(const std::string& a, absl::string_view b) {
 
 reapi::ExecuteResponse FailedResponse(const absl::Status& status) {
   reapi::ExecuteResponse r;
-  r.mutable_status()->set_code(static_cast<int>(status.code()));
-  r.mutable_status()->set_message(std::string(status.message()));
+  ToRpcStatus(status, r.mutable_status());
   return r;
 }
 
@@ -140,6 +140,11 @@ absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
   CasClient* cas = store_->client();
   SetTime(p->metadata.mutable_input_fetch_start_timestamp(), absl::Now());
   absl::StatusOr<std::string> action_bytes = cas->ReadString(request.action);
+  if (absl::IsNotFound(action_bytes.status())) {
+    return MissingBlobs({request.action},
+                        absl::StrCat("the Action ", request.action.ToString(),
+                                     " is not in the CAS"));
+  }
   if (!action_bytes.ok()) {
     return absl::Status(action_bytes.status().code(),
                         absl::StrCat("the Action ", request.action.ToString(),
@@ -162,6 +167,11 @@ absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
         "Action.input_root_digest: ", input_root.status().message()));
   }
   absl::StatusOr<std::string> command_bytes = cas->ReadString(*command_digest);
+  if (absl::IsNotFound(command_bytes.status())) {
+    return MissingBlobs({*command_digest},
+                        absl::StrCat("the Command ", command_digest->ToString(),
+                                     " is not in the CAS"));
+  }
   if (!command_bytes.ok()) {
     return absl::Status(command_bytes.status().code(),
                         absl::StrCat("the Command ", command_digest->ToString(),

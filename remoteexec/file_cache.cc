@@ -18,6 +18,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "common/errno_status.h"
 #include "common/fs_util.h"
+#include "common/grpc_status.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "contexttree/context_fetch.h"
@@ -74,6 +75,10 @@ absl::Status ReadBatches(
     if (batch.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto answers, cas->BatchRead(batch));
     for (auto& [d, data] : answers) {
+      if (absl::IsNotFound(data.status())) {
+        return MissingBlobs({d}, absl::StrCat("the input ", d.ToString(),
+                                              " is not in the CAS"));
+      }
       if (!data.ok()) {
         return absl::Status(
             data.status().code(),
@@ -206,6 +211,10 @@ absl::Status FileCache::Fetch(
       return WriteAll(fd, chunk, tmp);
     });
     close(fd);
+    if (absl::IsNotFound(s)) {
+      s = MissingBlobs(
+          {d}, absl::StrCat("the input ", d.ToString(), " is not in the CAS"));
+    }
     if (s.ok() && Digest::FromRaw(hash.Final(), size) != d) {
       s = absl::DataLossError(
           absl::StrCat("the CAS sent bytes that are not ", d.ToString()));

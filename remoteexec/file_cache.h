@@ -44,7 +44,8 @@ class FileCache {
   // 0755), symlinks as the tree says, files hard-linked from the cache
   // after fetching those it lacks (small ones in batches, every blob
   // verified). Bad names, names used twice and trees deeper than 1024
-  // levels are INVALID_ARGUMENT; blobs the CAS lacks are NOT_FOUND.
+  // levels are INVALID_ARGUMENT; blobs the CAS lacks are FAILED_PRECONDITION
+  // naming them (MissingBlobs, common/grpc_status.h).
   absl::Status Materialize(CasClient* cas, const Digest& root,
                            const std::string& dest, uid_t uid, gid_t gid,
                            Stats* stats);

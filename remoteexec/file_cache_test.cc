@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common/fs_util.h"
+#include "common/grpc_status.h"
 #include "tests/cas_process.h"
 #include "tests/status_code.h"
 
@@ -142,12 +143,14 @@ TEST_F(FileCacheTest, BadTreesAreRefusedBeforeAnythingIsWritten) {
                 .code(),
             absl::StatusCode::kInvalidArgument);
   reapi::Directory missing;
-  AddFile(&missing, "gone", Digest::Of("never stored"));
-  EXPECT_EQ((*cache)
-                ->Materialize(client_.get(), PutDir(missing), dir_ + "/out",
-                              4242, 4242, &stats)
-                .code(),
-            absl::StatusCode::kNotFound);
+  Digest gone = Digest::Of("never stored");
+  AddFile(&missing, "gone", gone);
+  absl::Status s = (*cache)->Materialize(client_.get(), PutDir(missing),
+                                         dir_ + "/out", 4242, 4242, &stats);
+  // REAPI: FAILED_PRECONDITION naming the missing blob, so the client
+  // uploads it and asks again.
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(MissingBlobsOf(s), std::vector<Digest>{gone});
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/out"));
 }
 

@@ -67,8 +67,9 @@ absl::Status ReadMessage(CasClient* cas, const Digest& digest, const char* what,
                          Message* out) {
   absl::StatusOr<std::string> bytes = cas->ReadString(digest);
   if (absl::IsNotFound(bytes.status())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the ", what, " ", digest.ToString(), " is not in the CAS"));
+    return MissingBlobs({digest},
+                        absl::StrCat("the ", what, " ", digest.ToString(),
+                                     " is not in the CAS"));
   }
   if (!bytes.ok()) {
     return absl::Status(
@@ -107,6 +108,7 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
       start.cached.emplace();
       *start.cached->mutable_result() = *std::move(hit);
       start.cached->set_cached_result(true);
+      ++action_cache_hits_;
       return start;
     }
   }
@@ -176,6 +178,7 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
           oa.action_digest().size_bytes() == action_digest.size() &&
           Sees(caller, *other)) {
         start.build = other;
+        ++actions_joined_;
         return start;
       }
     }
@@ -194,6 +197,7 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
                             action_digest.hash().substr(0, 12), ")");
   builds_[b->id] = b;
   ++builds_submitted_;
+  ++actions_queued_;
   LogInfo("action-submitted", {{"build", b->id},
                                {"tenant", b->tenant},
                                {"instance", instance},

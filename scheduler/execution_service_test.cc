@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <future>
 
+#include "common/grpc_status.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "tests/cas_process.h"
 #include "tests/status_code.h"
@@ -196,6 +197,9 @@ TEST_F(ExecutionTest, CapabilitiesSayExecutionIsEnabled) {
 TEST_F(ExecutionTest, RefusalsNameTheProblem) {
   Run missing = Execute(Digest::Of("no such action"));
   EXPECT_EQ(missing.status.error_code(), grpc::FAILED_PRECONDITION);
+  // With REAPI's PreconditionFailure detail naming the blob.
+  EXPECT_EQ(MissingBlobsOf(FromGrpcStatus(missing.status)),
+            std::vector<Digest>{Digest::Of("no such action")});
   EXPECT_NE(missing.status.error_message().find("is not in the CAS"),
             std::string::npos);
   Run property = Execute(PutAction("/bin/sh", {{"gpu", "1"}}));

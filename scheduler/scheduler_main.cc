@@ -92,6 +92,13 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
              {{"result", "hit"}}, read(&Stats::stage_cache_hits));
   m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
              {{"result", "miss"}}, read(&Stats::stage_cache_misses));
+  const char* actions = "REAPI actions since start, by what became of them";
+  m->Counter("stagefarm_scheduler_actions_total", actions,
+             {{"result", "queued"}}, read(&Stats::actions_queued));
+  m->Counter("stagefarm_scheduler_actions_total", actions,
+             {{"result", "cache_hit"}}, read(&Stats::action_cache_hits));
+  m->Counter("stagefarm_scheduler_actions_total", actions,
+             {{"result", "joined"}}, read(&Stats::actions_joined));
   m->Counter("stagefarm_scheduler_disk_full_errors_total",
              "Writes to --state refused because its disk was full", {},
              read(&Stats::disk_full_errors));

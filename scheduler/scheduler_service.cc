@@ -148,6 +148,9 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.lease_expiries = lease_expiries_;
   s.stage_cache_hits = stage_cache_hits_.load();
   s.stage_cache_misses = stage_cache_misses_.load();
+  s.actions_queued = actions_queued_.load();
+  s.action_cache_hits = action_cache_hits_.load();
+  s.actions_joined = actions_joined_.load();
   s.disk_full_errors = state_ ? state_->disk_full_errors() : 0;
   return s;
 }

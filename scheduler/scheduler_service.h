@@ -102,6 +102,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
     int64_t stage_cache_hits = 0, stage_cache_misses = 0;
     int64_t disk_full_errors = 0;  // state writes refused: disk full
+    // REAPI actions: queued, answered from the action cache, joined to an
+    // identical one in flight.
+    int64_t actions_queued = 0, action_cache_hits = 0, actions_joined = 0;
     // Stages dispatched by (platform, "native" or "emulated").
     std::map<std::pair<std::string, std::string>, int64_t>
         dispatches_by_platform;
@@ -305,6 +308,8 @@ class SchedulerService final : public v1::Scheduler::Service {
   int64_t dispatches_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lease_expiries_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
+  std::atomic<int64_t> actions_queued_{0}, action_cache_hits_{0},
+      actions_joined_{0};
   std::unique_ptr<StateStore> state_;  // with --state
   std::thread reaper_;
 };
