@@ -8,5 +8,5 @@ RUN apt-get update \
       libprotobuf-dev libgrpc++-dev libabsl-dev librocksdb-dev libssl-dev \
       libcli11-dev libgtest-dev libgmock-dev libarchive-dev libisal-dev \
       libdeflate-dev libzstd-dev zlib1g-dev libcurl4-openssl-dev \
-      prometheus-cpp-dev \
+      prometheus-cpp-dev nettle-dev liblzma-dev \
  && rm -rf /var/lib/apt/lists/*
