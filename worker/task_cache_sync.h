@@ -1,6 +1,7 @@
 // A stage's view of its instance's shared cache mounts (cachemount/): pulls
-// and pushes go to them, and sharing=locked caches are held through the
-// scheduler under the stage's lease (farm.proto, LockCache).
+// and pushes go to them, and sharing=locked caches (and every push) are
+// held through the scheduler under the stage's lease (farm.proto,
+// LockCache).
 #ifndef STAGEFARM_WORKER_TASK_CACHE_SYNC_H_
 #define STAGEFARM_WORKER_TASK_CACHE_SYNC_H_
 
@@ -31,7 +32,14 @@ class TaskCacheSync : public engine::CacheMountSync {
   absl::Status Pull(const std::string& id, const std::string& dir) override {
     return shared_->Pull(id, dir);
   }
+  // Publishing reads the cache's latest pointer, merges what another
+  // worker published and writes the pointer: two workers doing that at
+  // once would lose one's files, so it holds the farm's lock on the cache
+  // meanwhile (a sharing=locked step holds it already: its lease takes it
+  // again at once; it is dropped after Push either way).
   absl::Status Push(const std::string& id, const std::string& dir) override {
+    absl::StatusOr<std::unique_ptr<Hold>> hold = Lock(id);
+    if (!hold.ok()) return hold.status();
     return shared_->Push(id, dir);
   }
 
