@@ -143,8 +143,10 @@ class ExecutionTest : public ::testing::Test {
     return m.stage();
   }
   // One lease as a worker; the task (empty when none came).
-  v1::StageTask Lease(int wait_ms = 3000) {
+  // With `token`: as the tenant it names ("authorization: Bearer").
+  v1::StageTask Lease(int wait_ms = 3000, const std::string& token = "") {
     grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     v1::LeaseRequest req;
     req.set_worker("w1");
     req.set_wait_ms(wait_ms);
@@ -152,7 +154,8 @@ class ExecutionTest : public ::testing::Test {
     EXPECT_TRUE(scheduler_->Lease(&ctx, req, &resp).ok());
     return resp.task();
   }
-  void Finish(const v1::StageTask& task, int exit_code) {
+  void Finish(const v1::StageTask& task, int exit_code,
+              const std::string& token = "") {
     reapi::ExecuteResponse response;
     response.mutable_result()->set_exit_code(exit_code);
     v1::StageReport report;
@@ -161,6 +164,7 @@ class ExecutionTest : public ::testing::Test {
     report.set_finished(true);
     report.set_execute_response(response.SerializeAsString());
     grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     v1::StageReportResponse resp;
     ASSERT_TRUE(scheduler_->Report(&ctx, report, &resp).ok());
   }
@@ -411,17 +415,7 @@ TEST_F(ExecutionTest, TenantsSeeOnlyTheirOwn) {
   EXPECT_EQ(execute("tok-b", "a").status.error_code(), grpc::PERMISSION_DENIED);
   auto run =
       std::async(std::launch::async, [&] { return execute("tok-a", "a"); });
-  v1::StageTask task;
-  {
-    grpc::ClientContext ctx;
-    as(&ctx, "tok-w");
-    v1::LeaseRequest req;
-    req.set_worker("w1");
-    req.set_wait_ms(3000);
-    v1::LeaseResponse resp;
-    ASSERT_TRUE(scheduler_->Lease(&ctx, req, &resp).ok());
-    task = resp.task();
-  }
+  v1::StageTask task = Lease(3000, "tok-w");
   ASSERT_TRUE(task.spec().has_action());
   EXPECT_EQ(task.spec().instance_name(), "a");
   const std::string name = "operations/" + task.build_id();
@@ -444,18 +438,7 @@ TEST_F(ExecutionTest, TenantsSeeOnlyTheirOwn) {
     EXPECT_EQ(cas->FindMissingBlobs(&ctx, req, &resp).error_code(),
               grpc::PERMISSION_DENIED);
   }
-  {
-    reapi::ExecuteResponse response;
-    v1::StageReport report;
-    report.set_lease_id(task.lease_id());
-    report.set_worker("w1");
-    report.set_finished(true);
-    report.set_execute_response(response.SerializeAsString());
-    grpc::ClientContext ctx;
-    as(&ctx, "tok-w");
-    v1::StageReportResponse resp;
-    ASSERT_TRUE(scheduler_->Report(&ctx, report, &resp).ok());
-  }
+  Finish(task, 0, "tok-w");
   Run r = run.get();
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_TRUE(r.ops.back().done());

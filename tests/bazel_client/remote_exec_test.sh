@@ -29,11 +29,7 @@ cleanup() {
     [ -d "$ob" ] && (cd "$WORK/ws" 2>/dev/null && bazel --output_user_root="$WORK/bazel-root" \
       --output_base="$ob" shutdown >/dev/null 2>&1)
   done
-  for p in "${WPID[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  stop_containers "$WORK"/w*/runc
-  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+  stop_farm
 }
 trap cleanup EXIT
 
@@ -44,14 +40,8 @@ CAS=$(listen_addr "$WORK/cas.log")
   --lease-timeout-ms 3000 --heartbeat-ms 500 --action-image rexec:1 >"$WORK/scheduler.log" 2>&1 &
 PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
-start_worker() { # NAME
-  "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$1" --name "$1" \
-    >>"$WORK/$1.log" 2>&1 &
-  WPID[$1]=$!
-  for _ in $(seq 100); do grep -q "connected to the scheduler" "$WORK/$1.log" 2>/dev/null && break; sleep 0.1; done
-}
-start_worker w1
-start_worker w2
+start_farm_worker w1
+start_farm_worker w2
 export STAGEFARM_HOME=$WORK/client STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
 
 # The execution image: Debian (scripts/base-images) with gcc added by a
@@ -154,7 +144,7 @@ wait "$BZ"
 check "a worker killed mid-action: the action moves and the build succeeds" 0 $?
 check_contains "the scheduler ran it again" "stopped reporting; the stage runs again" "$(cat "$WORK/scheduler.log")"
 check "its output" "slow-done" "$(cat "$bb/slow.txt" 2>/dev/null)"
-[ -n "$victim" ] && start_worker "$victim"
+[ -n "$victim" ] && start_farm_worker "$victim"
 
 # Dockerfile builds and Bazel actions on the same workers at once.
 c=$(new_ctx mixed)

@@ -13,14 +13,7 @@ e2e_setup "$1"
 BIN=$1
 PIDS=()
 declare -A WPID
-cleanup_farm() {
-  for p in "${PIDS[@]}" "${WPID[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  stop_containers "$WORK"/w*/runc
-  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
-}
-trap cleanup_farm EXIT
+trap stop_farm EXIT
 "$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
@@ -28,13 +21,6 @@ CAS=$(listen_addr "$WORK/cas.log")
   >"$WORK/scheduler.log" 2>&1 &
 PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
-start_worker() { # NAME
-  "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$1" --name "$1" \
-    >>"$WORK/$1.log" 2>&1 &
-  WPID[$1]=$!
-  for _ in $(seq 100); do grep -q "connected to the scheduler" "$WORK/$1.log" 2>/dev/null && break; sleep 0.1; done
-}
-stop_worker() { kill "${WPID[$1]}" 2>/dev/null; wait "${WPID[$1]}" 2>/dev/null; unset "WPID[$1]"; }
 export STAGEFARM_HOME=$WORK/client STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
 "$SF" image import "$WORK/busybox" -t busybox >/dev/null
 fb() { # CTX [flags]: a --no-cache farm build to CTX.out
@@ -43,7 +29,7 @@ fb() { # CTX [flags]: a --no-cache farm build to CTX.out
   "$SF" build --progress plain --no-cache -o "type=local,dest=$c.out" "$@" "$c" >"$c.log" 2>&1
 }
 
-start_worker w1
+start_farm_worker w1
 c=$(new_ctx fill)
 cat >"$c/Dockerfile" <<'DF'
 FROM busybox
@@ -53,9 +39,9 @@ fb "$c"
 check "a build on w1 fills the cache" "0" "$?"
 check_contains "it ran on w1" "started on w1" "$(cat "$c.log")"
 sum=$(cat "$c.out/sum" 2>/dev/null)
-stop_worker w1
+stop_farm_worker w1
 
-start_worker w2
+start_farm_worker w2
 c=$(new_ctx read)
 cat >"$c/Dockerfile" <<'DF'
 FROM busybox
@@ -81,7 +67,7 @@ check "another instance: the build succeeds" "0" "$?"
 check "another instance: does not see the cache" "0" "$(tr -d ' ' <"$c.out/count" 2>/dev/null)"
 
 # Two workers adding to the cache at once: both entries are kept.
-start_worker w1
+start_farm_worker w1
 ca=$(new_ctx add-a); cb=$(new_ctx add-b)
 for x in a b; do
   d=$WORK/ctx-add-$x
@@ -123,7 +109,7 @@ c=$(new_ctx failing)
 printf 'FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs echo kept > /var/cache/pkgs/from-failure && false\n' >"$c/Dockerfile"
 fb "$c"
 check "a failing step: the build fails" "1" "$([ $? -ne 0 ] && echo 1)"
-stop_worker w1
+stop_farm_worker w1
 fb "$WORK/ctx-list"
 check_contains "a failing step: what it left is shared" "from-failure" "$(cat "$WORK/ctx-list.out/list" 2>/dev/null)"
 
@@ -137,7 +123,7 @@ kill -KILL "${WPID[w2]}"; wait "${WPID[w2]}" 2>/dev/null; unset 'WPID[w2]'
 stop_containers "$WORK/w2/runc"
 "$SF" cancel "$(sed -n 's/.*build \([0-9a-f]\{8,\}\).*/\1/p' "$c.log" | head -1)" >/dev/null 2>&1
 kill $bp 2>/dev/null; wait $bp 2>/dev/null
-start_worker w3
+start_farm_worker w3
 fb "$WORK/ctx-list"
 check "killed mid-step: the other entries are there" "yes" \
   "$(grep -q entry-b "$WORK/ctx-list.out/list" 2>/dev/null && echo yes)"
@@ -159,7 +145,7 @@ check_contains "cache prune: it ran on the worker with the copy" "started on w3"
 
 # The bound: a worker whose instance's caches exceed --cache-mount-bytes
 # prunes the least recently published.
-stop_worker w3
+stop_farm_worker w3
 "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/w4" --name w4 \
   --cache-mount-bytes 500000 >>"$WORK/w4.log" 2>&1 &
 WPID[w4]=$!

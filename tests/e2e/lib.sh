@@ -147,6 +147,29 @@ make_ssh_client_image() {
   "$SF" image import "$1" -t "$2" >/dev/null
 }
 
+# A farm a script starts itself: it sets BIN, CAS and SCHED, keeps the CAS's
+# and the scheduler's PIDs in PIDS and the workers' in WPID (declare -A),
+# by name.
+# start_farm_worker NAME [worker flags...]: a worker working in $WORK/NAME;
+# returns once it has reached the scheduler.
+start_farm_worker() {
+  local name=$1; shift
+  "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/$name" --name "$name" "$@" \
+    >>"$WORK/$name.log" 2>&1 &
+  WPID[$name]=$!
+  for _ in $(seq 100); do grep -q "connected to the scheduler" "$WORK/$name.log" 2>/dev/null && break; sleep 0.1; done
+}
+stop_farm_worker() { kill "${WPID[$1]}" 2>/dev/null; wait "${WPID[$1]}" 2>/dev/null; unset "WPID[$1]"; }
+# stop_farm: every process of the farm, the containers its workers left, their
+# mounts, and $WORK (kept with KEEP_WORK=1).
+stop_farm() {
+  for p in "${PIDS[@]}" "${WPID[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  stop_containers "$WORK"/w*/runc
+  grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+
 # listen_addr FILE: waits for a "listening on HOST:PORT" line; prints the address.
 listen_addr() {
   for _ in $(seq 100); do grep -q "listening on" "$1" 2>/dev/null && break; sleep 0.1; done
