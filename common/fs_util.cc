@@ -99,15 +99,42 @@ absl::Status RemoveAll(const std::string& path) {
     return absl::OkStatus();
   }
   static thread_local int first_error;
-  first_error = 0;
-  int rc = nftw(
-      path.c_str(),
-      [](const char* p, const struct stat*, int flag, struct FTW*) -> int {
-        int r = (flag == FTW_DP) ? rmdir(p) : unlink(p);
-        if (r != 0 && errno != ENOENT && first_error == 0) first_error = errno;
-        return 0;
-      },
-      64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  auto remove_tree = [&path]() -> int {
+    first_error = 0;
+    return nftw(
+        path.c_str(),
+        [](const char* p, const struct stat*, int flag, struct FTW*) -> int {
+          int r = (flag == FTW_DP || flag == FTW_DNR) ? rmdir(p) : unlink(p);
+          // A directory that could not be read is not empty, or it would
+          // have been: its permissions are what stands in the way.
+          int e = flag == FTW_DNR ? EACCES : errno;
+          if (r != 0 && e != ENOENT && first_error == 0) first_error = e;
+          return 0;
+        },
+        64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  };
+  int rc = remove_tree();
+  // A directory without write permission for its owner (a read-only tree, a
+  // Go module cache) refuses to give up its entries to anyone but root. Give
+  // the remaining directories their owner's rwx and try again; a directory
+  // that could not be read is entered on the next round.
+  static thread_local int opened;
+  do {
+    if (rc != 0 || (first_error != EACCES && first_error != EPERM)) break;
+    opened = 0;
+    nftw(
+        path.c_str(),
+        [](const char* p, const struct stat* s, int flag, struct FTW*) -> int {
+          if ((flag == FTW_D || flag == FTW_DNR) &&
+              (s->st_mode & S_IRWXU) != S_IRWXU &&
+              chmod(p, s->st_mode | S_IRWXU) == 0) {
+            ++opened;
+          }
+          return 0;
+        },
+        64, FTW_PHYS | FTW_MOUNT);
+    if (opened > 0) rc = remove_tree();
+  } while (opened > 0);
   if (rc != 0) return ErrnoError("cannot walk", path, errno);
   if (first_error != 0) return ErrnoError("cannot remove", path, first_error);
   return absl::OkStatus();

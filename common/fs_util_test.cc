@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -190,6 +193,32 @@ TEST_F(FsUtilTest, RemoveAllRemovesTreeWithReadOnlyDir) {
   ASSERT_EQ(chmod(P("t/ro").c_str(), 0555), 0);
   absl::Status s = RemoveAll(P("t"));
   EXPECT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(Exists(P("t")));
+}
+
+// Root's capabilities ignore directory permissions; an owner without them
+// does not. RemoveAll runs in a child that gives up every capability.
+TEST_F(FsUtilTest, RemoveAllAsTheOwnerOpensReadOnlyAndUnreadableDirs) {
+  Mkdir("t");
+  Mkdir("t/ro");
+  Mkdir("t/ro/locked");
+  Mkdir("t/ro/locked/deeper");
+  Touch("t/ro/f");
+  Touch("t/ro/locked/deeper/g");
+  ASSERT_EQ(chmod(P("t/ro/locked/deeper").c_str(), 0), 0);
+  ASSERT_EQ(chmod(P("t/ro/locked").c_str(), 0), 0);
+  ASSERT_EQ(chmod(P("t/ro").c_str(), 0555), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[2] = {};
+    if (syscall(SYS_capset, &header, none) != 0) _exit(2);
+    _exit(RemoveAll(P("t")).ok() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_FALSE(Exists(P("t")));
 }
 

@@ -136,17 +136,19 @@ absl::StatusOr<Child> SpawnWithInput(const std::string& binary,
 
 absl::StatusOr<Child> Spawn(const std::string& binary,
                             const std::vector<std::string>& args,
-                            const std::vector<int>& keep_fds) {
-  return SpawnWithInput(binary, args, -1, keep_fds);
+                            const std::vector<int>& keep_fds,
+                            const std::vector<std::string>& env) {
+  return SpawnWithInput(binary, args, -1, keep_fds, false, env);
 }
 
 absl::StatusOr<Child> SpawnToFds(const std::string& binary,
                                  const std::vector<std::string>& args,
-                                 int stdout_fd, int stderr_fd) {
+                                 int stdout_fd, int stderr_fd,
+                                 const std::vector<std::string>& env) {
   if (stdout_fd < 0 || stderr_fd < 0) {
     return absl::InvalidArgumentError("SpawnToFds: no output descriptors");
   }
-  return SpawnWithInput(binary, args, -1, {}, false, {},
+  return SpawnWithInput(binary, args, -1, {}, false, env,
                         {stdout_fd, stderr_fd});
 }
 

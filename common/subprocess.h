@@ -24,18 +24,21 @@ struct Child {
 
 // Starts `binary` (a path) with `args` (argv[1..]); its stdin is /dev/null,
 // and `keep_fds` are open in it as descriptors 3, 4, ... (pipes it talks
-// on). FAILED_PRECONDITION "NAME not found: install the NAME package" when
-// the binary does not exist.
+// on); `env` ("KEY=VALUE") is added to the caller's environment (replacing
+// the same keys). FAILED_PRECONDITION "NAME not found: install the NAME
+// package" when the binary does not exist.
 absl::StatusOr<Child> Spawn(const std::string& binary,
                             const std::vector<std::string>& args,
-                            const std::vector<int>& keep_fds = {});
+                            const std::vector<int>& keep_fds = {},
+                            const std::vector<std::string>& env = {});
 
 // Like Spawn, with the child's stdout on `stdout_fd` and its stderr on
 // `stderr_fd` (open descriptors, e.g. files the caller reads afterwards);
 // no pipe: Child::output_fd is -1.
 absl::StatusOr<Child> SpawnToFds(const std::string& binary,
                                  const std::vector<std::string>& args,
-                                 int stdout_fd, int stderr_fd);
+                                 int stdout_fd, int stderr_fd,
+                                 const std::vector<std::string>& env = {});
 
 struct CommandResult {
   int exit_code = 0;  // 128 + signal when killed by one

@@ -511,6 +511,13 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   const std::vector<std::string> runc_args = {
       "--root", options_.state_dir, "--log", log_path, "--log-format", "json",
       "run",    "--bundle",         bundle,  id};
+  // A foreground `runc run` forwards the signals it receives to the
+  // container, and runc 1.1.5 (Debian's) forwards the SIGURG its own Go
+  // runtime sends itself to preempt goroutines, which happens often on a
+  // loaded machine: a shell that traps every signal (Bazel's test wrapper)
+  // then sees its `wait` interrupted and reports 128+23. Without
+  // asynchronous preemption the runtime sends none.
+  const std::vector<std::string> runc_env = {"GODEBUG=asyncpreemptoff=1"};
   const bool to_files = !spec.stdout_file.empty() && !spec.stderr_file.empty();
   Child child;
   if (to_files) {
@@ -522,13 +529,13 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
         out < 0 || err < 0
             ? absl::InternalError(absl::StrCat(
                   "opening the step's output files: ", ErrnoText(errno)))
-            : SpawnToFds(runtime_path_, runc_args, out, err);
+            : SpawnToFds(runtime_path_, runc_args, out, err, runc_env);
     if (out >= 0) close(out);
     if (err >= 0) close(err);
     if (!spawned.ok()) return spawned.status();
     child = *spawned;
   } else {
-    ASSIGN_OR_RETURN(child, Spawn(runtime_path_, runc_args));
+    ASSIGN_OR_RETURN(child, Spawn(runtime_path_, runc_args, {}, runc_env));
   }
 
   ExecResult result;

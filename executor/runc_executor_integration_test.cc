@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -414,6 +415,31 @@ TEST_F(RuncExecutorIntegrationTest, CancelKillsContainer) {
   // Started, ran ~200 ms, then cancelled well within a second.
   EXPECT_LT(cancel_latency, std::chrono::milliseconds(1500));
   EXPECT_EQ(ListContainers(), "");
+}
+
+// runc's Go runtime must not preempt goroutines with SIGURG, which the
+// foreground runc forwards to the container (a shell trapping every signal
+// sees its `wait` interrupted); and the setting stays runc's own.
+TEST_F(RuncExecutorIntegrationTest, RuncRunsWithoutAsyncPreemption) {
+  ExecSpec spec = Spec("echo started; sleep 1; env");
+  std::string runc_env;
+  spec.on_output = [&runc_env](absl::string_view chunk) {
+    if (!runc_env.empty() || !absl::StrContains(chunk, "started")) return;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::string stat = ReadFile(entry.path().string() + "/stat");
+      // pid (comm) state ppid ...
+      size_t close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      std::vector<std::string> fields =
+          absl::StrSplit(stat.substr(close + 2), ' ');
+      if (fields.size() < 2 || fields[1] != std::to_string(getpid())) continue;
+      runc_env = "\n" + ReadFile(entry.path().string() + "/environ");
+      std::replace(runc_env.begin(), runc_env.end(), '\0', '\n');
+    }
+  };
+  std::string tail = RunOk(spec);
+  EXPECT_THAT(runc_env, HasSubstr("\nGODEBUG=asyncpreemptoff=1\n"));
+  EXPECT_THAT(tail, Not(HasSubstr("GODEBUG")));
 }
 
 TEST_F(RuncExecutorIntegrationTest, CancelBeforeStart) {
