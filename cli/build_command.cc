@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/attestations.h"
+#include "cli/build_record.h"
 #include "cli/disk_usage.h"
 #include "cli/exit_status.h"
 #include "cli/farm_client.h"
@@ -327,7 +328,15 @@ absl::Status RunPlatformBuilds(
     one.plan_options.build_platform = platform::Host().String();
     if (multi) one.tags.clear();  // the index is tagged after
     std::string prefix = multi ? p.String() + " " : "";
+    std::string trace = flags.trace;
+    if (multi && !trace.empty()) {
+      const bool json = absl::EndsWith(trace, ".json");
+      if (json) trace.resize(trace.size() - 5);
+      absl::StrAppend(&trace, "-", p.DirName(), json ? ".json" : "");
+    }
+    BuildRecorder recorder(one, "local");
     auto on_event = [&](const engine::BuildEvent& ev) {
+      if (server.empty() && !trace.empty()) recorder.OnEvent(ev);
       absl::MutexLock lock(&progress_mu);
       if (prefix.empty()) return progress->OnEvent(ev);
       engine::BuildEvent named = ev;
@@ -345,6 +354,14 @@ absl::Status RunPlatformBuilds(
                                  on_event(named);
                                });
       }
+      if (!trace.empty()) {
+        absl::Status s = WriteTrace(
+            recorder.Finish(result.status(), result.ok() ? &*result : nullptr),
+            trace);
+        if (!s.ok()) {
+          std::cerr << "warning: no trace written: " << s.message() << "\n";
+        }
+      }
     } else {
       FarmBuildOptions fo;
       fo.server = server;
@@ -359,6 +376,7 @@ absl::Status RunPlatformBuilds(
         fo.vcs_revision = vcs.revision;
       }
       fo.reattach = std::chrono::seconds(flags.reattach_seconds);
+      fo.trace_path = trace;
       std::string cache_dir = l->home() + "/statcache";
       if (MakeDirs(cache_dir, 0700).ok()) {
         fo.stat_cache_file =

@@ -11,9 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "buildview/build_view.h"
 #include "cli/ssh_forward.h"
 #include "common/channel.h"
 #include "common/clock.h"
+#include "common/fs_util.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
@@ -214,6 +216,19 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
                        build_id,
                        " (start it with --state DIR to keep builds "
                        "across restarts)"));
+    }
+  }
+  if (finished && !options.trace_path.empty()) {
+    absl::StatusOr<v1::BuildRecord> record =
+        GetBuildRecord(options.server, build_id);
+    absl::Status s =
+        record.ok() ? WriteTrace(*record, options.trace_path) : record.status();
+    if (!s.ok() && on_event) {
+      engine::BuildEvent ev;
+      ev.kind = engine::BuildEvent::Kind::kNote;
+      ev.stage = "farm";
+      ev.text = absl::StrCat("no trace written: ", s.message());
+      on_event(ev);
     }
   }
   if (cancel != nullptr && cancel->load()) {
@@ -438,6 +453,36 @@ class SchedulerTagIndex : public image::TagIndex {
 std::unique_ptr<image::TagIndex> FarmTagIndex(const std::string& server,
                                               const std::string& instance) {
   return std::make_unique<SchedulerTagIndex>(server, instance);
+}
+
+absl::Status WriteTrace(const v1::BuildRecord& record,
+                        const std::string& path) {
+  const std::vector<v1::Event> events(record.events().begin(),
+                                      record.events().end());
+  const std::string text =
+      buildview::TraceEvents(buildview::MakeView(record.build(), events))
+          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (path.empty() || path == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fputc('\n', stdout);
+    return std::fflush(stdout) == 0
+               ? absl::OkStatus()
+               : absl::UnavailableError("writing the trace failed");
+  }
+  return WriteFileAtomically(path, text + "\n");
+}
+
+absl::StatusOr<v1::BuildRecord> GetBuildRecord(const std::string& server,
+                                               const std::string& build_id) {
+  auto stub = Stub(server);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::GetBuildRequest req;
+  req.set_build_id(build_id);
+  v1::BuildRecord record;
+  grpc::Status st = stub->GetBuild(&ctx, req, &record);
+  if (!st.ok()) return FarmError(server, st);
+  return record;
 }
 
 absl::StatusOr<std::string> FarmCas(const std::string& server) {

@@ -15,6 +15,7 @@
 #include "blobstore/remote_store.h"
 #include "engine/build_engine.h"
 #include "image/image_store.h"
+#include "stagefarm/v1/farm.pb.h"
 
 namespace stagefarm::cli {
 
@@ -30,6 +31,8 @@ struct FarmBuildOptions {
   std::string subject_name;
   bool verify_reproducible = false;
   std::string vcs_source, vcs_revision;  // cli/vcs.h
+  // Where to write the build's trace when it ends (`build --trace`).
+  std::string trace_path;
 };
 
 // Runs `request` on the farm. `store` is the farm's CAS (the instance the
@@ -57,6 +60,12 @@ std::unique_ptr<image::TagIndex> FarmTagIndex(const std::string& server,
                                               const std::string& instance);
 // The farm's CAS address as its scheduler advertises it (--cas).
 absl::StatusOr<std::string> FarmCas(const std::string& server);
+// Writes the build's timeline as Chrome trace-event JSON to `path` (a whole
+// file or nothing; "" or "-": standard output).
+absl::Status WriteTrace(const v1::BuildRecord& record, const std::string& path);
+// A build's record and events (`builds trace`, `build --trace`).
+absl::StatusOr<v1::BuildRecord> GetBuildRecord(const std::string& server,
+                                               const std::string& build_id);
 // `stagefarm cancel BUILD`.
 absl::Status CancelBuild(const std::string& server,
                          const std::string& build_id);

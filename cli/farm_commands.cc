@@ -26,6 +26,7 @@ struct FarmFlags {
   int logs_step = 0;
   std::string logs_stage, logs_blob;
   bool logs_full = false;
+  std::string trace_output;
   std::string cluster_state;
   int cluster_workers = 2;
 };
@@ -85,7 +86,7 @@ int StepLogCommand(LocalOptions local, const std::string& server,
 
 // builds ls, logs and cancel: the farm from --server or STAGEFARM_SERVER.
 int FarmCommand(FarmFlags* f, LocalOptions* local, CLI::App* builds_ls,
-                CLI::App* logs, CLI::App* cancel) {
+                CLI::App* builds_trace, CLI::App* logs, CLI::App* cancel) {
   if (logs->parsed() && !f->logs_blob.empty()) {
     absl::StatusOr<Digest> d = ParseDigestArg(f->logs_blob);
     if (!d.ok()) return Fail(d.status());
@@ -116,6 +117,13 @@ int FarmCommand(FarmFlags* f, LocalOptions* local, CLI::App* builds_ls,
     if (!text.ok()) return Fail(text.status());
     std::cout << *text;
     return 0;
+  }
+  if (builds_trace->parsed()) {
+    absl::StatusOr<v1::BuildRecord> record =
+        GetBuildRecord(f->farm_server, f->farm_build);
+    if (!record.ok()) return Fail(record.status());
+    absl::Status s = WriteTrace(*record, f->trace_output);
+    return s.ok() ? 0 : Fail(s);
   }
   if (cancel->parsed()) {
     absl::Status s = CancelBuild(f->farm_server, f->farm_build);
@@ -150,6 +158,14 @@ void AddFarmCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   builds->fallthrough();
   CLI::App* builds_ls =
       builds->add_subcommand("ls", "running and recent builds, newest first");
+  CLI::App* builds_trace = builds->add_subcommand(
+      "trace",
+      "a build's timeline as Chrome trace-event JSON (Perfetto, "
+      "chrome://tracing): a track per worker slot, a slice per stage and "
+      "step");
+  builds_trace->add_option("build", f->farm_build, "BUILD id")->required();
+  builds_trace->add_option("-o,--output", f->trace_output,
+                           "the file to write (default: standard output)");
   CLI::App* logs = app->add_subcommand(
       "logs",
       "a farm build's progress, followed to its end; one step's output; a "
@@ -189,10 +205,10 @@ void AddFarmCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   CLI::App* cluster_down =
       cluster->add_subcommand("down", "stop what `cluster up` started");
 
-  for (CLI::App* sub : {builds_ls, logs, cancel}) {
-    out->push_back({sub, [f, local, builds_ls, logs, cancel] {
-                      return FarmCommand(f.get(), local, builds_ls, logs,
-                                         cancel);
+  for (CLI::App* sub : {builds_ls, builds_trace, logs, cancel}) {
+    out->push_back({sub, [f, local, builds_ls, builds_trace, logs, cancel] {
+                      return FarmCommand(f.get(), local, builds_ls,
+                                         builds_trace, logs, cancel);
                     }});
   }
   auto cluster_run = [f, cluster_up] {

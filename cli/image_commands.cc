@@ -75,6 +75,10 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       ->add_option("--attest", f->build_flags.attest,
                    "type=provenance[,mode=min|max] or type=sbom (repeatable)")
       ->allow_extra_args(false);
+  build->add_option("--trace", f->build_flags.trace,
+                    "write the build's timeline to FILE as Chrome trace-event "
+                    "JSON (Perfetto, chrome://tracing); several platforms: "
+                    "one file each, FILE with the platform before .json");
   build->add_flag("--verify-reproducible", f->build_flags.verify_reproducible,
                   "build again without cache (on a farm, each stage on "
                   "another worker) and fail unless the image is the same, "

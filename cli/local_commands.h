@@ -42,6 +42,8 @@ struct BuildFlags {
   bool verify_reproducible = false;
   // --allow: entitlements (network.host, security.insecure).
   std::vector<std::string> allow;
+  // --trace FILE: the build's timeline as Chrome trace-event JSON.
+  std::string trace;
 };
 
 int BuildCommand(const LocalOptions& local, const BuildFlags& flags);

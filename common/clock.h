@@ -42,6 +42,12 @@ class SystemClock : public Clock {
   }
 };
 
+// Seconds since the Unix epoch, to the system clock's microsecond (the
+// farm's event times).
+inline double UnixSeconds() {
+  return static_cast<double>(SystemClock::Get()->NowMicros()) / 1e6;
+}
+
 // A clock that moves only when told to.
 class FakeClock : public Clock {
  public:

@@ -190,6 +190,17 @@ absl::Status WriteStringToFile(const std::string& path, absl::string_view data,
   return absl::OkStatus();
 }
 
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view data, mode_t mode) {
+  const std::string tmp = absl::StrCat(path, ".tmp-", getpid());
+  absl::Status s = WriteStringToFile(tmp, data, mode);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
+    s = ErrnoError("cannot create", path, errno);
+  }
+  if (!s.ok()) unlink(tmp.c_str());
+  return s;
+}
+
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent,
                                         absl::string_view prefix) {
   std::string templ = absl::StrCat(parent, "/", prefix, "XXXXXX");

@@ -35,6 +35,10 @@ absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 absl::Status WriteStringToFile(const std::string& path, absl::string_view data,
                                mode_t mode = 0644);
+// Writes `data` beside `path` and renames it into place: a reader finds the
+// old file or the whole new one, never a part of it.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view data, mode_t mode = 0644);
 
 // A new directory under `parent` with a unique name starting with `prefix`.
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent,

@@ -103,18 +103,22 @@ absl::StatusOr<std::shared_ptr<const Tenants>> Tenants::Parse(
   return std::shared_ptr<const Tenants>(std::move(t));
 }
 
+absl::StatusOr<const Tenant*> Tenants::ByToken(absl::string_view token) const {
+  Sha256 h;
+  h.Update(token);
+  auto t = by_token_hash_.find(h.FinalHex());
+  if (t != by_token_hash_.end()) return &tenants_[t->second];
+  return absl::UnauthenticatedError(
+      "the bearer token is not known to this farm");
+}
+
 absl::StatusOr<const Tenant*> Tenants::Identify(
     const grpc::ServerContext& context) const {
   const auto& md = context.client_metadata();
   auto it = md.find("authorization");
   if (it != md.end()) {
     absl::string_view value(it->second.data(), it->second.size());
-    if (absl::ConsumePrefix(&value, "Bearer ")) {
-      Sha256 h;
-      h.Update(value);
-      auto t = by_token_hash_.find(h.FinalHex());
-      if (t != by_token_hash_.end()) return &tenants_[t->second];
-    }
+    if (absl::ConsumePrefix(&value, "Bearer ")) return ByToken(value);
     return absl::UnauthenticatedError(
         "the bearer token is not known to this farm");
   }

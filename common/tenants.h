@@ -52,6 +52,9 @@ class Tenants {
   // certificate the file knows.
   absl::StatusOr<const Tenant*> Identify(
       const grpc::ServerContext& context) const;
+  // The tenant whose token this is (the web view's sessions);
+  // UNAUTHENTICATED otherwise.
+  absl::StatusOr<const Tenant*> ByToken(absl::string_view token) const;
   // PERMISSION_DENIED unless `tenant` may use `instance`.
   static absl::Status CheckInstance(const Tenant& tenant,
                                     absl::string_view instance);

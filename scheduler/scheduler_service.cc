@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "archives/compression.h"
+#include "buildview/build_view.h"
 #include "common/cas_client.h"
 #include "common/channel.h"
 #include "common/clock.h"
@@ -42,11 +43,7 @@ std::string SchedulerService::RandomId() {
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
-double SchedulerService::UnixNow() {
-  return std::chrono::duration<double>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+double SchedulerService::UnixNow() { return UnixSeconds(); }
 
 absl::StatusOr<std::unique_ptr<SchedulerService>> SchedulerService::Create(
     SchedulerOptions options) {
@@ -356,22 +353,27 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
                                           v1::ListBuildsResponse* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
+  for (v1::BuildSummary& sum : Summaries(*caller)) {
+    *response->add_builds() = std::move(sum);
+  }
+  return grpc::Status::OK;
+}
+
+std::vector<v1::BuildSummary> SchedulerService::Summaries(
+    const Tenant* caller) {
+  std::vector<v1::BuildSummary> out;
   absl::MutexLock lock(&mu_);
   std::vector<BuildState*> all;
   for (auto& [id, b] : builds_) {
-    if (Sees(*caller, *b)) all.push_back(b.get());
+    if (Sees(caller, *b)) all.push_back(b.get());
   }
   std::sort(all.begin(), all.end(), [](BuildState* x, BuildState* y) {
     return x->submitted > y->submitted;
   });
   for (BuildState* b : all) {
-    v1::BuildSummary* sum = response->add_builds();
+    v1::BuildSummary* sum = &out.emplace_back();
     sum->set_build_id(b->id);
-    sum->set_state(!b->finished   ? "running"
-                   : b->code == 0 ? "succeeded"
-                   : b->code == static_cast<int>(grpc::StatusCode::CANCELLED)
-                       ? "cancelled"
-                       : "failed");
+    sum->set_state(buildview::StateName(b->finished, b->code));
     sum->set_dockerfile_name(b->spec.dockerfile_name());
     sum->set_instance_name(b->spec.instance_name());
     sum->set_submitted(b->submitted);
@@ -398,7 +400,7 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
       *sum->mutable_manifest() = b->result.manifest();
     }
   }
-  return grpc::Status::OK;
+  return out;
 }
 
 grpc::Status SchedulerService::WatchBuild(
@@ -416,7 +418,8 @@ grpc::Status SchedulerService::WatchBuild(
   if (b == nullptr) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "no build " + request->build_id() +
-                            " (it may be older than the last 200)");
+                            absl::StrCat(" (it may be older than the last ",
+                                         kKeepFinished, ")"));
   }
   return Stream(context, b, writer, /*owner=*/false);
 }
@@ -426,21 +429,70 @@ grpc::Status SchedulerService::CancelBuild(
     v1::CancelBuildResponse* /*response*/) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = builds_.find(request->build_id());
-    if (it == builds_.end() || !Sees(*caller, *it->second)) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          "no build " + request->build_id());
-    }
-    if (it->second->finished) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "build " + request->build_id() + " has finished");
-    }
-    Finish(it->second.get(), static_cast<int>(grpc::StatusCode::CANCELLED),
-           "cancelled (stagefarm cancel)");
+  return ToGrpcStatus(
+      Cancel(*caller, request->build_id(), "cancelled (stagefarm cancel)"));
+}
+
+absl::Status SchedulerService::Cancel(const Tenant* caller,
+                                      const std::string& build_id,
+                                      const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  auto it = builds_.find(build_id);
+  if (it == builds_.end() || !Sees(caller, *it->second)) {
+    return absl::NotFoundError("no build " + build_id);
   }
+  if (it->second->finished) {
+    return absl::FailedPreconditionError("build " + build_id + " has finished");
+  }
+  Finish(it->second.get(), static_cast<int>(grpc::StatusCode::CANCELLED), why);
+  return absl::OkStatus();
+}
+
+grpc::Status SchedulerService::GetBuild(grpc::ServerContext* context,
+                                        const v1::GetBuildRequest* request,
+                                        v1::BuildRecord* response) {
+  absl::StatusOr<const Tenant*> caller = Caller(context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<v1::BuildRecord> record = Record(*caller, request->build_id());
+  if (!record.ok()) return ToGrpcStatus(record.status());
+  *response = std::move(*record);
   return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::BuildRecord> SchedulerService::Record(
+    const Tenant* caller, const std::string& build_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = builds_.find(build_id);
+  if (it == builds_.end() || !Sees(caller, *it->second)) {
+    return absl::NotFoundError(absl::StrCat("no build ", build_id,
+                                            " (it may be older than the last ",
+                                            kKeepFinished, ")"));
+  }
+  const BuildState& b = *it->second;
+  v1::BuildRecord record;
+  *record.mutable_build() = ToRecord(b, [this](const std::string& lease) {
+    auto l = leases_.find(lease);
+    return l == leases_.end() ? std::string() : l->second.worker;
+  });
+  for (const v1::Event& e : b.events) *record.add_events() = e;
+  return record;
+}
+
+void SchedulerService::WaitForChange(const std::string& build_id, size_t seen,
+                                     absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto it = builds_.find(build_id);
+  if (it == builds_.end()) return;
+  std::shared_ptr<BuildState> b = it->second;
+  while (!b->finished && b->events.size() <= seen &&
+         !b->cv.WaitWithDeadline(&mu_, deadline)) {
+  }
+}
+
+absl::StatusOr<const Tenant*> SchedulerService::CallerByToken(
+    absl::string_view token) const {
+  if (options_.tenants == nullptr) return nullptr;
+  return options_.tenants->ByToken(token);
 }
 
 grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
@@ -689,9 +741,12 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
   }
   BuildState* b = bit->second.get();
   StageState& st = b->stages[lease.stage];
+  const double now = UnixNow();
   for (v1::Event e : request->events()) {
     e.set_worker(lease.worker);
-    e.set_unix_time(UnixNow());
+    // The worker's time of the event is finer than its report's arrival;
+    // one from the future (a clock ahead of ours) is now.
+    if (e.unix_time() <= 0 || e.unix_time() > now) e.set_unix_time(now);
     b->events.push_back(std::move(e));
   }
   lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;

@@ -172,9 +172,31 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status CancelBuild(grpc::ServerContext* context,
                            const v1::CancelBuildRequest* request,
                            v1::CancelBuildResponse* response) override;
+  grpc::Status GetBuild(grpc::ServerContext* context,
+                        const v1::GetBuildRequest* request,
+                        v1::BuildRecord* response) override;
   grpc::Status GetFarm(grpc::ServerContext* context,
                        const v1::GetFarmRequest* request,
                        v1::FarmInfo* response) override;
+
+  // Views of the farm (the RPCs above and the web view) for a caller
+  // already identified; null when tenants are off. A tenant sees its own
+  // builds only (workers see all).
+  // Running builds and the last finished ones, newest first.
+  std::vector<v1::BuildSummary> Summaries(const Tenant* caller);
+  // NOT_FOUND for a build the caller cannot see or the scheduler forgot.
+  absl::StatusOr<v1::BuildRecord> Record(const Tenant* caller,
+                                         const std::string& build_id);
+  // FAILED_PRECONDITION when it has finished.
+  absl::Status Cancel(const Tenant* caller, const std::string& build_id,
+                      const std::string& why);
+  // Waits until build `build_id` has more than `seen` events or has
+  // finished, or until `deadline`.
+  void WaitForChange(const std::string& build_id, size_t seen,
+                     absl::Time deadline);
+  // The identified caller for the web view (common/tenants.h); null when
+  // tenants are off.
+  absl::StatusOr<const Tenant*> CallerByToken(absl::string_view token) const;
   grpc::Status ListImages(grpc::ServerContext* context,
                           const v1::ListImagesRequest* request,
                           v1::ListImagesResponse* response) override;

@@ -28,6 +28,7 @@
 #include "blobstore/remote_store.h"
 #include "cachemount/shared_cache_mounts.h"
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -663,13 +664,16 @@ class Worker : public WorkerDaemon {
     });
     engine::StageOutcome outcome;
     std::string execute_response;
-    auto result =
-        task.spec().has_action()
-            ? RunAction(task, &cancel, &execute_response)
-            : Run(
-                  task,
-                  [&](const engine::BuildEvent& ev) { outbox.Add(ToWire(ev)); },
-                  &cancel, &outcome);
+    auto result = task.spec().has_action()
+                      ? RunAction(task, &cancel, &execute_response)
+                      : Run(
+                            task,
+                            [&](const engine::BuildEvent& ev) {
+                              v1::Event e = ToWire(ev);
+                              e.set_unix_time(UnixSeconds());
+                              outbox.Add(std::move(e));
+                            },
+                            &cancel, &outcome);
     {
       absl::MutexLock lock(&beat_mu);
       running = false;

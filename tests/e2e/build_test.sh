@@ -213,8 +213,22 @@ RUN <<-EOF sh > /dest/indented
 FROM scratch
 COPY --from=build /dest /
 DF
-build_local "$c"
+build_local "$c" --trace "$c.trace.json"
 o=$c.out
+# The timeline of the embedded engine's build: both stages on this machine,
+# every step of each, the second after the first.
+check "build --trace on this machine: stages, their steps, in order" \
+  "local: stage build (6 steps) < stage stage-1 (1 steps)" \
+  "$(python3 - "$c.trace.json" <<'PY' 2>&1
+import json, sys
+t = json.load(open(sys.argv[1]))["traceEvents"]
+procs = {e["args"]["name"] for e in t if e.get("ph") == "M" and e["name"] == "process_name"}
+stages = sorted((e for e in t if e.get("ph") == "X" and e["cat"] == "stage"), key=lambda e: e["ts"])
+def steps(s):
+    return sum(1 for e in t if e.get("ph") == "X" and e["cat"] != "stage" and e["args"]["stage"] == s["name"][6:])
+print(",".join(sorted(procs)) + ": " + " < ".join("%s (%d steps)" % (s["name"], steps(s)) for s in stages))
+PY
+)"
 check "H3: COPY heredoc expands ARG" "Hello world!" "$(cat "$o/single" 2>/dev/null)"
 check "H3: quoted heredoc stays raw" 'Hello ${name}!' "$(cat "$o/raw" 2>/dev/null)"
 check "H1: heredoc names are file names in a directory" "first file|second file" "$(cat "$o/double/EOF" 2>/dev/null)|$(cat "$o/double/EOF2" 2>/dev/null)"

@@ -78,6 +78,10 @@ check "team B lists builds" "0" "$?"
 check "... but not team A's" "" "$(printf '%s' "$out" | grep "$build_a")"
 out=$(as b logs "$build_a" --server "$SCHED" 2>&1)
 check_contains "team B cannot read team A's logs" "no build $build_a" "$out"
+out=$(as b builds trace "$build_a" --server "$SCHED" 2>&1)
+check_contains "team B cannot read team A's build record (builds trace)" "no build $build_a" "$out"
+out=$(as a builds trace "$build_a" --server "$SCHED" 2>&1)
+check_contains "team A can" '"traceEvents"' "$out"
 out=$(as b cancel "$build_a" --server "$SCHED" 2>&1)
 check_contains "team B cannot cancel team A's builds" "no build $build_a" "$out"
 out=$(as b image ls --server "$SCHED" --instance team-a 2>&1)

@@ -69,7 +69,8 @@ COPY data /data
 CMD ["cat", "/one", "/two", "/three", "/data"]
 DF
 t0=$(date +%s%N)
-"$SF" build --progress plain --source-date-epoch 1700000000 -t farm-dag:1 "$c" >"$c.out" 2>"$c.log"
+"$SF" build --progress plain --source-date-epoch 1700000000 -t farm-dag:1 --trace "$WORK/dag-trace.json" \
+  "$c" >"$c.out" 2>"$c.log"
 rc=$?
 t1=$(date +%s%N)
 check "farm: the DAG builds" "0" "$rc"
@@ -82,6 +83,25 @@ check "farm: the image runs" "one
 two
 three
 data" "$("$SF" run farm-dag:1 2>&1)"
+
+# trace_summary FILE: "<stages on distinct workers> <overlapping> <steps>" from a Chrome trace.
+trace_summary() {
+  python3 - "$1" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["pid"]: e["args"]["name"] for e in t if e.get("ph") == "M" and e["name"] == "process_name"}
+st = {e["name"]: e for e in t if e.get("ph") == "X" and e.get("cat") == "stage"}
+three = [st.get("stage " + n) for n in ("one", "two", "three")]
+if None in three:
+    print("missing stages:", sorted(st)); sys.exit()
+workers = len({names[e["pid"]] for e in three})
+overlap = max(e["ts"] for e in three) < min(e["ts"] + e["dur"] for e in three)
+steps = sum(1 for e in t if e.get("ph") == "X" and e.get("cat") in ("step", "cached"))
+print(workers, "overlapping" if overlap else "apart", steps)
+PY
+}
+check "farm: build --trace draws the three stages on three workers, at once" "3 overlapping" \
+  "$(trace_summary "$WORK/dag-trace.json" | cut -d' ' -f1-2)"
 
 # --- placement: a stage built on another stage goes where that one ran ----------------
 cc=$(new_ctx chain)
@@ -162,6 +182,11 @@ check_contains "builds ls lists the finished builds" "succeeded" "$(cat "$WORK/b
 dag_id=$(grep -m1 -oE 'build [0-9a-f]{24}' "$WORK/ctx-dag.log" | awk '{print $2}')
 check_contains "logs BUILD replays a finished build" "[three] started on" \
   "$("$SF" logs "$dag_id" 2>&1)"
+"$SF" builds trace "$dag_id" -o "$WORK/dag-trace2.json" 2>"$WORK/trace2.log"
+check "builds trace BUILD writes the same timeline" "$(trace_summary "$WORK/dag-trace.json")" \
+  "$(trace_summary "$WORK/dag-trace2.json")"
+check_contains "builds trace of an unknown build is a clear error" "no build 000" \
+  "$("$SF" builds trace 000 -o "$WORK/none.json" 2>&1; test -e "$WORK/none.json" && echo written)"
 c=$(new_ctx remote-cancel)
 printf 'FROM busybox\nRUN echo running && sleep 30\n' >"$c/Dockerfile"
 "$SF" build --progress plain "$c" >/dev/null 2>"$c.log" &

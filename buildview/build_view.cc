@@ -1,0 +1,315 @@
+#include "buildview/build_view.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace stagefarm::buildview {
+namespace {
+
+using nlohmann::json;
+
+StepView* FindStep(StageView* stage, int step) {
+  for (StepView& s : stage->steps) {
+    if (s.step == step) return &s;
+  }
+  stage->steps.emplace_back();
+  stage->steps.back().step = step;
+  return &stage->steps.back();
+}
+
+std::string DigestText(const build::bazel::remote::execution::v2::Digest& d) {
+  if (d.hash().empty()) return "";
+  return absl::StrCat("sha256:", d.hash(), "/", d.size_bytes());
+}
+
+// Worker lanes: a stage takes the first lane of its worker that is free at
+// its start.
+void AssignLanes(std::vector<StageView>* stages, double now) {
+  std::vector<StageView*> order;
+  for (StageView& st : *stages) {
+    if (st.start > 0 && !st.worker.empty()) order.push_back(&st);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const StageView* a, const StageView* b) {
+                     return a->start < b->start;
+                   });
+  std::map<std::string, std::vector<double>> busy_until;  // worker -> lanes
+  for (StageView* st : order) {
+    std::vector<double>& lanes = busy_until[st->worker];
+    const double end = st->end > 0 ? st->end : now;
+    size_t lane = 0;
+    while (lane < lanes.size() && lanes[lane] > st->start) ++lane;
+    if (lane == lanes.size()) lanes.push_back(0);
+    lanes[lane] = std::max(end, st->start);
+    st->lane = static_cast<int>(lane);
+  }
+}
+
+}  // namespace
+
+std::string StateName(bool finished, int code) {
+  if (!finished) return "running";
+  if (code == 0) return "succeeded";
+  if (code == 1) return "cancelled";  // CANCELLED
+  return "failed";
+}
+
+BuildView MakeView(const v1::StoredBuild& build,
+                   absl::Span<const v1::Event> events) {
+  BuildView v;
+  v.id = build.build_id();
+  v.tenant = build.tenant();
+  v.instance = build.spec().instance_name();
+  v.dockerfile_name = build.spec().dockerfile_name();
+  v.target = build.spec().target();
+  v.platform = build.spec().target_platform();
+  v.kind = build.spec().has_action() ? "action" : "dockerfile";
+  v.state = StateName(build.finished(), build.code());
+  v.submitted = build.submitted();
+  v.finished = build.finished() ? build.finished_at() : 0;
+  v.code = build.code();
+  v.error = build.error();
+  v.manifest = build.has_manifest() && !build.manifest().hash().empty()
+                   ? absl::StrCat("sha256:", build.manifest().hash())
+                   : "";
+  v.steps_run = build.steps_run();
+  v.steps_cached = build.steps_cached();
+
+  std::map<std::string, size_t> by_name;
+  for (const v1::StoredStage& s : build.stages()) {
+    StageView st;
+    st.index = s.index();
+    st.name = s.display();
+    st.depends_on.assign(s.depends_on().begin(), s.depends_on().end());
+    if (s.base_stage() >= 0 &&
+        std::find(st.depends_on.begin(), st.depends_on.end(), s.base_stage()) ==
+            st.depends_on.end()) {
+      st.depends_on.push_back(s.base_stage());
+    }
+    st.worker = s.worker();
+    st.platform = s.platform();
+    st.attempts = s.attempts();
+    st.queued = build.submitted();
+    switch (s.status()) {
+      case 1:
+        st.state = "queued";
+        break;
+      case 2:
+        st.state = "running";
+        break;
+      case 3:
+        st.state = s.cached() ? "cached" : "done";
+        break;
+      default:
+        st.state = "waiting";
+    }
+    by_name[st.name] = v.stages.size();
+    v.stages.push_back(std::move(st));
+  }
+  auto stage_of = [&](const std::string& name) -> StageView* {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : &v.stages[it->second];
+  };
+
+  double last_time = build.submitted();
+  for (const v1::Event& e : events) {
+    last_time = std::max(last_time, e.unix_time());
+    StageView* st = stage_of(e.stage());
+    if (st == nullptr) continue;
+    const std::string& k = e.kind();
+    const double t = e.unix_time();
+    if (k == "stage-started") {
+      st->start = t;
+      st->end = 0;
+      if (!e.worker().empty()) st->worker = e.worker();
+    } else if (k == "retry") {
+      // The stage runs again from its first step.
+      st->steps.clear();
+      st->start = 0;
+      st->end = 0;
+    } else if (k == "stage-done" || k == "stage-cached") {
+      st->end = t;
+      if (st->start == 0) st->start = t;
+      if (k == "stage-cached" ||
+          absl::StrContains(e.text(), "from the cache")) {
+        st->state = "cached";
+      }
+    } else if (k == "started" || k == "cached") {
+      StepView* step = FindStep(st, e.step());
+      step->instruction = e.text();
+      step->start = t;
+      step->worker = e.worker();
+      if (e.steps() > 0) st->steps_total = e.steps();
+      if (k == "cached") {
+        step->state = "cached";
+        step->end = t;
+      }
+      if (st->start == 0) st->start = t;
+    } else if (k == "done" || k == "failed") {
+      StepView* step = FindStep(st, e.step());
+      step->seconds = e.seconds();
+      if (step->start == 0) step->start = t - e.seconds();
+      // The worker's own measure is finer than when the report arrived.
+      step->end = e.seconds() > 0 ? step->start + e.seconds() : t;
+      if (k == "failed") {
+        step->state = "failed";
+        step->error = e.text();
+        st->state = "failed";
+      } else {
+        step->state = "done";
+      }
+    } else if (k == "log") {
+      if (e.step() > 0) FindStep(st, e.step())->log_bytes += e.text().size();
+    } else if (k == "note" && e.has_full_log() && e.step() > 0) {
+      FindStep(st, e.step())->full_log = DigestText(e.full_log());
+    }
+  }
+  for (StageView& st : v.stages) {
+    std::sort(
+        st.steps.begin(), st.steps.end(),
+        [](const StepView& a, const StepView& b) { return a.step < b.step; });
+    // A stage without a stage-done event (the embedded engine's) ends with
+    // its last step.
+    if (st.end == 0 && st.state != "running" && st.state != "queued") {
+      for (const StepView& step : st.steps) st.end = std::max(st.end, step.end);
+    }
+    if (build.finished()) {
+      if (st.state == "running") st.state = "stopped";
+      if (st.start > 0 && st.end == 0) st.end = build.finished_at();
+      for (StepView& step : st.steps) {
+        if (step.state == "running") {
+          step.state = "stopped";
+          step.end = build.finished_at();
+        }
+      }
+    }
+  }
+  const double now = build.finished() ? build.finished_at() : last_time;
+  AssignLanes(&v.stages, now);
+  return v;
+}
+
+json ToJson(const BuildView& v) {
+  json stages = json::array();
+  for (const StageView& st : v.stages) {
+    json steps = json::array();
+    for (const StepView& s : st.steps) {
+      json step = {{"step", s.step},     {"instruction", s.instruction},
+                   {"state", s.state},   {"start", s.start},
+                   {"end", s.end},       {"seconds", s.seconds},
+                   {"worker", s.worker}, {"log_bytes", s.log_bytes}};
+      if (!s.full_log.empty()) step["full_log"] = s.full_log;
+      if (!s.error.empty()) step["error"] = s.error;
+      steps.push_back(std::move(step));
+    }
+    stages.push_back({{"index", st.index},
+                      {"name", st.name},
+                      {"depends_on", st.depends_on},
+                      {"state", st.state},
+                      {"worker", st.worker},
+                      {"lane", st.lane},
+                      {"platform", st.platform},
+                      {"attempts", st.attempts},
+                      {"queued", st.queued},
+                      {"start", st.start},
+                      {"end", st.end},
+                      {"steps_total", st.steps_total},
+                      {"steps", std::move(steps)}});
+  }
+  return {{"id", v.id},
+          {"kind", v.kind},
+          {"tenant", v.tenant},
+          {"instance", v.instance},
+          {"dockerfile", v.dockerfile_name},
+          {"target", v.target},
+          {"platform", v.platform},
+          {"state", v.state},
+          {"submitted", v.submitted},
+          {"finished", v.finished},
+          {"code", v.code},
+          {"error", v.error},
+          {"manifest", v.manifest},
+          {"steps_run", v.steps_run},
+          {"steps_cached", v.steps_cached},
+          {"stages", std::move(stages)}};
+}
+
+json TraceEvents(const BuildView& v) {
+  // Times in microseconds from the submission, so the trace starts at 0.
+  auto us = [&v](double t) {
+    return std::max<int64_t>(0, static_cast<int64_t>((t - v.submitted) * 1e6));
+  };
+  std::map<std::string, int> pids;  // worker -> process id, in first use
+  json out = json::array();
+  auto pid_of = [&](const std::string& worker) {
+    const std::string name = worker.empty() ? "(no worker)" : worker;
+    auto [it, added] = pids.emplace(name, static_cast<int>(pids.size()) + 1);
+    if (added) {
+      out.push_back({{"ph", "M"},
+                     {"name", "process_name"},
+                     {"pid", it->second},
+                     {"tid", 0},
+                     {"args", {{"name", name}}}});
+    }
+    return it->second;
+  };
+  std::map<std::pair<int, int>, bool> named_lanes;
+  for (const StageView& st : v.stages) {
+    if (st.start <= 0) continue;
+    const int pid = pid_of(st.worker);
+    const int tid = st.lane + 1;
+    if (!named_lanes[{pid, tid}]) {
+      named_lanes[{pid, tid}] = true;
+      out.push_back({{"ph", "M"},
+                     {"name", "thread_name"},
+                     {"pid", pid},
+                     {"tid", tid},
+                     {"args", {{"name", absl::StrCat("slot ", tid)}}}});
+    }
+    const double stage_end = st.end > 0 ? st.end : st.start;
+    out.push_back({{"ph", "X"},
+                   {"cat", "stage"},
+                   {"name", absl::StrCat("stage ", st.name)},
+                   {"pid", pid},
+                   {"tid", tid},
+                   {"ts", us(st.start)},
+                   {"dur", us(stage_end) - us(st.start)},
+                   {"args",
+                    {{"state", st.state},
+                     {"index", st.index},
+                     {"platform", st.platform},
+                     {"attempts", st.attempts}}}});
+    for (const StepView& s : st.steps) {
+      if (s.start <= 0) continue;
+      const double end = s.end > 0 ? s.end : stage_end;
+      out.push_back(
+          {{"ph", "X"},
+           {"cat", s.state == "cached" ? "cached" : "step"},
+           {"name", s.instruction.empty() ? absl::StrCat("step ", s.step)
+                                          : s.instruction},
+           {"pid", pid},
+           {"tid", tid},
+           {"ts", us(s.start)},
+           {"dur", std::max<int64_t>(0, us(end) - us(s.start))},
+           {"args",
+            {{"stage", st.name},
+             {"step", s.step},
+             {"state", s.state},
+             {"log_bytes", s.log_bytes}}}});
+    }
+  }
+  return {{"traceEvents", std::move(out)},
+          {"displayTimeUnit", "ms"},
+          {"otherData",
+           {{"build", v.id},
+            {"state", v.state},
+            {"dockerfile", v.dockerfile_name},
+            {"submitted", v.submitted}}}};
+}
+
+}  // namespace stagefarm::buildview

@@ -1,0 +1,78 @@
+#include "cli/build_record.h"
+
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "common/clock.h"
+#include "farmapi/events.h"
+
+namespace stagefarm::cli {
+namespace {
+
+std::string NewId() {
+  std::random_device random;
+  std::string bytes(12, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return absl::BytesToHexString(bytes);
+}
+
+bool IsStepEvent(engine::BuildEvent::Kind kind) {
+  using Kind = engine::BuildEvent::Kind;
+  return kind == Kind::kStepStarted || kind == Kind::kStepCached ||
+         kind == Kind::kStepDone || kind == Kind::kStepFailed;
+}
+
+}  // namespace
+
+BuildRecorder::BuildRecorder(const engine::BuildRequest& request,
+                             std::string worker)
+    : worker_(std::move(worker)) {
+  v1::StoredBuild* b = record_.mutable_build();
+  b->set_build_id(NewId());
+  b->set_submitted(UnixSeconds());
+  b->set_created(Rfc3339(static_cast<int64_t>(b->submitted())));
+  b->mutable_spec()->set_dockerfile_name(request.dockerfile_name);
+  b->mutable_spec()->set_target(request.plan_options.target);
+  b->mutable_spec()->set_target_platform(request.plan_options.target_platform);
+}
+
+void BuildRecorder::OnEvent(const engine::BuildEvent& ev) {
+  v1::Event e = farmapi::ToWire(ev);
+  e.set_unix_time(UnixSeconds());
+  e.set_worker(worker_);
+  absl::MutexLock lock(&mu_);
+  if (IsStepEvent(ev.kind) && !stages_.count(ev.stage)) {
+    const int index = static_cast<int>(stages_.size());
+    stages_[ev.stage] = index;
+    v1::StoredStage* st = record_.mutable_build()->add_stages();
+    st->set_index(index);
+    st->set_display(ev.stage);
+    st->set_base_stage(-1);
+    st->set_status(2);  // running
+    st->set_worker(worker_);
+    st->set_attempts(1);
+    st->set_platform(record_.build().spec().target_platform());
+  }
+  *record_.add_events() = std::move(e);
+}
+
+v1::BuildRecord BuildRecorder::Finish(const absl::Status& status,
+                                      const engine::BuildResult* result) {
+  absl::MutexLock lock(&mu_);
+  v1::StoredBuild* b = record_.mutable_build();
+  b->set_finished(true);
+  b->set_finished_at(UnixSeconds());
+  b->set_code(static_cast<int>(status.code()));
+  b->set_error(std::string(status.message()));
+  if (status.ok()) {
+    for (v1::StoredStage& st : *b->mutable_stages()) st.set_status(3);
+  }
+  if (result != nullptr) {
+    result->manifest.digest.ToProto(b->mutable_manifest());
+    b->set_steps_run(result->steps_run);
+    b->set_steps_cached(result->steps_cached);
+  }
+  return record_;
+}
+
+}  // namespace stagefarm::cli
