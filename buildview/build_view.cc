@@ -1,6 +1,7 @@
 #include "buildview/build_view.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <utility>
@@ -77,6 +78,7 @@ BuildView MakeView(const v1::StoredBuild& build,
   v.manifest = build.has_manifest() && !build.manifest().hash().empty()
                    ? absl::StrCat("sha256:", build.manifest().hash())
                    : "";
+  v.manifest_size = build.manifest().size_bytes();
   v.steps_run = build.steps_run();
   v.steps_cached = build.steps_cached();
 
@@ -158,7 +160,9 @@ BuildView MakeView(const v1::StoredBuild& build,
       step->end = e.seconds() > 0 ? step->start + e.seconds() : t;
       if (k == "failed") {
         step->state = "failed";
-        step->error = e.text();
+        // The event names the step; why it failed is the build's error,
+        // for the step that failed it (with file:line and exit code).
+        step->error = e.text() != step->instruction ? e.text() : "";
         st->state = "failed";
       } else {
         step->state = "done";
@@ -170,6 +174,16 @@ BuildView MakeView(const v1::StoredBuild& build,
     }
   }
   for (StageView& st : v.stages) {
+    for (StepView& step : st.steps) {
+      if (step.state != "failed") continue;
+      if (step.error.empty() && build.finished() && build.code() != 0) {
+        step.error = build.error();
+      }
+      size_t at = step.error.find("exit code: ");
+      if (at != std::string::npos) {
+        step.exit_code = std::atoi(step.error.c_str() + at + 11);
+      }
+    }
     std::sort(
         st.steps.begin(), st.steps.end(),
         [](const StepView& a, const StepView& b) { return a.step < b.step; });
@@ -205,6 +219,7 @@ json ToJson(const BuildView& v) {
                    {"worker", s.worker}, {"log_bytes", s.log_bytes}};
       if (!s.full_log.empty()) step["full_log"] = s.full_log;
       if (!s.error.empty()) step["error"] = s.error;
+      if (s.exit_code >= 0) step["exit_code"] = s.exit_code;
       steps.push_back(std::move(step));
     }
     stages.push_back({{"index", st.index},
@@ -234,6 +249,7 @@ json ToJson(const BuildView& v) {
           {"code", v.code},
           {"error", v.error},
           {"manifest", v.manifest},
+          {"manifest_size", v.manifest_size},
           {"steps_run", v.steps_run},
           {"steps_cached", v.steps_cached},
           {"stages", std::move(stages)}};

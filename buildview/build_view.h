@@ -29,7 +29,8 @@ struct StepView {
   // The step's whole output when its live part was clipped (hex digest
   // and size), "" otherwise.
   std::string full_log;
-  std::string error;  // failed: what the step said
+  std::string error;   // failed: why (the build's error for its step)
+  int exit_code = -1;  // failed RUN: the process's exit code
 };
 
 struct StageView {
@@ -64,6 +65,7 @@ struct BuildView {
   int code = 0;
   std::string error;
   std::string manifest;  // "sha256:..." of the image, "" without one
+  int64_t manifest_size = 0;
   int steps_run = 0, steps_cached = 0;
   std::vector<StageView> stages;
 };

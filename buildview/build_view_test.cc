@@ -98,7 +98,18 @@ TEST_F(BuildViewTest, StagesAndStepsWithTheirTimesAndStates) {
   EXPECT_THAT(final.depends_on, ElementsAre(0, 1));
   EXPECT_EQ(final.steps[1].state, "failed");
   EXPECT_EQ(final.steps[1].error, "exit code 3: test failed");
+  EXPECT_EQ(final.steps[1].exit_code, -1);  // not in the error's words
   EXPECT_EQ(final.steps_total, 2);
+}
+
+TEST_F(BuildViewTest, AFailedStepNamedOnlyByItsInstructionTakesTheBuildsError) {
+  TwoStagesThenAFailure();
+  events_.back().set_text("RUN test");
+  build_.set_error(
+      "Dockerfile:9: process did not complete successfully: exit code: 3");
+  BuildView v = MakeView(build_, events_);
+  EXPECT_EQ(v.stages[2].steps[1].error, build_.error());
+  EXPECT_EQ(v.stages[2].steps[1].exit_code, 3);
 }
 
 TEST_F(BuildViewTest, StagesAtOnceOnAWorkerGetTheirOwnLanes) {

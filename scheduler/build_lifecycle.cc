@@ -41,6 +41,7 @@ void SchedulerService::Finish(BuildState* b, int code,
   b->error = error;
   b->finished_at = UnixNow();
   b->cv.SignalAll();
+  Changed();
   Log(code == 0 ? "info" : "error", "build-finished",
       {{"build", b->id},
        {"tenant", b->tenant},

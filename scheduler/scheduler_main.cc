@@ -14,6 +14,8 @@
 #include "common/daemon.h"
 #include "scheduler/execution_service.h"
 #include "scheduler/scheduler_service.h"
+#include "scheduler/web_source.h"
+#include "webui/web_view.h"
 
 namespace {
 // The scheduler's series; one GetStats() serves a whole scrape.
@@ -124,6 +126,10 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "how often workers report while they run a stage")
       ->check(CLI::Range(50, 600000));
+  std::string http_listen;
+  app.add_option("--http-listen", http_listen,
+                 "HOST:PORT for the web view and its JSON API (port 0: any; "
+                 "HTTPS with the --tls-cert and --tls-key of the farm)");
   std::string state_dir, cas;
   app.add_option("--cas", cas,
                  "the farm's CAS HOST:PORT, as clients reach it: clients given "
@@ -236,8 +242,33 @@ int main(int argc, char** argv) {
     std::cout << "stagefarm-scheduler metrics on port " << metrics->port()
               << std::endl;
   }
+  std::unique_ptr<scheduler::SchedulerWebSource> web_source;
+  std::unique_ptr<webui::WebView> web;
+  if (!http_listen.empty()) {
+    web_source = std::make_unique<scheduler::SchedulerWebSource>(
+        service->get(), cas_target ? &*cas_target : nullptr, daemon->tenants);
+    webui::WebViewOptions wo;
+    wo.listen = http_listen;
+    if (TlsConfigured()) {
+      auto file = [](const std::string& flag, const char* env) {
+        const char* v = std::getenv(env);
+        return !flag.empty() ? flag : v != nullptr ? std::string(v) : "";
+      };
+      wo.cert_file = file(daemon_flags.tls.cert, "STAGEFARM_TLS_CERT");
+      wo.key_file = file(daemon_flags.tls.key, "STAGEFARM_TLS_KEY");
+    }
+    auto started = webui::WebView::Start(wo, web_source.get());
+    if (!started.ok()) {
+      std::cerr << "stagefarm-scheduler: " << started.status().message()
+                << "\n";
+      return 1;
+    }
+    web = *std::move(started);
+    std::cout << "stagefarm-scheduler web view at " << web->url() << std::endl;
+  }
   StopOnSignals();
   WaitForStop();
+  if (web != nullptr) web->Stop();
   (*service)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

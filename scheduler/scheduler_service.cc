@@ -73,6 +73,7 @@ void SchedulerService::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [id, b] : builds_) b->cv.SignalAll();
+    changes_cv_.SignalAll();
   }
   work_cv_.SignalAll();
   reaper_cv_.SignalAll();
@@ -163,6 +164,7 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   e.set_unix_time(UnixNow());
   b->events.push_back(std::move(e));
   b->cv.SignalAll();
+  Changed();
   LogInfo(kind, {{"build", b->id},
                  {"tenant", b->tenant},
                  {"stage", stage},
@@ -385,6 +387,10 @@ std::vector<v1::BuildSummary> SchedulerService::Summaries(
     }
     sum->set_stages_done(done);
     sum->set_platform(b->spec.target_platform());
+    sum->set_tenant(b->tenant);
+    sum->set_steps_run(b->steps_run);
+    sum->set_steps_cached(b->steps_cached);
+    sum->set_target(b->spec.target());
     if (!b->finished) {
       for (const auto& [i, st] : b->stages) {
         if (st.status == StageStatus::kQueued && !st.platform.empty() &&
@@ -478,15 +484,58 @@ absl::StatusOr<v1::BuildRecord> SchedulerService::Record(
   return record;
 }
 
-void SchedulerService::WaitForChange(const std::string& build_id, size_t seen,
-                                     absl::Time deadline) {
+uint64_t SchedulerService::ChangeCount() {
   absl::MutexLock lock(&mu_);
-  auto it = builds_.find(build_id);
-  if (it == builds_.end()) return;
-  std::shared_ptr<BuildState> b = it->second;
-  while (!b->finished && b->events.size() <= seen &&
-         !b->cv.WaitWithDeadline(&mu_, deadline)) {
+  return changes_;
+}
+
+void SchedulerService::WaitForChange(uint64_t seen, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  while (changes_ <= seen && !stopping_ &&
+         !changes_cv_.WaitWithDeadline(&mu_, deadline)) {
   }
+}
+
+nlohmann::json SchedulerService::WorkersJson(const Tenant* caller) {
+  absl::MutexLock lock(&mu_);
+  const auto now = std::chrono::steady_clock::now();
+  const double hour_ago = UnixNow() - 3600;
+  std::map<std::string, nlohmann::json> running;  // worker -> [{build, stage}]
+  std::map<std::string, int> busy;
+  for (const auto& [id, lease] : leases_) {
+    ++busy[lease.worker];
+    auto bit = builds_.find(lease.build);
+    if (bit == builds_.end() || !Sees(caller, *bit->second)) continue;
+    auto st = bit->second->stages.find(lease.stage);
+    running[lease.worker].push_back(
+        {{"build", lease.build},
+         {"stage", st == bit->second->stages.end() ? "" : st->second.display}});
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [name, wp] : worker_platforms_) {
+    while (!wp.failures.empty() && wp.failures.front() < hour_ago) {
+      wp.failures.pop_front();
+    }
+    auto seen = worker_seen_.find(name);
+    const bool live = seen != worker_seen_.end() &&
+                      now - seen->second <= options_.lease_timeout;
+    nlohmann::json platforms = nlohmann::json::array();
+    for (const std::string& p : wp.native) platforms.push_back(p);
+    for (const std::string& p : wp.emulated) {
+      platforms.push_back(absl::StrCat(p, " (emulated)"));
+    }
+    out.push_back({{"name", name},
+                   {"live", live},
+                   {"slots", wp.slots},
+                   {"busy", busy[name]},
+                   {"platforms", std::move(platforms)},
+                   {"running", running.count(name) ? running[name]
+                                                   : nlohmann::json::array()},
+                   {"failures", wp.failures.size()},
+                   {"disk_bytes", wp.layer_cache_bytes},
+                   {"last_seen", wp.last_seen}});
+  }
+  return out;
 }
 
 absl::StatusOr<const Tenant*> SchedulerService::CallerByToken(
@@ -589,6 +638,9 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
   absl::MutexLock lock(&mu_);
   worker_seen_[request->worker()] = std::chrono::steady_clock::now();
   WorkerPlatforms& wp = worker_platforms_[request->worker()];
+  wp.slots = request->slots();
+  wp.layer_cache_bytes = request->layer_cache_bytes();
+  wp.last_seen = UnixNow();
   wp.native = {request->native_platforms().begin(),
                request->native_platforms().end()};
   wp.emulated = {request->emulated_platforms().begin(),
@@ -749,6 +801,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
     if (e.unix_time() <= 0 || e.unix_time() > now) e.set_unix_time(now);
     b->events.push_back(std::move(e));
   }
+  if (!request->events().empty() || request->finished()) Changed();
   lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;
   if (request->finished()) {
     // A copy: the lease is erased before its fields are used below.
@@ -769,6 +822,7 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
     } else if (request->code() != 0) {
       // A step that fails fails the build: running it elsewhere would fail
       // the same way.
+      worker_platforms_[worker].failures.push_back(UnixNow());
       Finish(b, request->code(), request->error());
     } else {
       st.status = StageStatus::kDone;

@@ -41,6 +41,7 @@
 #include "common/cas_client.h"
 #include "common/tenants.h"
 #include "google/longrunning/operations.pb.h"
+#include "nlohmann/json.hpp"
 #include "scheduler/build_state.h"
 #include "scheduler/image_index.h"
 #include "scheduler/ssh_relay.h"
@@ -190,10 +191,13 @@ class SchedulerService final : public v1::Scheduler::Service {
   // FAILED_PRECONDITION when it has finished.
   absl::Status Cancel(const Tenant* caller, const std::string& build_id,
                       const std::string& why);
-  // Waits until build `build_id` has more than `seen` events or has
-  // finished, or until `deadline`.
-  void WaitForChange(const std::string& build_id, size_t seen,
-                     absl::Time deadline);
+  // How many changes the views would show have happened, and a wait for
+  // the next after `seen` (or `deadline`).
+  uint64_t ChangeCount();
+  void WaitForChange(uint64_t seen, absl::Time deadline);
+  // The workers for the web view (webui/farm_source.h): a tenant sees
+  // what they run only of its own builds.
+  nlohmann::json WorkersJson(const Tenant* caller);
   // The identified caller for the web view (common/tenants.h); null when
   // tenants are off.
   absl::StatusOr<const Tenant*> CallerByToken(absl::string_view token) const;
@@ -318,9 +322,14 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Counters and the last time each worker asked for work (for Stats).
   std::map<std::string, std::chrono::steady_clock::time_point> worker_seen_
       ABSL_GUARDED_BY(mu_);
-  // What each worker runs, from its last lease request.
+  // What each worker runs and says of itself, from its last lease request,
+  // and the stages it failed in the last hour (their times).
   struct WorkerPlatforms {
     std::set<std::string> native, emulated;
+    int slots = 0;
+    int64_t layer_cache_bytes = -1;
+    double last_seen = 0;  // seconds since the epoch
+    std::deque<double> failures;
   };
   std::map<std::string, WorkerPlatforms> worker_platforms_ ABSL_GUARDED_BY(mu_);
   // Stages dispatched, by "platform native|emulated".
@@ -332,6 +341,14 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
   std::atomic<int64_t> actions_queued_{0}, action_cache_hits_{0},
       actions_joined_{0};
+  // Grows with every change the views show (events, submissions, ends);
+  // changes_cv_ wakes the web view's event streams.
+  uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar changes_cv_;
+  void Changed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++changes_;
+    changes_cv_.SignalAll();
+  }
   std::unique_ptr<StateStore> state_;  // with --state
   std::thread reaper_;
 };

@@ -176,6 +176,8 @@ class Worker : public WorkerDaemon {
       v1::LeaseRequest req;
       req.set_worker(f_.name);
       req.set_wait_ms(5000);
+      req.set_slots(f_.slots);
+      req.set_layer_cache_bytes(counters_.cache_bytes);
       for (const std::string& p : f_.native_platforms) {
         req.add_native_platforms(p);
       }

@@ -1,0 +1,566 @@
+#include "webui/web_view.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "buildview/build_view.h"
+#include "webui/assets.h"
+
+namespace stagefarm::webui {
+namespace {
+
+using nlohmann::json;
+namespace reapi = build::bazel::remote::execution::v2;
+
+constexpr char kCookie[] = "stagefarm_session";
+constexpr int64_t kBlobViewBytes = 4 << 20;        // shown in the browser
+constexpr int64_t kBlobDownloadBytes = 256 << 20;  // downloaded whole
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void SendJson(HttpResponse* resp, int status, const json& j) {
+  resp->Send(status, "application/json; charset=utf-8", Dump(j),
+             {{"Cache-Control", "no-store"}});
+}
+
+void SendError(HttpResponse* resp, int status, absl::string_view message) {
+  SendJson(resp, status, {{"error", std::string(message)}});
+}
+
+int HttpStatusOf(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+void SendStatus(HttpResponse* resp, const absl::Status& s) {
+  SendError(resp, HttpStatusOf(s), s.message());
+}
+
+std::string RandomToken() {
+  unsigned char bytes[24];
+  RAND_bytes(bytes, sizeof(bytes));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+json SummaryJson(const v1::BuildSummary& b) {
+  return {{"id", b.build_id()},
+          {"state", b.state()},
+          {"dockerfile", b.dockerfile_name()},
+          {"instance", b.instance_name()},
+          {"tenant", b.tenant()},
+          {"target", b.target()},
+          {"platform", b.platform()},
+          {"submitted", b.submitted()},
+          {"finished", b.finished()},
+          {"stages", b.stages()},
+          {"stages_done", b.stages_done()},
+          {"steps_run", b.steps_run()},
+          {"steps_cached", b.steps_cached()},
+          {"error", b.error()},
+          {"waiting_for", b.waiting_for()},
+          {"manifest", b.has_manifest() && !b.manifest().hash().empty()
+                           ? absl::StrCat("sha256:", b.manifest().hash())
+                           : ""}};
+}
+
+bool Matches(const v1::BuildSummary& b, const std::string& q) {
+  if (q.empty()) return true;
+  const std::string lower = absl::AsciiStrToLower(q);
+  for (const std::string* field :
+       {&b.build_id(), &b.dockerfile_name(), &b.tenant(), &b.target(),
+        &b.platform(), &b.instance_name(), &b.error()}) {
+    if (absl::StrContains(absl::AsciiStrToLower(*field), lower)) return true;
+  }
+  return false;
+}
+
+std::vector<v1::Event> EventsOf(const v1::BuildRecord& record) {
+  return {record.events().begin(), record.events().end()};
+}
+
+// What a blob is, judged by its bytes: an image document, JSON, a REAPI
+// Directory, Tree or ActionResult (messages that parse and serialize back
+// to the same bytes), text, or binary.
+json DescribeBlob(const std::string& data, bool truncated) {
+  json out = {{"truncated", truncated}};
+  auto digest_json = [](const reapi::Digest& d) {
+    return json{{"hash", d.hash()}, {"size", d.size_bytes()}};
+  };
+  auto valid_digest = [](const reapi::Digest& d) {
+    return d.hash().size() == 64 && d.size_bytes() >= 0 &&
+           std::all_of(d.hash().begin(), d.hash().end(), [](char c) {
+             return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+  };
+  if (!truncated && !data.empty() && (data[0] == '{' || data[0] == '[')) {
+    json doc = json::parse(data, nullptr, /*allow_exceptions=*/false);
+    if (!doc.is_discarded()) {
+      std::string media =
+          doc.is_object() ? doc.value("mediaType", std::string()) : "";
+      if (doc.is_object() && doc.contains("layers") && doc.contains("config")) {
+        out["kind"] = "manifest";
+      } else if (doc.is_object() && doc.contains("manifests")) {
+        out["kind"] = "index";
+      } else {
+        out["kind"] = "json";
+      }
+      out["json"] = doc;
+      return out;
+    }
+  }
+  if (!truncated && !data.empty()) {
+    reapi::Directory dir;
+    std::string again;
+    if (dir.ParseFromString(data) &&
+        (dir.files_size() + dir.directories_size() + dir.symlinks_size()) > 0 &&
+        dir.SerializeToString(&again) && again == data) {
+      bool ok = true;
+      json entries = json::array();
+      for (const auto& f : dir.files()) {
+        ok &= valid_digest(f.digest()) && !f.name().empty();
+        entries.push_back({{"type", "file"},
+                           {"name", f.name()},
+                           {"digest", digest_json(f.digest())},
+                           {"executable", f.is_executable()}});
+      }
+      for (const auto& d : dir.directories()) {
+        ok &= valid_digest(d.digest()) && !d.name().empty();
+        entries.push_back({{"type", "directory"},
+                           {"name", d.name()},
+                           {"digest", digest_json(d.digest())}});
+      }
+      for (const auto& l : dir.symlinks()) {
+        ok &= !l.name().empty();
+        entries.push_back(
+            {{"type", "symlink"}, {"name", l.name()}, {"target", l.target()}});
+      }
+      if (ok) {
+        out["kind"] = "directory";
+        out["entries"] = std::move(entries);
+        return out;
+      }
+    }
+    reapi::ActionResult result;
+    if (result.ParseFromString(data) && result.SerializeToString(&again) &&
+        again == data &&
+        (result.has_execution_metadata() || result.output_files_size() > 0 ||
+         result.has_stdout_digest())) {
+      json files = json::array();
+      for (const auto& f : result.output_files()) {
+        files.push_back({{"path", f.path()},
+                         {"digest", digest_json(f.digest())},
+                         {"executable", f.is_executable()}});
+      }
+      json dirs = json::array();
+      for (const auto& d : result.output_directories()) {
+        dirs.push_back(
+            {{"path", d.path()}, {"tree", digest_json(d.tree_digest())}});
+      }
+      out["kind"] = "action_result";
+      out["action_result"] = {{"exit_code", result.exit_code()},
+                              {"output_files", files},
+                              {"output_directories", dirs},
+                              {"stdout", digest_json(result.stdout_digest())},
+                              {"stderr", digest_json(result.stderr_digest())},
+                              {"worker", result.execution_metadata().worker()}};
+      return out;
+    }
+  }
+  const bool text =
+      data.find('\0') == std::string::npos &&
+      json(data).dump(-1, ' ', false, json::error_handler_t::ignore) ==
+          json(data).dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text) {
+    out["kind"] = "text";
+    out["text"] = data;
+  } else {
+    out["kind"] = "binary";
+    out["hex"] = absl::BytesToHexString(data.substr(0, 64 * 1024));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WebView>> WebView::Start(WebViewOptions options,
+                                                        FarmSource* source) {
+  auto view = std::unique_ptr<WebView>(new WebView(options, source));
+  WebView* raw = view.get();
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
+      options.listen, options.threads,
+      [raw](const HttpRequest& req, HttpResponse* resp) {
+        raw->Handle(req, resp);
+      },
+      options.cert_file, options.key_file);
+  if (!server.ok()) return server.status();
+  view->server_ = *std::move(server);
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  view->url_ = absl::StrCat(options.cert_file.empty() ? "http" : "https", "://",
+                            host, ":", view->server_->port(), "/");
+  return view;
+}
+
+WebView::~WebView() {
+  Stop();
+  server_.reset();
+}
+
+void WebView::Stop() { stopping_ = true; }
+
+bool WebView::Authenticate(const HttpRequest& req, HttpResponse* resp,
+                           const Tenant** caller) {
+  *caller = nullptr;
+  if (!source_->TenantsOn()) return true;
+  std::string auth = req.Header("authorization");
+  if (absl::StartsWith(auth, "Bearer ")) {
+    absl::StatusOr<const Tenant*> t = source_->ByToken(auth.substr(7));
+    if (!t.ok()) {
+      SendStatus(resp, t.status());
+      return false;
+    }
+    *caller = *t;
+    return true;
+  }
+  const std::string session = req.Cookie(kCookie);
+  if (!session.empty()) {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(session);
+    if (it != sessions_.end() && it->second.expires > absl::Now()) {
+      *caller = it->second.tenant;
+      return true;
+    }
+  }
+  SendError(resp, 401,
+            "this farm needs to know who you are: sign in with your token");
+  return false;
+}
+
+void WebView::Session(const HttpRequest& req, HttpResponse* resp) {
+  if (req.method == "GET") {
+    json out = {{"tenants", source_->TenantsOn()}, {"tenant", nullptr}};
+    if (source_->TenantsOn()) {
+      absl::MutexLock lock(&mu_);
+      auto it = sessions_.find(req.Cookie(kCookie));
+      if (it != sessions_.end() && it->second.expires > absl::Now()) {
+        out["tenant"] = it->second.tenant->name;
+      }
+    }
+    return SendJson(resp, 200, out);
+  }
+  const std::string secure = req.tls ? "; Secure" : "";
+  if (req.method == "DELETE") {
+    {
+      absl::MutexLock lock(&mu_);
+      sessions_.erase(req.Cookie(kCookie));
+    }
+    return resp->Send(204, "text/plain", "",
+                      {{"Set-Cookie", absl::StrCat(kCookie,
+                                                   "=; Path=/; Max-Age=0; "
+                                                   "HttpOnly; SameSite=Strict",
+                                                   secure)}});
+  }
+  SendError(resp, 405, "GET, POST or DELETE");
+}
+
+void WebView::Builds(const HttpRequest& req, const Tenant* caller,
+                     HttpResponse* resp) {
+  int64_t offset = 0, limit = 50;
+  if (!req.Query("offset").empty() &&
+      (!absl::SimpleAtoi(req.Query("offset"), &offset) || offset < 0)) {
+    return SendError(resp, 400, "offset: not a number >= 0");
+  }
+  if (!req.Query("limit").empty() &&
+      (!absl::SimpleAtoi(req.Query("limit"), &limit) || limit < 1 ||
+       limit > 1000)) {
+    return SendError(resp, 400, "limit: not a number from 1 to 1000");
+  }
+  const std::string q = req.Query("q");
+  const std::string state = req.Query("state");
+  json list = json::array();
+  int64_t total = 0;
+  for (const v1::BuildSummary& b : source_->Summaries(caller)) {
+    if (!state.empty() && b.state() != state) continue;
+    if (!Matches(b, q)) continue;
+    if (total >= offset && total < offset + limit) {
+      list.push_back(SummaryJson(b));
+    }
+    ++total;
+  }
+  SendJson(resp, 200,
+           {{"total", total}, {"offset", offset}, {"builds", std::move(list)}});
+}
+
+void WebView::Build(const HttpRequest& req, const Tenant* caller,
+                    const std::string& id, const std::string& what,
+                    HttpResponse* resp) {
+  if (what == "cancel") {
+    if (req.method != "POST") return SendError(resp, 405, "POST");
+    absl::Status s = source_->Cancel(caller, id);
+    if (!s.ok()) return SendStatus(resp, s);
+    return SendJson(resp, 200, {{"cancelled", id}});
+  }
+  absl::StatusOr<v1::BuildRecord> record = source_->Record(caller, id);
+  if (!record.ok()) return SendStatus(resp, record.status());
+  const std::vector<v1::Event> events = EventsOf(*record);
+  buildview::BuildView view = buildview::MakeView(record->build(), events);
+  if (what.empty()) {
+    json out = buildview::ToJson(view);
+    std::string dockerfile = record->build().spec().dockerfile();
+    if (dockerfile.size() > 256 * 1024) dockerfile.resize(256 * 1024);
+    out["dockerfile_text"] = dockerfile;
+    return SendJson(resp, 200, out);
+  }
+  if (what == "trace") {
+    return resp->Send(
+        200, "application/json; charset=utf-8",
+        Dump(buildview::TraceEvents(view)),
+        {{"Content-Disposition",
+          absl::StrCat("attachment; filename=\"trace-", id, ".json\"")}});
+  }
+  if (what == "log") {
+    int step = 0;
+    if (!absl::SimpleAtoi(req.Query("step"), &step) || step < 1) {
+      return SendError(resp, 400, "step: a step number >= 1");
+    }
+    const std::string stage = req.Query("stage");
+    std::string text;
+    bool found = false;
+    for (const v1::Event& e : events) {
+      if (e.step() != step || e.stage() != stage) continue;
+      found = true;
+      if (e.kind() == "log") text += e.text();
+    }
+    if (!found) return SendError(resp, 404, "no such step in this build");
+    return resp->Send(200, "text/plain; charset=utf-8", text,
+                      {{"Cache-Control", "no-store"}});
+  }
+  SendError(resp, 404, "no such page of a build");
+}
+
+void WebView::Events(const Tenant* caller, HttpResponse* resp) {
+  (void)caller;  // the stream says only that something changed
+  resp->Start(200, "text/event-stream");
+  uint64_t seen = source_->ChangeCount();
+  if (!resp->Write(
+          absl::StrCat("retry: 2000\nevent: change\ndata: ", seen, "\n\n"))) {
+    return;
+  }
+  absl::Time last_write = absl::Now();
+  while (!stopping_) {
+    source_->WaitForChange(seen, absl::Now() + absl::Seconds(1));
+    const uint64_t now = source_->ChangeCount();
+    if (now != seen) {
+      seen = now;
+      if (!resp->Write(absl::StrCat("event: change\ndata: ", seen, "\n\n"))) {
+        return;
+      }
+      last_write = absl::Now();
+      // Coalesce: a busy farm changes many times a second.
+      absl::SleepFor(absl::Milliseconds(250));
+    } else if (absl::Now() - last_write > absl::Seconds(15)) {
+      if (!resp->Write(": keep-alive\n\n")) return;
+      last_write = absl::Now();
+    }
+  }
+}
+
+void WebView::Cache(const Tenant* caller, HttpResponse* resp) {
+  struct Counts {
+    int64_t run = 0, cached = 0;
+  };
+  std::map<std::string, Counts> by_tenant;
+  std::map<int64_t, Counts> by_hour;
+  std::map<std::string, int64_t> misses;  // instruction -> times it ran
+  for (const v1::BuildSummary& b : source_->Summaries(caller)) {
+    if (b.state() == "running") continue;
+    Counts& t = by_tenant[b.tenant().empty() ? "-" : b.tenant()];
+    t.run += b.steps_run();
+    t.cached += b.steps_cached();
+    Counts& h = by_hour[static_cast<int64_t>(b.submitted()) / 3600 * 3600];
+    h.run += b.steps_run();
+    h.cached += b.steps_cached();
+    absl::StatusOr<v1::BuildRecord> record =
+        source_->Record(caller, b.build_id());
+    if (!record.ok()) continue;
+    const std::vector<v1::Event> events = EventsOf(*record);
+    for (const auto& st : buildview::MakeView(record->build(), events).stages) {
+      for (const auto& step : st.steps) {
+        if (step.state == "done" || step.state == "failed") {
+          ++misses[step.instruction];
+        }
+      }
+    }
+  }
+  auto rate = [](const Counts& c) {
+    int64_t all = c.run + c.cached;
+    return all == 0 ? 0.0 : static_cast<double>(c.cached) / all;
+  };
+  json tenants = json::array();
+  for (const auto& [name, c] : by_tenant) {
+    tenants.push_back({{"tenant", name},
+                       {"steps_run", c.run},
+                       {"steps_cached", c.cached},
+                       {"hit_rate", rate(c)}});
+  }
+  json hours = json::array();
+  for (const auto& [hour, c] : by_hour) {
+    hours.push_back({{"hour", hour},
+                     {"steps_run", c.run},
+                     {"steps_cached", c.cached},
+                     {"hit_rate", rate(c)}});
+  }
+  std::vector<std::pair<int64_t, std::string>> top;
+  for (const auto& [instruction, n] : misses) top.push_back({n, instruction});
+  std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  if (top.size() > 20) top.resize(20);
+  json most = json::array();
+  for (const auto& [n, instruction] : top) {
+    most.push_back({{"instruction", instruction}, {"runs", n}});
+  }
+  SendJson(resp, 200,
+           {{"store", source_->Store(caller)},
+            {"tenants", std::move(tenants)},
+            {"hours", std::move(hours)},
+            {"most_run", std::move(most)}});
+}
+
+void WebView::Blob(const HttpRequest& req, const Tenant* caller,
+                   const std::string& hash, const std::string& size,
+                   HttpResponse* resp) {
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(size, &n) || n < 0) {
+    return SendError(resp, 400, "size: not a number >= 0");
+  }
+  absl::StatusOr<Digest> digest = Digest::Parse(hash, n, "the blob's hash");
+  if (!digest.ok()) return SendStatus(resp, digest.status());
+  const bool raw = req.Query("raw") == "1";
+  const int64_t max = raw ? kBlobDownloadBytes : kBlobViewBytes;
+  if (raw && n > max) {
+    return SendError(resp, 413, "blob over 256 MiB: fetch it with the CLI");
+  }
+  absl::StatusOr<std::string> data =
+      source_->ReadBlob(caller, req.Query("instance"), *digest, max);
+  if (!data.ok()) return SendStatus(resp, data.status());
+  if (raw) {
+    return resp->Send(
+        200, "application/octet-stream", *data,
+        {{"Content-Disposition",
+          absl::StrCat("attachment; filename=\"", hash.substr(0, 16), "\"")}});
+  }
+  json out = DescribeBlob(*data, n > static_cast<int64_t>(data->size()));
+  out["hash"] = hash;
+  out["size"] = n;
+  out["instance"] = req.Query("instance");
+  SendJson(resp, 200, out);
+}
+
+void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
+  const std::string& path = req.path;
+  if (!absl::StartsWith(path, "/api/")) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      return SendError(resp, 405, "GET");
+    }
+    const Asset* asset = FindAsset(path == "/" ? "/index.html" : path);
+    if (asset == nullptr) asset = FindAsset("/index.html");
+    return resp->Send(200, asset->content_type, asset->data,
+                      {{"Cache-Control", "no-cache"}});
+  }
+  if (!absl::StartsWith(path, "/api/v1/")) {
+    return SendError(resp, 404, "the API is under /api/v1/");
+  }
+  const std::vector<std::string> parts =
+      absl::StrSplit(path.substr(8), '/', absl::SkipEmpty());
+  if (parts.size() == 1 && parts[0] == "session") {
+    if (req.method == "POST") {
+      // The answer carries the session cookie.
+      json body = json::parse(req.body, nullptr, false);
+      std::string token = body.is_object() && body.contains("token") &&
+                                  body["token"].is_string()
+                              ? body["token"].get<std::string>()
+                              : "";
+      if (!source_->TenantsOn()) {
+        return SendError(resp, 409,
+                         "this farm has no tenants: nothing to sign in");
+      }
+      if (token.empty()) return SendError(resp, 400, "token: missing");
+      absl::StatusOr<const Tenant*> t = source_->ByToken(token);
+      if (!t.ok()) return SendStatus(resp, t.status());
+      const std::string id = RandomToken();
+      {
+        absl::MutexLock lock(&mu_);
+        for (auto it = sessions_.begin(); it != sessions_.end();) {
+          it = it->second.expires <= absl::Now() ? sessions_.erase(it) : ++it;
+        }
+        sessions_[id] = {*t, absl::Now() + options_.session_lifetime};
+      }
+      const int64_t seconds = absl::ToInt64Seconds(options_.session_lifetime);
+      return resp->Send(
+          200, "application/json; charset=utf-8",
+          Dump({{"tenant", (*t)->name}}),
+          {{"Set-Cookie", absl::StrCat(kCookie, "=", id, "; Path=/; Max-Age=",
+                                       seconds, "; HttpOnly; SameSite=Strict",
+                                       req.tls ? "; Secure" : "")},
+           {"Cache-Control", "no-store"}});
+    }
+    return Session(req, resp);
+  }
+  if (req.method == "POST" && req.Header("x-stagefarm").empty()) {
+    return SendError(resp, 403, "POST needs the X-Stagefarm header");
+  }
+  const Tenant* caller = nullptr;
+  if (!Authenticate(req, resp, &caller)) return;
+  if (parts.size() == 1 && parts[0] == "builds") {
+    return Builds(req, caller, resp);
+  }
+  if (parts.size() >= 2 && parts.size() <= 3 && parts[0] == "builds") {
+    return Build(req, caller, parts[1], parts.size() == 3 ? parts[2] : "",
+                 resp);
+  }
+  if (parts.size() == 1 && parts[0] == "events") return Events(caller, resp);
+  if (parts.size() == 1 && parts[0] == "workers") {
+    return SendJson(resp, 200, {{"workers", source_->Workers(caller)}});
+  }
+  if (parts.size() == 1 && parts[0] == "cache") return Cache(caller, resp);
+  if (parts.size() == 3 && parts[0] == "blobs") {
+    return Blob(req, caller, parts[1], parts[2], resp);
+  }
+  SendError(resp, 404, "no such API path");
+}
+
+}  // namespace stagefarm::webui

@@ -1,0 +1,78 @@
+// The web view: the pages (assets built into the binary) and the JSON API
+// under /api/v1/ they use (docs/web-api.md), over a FarmSource. With
+// tenants, every API call needs the tenant's token: a bearer header, or a
+// session cookie the login form gets for it (HttpOnly, SameSite=Strict;
+// POSTs also need the X-Stagefarm header, which other sites' forms cannot
+// send). Thread-safe.
+#ifndef STAGEFARM_WEBUI_WEB_VIEW_H_
+#define STAGEFARM_WEBUI_WEB_VIEW_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "webui/farm_source.h"
+#include "webui/http_server.h"
+
+namespace stagefarm::webui {
+
+struct WebViewOptions {
+  std::string listen;  // HOST:PORT
+  // PEM files: with them the view is served over HTTPS only.
+  std::string cert_file, key_file;
+  int threads = 48;  // each open page's event stream holds one
+  absl::Duration session_lifetime = absl::Hours(12);
+};
+
+class WebView {
+ public:
+  static absl::StatusOr<std::unique_ptr<WebView>> Start(WebViewOptions options,
+                                                        FarmSource* source);
+  ~WebView();
+
+  // "http://127.0.0.1:PORT/" (https with TLS).
+  std::string url() const { return url_; }
+  // Ends the event streams so that the server can stop.
+  void Stop();
+
+  // The request as the server hands it (public for tests).
+  void Handle(const HttpRequest& req, HttpResponse* resp);
+
+ private:
+  WebView(WebViewOptions options, FarmSource* source)
+      : options_(std::move(options)), source_(source) {}
+
+  // The caller: *caller set (null with tenants off) or an error answered.
+  bool Authenticate(const HttpRequest& req, HttpResponse* resp,
+                    const Tenant** caller);
+  void Session(const HttpRequest& req, HttpResponse* resp);
+  void Builds(const HttpRequest& req, const Tenant* caller, HttpResponse* resp);
+  void Build(const HttpRequest& req, const Tenant* caller,
+             const std::string& id, const std::string& what,
+             HttpResponse* resp);
+  void Events(const Tenant* caller, HttpResponse* resp);
+  void Cache(const Tenant* caller, HttpResponse* resp);
+  void Blob(const HttpRequest& req, const Tenant* caller,
+            const std::string& hash, const std::string& size,
+            HttpResponse* resp);
+
+  WebViewOptions options_;
+  FarmSource* source_;
+  std::unique_ptr<HttpServer> server_;
+  std::string url_;
+  std::atomic<bool> stopping_{false};
+
+  struct SessionState {
+    const Tenant* tenant;
+    absl::Time expires;
+  };
+  absl::Mutex mu_;
+  std::map<std::string, SessionState> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace stagefarm::webui
+
+#endif  // STAGEFARM_WEBUI_WEB_VIEW_H_
