@@ -158,10 +158,10 @@ int ClusterUp(const std::string& state, int workers) {
   if (!cas_pid.ok()) return fail(cas_pid.status());
   auto cas = WaitAddress(state + "/logs/cas.log", *cas_pid);
   if (!cas.ok()) return fail(cas.status());
-  auto sched_pid =
-      start({bin + "/stagefarm-scheduler", "--listen", "127.0.0.1:0", "--state",
-             state + "/scheduler", "--cas", *cas},
-            "scheduler");
+  auto sched_pid = start(
+      {bin + "/stagefarm-scheduler", "--listen", "127.0.0.1:0", "--state",
+       state + "/scheduler", "--cas", *cas, "--http-listen", "127.0.0.1:0"},
+      "scheduler");
   if (!sched_pid.ok()) return fail(sched_pid.status());
   auto sched = WaitAddress(state + "/logs/scheduler.log", *sched_pid);
   if (!sched.ok()) return fail(sched.status());
@@ -177,9 +177,21 @@ int ClusterUp(const std::string& state, int workers) {
   if (!WriteStringToFile(state + "/env.sh", env, 0600).ok()) {
     return fail(absl::InternalError("cannot write " + state + "/env.sh"));
   }
+  // The scheduler printed its web view's address after its own.
+  std::string web;
+  for (int i = 0; i < 50 && web.empty(); ++i) {
+    auto log = ReadFileToString(state + "/logs/scheduler.log");
+    size_t at = log.ok() ? log->find("web view at ") : std::string::npos;
+    if (at != std::string::npos && log->find('\n', at) != std::string::npos) {
+      web = log->substr(at + 12, log->find('\n', at) - at - 12);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
   std::cerr << "stagefarm: cluster up: CAS " << *cas << ", scheduler " << *sched
-            << ", " << workers << " workers (logs in " << state
-            << "/logs); for builds on it:\n";
+            << ", " << workers << " workers (logs in " << state << "/logs)"
+            << (web.empty() ? "" : ", web view at " + web)
+            << "; for builds on it:\n";
   std::cout << env;
   return 0;
 }

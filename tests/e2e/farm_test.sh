@@ -287,6 +287,9 @@ check_contains "farm: ... after trying to reattach" "reattaching to build" "$(ca
 # --- stagefarm cluster up / down ----------------------------------------------------------
 "$SF" cluster up --workers 2 --state "$WORK/cluster" >"$WORK/cluster.env" 2>"$WORK/cluster.log"
 check "cluster up starts a farm" "0" "$?"
+web=$(sed -n 's/.*web view at \(http[^;]*\);.*/\1/p' "$WORK/cluster.log")
+check_contains "cluster up prints its web view's address, which answers" '"tenants":false' \
+  "$(curl -s "${web}api/v1/session" 2>&1)"
 (
   . "$WORK/cluster.env"
   export STAGEFARM_HOME=$WORK/client-cluster

@@ -163,7 +163,7 @@ function buildsPage(query) {
         <td class="num">${esc(secs(dur))}</td>
         <td class="num">${b.steps_run} / ${b.steps_cached}</td>
         <td class="mono">${esc((b.manifest || '').slice(0, 19))}${
-          b.error ? `<div class="error">${esc(b.error.slice(0, 200))}</div>` : ''}</td>
+          b.error ? `<div class="error">${esc(b.error.split('\n')[0].slice(0, 160))}</div>` : ''}</td>
       </tr>`;
     }).join('');
     const table = `<table aria-label="builds">
@@ -302,7 +302,12 @@ function timelineSvg(b) {
     role="img" aria-label="timeline">${out}</svg></div>`;
 }
 
-function stepKey(stage, step) { return stage + '\u0000' + step; }
+// A step's key: its stage's name and number ("sdk/2"); the number is last.
+function stepKey(stage, step) { return stage + '/' + step; }
+function splitKey(key) {
+  const at = key.lastIndexOf('/');
+  return [key.slice(0, at), key.slice(at + 1)];
+}
 
 function buildPage(id) {
   const openLogs = new Set();
@@ -311,7 +316,7 @@ function buildPage(id) {
     `builds/${encodeURIComponent(id)}/log?stage=${encodeURIComponent(stage)}&step=${step}`;
   const fillLogs = async () => {
     for (const pre of main.querySelectorAll('pre[data-log]')) {
-      const [stage, step] = pre.dataset.log.split('\u0000');
+      const [stage, step] = splitKey(pre.dataset.log);
       try { pre.textContent = (await api(logUrl(stage, step))) || '(no output)'; }
       catch (e) { pre.textContent = e.message; }
     }
@@ -371,7 +376,7 @@ function buildPage(id) {
         const d = st.seconds || (st.end && st.start ? st.end - st.start : 0);
         html += `<tr data-step="${esc(s.name)}/${st.step}" class="step-${esc(st.state)}">
           <td class="num">${st.step}</td><td><code>${esc(st.instruction)}</code>${
-            st.error ? `<div class="error">${esc(st.error)}</div>` : ''}</td>
+            st.error ? `<div class="error">${esc(st.error.split('\n')[0])}</div>` : ''}</td>
           <td>${state(st.state)}</td><td class="num">${esc(secs(d))}</td>
           <td>${esc(st.worker)}</td><td class="num">${st.log_bytes ? esc(bytes(st.log_bytes)) : ''}</td>
           <td>${st.state === 'cached' ? '' : `<button data-toggle="${esc(key)}" aria-expanded="${
