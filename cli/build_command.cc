@@ -26,6 +26,7 @@
 #include "cli/farm_client.h"
 #include "cli/interrupt.h"
 #include "cli/local_commands.h"
+#include "cli/local_history.h"
 #include "cli/progress.h"
 #include "cli/vcs.h"
 #include "common/clock.h"
@@ -334,9 +335,17 @@ absl::Status RunPlatformBuilds(
       if (json) trace.resize(trace.size() - 5);
       absl::StrAppend(&trace, "-", p.DirName(), json ? ".json" : "");
     }
-    BuildRecorder recorder(one, "local");
+    // A build on this machine goes into its history as it runs.
+    LocalHistory history(l->home(), LocalOptions());
+    BuildRecorder recorder(
+        one, "local",
+        server.empty() ? std::function<void(const v1::BuildRecord&)>(
+                             [&history](const v1::BuildRecord& r) {
+                               (void)history.Save(r);  // a view; best effort
+                             })
+                       : nullptr);
     auto on_event = [&](const engine::BuildEvent& ev) {
-      if (server.empty() && !trace.empty()) recorder.OnEvent(ev);
+      if (server.empty()) recorder.OnEvent(ev);
       absl::MutexLock lock(&progress_mu);
       if (prefix.empty()) return progress->OnEvent(ev);
       engine::BuildEvent named = ev;
@@ -354,10 +363,10 @@ absl::Status RunPlatformBuilds(
                                  on_event(named);
                                });
       }
+      v1::BuildRecord record =
+          recorder.Finish(result.status(), result.ok() ? &*result : nullptr);
       if (!trace.empty()) {
-        absl::Status s = WriteTrace(
-            recorder.Finish(result.status(), result.ok() ? &*result : nullptr),
-            trace);
+        absl::Status s = WriteTrace(record, trace);
         if (!s.ok()) {
           std::cerr << "warning: no trace written: " << s.message() << "\n";
         }

@@ -25,8 +25,10 @@ bool IsStepEvent(engine::BuildEvent::Kind kind) {
 }  // namespace
 
 BuildRecorder::BuildRecorder(const engine::BuildRequest& request,
-                             std::string worker)
-    : worker_(std::move(worker)) {
+                             std::string worker,
+                             std::function<void(const v1::BuildRecord&)> save)
+    : worker_(std::move(worker)), save_(std::move(save)) {
+  absl::MutexLock lock(&mu_);
   v1::StoredBuild* b = record_.mutable_build();
   b->set_build_id(NewId());
   b->set_submitted(UnixSeconds());
@@ -34,6 +36,9 @@ BuildRecorder::BuildRecorder(const engine::BuildRequest& request,
   b->mutable_spec()->set_dockerfile_name(request.dockerfile_name);
   b->mutable_spec()->set_target(request.plan_options.target);
   b->mutable_spec()->set_target_platform(request.plan_options.target_platform);
+  b->mutable_spec()->set_dockerfile(request.dockerfile);
+  last_save_ = absl::Now();
+  if (save_) save_(record_);
 }
 
 void BuildRecorder::OnEvent(const engine::BuildEvent& ev) {
@@ -54,6 +59,14 @@ void BuildRecorder::OnEvent(const engine::BuildEvent& ev) {
     st->set_platform(record_.build().spec().target_platform());
   }
   *record_.add_events() = std::move(e);
+  using Kind = engine::BuildEvent::Kind;
+  const bool step_ended = ev.kind == Kind::kStepDone ||
+                          ev.kind == Kind::kStepFailed ||
+                          ev.kind == Kind::kStepCached;
+  if (save_ && step_ended && absl::Now() - last_save_ >= absl::Seconds(1)) {
+    last_save_ = absl::Now();
+    save_(record_);
+  }
 }
 
 v1::BuildRecord BuildRecorder::Finish(const absl::Status& status,
@@ -71,7 +84,17 @@ v1::BuildRecord BuildRecorder::Finish(const absl::Status& status,
     result->manifest.digest.ToProto(b->mutable_manifest());
     b->set_steps_run(result->steps_run);
     b->set_steps_cached(result->steps_cached);
+  } else {
+    // A failed build has no result: count what its events say.
+    int run = 0, cached = 0;
+    for (const v1::Event& e : record_.events()) {
+      run += e.kind() == "done" || e.kind() == "failed";
+      cached += e.kind() == "cached";
+    }
+    b->set_steps_run(run);
+    b->set_steps_cached(cached);
   }
+  if (save_) save_(record_);
   return record_;
 }
 

@@ -312,10 +312,14 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
   v1::ListBuildsResponse resp;
   grpc::Status st = stub->ListBuilds(&ctx, v1::ListBuildsRequest(), &resp);
   if (!st.ok()) return FarmError(server, st);
+  return BuildsTable({resp.builds().begin(), resp.builds().end()});
+}
+
+std::string BuildsTable(const std::vector<v1::BuildSummary>& builds) {
   std::string out = absl::StrFormat(
       "%-24s %-10s %-7s %-13s %-20s %-20s %-19s %s\n", "BUILD", "STATE",
       "STAGES", "PLATFORM", "SUBMITTED", "FINISHED", "WHAT", "RESULT");
-  for (const v1::BuildSummary& b : resp.builds()) {
+  for (const v1::BuildSummary& b : builds) {
     std::string result = b.error();
     if (result.empty() && b.has_manifest()) {
       result = absl::StrCat("sha256:", b.manifest().hash().substr(0, 12));
@@ -323,6 +327,8 @@ absl::StatusOr<std::string> ListBuildsText(const std::string& server) {
     if (result.empty() && !b.waiting_for().empty()) {
       result = absl::StrCat("waiting for ", b.waiting_for());
     }
+    // The first line of an error: the rest is the step's output.
+    result = result.substr(0, result.find('\n'));
     // A Dockerfile's name, or "action <digest>" for a REAPI action.
     std::string what =
         b.dockerfile_name().empty() ? "Dockerfile" : b.dockerfile_name();

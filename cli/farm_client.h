@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "blobstore/remote_store.h"
@@ -46,6 +47,8 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
 
 // `stagefarm builds ls`: the scheduler's builds, newest first, one line each.
 absl::StatusOr<std::string> ListBuildsText(const std::string& server);
+// The table `builds ls` prints, a build a line.
+std::string BuildsTable(const std::vector<v1::BuildSummary>& builds);
 // `stagefarm logs BUILD`: the build's events from its start, then follows it
 // until it ends; returns its outcome.
 absl::Status WatchBuild(

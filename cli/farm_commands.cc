@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,8 +16,12 @@
 #include "cli/cluster.h"
 #include "cli/commands.h"
 #include "cli/farm_client.h"
+#include "cli/interrupt.h"
 #include "cli/local_commands.h"
+#include "cli/local_history.h"
 #include "cli/progress.h"
+#include "farmapi/events.h"
+#include "webui/web_view.h"
 
 namespace stagefarm::cli {
 namespace {
@@ -27,6 +32,7 @@ struct FarmFlags {
   std::string logs_stage, logs_blob;
   bool logs_full = false;
   std::string trace_output;
+  std::string ui_listen = "127.0.0.1:8480";
   std::string cluster_state;
   int cluster_workers = 2;
 };
@@ -84,6 +90,66 @@ int StepLogCommand(LocalOptions local, const std::string& server,
   return 0;
 }
 
+// builds ls, builds trace and logs without a farm: this machine's history
+// (cli/local_history.h).
+int HistoryCommand(FarmFlags* f, const LocalOptions& local, CLI::App* builds_ls,
+                   CLI::App* builds_trace, CLI::App* logs, CLI::App* cancel) {
+  const std::string home = local.home.empty() ? DefaultHome() : local.home;
+  LocalHistory history(home, local);
+  if (builds_ls->parsed()) {
+    std::cout << BuildsTable(history.Summaries(nullptr));
+    return 0;
+  }
+  if (cancel->parsed()) {
+    return Fail(absl::InvalidArgumentError(
+        "cancel: a build on this machine stops with Ctrl-C in its terminal; "
+        "a farm's build needs --server HOST:PORT (or STAGEFARM_SERVER)"));
+  }
+  absl::StatusOr<v1::BuildRecord> record =
+      history.Record(nullptr, f->farm_build);
+  if (!record.ok()) return Fail(record.status());
+  if (builds_trace->parsed()) {
+    absl::Status s = WriteTrace(*record, f->trace_output);
+    return s.ok() ? 0 : Fail(s);
+  }
+  (void)logs;
+  std::string text;
+  std::optional<Digest> full_log;
+  bool seen = false;
+  auto progress = MakeProgress("plain", stderr);
+  for (const v1::Event& e : record->events()) {
+    engine::BuildEvent ev = farmapi::FromWire(e);
+    if (f->logs_step == 0) {
+      progress->OnEvent(ev);
+      continue;
+    }
+    if (ev.step != f->logs_step ||
+        (!f->logs_stage.empty() && ev.stage != f->logs_stage)) {
+      continue;
+    }
+    seen = true;
+    if (ev.kind == engine::BuildEvent::Kind::kLog) text += ev.text;
+    if (ev.full_log) full_log = ev.full_log;
+  }
+  if (f->logs_step == 0) {
+    progress->Finish();
+    const v1::StoredBuild& b = record->build();
+    if (b.finished() && b.code() != 0) {
+      return Fail(
+          absl::Status(static_cast<absl::StatusCode>(b.code()), b.error()));
+    }
+    return 0;
+  }
+  if (!seen) {
+    return Fail(absl::NotFoundError(absl::StrCat(
+        "build ", f->farm_build, ": no step ", f->logs_step, " ran")));
+  }
+  if (f->logs_full && full_log) return LogBlobCommand(local, *full_log);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
 // builds ls, logs and cancel: the farm from --server or STAGEFARM_SERVER.
 int FarmCommand(FarmFlags* f, LocalOptions* local, CLI::App* builds_ls,
                 CLI::App* builds_trace, CLI::App* logs, CLI::App* cancel) {
@@ -109,8 +175,7 @@ int FarmCommand(FarmFlags* f, LocalOptions* local, CLI::App* builds_ls,
     if (const char* env = std::getenv("STAGEFARM_SERVER")) f->farm_server = env;
   }
   if (f->farm_server.empty()) {
-    return Fail(absl::InvalidArgumentError(
-        "no farm: pass --server HOST:PORT or set STAGEFARM_SERVER"));
+    return HistoryCommand(f, *local, builds_ls, builds_trace, logs, cancel);
   }
   if (builds_ls->parsed()) {
     auto text = ListBuildsText(f->farm_server);
@@ -141,6 +206,27 @@ int FarmCommand(FarmFlags* f, LocalOptions* local, CLI::App* builds_ls,
                  [&](const engine::BuildEvent& ev) { progress->OnEvent(ev); });
   progress->Finish();
   if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+// `stagefarm ui`: the web view of this machine's builds (its history),
+// until Ctrl-C.
+int UiCommand(const FarmFlags& f, const LocalOptions& local) {
+  const std::string home = local.home.empty() ? DefaultHome() : local.home;
+  LocalHistory history(home, local);
+  webui::WebViewOptions options;
+  options.listen = f.ui_listen;
+  options.threads = 16;
+  absl::StatusOr<std::unique_ptr<webui::WebView>> web =
+      webui::WebView::Start(options, &history);
+  if (!web.ok()) return Fail(web.status());
+  InstallSignalHandlers();
+  std::cout << "stagefarm ui: the builds of " << home << " at " << (*web)->url()
+            << " (Ctrl-C stops)" << std::endl;
+  while (!Cancelled().load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  (*web)->Stop();
   return 0;
 }
 
@@ -190,6 +276,15 @@ void AddFarmCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   CLI::App* cancel = app->add_subcommand("cancel", "cancel a farm build");
   cancel->add_option("build", f->farm_build, "BUILD id")->required();
   server_flag(cancel);
+
+  CLI::App* ui = app->add_subcommand(
+      "ui",
+      "a web view of this machine's builds (their history, live), as "
+      "stagefarm-scheduler --http-listen serves a farm's");
+  ui->add_option("--listen", f->ui_listen,
+                 "HOST:PORT to serve on (port 0: any; default "
+                 "127.0.0.1:8480)");
+  out->push_back({ui, [f, local] { return UiCommand(*f, *local); }});
 
   CLI::App* cluster = app->add_subcommand(
       "cluster", "a farm on this machine: CAS, scheduler and workers");

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -227,8 +228,16 @@ int HttpServer::Dispatch(mg_connection* conn, void* self) {
     resp.Send(413, "text/plain; charset=utf-8", "request body over 64 KiB\n");
     return 413;
   }
-  server->handler_(req, &resp);
-  if (!resp.sent()) resp.Send(500, "text/plain; charset=utf-8", "no answer\n");
+  // civetweb's own threads have small stacks (Debian builds it with 100
+  // KiB): the handler runs on a thread of ours, with the usual stack, while
+  // civetweb's waits.
+  std::thread run([&] {
+    server->handler_(req, &resp);
+    if (!resp.sent()) {
+      resp.Send(500, "text/plain; charset=utf-8", "no answer\n");
+    }
+  });
+  run.join();
   return 1;  // handled
 }
 

@@ -229,6 +229,25 @@ def steps(s):
 print(",".join(sorted(procs)) + ": " + " < ".join("%s (%d steps)" % (s["name"], steps(s)) for s in stages))
 PY
 )"
+# This machine's history: the build just made is listed, replayed, traced
+# and served by `stagefarm ui`.
+hid=$("$SF" builds ls 2>/dev/null | awk 'NR==2{print $1}')
+check_contains "builds ls without a farm lists this machine's last build" "succeeded" \
+  "$("$SF" builds ls 2>&1 | sed -n 2p)"
+check_contains "logs BUILD replays a build from the history" "RUN <<-EOF sh > /dest/indented" \
+  "$("$SF" logs "$hid" 2>&1)"
+check_contains "builds trace BUILD without a farm" '"traceEvents"' "$("$SF" builds trace "$hid" 2>&1)"
+"$SF" ui --listen 127.0.0.1:0 >"$WORK/ui.log" 2>&1 &
+ui_pid=$!
+for _ in $(seq 50); do grep -q ' at http' "$WORK/ui.log" && break; sleep 0.1; done
+ui_url=$(grep -oE 'http://[0-9.:]+/' "$WORK/ui.log" | head -1)
+check_contains "stagefarm ui serves this machine's builds" "\"id\":\"$hid\"" \
+  "$(curl -s "${ui_url}api/v1/builds" 2>&1)"
+check_contains "... and a build's steps" '"instruction":"WORKDIR /dest"' \
+  "$(curl -s "${ui_url}api/v1/builds/$hid" 2>&1)"
+kill -INT "$ui_pid"
+wait "$ui_pid"
+check "stagefarm ui stops on Ctrl-C" "0" "$?"
 check "H3: COPY heredoc expands ARG" "Hello world!" "$(cat "$o/single" 2>/dev/null)"
 check "H3: quoted heredoc stays raw" 'Hello ${name}!' "$(cat "$o/raw" 2>/dev/null)"
 check "H1: heredoc names are file names in a directory" "first file|second file" "$(cat "$o/double/EOF" 2>/dev/null)|$(cat "$o/double/EOF2" 2>/dev/null)"
