@@ -1,8 +1,9 @@
-// An HTTP/1.1 server for the web view: civetweb (Debian's, the library the
-// metrics exposer already brings) accepting connections on its threads and
-// handing every request to one handler. Requests are read whole (bodies up
-// to 64 KiB); a response is sent whole, or streamed (server-sent events)
-// until the handler returns or the client goes away.
+// An HTTP/1.1 server for the web view: cpp-httplib (Debian's, built
+// against the system's OpenSSL 3) accepting connections on a pool of
+// threads and handing every request to one handler. Requests are read whole
+// (bodies up to 64 KiB); a response is sent whole, or streamed (server-sent
+// events) by a producer that writes until it is done or the client goes
+// away.
 #ifndef STAGEFARM_WEBUI_HTTP_SERVER_H_
 #define STAGEFARM_WEBUI_HTTP_SERVER_H_
 
@@ -14,9 +15,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
-struct mg_connection;
-struct mg_context;
 
 namespace stagefarm::webui {
 
@@ -33,22 +31,26 @@ struct HttpRequest {
   std::string Query(const std::string& name) const;
 };
 
-// How a handler answers. Either Send once, or Start a stream and Write to
-// it until done (Write says false once the client has gone).
+// How a handler answers: Send once, or Stream (the producer runs after the
+// handler returns, on the same connection; its `write` says false once the
+// client has gone).
 class HttpResponse {
  public:
-  explicit HttpResponse(mg_connection* conn) : conn_(conn) {}
+  using Write = std::function<bool(absl::string_view)>;
+  using Producer = std::function<void(const Write& write)>;
   void Send(
       int status, const std::string& content_type, absl::string_view body,
       const std::vector<std::pair<std::string, std::string>>& headers = {});
-  void Start(
-      int status, const std::string& content_type,
-      const std::vector<std::pair<std::string, std::string>>& headers = {});
-  bool Write(absl::string_view data);
+  void Stream(int status, const std::string& content_type, Producer producer);
   bool sent() const { return sent_; }
 
+  // Read by the server.
+  int status = 500;
+  std::string content_type, body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  Producer producer;
+
  private:
-  mg_connection* conn_;
   bool sent_ = false;
 };
 
@@ -62,18 +64,15 @@ class HttpServer {
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
       const std::string& listen, int threads, HttpHandler handler,
       const std::string& cert_file = "", const std::string& key_file = "");
-  ~HttpServer();  // stops: waits for handlers to return
+  ~HttpServer();  // stops: waits for the connections' threads
 
   int port() const { return port_; }
 
  private:
+  struct Impl;
   HttpServer() = default;
-  static int Dispatch(mg_connection* conn, void* self);
-
-  mg_context* ctx_ = nullptr;
-  HttpHandler handler_;
+  std::unique_ptr<Impl> impl_;
   int port_ = 0;
-  std::string cert_, key_;
 };
 
 }  // namespace stagefarm::webui

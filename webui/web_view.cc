@@ -373,29 +373,31 @@ void WebView::Build(const HttpRequest& req, const Tenant* caller,
 
 void WebView::Events(const Tenant* caller, HttpResponse* resp) {
   (void)caller;  // the stream says only that something changed
-  resp->Start(200, "text/event-stream");
-  uint64_t seen = source_->ChangeCount();
-  if (!resp->Write(
-          absl::StrCat("retry: 2000\nevent: change\ndata: ", seen, "\n\n"))) {
-    return;
-  }
-  absl::Time last_write = absl::Now();
-  while (!stopping_) {
-    source_->WaitForChange(seen, absl::Now() + absl::Seconds(1));
-    const uint64_t now = source_->ChangeCount();
-    if (now != seen) {
-      seen = now;
-      if (!resp->Write(absl::StrCat("event: change\ndata: ", seen, "\n\n"))) {
-        return;
-      }
-      last_write = absl::Now();
-      // Coalesce: a busy farm changes many times a second.
-      absl::SleepFor(absl::Milliseconds(250));
-    } else if (absl::Now() - last_write > absl::Seconds(15)) {
-      if (!resp->Write(": keep-alive\n\n")) return;
-      last_write = absl::Now();
-    }
-  }
+  resp->Stream(
+      200, "text/event-stream", [this](const HttpResponse::Write& write) {
+        uint64_t seen = source_->ChangeCount();
+        if (!write(absl::StrCat("retry: 2000\nevent: change\ndata: ", seen,
+                                "\n\n"))) {
+          return;
+        }
+        absl::Time last_write = absl::Now();
+        while (!stopping_) {
+          source_->WaitForChange(seen, absl::Now() + absl::Seconds(1));
+          const uint64_t now = source_->ChangeCount();
+          if (now != seen) {
+            seen = now;
+            if (!write(absl::StrCat("event: change\ndata: ", seen, "\n\n"))) {
+              return;
+            }
+            last_write = absl::Now();
+            // Coalesce: a busy farm changes many times a second.
+            absl::SleepFor(absl::Milliseconds(250));
+          } else if (absl::Now() - last_write > absl::Seconds(15)) {
+            if (!write(": keep-alive\n\n")) return;
+            last_write = absl::Now();
+          }
+        }
+      });
 }
 
 void WebView::Cache(const Tenant* caller, HttpResponse* resp) {

@@ -21,9 +21,19 @@ tls() { # NAME: the flags for a program holding NAME's certificate
 PIDS+=($!)
 CAS=$(listen_addr "$WORK/cas.log")
 # shellcheck disable=SC2046
-"$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --cas "$CAS" $(tls scheduler) >"$WORK/scheduler.log" 2>&1 &
+"$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --cas "$CAS" $(tls scheduler) --http-listen 127.0.0.1:0 \
+  >"$WORK/scheduler.log" 2>&1 &
 PIDS+=($!)
 SCHED=$(listen_addr "$WORK/scheduler.log")
+# The web view takes the farm's certificate: HTTPS only.
+for _ in $(seq 50); do grep -q 'web view at' "$WORK/scheduler.log" && break; sleep 0.1; done
+web=$(sed -n 's/.*web view at \(https[^ ]*\).*/\1/p' "$WORK/scheduler.log" | head -1)
+check_contains "the web view is served over HTTPS with the scheduler's certificate" '"tenants":false' \
+  "$(curl -s --cacert "$WORK/ca/ca.crt" "${web}api/v1/session" 2>&1)"
+check "... and not over plain HTTP" "000" \
+  "$(curl -s -o /dev/null -w '%{http_code}' "http${web#https}api/v1/session" 2>/dev/null)"
+check "... nor to a client that does not trust the farm's CA" "60" \
+  "$(curl -s -o /dev/null "${web}api/v1/session" 2>/dev/null; echo $?)"
 # shellcheck disable=SC2046
 "$BIN/stagefarm-worker" --scheduler "$SCHED" --cas "$CAS" --work "$WORK/w1" --name w1 $(tls worker) \
   >"$WORK/w1.log" 2>&1 &
