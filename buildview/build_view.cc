@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -52,6 +53,24 @@ void AssignLanes(std::vector<StageView>* stages, double now) {
 }
 
 }  // namespace
+
+bool BuildFilter::Matches(
+    absl::string_view build_state,
+    std::initializer_list<absl::string_view> fields) const {
+  if (!state.empty() && build_state != state) return false;
+  if (text.empty()) return true;
+  auto same = [](char a, char b) {
+    return absl::ascii_tolower(static_cast<unsigned char>(a)) ==
+           absl::ascii_tolower(static_cast<unsigned char>(b));
+  };
+  for (absl::string_view field : fields) {
+    if (std::search(field.begin(), field.end(), text.begin(), text.end(),
+                    same) != field.end()) {
+      return true;
+    }
+  }
+  return false;
+}
 
 std::string StateName(bool finished, int code) {
   if (!finished) return "running";

@@ -7,9 +7,11 @@
 #define STAGEFARM_BUILDVIEW_BUILD_VIEW_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 #include "stagefarm/v1/farm.pb.h"
@@ -75,6 +77,15 @@ struct BuildView {
 // the scheduler recorded them.
 BuildView MakeView(const v1::StoredBuild& build,
                    absl::Span<const v1::Event> events);
+
+// Which builds a list shows: `text` found (case-insensitive) in any of
+// their fields given to Matches, `state` exactly (empty: any).
+struct BuildFilter {
+  std::string text;
+  std::string state;
+  bool Matches(absl::string_view build_state,
+               std::initializer_list<absl::string_view> fields) const;
+};
 
 // "running", "succeeded", "failed" or "cancelled": a build's state by
 // whether it finished and its code (google.rpc.Code).

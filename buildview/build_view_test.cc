@@ -157,6 +157,20 @@ TEST_F(BuildViewTest, JsonCarriesBytesThatAreNotUtf8AsReplacements) {
   EXPECT_NE(text.find("bad \xEF\xBF\xBD byte"), std::string::npos) << text;
 }
 
+TEST(BuildFilterTest, MatchesStateExactlyAndTextInAnyFieldIgnoringCase) {
+  BuildFilter any;
+  EXPECT_TRUE(any.Matches("failed", {"b1", "Dockerfile"}));
+  BuildFilter failed{"", "failed"};
+  EXPECT_TRUE(failed.Matches("failed", {}));
+  EXPECT_FALSE(failed.Matches("running", {}));
+  BuildFilter text{"dockerFILE.dev", ""};
+  EXPECT_TRUE(text.Matches("running", {"b1", "app/Dockerfile.dev"}));
+  EXPECT_FALSE(text.Matches("running", {"b1", "Dockerfile"}));
+  BuildFilter both{"team", "succeeded"};
+  EXPECT_FALSE(both.Matches("failed", {"team-a"}));
+  EXPECT_TRUE(both.Matches("succeeded", {"x", "team-a"}));
+}
+
 TEST_F(BuildViewTest, TraceHasAProcessPerWorkerAndATrackPerLane) {
   TwoStagesThenAFailure();
   nlohmann::json t = TraceEvents(MakeView(build_, events_));

@@ -97,7 +97,8 @@ int HistoryCommand(FarmFlags* f, const LocalOptions& local, CLI::App* builds_ls,
   const std::string home = local.home.empty() ? DefaultHome() : local.home;
   LocalHistory history(home, local);
   if (builds_ls->parsed()) {
-    std::cout << BuildsTable(history.Summaries(nullptr));
+    size_t total = 0;
+    std::cout << BuildsTable(history.Summaries(nullptr, {}, 0, 0, &total));
     return 0;
   }
   if (cancel->parsed()) {

@@ -143,9 +143,22 @@ v1::BuildSummary LocalHistory::Summary(const v1::BuildRecord& record) {
   return sum;
 }
 
-std::vector<v1::BuildSummary> LocalHistory::Summaries(const Tenant*) {
+std::vector<v1::BuildSummary> LocalHistory::Summaries(
+    const Tenant*, const buildview::BuildFilter& filter, size_t offset,
+    size_t limit, size_t* total) {
   std::vector<v1::BuildSummary> out;
-  for (const v1::BuildRecord& r : All()) out.push_back(Summary(r));
+  *total = 0;
+  for (const v1::BuildRecord& r : All()) {
+    v1::BuildSummary sum = Summary(r);
+    if (!filter.Matches(sum.state(),
+                        {sum.build_id(), sum.dockerfile_name(), sum.target(),
+                         sum.platform(), sum.error()})) {
+      continue;
+    }
+    const size_t index = (*total)++;
+    if (index < offset || (limit > 0 && index >= offset + limit)) continue;
+    out.push_back(std::move(sum));
+  }
   return out;
 }
 

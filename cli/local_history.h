@@ -38,7 +38,10 @@ class LocalHistory : public webui::FarmSource {
   absl::StatusOr<const Tenant*> ByToken(absl::string_view) const override {
     return nullptr;
   }
-  std::vector<v1::BuildSummary> Summaries(const Tenant* caller) override;
+  std::vector<v1::BuildSummary> Summaries(const Tenant* caller,
+                                          const buildview::BuildFilter& filter,
+                                          size_t offset, size_t limit,
+                                          size_t* total) override;
   absl::StatusOr<v1::BuildRecord> Record(const Tenant* caller,
                                          const std::string& build_id) override;
   absl::Status Cancel(const Tenant* caller,

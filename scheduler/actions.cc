@@ -195,7 +195,7 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
   std::string program = command.arguments(0);
   st.display = absl::StrCat(program.substr(program.rfind('/') + 1), " (",
                             action_digest.hash().substr(0, 12), ")");
-  builds_[b->id] = b;
+  AddBuild(b);
   ++builds_submitted_;
   ++actions_queued_;
   LogInfo("action-submitted", {{"build", b->id},
@@ -209,7 +209,7 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
   absl::Status saved = Save(b.get());
   if (!saved.ok()) {
     b->finished = true;
-    builds_.erase(b->id);
+    EraseBuild(b->id);
     return saved;
   }
   start.build = std::move(b);

@@ -48,9 +48,10 @@ void SchedulerService::Finish(BuildState* b, int code,
        {"code", std::to_string(code)},
        {"seconds", absl::StrFormat("%.2f", b->finished_at - b->submitted)},
        {"error", error}});
-  // Finished builds stay listed (and watchable) until 200 newer ones end.
+  // Finished builds stay listed (and watchable) until keep_finished newer
+  // ones end.
   finished_order_.push_back(b->id);
-  while (finished_order_.size() > kKeepFinished) {
+  while (finished_order_.size() > options_.keep_finished) {
     Forget(finished_order_.front());
     finished_order_.pop_front();
   }
@@ -112,7 +113,7 @@ void SchedulerService::StartRebuild(const std::shared_ptr<BuildState>& b) {
     st.avoid_worker = first->second.worker;
     if (!st.avoid_worker.empty()) avoided.insert(st.avoid_worker);
   }
-  builds_[rebuild->id] = rebuild;
+  AddBuild(rebuild);
   ++builds_submitted_;
   auto made_digest = Digest::FromProto(b->result.manifest());
   Event(b.get(), "verify", "",

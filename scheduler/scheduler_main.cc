@@ -138,6 +138,10 @@ int main(int argc, char** argv) {
                  "directory of the scheduler's RocksDB: builds and the queue "
                  "survive a restart (default: in memory only)");
   scheduler::SchedulerOptions options;
+  app.add_option("--keep-builds", options.keep_finished,
+                 "finished builds kept for builds ls, logs and the web view "
+                 "(default 200)")
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
   app.add_option("--log-max-bytes", options.log_max_bytes,
                  "bytes of each step's output streamed live (builds may ask "
                  "for less); the whole output is kept as a blob (default 2 "

@@ -253,7 +253,7 @@ grpc::Status SchedulerService::Build(
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = Admit(*caller); !s.ok()) return ToGrpcStatus(s);
-    builds_[b->id] = b;
+    AddBuild(b);
     ++builds_submitted_;
     LogInfo("build-submitted", {{"build", b->id},
                                 {"tenant", b->tenant},
@@ -273,7 +273,7 @@ grpc::Status SchedulerService::Build(
       // Its queue entries are stale now (Pick drops finished builds' ones;
       // they hold the last reference).
       b->finished = true;
-      builds_.erase(b->id);
+      EraseBuild(b->id);
       return ToGrpcStatus(saved);
     }
   }
@@ -355,27 +355,48 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
                                           v1::ListBuildsResponse* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
-  for (v1::BuildSummary& sum : Summaries(*caller)) {
+  size_t total = 0;
+  for (v1::BuildSummary& sum : Summaries(*caller, {}, 0, 0, &total)) {
     *response->add_builds() = std::move(sum);
   }
   return grpc::Status::OK;
 }
 
+void SchedulerService::AddBuild(std::shared_ptr<BuildState> b) {
+  by_time_.emplace(b->submitted, b->id);
+  builds_[b->id] = std::move(b);
+}
+
+void SchedulerService::EraseBuild(const std::string& id) {
+  auto it = builds_.find(id);
+  if (it == builds_.end()) return;
+  by_time_.erase({it->second->submitted, id});
+  builds_.erase(it);
+}
+
 std::vector<v1::BuildSummary> SchedulerService::Summaries(
-    const Tenant* caller) {
+    const Tenant* caller, const buildview::BuildFilter& filter, size_t offset,
+    size_t limit, size_t* total) {
   std::vector<v1::BuildSummary> out;
+  *total = 0;
   absl::MutexLock lock(&mu_);
-  std::vector<BuildState*> all;
-  for (auto& [id, b] : builds_) {
-    if (Sees(caller, *b)) all.push_back(b.get());
-  }
-  std::sort(all.begin(), all.end(), [](BuildState* x, BuildState* y) {
-    return x->submitted > y->submitted;
-  });
-  for (BuildState* b : all) {
+  // Newest first; only what the page shows is copied out.
+  for (auto t = by_time_.rbegin(); t != by_time_.rend(); ++t) {
+    auto it = builds_.find(t->second);
+    if (it == builds_.end()) continue;
+    const BuildState* b = it->second.get();
+    if (!Sees(caller, *b)) continue;
+    const std::string state = buildview::StateName(b->finished, b->code);
+    if (!filter.Matches(state, {b->id, b->spec.dockerfile_name(), b->tenant,
+                                b->spec.target(), b->spec.target_platform(),
+                                b->spec.instance_name(), b->error})) {
+      continue;
+    }
+    const size_t index = (*total)++;
+    if (index < offset || (limit > 0 && index >= offset + limit)) continue;
     v1::BuildSummary* sum = &out.emplace_back();
     sum->set_build_id(b->id);
-    sum->set_state(buildview::StateName(b->finished, b->code));
+    sum->set_state(state);
     sum->set_dockerfile_name(b->spec.dockerfile_name());
     sum->set_instance_name(b->spec.instance_name());
     sum->set_submitted(b->submitted);
@@ -425,7 +446,7 @@ grpc::Status SchedulerService::WatchBuild(
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "no build " + request->build_id() +
                             absl::StrCat(" (it may be older than the last ",
-                                         kKeepFinished, ")"));
+                                         options_.keep_finished, ")"));
   }
   return Stream(context, b, writer, /*owner=*/false);
 }
@@ -472,7 +493,7 @@ absl::StatusOr<v1::BuildRecord> SchedulerService::Record(
   if (it == builds_.end() || !Sees(caller, *it->second)) {
     return absl::NotFoundError(absl::StrCat("no build ", build_id,
                                             " (it may be older than the last ",
-                                            kKeepFinished, ")"));
+                                            options_.keep_finished, ")"));
   }
   const BuildState& b = *it->second;
   v1::BuildRecord record;

@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "attest/signing.h"
+#include "buildview/build_view.h"
 #include "common/cas_client.h"
 #include "common/tenants.h"
 #include "google/longrunning/operations.pb.h"
@@ -55,6 +56,9 @@ struct SchedulerOptions {
   std::chrono::milliseconds lease_timeout{10000};
   std::chrono::milliseconds heartbeat{1000};
   int max_attempts = 3;
+  // Finished builds kept (listed, watchable, in the web view) besides the
+  // running ones; older ones are forgotten, also in --state.
+  size_t keep_finished = 200;
   // Where builds and the queue are kept (a RocksDB); empty: in memory.
   std::string state_dir;
   // The farm's CAS as clients reach it (told to clients by GetFarm).
@@ -183,8 +187,13 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Views of the farm (the RPCs above and the web view) for a caller
   // already identified; null when tenants are off. A tenant sees its own
   // builds only (workers see all).
-  // Running builds and the last finished ones, newest first.
-  std::vector<v1::BuildSummary> Summaries(const Tenant* caller);
+  // Running builds and the last finished ones, newest first: those that
+  // match `filter`, from the `offset`th, at most `limit` (0: all); *total
+  // says how many match. Only the page's summaries are made.
+  std::vector<v1::BuildSummary> Summaries(const Tenant* caller,
+                                          const buildview::BuildFilter& filter,
+                                          size_t offset, size_t limit,
+                                          size_t* total);
   // NOT_FOUND for a build the caller cannot see or the scheduler forgot.
   absl::StatusOr<v1::BuildRecord> Record(const Tenant* caller,
                                          const std::string& build_id);
@@ -290,7 +299,6 @@ class SchedulerService final : public v1::Scheduler::Service {
                       grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner);
   static std::string RandomId();
   static double UnixNow();
-  static constexpr size_t kKeepFinished = 200;
   static constexpr size_t kUpdateBytes = size_t{1} << 20;
 
   // Looks up the needed stages in the stage cache and drops what need not
@@ -341,6 +349,11 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
   std::atomic<int64_t> actions_queued_{0}, action_cache_hits_{0},
       actions_joined_{0};
+  // builds_ and its index by submission time change together.
+  void AddBuild(std::shared_ptr<BuildState> b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseBuild(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::set<std::pair<double, std::string>> by_time_ ABSL_GUARDED_BY(mu_);
   // Grows with every change the views show (events, submissions, ends);
   // changes_cv_ wakes the web view's event streams.
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;

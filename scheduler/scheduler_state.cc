@@ -33,7 +33,7 @@ absl::Status SchedulerService::OpenState() {
   for (StateStore::StoredBuildEvents& stored : contents.builds) {
     std::shared_ptr<BuildState> b =
         FromRecord(stored.build, std::move(stored.events));
-    builds_[b->id] = b;
+    AddBuild(b);
     loaded.push_back(b);
   }
   for (auto& [instance, tag] : contents.images) {
@@ -109,7 +109,7 @@ void SchedulerService::SaveOrLog(BuildState* b) {
 }
 
 void SchedulerService::Forget(const std::string& id) {
-  builds_.erase(id);
+  EraseBuild(id);
   if (!HasState()) return;
   if (StateReady().ok()) (void)state_->DropBuild(id);
 }

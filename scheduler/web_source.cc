@@ -19,8 +19,9 @@ absl::StatusOr<const Tenant*> SchedulerWebSource::ByToken(
 }
 
 std::vector<v1::BuildSummary> SchedulerWebSource::Summaries(
-    const Tenant* caller) {
-  return service_->Summaries(caller);
+    const Tenant* caller, const buildview::BuildFilter& filter, size_t offset,
+    size_t limit, size_t* total) {
+  return service_->Summaries(caller, filter, offset, limit, total);
 }
 
 absl::StatusOr<v1::BuildRecord> SchedulerWebSource::Record(

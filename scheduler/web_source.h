@@ -24,7 +24,10 @@ class SchedulerWebSource : public webui::FarmSource {
 
   bool TenantsOn() const override { return tenants_ != nullptr; }
   absl::StatusOr<const Tenant*> ByToken(absl::string_view token) const override;
-  std::vector<v1::BuildSummary> Summaries(const Tenant* caller) override;
+  std::vector<v1::BuildSummary> Summaries(const Tenant* caller,
+                                          const buildview::BuildFilter& filter,
+                                          size_t offset, size_t limit,
+                                          size_t* total) override;
   absl::StatusOr<v1::BuildRecord> Record(const Tenant* caller,
                                          const std::string& build_id) override;
   absl::Status Cancel(const Tenant* caller,

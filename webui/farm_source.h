@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "buildview/build_view.h"
 #include "common/digest.h"
 #include "common/tenants.h"
 #include "nlohmann/json.hpp"
@@ -30,8 +31,12 @@ class FarmSource {
   virtual absl::StatusOr<const Tenant*> ByToken(
       absl::string_view token) const = 0;
 
-  // Running builds and the last finished ones, newest first.
-  virtual std::vector<v1::BuildSummary> Summaries(const Tenant* caller) = 0;
+  // Running builds and the last finished ones, newest first: those that
+  // match `filter`, from the `offset`th, at most `limit` (0: all); *total
+  // says how many match.
+  virtual std::vector<v1::BuildSummary> Summaries(
+      const Tenant* caller, const buildview::BuildFilter& filter, size_t offset,
+      size_t limit, size_t* total) = 0;
   // NOT_FOUND for a build the caller cannot see.
   virtual absl::StatusOr<v1::BuildRecord> Record(
       const Tenant* caller, const std::string& build_id) = 0;
