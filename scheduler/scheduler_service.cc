@@ -497,10 +497,7 @@ absl::StatusOr<v1::BuildRecord> SchedulerService::Record(
   }
   const BuildState& b = *it->second;
   v1::BuildRecord record;
-  *record.mutable_build() = ToRecord(b, [this](const std::string& lease) {
-    auto l = leases_.find(lease);
-    return l == leases_.end() ? std::string() : l->second.worker;
-  });
+  *record.mutable_build() = RecordOf(b);
   for (const v1::Event& e : b.events) *record.add_events() = e;
   return record;
 }

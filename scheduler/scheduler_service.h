@@ -349,6 +349,9 @@ class SchedulerService final : public v1::Scheduler::Service {
   std::atomic<int64_t> stage_cache_hits_{0}, stage_cache_misses_{0};
   std::atomic<int64_t> actions_queued_{0}, action_cache_hits_{0},
       actions_joined_{0};
+  // `b`'s record (build_state.h), its leased stages' workers filled in.
+  v1::StoredBuild RecordOf(const BuildState& b)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // builds_ and its index by submission time change together.
   void AddBuild(std::shared_ptr<BuildState> b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -90,13 +90,17 @@ absl::Status SchedulerService::Save(BuildState* b) {
   return WriteBuild(b);
 }
 
-absl::Status SchedulerService::WriteBuild(BuildState* b) {
-  RETURN_IF_ERROR(StateReady());
-  v1::StoredBuild stored = ToRecord(*b, [this](const std::string& lease) {
+v1::StoredBuild SchedulerService::RecordOf(const BuildState& b) {
+  return ToRecord(b, [this](const std::string& lease) {
     mu_.AssertHeld();
     auto it = leases_.find(lease);
     return it == leases_.end() ? std::string() : it->second.worker;
   });
+}
+
+absl::Status SchedulerService::WriteBuild(BuildState* b) {
+  RETURN_IF_ERROR(StateReady());
+  v1::StoredBuild stored = RecordOf(*b);
   RETURN_IF_ERROR(state_->PutBuild(stored, b->events, b->events_saved));
   b->events_saved = b->events.size();
   return absl::OkStatus();
