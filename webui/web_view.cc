@@ -502,6 +502,12 @@ void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
   }
   const std::vector<std::string> parts =
       absl::StrSplit(path.substr(8), '/', absl::SkipEmpty());
+  // Another site's page can make a browser POST (a form), but not with a
+  // header of our own: signing in and cancelling need it.
+  if ((req.method == "POST" || req.method == "DELETE") &&
+      req.Header("x-stagefarm").empty()) {
+    return SendError(resp, 403, "POST and DELETE need the X-Stagefarm header");
+  }
   if (parts.size() == 1 && parts[0] == "session") {
     if (req.method == "POST") {
       // The answer carries the session cookie.
@@ -535,9 +541,6 @@ void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
            {"Cache-Control", "no-store"}});
     }
     return Session(req, resp);
-  }
-  if (req.method == "POST" && req.Header("x-stagefarm").empty()) {
-    return SendError(resp, 403, "POST needs the X-Stagefarm header");
   }
   const Tenant* caller = nullptr;
   if (!Authenticate(req, resp, &caller)) return;

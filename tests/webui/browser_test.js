@@ -201,6 +201,10 @@ async function main() {
     check('without a session the API answers 401', 401, await status(pageAnon, '/api/v1/builds'));
     check('a POST without the X-Stagefarm header is refused (403)', 403,
       await status(pageAnon, `/api/v1/builds/${process.env.FAILED_BUILD}/cancel`, {method: 'POST'}));
+    check('... signing in too (another site\'s form cannot sign a browser in)', 403,
+      await status(pageAnon, '/api/v1/session', {method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({token: process.env.TOKEN_B})}));
     const leaked = await pageB.evaluate(async () => (await fetch('/api/v1/workers')).text());
     checkTrue('team B\'s workers page shows no build of team A',
       !leaked.includes(process.env.FAILED_BUILD), leaked.slice(0, 300));
