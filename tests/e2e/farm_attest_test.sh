@@ -22,10 +22,7 @@ openssl genpkey -algorithm ed25519 -out "$WORK/farm.key" 2>/dev/null
 openssl pkey -in "$WORK/farm.key" -pubout -out "$WORK/farm.pub" 2>/dev/null
 openssl genpkey -algorithm ed25519 -out "$WORK/tenant.key" 2>/dev/null
 openssl pkey -in "$WORK/tenant.key" -pubout -out "$WORK/tenant.pub" 2>/dev/null
-for who in a workers scheduler; do
-  head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$WORK/token-$who"
-done
-tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }
+make_tokens a workers scheduler
 cat >"$WORK/tenants.json" <<EOT
 {"tenants": [
   {"name": "team-a", "tokens_sha256": ["$(tsha a)"], "instances": ["team-a"]},

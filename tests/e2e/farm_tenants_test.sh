@@ -11,12 +11,7 @@
 e2e_setup "$1"
 BIN=$1
 trap e2e_cleanup EXIT
-for who in a b workers scheduler; do
-  head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$WORK/token-$who"
-  chmod 600 "$WORK/token-$who"
-done
-# The file keeps the token's SHA-256 (of the token alone, no newline).
-tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }
+make_tokens a b workers scheduler
 cat >"$WORK/tenants.json" <<EOF
 {"tenants": [
   {"name": "team-a", "tokens_sha256": ["$(tsha a)"], "instances": ["team-a"]},

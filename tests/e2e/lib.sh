@@ -196,3 +196,15 @@ EOF
   PIDS+=($!)
   ADDR=$(listen_addr "$WORK/$name.log")
 }
+
+# make_tokens WHO...: a random bearer token for each in $WORK/token-WHO
+# (0600); tsha WHO: its SHA-256 as a tenants file keeps it (of the token
+# alone, no newline).
+make_tokens() {
+  local who
+  for who in "$@"; do
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$WORK/token-$who"
+    chmod 600 "$WORK/token-$who"
+  done
+}
+tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }

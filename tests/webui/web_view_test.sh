@@ -21,11 +21,7 @@ if [ ! -f "$PW/node_modules/playwright-core/package.json" ]; then
     { fail "web view" "npm install playwright-core@1.64.1 failed"; exit 1; }
 fi
 
-for who in a b workers scheduler; do
-  head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$WORK/token-$who"
-  chmod 600 "$WORK/token-$who"
-done
-tsha() { printf '%s' "$(cat "$WORK/token-$1")" | sha256sum | awk '{print $1}'; }
+make_tokens a b workers scheduler
 cat >"$WORK/tenants.json" <<EOF
 {"tenants": [
   {"name": "team-a", "tokens_sha256": ["$(tsha a)"], "instances": ["team-a"]},
