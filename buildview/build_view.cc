@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace stagefarm::buildview {
 namespace {
@@ -52,7 +53,107 @@ void AssignLanes(std::vector<StageView>* stages, double now) {
   }
 }
 
+// What a key part (cachekey/cache_key.h, the engine's fields) stands for.
+std::string PartMeaning(absl::string_view name) {
+  static const auto* const kMeanings =
+      new std::map<std::string, std::string, std::less<>>{
+          {"parent", "an earlier step's result"},
+          {"base", "the base image"},
+          {"platform", "the platform"},
+          {"source-date-epoch", "SOURCE_DATE_EPOCH"},
+          {"instruction", "the instruction"},
+          {"args", "the command"},
+          {"env", "the environment"},
+          {"user", "the user"},
+          {"workdir", "the working directory"},
+          {"network", "the network"},
+          {"mount", "a mount or its source's files"},
+          {"content", "the files it copies"},
+          {"sources", "the sources"},
+          {"dest", "the destination"},
+          {"chown", "--chown"},
+          {"chmod", "--chmod"},
+          {"exclude", "--exclude"},
+          {"from", "the stage or image it copies from"},
+          {"heredoc", "the heredoc"},
+          {"urls", "the URLs"},
+          {"checksum", "--checksum"},
+          {"git", "the git repository"},
+          {"commit", "the git commit"},
+          {"path", "the path"}};
+  const absl::string_view base = name.substr(0, name.find('#'));
+  auto it = kMeanings->find(base);
+  return it == kMeanings->end() ? std::string(base) : it->second;
+}
+
 }  // namespace
+
+bool IsEarlierBuildOf(const v1::BuildSummary& earlier, const BuildView& later) {
+  return earlier.build_id() != later.id &&
+         earlier.submitted() < later.submitted &&
+         earlier.tenant() == later.tenant &&
+         earlier.instance_name() == later.instance &&
+         earlier.dockerfile_name() == later.dockerfile_name &&
+         earlier.target() == later.target &&
+         earlier.platform() == later.platform && later.kind == "dockerfile";
+}
+
+void ExplainMisses(const BuildView* earlier, BuildView* view) {
+  for (StageView& st : view->stages) {
+    const StageView* before = nullptr;
+    if (earlier != nullptr) {
+      for (const StageView& e : earlier->stages) {
+        if (e.name == st.name) before = &e;
+      }
+    }
+    for (StepView& s : st.steps) {
+      if (s.state == "cached" || s.key_parts.empty()) continue;
+      s.miss_parts.clear();
+      if (view->no_cache) {
+        s.miss = "the build asked for no cache (--no-cache)";
+        continue;
+      }
+      if (earlier == nullptr) {
+        s.miss = "no earlier build of this Dockerfile to compare with";
+        continue;
+      }
+      const StepView* prev = nullptr;
+      if (before != nullptr) {
+        for (const StepView& p : before->steps) {
+          if (p.step == s.step && !p.key_parts.empty()) prev = &p;
+        }
+      }
+      if (prev == nullptr) {
+        s.miss = absl::StrCat("build ", earlier->id, " had no step ", s.step,
+                              " in stage ", st.name);
+        continue;
+      }
+      std::map<std::string, std::string> old(prev->key_parts.begin(),
+                                             prev->key_parts.end());
+      for (const auto& [name, fingerprint] : s.key_parts) {
+        auto it = old.find(name);
+        if (it == old.end() || it->second != fingerprint) {
+          s.miss_parts.push_back(name);
+        }
+        if (it != old.end()) old.erase(it);
+      }
+      for (const auto& gone : old) s.miss_parts.push_back(gone.first);
+      if (s.miss_parts.empty()) {
+        s.miss = absl::StrCat(
+            "same key as in build ", earlier->id,
+            ": its cache entry was evicted, or that build's run of it was "
+            "not stored");
+      } else {
+        std::vector<std::string> what;
+        for (const std::string& name : s.miss_parts) {
+          what.push_back(absl::StrCat(PartMeaning(name), " (", name, ")"));
+        }
+        s.miss = absl::StrCat("changed since build ", earlier->id, ": ",
+                              absl::StrJoin(what, ", "));
+      }
+    }
+  }
+}
 
 bool BuildFilter::Matches(
     absl::string_view build_state,
@@ -100,6 +201,8 @@ BuildView MakeView(const v1::StoredBuild& build,
   v.manifest_size = build.manifest().size_bytes();
   v.steps_run = build.steps_run();
   v.steps_cached = build.steps_cached();
+  v.no_cache = build.spec().no_cache();
+  v.tags.assign(build.spec().tags().begin(), build.spec().tags().end());
 
   std::map<std::string, size_t> by_name;
   for (const v1::StoredStage& s : build.stages()) {
@@ -165,6 +268,13 @@ BuildView MakeView(const v1::StoredBuild& build,
       step->instruction = e.text();
       step->start = t;
       step->worker = e.worker();
+      step->line = e.line();
+      step->key = e.key();
+      step->key_parts.clear();
+      for (const v1::KeyPart& p : e.key_parts()) {
+        step->key_parts.emplace_back(p.name(), p.fingerprint());
+      }
+      if (e.has_layer()) step->layer_bytes = e.layer_bytes();
       if (e.steps() > 0) st->steps_total = e.steps();
       if (k == "cached") {
         step->state = "cached";
@@ -177,6 +287,7 @@ BuildView MakeView(const v1::StoredBuild& build,
       if (step->start == 0) step->start = t - e.seconds();
       // The worker's own measure is finer than when the report arrived.
       step->end = e.seconds() > 0 ? step->start + e.seconds() : t;
+      if (e.has_layer()) step->layer_bytes = e.layer_bytes();
       if (k == "failed") {
         step->state = "failed";
         // The event names the step; why it failed is the build's error,
@@ -237,6 +348,13 @@ json ToJson(const BuildView& v) {
                    {"end", s.end},       {"seconds", s.seconds},
                    {"worker", s.worker}, {"log_bytes", s.log_bytes}};
       if (!s.full_log.empty()) step["full_log"] = s.full_log;
+      if (s.line > 0) step["line"] = s.line;
+      if (s.layer_bytes >= 0) step["layer_bytes"] = s.layer_bytes;
+      if (!s.key.empty()) step["key"] = s.key;
+      if (!s.miss.empty()) {
+        step["miss"] = s.miss;
+        step["miss_parts"] = s.miss_parts;
+      }
       if (!s.error.empty()) step["error"] = s.error;
       if (s.exit_code >= 0) step["exit_code"] = s.exit_code;
       steps.push_back(std::move(step));
@@ -271,6 +389,8 @@ json ToJson(const BuildView& v) {
           {"manifest_size", v.manifest_size},
           {"steps_run", v.steps_run},
           {"steps_cached", v.steps_cached},
+          {"no_cache", v.no_cache},
+          {"tags", v.tags},
           {"stages", std::move(stages)}};
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -33,6 +34,17 @@ struct StepView {
   std::string full_log;
   std::string error;   // failed: why (the build's error for its step)
   int exit_code = -1;  // failed RUN: the process's exit code
+  int line = 0;        // in the Dockerfile; 0 unknown
+  // The size of the layer it made (0: none); -1 unknown.
+  int64_t layer_bytes = -1;
+  // Its cache key ("sha256:...", an action digest) and the key's parts
+  // (name, fingerprint), when the worker reported them.
+  std::string key;
+  std::vector<std::pair<std::string, std::string>> key_parts;
+  // A step that ran: why it missed the cache (ExplainMisses); the names of
+  // the key's parts that changed.
+  std::string miss;
+  std::vector<std::string> miss_parts;
 };
 
 struct StageView {
@@ -69,6 +81,8 @@ struct BuildView {
   std::string manifest;  // "sha256:..." of the image, "" without one
   int64_t manifest_size = 0;
   int steps_run = 0, steps_cached = 0;
+  bool no_cache = false;
+  std::vector<std::string> tags;  // as the client named the image
   std::vector<StageView> stages;
 };
 
@@ -77,6 +91,18 @@ struct BuildView {
 // the scheduler recorded them.
 BuildView MakeView(const v1::StoredBuild& build,
                    absl::Span<const v1::Event> events);
+
+// Whether `earlier` is a build `later` should be compared with to tell why
+// steps missed the cache: a Dockerfile build of the same tenant, instance,
+// Dockerfile name, target and platform, submitted before it.
+bool IsEarlierBuildOf(const v1::BuildSummary& earlier, const BuildView& later);
+
+// Sets `miss` and `miss_parts` on each step of `view` that ran (or runs):
+// which parts of its key differ from the same step (stage name, step
+// number) in `earlier`, or that the key was the same (the entry was
+// evicted, or the build asked for no cache), or that `earlier` had no such
+// step. `earlier` null: no earlier build is known.
+void ExplainMisses(const BuildView* earlier, BuildView* view);
 
 // Which builds a list shows: `text` found (case-insensitive) in any of
 // their fields given to Matches, `state` exactly (empty: any).

@@ -202,5 +202,114 @@ TEST_F(BuildViewTest, TraceHasAProcessPerWorkerAndATrackPerLane) {
   EXPECT_EQ(step_slices, 5);
 }
 
+// A step's key parts as the engine reports them on "started" or "cached".
+v1::Event StepEvent(const std::string& kind, const std::string& stage, int step,
+                    std::vector<std::pair<std::string, std::string>> parts,
+                    int line = 0, int64_t layer = -1) {
+  v1::Event e;
+  e.set_kind(kind);
+  e.set_stage(stage);
+  e.set_step(step);
+  e.set_unix_time(1000 + step);
+  e.set_line(line);
+  e.set_key("sha256:" + std::string(64, 'a' + step));
+  for (const auto& [name, fingerprint] : parts) {
+    v1::KeyPart* p = e.add_key_parts();
+    p->set_name(name);
+    p->set_fingerprint(fingerprint);
+  }
+  if (layer >= 0) {
+    e.set_has_layer(true);
+    e.set_layer_bytes(layer);
+  }
+  return e;
+}
+
+v1::StoredBuild OneStage(const std::string& id, double submitted) {
+  v1::StoredBuild b;
+  b.set_build_id(id);
+  b.set_submitted(submitted);
+  b.mutable_spec()->set_dockerfile_name("Dockerfile");
+  v1::StoredStage* s = b.add_stages();
+  s->set_display("app");
+  s->set_base_stage(-1);
+  return b;
+}
+
+TEST(ExplainMissesTest, NamesTheKeyPartsThatChangedSinceTheEarlierBuild) {
+  std::vector<v1::Event> before{
+      StepEvent("cached", "app", 1, {{"parent", "p1"}, {"content", "c1"}}),
+      StepEvent("cached", "app", 2, {{"parent", "k1"}, {"args", "a1"}}),
+      StepEvent("cached", "app", 3, {{"parent", "k2"}, {"args", "a3"}})};
+  std::vector<v1::Event> now{
+      StepEvent("started", "app", 1, {{"parent", "p1"}, {"content", "c2"}}, 4),
+      StepEvent("started", "app", 2, {{"parent", "k9"}, {"args", "a1"}}, 5),
+      StepEvent("started", "app", 3,
+                {{"parent", "k2"}, {"args", "a3"}, {"mount", "m1"}}, 6),
+      StepEvent("started", "app", 4, {{"parent", "k3"}}, 7)};
+  v1::Event done = now[0];
+  done.set_kind("done");
+  done.set_has_layer(true);
+  done.set_layer_bytes(4096);
+  now.insert(now.begin() + 1, done);
+  BuildView earlier = MakeView(OneStage("b1", 100), before);
+  BuildView later = MakeView(OneStage("b2", 200), now);
+  v1::BuildSummary sum;
+  sum.set_build_id("b1");
+  sum.set_submitted(100);
+  sum.set_dockerfile_name("Dockerfile");
+  EXPECT_TRUE(IsEarlierBuildOf(sum, later));
+  sum.set_target("other");
+  EXPECT_FALSE(IsEarlierBuildOf(sum, later));
+  sum.set_target("");
+  sum.set_submitted(300);
+  EXPECT_FALSE(IsEarlierBuildOf(sum, later));
+
+  ExplainMisses(&earlier, &later);
+  const std::vector<StepView>& steps = later.stages[0].steps;
+  ASSERT_EQ(steps.size(), 4u);
+  EXPECT_THAT(steps[0].miss_parts, ElementsAre("content"));
+  EXPECT_EQ(steps[0].miss,
+            "changed since build b1: the files it copies (content)");
+  EXPECT_EQ(steps[0].line, 4);
+  EXPECT_EQ(steps[0].layer_bytes, 4096);
+  EXPECT_EQ(steps[0].key, "sha256:" + std::string(64, 'b'));
+  EXPECT_THAT(steps[1].miss_parts, ElementsAre("parent"));
+  EXPECT_NE(steps[1].miss.find("an earlier step's result"), std::string::npos);
+  EXPECT_THAT(steps[2].miss_parts, ElementsAre("mount"));
+  EXPECT_NE(steps[2].miss.find("a mount"), std::string::npos);
+  EXPECT_EQ(steps[3].miss, "build b1 had no step 4 in stage app");
+  EXPECT_EQ(steps[3].layer_bytes, -1);
+
+  // The same key: the entry went away.
+  BuildView again = MakeView(OneStage("b3", 300), before);
+  for (StageView& st : again.stages) {
+    for (StepView& s : st.steps) s.state = "done";
+  }
+  ExplainMisses(&earlier, &again);
+  EXPECT_NE(again.stages[0].steps[0].miss.find("same key as in build b1"),
+            std::string::npos);
+  EXPECT_TRUE(again.stages[0].steps[0].miss_parts.empty());
+
+  // No earlier build; or the build asked for no cache.
+  BuildView alone = MakeView(OneStage("b4", 400), now);
+  ExplainMisses(nullptr, &alone);
+  EXPECT_NE(alone.stages[0].steps[0].miss.find("no earlier build"),
+            std::string::npos);
+  v1::StoredBuild nc = OneStage("b5", 500);
+  nc.mutable_spec()->set_no_cache(true);
+  nc.mutable_spec()->add_tags("app:1");
+  BuildView no_cache = MakeView(nc, now);
+  ExplainMisses(&earlier, &no_cache);
+  EXPECT_NE(no_cache.stages[0].steps[0].miss.find("--no-cache"),
+            std::string::npos);
+  // Cached steps need no reason; the JSON carries what the page shows.
+  nlohmann::json j = ToJson(later);
+  EXPECT_EQ(j["stages"][0]["steps"][0]["line"], 4);
+  EXPECT_EQ(j["stages"][0]["steps"][0]["layer_bytes"], 4096);
+  EXPECT_EQ(j["stages"][0]["steps"][0]["miss_parts"][0], "content");
+  EXPECT_EQ(ToJson(no_cache)["tags"][0], "app:1");
+}
+
 }  // namespace
 }  // namespace stagefarm::buildview

@@ -1,5 +1,8 @@
 #include "cachekey/cache_key.h"
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace stagefarm::cachekey {
@@ -14,10 +17,26 @@ void CacheKeyBuilder::Put(absl::string_view bytes) {
   encoding_.append(bytes.data(), bytes.size());
 }
 
+void CacheKeyBuilder::AddPart(absl::string_view name, size_t value_at) {
+  const int seen = static_cast<int>(
+      std::count_if(parts_.begin(), parts_.end(), [&](const KeyPart& p) {
+        return p.name == name ||
+               absl::StartsWith(p.name, absl::StrCat(name, "#"));
+      }));
+  KeyPart part;
+  part.name = seen == 0 ? std::string(name) : absl::StrCat(name, "#", seen + 1);
+  part.fingerprint =
+      Sha256::HexOf(absl::string_view(encoding_).substr(value_at))
+          .substr(0, 16);
+  parts_.push_back(std::move(part));
+}
+
 CacheKeyBuilder& CacheKeyBuilder::Add(absl::string_view name,
                                       absl::string_view value) {
   Put(name);
+  const size_t at = encoding_.size();
   Put(value);
+  AddPart(name, at);
   return *this;
 }
 
@@ -28,8 +47,10 @@ CacheKeyBuilder& CacheKeyBuilder::Add(absl::string_view name, int64_t value) {
 CacheKeyBuilder& CacheKeyBuilder::AddList(
     absl::string_view name, const std::vector<std::string>& values) {
   Put(name);
+  const size_t at = encoding_.size();
   Put(absl::StrCat(values.size()));
   for (const std::string& v : values) Put(v);
+  AddPart(name, at);
   return *this;
 }
 

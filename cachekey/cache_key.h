@@ -22,6 +22,19 @@ inline constexpr char kCacheKeyVersion[] = "stagefarm.step.v1";
 //   u64be(len(name)) name u64be(len(value)) value
 // after the version string, itself length-prefixed. A list is its name, its
 // element count, then each element length-prefixed.
+// One named field of a key, as a short fingerprint of its value: what
+// build views compare to tell why a step missed the cache (a changed
+// "parent" means an earlier step's result changed). A name used twice
+// gets "#2", "#3" ... The fingerprint is the first 16 hex digits of the
+// SHA-256 of the field's encoded value; it shows no value.
+struct KeyPart {
+  std::string name;
+  std::string fingerprint;
+  bool operator==(const KeyPart& o) const {
+    return name == o.name && fingerprint == o.fingerprint;
+  }
+};
+
 class CacheKeyBuilder {
  public:
   CacheKeyBuilder();
@@ -31,12 +44,17 @@ class CacheKeyBuilder {
                            const std::vector<std::string>& values);
   // "sha256:<hex>" of the encoding so far.
   std::string Finish() const;
+  // The fields added so far, in order.
+  const std::vector<KeyPart>& parts() const { return parts_; }
   // The raw encoding (for tests and debugging).
   const std::string& encoding() const { return encoding_; }
 
  private:
   void Put(absl::string_view bytes);
+  // Records the field whose value's encoding starts at `value_at`.
+  void AddPart(absl::string_view name, size_t value_at);
   std::string encoding_;
+  std::vector<KeyPart> parts_;
 };
 
 }  // namespace stagefarm::cachekey

@@ -48,5 +48,25 @@ TEST(CacheKeyTest, EncodingIsVersionedAndStable) {
   EXPECT_EQ(b.encoding(), expected);
 }
 
+TEST(CacheKeyTest, PartsNameEachFieldAndChangeWithItsValueOnly) {
+  CacheKeyBuilder a, b;
+  a.Add("parent", "sha256:1").AddList("args", {"sh", "-c", "make"});
+  a.AddList("mount", {"cache"}).AddList("mount", {"bind"});
+  b.Add("parent", "sha256:1").AddList("args", {"sh", "-c", "make all"});
+  b.AddList("mount", {"cache"}).AddList("mount", {"bind"});
+  ASSERT_EQ(a.parts().size(), 4u);
+  EXPECT_EQ(a.parts()[0].name, "parent");
+  EXPECT_EQ(a.parts()[2].name, "mount");
+  EXPECT_EQ(a.parts()[3].name, "mount#2");
+  EXPECT_EQ(a.parts()[0].fingerprint.size(), 16u);
+  EXPECT_EQ(a.parts()[0], b.parts()[0]);
+  EXPECT_NE(a.parts()[1].fingerprint, b.parts()[1].fingerprint);
+  EXPECT_EQ(a.parts()[2], b.parts()[2]);
+  EXPECT_EQ(a.parts()[3], b.parts()[3]);
+  EXPECT_NE(a.parts()[2].fingerprint, a.parts()[3].fingerprint);
+  // A fingerprint shows nothing of the value.
+  EXPECT_EQ(a.parts()[1].fingerprint.find("make"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace stagefarm::cachekey

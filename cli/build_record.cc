@@ -37,6 +37,8 @@ BuildRecorder::BuildRecorder(const engine::BuildRequest& request,
   b->mutable_spec()->set_target(request.plan_options.target);
   b->mutable_spec()->set_target_platform(request.plan_options.target_platform);
   b->mutable_spec()->set_dockerfile(request.dockerfile);
+  b->mutable_spec()->set_no_cache(request.no_cache);
+  for (const std::string& tag : request.tags) b->mutable_spec()->add_tags(tag);
   last_save_ = absl::Now();
   if (save_) save_(record_);
 }

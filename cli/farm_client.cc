@@ -121,6 +121,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
   spec.set_instance_name(store->client()->instance_name());
   spec.set_provenance(options.provenance);
   spec.set_subject_name(options.subject_name);
+  for (const std::string& tag : request.tags) spec.add_tags(tag);
   spec.set_verify_reproducible(options.verify_reproducible);
   spec.set_vcs_source(options.vcs_source);
   spec.set_vcs_revision(options.vcs_revision);

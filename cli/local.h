@@ -69,6 +69,8 @@ class Local {
   engine::BuildEngine* engine() { return engine_.get(); }
   executor::Executor* executor() { return executor_.get(); }
   BlobStore* store() { return blobs_; }
+  // The action cache's entries (local or the remote CAS's).
+  ActionCacheStorage* actions() { return actions_; }
   // The local RocksDB store (null when blobs live in a remote CAS).
   RocksDbBlobStore* local_store() { return store_.get(); }
   // The remote CAS, when LocalOptions::cas_address is set (else null).

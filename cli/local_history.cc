@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "blobstore/action_cache.h"
 #include "buildview/build_view.h"
 #include "cli/disk_usage.h"
 #include "common/fs_util.h"
@@ -140,6 +142,7 @@ v1::BuildSummary LocalHistory::Summary(const v1::BuildRecord& record) {
   sum.set_steps_run(b.steps_run());
   sum.set_steps_cached(b.steps_cached());
   sum.set_target(b.spec().target());
+  *sum.mutable_tags() = b.spec().tags();
   return sum;
 }
 
@@ -150,9 +153,9 @@ std::vector<v1::BuildSummary> LocalHistory::Summaries(
   *total = 0;
   for (const v1::BuildRecord& r : All()) {
     v1::BuildSummary sum = Summary(r);
-    if (!filter.Matches(sum.state(),
-                        {sum.build_id(), sum.dockerfile_name(), sum.target(),
-                         sum.platform(), sum.error()})) {
+    if (!filter.Matches(sum.state(), {sum.build_id(), sum.dockerfile_name(),
+                                      sum.target(), sum.platform(), sum.error(),
+                                      absl::StrJoin(sum.tags(), " ")})) {
       continue;
     }
     const size_t index = (*total)++;
@@ -258,6 +261,14 @@ absl::StatusOr<std::string> LocalHistory::ReadBlob(const Tenant*,
     if (n == 0) break;
   }
   return out;
+}
+
+absl::StatusOr<build::bazel::remote::execution::v2::ActionResult>
+LocalHistory::ReadActionResult(const Tenant*, const std::string&,
+                               const Digest& action) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Local> local, Local::Open(options_));
+  return ActionCache(local->store(), local->actions())
+      .Get(Local::kNamespace, action, {});
 }
 
 }  // namespace stagefarm::cli

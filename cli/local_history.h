@@ -50,6 +50,9 @@ class LocalHistory : public webui::FarmSource {
   void WaitForChange(uint64_t seen, absl::Time deadline) override;
   nlohmann::json Workers(const Tenant* caller) override;
   nlohmann::json Store(const Tenant* caller) override;
+  absl::StatusOr<build::bazel::remote::execution::v2::ActionResult>
+  ReadActionResult(const Tenant* caller, const std::string& instance,
+                   const Digest& action) override;
   absl::StatusOr<std::string> ReadBlob(const Tenant* caller,
                                        const std::string& instance,
                                        const Digest& digest,

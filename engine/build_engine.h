@@ -33,6 +33,7 @@
 #include "archives/layer_tar.h"
 #include "blobstore/action_cache.h"
 #include "blobstore/blob_store.h"
+#include "cachekey/cache_key.h"
 #include "engine/cache_sync.h"
 #include "engine/step_log.h"
 #include "executor/executor.h"
@@ -91,6 +92,15 @@ struct BuildEvent {
   double seconds = 0;
   // kNote after a step whose live output was clipped: the whole output.
   std::optional<Digest> full_log;
+  // kStepStarted and kStepCached: the instruction's Dockerfile line, the
+  // step's cache key and its parts (what a view compares to tell why a
+  // step missed the cache).
+  int line = 0;
+  std::string key;
+  std::vector<cachekey::KeyPart> key_parts;
+  // kStepDone and kStepCached: the size of the layer the step made (0: it
+  // changed no file); -1 unknown.
+  int64_t layer_bytes = -1;
 };
 
 // A finished stage or image: its config document and layers.

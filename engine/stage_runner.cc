@@ -109,6 +109,7 @@ absl::StatusOr<ImageState> StageRunner::Run() {
     }
     const ExpandedStep& step = expanded.steps[i];
     step_no_ = i + 1;
+    line_ = step.instruction->line;
     steps_ = total;
     absl::Status st = RunStep(step);
     if (!st.ok()) {
@@ -124,8 +125,8 @@ absl::StatusOr<ImageState> StageRunner::Run() {
   return state_;
 }
 
-void StageRunner::Emit(BuildEvent::Kind kind, std::string text,
-                       double seconds) {
+BuildEvent StageRunner::Event(BuildEvent::Kind kind, std::string text,
+                              double seconds) const {
   BuildEvent ev;
   ev.kind = kind;
   ev.stage = name_;
@@ -133,7 +134,30 @@ void StageRunner::Emit(BuildEvent::Kind kind, std::string text,
   ev.steps = steps_;
   ev.text = std::move(text);
   ev.seconds = seconds;
+  return ev;
+}
+
+void StageRunner::Emit(BuildEvent::Kind kind, std::string text,
+                       double seconds) {
+  s_.emit(Event(kind, std::move(text), seconds));
+}
+
+void StageRunner::EmitStep(BuildEvent::Kind kind, std::string text,
+                           double seconds, const std::string& key,
+                           int64_t layer_bytes) {
+  BuildEvent ev = Event(kind, std::move(text), seconds);
+  ev.layer_bytes = layer_bytes;
+  if (kind != BuildEvent::Kind::kStepDone) {
+    ev.line = line_;
+    ev.key = key;
+    ev.key_parts = key_parts_;
+  }
   s_.emit(ev);
+}
+
+std::string StageRunner::KeyOf(const cachekey::CacheKeyBuilder& kb) {
+  key_parts_ = kb.parts();
+  return kb.Finish();
 }
 
 std::string StageRunner::Display(const ExpandedStep& step) const {
@@ -350,7 +374,8 @@ absl::Status StageRunner::Finish(Rootfs rootfs, const std::string& key,
   ApplyResult(r, history);
   state_.key = key;
   ++*s_.run;
-  Emit(BuildEvent::Kind::kStepDone, "", Seconds() - started);
+  EmitStep(BuildEvent::Kind::kStepDone, "", Seconds() - started, key,
+           r.empty ? 0 : r.layer.digest.size());
   return absl::OkStatus();
 }
 
@@ -383,7 +408,7 @@ absl::StatusOr<std::optional<double>> StageRunner::Begin(
   if (!s_.request->no_cache) claimed_ = key;
   if (s_.sandboxed_runs) e_->executor_->WillRunSandboxed();
   double started = Seconds();
-  Emit(BuildEvent::Kind::kStepStarted, display, 0);
+  EmitStep(BuildEvent::Kind::kStepStarted, display, 0, key, -1);
   return started;
 }
 
@@ -395,7 +420,8 @@ absl::StatusOr<bool> StageRunner::TryCache(const std::string& key,
   ApplyResult(*hit, history);
   state_.key = key;
   ++*s_.cached;
-  Emit(BuildEvent::Kind::kStepCached, display, 0);
+  EmitStep(BuildEvent::Kind::kStepCached, display, 0, key,
+           hit->empty ? 0 : hit->layer.digest.size());
   return true;
 }
 

@@ -80,7 +80,16 @@ class StageRunner {
  private:
   json& Cfg() { return state_.config["config"]; }
 
+  // An event of the current step.
+  BuildEvent Event(BuildEvent::Kind kind, std::string text,
+                   double seconds) const;
   void Emit(BuildEvent::Kind kind, std::string text, double seconds);
+  // A step's started, cached or done event: with its line, key and the
+  // key's parts (from the last KeyOf), and its layer's size.
+  void EmitStep(BuildEvent::Kind kind, std::string text, double seconds,
+                const std::string& key, int64_t layer_bytes);
+  // The key `kb` makes; remembers its parts for the step's events.
+  std::string KeyOf(const cachekey::CacheKeyBuilder& kb);
 
   std::string Display(const ExpandedStep& step) const;
 
@@ -316,7 +325,9 @@ class StageRunner {
   std::vector<std::string> onbuild_pending_;
   std::unique_ptr<dockerfile::Plan> triggered_plan_;
   int step_no_ = 0;
+  int line_ = 0;  // the current step's Dockerfile line
   int steps_ = 0;
+  std::vector<cachekey::KeyPart> key_parts_;  // of the current step's key
 };
 
 }  // namespace stagefarm::engine

@@ -287,7 +287,7 @@ absl::Status StageRunner::RunCopy(const ExpandedStep& step,
                      DigestSources(in.src, matches, copy.excludes));
     kb.Add("content", digest);
   }
-  std::string key = kb.Finish();
+  std::string key = KeyOf(kb);
   std::vector<std::string> shown =
       in.url_count > 0 || in.git ? in.urls : in.sources;
   std::string history = absl::StrCat(keyword, " ", absl::StrJoin(shown, " "),

@@ -39,8 +39,7 @@ absl::Status StageRunner::RunWorkdir(const ExpandedStep& step) {
       JoinWorkdir(Workdir(), step.words.empty() ? "/" : step.words[0]);
   Cfg()["WorkingDir"] = path;
   std::string user = Cfg().value("User", "");
-  std::string key =
-      KeyBuilder(step).Add("path", path).Add("user", user).Finish();
+  std::string key = KeyOf(KeyBuilder(step).Add("path", path).Add("user", user));
   std::string history = absl::StrCat("WORKDIR ", path);
   ASSIGN_OR_RETURN(std::optional<double> started,
                    Begin(key, history, Display(step)));

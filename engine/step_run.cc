@@ -125,7 +125,7 @@ absl::StatusOr<std::string> StageRunner::RunKey(
     }
     kb.AddList("mount", f);
   }
-  std::string key = kb.Finish();
+  std::string key = KeyOf(kb);
   return key;
 }
 
@@ -443,12 +443,7 @@ std::string StageRunner::KeepFullLog(StepLog* log) {
     hint = absl::StrCat("the full output: stagefarm logs --blob ",
                         (*full)->ToString());
   }
-  BuildEvent ev;
-  ev.kind = BuildEvent::Kind::kNote;
-  ev.stage = name_;
-  ev.step = step_no_;
-  ev.steps = steps_;
-  ev.text = log->Note(hint);
+  BuildEvent ev = Event(BuildEvent::Kind::kNote, log->Note(hint), 0);
   if (full.ok()) ev.full_log = *full;
   s_.emit(ev);
   return ev.text;

@@ -34,6 +34,17 @@ v1::Event ToWire(const engine::BuildEvent& ev) {
   e.set_text(ev.text);
   e.set_seconds(ev.seconds);
   if (ev.full_log) ev.full_log->ToProto(e.mutable_full_log());
+  e.set_line(ev.line);
+  e.set_key(ev.key);
+  for (const cachekey::KeyPart& p : ev.key_parts) {
+    v1::KeyPart* w = e.add_key_parts();
+    w->set_name(p.name);
+    w->set_fingerprint(p.fingerprint);
+  }
+  if (ev.layer_bytes >= 0) {
+    e.set_has_layer(true);
+    e.set_layer_bytes(ev.layer_bytes);
+  }
   return e;
 }
 
@@ -48,6 +59,12 @@ engine::BuildEvent FromWire(const v1::Event& e) {
     absl::StatusOr<Digest> d = Digest::FromProto(e.full_log());
     if (d.ok()) ev.full_log = *d;
   }
+  ev.line = e.line();
+  ev.key = e.key();
+  for (const v1::KeyPart& p : e.key_parts()) {
+    ev.key_parts.push_back({p.name(), p.fingerprint()});
+  }
+  ev.layer_bytes = e.has_layer() ? e.layer_bytes() : -1;
   const std::string& k = e.kind();
   if (k == "started") {
     ev.kind = Kind::kStepStarted;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "buildview/build_view.h"
 #include "common/grpc_status.h"
@@ -54,7 +55,8 @@ std::vector<v1::BuildSummary> SchedulerService::Summaries(
     const std::string state = buildview::StateName(b->finished, b->code);
     if (!filter.Matches(state, {b->id, b->spec.dockerfile_name(), b->tenant,
                                 b->spec.target(), b->spec.target_platform(),
-                                b->spec.instance_name(), b->error})) {
+                                b->spec.instance_name(), b->error,
+                                absl::StrJoin(b->spec.tags(), " ")})) {
       continue;
     }
     const size_t index = (*total)++;
@@ -77,6 +79,7 @@ std::vector<v1::BuildSummary> SchedulerService::Summaries(
     sum->set_steps_run(b->steps_run);
     sum->set_steps_cached(b->steps_cached);
     sum->set_target(b->spec.target());
+    *sum->mutable_tags() = b->spec.tags();
     if (!b->finished) {
       for (const auto& [i, st] : b->stages) {
         if (st.status == StageStatus::kQueued && !st.platform.empty() &&

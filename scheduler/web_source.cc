@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace stagefarm::scheduler {
 
@@ -67,17 +68,21 @@ nlohmann::json SchedulerWebSource::Store(const Tenant* caller) {
           {"uploads_in_progress", stats->uploads_in_progress()}};
 }
 
-absl::StatusOr<std::string> SchedulerWebSource::ReadBlob(
-    const Tenant* caller, const std::string& instance, const Digest& digest,
-    int64_t max_bytes) {
-  if (caller != nullptr) {
-    absl::Status allowed = Tenants::CheckInstance(*caller, instance);
-    if (!allowed.ok()) return allowed;
-  }
+absl::Status SchedulerWebSource::CanRead(const Tenant* caller,
+                                         const std::string& instance) const {
+  if (caller != nullptr)
+    RETURN_IF_ERROR(Tenants::CheckInstance(*caller, instance));
   if (cas_ == nullptr) {
     return absl::FailedPreconditionError(
         "the scheduler has no --cas: there is no store to read");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SchedulerWebSource::ReadBlob(
+    const Tenant* caller, const std::string& instance, const Digest& digest,
+    int64_t max_bytes) {
+  RETURN_IF_ERROR(CanRead(caller, instance));
   CasClient client(*cas_, instance);
   std::string out;
   absl::Status s = client.Read(
@@ -89,6 +94,14 @@ absl::StatusOr<std::string> SchedulerWebSource::ReadBlob(
       0, std::min(max_bytes, digest.size()));
   if (!s.ok()) return s;
   return out;
+}
+
+absl::StatusOr<build::bazel::remote::execution::v2::ActionResult>
+SchedulerWebSource::ReadActionResult(const Tenant* caller,
+                                     const std::string& instance,
+                                     const Digest& action) {
+  RETURN_IF_ERROR(CanRead(caller, instance));
+  return CasClient(*cas_, instance).GetActionResult(action);
 }
 
 }  // namespace stagefarm::scheduler

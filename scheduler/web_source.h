@@ -36,12 +36,18 @@ class SchedulerWebSource : public webui::FarmSource {
   void WaitForChange(uint64_t seen, absl::Time deadline) override;
   nlohmann::json Workers(const Tenant* caller) override;
   nlohmann::json Store(const Tenant* caller) override;
+  absl::StatusOr<build::bazel::remote::execution::v2::ActionResult>
+  ReadActionResult(const Tenant* caller, const std::string& instance,
+                   const Digest& action) override;
   absl::StatusOr<std::string> ReadBlob(const Tenant* caller,
                                        const std::string& instance,
                                        const Digest& digest,
                                        int64_t max_bytes) override;
 
  private:
+  // PERMISSION_DENIED for an instance the caller may not use;
+  // FAILED_PRECONDITION without a store.
+  absl::Status CanRead(const Tenant* caller, const std::string& instance) const;
   SchedulerService* service_;
   const CasTarget* cas_;
   std::shared_ptr<const Tenants> tenants_;

@@ -63,6 +63,11 @@ class FarmSource {
                                                const std::string& instance,
                                                const Digest& digest,
                                                int64_t max_bytes) = 0;
+  // The action cache's entry for `action` in `instance` (a step's cache
+  // key is an action digest): PERMISSION_DENIED, NOT_FOUND as ReadBlob.
+  virtual absl::StatusOr<build::bazel::remote::execution::v2::ActionResult>
+  ReadActionResult(const Tenant* caller, const std::string& instance,
+                   const Digest& action) = 0;
 };
 
 }  // namespace stagefarm::webui

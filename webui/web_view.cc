@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,9 @@ constexpr size_t kCacheBuilds = 2000;
 constexpr int kCacheRecords = 200;
 constexpr int64_t kBlobViewBytes = 4 << 20;        // shown in the browser
 constexpr int64_t kBlobDownloadBytes = 256 << 20;  // downloaded whole
+// Why steps ran: the earlier builds looked through, and read.
+constexpr size_t kEarlierBuildsSearched = 1000;
+constexpr int kEarlierRecordsRead = 20;
 
 std::string Dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -95,13 +99,48 @@ json SummaryJson(const v1::BuildSummary& b) {
           {"steps_cached", b.steps_cached()},
           {"error", b.error()},
           {"waiting_for", b.waiting_for()},
+          {"tags",
+           json(std::vector<std::string>(b.tags().begin(), b.tags().end()))},
           {"manifest", b.has_manifest() && !b.manifest().hash().empty()
                            ? absl::StrCat("sha256:", b.manifest().hash())
                            : ""}};
 }
 
+// A digest named in a path (/HASH/SIZE); INVALID_ARGUMENT names the part.
+absl::StatusOr<Digest> PathDigest(const std::string& hash,
+                                  const std::string& size) {
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(size, &n) || n < 0) {
+    return absl::InvalidArgumentError("size: not a number >= 0");
+  }
+  return Digest::Parse(hash, n, "the hash");
+}
+
 std::vector<v1::Event> EventsOf(const v1::BuildRecord& record) {
   return {record.events().begin(), record.events().end()};
+}
+
+json DigestJson(const reapi::Digest& d) {
+  return json{{"hash", d.hash()}, {"size", d.size_bytes()}};
+}
+
+json ActionResultJson(const reapi::ActionResult& result) {
+  json files = json::array();
+  for (const auto& f : result.output_files()) {
+    files.push_back({{"path", f.path()},
+                     {"digest", DigestJson(f.digest())},
+                     {"executable", f.is_executable()}});
+  }
+  json dirs = json::array();
+  for (const auto& d : result.output_directories()) {
+    dirs.push_back({{"path", d.path()}, {"tree", DigestJson(d.tree_digest())}});
+  }
+  return {{"exit_code", result.exit_code()},
+          {"output_files", files},
+          {"output_directories", dirs},
+          {"stdout", DigestJson(result.stdout_digest())},
+          {"stderr", DigestJson(result.stderr_digest())},
+          {"worker", result.execution_metadata().worker()}};
 }
 
 // What a blob is, judged by its bytes: an image document, JSON, a REAPI
@@ -109,9 +148,6 @@ std::vector<v1::Event> EventsOf(const v1::BuildRecord& record) {
 // to the same bytes), text, or binary.
 json DescribeBlob(const std::string& data, bool truncated) {
   json out = {{"truncated", truncated}};
-  auto digest_json = [](const reapi::Digest& d) {
-    return json{{"hash", d.hash()}, {"size", d.size_bytes()}};
-  };
   auto valid_digest = [](const reapi::Digest& d) {
     return d.hash().size() == 64 && d.size_bytes() >= 0 &&
            std::all_of(d.hash().begin(), d.hash().end(), [](char c) {
@@ -146,14 +182,14 @@ json DescribeBlob(const std::string& data, bool truncated) {
         ok &= valid_digest(f.digest()) && !f.name().empty();
         entries.push_back({{"type", "file"},
                            {"name", f.name()},
-                           {"digest", digest_json(f.digest())},
+                           {"digest", DigestJson(f.digest())},
                            {"executable", f.is_executable()}});
       }
       for (const auto& d : dir.directories()) {
         ok &= valid_digest(d.digest()) && !d.name().empty();
         entries.push_back({{"type", "directory"},
                            {"name", d.name()},
-                           {"digest", digest_json(d.digest())}});
+                           {"digest", DigestJson(d.digest())}});
       }
       for (const auto& l : dir.symlinks()) {
         ok &= !l.name().empty();
@@ -171,24 +207,8 @@ json DescribeBlob(const std::string& data, bool truncated) {
         again == data &&
         (result.has_execution_metadata() || result.output_files_size() > 0 ||
          result.has_stdout_digest())) {
-      json files = json::array();
-      for (const auto& f : result.output_files()) {
-        files.push_back({{"path", f.path()},
-                         {"digest", digest_json(f.digest())},
-                         {"executable", f.is_executable()}});
-      }
-      json dirs = json::array();
-      for (const auto& d : result.output_directories()) {
-        dirs.push_back(
-            {{"path", d.path()}, {"tree", digest_json(d.tree_digest())}});
-      }
       out["kind"] = "action_result";
-      out["action_result"] = {{"exit_code", result.exit_code()},
-                              {"output_files", files},
-                              {"output_directories", dirs},
-                              {"stdout", digest_json(result.stdout_digest())},
-                              {"stderr", digest_json(result.stderr_digest())},
-                              {"worker", result.execution_metadata().worker()}};
+      out["action_result"] = ActionResultJson(result);
       return out;
     }
   }
@@ -313,6 +333,59 @@ void WebView::Builds(const HttpRequest& req, const Tenant* caller,
            {{"total", total}, {"offset", offset}, {"builds", std::move(list)}});
 }
 
+std::optional<buildview::BuildView> WebView::EarlierBuild(
+    const Tenant* caller, const buildview::BuildView& view,
+    const std::string& dockerfile) {
+  bool ran = false;
+  for (const buildview::StageView& st : view.stages) {
+    for (const buildview::StepView& s : st.steps) {
+      if (s.state != "cached" && !s.key_parts.empty()) ran = true;
+    }
+  }
+  if (!ran || view.no_cache) return std::nullopt;
+  // Many projects name their Dockerfile "Dockerfile": of the latest
+  // earlier builds by that name (newest first), the first with the same
+  // Dockerfile text, else the first with a tag of the same repository,
+  // else the latest.
+  const buildview::BuildFilter filter{view.dockerfile_name, ""};
+  auto repository = [](const std::string& tag) {
+    const size_t slash = tag.rfind('/');
+    const size_t colon = tag.find(':', slash == std::string::npos ? 0 : slash);
+    return tag.substr(0, std::min(colon, tag.find('@')));
+  };
+  std::set<std::string> repos;
+  for (const std::string& t : view.tags) repos.insert(repository(t));
+  std::optional<v1::BuildRecord> same_repo, latest;
+  constexpr size_t kPage = 100;
+  int records = 0;
+  for (size_t offset = 0; offset < kEarlierBuildsSearched; offset += kPage) {
+    size_t total = 0;
+    std::vector<v1::BuildSummary> page =
+        source_->Summaries(caller, filter, offset, kPage, &total);
+    for (const v1::BuildSummary& b : page) {
+      if (!buildview::IsEarlierBuildOf(b, view)) continue;
+      if (++records > kEarlierRecordsRead) break;
+      absl::StatusOr<v1::BuildRecord> r = source_->Record(caller, b.build_id());
+      if (!r.ok()) continue;
+      if (r->build().spec().dockerfile() == dockerfile) {
+        return buildview::MakeView(r->build(), EventsOf(*r));
+      }
+      bool shares_repo = false;
+      for (const std::string& t : r->build().spec().tags()) {
+        shares_repo |= repos.count(repository(t)) > 0;
+      }
+      if (shares_repo && !same_repo)
+        same_repo = *std::move(r);
+      else if (!latest)
+        latest = *std::move(r);
+    }
+    if (page.size() < kPage || records > kEarlierRecordsRead) break;
+  }
+  const std::optional<v1::BuildRecord>& pick = same_repo ? same_repo : latest;
+  if (!pick) return std::nullopt;
+  return buildview::MakeView(pick->build(), EventsOf(*pick));
+}
+
 void WebView::Build(const HttpRequest& req, const Tenant* caller,
                     const std::string& id, const std::string& what,
                     HttpResponse* resp) {
@@ -327,7 +400,11 @@ void WebView::Build(const HttpRequest& req, const Tenant* caller,
   const std::vector<v1::Event> events = EventsOf(*record);
   buildview::BuildView view = buildview::MakeView(record->build(), events);
   if (what.empty()) {
+    std::optional<buildview::BuildView> earlier =
+        EarlierBuild(caller, view, record->build().spec().dockerfile());
+    buildview::ExplainMisses(earlier ? &*earlier : nullptr, &view);
     json out = buildview::ToJson(view);
+    out["compared_with"] = earlier ? earlier->id : "";
     std::string dockerfile = record->build().spec().dockerfile();
     if (dockerfile.size() > 256 * 1024) dockerfile.resize(256 * 1024);
     out["dockerfile_text"] = dockerfile;
@@ -459,12 +536,9 @@ void WebView::Cache(const Tenant* caller, HttpResponse* resp) {
 void WebView::Blob(const HttpRequest& req, const Tenant* caller,
                    const std::string& hash, const std::string& size,
                    HttpResponse* resp) {
-  int64_t n = 0;
-  if (!absl::SimpleAtoi(size, &n) || n < 0) {
-    return SendError(resp, 400, "size: not a number >= 0");
-  }
-  absl::StatusOr<Digest> digest = Digest::Parse(hash, n, "the blob's hash");
+  absl::StatusOr<Digest> digest = PathDigest(hash, size);
   if (!digest.ok()) return SendStatus(resp, digest.status());
+  const int64_t n = digest->size();
   const bool raw = req.Query("raw") == "1";
   const int64_t max = raw ? kBlobDownloadBytes : kBlobViewBytes;
   if (raw && n > max) {
@@ -484,6 +558,23 @@ void WebView::Blob(const HttpRequest& req, const Tenant* caller,
   out["size"] = n;
   out["instance"] = req.Query("instance");
   SendJson(resp, 200, out);
+}
+
+void WebView::Action(const HttpRequest& req, const Tenant* caller,
+                     const std::string& hash, const std::string& size,
+                     HttpResponse* resp) {
+  absl::StatusOr<Digest> digest = PathDigest(hash, size);
+  if (!digest.ok()) return SendStatus(resp, digest.status());
+  const int64_t n = digest->size();
+  auto result =
+      source_->ReadActionResult(caller, req.Query("instance"), *digest);
+  if (!result.ok()) return SendStatus(resp, result.status());
+  SendJson(resp, 200,
+           {{"kind", "action_result"},
+            {"action", hash},
+            {"size", n},
+            {"instance", req.Query("instance")},
+            {"action_result", ActionResultJson(*result)}});
 }
 
 void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
@@ -558,6 +649,9 @@ void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
   if (parts.size() == 1 && parts[0] == "cache") return Cache(caller, resp);
   if (parts.size() == 3 && parts[0] == "blobs") {
     return Blob(req, caller, parts[1], parts[2], resp);
+  }
+  if (parts.size() == 3 && parts[0] == "actions") {
+    return Action(req, caller, parts[1], parts[2], resp);
   }
   SendError(resp, 404, "no such API path");
 }

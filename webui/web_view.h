@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -58,6 +59,16 @@ class WebView {
   void Blob(const HttpRequest& req, const Tenant* caller,
             const std::string& hash, const std::string& size,
             HttpResponse* resp);
+  // The action cache's entry for an action digest (a step's cache key).
+  void Action(const HttpRequest& req, const Tenant* caller,
+              const std::string& hash, const std::string& size,
+              HttpResponse* resp);
+  // The earlier build (buildview::IsEarlierBuildOf) that `view`'s steps
+  // that ran are compared with: preferably one of the same `dockerfile`
+  // text; none when no step ran or the build asked for no cache.
+  std::optional<buildview::BuildView> EarlierBuild(
+      const Tenant* caller, const buildview::BuildView& view,
+      const std::string& dockerfile);
 
   WebViewOptions options_;
   FarmSource* source_;

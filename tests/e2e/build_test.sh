@@ -237,6 +237,15 @@ check_contains "builds ls without a farm lists this machine's last build" "succe
 check_contains "logs BUILD replays a build from the history" "RUN <<-EOF sh > /dest/indented" \
   "$("$SF" logs "$hid" 2>&1)"
 check_contains "builds trace BUILD without a farm" '"traceEvents"' "$("$SF" builds trace "$hid" 2>&1)"
+# A build, then the same after its copied file changed: the view says why
+# the COPY ran, and its key opens its entry in the action cache.
+w=$(new_ctx why)
+printf 'FROM scratch\nCOPY a.txt /a.txt\n' >"$w/Dockerfile"
+echo one >"$w/a.txt"
+build_local "$w"
+echo two >"$w/a.txt"
+build_local "$w"
+wid=$("$SF" builds ls 2>/dev/null | awk 'NR==2{print $1}')
 "$SF" ui --listen 127.0.0.1:0 >"$WORK/ui.log" 2>&1 &
 ui_pid=$!
 for _ in $(seq 50); do grep -q ' at http' "$WORK/ui.log" && break; sleep 0.1; done
@@ -245,6 +254,15 @@ check_contains "stagefarm ui serves this machine's builds" "\"id\":\"$hid\"" \
   "$(curl -s "${ui_url}api/v1/builds" 2>&1)"
 check_contains "... and a build's steps" '"instruction":"WORKDIR /dest"' \
   "$(curl -s "${ui_url}api/v1/builds/$hid" 2>&1)"
+why=$(curl -s "${ui_url}api/v1/builds/$wid" 2>&1)
+check "stagefarm ui: why a step ran (its key's parts that changed), its line and layer" \
+  "content 2 True" "$(python3 -c '
+import json, sys
+s = json.load(sys.stdin)["stages"][0]["steps"][0]
+print(" ".join(s.get("miss_parts", [])), s.get("line"), s.get("layer_bytes", 0) > 0)' <<<"$why" 2>&1)"
+wkey=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["stages"][0]["steps"][0]["key"][7:])' <<<"$why" 2>/dev/null)
+check_contains "... and its cache entry by its key (an action digest)" '"path":"step.json"' \
+  "$(curl -s "${ui_url}api/v1/actions/$wkey/32" 2>&1)"
 kill -INT "$ui_pid"
 wait "$ui_pid"
 check "stagefarm ui stops on Ctrl-C" "0" "$?"

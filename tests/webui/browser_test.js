@@ -54,11 +54,14 @@ async function main() {
     // Builds list.
     const rows = await page.$$eval('table[aria-label="builds"] tbody tr', (trs) =>
       trs.map((tr) => ({id: tr.dataset.build, text: tr.textContent})));
-    checkTrue('the builds page lists team A\'s three builds', rows.length === 3,
+    checkTrue('the builds page lists team A\'s five builds', rows.length === 5,
       JSON.stringify(rows.map((r) => r.id)));
     const failedRow = rows.find((r) => r.id === process.env.FAILED_BUILD);
     checkTrue('the failing build is listed as failed', failedRow && /failed/.test(failedRow.text),
       failedRow && failedRow.text);
+    const changedRow = rows.find((r) => r.id === process.env.CHANGED_BUILD);
+    checkTrue('... with their image tags', changedRow && changedRow.text.includes('changed:2'),
+      changedRow && changedRow.text);
     await page.screenshot({path: SHOTS + '/builds.png', fullPage: true});
 
     // Search.
@@ -120,6 +123,45 @@ async function main() {
       String(layers));
     await page.screenshot({path: SHOTS + '/cas.png', fullPage: true});
 
+    // Why the steps of a build after a changed file ran; lines, layers, and
+    // a step's entry in the action cache.
+    await page.goto(`${URL}#/builds/${process.env.CHANGED_BUILD}`);
+    await page.waitForSelector('tr[data-step="stage-0/1"] .miss');
+    const miss = (n) => page.$eval(`tr[data-step="stage-0/${n}"] .miss`, (e) => e.dataset.miss);
+    check('a COPY that ran says its content changed', 'content', await miss(1));
+    check('... and the RUN after it, that an earlier step\'s result did', 'parent', await miss(2));
+    check('each step shows its Dockerfile line', '2,3',
+      (await page.$$eval('tr[data-step^="stage-0/"] td[data-line]', (t) =>
+        t.map((x) => x.textContent))).filter((x) => x === '2' || x === '3').join(','));
+    const layer = await page.textContent('tr[data-step="stage-0/1"] td[data-layer]');
+    checkTrue('... and the size of the layer it made', /\d/.test(layer), layer);
+    check('the build page names its tags', 'changed:2', await page.textContent('dd[data-tags]'));
+    await page.screenshot({path: SHOTS + '/build-why-ran.png', fullPage: true});
+    await page.click('tr[data-step="stage-0/1"] a[data-cache-entry]');
+    await page.waitForSelector('table[data-outputs]');
+    const outputs = await page.textContent('table[data-outputs]');
+    checkTrue('a step\'s cache entry opens as an ActionResult by its key (action digest)',
+      outputs.includes('step.json') && outputs.includes('layer'), outputs);
+
+    // Dark theme: the same page, readable.
+    const dark = await browser.newContext({viewport: {width: 1280, height: 900}, colorScheme: 'dark'});
+    const darkPage = await dark.newPage();
+    await signIn(darkPage, process.env.TOKEN_A);
+    await darkPage.goto(`${URL}#/builds/${process.env.FAILED_BUILD}`);
+    await darkPage.waitForFunction(() => {
+      const t = document.querySelector('pre[data-tail]');
+      const logs = [...document.querySelectorAll('pre[data-log]')];
+      return t && t.textContent.includes('the last line') &&
+        logs.every((p) => !p.textContent.startsWith('loading'));
+    });
+    const bg = await darkPage.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const fg = await darkPage.evaluate(() => getComputedStyle(document.body).color);
+    const lum = (c) => c.match(/\d+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0) / 3;
+    checkTrue('the dark theme draws light text on a dark page', lum(bg) < 60 && lum(fg) > 180,
+      `${bg} / ${fg}`);
+    await darkPage.screenshot({path: SHOTS + '/build-failed-dark.png', fullPage: true});
+    await dark.close();
+
     // Workers and cache.
     await page.click('nav a[data-nav="workers"]');
     await page.waitForSelector('table[aria-label="workers"] tbody tr[data-worker]');
@@ -141,7 +183,7 @@ async function main() {
     await page.evaluate(() => { window.notReloaded = true; });
     execSync(process.env.START_SLOW);
     await page.waitForFunction(() =>
-      document.querySelectorAll('table[aria-label="builds"] tbody tr').length === 4 &&
+      document.querySelectorAll('table[aria-label="builds"] tbody tr').length === 6 &&
       document.querySelector('table[aria-label="builds"] tbody tr').textContent.includes('running'),
     null, {timeout: 15000});
     const newId = await page.$eval('table[aria-label="builds"] tbody tr', (tr) => tr.dataset.build);
@@ -159,7 +201,7 @@ async function main() {
     execSync(process.env.START_LONG);
     await page.click('nav a[data-nav="builds"]');
     await page.waitForFunction(() =>
-      document.querySelectorAll('table[aria-label="builds"] tbody tr').length === 5, null,
+      document.querySelectorAll('table[aria-label="builds"] tbody tr').length === 7, null,
     {timeout: 15000});
     const longId = await page.$eval('table[aria-label="builds"] tbody tr', (tr) => tr.dataset.build);
     await page.click(`a[href="#/builds/${longId}"]`);
@@ -208,6 +250,53 @@ async function main() {
     const leaked = await pageB.evaluate(async () => (await fetch('/api/v1/workers')).text());
     checkTrue('team B\'s workers page shows no build of team A',
       !leaked.includes(process.env.FAILED_BUILD), leaked.slice(0, 300));
+  } finally {
+    await browser.close();
+  }
+  if (process.env.FIREFOX) await inFirefox();
+}
+
+// The same pages in Debian's Firefox ESR, which playwright-core drives over
+// WebDriver BiDi (its "moz-firefox" channel with the system binary).
+async function inFirefox() {
+  const {firefox} = require(process.env.PLAYWRIGHT);
+  const browser = await firefox.launch({channel: 'moz-firefox',
+    executablePath: process.env.FIREFOX, headless: true});
+  try {
+    const page = await browser.newPage({viewport: {width: 1280, height: 900}});
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await signIn(page, process.env.TOKEN_A);
+    const ids = await page.$$eval('table[aria-label="builds"] tbody tr', (trs) =>
+      trs.map((tr) => tr.dataset.build));
+    checkTrue('Firefox: the builds page lists team A\'s builds',
+      ids.includes(process.env.FAILED_BUILD) && ids.includes(process.env.CHANGED_BUILD), ids.join(','));
+    await page.click(`a[href="#/builds/${process.env.FAILED_BUILD}"]`);
+    await page.waitForFunction(() => {
+      const t = document.querySelector('pre[data-tail]');
+      return t && t.textContent.includes('the last line');
+    });
+    check('Firefox: the failed build\'s page shows its exit code first', '3',
+      await page.textContent('section.failure [data-exit-code]'));
+    const edges = await page.$$eval('svg.dag path.edge', (ps) => ps.map((p) => p.dataset.edge).sort());
+    check('Firefox: ... its stage graph', 'assets->stage-2,sdk->stage-2', edges.join(','));
+    check('Firefox: ... and its timeline', 3,
+      await page.$$eval('svg[aria-label="timeline"] g[data-lane-stage]', (gs) => gs.length));
+    await page.goto(`${URL}#/builds/${process.env.CHANGED_BUILD}`);
+    await page.waitForSelector('tr[data-step="stage-0/1"] .miss');
+    check('Firefox: why a step ran', 'content',
+      await page.$eval('tr[data-step="stage-0/1"] .miss', (e) => e.dataset.miss));
+    await page.click('nav a[data-nav="workers"]');
+    await page.waitForSelector('tr[data-worker]');
+    await page.click('nav a[data-nav="cache"]');
+    await page.waitForSelector('table[aria-label="hit rate by tenant"] tbody tr');
+    pass('Firefox: the workers and cache pages load');
+    checkTrue('Firefox: no script errors', errors.length === 0, errors.join(' | '));
+    // Last: a screenshot in Firefox adds a <style> of Playwright's, which
+    // the page's Content-Security-Policy refuses (an error of the tool's).
+    await page.goto(`${URL}#/builds/${process.env.FAILED_BUILD}`);
+    await page.waitForSelector('section.failure');
+    await page.screenshot({path: SHOTS + '/firefox-build-failed.png', fullPage: true});
   } finally {
     await browser.close();
   }

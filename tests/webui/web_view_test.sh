@@ -6,13 +6,15 @@
 # cache outside the tree), loads each page as team A and as team B
 # (browser_test.js). Screenshots go to $STAGEFARM_SCREENSHOTS (default: the
 # work directory, kept when a check fails).
-# Usage: web_view_test.sh BIN_DIR   (needs root, runc, busybox-static, chromium, node)
+# The main pages are loaded again in Firefox ESR.
+# Usage: web_view_test.sh BIN_DIR   (needs root, runc, busybox-static, chromium, firefox-esr, node)
 . "$(dirname "$0")/../e2e/lib.sh"
 e2e_setup "$1"
 BIN=$1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap '[ "$E2E_FAILED" = 1 ] && KEEP_WORK=1; stop_farm' EXIT
 command -v chromium >/dev/null || { fail "web view" "chromium is not installed (scripts/install-deps)"; exit 1; }
+command -v firefox-esr >/dev/null || { fail "web view" "firefox-esr is not installed (scripts/install-deps)"; exit 1; }
 command -v node >/dev/null || { fail "web view" "node is not installed (scripts/install-deps)"; exit 1; }
 PW=${STAGEFARM_PLAYWRIGHT:-$HOME/.cache/stagefarm/playwright}
 if [ ! -f "$PW/node_modules/playwright-core/package.json" ]; then
@@ -79,6 +81,17 @@ as a build --progress plain --server "$SCHED" --instance team-a -t good:1 "$g" >
 CACHED=$(sed -n 's/^\[farm\] build \([0-9a-f]*\).*/\1/p' "$g.log2" | head -1)
 check_contains "... and its rebuild is cached" "0 steps run" "$(cat "$g.log2")"
 
+# A build, then the same after one copied file changed: the second says
+# why its steps ran.
+ch=$(new_ctx changed)
+printf 'FROM busybox\nCOPY app.txt /app.txt\nRUN cat /app.txt > /copy\n' >"$ch/Dockerfile"
+echo one >"$ch/app.txt"
+as a build --progress plain --server "$SCHED" --instance team-a -t changed:1 "$ch" >/dev/null 2>"$ch.log"
+echo two >"$ch/app.txt"
+as a build --progress plain --server "$SCHED" --instance team-a -t changed:2 "$ch" >/dev/null 2>"$ch.log2"
+CHANGED=$(sed -n 's/^\[farm\] build \([0-9a-f]*\).*/\1/p' "$ch.log2" | head -1)
+check_contains "a build after a changed file runs its steps again" "2 steps run" "$(cat "$ch.log2")"
+
 # The browser, with a build started while a page is open.
 slow=$(new_ctx slow)
 printf 'FROM busybox\nRUN echo slow start && sleep 4 && echo slow end\n' >"$slow/Dockerfile"
@@ -95,8 +108,8 @@ EOF
 SHOTS=${STAGEFARM_SCREENSHOTS:-$WORK/screenshots}
 mkdir -p "$SHOTS"
 WEB_URL=$URL TOKEN_A=$(cat "$WORK/token-a") TOKEN_B=$(cat "$WORK/token-b") FAILED_BUILD=$FAILED \
-  CACHED_BUILD=$CACHED START_SLOW="bash $WORK/start-slow.sh" START_LONG="bash $WORK/start-long.sh" \
-  SCREENSHOTS=$SHOTS PLAYWRIGHT=$PW/node_modules/playwright-core \
+  CACHED_BUILD=$CACHED CHANGED_BUILD=$CHANGED START_SLOW="bash $WORK/start-slow.sh" START_LONG="bash $WORK/start-long.sh" \
+  SCREENSHOTS=$SHOTS PLAYWRIGHT=$PW/node_modules/playwright-core FIREFOX=$(command -v firefox-esr) \
   node "$ROOT/tests/webui/browser_test.js" >"$WORK/browser.log" 2>&1
 rc=$?
 cat "$WORK/browser.log"

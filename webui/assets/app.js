@@ -163,6 +163,7 @@ function buildsPage(query) {
         <td class="num">${esc(secs(dur))}</td>
         <td class="num">${b.steps_run} / ${b.steps_cached}</td>
         <td class="mono">${esc((b.manifest || '').slice(0, 19))}${
+          (b.tags || []).map((t) => `<div class="tag">${esc(t)}</div>`).join('')}${
           b.error ? `<div class="error">${esc(b.error.split('\n')[0].slice(0, 160))}</div>` : ''}</td>
       </tr>`;
     }).join('');
@@ -178,7 +179,7 @@ function buildsPage(query) {
       main.innerHTML = `<h1>Builds</h1>
         <form class="toolbar" id="filter" role="search">
           <label>Search <input id="q" type="search" value="${esc(q)}"
-            placeholder="id, Dockerfile, tenant, error (/)"></label>
+            placeholder="id, Dockerfile, tenant, tag, error (/)"></label>
           <label>State <select id="st">${['', 'running', 'succeeded', 'failed', 'cancelled']
             .map((s) => `<option value="${s}" ${s === st ? 'selected' : ''}>${s || 'any'}</option>`).join('')}
           </select></label>
@@ -352,7 +353,10 @@ function buildPage(id) {
       <dt>Platform</dt><dd>${esc(b.platform || 'the workers\u2019')}</dd>
       <dt>Submitted</dt><dd>${esc(when(b.submitted))}</dd>
       <dt>Duration</dt><dd>${esc(secs(dur))}${b.state === 'running' ? ' so far' : ''}</dd>
-      <dt>Steps</dt><dd>${b.steps_run} run, ${b.steps_cached} cached</dd>
+      <dt>Steps</dt><dd>${b.steps_run} run, ${b.steps_cached} cached${b.compared_with ?
+        ` <span class="muted">(why each ran: compared with <a href="#/builds/${esc(b.compared_with)}">${
+          esc(b.compared_with)}</a>)</span>` : ''}</dd>
+      ${(b.tags || []).length ? `<dt>Tags</dt><dd data-tags>${b.tags.map(esc).join(', ')}</dd>` : ''}
       ${b.manifest ? `<dt>Image</dt><dd class="mono"><a href="#/cas?instance=${
         encodeURIComponent(b.instance)}&amp;hash=${esc(b.manifest.slice(7))}&amp;size=${
         b.manifest_size}">${esc(b.manifest)}</a></dd>` : ''}
@@ -369,22 +373,30 @@ function buildPage(id) {
         <span class="muted">${esc(s.worker ? 'on ' + s.worker : '')} ${esc(s.platform)}</span></h3>`;
       if (!s.steps.length) { html += '<p class="muted">No steps reported.</p>'; continue; }
       html += `<table aria-label="steps of ${esc(s.name)}"><thead><tr><th class="num">#</th>
-        <th>Instruction</th><th>State</th><th class="num">Duration</th><th>Worker</th>
-        <th class="num">Output</th><th></th></tr></thead><tbody>`;
+        <th class="num">Line</th><th>Instruction</th><th>State</th><th class="num">Duration</th><th>Worker</th>
+        <th class="num">Layer</th><th class="num">Output</th><th></th></tr></thead><tbody>`;
       for (const st of s.steps) {
         const key = stepKey(s.name, st.step);
         const d = st.seconds || (st.end && st.start ? st.end - st.start : 0);
         html += `<tr data-step="${esc(s.name)}/${st.step}" class="step-${esc(st.state)}">
-          <td class="num">${st.step}</td><td><code>${esc(st.instruction)}</code>${
-            st.error ? `<div class="error">${esc(st.error.split('\n')[0])}</div>` : ''}</td>
+          <td class="num">${st.step}</td><td class="num" data-line>${st.line ? esc(st.line) : ''}</td>
+          <td><code>${esc(st.instruction)}</code>${
+            st.error ? `<div class="error">${esc(st.error.split('\n')[0])}</div>` : ''}${
+            st.miss ? `<div class="miss" data-miss="${esc((st.miss_parts || []).join(' '))}">Ran: ${
+              esc(st.miss)}</div>` : ''}</td>
           <td>${state(st.state)}</td><td class="num">${esc(secs(d))}</td>
-          <td>${esc(st.worker)}</td><td class="num">${st.log_bytes ? esc(bytes(st.log_bytes)) : ''}</td>
+          <td>${esc(st.worker)}</td><td class="num" data-layer>${
+            st.layer_bytes === undefined ? '' : st.layer_bytes ? esc(bytes(st.layer_bytes)) : 'none'}</td>
+          <td class="num">${st.log_bytes ? esc(bytes(st.log_bytes)) : ''}</td>
           <td>${st.state === 'cached' ? '' : `<button data-toggle="${esc(key)}" aria-expanded="${
             openLogs.has(key)}">${openLogs.has(key) ? 'Hide log' : 'Log'}</button>`}${
             st.full_log ? ` <a href="#/cas?instance=${encodeURIComponent(b.instance)}&amp;hash=${
-              esc(st.full_log.split('/')[0].slice(7))}&amp;size=${esc(st.full_log.split('/')[1])}">whole output</a>` : ''}</td></tr>`;
+              esc(st.full_log.split('/')[0].slice(7))}&amp;size=${esc(st.full_log.split('/')[1])}">whole output</a>` : ''}${
+            st.key && (st.state === 'done' || st.state === 'cached') ? ` <a data-cache-entry href="#/cas?kind=action&amp;instance=${
+              encodeURIComponent(b.instance)}&amp;hash=${esc(st.key.slice(7))}&amp;size=32"
+              title="the step's entry in the action cache">cache entry</a>` : ''}</td></tr>`;
         if (openLogs.has(key)) {
-          html += `<tr><td></td><td colspan="6"><pre data-log="${esc(key)}">loading&hellip;</pre></td></tr>`;
+          html += `<tr><td></td><td colspan="8"><pre data-log="${esc(key)}">loading&hellip;</pre></td></tr>`;
         }
       }
       html += '</tbody></table>';
@@ -484,9 +496,12 @@ function casPage(query) {
   const instance = query.get('instance') || '';
   const hash = (query.get('hash') || '').replace(/^sha256:/, '');
   const size = query.get('size') || '';
+  const kind = query.get('kind') === 'action' ? 'action' : 'blob';
   return {render: async (first) => {
     if (!first) return;  // blobs do not change
     let html = `<h1>CAS</h1><form class="toolbar" id="cas">
+      <label>Open <select id="kind">${[['blob', 'a blob'], ['action', 'an action\u2019s cached result']]
+        .map(([v, t]) => `<option value="${v}" ${v === kind ? 'selected' : ''}>${t}</option>`).join('')}</select></label>
       <label>Instance <input id="instance" value="${esc(instance)}"></label>
       <label>Hash <input id="hash" class="mono" size="66" value="${esc(hash)}" required></label>
       <label>Size <input id="size" size="10" value="${esc(size)}"></label>
@@ -494,19 +509,22 @@ function casPage(query) {
     main.innerHTML = html;
     document.getElementById('cas').addEventListener('submit', (ev) => {
       ev.preventDefault();
-      const p = new URLSearchParams({instance: document.getElementById('instance').value,
+      const p = new URLSearchParams({kind: document.getElementById('kind').value,
+        instance: document.getElementById('instance').value,
         hash: document.getElementById('hash').value.trim().replace(/^sha256:/, ''),
         size: document.getElementById('size').value.trim()});
       location.hash = '#/cas?' + p;
     });
     if (!hash) return;
     const sz = size || '0';
-    const path = `blobs/${encodeURIComponent(hash)}/${encodeURIComponent(sz)}?instance=${
-      encodeURIComponent(instance)}`;
+    const path = `${kind === 'action' ? 'actions' : 'blobs'}/${encodeURIComponent(hash)}/${
+      encodeURIComponent(sz)}?instance=${encodeURIComponent(instance)}`;
     const out = document.getElementById('blob');
     const b = await api(path);
     const raw = `/api/v1/${path}&raw=1`;
-    let body = `<p>${esc(b.kind)}, ${esc(bytes(b.size))}${b.truncated ? ' (first part shown)' : ''}
+    let body = kind === 'action'
+      ? `<p>The action cache\u2019s entry for action <span class="mono">${esc(hash.slice(0, 16))}</span></p>`
+      : `<p>${esc(b.kind)}, ${esc(bytes(b.size))}${b.truncated ? ' (first part shown)' : ''}
       &middot; <a href="${esc(raw)}" download>download</a></p>`;
     if (b.kind === 'directory') {
       body += `<table aria-label="directory"><thead><tr><th>Name</th><th>Type</th><th>Digest</th></tr></thead><tbody>${
@@ -525,10 +543,11 @@ function casPage(query) {
         <pre>${esc(JSON.stringify(b.json, null, 2))}</pre>`;
     } else if (b.kind === 'action_result') {
       const r = b.action_result;
-      body += `<dl class="facts"><dt>Exit code</dt><dd>${r.exit_code}</dd><dt>Worker</dt><dd>${esc(r.worker)}</dd>
-        <dt>stdout</dt><dd>${casLink(instance, r.stdout.hash, r.stdout.size)}</dd>
-        <dt>stderr</dt><dd>${casLink(instance, r.stderr.hash, r.stderr.size)}</dd></dl>
-        <table aria-label="outputs"><tbody>${r.output_files.map((f) => `<tr><td>${esc(f.path)}</td><td>${
+      const out = (d) => d.hash ? casLink(instance, d.hash, d.size) : '<span class="muted">none</span>';
+      body += `<dl class="facts"><dt>Exit code</dt><dd>${r.exit_code}</dd><dt>Worker</dt><dd>${esc(r.worker || '-')}</dd>
+        <dt>stdout</dt><dd>${out(r.stdout)}</dd>
+        <dt>stderr</dt><dd>${out(r.stderr)}</dd></dl>
+        <table aria-label="outputs" data-outputs><tbody>${r.output_files.map((f) => `<tr><td>${esc(f.path)}</td><td>${
           casLink(instance, f.digest.hash, f.digest.size)}</td></tr>`).join('')}${r.output_directories.map((d) =>
           `<tr><td>${esc(d.path)}/</td><td>${casLink(instance, d.tree.hash, d.tree.size)}</td></tr>`).join('')}</tbody></table>`;
     } else if (b.kind === 'json') {
