@@ -109,6 +109,11 @@ void ExplainMisses(const BuildView* earlier, BuildView* view);
 struct BuildFilter {
   std::string text;
   std::string state;
+  // > 0: only builds submitted before it (seconds since the epoch).
+  double submitted_before = 0;
+  bool SubmittedInRange(double submitted) const {
+    return submitted_before <= 0 || submitted < submitted_before;
+  }
   bool Matches(absl::string_view build_state,
                std::initializer_list<absl::string_view> fields) const;
 };

@@ -169,6 +169,10 @@ TEST(BuildFilterTest, MatchesStateExactlyAndTextInAnyFieldIgnoringCase) {
   BuildFilter both{"team", "succeeded"};
   EXPECT_FALSE(both.Matches("failed", {"team-a"}));
   EXPECT_TRUE(both.Matches("succeeded", {"x", "team-a"}));
+  BuildFilter before{"", "", 100};
+  EXPECT_TRUE(before.SubmittedInRange(99.5));
+  EXPECT_FALSE(before.SubmittedInRange(100));
+  EXPECT_TRUE(BuildFilter{}.SubmittedInRange(1e12));
 }
 
 TEST_F(BuildViewTest, TraceHasAProcessPerWorkerAndATrackPerLane) {

@@ -153,6 +153,7 @@ std::vector<v1::BuildSummary> LocalHistory::Summaries(
   *total = 0;
   for (const v1::BuildRecord& r : All()) {
     v1::BuildSummary sum = Summary(r);
+    if (!filter.SubmittedInRange(sum.submitted())) continue;
     if (!filter.Matches(sum.state(), {sum.build_id(), sum.dockerfile_name(),
                                       sum.target(), sum.platform(), sum.error(),
                                       absl::StrJoin(sum.tags(), " ")})) {

@@ -53,6 +53,7 @@ std::vector<v1::BuildSummary> SchedulerService::Summaries(
     const BuildState* b = it->second.get();
     if (!Sees(caller, *b)) continue;
     const std::string state = buildview::StateName(b->finished, b->code);
+    if (!filter.SubmittedInRange(b->submitted)) continue;
     if (!filter.Matches(state, {b->id, b->spec.dockerfile_name(), b->tenant,
                                 b->spec.target(), b->spec.target_platform(),
                                 b->spec.instance_name(), b->error,

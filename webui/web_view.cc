@@ -343,11 +343,11 @@ std::optional<buildview::BuildView> WebView::EarlierBuild(
     }
   }
   if (!ran || view.no_cache) return std::nullopt;
-  // Many projects name their Dockerfile "Dockerfile": of the latest
-  // earlier builds by that name (newest first), the first with the same
+  // Many projects name their Dockerfile "Dockerfile": of the builds by
+  // that name before this one (newest first), the first with the same
   // Dockerfile text, else the first with a tag of the same repository,
   // else the latest.
-  const buildview::BuildFilter filter{view.dockerfile_name, ""};
+  const buildview::BuildFilter filter{view.dockerfile_name, "", view.submitted};
   auto repository = [](const std::string& tag) {
     const size_t slash = tag.rfind('/');
     const size_t colon = tag.find(':', slash == std::string::npos ? 0 : slash);
