@@ -11,9 +11,6 @@
 namespace stagefarm {
 namespace {
 
-// Batch requests stay under the 4 MiB a CAS advertises by default.
-constexpr size_t kFindChunk = 10000;
-
 class RemoteReader : public BlobReader {
  public:
   RemoteReader(google::bytestream::ByteStream::Stub* stub,
@@ -164,15 +161,8 @@ class RemoteWriter : public BlobWriter {
 absl::StatusOr<std::vector<Digest>> RemoteBlobStore::FindMissing(
     absl::string_view ns, absl::Span<const Digest> digests) {
   ASSIGN_OR_RETURN(CasClient * client, Client(ns));
-  std::vector<Digest> missing;
-  for (size_t i = 0; i < digests.size(); i += kFindChunk) {
-    std::vector<Digest> part(
-        digests.begin() + i,
-        digests.begin() + std::min(digests.size(), i + kFindChunk));
-    ASSIGN_OR_RETURN(std::vector<Digest> lacking, client->FindMissing(part));
-    missing.insert(missing.end(), lacking.begin(), lacking.end());
-  }
-  return missing;
+  return client->FindMissing(
+      std::vector<Digest>(digests.begin(), digests.end()));
 }
 
 std::vector<absl::Status> RemoteBlobStore::PutBatch(

@@ -184,25 +184,32 @@ absl::StatusOr<std::vector<Digest>> CasClient::FindMissing(
   std::map<size_t, absl::Status> failed;
   std::vector<bool> missing(digests.size(), false);
   for (const auto& [shard, indexes] : asks) {
-    reapi::FindMissingBlobsRequest request;
-    request.set_instance_name(instance_name_);
-    for (size_t i : indexes) digests[i].ToProto(request.add_blob_digests());
-    reapi::FindMissingBlobsResponse response;
-    grpc::ClientContext context;
-    absl::Status s = FromGrpcStatus(
-        shards_[shard].cas->FindMissingBlobs(&context, request, &response));
-    Note(shard, s);
-    if (!s.ok()) {
-      failed[shard] = s;
-      continue;
-    }
-    std::set<Digest> absent;
-    for (const auto& p : response.missing_blob_digests()) {
-      ASSIGN_OR_RETURN(Digest d, Digest::FromProto(p, "missing_blob_digests"));
-      absent.insert(d);
-    }
-    for (size_t i : indexes) {
-      if (absent.count(digests[i])) missing[i] = true;
+    // A server takes a bounded number of digests a request.
+    for (size_t from = 0; from < indexes.size(); from += kFindMissingBatch) {
+      const size_t to = std::min(indexes.size(), from + kFindMissingBatch);
+      reapi::FindMissingBlobsRequest request;
+      request.set_instance_name(instance_name_);
+      for (size_t k = from; k < to; ++k) {
+        digests[indexes[k]].ToProto(request.add_blob_digests());
+      }
+      reapi::FindMissingBlobsResponse response;
+      grpc::ClientContext context;
+      absl::Status s = FromGrpcStatus(
+          shards_[shard].cas->FindMissingBlobs(&context, request, &response));
+      Note(shard, s);
+      if (!s.ok()) {
+        failed[shard] = s;
+        break;
+      }
+      std::set<Digest> absent;
+      for (const auto& p : response.missing_blob_digests()) {
+        ASSIGN_OR_RETURN(Digest d,
+                         Digest::FromProto(p, "missing_blob_digests"));
+        absent.insert(d);
+      }
+      for (size_t k = from; k < to; ++k) {
+        if (absent.count(digests[indexes[k]])) missing[indexes[k]] = true;
+      }
     }
   }
   std::vector<Digest> out;

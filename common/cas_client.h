@@ -44,10 +44,13 @@ class CasClient {
 
   // Bytes per ByteStream message.
   static constexpr size_t kChunkBytes = 1 << 20;
+  // Digests per FindMissingBlobs request (stagefarm-cas takes 100,000).
+  static constexpr size_t kFindMissingBatch = 10000;
 
-  // With shards: a blob counts as present when every reachable shard that
-  // should hold it has it; a blob none of whose shards answers is an
-  // UNAVAILABLE error naming them.
+  // Any number of digests, asked kFindMissingBatch at a time. With shards:
+  // a blob counts as present when every reachable shard that should hold
+  // it has it; a blob none of whose shards answers is an UNAVAILABLE error
+  // naming them.
   absl::StatusOr<std::vector<Digest>> FindMissing(
       const std::vector<Digest>& digests);
   // One status per blob, in order.

@@ -351,7 +351,6 @@ absl::StatusOr<ContextTree> BuildContextTree(
 absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
                                           CasClient* cas) {
   constexpr int64_t kSmallBlob = 1 << 20;
-  constexpr size_t kFindChunk = 10000;
 
   UploadStats stats;
   std::vector<Digest> all;
@@ -360,13 +359,8 @@ absl::StatusOr<UploadStats> UploadMissing(const ContextTree& tree,
   for (const auto& [d, path] : tree.files) all.push_back(d);
   stats.digests_checked = static_cast<int64_t>(all.size());
   absl::flat_hash_set<Sha256::Raw> missing;
-  for (size_t i = 0; i < all.size(); i += kFindChunk) {
-    std::vector<Digest> part(all.begin() + static_cast<std::ptrdiff_t>(i),
-                             all.begin() + static_cast<std::ptrdiff_t>(std::min(
-                                               all.size(), i + kFindChunk)));
-    ASSIGN_OR_RETURN(std::vector<Digest> lacking, cas->FindMissing(part));
-    for (const Digest& d : lacking) missing.insert(d.raw());
-  }
+  ASSIGN_OR_RETURN(std::vector<Digest> lacking, cas->FindMissing(all));
+  for (const Digest& d : lacking) missing.insert(d.raw());
 
   // Small blobs in batches; the first failure ends the upload.
   std::vector<Digest> queued;

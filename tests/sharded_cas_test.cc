@@ -127,6 +127,26 @@ TEST_F(ShardedCasTest, SpreadsEvenlyAndReadsBack) {
   EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
 }
 
+TEST_F(ShardedCasTest, FindMissingTakesMoreDigestsThanARequestMay) {
+  // stagefarm-cas takes 100,000 digests a request; the client asks in
+  // parts, whatever the caller gives it.
+  StartShards(2);
+  CasClient cas = Client(1);
+  auto blobs = Blobs(1000, "present");
+  auto put = cas.BatchUpdate(blobs);
+  ASSERT_TRUE(put.ok()) << put.status();
+  std::vector<Digest> digests;
+  for (const auto& b : blobs) digests.push_back(b.first);
+  for (int i = 0; i < 250000; ++i) {
+    digests.push_back(Digest::Of("absent " + std::to_string(i)));
+  }
+  auto missing = cas.FindMissing(digests);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  ASSERT_EQ(missing->size(), 250000u);
+  EXPECT_EQ((*missing)[0], digests[1000]);
+  EXPECT_EQ(missing->back(), digests.back());
+}
+
 TEST_F(ShardedCasTest, LosingAShardFailsOnlyItsBlobsNamingIt) {
   StartShards(3);
   CasClient cas = Client(1);
