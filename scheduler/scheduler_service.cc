@@ -283,14 +283,30 @@ grpc::Status SchedulerService::Stream(
     grpc::ServerContext* context, std::shared_ptr<BuildState> b,
     grpc::ServerWriter<v1::BuildUpdate>* writer, bool owner) {
   size_t sent = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    streams_[context] = b.get();
+  }
+  // Unregistered on every return (after the inner lock is released).
+  struct Unregister {
+    SchedulerService* service;
+    grpc::ServerContext* context;
+    ~Unregister() {
+      absl::MutexLock lock(&service->mu_);
+      service->streams_.erase(context);
+    }
+  } unregister{this, context};
   while (true) {
     v1::BuildUpdate update;
     update.set_build_id(b->id);
     bool done = false;
     {
       absl::MutexLock lock(&mu_);
-      absl::Time until = absl::Now() + absl::Seconds(1);
-      while (b->events.size() <= sent && !b->finished && !stopping_) {
+      // The reaper wakes a stream whose client went away (and Stop all of
+      // them); the deadline is only a safety net.
+      absl::Time until = absl::Now() + absl::Seconds(30);
+      while (b->events.size() <= sent && !b->finished && !stopping_ &&
+             !context->IsCancelled()) {
         if (b->cv.WaitWithDeadline(&mu_, until)) break;
       }
       if (stopping_ && !b->finished && HasState()) {
@@ -650,9 +666,17 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
 
 void SchedulerService::ExpireLeases() {
   absl::MutexLock lock(&mu_);
+  auto streams_checked = std::chrono::steady_clock::now();
   while (!stopping_) {
     reaper_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
     auto now = std::chrono::steady_clock::now();
+    if (now - streams_checked >= std::chrono::seconds(1)) {
+      // Streams whose client went away: their owner's build is cancelled.
+      streams_checked = now;
+      for (const auto& [context, b] : streams_) {
+        if (context->IsCancelled()) b->cv.SignalAll();
+      }
+    }
     bool changed = false;
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.deadline > now) {

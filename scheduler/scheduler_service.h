@@ -313,6 +313,11 @@ class SchedulerService final : public v1::Scheduler::Service {
   absl::CondVar work_cv_;
   // Wakes the lease reaper (only to stop: it looks every 200 ms).
   absl::CondVar reaper_cv_;
+  // The open streams (Stream) by their RPC's context, and the build each
+  // watches. A stream waits for its build's events without a timer; the
+  // reaper wakes the ones whose client went away, once a second, so N
+  // waiting streams do not wake N times a second on mu_.
+  std::map<grpc::ServerContext*, BuildState*> streams_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<BuildState>> builds_
       ABSL_GUARDED_BY(mu_);
   StageQueue queue_ ABSL_GUARDED_BY(mu_);

@@ -6,12 +6,14 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "scheduler/sim.h"
 #include "tests/status_code.h"
@@ -396,6 +398,37 @@ TEST(SchedulerService, CancelStopsTheBuildAndItsWorkers) {
   ASSERT_TRUE(farm.stub->CancelBuild(&ctx, req, &resp).ok());
   sim::Outcome o = build.get();
   EXPECT_EQ(o.last.code(), static_cast<int>(grpc::StatusCode::CANCELLED));
+  v1::StageReport beat;
+  beat.set_lease_id(r.task().lease_id());
+  EXPECT_TRUE(farm.Report(beat).stop());
+}
+
+TEST(SchedulerService, ASubmitterThatGoesAwayCancelsItsBuild) {
+  // Streams wait without a timer; the reaper notices a client gone.
+  Farm farm(Fast());
+  grpc::ClientContext ctx;
+  v1::SubmitBuildRequest req;
+  *req.mutable_spec() = sim::Spec("FROM scratch\nCOPY a /a\n");
+  auto stream = farm.stub->Build(&ctx, req);
+  v1::BuildUpdate first;
+  ASSERT_TRUE(stream->Read(&first));
+  const std::string id = first.build_id();
+  ASSERT_FALSE(id.empty());
+  v1::LeaseResponse r = farm.Lease("w");
+  ASSERT_TRUE(r.has_task());
+  ctx.TryCancel();
+  int code = -1;
+  for (int i = 0; i < 100 && code < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grpc::ClientContext get_ctx;
+    v1::GetBuildRequest get;
+    get.set_build_id(id);
+    v1::BuildRecord record;
+    ASSERT_TRUE(farm.stub->GetBuild(&get_ctx, get, &record).ok());
+    if (record.build().finished()) code = record.build().code();
+  }
+  EXPECT_EQ(code, static_cast<int>(grpc::StatusCode::CANCELLED))
+      << "the build of a client gone should end within 5 s";
   v1::StageReport beat;
   beat.set_lease_id(r.task().lease_id());
   EXPECT_TRUE(farm.Report(beat).stop());
