@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "buildview/build_view.h"
+#include "registry/reference.h"
 #include "webui/assets.h"
 
 namespace stagefarm::webui {
@@ -348,10 +349,10 @@ std::optional<buildview::BuildView> WebView::EarlierBuild(
   // Dockerfile text, else the first with a tag of the same repository,
   // else the latest.
   const buildview::BuildFilter filter{view.dockerfile_name, "", view.submitted};
+  // "app:1" and "docker.io/library/app:2" name the same repository.
   auto repository = [](const std::string& tag) {
-    const size_t slash = tag.rfind('/');
-    const size_t colon = tag.find(':', slash == std::string::npos ? 0 : slash);
-    return tag.substr(0, std::min(colon, tag.find('@')));
+    absl::StatusOr<registry::Reference> ref = registry::ParseReference(tag);
+    return ref.ok() ? absl::StrCat(ref->registry, "/", ref->repository) : tag;
   };
   std::set<std::string> repos;
   for (const std::string& t : view.tags) repos.insert(repository(t));
