@@ -48,13 +48,14 @@ void SchedulerService::Finish(BuildState* b, int code,
        {"code", std::to_string(code)},
        {"seconds", absl::StrFormat("%.2f", b->finished_at - b->submitted)},
        {"error", error}});
-  // Finished builds stay listed (and watchable) until keep_finished newer
-  // ones end.
-  finished_order_.push_back(b->id);
-  while (finished_order_.size() > options_.keep_finished) {
-    Forget(finished_order_.front());
-    finished_order_.pop_front();
+  if (b->log_bytes_dropped > 0) {
+    Event(b, "note", "",
+          absl::StrCat(b->log_bytes_dropped,
+                       " bytes of this build's output were not kept by the "
+                       "scheduler (its bound on a build's events)"),
+          "");
   }
+  KeepFinished(b);
   SaveOrLog(b);
   if (!b->verify_of.empty()) Verified(b);
   if (!b->rebuild_id.empty() && code != 0) {
@@ -65,6 +66,23 @@ void SchedulerService::Finish(BuildState* b, int code,
              static_cast<int>(grpc::StatusCode::CANCELLED),
              "the build it checks ended");
     }
+  }
+}
+
+void SchedulerService::KeepFinished(BuildState* b) {
+  // Finished builds stay listed (and watchable) until keep_finished newer
+  // ones end, or their events together pass keep_event_bytes; the newest
+  // stays whatever its size.
+  b->kept_bytes = b->event_bytes;
+  finished_bytes_ += b->kept_bytes;
+  finished_order_.push_back(b->id);
+  while (finished_order_.size() > options_.keep_finished ||
+         (finished_bytes_ > options_.keep_event_bytes &&
+          finished_order_.size() > 1)) {
+    auto it = builds_.find(finished_order_.front());
+    if (it != builds_.end()) finished_bytes_ -= it->second->kept_bytes;
+    Forget(finished_order_.front());
+    finished_order_.pop_front();
   }
 }
 

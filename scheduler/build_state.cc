@@ -4,6 +4,25 @@
 
 namespace stagefarm::scheduler {
 
+size_t EventBytes(const v1::Event& e) {
+  return sizeof(v1::Event) + e.ByteSizeLong();
+}
+
+void BuildState::AddReported(v1::Event e, size_t report_start) {
+  if (e.kind() == "log" && events.size() > report_start) {
+    v1::Event& last = events.back();
+    if (last.kind() == "log" && last.stage() == e.stage() &&
+        last.step() == e.step() && last.worker() == e.worker() &&
+        last.text().size() + e.text().size() <= kMergedLogBytes) {
+      event_bytes -= EventBytes(last);
+      last.mutable_text()->append(e.text());
+      event_bytes += EventBytes(last);
+      return;
+    }
+  }
+  AddEvent(std::move(e));
+}
+
 v1::StoredBuild ToRecord(
     const BuildState& b,
     const std::function<std::string(const std::string& lease)>& lease_worker) {
@@ -97,6 +116,7 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
     st.avoid_worker = ss.avoid_worker();
   }
   b->events = std::move(events);
+  for (const v1::Event& e : b->events) b->event_bytes += EventBytes(e);
   b->events_saved = b->events.size();
   return b;
 }

@@ -37,6 +37,10 @@ struct StageState {
   std::string avoid_worker;
 };
 
+// About what an event holds in memory: its encoded size and the message's
+// own footprint. What the scheduler's bounds on events count.
+size_t EventBytes(const v1::Event& e);
+
 struct BuildState {
   std::string id;
   v1::BuildSpec spec;
@@ -52,6 +56,12 @@ struct BuildState {
   int steps_cached = 0;
   double submitted = 0, finished_at = 0;
   size_t events_saved = 0;
+  // EventBytes of `events`, and of log output not kept: past the
+  // scheduler's bound on a build's events (SchedulerOptions).
+  size_t event_bytes = 0;
+  int64_t log_bytes_dropped = 0;
+  // event_bytes when it joined the finished builds kept.
+  size_t kept_bytes = 0;
   bool had_secrets = false;  // restored: its secrets are gone
   std::string tenant;        // who submitted it (with tenants)
   // spec.verify_reproducible: the rebuild (on the build it checks) and the
@@ -60,6 +70,19 @@ struct BuildState {
   // Wakes this build's streams (new events, finished); a stream does not
   // wake for other builds' progress.
   absl::CondVar cv;
+
+  void AddEvent(v1::Event e) {
+    event_bytes += EventBytes(e);
+    events.push_back(std::move(e));
+  }
+  // A worker's event from a report whose first event went in at index
+  // `report_start`: a log chunk continues the chunk before it when that
+  // came in the same report from the same stage, step and worker (up to
+  // kMergedLogBytes of text), so a step that prints line by line is held
+  // as a few events, not one a line. Chunks of earlier reports are never
+  // touched: streams may have sent them.
+  static constexpr size_t kMergedLogBytes = size_t{64} << 10;
+  void AddReported(v1::Event e, size_t report_start);
 };
 
 struct LeaseState {

@@ -17,12 +17,19 @@
 namespace stagefarm::scheduler {
 
 grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
-                                          const v1::ListBuildsRequest*,
+                                          const v1::ListBuildsRequest* request,
                                           v1::ListBuildsResponse* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (request->limit() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "ListBuildsRequest.limit must not be negative");
+  }
+  buildview::BuildFilter filter;
+  filter.state = request->state();
   size_t total = 0;
-  for (v1::BuildSummary& sum : Summaries(*caller, {}, 0, 0, &total)) {
+  for (v1::BuildSummary& sum : Summaries(
+           *caller, filter, 0, static_cast<size_t>(request->limit()), &total)) {
     *response->add_builds() = std::move(sum);
   }
   return grpc::Status::OK;

@@ -142,6 +142,16 @@ int main(int argc, char** argv) {
                  "finished builds kept for builds ls, logs and the web view "
                  "(default 200)")
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  app.add_option("--build-event-bytes", options.build_event_bytes,
+                 "bytes of one build's events kept in memory (and --state); "
+                 "its output past them is dropped and the build says so "
+                 "(default 64 MiB)")
+      ->check(CLI::Range(size_t{1} << 16, size_t{1} << 40));
+  app.add_option("--keep-event-bytes", options.keep_event_bytes,
+                 "bytes of the finished builds' events kept: past them the "
+                 "oldest are forgotten before --keep-builds says so "
+                 "(default 1 GiB)")
+      ->check(CLI::Range(size_t{1} << 16, size_t{1} << 44));
   app.add_option("--log-max-bytes", options.log_max_bytes,
                  "bytes of each step's output streamed live (builds may ask "
                  "for less); the whole output is kept as a blob (default 2 "

@@ -161,7 +161,7 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
   e.set_text(text);
   e.set_worker(worker);
   e.set_unix_time(UnixNow());
-  b->events.push_back(std::move(e));
+  b->AddEvent(std::move(e));
   b->cv.SignalAll();
   Changed();
   LogInfo(kind, {{"build", b->id},
@@ -615,12 +615,29 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
   BuildState* b = bit->second.get();
   StageState& st = b->stages[lease.stage];
   const double now = UnixNow();
+  const size_t report_start = b->events.size();
   for (v1::Event e : request->events()) {
+    if (e.kind() == "log" &&
+        b->event_bytes + EventBytes(e) > options_.build_event_bytes) {
+      if (b->log_bytes_dropped == 0) {
+        Event(b, "note", e.stage(),
+              absl::StrCat("the build's events passed the scheduler's bound "
+                           "(",
+                           options_.build_event_bytes,
+                           " bytes): its further output is not kept or shown "
+                           "live (a step's whole output is still kept when "
+                           "it passed --log-max-bytes: stagefarm logs "
+                           "--full)"),
+              lease.worker);
+      }
+      b->log_bytes_dropped += static_cast<int64_t>(e.text().size());
+      continue;
+    }
     e.set_worker(lease.worker);
     // The worker's time of the event is finer than its report's arrival;
     // one from the future (a clock ahead of ours) is now.
     if (e.unix_time() <= 0 || e.unix_time() > now) e.set_unix_time(now);
-    b->events.push_back(std::move(e));
+    b->AddReported(std::move(e), report_start);
   }
   if (!request->events().empty() || request->finished()) Changed();
   lease.deadline = std::chrono::steady_clock::now() + options_.lease_timeout;

@@ -59,6 +59,13 @@ struct SchedulerOptions {
   // Finished builds kept (listed, watchable, in the web view) besides the
   // running ones; older ones are forgotten, also in --state.
   size_t keep_finished = 200;
+  // Bounds on the events held in memory (scheduler/build_state.h's
+  // EventBytes): a build's own, past which its log output is dropped
+  // (each step's whole output is still kept as a blob when it passed
+  // log_max_bytes); and the finished builds' together, past which the
+  // oldest are forgotten before keep_finished says so.
+  size_t build_event_bytes = size_t{64} << 20;
+  size_t keep_event_bytes = size_t{1} << 30;
   // Where builds and the queue are kept (a RocksDB); empty: in memory.
   std::string state_dir;
   // The farm's CAS as clients reach it (told to clients by GetFarm).
@@ -244,6 +251,9 @@ class SchedulerService final : public v1::Scheduler::Service {
   bool HasState() const { return state_ != nullptr; }
   void SaveOrLog(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lists a finished build among those kept and forgets the oldest past
+  // keep_finished or keep_event_bytes.
+  void KeepFinished(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Event(BuildState* b, const std::string& kind, const std::string& stage,
              const std::string& text, const std::string& worker)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -329,6 +339,8 @@ class SchedulerService final : public v1::Scheduler::Service {
       ABSL_GUARDED_BY(mu_);
   absl::CondVar cache_lock_cv_;
   std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
+  // The kept_bytes of the builds in finished_order_.
+  size_t finished_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // The image index: instance -> name -> tag.
   ImageIndex images_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

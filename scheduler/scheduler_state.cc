@@ -47,7 +47,7 @@ absl::Status SchedulerService::OpenState() {
   });
   for (const auto& b : loaded) {
     if (b->finished) {
-      finished_order_.push_back(b->id);
+      KeepFinished(b.get());
       continue;
     }
     if (b->had_secrets) {

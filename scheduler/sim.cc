@@ -16,8 +16,11 @@ v1::BuildSpec Spec(const std::string& dockerfile) {
 
 Workers::Workers(std::shared_ptr<grpc::Channel> channel,
                  const std::string& name, int threads,
-                 std::chrono::milliseconds work)
-    : stub_(v1::Scheduler::NewStub(channel)), name_(name), work_(work) {
+                 std::chrono::milliseconds work, int log_lines)
+    : stub_(v1::Scheduler::NewStub(channel)),
+      name_(name),
+      work_(work),
+      log_lines_(log_lines) {
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this, i] { Run(i); });
   }
@@ -49,6 +52,26 @@ void Workers::Run(int index) {
     }
     if (!resp.has_task()) continue;
     if (work_.count() > 0) std::this_thread::sleep_for(work_);
+    const std::string stage_name =
+        absl::StrCat("stage-", resp.task().stage_index());
+    for (int line = 0; line < log_lines_;) {
+      v1::StageReport logs;
+      logs.set_lease_id(resp.task().lease_id());
+      logs.set_worker(me);
+      for (int n = 0; n < 1000 && line < log_lines_; ++n, ++line) {
+        v1::Event* e = logs.add_events();
+        e->set_kind("log");
+        e->set_stage(stage_name);
+        e->set_step(1);
+        e->set_text(absl::StrCat("line ", line,
+                                 " of the step's output, about sixty bytes\n"));
+      }
+      grpc::ClientContext lctx;
+      lctx.set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(5));
+      v1::StageReportResponse lresp;
+      if (!stub_->Report(&lctx, logs, &lresp).ok() || lresp.stop()) break;
+    }
     v1::StageReport report;
     report.set_lease_id(resp.task().lease_id());
     report.set_worker(me);
@@ -62,7 +85,7 @@ void Workers::Run(int index) {
     report.set_steps_run(1);
     v1::Event* e = report.add_events();
     e->set_kind("done");
-    e->set_stage(absl::StrCat("stage-", resp.task().stage_index()));
+    e->set_stage(stage_name);
     grpc::ClientContext rctx;
     rctx.set_deadline(std::chrono::system_clock::now() +
                       std::chrono::seconds(5));

@@ -24,8 +24,10 @@ v1::BuildSpec Spec(const std::string& dockerfile);
 // Leases and completes stages on `threads` threads until Stop().
 class Workers {
  public:
+  // Each stage, before it is reported done, reports `log_lines` lines of
+  // output, one "log" event a line, in reports of up to 1,000 events.
   Workers(std::shared_ptr<grpc::Channel> channel, const std::string& name,
-          int threads, std::chrono::milliseconds work = {});
+          int threads, std::chrono::milliseconds work = {}, int log_lines = 0);
   ~Workers();
   void Stop();
   // Stages completed so far.
@@ -36,6 +38,7 @@ class Workers {
   std::unique_ptr<v1::Scheduler::Stub> stub_;
   std::string name_;
   std::chrono::milliseconds work_;
+  int log_lines_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> done_{0};
   std::vector<std::thread> threads_;
