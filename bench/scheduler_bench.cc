@@ -3,7 +3,8 @@
 // its build and the benchmark waits until the scheduler lists them all as
 // running at once; then the simulated workers start and drain the stages.
 // Prints the concurrent builds reached, the stage dispatch rate (stages
-// leased and reported done per second). With --rounds the builds of earlier
+// leased and reported done per second) and the build time clients saw
+// (from submission; with --work-ms mostly the simulated work). With --rounds the builds of earlier
 // rounds stay kept (--keep-builds on the scheduler) while the last is timed;
 // with --log-lines each stage reports that many lines of output.
 #include <grpcpp/grpcpp.h>
@@ -59,12 +60,13 @@ int main(int argc, char** argv) {
   using namespace stagefarm;
   CLI::App app{"scheduler_bench: load on a running stagefarm-scheduler"};
   std::string server;
-  int builds = 1000, stages = 4, workers = 8, rounds = 1, log_lines = 0;
+  int builds = 1000, stages = 4, workers = 8, rounds = 1, log_lines = 0,
+      work_ms = 0;
   app.add_option("--scheduler", server, "HOST:PORT")->required();
   app.add_option("--builds", builds, "builds submitted at once")
       ->check(CLI::Range(1, 100000));
   app.add_option("--stages", stages, "stages per build (>= 2)")
-      ->check(CLI::Range(2, 64));
+      ->check(CLI::Range(2, 65));
   app.add_option("--workers", workers, "simulated worker threads")
       ->check(CLI::Range(1, 1024));
   app.add_option("--rounds", rounds,
@@ -74,6 +76,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-lines", log_lines,
                  "lines of output each stage reports, one event a line")
       ->check(CLI::Range(0, 1000000));
+  app.add_option("--work-ms", work_ms,
+                 "time a simulated worker takes for a stage (its slot is "
+                 "busy meanwhile)")
+      ->check(CLI::Range(0, 600000));
   CLI11_PARSE(app, argc, argv);
 
   grpc::ChannelArguments args;
@@ -89,6 +95,7 @@ int main(int argc, char** argv) {
   auto control = v1::Scheduler::NewStub(channels[0]);
 
   std::atomic<int> ok{0}, failed{0};
+  std::vector<double> seconds(builds);
   int running = 0;
   double submit_seconds = 0, drain = 0;
   int64_t dispatched = 0;
@@ -100,8 +107,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < builds; ++i) {
       clients.emplace_back([&, i] {
         auto stub = v1::Scheduler::NewStub(channels[i % channels.size()]);
+        auto t = Clock::now();
         scheduler::sim::Outcome o = scheduler::sim::SubmitAndWait(
             stub.get(), scheduler::sim::Spec(Dockerfile(stages, i)));
+        seconds[i] = Seconds(Clock::now() - t);
         if (o.status.ok() && o.last.finished() && o.last.code() == 0) {
           ++ok;
         } else {
@@ -125,7 +134,8 @@ int main(int argc, char** argv) {
 
     auto t0 = Clock::now();
     scheduler::sim::Workers sim(channels[1], "sim", workers,
-                                std::chrono::milliseconds(0), log_lines);
+                                std::chrono::milliseconds(work_ms),
+                                log_lines);
     for (auto& c : clients) c.join();
     drain = Seconds(Clock::now() - t0);
     sim.Stop();
@@ -143,6 +153,9 @@ int main(int argc, char** argv) {
       "stages dispatched: %lld in %.2f s = %.0f dispatches/s (%d "
       "simulated workers)\n",
       static_cast<long long>(dispatched), drain, dispatched / drain, workers);
+  std::sort(seconds.begin(), seconds.end());
+  std::printf("build time: median %.3f s, longest %.3f s (as clients saw it)\n",
+              seconds[seconds.size() / 2], seconds.back());
   std::printf("builds: %d succeeded, %d failed\n", ok.load(), failed.load());
   return failed == 0 && running >= builds ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "common/tls_flags.h"
 
@@ -37,6 +38,11 @@ void AddDaemonFlags(CLI::App* app, DaemonFlags* flags,
 absl::StatusOr<Daemon> StartDaemon(const std::string& program,
                                    const DaemonFlags& flags, bool server) {
   InitLog(program, flags.log_format);
+  // Debian's absl is built with its Mutex deadlock detection on, which
+  // records every lock's order in a global graph: a cost on each lock of a
+  // busy server. Tests keep it; daemons do not (clang's thread-safety
+  // analysis checks the locking rules at build time, scripts/thread-safety).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   Daemon d;
   if (absl::Status t = ConfigureTls(flags.tls, server); !t.ok()) return t;
   if (!flags.tenants_file.empty()) {

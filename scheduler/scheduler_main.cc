@@ -56,6 +56,13 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
            read(&Stats::succeeded_builds));
   m->Gauge("stagefarm_scheduler_builds", builds, {{"state", "failed"}},
            read(&Stats::failed_builds));
+  const char* event_bytes =
+      "Bytes of build events (steps' output and progress) held in memory, "
+      "by the builds' state";
+  m->Gauge("stagefarm_scheduler_event_bytes", event_bytes,
+           {{"builds", "running"}}, read(&Stats::running_event_bytes));
+  m->Gauge("stagefarm_scheduler_event_bytes", event_bytes,
+           {{"builds", "finished"}}, read(&Stats::finished_event_bytes));
   m->Gauge("stagefarm_scheduler_workers",
            "Workers that asked for work in the last minute", {},
            read(&Stats::workers));

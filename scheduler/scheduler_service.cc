@@ -114,10 +114,12 @@ SchedulerService::Stats SchedulerService::GetStats() {
   absl::MutexLock lock(&mu_);
   Stats s;
   s.queued = queue_.size();
+  s.finished_event_bytes = finished_bytes_;
   s.leased = leases_.size();
   for (const auto& [id, b] : builds_) {
     if (!b->finished) {
       ++s.running_builds;
+      s.running_event_bytes += b->event_bytes;
       for (const auto& [i, st] : b->stages) {
         s.waiting += st.status == StageStatus::kWaiting ? 1 : 0;
       }

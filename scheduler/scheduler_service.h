@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "attest/signing.h"
@@ -109,6 +110,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     size_t waiting = 0;  // stages waiting for the stages they need
     size_t leased = 0;   // stages running on workers
     size_t running_builds = 0, succeeded_builds = 0, failed_builds = 0;
+    // Bytes of events held (build_state.h's EventBytes) by running and by
+    // finished builds.
+    size_t running_event_bytes = 0, finished_event_bytes = 0;
     size_t workers = 0;       // asked for work in the last minute
     size_t busy_workers = 0;  // holding at least one lease
     int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
@@ -328,7 +332,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   // reaper wakes the ones whose client went away, once a second, so N
   // waiting streams do not wake N times a second on mu_.
   std::map<grpc::ServerContext*, BuildState*> streams_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<BuildState>> builds_
+  // A hash map (lookups on every lease and report stay flat with 100,000
+  // builds kept) whose values stay put when others come and go: callers
+  // hold references to them across AddBuild and Forget.
+  absl::node_hash_map<std::string, std::shared_ptr<BuildState>> builds_
       ABSL_GUARDED_BY(mu_);
   StageQueue queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
