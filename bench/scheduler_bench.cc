@@ -4,9 +4,10 @@
 // running at once; then the simulated workers start and drain the stages.
 // Prints the concurrent builds reached, the stage dispatch rate (stages
 // leased and reported done per second) and the build time clients saw
-// (from submission; with --work-ms mostly the simulated work). With --rounds the builds of earlier
-// rounds stay kept (--keep-builds on the scheduler) while the last is timed;
-// with --log-lines each stage reports that many lines of output.
+// (from submission; with --work-ms mostly the simulated work). With --rounds
+// the builds of earlier rounds stay kept (--keep-builds on the scheduler) while
+// the last is timed; with --log-lines each stage reports that many lines of
+// output.
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -134,8 +135,7 @@ int main(int argc, char** argv) {
 
     auto t0 = Clock::now();
     scheduler::sim::Workers sim(channels[1], "sim", workers,
-                                std::chrono::milliseconds(work_ms),
-                                log_lines);
+                                std::chrono::milliseconds(work_ms), log_lines);
     for (auto& c : clients) c.join();
     drain = Seconds(Clock::now() - t0);
     sim.Stop();
