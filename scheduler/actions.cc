@@ -170,14 +170,11 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
   *ra->mutable_image_manifest() = image->manifest();
   if (may_join) {
     // Two clients asking for the same action share one run.
-    for (const auto& [id, other] : builds_) {
-      if (other->finished || !other->spec.has_action()) continue;
-      const v1::RemoteAction& oa = other->spec.action();
-      if (other->spec.instance_name() == instance && !oa.do_not_cache() &&
-          oa.action_digest().hash() == action_digest.hash() &&
-          oa.action_digest().size_bytes() == action_digest.size() &&
-          Sees(caller, *other)) {
-        start.build = other;
+    auto same = running_actions_.find(ActionJoinKey(spec));
+    if (same != running_actions_.end()) {
+      for (BuildState* other : same->second) {
+        if (!Sees(caller, *other)) continue;
+        start.build = builds_.at(other->id);
         ++actions_joined_;
         return start;
       }
@@ -214,6 +211,13 @@ absl::StatusOr<SchedulerService::ActionStart> SchedulerService::StartAction(
   }
   start.build = std::move(b);
   return start;
+}
+
+std::string SchedulerService::ActionJoinKey(const v1::BuildSpec& spec) {
+  if (!spec.has_action() || spec.action().do_not_cache()) return "";
+  const auto& d = spec.action().action_digest();
+  return absl::StrCat(spec.instance_name(), "\n", d.hash(), "/",
+                      d.size_bytes());
 }
 
 absl::StatusOr<std::shared_ptr<BuildState>> SchedulerService::FindAction(

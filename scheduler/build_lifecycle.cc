@@ -37,6 +37,7 @@ void SchedulerService::Finish(BuildState* b, int code,
                               const std::string& error) {
   if (b->finished) return;
   b->finished = true;
+  NotRunning(b);
   b->code = code;
   b->error = error;
   b->finished_at = UnixNow();

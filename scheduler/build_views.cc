@@ -3,6 +3,7 @@
 // Record), cancelling, the change count the web view's event stream waits
 // on, and the workers as the web view shows them. Part of SchedulerService
 // (scheduler_service.h).
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,12 +38,29 @@ grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
 
 void SchedulerService::AddBuild(std::shared_ptr<BuildState> b) {
   by_time_.emplace(b->submitted, b->id);
+  if (!b->finished) {
+    running_.insert(b.get());
+    std::string key = ActionJoinKey(b->spec);
+    if (!key.empty()) running_actions_[key].push_back(b.get());
+  }
   builds_[b->id] = std::move(b);
+}
+
+void SchedulerService::NotRunning(BuildState* b) {
+  if (running_.erase(b) == 0) return;
+  std::string key = ActionJoinKey(b->spec);
+  if (key.empty()) return;
+  auto it = running_actions_.find(key);
+  if (it == running_actions_.end()) return;
+  std::vector<BuildState*>& same = it->second;
+  same.erase(std::remove(same.begin(), same.end(), b), same.end());
+  if (same.empty()) running_actions_.erase(it);
 }
 
 void SchedulerService::EraseBuild(const std::string& id) {
   auto it = builds_.find(id);
   if (it == builds_.end()) return;
+  NotRunning(it->second.get());
   by_time_.erase({it->second->submitted, id});
   builds_.erase(it);
 }

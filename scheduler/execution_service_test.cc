@@ -291,6 +291,15 @@ TEST_F(ExecutionTest, IdenticalActionsInFlightShareOneRun) {
   ASSERT_TRUE(a.status.ok());
   ASSERT_TRUE(b.status.ok());
   EXPECT_EQ(a.ops.back().name(), b.ops.back().name());
+  // Once it has finished nothing joins it: with no result in the action
+  // cache the same action runs again.
+  auto three = std::async(std::launch::async, [&] { return Execute(action); });
+  v1::StageTask again = Lease();
+  ASSERT_FALSE(again.lease_id().empty());
+  Finish(again, 0);
+  Run c = three.get();
+  ASSERT_TRUE(c.status.ok());
+  EXPECT_NE(c.ops.back().name(), a.ops.back().name());
   // do_not_cache actions are never merged.
   Digest private_action =
       PutAction("/bin/sh", {{"container-image", "exec:1"}}, true);

@@ -105,9 +105,7 @@ size_t SchedulerService::BuildCount() {
 
 size_t SchedulerService::RunningCount() {
   absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const auto& [id, b] : builds_) n += b->finished ? 0 : 1;
-  return n;
+  return running_.size();
 }
 
 SchedulerService::Stats SchedulerService::GetStats() {
@@ -226,8 +224,8 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
 absl::Status SchedulerService::Admit(const Tenant* caller) {
   if (caller == nullptr || caller->max_builds <= 0) return absl::OkStatus();
   int running = 0;
-  for (const auto& [id, other] : builds_) {
-    running += !other->finished && other->tenant == caller->name ? 1 : 0;
+  for (const BuildState* other : running_) {
+    running += other->tenant == caller->name ? 1 : 0;
   }
   if (running < caller->max_builds) return absl::OkStatus();
   return absl::ResourceExhaustedError(

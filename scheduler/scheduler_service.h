@@ -35,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -380,6 +382,17 @@ class SchedulerService final : public v1::Scheduler::Service {
   void AddBuild(std::shared_ptr<BuildState> b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseBuild(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The builds not finished, and among them the actions that another
+  // submission of the same action may join, by ActionJoinKey: a submission
+  // looks there, not through every kept build. AddBuild adds a build that
+  // is not finished; Finish and EraseBuild take it out (NotRunning).
+  absl::flat_hash_set<BuildState*> running_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<BuildState*>> running_actions_
+      ABSL_GUARDED_BY(mu_);
+  void NotRunning(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Instance and action digest of a build that runs a cacheable action;
+  // empty for any other build.
+  static std::string ActionJoinKey(const v1::BuildSpec& spec);
   std::set<std::pair<double, std::string>> by_time_ ABSL_GUARDED_BY(mu_);
   // Grows with every change the views show (events, submissions, ends);
   // changes_cv_ wakes the web view's event streams.
