@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "nlohmann/json.hpp"
+
 namespace stagefarm::scheduler {
 
 size_t EventBytes(const v1::Event& e) {
@@ -21,6 +23,41 @@ void BuildState::AddReported(v1::Event e, size_t report_start) {
     }
   }
   AddEvent(std::move(e));
+}
+
+int64_t ImageStateLayerBytes(const std::string& image_state_json) {
+  nlohmann::json j = nlohmann::json::parse(image_state_json, nullptr,
+                                           /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array()) {
+    return 0;
+  }
+  int64_t total = 0;
+  for (const nlohmann::json& layer : j["layers"]) {
+    if (layer.is_object() && layer.contains("size") &&
+        layer["size"].is_number_integer()) {
+      total += std::max<int64_t>(0, layer["size"].get<int64_t>());
+    }
+  }
+  return total;
+}
+
+std::string PreferredWorker(const BuildState& b, const StageState& st) {
+  std::string best;
+  int64_t best_bytes = -1;
+  auto consider = [&](int index) {
+    auto it = b.stages.find(index);
+    if (it == b.stages.end() || it->second.worker.empty()) return;
+    int64_t bytes = ImageStateLayerBytes(it->second.result);
+    if (bytes > best_bytes) {
+      best = it->second.worker;
+      best_bytes = bytes;
+    }
+  };
+  if (st.base_stage >= 0) consider(st.base_stage);
+  for (int dep : st.depends_on) {
+    if (dep != st.base_stage) consider(dep);
+  }
+  return best;
 }
 
 v1::StoredBuild ToRecord(

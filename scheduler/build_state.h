@@ -6,6 +6,7 @@
 #define STAGEFARM_SCHEDULER_BUILD_STATE_H_
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -95,6 +96,16 @@ struct LeaseState {
 // The record of `b` without its events (their count only) and without
 // secrets, which are never written down (had_secrets says there were
 // some). A leased stage's worker is `lease_worker(lease id)`.
+// The worker a ready stage should go to: of the stages it needs (its base
+// and those it copies from) that a worker ran, the one whose image has the
+// most layer bytes (its base on a tie), since a worker without it unpacks
+// all of them from the CAS first; "" when no worker ran any.
+std::string PreferredWorker(const BuildState& b, const StageState& st);
+
+// The bytes of the layers of an image state (a stage's result: JSON with
+// "layers", OCI descriptors); 0 when it is not one.
+int64_t ImageStateLayerBytes(const std::string& image_state_json);
+
 v1::StoredBuild ToRecord(
     const BuildState& b,
     const std::function<std::string(const std::string& lease)>& lease_worker);

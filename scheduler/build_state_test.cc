@@ -95,6 +95,58 @@ TEST(BuildStateTest, RecordRoundTripKeepsTheBuildButNotItsSecrets) {
   EXPECT_EQ(leased.worker, "w2");  // the lease's worker
 }
 
+std::string StateWithLayers(std::initializer_list<int64_t> sizes) {
+  std::string layers;
+  for (int64_t size : sizes) {
+    if (!layers.empty()) layers += ",";
+    layers +=
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+        "\"digest\":\"sha256:" +
+        std::string(64, 'c') + "\",\"size\":" + std::to_string(size) + "}";
+  }
+  return "{\"config\":{},\"diff_ids\":[],\"key\":\"k\",\"layers\":[" + layers +
+         "]}";
+}
+
+TEST(BuildStateTest, LayerBytesOfAnImageState) {
+  EXPECT_EQ(ImageStateLayerBytes(StateWithLayers({100, 250})), 350);
+  EXPECT_EQ(ImageStateLayerBytes(StateWithLayers({})), 0);
+  EXPECT_EQ(ImageStateLayerBytes("not json"), 0);
+  EXPECT_EQ(ImageStateLayerBytes("{\"layers\":7}"), 0);
+}
+
+TEST(BuildStateTest, AStagePrefersTheWorkerHoldingMostOfWhatItNeeds) {
+  BuildState b;
+  StageState& sdk = b.stages[0];  // a heavy builder
+  sdk.status = StageStatus::kDone;
+  sdk.worker = "w-sdk";
+  sdk.result = StateWithLayers({200000000, 5000});
+  StageState& small = b.stages[1];
+  small.status = StageStatus::kDone;
+  small.worker = "w-small";
+  small.result = StateWithLayers({700000});
+  StageState& cached = b.stages[2];  // from the stage cache: no worker
+  cached.status = StageStatus::kDone;
+  cached.result = StateWithLayers({900000000});
+  // FROM scratch, COPY --from each: the builder's worker.
+  StageState final_stage;
+  final_stage.depends_on = {0, 1, 2};
+  EXPECT_EQ(PreferredWorker(b, final_stage), "w-sdk");
+  // FROM the small stage, COPY --from the builder: still the builder's.
+  final_stage.base_stage = 1;
+  EXPECT_EQ(PreferredWorker(b, final_stage), "w-sdk");
+  // Only the small one: its worker; a tie goes to the base.
+  final_stage.depends_on = {1};
+  EXPECT_EQ(PreferredWorker(b, final_stage), "w-small");
+  sdk.result = StateWithLayers({700000});
+  final_stage.depends_on = {0, 1};
+  EXPECT_EQ(PreferredWorker(b, final_stage), "w-small");
+  // Nothing a worker ran: no preference.
+  final_stage.base_stage = -1;
+  final_stage.depends_on = {2};
+  EXPECT_EQ(PreferredWorker(b, final_stage), "");
+}
+
 TEST(BuildStateTest, StatusOutOfRangeIsClamped) {
   v1::StoredBuild stored;
   stored.add_stages()->set_status(99);

@@ -188,11 +188,8 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
   st.lease.clear();
-  StageQueue::Entry entry{b->id, index, "", st.platform, st.avoid_worker};
-  if (st.base_stage >= 0) {
-    auto base = b->stages.find(st.base_stage);
-    if (base != b->stages.end()) entry.preferred = base->second.worker;
-  }
+  StageQueue::Entry entry{b->id, index, PreferredWorker(*b, st), st.platform,
+                          st.avoid_worker};
   queue_.Push(std::move(entry));
   if (!st.avoid_worker.empty() &&
       !LiveWorkerRuns(st.platform, /*native_only=*/false, st.avoid_worker)) {

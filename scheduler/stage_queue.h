@@ -1,8 +1,9 @@
 // The scheduler's queue of stages ready to run, and placement: which queued
-// stage a worker that asks for work gets. A stage built on another stage
-// (FROM <stage>) prefers the worker that ran that stage, whose snapshots
-// already hold its layers, and is held for it for kPlacementGrace; any other
-// stage goes, oldest first, to whoever asks. While any queued stage prefers
+// stage a worker that asks for work gets. A stage that needs other stages
+// (FROM <stage>, COPY --from) prefers the worker that ran the biggest of
+// them (build_state.h PreferredWorker), whose snapshots already hold its
+// layers, and is held for it for kPlacementGrace; any other stage goes,
+// oldest first, to whoever asks. While any queued stage prefers
 // a worker, the others are looked at in order too.
 //
 // Platforms: a stage goes only to a worker that runs its platform; one that
@@ -34,7 +35,7 @@ class StageQueue {
   struct Entry {
     std::string build;
     int stage = -1;
-    std::string preferred;  // the worker that ran its base stage, if any
+    std::string preferred;  // the worker that holds most of what it needs
     std::string platform;   // what it builds for; "" = any worker
     std::string avoid;      // a worker that must not run it (a rebuild's)
   };
