@@ -71,10 +71,7 @@ bool IsPrintRune(uint32_t r) {
 
 }  // namespace
 
-size_t SpaceWidthAt(absl::string_view s, size_t pos) {
-  if (pos >= s.size()) return 0;
-  unsigned char c = static_cast<unsigned char>(s[pos]);
-  if (c < 0x80) return IsAsciiSpace(static_cast<char>(c)) ? 1 : 0;
+size_t UnicodeSpaceWidthAt(absl::string_view s, size_t pos) {
   size_t width;
   bool valid;
   uint32_t r = DecodeRune(s, pos, &width, &valid);
@@ -116,6 +113,24 @@ absl::string_view ExtractFlags(absl::string_view line, char escape,
     AppendUtf8(static_cast<unsigned char>(c), &word);
   };
   for (size_t pos = 0; pos <= line.size(); ++pos) {
+    if (phase != kSpaces) {
+      // A run of ASCII bytes that are neither quotes, the escape token nor
+      // (outside quotes) white space is copied as it is.
+      size_t end = pos;
+      while (end < line.size()) {
+        char c = line[end];
+        if (static_cast<unsigned char>(c) >= 0x80 || c == '\'' || c == '"' ||
+            c == escape || (phase == kWord && IsAsciiSpace(c))) {
+          break;
+        }
+        ++end;
+      }
+      if (end > pos) {
+        word.append(line.data() + pos, end - pos);
+        pos = end - 1;
+        continue;
+      }
+    }
     char ch = pos < line.size() ? line[pos] : 0;
     if (phase == kSpaces) {
       if (pos == line.size()) break;
@@ -176,7 +191,26 @@ std::vector<std::string> SplitWordsKeepingQuotes(absl::string_view rest,
   char quote = 0;
   bool blank_ok = false;
   size_t width = 0;
+  const unsigned char esc = static_cast<unsigned char>(escape);
   for (size_t pos = 0; pos <= rest.size(); pos += width) {
+    if (phase != kSpaces) {
+      // A run of ASCII bytes that are neither quotes, the escape token nor
+      // (outside quotes) white space is copied as it is.
+      size_t end = pos;
+      while (end < rest.size()) {
+        unsigned char c = static_cast<unsigned char>(rest[end]);
+        if (c >= 0x80 || c == '\'' || c == '"' || c == esc ||
+            (phase == kWord && IsAsciiSpace(static_cast<char>(c)))) {
+          break;
+        }
+        ++end;
+      }
+      if (end > pos) {
+        word.append(rest.data() + pos, end - pos);
+        width = end - pos;
+        continue;
+      }
+    }
     uint32_t ch = 0;
     bool valid = true;
     width = 1;

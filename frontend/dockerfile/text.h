@@ -26,9 +26,16 @@ inline bool IsByteSpace(char c) {
   return IsAsciiSpace(c) || u == 0x85 || u == 0xA0;
 }
 
+// SpaceWidthAt for a byte >= 0x80 at s[pos].
+size_t UnicodeSpaceWidthAt(absl::string_view s, size_t pos);
 // Width of the Unicode white space (Go's unicode.IsSpace) encoded in UTF-8 at
 // s[pos], or 0 if there is none.
-size_t SpaceWidthAt(absl::string_view s, size_t pos);
+inline size_t SpaceWidthAt(absl::string_view s, size_t pos) {
+  if (pos >= s.size()) return 0;
+  unsigned char c = static_cast<unsigned char>(s[pos]);
+  if (c < 0x80) return IsAsciiSpace(static_cast<char>(c)) ? 1 : 0;
+  return UnicodeSpaceWidthAt(s, pos);
+}
 absl::string_view TrimLeftSpace(absl::string_view s);
 absl::string_view TrimSpace(absl::string_view s);
 
