@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "image/oci.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm::scheduler {
@@ -26,17 +27,17 @@ void BuildState::AddReported(v1::Event e, size_t report_start) {
 }
 
 int64_t ImageStateLayerBytes(const std::string& image_state_json) {
-  nlohmann::json j = nlohmann::json::parse(image_state_json, nullptr,
-                                           /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array()) {
+  absl::StatusOr<nlohmann::json> j =
+      image::ParseJson(image_state_json, "stage result");
+  if (!j.ok() || !j->is_object() || !j->contains("layers") ||
+      !(*j)["layers"].is_array()) {
     return 0;
   }
   int64_t total = 0;
-  for (const nlohmann::json& layer : j["layers"]) {
-    if (layer.is_object() && layer.contains("size") &&
-        layer["size"].is_number_integer()) {
-      total += std::max<int64_t>(0, layer["size"].get<int64_t>());
-    }
+  for (const nlohmann::json& layer : (*j)["layers"]) {
+    absl::StatusOr<image::Descriptor> d =
+        image::ParseDescriptor(layer, "stage result layer");
+    if (d.ok()) total += d->digest.size();
   }
   return total;
 }

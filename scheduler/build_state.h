@@ -93,9 +93,6 @@ struct LeaseState {
   std::chrono::steady_clock::time_point deadline;
 };
 
-// The record of `b` without its events (their count only) and without
-// secrets, which are never written down (had_secrets says there were
-// some). A leased stage's worker is `lease_worker(lease id)`.
 // The worker a ready stage should go to: of the stages it needs (its base
 // and those it copies from) that a worker ran, the one whose image has the
 // most layer bytes (its base on a tie), since a worker without it unpacks
@@ -106,6 +103,9 @@ std::string PreferredWorker(const BuildState& b, const StageState& st);
 // "layers", OCI descriptors); 0 when it is not one.
 int64_t ImageStateLayerBytes(const std::string& image_state_json);
 
+// The record of `b` without its events (their count only) and without
+// secrets, which are never written down (had_secrets says there were
+// some). A leased stage's worker is `lease_worker(lease id)`.
 v1::StoredBuild ToRecord(
     const BuildState& b,
     const std::function<std::string(const std::string& lease)>& lease_worker);

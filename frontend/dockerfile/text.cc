@@ -69,6 +69,23 @@ bool IsPrintRune(uint32_t r) {
   return true;
 }
 
+// The end of the run of bytes from `pos` that a word takes as they are:
+// ASCII, neither a quote nor the escape token, and (outside quotes) not
+// white space. The word splitters copy such a run at once.
+size_t PlainRunEnd(absl::string_view s, size_t pos, char escape,
+                   bool in_quotes) {
+  size_t end = pos;
+  while (end < s.size()) {
+    char c = s[end];
+    if (static_cast<unsigned char>(c) >= 0x80 || c == '\'' || c == '"' ||
+        c == escape || (!in_quotes && IsAsciiSpace(c))) {
+      break;
+    }
+    ++end;
+  }
+  return end;
+}
+
 }  // namespace
 
 size_t UnicodeSpaceWidthAt(absl::string_view s, size_t pos) {
@@ -114,17 +131,7 @@ absl::string_view ExtractFlags(absl::string_view line, char escape,
   };
   for (size_t pos = 0; pos <= line.size(); ++pos) {
     if (phase != kSpaces) {
-      // A run of ASCII bytes that are neither quotes, the escape token nor
-      // (outside quotes) white space is copied as it is.
-      size_t end = pos;
-      while (end < line.size()) {
-        char c = line[end];
-        if (static_cast<unsigned char>(c) >= 0x80 || c == '\'' || c == '"' ||
-            c == escape || (phase == kWord && IsAsciiSpace(c))) {
-          break;
-        }
-        ++end;
-      }
+      size_t end = PlainRunEnd(line, pos, escape, phase == kQuote);
       if (end > pos) {
         word.append(line.data() + pos, end - pos);
         pos = end - 1;
@@ -191,20 +198,9 @@ std::vector<std::string> SplitWordsKeepingQuotes(absl::string_view rest,
   char quote = 0;
   bool blank_ok = false;
   size_t width = 0;
-  const unsigned char esc = static_cast<unsigned char>(escape);
   for (size_t pos = 0; pos <= rest.size(); pos += width) {
     if (phase != kSpaces) {
-      // A run of ASCII bytes that are neither quotes, the escape token nor
-      // (outside quotes) white space is copied as it is.
-      size_t end = pos;
-      while (end < rest.size()) {
-        unsigned char c = static_cast<unsigned char>(rest[end]);
-        if (c >= 0x80 || c == '\'' || c == '"' || c == esc ||
-            (phase == kWord && IsAsciiSpace(static_cast<char>(c)))) {
-          break;
-        }
-        ++end;
-      }
+      size_t end = PlainRunEnd(rest, pos, escape, phase == kQuote);
       if (end > pos) {
         word.append(rest.data() + pos, end - pos);
         width = end - pos;
