@@ -324,12 +324,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
       store_->TouchLocked(raw, existing->second, &touch);
       store_->Write(&touch, false).IgnoreError();
     } else {
-      Entry& e = store_->index_[raw];
-      e.size = digest_.size();
-      e.data_id = data_id_;
-      e.atime = e.persisted_atime = now;
-      store_->lru_.emplace(now, raw);
-      store_->stored_bytes_ += digest_.size();
+      store_->AddEntryLocked(raw, digest_.size(), data_id_, now);
       store_->EvictLocked();
     }
     return absl::OkStatus();

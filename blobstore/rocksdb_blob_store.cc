@@ -179,13 +179,9 @@ absl::Status RocksDbBlobStore::Load() {
       }
       Sha256::Raw raw;
       std::memcpy(raw.data(), it->key().data(), raw.size());
-      Entry& e = index_[raw];
-      e.size = record.size_bytes();
-      e.data_id = record.data_id();
-      e.atime = e.persisted_atime = record.last_access_micros();
-      lru_.emplace(e.atime, raw);
-      stored_bytes_ += e.size;
-      max_id = std::max(max_id, e.data_id);
+      AddEntryLocked(raw, record.size_bytes(), record.data_id(),
+                     record.last_access_micros());
+      max_id = std::max(max_id, record.data_id());
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "loading blob records"));
   }
@@ -341,9 +337,8 @@ void RocksDbBlobStore::TouchLocked(const Sha256::Raw& key, Entry& entry,
                                    rocksdb::WriteBatch* batch) {
   int64_t now = options_.clock->NowMicros();
   if (now <= entry.atime) return;
-  lru_.erase({entry.atime, key});
   entry.atime = now;
-  lru_.emplace(now, key);
+  NoteAgeLocked({now, key});
   if (now - entry.persisted_atime >= options_.atime_granularity_micros) {
     entry.persisted_atime = now;
     batch->Put(meta_, RawSlice(key),
@@ -369,17 +364,65 @@ void RocksDbBlobStore::EvictLocked() {
   (void)EvictDownToLocked(options_.max_bytes, nullptr);
 }
 
+void RocksDbBlobStore::AddEntryLocked(const Sha256::Raw& key, int64_t size,
+                                      uint64_t data_id, int64_t atime) {
+  Entry& e = index_[key];
+  e.size = size;
+  e.data_id = data_id;
+  e.atime = e.persisted_atime = atime;
+  stored_bytes_ += size;
+  NoteAgeLocked({atime, key});
+}
+
+void RocksDbBlobStore::NoteAgeLocked(const AgeKey& age) {
+  // The queue's first pair is its newest.
+  if (!evict_queue_.empty() && age < evict_queue_.front()) {
+    evict_queue_.clear();
+  }
+}
+
+void RocksDbBlobStore::RefillEvictQueueLocked(const AgeKey* after) {
+  // The oldest `want` entries by a bounded max-heap: memory for those only.
+  const size_t want = std::max<size_t>(4096, index_.size() / 64);
+  std::vector<AgeKey> heap;
+  heap.reserve(std::min(want, index_.size()));
+  for (const auto& [raw, entry] : index_) {
+    AgeKey age{entry.atime, raw};
+    if (after != nullptr && !(*after < age)) continue;
+    if (heap.size() < want) {
+      heap.push_back(age);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (age < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = age;
+      std::push_heap(heap.begin(), heap.end());
+    }
+  }
+  std::sort(heap.begin(), heap.end(), std::greater<AgeKey>());
+  evict_queue_ = std::move(heap);
+}
+
 RocksDbBlobStore::PruneResult RocksDbBlobStore::EvictDownToLocked(
     int64_t bound, const std::function<bool(const Digest&)>* keep) {
   PruneResult result;
-  std::vector<std::pair<int64_t, Sha256::Raw>> kept;
-  while (stored_bytes_ > bound && !lru_.empty()) {
-    auto [atime, raw] = *lru_.begin();
-    lru_.erase(lru_.begin());
+  std::vector<AgeKey> kept;  // oldest first
+  AgeKey last{};
+  bool consumed = false;
+  while (stored_bytes_ > bound) {
+    if (evict_queue_.empty()) {
+      // Past what this call already looked at (the kept ones).
+      RefillEvictQueueLocked(consumed ? &last : nullptr);
+      if (evict_queue_.empty()) break;
+    }
+    AgeKey age = evict_queue_.back();
+    evict_queue_.pop_back();
+    last = age;
+    consumed = true;
+    const Sha256::Raw& raw = age.second;
     auto it = index_.find(raw);
-    if (it == index_.end()) continue;
+    if (it == index_.end() || it->second.atime != age.first) continue;
     if (keep != nullptr && (*keep)(Digest::FromRaw(raw, it->second.size))) {
-      kept.emplace_back(atime, raw);
+      kept.push_back(age);
       continue;
     }
     rocksdb::WriteBatch batch;
@@ -400,7 +443,7 @@ RocksDbBlobStore::PruneResult RocksDbBlobStore::EvictDownToLocked(
     }
     if (!Write(&batch, false).ok()) {
       // Keep the index consistent with the database; try again later.
-      lru_.emplace(atime, raw);
+      evict_queue_.push_back(age);
       break;
     }
     for (const std::string& ns : namespaces) {
@@ -413,7 +456,8 @@ RocksDbBlobStore::PruneResult RocksDbBlobStore::EvictDownToLocked(
     result.bytes += it->second.size;
     index_.erase(it);
   }
-  for (const auto& k : kept) lru_.insert(k);
+  // The kept ones are older than all the queue holds: back at its end.
+  evict_queue_.insert(evict_queue_.end(), kept.rbegin(), kept.rend());
   return result;
 }
 
@@ -546,12 +590,7 @@ std::vector<absl::Status> RocksDbBlobStore::PutBatch(
   }
   if (counted > 0) ns_bytes_[std::string(ns)] += counted;
   for (const Added& a : added) {
-    Entry& e = index_[a.raw];
-    e.size = a.size;
-    e.data_id = a.data_id;
-    e.atime = e.persisted_atime = now;
-    lru_.emplace(now, a.raw);
-    stored_bytes_ += a.size;
+    AddEntryLocked(a.raw, a.size, a.data_id, now);
   }
   EvictLocked();
   return results;

@@ -28,7 +28,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -213,7 +212,24 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
 
   absl::Mutex mu_;
   absl::flat_hash_map<Sha256::Raw, Entry> index_ ABSL_GUARDED_BY(mu_);
-  std::set<std::pair<int64_t, Sha256::Raw>> lru_ ABSL_GUARDED_BY(mu_);
+  // Eviction order without a tree node a blob: the oldest (atime, key)
+  // pairs of index_, newest first, so the next to evict is at the back.
+  // Every entry of index_ it does not hold is newer than all it holds;
+  // pairs whose blob was used or removed since are stale and skipped.
+  // Refilled by one scan of index_ when empty (a fraction of the blobs at
+  // a time), cleared when a use would break that order (a clock that went
+  // back).
+  using AgeKey = std::pair<int64_t, Sha256::Raw>;
+  std::vector<AgeKey> evict_queue_ ABSL_GUARDED_BY(mu_);
+  // A new blob in index_, in stored_bytes_ and the eviction order.
+  void AddEntryLocked(const Sha256::Raw& key, int64_t size, uint64_t data_id,
+                      int64_t atime) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps evict_queue_'s promise for a blob now aged `age`.
+  void NoteAgeLocked(const AgeKey& age) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills evict_queue_ with the oldest entries newer than `after` (all of
+  // them when null).
+  void RefillEvictQueueLocked(const AgeKey* after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t stored_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evicted_blobs_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evicted_bytes_ ABSL_GUARDED_BY(mu_) = 0;
