@@ -193,19 +193,11 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
           emit, &stop,    created, &stages,
           &run, &cached};
       shared.sandboxed_runs = sandboxed;
-      // Wait for the stages this one needs; a failed dependency fails it.
-      absl::StatusOr<ImageState> result;
-      bool dep_failed = false;
-      for (int dep : plan.stages[index].depends_on) {
-        auto it = stages.find(dep);
-        if (it != stages.end() && !it->second.get().ok()) dep_failed = true;
-      }
-      if (dep_failed) {
-        result = absl::CancelledError("a stage it depends on failed");
-      } else {
-        StageRunner runner(shared, index);
-        result = runner.Run();
-      }
+      // Starts at once: the steps before the first that needs another
+      // stage (FROM, COPY --from, RUN --mount from) run while that stage
+      // does, as BuildKit's solver runs them; StageResult waits there.
+      StageRunner runner(shared, index);
+      absl::StatusOr<ImageState> result = runner.Run();
       if (!result.ok()) {
         failed = true;
         stop = true;

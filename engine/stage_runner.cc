@@ -457,7 +457,8 @@ absl::StatusOr<image::ResolvedImage> StageRunner::ResolveImage(
   return image;
 }
 
-// Waits for an earlier stage of this build.
+// Waits for an earlier stage of this build (stages start before the ones
+// they need have finished).
 absl::StatusOr<ImageState> StageRunner::StageResult(int idx) {
   auto it = s_.stages->find(idx);
   if (it == s_.stages->end()) {
@@ -465,7 +466,10 @@ absl::StatusOr<ImageState> StageRunner::StageResult(int idx) {
         "stage ", s_.plan->stages[idx].DisplayName(),
         " is not part of this build (an ONBUILD trigger refers to it)"));
   }
-  return it->second.get();
+  const absl::StatusOr<ImageState>& result = it->second.get();
+  // The build reports that stage's own failure, not this one's.
+  if (!result.ok()) return absl::CancelledError("a stage it depends on failed");
+  return result;
 }
 
 int StageRunner::StageIndex(const std::string& from) {

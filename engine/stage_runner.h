@@ -55,7 +55,8 @@ class StageRunner {
     std::function<void(const BuildEvent&)> emit;
     const std::atomic<bool>* cancel;
     std::string created;  // RFC 3339 time for history and config
-    // Finished stages, by index; filled before dependents start.
+    // Every stage's result, by index; StageResult waits for one not set
+    // yet (a stage starts before those it needs have finished).
     std::map<int, std::shared_future<absl::StatusOr<ImageState>>>* stages;
     std::atomic<int>* run;
     std::atomic<int>* cached;

@@ -642,6 +642,20 @@ printf 'FROM busybox AS a\nRUN sleep 1 && echo a\nFROM busybox AS b\nRUN sleep 1
 first_done=$(grep -n ' DONE ' "$c.log" | head -1 | cut -d: -f1)
 starts_before=$(head -n "${first_done:-0}" "$c.log" | grep -c 'RUN sleep 1')
 check "independent stages start before either finishes" "2" "$starts_before"
+# A stage's steps before the first that needs another stage run while that
+# stage still runs (as BuildKit's solver does); a failure there is reported
+# as that stage's own.
+c=$(new_ctx overlap)
+printf 'FROM busybox AS a\nRUN sleep 2 && echo a > /a\nFROM busybox\nRUN echo early > /early\nCOPY --from=a /a /a\n' >"$c/Dockerfile"
+"$SF" build --progress plain -o "type=local,dest=$c.out" "$c" >"$c.log" 2>&1
+early_done=$(grep -n 'stage-1 1/2\] DONE' "$c.log" | head -1 | cut -d: -f1)
+a_done=$(grep -n '\[a 1/1\] DONE' "$c.log" | head -1 | cut -d: -f1)
+check "a stage's first steps run before the stage it copies from ends" "yes" \
+  "$([ -n "$early_done" ] && [ -n "$a_done" ] && [ "$early_done" -lt "$a_done" ] && echo yes || echo "no (lines ${early_done:-none} and ${a_done:-none})")"
+check "and its result has both stages' files" "early a" "$(cat "$c.out/early" "$c.out/a" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+printf 'FROM busybox AS a\nRUN sleep 1; exit 3\nFROM busybox\nRUN true\nCOPY --from=a /a /a\n' >"$c/Dockerfile"
+"$SF" build --progress plain "$c" >"$c.log" 2>&1
+check_contains "a failed stage is reported, not its dependent's wait" "exit code: 3" "$(tail -5 "$c.log")"
 # Two stages with the very same step (same key) run it once, as BuildKit
 # merges identical steps: the second waits and takes the first's result.
 c=$(new_ctx same-step)
