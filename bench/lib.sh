@@ -43,3 +43,17 @@ bench_pair() {
   printf '%-14s %-24s %10s %10s %s\n' "$name" "BuildKit (docker 20.10)" "$(median <"$WORK/bc")" \
     "$(median <"$WORK/br")" "$([ $fails -gt 0 ] && echo "($fails failed)")"
 }
+# bench_load_bases REF...: loads stagefarm's image REF into dockerd unless
+# dockerd already has that image id, so both builders start from the same
+# base bytes.
+bench_load_bases() {
+  local ref ours
+  for ref in "$@"; do
+    ours=$("$SF" image inspect "$ref" | jq -r .manifest.config.digest)
+    if [ "$("$DOCKER" image inspect -f '{{.Id}}' "$ref" 2>/dev/null)" != "$ours" ]; then
+      "$SF" image export "$ref" --format docker -o "$WORK/base.tar" 2>>"$WORK/log" &&
+        "$DOCKER" load -i "$WORK/base.tar" >>"$WORK/log" 2>&1 || echo "bench: docker load $ref failed"
+      rm -f "$WORK/base.tar"
+    fi
+  done
+}
