@@ -545,7 +545,10 @@ std::optional<std::pair<BuildState*, int>> SchedulerService::Pick(
   std::optional<StageQueue::Entry> e =
       queue_.Pick(asker, std::chrono::steady_clock::now(), queued_at, held);
   if (!e) return std::nullopt;
-  return std::make_pair(builds_[e->build].get(), e->stage);
+  // queued_at found the build; a lookup that cannot insert all the same.
+  auto b = builds_.find(e->build);
+  if (b == builds_.end()) return std::nullopt;
+  return std::make_pair(b->second.get(), e->stage);
 }
 
 StageQueue::Fit SchedulerService::Fit(const std::string& worker,
