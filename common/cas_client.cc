@@ -668,8 +668,9 @@ absl::StatusOr<v1::GetStatsResponse> CasClient::GetStats() {
 }
 
 void BatchUploader::Add(size_t tag, const Digest& digest, std::string bytes) {
-  if (bytes_ + digest.size() > kBatchBytes) Flush();
-  bytes_ += digest.size();
+  const int64_t cost = digest.size() + kItemOverheadBytes;
+  if (bytes_ + cost > kBatchBytes || batch_.size() >= kBatchItems) Flush();
+  bytes_ += cost;
   batch_.emplace_back(digest, std::move(bytes));
   tags_.push_back(tag);
 }

@@ -135,6 +135,11 @@ class CasClient {
 class BatchUploader {
  public:
   static constexpr int64_t kBatchBytes = 3 << 20;
+  // Servers bound the items of a request too (stagefarm-cas: 100,000),
+  // and each costs its digest besides its bytes: 3 MiB of 15-byte files
+  // was ~176,000 items and ~20 MiB of message.
+  static constexpr size_t kBatchItems = 10000;
+  static constexpr int64_t kItemOverheadBytes = 100;
   // Hears of each blob, by the tag it was added with, once its request is
   // answered: the blob's own status, or (`whole_request`) the error of a
   // request that failed as a whole.
@@ -147,7 +152,8 @@ class BatchUploader {
   BatchUploader& operator=(const BatchUploader&) = delete;
 
   // Queues a blob (at most kBatchBytes), sending the queue first when the
-  // blob would not fit in its request.
+  // blob would not fit in its request (bytes with each item's overhead, or
+  // kBatchItems).
   void Add(size_t tag, const Digest& digest, std::string bytes);
   // Sends what is queued.
   void Flush();

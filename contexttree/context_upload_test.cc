@@ -160,6 +160,37 @@ TEST_F(ContextTreeTest, StatCacheSkipsUnchangedFilesAndSurvivesSaving) {
   EXPECT_EQ(StatCache::Load(cache_file).size(), 0u);
 }
 
+// Many tiny blobs (a context of a million small files sends ~176,000 in
+// 3 MiB): every request stays within the server's item bound.
+TEST(ContextUploadTest, TinyBlobsAreBatchedWithinTheServersItemLimit) {
+  std::string root = MakeTempDir("tiny");
+  auto cas = CasProcess::Start(CasBinaryPath(), root + "/cas");
+  ASSERT_TRUE(cas.ok()) << cas.status();
+  CasClient client(CasClient::Connect(cas->address()), "team-a");
+  constexpr size_t kBlobs = 150000;
+  size_t ok = 0, failed = 0;
+  std::string first_error;
+  BatchUploader up(&client, [&](size_t, const absl::Status& s, bool) {
+    if (s.ok()) {
+      ++ok;
+    } else if (failed++ == 0) {
+      first_error = s.ToString();
+    }
+  });
+  std::vector<Digest> digests;
+  for (size_t i = 0; i < kBlobs; ++i) {
+    std::string blob = absl::StrCat("t", i);
+    digests.push_back(Digest::Of(blob));
+    up.Add(i, digests.back(), std::move(blob));
+  }
+  up.Flush();
+  EXPECT_EQ(failed, 0u) << first_error;
+  EXPECT_EQ(ok, kBlobs);
+  auto missing = client.FindMissing(digests);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_TRUE(missing->empty());
+}
+
 // Against the real CAS: a context of 100,000 files is uploaded once; sent
 // again unchanged it uploads nothing and reads no file; one changed file
 // uploads that file and the Directory messages above it.
