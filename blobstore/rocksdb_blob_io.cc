@@ -4,10 +4,12 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -135,7 +137,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   ~Writer() override {
     if (complete_ || done_) return;
     bool resumable = !upload_map_key_.empty() && !failed_ && committed_ > 0;
-    if (resumable && FlushBuffer().ok()) {
+    if (resumable && FlushBuffer().ok() && AddTable().ok()) {
       absl::MutexLock lock(&store_->mu_);
       auto it = store_->uploads_.find(upload_map_key_);
       if (it != store_->uploads_.end()) {
@@ -213,29 +215,7 @@ class RocksDbBlobStore::Writer : public BlobWriter {
 
  private:
   absl::Status WriteChunk(absl::string_view data) {
-    absl::Status s;
-    if (bypass_wal_ && !record_written_) {
-      // The upload record goes through the log first, so a crash always
-      // leaves a record that lets the next start discard or resume the data.
-      rocksdb::WriteBatch record;
-      record.Put(store_->uploads_cf_, IdKey(data_id_),
-                 record_.SerializeAsString());
-      s = store_->Write(&record, false);
-      if (!s.ok()) {
-        failed_ = true;
-        return s;
-      }
-      record_written_ = true;
-    }
-    rocksdb::WriteBatch batch;
-    batch.Put(store_->chunks_, ChunkKey(data_id_, flushed_),
-              rocksdb::Slice(data.data(), data.size()));
-    if (!bypass_wal_) {
-      record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
-      batch.Put(store_->uploads_cf_, IdKey(data_id_),
-                record_.SerializeAsString());
-    }
-    s = store_->Write(&batch, false, bypass_wal_);
+    absl::Status s = bypass_wal_ ? WriteToTable(data) : WriteLogged(data);
     if (!s.ok()) {
       failed_ = true;
       return s;
@@ -247,6 +227,49 @@ class RocksDbBlobStore::Writer : public BlobWriter {
       if (it != store_->uploads_.end()) it->second.committed = flushed_;
     }
     return absl::OkStatus();
+  }
+
+  // A chunk and the upload's progress, through the log, in one batch.
+  absl::Status WriteLogged(absl::string_view data) {
+    rocksdb::WriteBatch batch;
+    batch.Put(store_->chunks_, ChunkKey(data_id_, flushed_),
+              rocksdb::Slice(data.data(), data.size()));
+    record_.set_committed_bytes(flushed_ + static_cast<int64_t>(data.size()));
+    batch.Put(store_->uploads_cf_, IdKey(data_id_),
+              record_.SerializeAsString());
+    return store_->Write(&batch, false);
+  }
+
+  // A chunk of a large blob, appended to this upload's chunk table.
+  absl::Status WriteToTable(absl::string_view data) {
+    if (!record_written_) {
+      // The upload record goes through the log first, so a crash always
+      // leaves a record that lets the next start discard or resume the data.
+      rocksdb::WriteBatch record;
+      record.Put(store_->uploads_cf_, IdKey(data_id_),
+                 record_.SerializeAsString());
+      RETURN_IF_ERROR(store_->Write(&record, false));
+      record_written_ = true;
+    }
+    RETURN_IF_ERROR(store_->RoomFor(data.size()));
+    if (table_ == nullptr) {
+      ASSIGN_OR_RETURN(table_, store_->NewChunkTable(&table_path_));
+    }
+    return FromRocks(table_->Put(ChunkKey(data_id_, flushed_),
+                                 rocksdb::Slice(data.data(), data.size())),
+                     "writing a chunk table");
+  }
+
+  // Finishes the chunk table, if any, and adds it to the database: its
+  // chunks are durable and readable from then on.
+  absl::Status AddTable() {
+    if (table_ == nullptr) return absl::OkStatus();
+    absl::Status s = FromRocks(table_->Finish(), "finishing a chunk table");
+    table_.reset();
+    if (s.ok()) s = store_->AddChunkTable(table_path_);
+    std::remove(table_path_.c_str());  // moved when added; else unused
+    if (!s.ok()) failed_ = true;
+    return s;
   }
 
   absl::Status FlushBuffer() {
@@ -262,6 +285,10 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   }
 
   void Discard() {
+    if (table_ != nullptr) {
+      table_.reset();
+      std::remove(table_path_.c_str());
+    }
     rocksdb::WriteBatch batch;
     DeleteChunks(&batch, store_->chunks_, data_id_);
     batch.Delete(store_->uploads_cf_, IdKey(data_id_));
@@ -273,13 +300,14 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   }
 
   absl::Status Commit() {
-    if (bypass_wal_ && flushed_ > 0) {
-      // Chunks written without the log must be on disk before anything
-      // points at them.
-      absl::Status flushed = store_->FlushChunks();
-      if (!flushed.ok()) {
-        failed_ = true;
-        return flushed;
+    if (bypass_wal_) {
+      // Chunks written without the log must be in the database, synced,
+      // before anything points at them.
+      absl::Status added = FlushBuffer();
+      if (added.ok()) added = AddTable();
+      if (!added.ok()) {
+        Discard();
+        return added;
       }
     }
     rocksdb::WriteBatch batch;
@@ -345,7 +373,35 @@ class RocksDbBlobStore::Writer : public BlobWriter {
   bool failed_ = false;
   bool bypass_wal_ = false;
   bool record_written_ = false;
+  // Large blobs: the chunk table being written (see wal_bypass_bytes).
+  std::unique_ptr<rocksdb::SstFileWriter> table_;
+  std::string table_path_;
 };
+
+absl::StatusOr<std::unique_ptr<rocksdb::SstFileWriter>>
+RocksDbBlobStore::NewChunkTable(std::string* path) {
+  *path = absl::StrCat(tables_dir_, "/", next_table_.fetch_add(1), ".sst");
+  // The page cache keeps what was just written: a blob is often read back
+  // soon after it is stored (a layer pulled by the next step).
+  rocksdb::EnvOptions env;
+  // Written back to disk as it grows, so adding it (which syncs it) does
+  // not wait for the whole blob to be written out at the end.
+  env.bytes_per_sync = 4 << 20;
+  auto table =
+      std::make_unique<rocksdb::SstFileWriter>(env, *chunk_options_, chunks_,
+                                               /*invalidate_page_cache=*/false);
+  RETURN_IF_ERROR(FromRocks(table->Open(*path), "creating a chunk table"));
+  return table;
+}
+
+absl::Status RocksDbBlobStore::AddChunkTable(const std::string& path) {
+  rocksdb::IngestExternalFileOptions ingest;
+  // Linked into the database, not copied; synced before it is recorded.
+  ingest.move_files = true;
+  return Checked(
+      [&] { return db_->IngestExternalFile(chunks_, {path}, ingest); },
+      "adding a chunk table");
+}
 
 std::unique_ptr<BlobReader> RocksDbBlobStore::NewReader(
     rocksdb::DB* db, rocksdb::ColumnFamilyHandle* chunks,

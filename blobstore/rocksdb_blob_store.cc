@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "blobstore/rocksdb_layout.h"
@@ -152,6 +153,18 @@ absl::StatusOr<std::unique_ptr<RocksDbBlobStore>> RocksDbBlobStore::Open(
   store->visible_ = store->handles_[3];
   store->uploads_cf_ = store->handles_[4];
   store->ac_ = store->handles_[5];
+  store->chunk_options_ =
+      std::make_unique<rocksdb::Options>(db->GetOptions(store->chunks_));
+  // Chunk tables of large uploads are written here and moved into the
+  // database when added; any left here were cut short by a crash and never
+  // added (their upload resumes from what the database holds).
+  store->tables_dir_ = options.path + "/incoming";
+  std::error_code ec;
+  std::filesystem::remove_all(store->tables_dir_, ec);
+  if (!std::filesystem::create_directories(store->tables_dir_, ec) && ec) {
+    return absl::UnavailableError(
+        absl::StrCat("creating ", store->tables_dir_, ": ", ec.message()));
+  }
   // Recovered logs are replayed, not flushed, at open (see
   // avoid_flush_during_recovery); short-lived processes would let them pile
   // up, so past a few they are flushed into tables once.
@@ -283,28 +296,20 @@ absl::Status RocksDbBlobStore::Load() {
   return absl::OkStatus();
 }
 
-absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync,
-                                     bool disable_wal) {
+absl::Status RocksDbBlobStore::RoomFor(uint64_t bytes) {
   // Refused before RocksDB sees a full disk (common/rocksdb_support.h).
-  rocksdb::Status room =
-      recovery_->CheckRoom(db_.get(), handles_, batch->GetDataSize());
-  if (!room.ok()) {
-    ++disk_full_errors_;
-    return FromRocks(room, "writing to the CAS database");
-  }
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  wo.disableWAL = disable_wal;
-  return Checked([&] { return db_->Write(wo, batch); },
-                 "writing to the CAS database");
+  rocksdb::Status room = recovery_->CheckRoom(db_.get(), handles_, bytes);
+  if (room.ok()) return absl::OkStatus();
+  ++disk_full_errors_;
+  return FromRocks(room, "writing to the CAS database");
 }
 
-absl::Status RocksDbBlobStore::FlushChunks() {
-  rocksdb::FlushOptions fo;
-  fo.wait = true;
-  fo.allow_write_stall = true;
-  return Checked([&] { return db_->Flush(fo, chunks_); },
-                 "flushing blob chunks");
+absl::Status RocksDbBlobStore::Write(rocksdb::WriteBatch* batch, bool sync) {
+  RETURN_IF_ERROR(RoomFor(batch->GetDataSize()));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return Checked([&] { return db_->Write(wo, batch); },
+                 "writing to the CAS database");
 }
 
 absl::Status RocksDbBlobStore::Checked(

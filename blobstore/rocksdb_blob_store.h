@@ -42,6 +42,8 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+struct Options;
+class SstFileWriter;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -58,10 +60,12 @@ struct RocksDbBlobStoreOptions {
   int64_t upload_ttl_micros = 24LL * 3600 * 1'000'000;
   // Size of stored chunks; incoming writes are buffered up to this.
   size_t chunk_bytes = 1 << 20;
-  // Streamed blobs of at least this size skip the write-ahead log: their
-  // chunks go to the memtable only, and the column family is flushed before
-  // the blob becomes visible. This halves disk writes for large blobs
-  // without weakening crash safety (an unflushed chunk is never referenced).
+  // Streamed blobs of at least this size skip the write-ahead log and the
+  // memtable: their chunks are written to a table file of their own, which
+  // is added to the database whole (synced) before the blob becomes
+  // visible, or when the upload stops, so that it can resume. One disk
+  // write a byte, no flush, no compaction to move them; crash safety is
+  // unchanged (a table file not yet added is removed at the next open).
   int64_t wal_bypass_bytes = 16 << 20;
   // fsync the write-ahead log when a blob becomes visible (power-loss
   // durability). Without it a killed process loses nothing, a lost machine
@@ -186,9 +190,18 @@ class RocksDbBlobStore : public BlobStore, public ActionCacheStorage {
   PruneResult EvictDownToLocked(int64_t bound,
                                 const std::function<bool(const Digest&)>* keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Write(rocksdb::WriteBatch* batch, bool sync,
-                     bool disable_wal = false);
-  absl::Status FlushChunks();
+  absl::Status Write(rocksdb::WriteBatch* batch, bool sync);
+  // OK when the volume has room for `bytes` more (the one check before
+  // anything is written: batches and chunk tables).
+  absl::Status RoomFor(uint64_t bytes);
+  // Chunk tables of large uploads (rocksdb_blob_io.cc): a new file in
+  // tables_dir_, and adding a finished one to the chunk column family.
+  absl::StatusOr<std::unique_ptr<rocksdb::SstFileWriter>> NewChunkTable(
+      std::string* path);
+  absl::Status AddChunkTable(const std::string& path);
+  std::string tables_dir_;
+  std::unique_ptr<rocksdb::Options> chunk_options_;
+  std::atomic<uint64_t> next_table_{0};
   // Runs a write; when it fails for want of disk space, asks RocksDB to
   // recover at once and tries again (see the definition).
   absl::Status Checked(const std::function<rocksdb::Status()>& op,

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
@@ -35,6 +36,13 @@ class RocksDbBlobStoreTest : public ::testing::Test {
     auto store = RocksDbBlobStore::Open(options_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
+  }
+
+  // `size` bytes of `fill`, every `step`th byte its offset's low bits.
+  static std::string Patterned(size_t size, char fill, size_t step) {
+    std::string data(size, fill);
+    for (size_t i = 0; i < size; i += step) data[i] = static_cast<char>(i);
+    return data;
   }
 
   std::string dir_;
@@ -105,8 +113,7 @@ TEST_F(RocksDbBlobStoreTest, NamespaceQuotaRefusesWhatDoesNotFit) {
 }
 
 TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
-  std::string data(3 << 20, 'x');
-  for (size_t i = 0; i < data.size(); i += 4099) data[i] = static_cast<char>(i);
+  std::string data = Patterned(3 << 20, 'x', 4099);
   Digest d = Digest::Of(data);
   Open();
   {
@@ -130,8 +137,7 @@ TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
 
 TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   options_.wal_bypass_bytes = 1 << 20;
-  std::string data(5 << 20, 'w');
-  for (size_t i = 0; i < data.size(); i += 997) data[i] = static_cast<char>(i);
+  std::string data = Patterned(5 << 20, 'w', 997);
   Digest d = Digest::Of(data);
   Open();
   {
@@ -155,6 +161,65 @@ TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   EXPECT_TRUE(*got == data);
 }
 
+// Large uploads write their chunks to a table file of their own under
+// incoming/, added to the database when the upload commits or stops. No
+// file stays there: not after a commit, a digest mismatch or an
+// interruption, and one left by a crash is removed at the next open.
+TEST_F(RocksDbBlobStoreTest, ChunkTablesOfLargeUploadsLeaveNothingBehind) {
+  options_.wal_bypass_bytes = 1 << 20;
+  std::string incoming = options_.path + "/incoming";
+  auto files_in = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(incoming)) {
+      (void)e;
+      ++n;
+    }
+    return n;
+  };
+  std::string data = Patterned(3 << 20, 'c', 1021);
+  Digest d = Digest::Of(data);
+  Open();
+  {
+    // Interrupted: the chunks so far are added, and the upload resumes.
+    auto writer = store_->OpenWrite("ns", d, "cut");
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE(
+        (*writer)->Write(0, absl::string_view(data).substr(0, 1500000)).ok());
+    EXPECT_EQ(files_in(), 1);
+  }
+  EXPECT_EQ(files_in(), 0);
+  EXPECT_EQ(*store_->QueryWrite("ns", d, "cut"), 1500000);
+  {
+    // The wrong content for its digest: nothing is stored.
+    std::string wrong = data;
+    wrong[2500000] ^= 1;
+    auto writer = store_->OpenWrite("ns", d, "wrong");
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Write(0, wrong).ok());
+    EXPECT_EQ((*writer)->Finish().code(), absl::StatusCode::kDataLoss);
+  }
+  EXPECT_EQ(files_in(), 0);
+  EXPECT_EQ(store_->Get("ns", d).status().code(), absl::StatusCode::kNotFound);
+
+  // A table file a crash left behind is removed when the store opens.
+  store_.reset();
+  { std::ofstream(incoming + "/7.sst") << "cut short"; }
+  Open();
+  EXPECT_EQ(files_in(), 0);
+  auto writer = store_->OpenWrite("ns", d, "cut");
+  ASSERT_TRUE(writer.ok());
+  ASSERT_EQ((*writer)->committed_bytes(), 1500000);
+  ASSERT_TRUE(
+      (*writer)->Write(1500000, absl::string_view(data).substr(1500000)).ok());
+  ASSERT_TRUE((*writer)->Finish().ok());
+  writer->reset();
+  EXPECT_EQ(files_in(), 0);
+  Open();
+  auto got = store_->Get("ns", d);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == data);
+}
+
 // The options of the embedded, short-lived store: tables opened lazily,
 // memtables flushed at close, compactions abandoned, no memtable bloom. New
 // data ids must still never reuse an id whose chunks are on disk, whether
@@ -165,8 +230,7 @@ TEST_F(RocksDbBlobStoreTest, ShortLivedOptionsKeepDataIdsUnique) {
   options_.abandon_compactions_at_close = true;
   options_.memtable_bloom = false;
   options_.wal_bypass_bytes = 1 << 20;
-  std::string big(3 << 20, 'b');
-  for (size_t i = 0; i < big.size(); i += 1013) big[i] = static_cast<char>(i);
+  std::string big = Patterned(3 << 20, 'b', 1013);
   Digest d = Digest::Of(big);
   std::vector<std::string> smalls;
   for (int round = 0; round < 3; ++round) {
