@@ -297,6 +297,13 @@ BuildView MakeView(const v1::StoredBuild& build,
       } else {
         step->state = "done";
       }
+    } else if (k == "cancelled") {
+      // Stopped before it finished: cancelled, or a stage it needs failed.
+      StepView* step = FindStep(st, e.step());
+      if (step->start == 0) step->start = t;
+      step->end = t;
+      step->state = "stopped";
+      if (st->state != "failed") st->state = "stopped";
     } else if (k == "log") {
       if (e.step() > 0) FindStep(st, e.step())->log_bytes += e.text().size();
     } else if (k == "note" && e.has_full_log() && e.step() > 0) {

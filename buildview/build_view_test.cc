@@ -102,6 +102,28 @@ TEST_F(BuildViewTest, StagesAndStepsWithTheirTimesAndStates) {
   EXPECT_EQ(final.steps_total, 2);
 }
 
+// The embedded engine starts every stage at once: when one fails, a stage
+// waiting for it at a COPY --from reports that step cancelled, not failed.
+TEST_F(BuildViewTest, AStepWaitingForAFailedStageIsStoppedNotFailed) {
+  Ev("started", "sdk", 1001.1, 1, "RUN make", 0, "w1");
+  Ev("started", "final", 1001.2, 1, "COPY --from=sdk /out /", 0, "w1");
+  Ev("failed", "sdk", 1003, 1, "exit code 3", 1.9, "w1");
+  Ev("cancelled", "final", 1003.1, 1, "COPY --from=sdk /out /", 0, "w1");
+  build_.set_finished(true);
+  build_.set_code(2);
+  build_.set_finished_at(1003.5);
+  BuildView v = MakeView(build_, events_);
+  EXPECT_EQ(v.stages[0].steps[0].state, "failed");
+  EXPECT_EQ(v.stages[0].state, "failed");
+  const StageView& final = v.stages[2];
+  ASSERT_EQ(final.steps.size(), 1u);
+  EXPECT_EQ(final.steps[0].state, "stopped");
+  EXPECT_DOUBLE_EQ(final.steps[0].start, 1001.2);
+  EXPECT_DOUBLE_EQ(final.steps[0].end, 1003.1);
+  EXPECT_EQ(final.state, "stopped");
+  EXPECT_EQ(final.steps[0].error, "");
+}
+
 TEST_F(BuildViewTest, AFailedStepNamedOnlyByItsInstructionTakesTheBuildsError) {
   TwoStagesThenAFailure();
   events_.back().set_text("RUN test");

@@ -19,7 +19,8 @@ std::string NewId() {
 bool IsStepEvent(engine::BuildEvent::Kind kind) {
   using Kind = engine::BuildEvent::Kind;
   return kind == Kind::kStepStarted || kind == Kind::kStepCached ||
-         kind == Kind::kStepDone || kind == Kind::kStepFailed;
+         kind == Kind::kStepDone || kind == Kind::kStepFailed ||
+         kind == Kind::kStepCancelled;
 }
 
 }  // namespace
@@ -62,9 +63,9 @@ void BuildRecorder::OnEvent(const engine::BuildEvent& ev) {
   }
   *record_.add_events() = std::move(e);
   using Kind = engine::BuildEvent::Kind;
-  const bool step_ended = ev.kind == Kind::kStepDone ||
-                          ev.kind == Kind::kStepFailed ||
-                          ev.kind == Kind::kStepCached;
+  const bool step_ended =
+      ev.kind == Kind::kStepDone || ev.kind == Kind::kStepFailed ||
+      ev.kind == Kind::kStepCancelled || ev.kind == Kind::kStepCached;
   if (save_ && step_ended && absl::Now() - last_save_ >= absl::Seconds(1)) {
     last_save_ = absl::Now();
     save_(record_);

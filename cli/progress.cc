@@ -117,6 +117,10 @@ class PlainProgress : public Progress {
         FlushLines(ev, head);
         Put(head + " ERROR ", ev.text);
         break;
+      case Kind::kStepCancelled:
+        FlushLines(ev, head);
+        Put(head + " CANCELED ", ev.text);
+        break;
       case Kind::kNote:
         Put("[" + ev.stage + "] ", ev.text);
         break;
@@ -182,6 +186,12 @@ class TtyProgress : public Progress {
         for (const std::string& l : tail) done_.push_back("  > " + l);
         break;
       }
+      case Kind::kStepCancelled:
+        lines_.Flush(ev.stage, [](absl::string_view) {});
+        running_.erase(ev.stage);
+        done_.push_back(
+            absl::StrFormat("%s CANCELED %s", head, ForLiveView(ev.text)));
+        break;
       case Kind::kNote:
         done_.push_back(
             absl::StrFormat("[%s] %s", ev.stage, ForLiveView(ev.text)));

@@ -82,6 +82,9 @@ struct BuildEvent {
     kStepDone,
     kLog,
     kStepFailed,
+    // The step stopped before it finished: the build was cancelled, or a
+    // stage it needs failed (that stage's step is the one that failed).
+    kStepCancelled,
     kNote
   };
   Kind kind = Kind::kLog;

@@ -113,7 +113,9 @@ absl::StatusOr<ImageState> StageRunner::Run() {
     steps_ = total;
     absl::Status st = RunStep(step);
     if (!st.ok()) {
-      Emit(BuildEvent::Kind::kStepFailed, Display(step), 0);
+      Emit(absl::IsCancelled(st) ? BuildEvent::Kind::kStepCancelled
+                                 : BuildEvent::Kind::kStepFailed,
+           Display(step), 0);
       // Every failure names the instruction's file:line.
       std::string at = At(*step.instruction);
       if (!absl::StartsWith(st.message(), at) && !absl::IsCancelled(st)) {

@@ -24,6 +24,9 @@ v1::Event ToWire(const engine::BuildEvent& ev) {
     case Kind::kStepFailed:
       e.set_kind("failed");
       break;
+    case Kind::kStepCancelled:
+      e.set_kind("cancelled");
+      break;
     case Kind::kNote:
       e.set_kind("note");
       break;
@@ -76,6 +79,8 @@ engine::BuildEvent FromWire(const v1::Event& e) {
     ev.kind = Kind::kLog;
   } else if (k == "failed") {
     ev.kind = Kind::kStepFailed;
+  } else if (k == "cancelled") {
+    ev.kind = Kind::kStepCancelled;
   } else {
     ev.kind = Kind::kNote;
     if (ev.stage.empty()) ev.stage = "farm";

@@ -656,6 +656,8 @@ check "and its result has both stages' files" "early a" "$(cat "$c.out/early" "$
 printf 'FROM busybox AS a\nRUN sleep 1; exit 3\nFROM busybox\nRUN true\nCOPY --from=a /a /a\n' >"$c/Dockerfile"
 "$SF" build --progress plain "$c" >"$c.log" 2>&1
 check_contains "a failed stage is reported, not its dependent's wait" "exit code: 3" "$(tail -5 "$c.log")"
+check "the dependent's waiting step says CANCELED, as BuildKit's does" "CANCELED" \
+  "$(grep -o 'stage-1 2/2\] [A-Z]*' "$c.log" | tail -1 | cut -d' ' -f2)"
 # Two stages with the very same step (same key) run it once, as BuildKit
 # merges identical steps: the second waits and takes the first's result.
 c=$(new_ctx same-step)
