@@ -267,6 +267,7 @@ absl::StatusOr<std::shared_ptr<BuildState>> SchedulerService::NewBuild(
     s.display = st.DisplayName();
     s.depends_on = st.depends_on;
     s.base_stage = st.base_stage;
+    if (st.base_stage < 0 && st.base != "scratch") s.base_image = st.base;
     auto p = platform::Parse(dockerfile::StagePlatform(plan, st.index, po));
     if (!p.ok()) {
       return invalid(

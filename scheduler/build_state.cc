@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "image/oci.h"
 #include "nlohmann/json.hpp"
 
@@ -59,6 +60,12 @@ std::string PreferredWorker(const BuildState& b, const StageState& st) {
     if (dep != st.base_stage) consider(dep);
   }
   return best;
+}
+
+std::string BaseImageKey(const BuildState& b, const StageState& st) {
+  if (st.base_image.empty()) return "";
+  return absl::StrCat(b.spec.instance_name(), "\n", st.platform, "\n",
+                      st.base_image);
 }
 
 v1::StoredBuild ToRecord(

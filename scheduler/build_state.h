@@ -24,6 +24,9 @@ struct StageState {
   StageStatus status = StageStatus::kWaiting;
   std::vector<int> depends_on;
   int base_stage = -1;  // FROM <stage>
+  // FROM <image>: the image as expanded ("" for a stage or scratch). Not in
+  // the --state record: after a restart its stages have no base affinity.
+  std::string base_image;
   std::string display;
   std::string worker;  // who ran it (when done)
   std::chrono::steady_clock::time_point queued_at;
@@ -98,6 +101,11 @@ struct LeaseState {
 // most layer bytes (its base on a tie), since a worker without it unpacks
 // all of them from the CAS first; "" when no worker ran any.
 std::string PreferredWorker(const BuildState& b, const StageState& st);
+
+// What identifies a stage's base image for placement (BaseAffinity): the
+// instance, the platform and the image as written; "" when its base is a
+// stage or scratch.
+std::string BaseImageKey(const BuildState& b, const StageState& st);
 
 // The bytes of the layers of an image state (a stage's result: JSON with
 // "layers", OCI descriptors); 0 when it is not one.

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <set>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -188,8 +189,11 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
   st.lease.clear();
-  StageQueue::Entry entry{b->id, index, PreferredWorker(*b, st), st.platform,
-                          st.avoid_worker};
+  StageQueue::Entry entry{b->id,       index,           PreferredWorker(*b, st),
+                          st.platform, st.avoid_worker, ""};
+  if (entry.preferred.empty()) {
+    entry.affinity = bases_.WorkerFor(BaseImageKey(*b, st));
+  }
   queue_.Push(std::move(entry));
   if (!st.avoid_worker.empty() &&
       !LiveWorkerRuns(st.platform, /*native_only=*/false, st.avoid_worker)) {
@@ -466,6 +470,11 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
   if (wp.native.empty() && wp.emulated.empty()) {
     wp.native.insert(platform::Host().String());  // an older worker
   }
+  ++asking_[request->worker()];
+  absl::Cleanup not_asking = [this, &request] {
+    mu_.AssertHeld();  // runs before the lock is released
+    if (--asking_[request->worker()] == 0) asking_.erase(request->worker());
+  };
   while (true) {
     bool held = false;
     auto pick = Pick(request->worker(), &held);
@@ -541,6 +550,10 @@ std::optional<std::pair<BuildState*, int>> SchedulerService::Pick(
   asker.native_elsewhere = [this, &worker](const std::string& p) {
     mu_.AssertHeld();
     return LiveWorkerRuns(p, /*native_only=*/true, worker);
+  };
+  asker.idle = [this](const std::string& w) {
+    mu_.AssertHeld();
+    return asking_.count(w) > 0;
   };
   std::optional<StageQueue::Entry> e =
       queue_.Pick(asker, std::chrono::steady_clock::now(), queued_at, held);
@@ -666,6 +679,8 @@ grpc::Status SchedulerService::Report(grpc::ServerContext* context,
       st.status = StageStatus::kDone;
       st.result = request->image_state();
       st.worker = worker;
+      std::string base = BaseImageKey(*b, st);
+      if (!base.empty()) bases_.Ran(base, worker);
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
       if (done.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();

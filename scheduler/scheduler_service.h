@@ -340,6 +340,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   absl::node_hash_map<std::string, std::shared_ptr<BuildState>> builds_
       ABSL_GUARDED_BY(mu_);
   StageQueue queue_ ABSL_GUARDED_BY(mu_);
+  // Which worker last ran a stage from each base image (placement).
+  BaseAffinity bases_ ABSL_GUARDED_BY(mu_);
+  // Workers waiting for work now: how many of their calls wait.
+  std::map<std::string, int> asking_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
   SshRelay ssh_relay_;
   // sharing=locked caches: (instance, cache id) -> the lease holding it

@@ -256,6 +256,42 @@ TEST(SchedulerService, StageBuiltOnAnotherGoesToItsWorker) {
   EXPECT_EQ(build.get().last.code(), 0);
 }
 
+// A stage FROM an image goes to the worker that last ran a stage from it
+// (it has the image unpacked) when that worker is waiting for work, not to
+// another that asked too; when that worker is busy, to whoever asks, at
+// once.
+TEST(SchedulerService, StageFromAnImageGoesWhereThatImageRanLast) {
+  Farm farm(Fast());
+  const v1::BuildSpec spec = sim::Spec("FROM debian\nRUN make\n");
+  auto submit = [&] {
+    return std::async(std::launch::async, [&] {
+      return sim::SubmitAndWait(farm.stub.get(), spec);
+    });
+  };
+  auto take = [&](v1::LeaseResponse r, const std::string& name) {
+    if (!r.has_task()) return std::string();
+    farm.Report(Done(r.task(), name));
+    return name;
+  };
+  auto first = submit();
+  EXPECT_EQ(take(farm.Lease("home"), "home"), "home");
+  EXPECT_EQ(first.get().last.code(), 0);
+  // Both wait for work when the next build comes: home gets it.
+  auto home =
+      std::async(std::launch::async, [&] { return farm.Lease("home", 1000); });
+  auto stranger = std::async(std::launch::async,
+                             [&] { return farm.Lease("stranger", 150); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto second = submit();
+  EXPECT_EQ(take(stranger.get(), "stranger"), "");
+  EXPECT_EQ(take(home.get(), "home"), "home");
+  EXPECT_EQ(second.get().last.code(), 0);
+  // home is busy (not asking): the stranger gets it without waiting.
+  auto third = submit();
+  EXPECT_EQ(take(farm.Lease("stranger", 100), "stranger"), "stranger");
+  EXPECT_EQ(third.get().last.code(), 0);
+}
+
 TEST(SchedulerService, LostLeaseRunsAgainThenFailsAfterThreeAttempts) {
   Farm farm(Fast());
   auto build = std::async(std::launch::async, [&] {

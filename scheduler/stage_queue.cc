@@ -5,7 +5,7 @@
 namespace stagefarm::scheduler {
 
 void StageQueue::Push(Entry entry) {
-  if (!entry.preferred.empty()) ++preferred_;
+  if (!Wanted(entry).empty()) ++preferred_;
   queue_.push_back(std::move(entry));
 }
 
@@ -16,7 +16,7 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
   const std::string& worker = asker.worker;
   auto take = [&](std::deque<Entry>::iterator q) {
     Entry chosen = std::move(*q);
-    if (!chosen.preferred.empty()) --preferred_;
+    if (!Wanted(chosen).empty()) --preferred_;
     queue_.erase(q);
     return chosen;
   };
@@ -25,7 +25,7 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
     std::optional<Clock::time_point> at = queued_at(*q);
     if (!at) {
       // Stale: the build ended or the stage moved on.
-      if (!q->preferred.empty()) --preferred_;
+      if (!Wanted(*q).empty()) --preferred_;
       q = queue_.erase(q);
       continue;
     }
@@ -45,14 +45,16 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
       ++q;
       continue;
     }
-    if (q->preferred.empty()) {
+    const std::string& wanted = Wanted(*q);
+    if (wanted.empty()) {
       // Nothing queued prefers a worker: the oldest stage it is.
       if (preferred_ == 0) return take(q);
       if (!first_free) first_free = q;
-    } else if (q->preferred == worker) {
+    } else if (wanted == worker) {
       return take(q);
-    } else if (now - *at < kPlacementGrace) {
-      *held = true;  // its base's worker may ask for it in a moment
+    } else if (now - *at < kPlacementGrace &&
+               (!q->preferred.empty() || (asker.idle && asker.idle(wanted)))) {
+      *held = true;  // its worker may ask for it in a moment
     } else if (!first_free) {
       first_free = q;
     }
@@ -60,6 +62,25 @@ std::optional<StageQueue::Entry> StageQueue::Pick(const Asker& asker,
   }
   if (!first_free) return std::nullopt;
   return take(*first_free);
+}
+
+void BaseAffinity::Ran(const std::string& image, const std::string& worker) {
+  auto it = workers_.find(image);
+  if (it != workers_.end()) {
+    order_.erase(it->second.at);
+    workers_.erase(it);
+  }
+  order_.push_front(image);
+  workers_[image] = Holder{worker, order_.begin()};
+  if (workers_.size() > kMaxImages) {
+    workers_.erase(order_.back());
+    order_.pop_back();
+  }
+}
+
+std::string BaseAffinity::WorkerFor(const std::string& image) const {
+  auto it = workers_.find(image);
+  return it == workers_.end() ? "" : it->second.worker;
 }
 
 }  // namespace stagefarm::scheduler

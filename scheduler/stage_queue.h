@@ -6,6 +6,12 @@
 // oldest first, to whoever asks. While any queued stage prefers
 // a worker, the others are looked at in order too.
 //
+// A stage FROM an image (no stage it needs has run) has an affinity
+// instead: the worker that last ran a stage from the same image, which has
+// its layers unpacked (BaseAffinity). It goes to that worker when it asks,
+// and waits for it only while that worker is itself waiting for work (it
+// is about to ask), never for a busy one.
+//
 // Platforms: a stage goes only to a worker that runs its platform; one that
 // would emulate it is passed over for kEmulationGrace while another live
 // worker runs the platform natively. A stage that names a worker to avoid
@@ -21,8 +27,10 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace stagefarm::scheduler {
 
@@ -38,6 +46,7 @@ class StageQueue {
     std::string preferred;  // the worker that holds most of what it needs
     std::string platform;   // what it builds for; "" = any worker
     std::string avoid;      // a worker that must not run it (a rebuild's)
+    std::string affinity;   // the worker holding its base image's layers
   };
 
   // How the asking worker runs a platform, and whether another live
@@ -47,6 +56,8 @@ class StageQueue {
     std::string worker;
     std::function<Fit(const std::string& platform)> fit;
     std::function<bool(const std::string& platform)> native_elsewhere;
+    // Whether a worker is waiting for work right now (null: none is).
+    std::function<bool(const std::string& worker)> idle;
   };
   // When the entry's stage was queued (it is live), or nullopt (stale).
   using QueuedAt =
@@ -63,14 +74,38 @@ class StageQueue {
   // A worker that runs every platform natively.
   std::optional<Entry> Pick(const std::string& worker, Clock::time_point now,
                             const QueuedAt& queued_at, bool* held) {
-    return Pick(Asker{worker, nullptr, nullptr}, now, queued_at, held);
+    return Pick(Asker{worker, nullptr, nullptr, nullptr}, now, queued_at, held);
   }
 
   size_t size() const { return queue_.size(); }
 
  private:
+  // The worker an entry goes to first, if any.
+  static const std::string& Wanted(const Entry& e) {
+    return e.preferred.empty() ? e.affinity : e.preferred;
+  }
   std::deque<Entry> queue_;
-  size_t preferred_ = 0;  // entries with a preferred worker
+  size_t preferred_ = 0;  // entries with a preferred worker or an affinity
+};
+
+// Which worker last ran a stage from each base image (by a key the caller
+// makes: tenant, platform and image reference). Bounded: past kMaxImages
+// the image recorded longest ago is forgotten.
+class BaseAffinity {
+ public:
+  static constexpr size_t kMaxImages = 10000;
+  void Ran(const std::string& image, const std::string& worker);
+  // "" when no worker ran a stage from it (or it was forgotten).
+  std::string WorkerFor(const std::string& image) const;
+  size_t size() const { return workers_.size(); }
+
+ private:
+  std::list<std::string> order_;  // images, most recently recorded first
+  struct Holder {
+    std::string worker;
+    std::list<std::string>::iterator at;
+  };
+  std::unordered_map<std::string, Holder> workers_;
 };
 
 }  // namespace stagefarm::scheduler
