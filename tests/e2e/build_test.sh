@@ -657,7 +657,7 @@ printf 'FROM busybox AS a\nRUN sleep 1; exit 3\nFROM busybox\nRUN true\nCOPY --f
 "$SF" build --progress plain "$c" >"$c.log" 2>&1
 check_contains "a failed stage is reported, not its dependent's wait" "exit code: 3" "$(tail -5 "$c.log")"
 check "the dependent's waiting step says CANCELED, as BuildKit's does" "CANCELED" \
-  "$(grep -o 'stage-1 2/2\] [A-Z]*' "$c.log" | tail -1 | cut -d' ' -f2)"
+  "$(grep -o 'stage-1 2/2\] [A-Z]*' "$c.log" | tail -1 | cut -d' ' -f3)"
 # Two stages with the very same step (same key) run it once, as BuildKit
 # merges identical steps: the second waits and takes the first's result.
 c=$(new_ctx same-step)
