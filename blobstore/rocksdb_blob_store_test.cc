@@ -39,6 +39,13 @@ class RocksDbBlobStoreTest : public ::testing::Test {
   }
 
   // `size` bytes of `fill`, every `step`th byte its offset's low bits.
+  // Starts an upload of `data` under `key`, sends its first `n` bytes and
+  // drops the writer (the client went away).
+  void Interrupt(const std::string& key, absl::string_view data, size_t n) {
+    auto writer = store_->OpenWrite("ns", Digest::Of(data), key);
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Write(0, data.substr(0, n)).ok());
+  }
   static std::string Patterned(size_t size, char fill, size_t step) {
     std::string data(size, fill);
     for (size_t i = 0; i < size; i += step) data[i] = static_cast<char>(i);
@@ -116,12 +123,7 @@ TEST_F(RocksDbBlobStoreTest, UploadResumesAfterRestartWithRehash) {
   std::string data = Patterned(3 << 20, 'x', 4099);
   Digest d = Digest::Of(data);
   Open();
-  {
-    auto writer = store_->OpenWrite("ns", d, "resume-me");
-    ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE(
-        (*writer)->Write(0, absl::string_view(data).substr(0, 1500000)).ok());
-  }
+  Interrupt("resume-me", data, 1500000);
   Open();  // The server restarted: hash state must be rebuilt from disk.
   EXPECT_EQ(*store_->QueryWrite("ns", d, "resume-me"), 1500000);
   auto writer = store_->OpenWrite("ns", d, "resume-me");
@@ -140,12 +142,7 @@ TEST_F(RocksDbBlobStoreTest, LogBypassingUploadsCommitAndResume) {
   std::string data = Patterned(5 << 20, 'w', 997);
   Digest d = Digest::Of(data);
   Open();
-  {
-    auto writer = store_->OpenWrite("ns", d, "big");
-    ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE(
-        (*writer)->Write(0, absl::string_view(data).substr(0, 3 << 20)).ok());
-  }
+  Interrupt("big", data, 3 << 20);
   Open();
   auto writer = store_->OpenWrite("ns", d, "big");
   ASSERT_TRUE(writer.ok());

@@ -194,6 +194,8 @@ void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
   if (entry.preferred.empty()) {
     entry.affinity = bases_.WorkerFor(BaseImageKey(*b, st));
   }
+  // Never wait for a worker that may not take it.
+  if (entry.affinity == entry.avoid) entry.affinity.clear();
   queue_.Push(std::move(entry));
   if (!st.avoid_worker.empty() &&
       !LiveWorkerRuns(st.platform, /*native_only=*/false, st.avoid_worker)) {
