@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -11,7 +12,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -68,6 +71,40 @@ std::string HexOf(const std::string& chain_id) {
   return absl::StartsWith(chain_id, "sha256:") ? chain_id.substr(7) : chain_id;
 }
 
+// A short name is the chain id's first kShortName hex digits, one more for
+// each other snapshot that has them: 12 digits are 48 bits, so a clash
+// needs crafted layers, and one changes only the name, never which
+// snapshot a name points to.
+constexpr size_t kShortName = 12;
+
+std::string ShortTarget(const std::string& hex) {
+  return absl::StrCat("../snapshots/", hex);
+}
+
+std::string ReadLink(const std::string& path) {
+  char buf[256];
+  ssize_t n = readlink(path.c_str(), buf, sizeof buf);
+  return n > 0 && n < static_cast<ssize_t>(sizeof buf) ? std::string(buf, n)
+                                                       : "";
+}
+
+// Removes the short names whose snapshot is gone (a crash between removing
+// a snapshot and its names), so they do not hold names needlessly.
+void RemoveDanglingShortNames(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> dangling;
+  while (struct dirent* e = readdir(d)) {
+    std::string path = absl::StrCat(dir, "/", e->d_name);
+    struct stat st;
+    if (e->d_name[0] != '.' && stat(path.c_str(), &st) != 0) {
+      dangling.push_back(path);
+    }
+  }
+  closedir(d);
+  for (const std::string& p : dangling) unlink(p.c_str());
+}
+
 }  // namespace
 
 Snapshotter::Snapshotter(std::string root, BlobStore* blobs, std::string ns)
@@ -83,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(
   RETURN_IF_ERROR(MakeDirs(root + "/snapshots", 0700));
   RETURN_IF_ERROR(MakeDirs(root + "/tmp", 0700));
   RETURN_IF_ERROR(MakeDirs(root + "/empty", 0755));
+  RETURN_IF_ERROR(MakeDirs(root + "/l", 0700));
   char* real = realpath(root.c_str(), nullptr);
   if (real == nullptr) {
     return absl::InternalError(absl::StrCat("cannot resolve ", root));
@@ -91,6 +129,7 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(
   free(real);
   std::unique_ptr<Snapshotter> s(new Snapshotter(abs, blobs, std::move(ns)));
   CleanStaleScratch(abs + "/tmp");
+  RemoveDanglingShortNames(abs + "/l");
   ASSIGN_OR_RETURN(s->tmp_,
                    MakeTempDir(abs + "/tmp", absl::StrCat(getpid(), "-")));
   s->empty_ = abs + "/empty";
@@ -99,6 +138,33 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(
 
 std::string Snapshotter::PathFor(const std::string& chain_id) const {
   return absl::StrCat(root_, "/snapshots/", HexOf(chain_id));
+}
+
+absl::StatusOr<std::string> Snapshotter::ShortPath(const std::string& hex) {
+  const std::string target = ShortTarget(hex);
+  for (size_t n = std::min(kShortName, hex.size()); n <= hex.size(); ++n) {
+    std::string path = absl::StrCat(root_, "/l/", hex.substr(0, n));
+    // symlink is atomic: of two steps naming the same snapshot at once one
+    // makes the link and both find it pointing where they want.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (ReadLink(path) == target) return path;
+      if (symlink(target.c_str(), path.c_str()) == 0) return path;
+      if (errno != EEXIST) {
+        return absl::InternalError(absl::StrCat("cannot make the short name ",
+                                                path, ": ", strerror(errno)));
+      }
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("no short name free for snapshot ", hex));
+}
+
+void Snapshotter::RemoveShortNames(const std::string& hex) {
+  const std::string target = ShortTarget(hex);
+  for (size_t n = std::min(kShortName, hex.size()); n <= hex.size(); ++n) {
+    std::string path = absl::StrCat(root_, "/l/", hex.substr(0, n));
+    if (ReadLink(path) == target) unlink(path.c_str());
+  }
 }
 
 absl::StatusOr<std::string> Snapshotter::TempDir(absl::string_view prefix) {
@@ -142,29 +208,37 @@ absl::StatusOr<std::vector<std::string>> Snapshotter::Prepare(
   if (layers.size() != diff_ids.size()) {
     return absl::InvalidArgumentError("layers and diff_ids differ in number");
   }
+  // The bottom chain id is the first diff_id itself, and a directory name.
+  for (const std::string& d : diff_ids) {
+    RETURN_IF_ERROR(image::ParseOciDigest(d, 0, "diff_id").status());
+  }
   std::vector<std::string> chain = image::ChainIds(diff_ids);
   std::vector<std::string> out;
   for (size_t i = 0; i < layers.size(); ++i) {
     std::string path = PathFor(chain[i]);
+    bool present = false;
     {
       absl::MutexLock lock(&mu_);
       while (in_progress_.count(chain[i])) cv_.Wait(&mu_);
       struct stat st;
       if (stat(path.c_str(), &st) == 0) {
         utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // used now
-        out.push_back(path);
-        continue;
+        present = true;
+      } else {
+        in_progress_.insert(chain[i]);
       }
-      in_progress_.insert(chain[i]);
     }
-    absl::Status s = Unpack(layers[i], diff_ids[i], chain[i]);
-    {
-      absl::MutexLock lock(&mu_);
-      in_progress_.erase(chain[i]);
+    if (!present) {
+      absl::Status s = Unpack(layers[i], diff_ids[i], chain[i]);
+      {
+        absl::MutexLock lock(&mu_);
+        in_progress_.erase(chain[i]);
+      }
+      cv_.SignalAll();
+      RETURN_IF_ERROR(s);
     }
-    cv_.SignalAll();
-    RETURN_IF_ERROR(s);
-    out.push_back(path);
+    ASSIGN_OR_RETURN(std::string short_path, ShortPath(HexOf(chain[i])));
+    out.push_back(std::move(short_path));
   }
   return out;
 }
@@ -242,8 +316,87 @@ absl::Status Snapshotter::Remove(const std::string& name) {
     absl::MutexLock lock(&mu_);
     sizes_.erase(name);
   }
+  RemoveShortNames(name);
   return RemoveAll(dir);
 }
+
+namespace {
+
+// The deepest directory holding every one of `paths` (absolute), and each
+// path relative to it. Nullopt when a path is not absolute or is that
+// directory itself.
+struct RelativePaths {
+  std::string dir;
+  std::vector<std::string> paths;
+};
+std::optional<RelativePaths> RelativeToCommonDirectory(
+    const std::vector<std::string>& paths) {
+  std::vector<std::vector<absl::string_view>> split;
+  for (const std::string& p : paths) {
+    if (p.empty() || p[0] != '/') return std::nullopt;
+    split.push_back(absl::StrSplit(p, '/', absl::SkipEmpty()));
+  }
+  if (split.empty()) return std::nullopt;
+  size_t common = split[0].size();
+  for (const auto& parts : split) {
+    size_t n = 0;
+    while (n < common && n < parts.size() && parts[n] == split[0][n]) ++n;
+    common = n;
+  }
+  RelativePaths out;
+  out.dir = absl::StrCat(
+      "/", absl::StrJoin(split[0].begin(), split[0].begin() + common, "/"));
+  for (const auto& parts : split) {
+    if (parts.size() == common) return std::nullopt;
+    out.paths.push_back(
+        absl::StrJoin(parts.begin() + common, parts.end(), "/"));
+  }
+  return out;
+}
+
+// mount(2) of an overlay, with `dir` as the working directory when it is not
+// empty, so relative lower paths in `options` resolve against it. The
+// process's working directory stays: the mount runs on a thread that
+// unshares its file system attributes (CLONE_FS) before it changes
+// directory.
+absl::Status MountOverlayFrom(const std::string& dir, const std::string& target,
+                              const std::string& options) {
+  if (dir.empty()) {
+    if (mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot mount overlay on ",
+                                              target, ": ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+  if (target.empty() || target[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("overlay mount point ", target, " is not absolute"));
+  }
+  int err = 0;
+  const char* what = "";
+  std::thread t([&] {
+    if (unshare(CLONE_FS) != 0) {
+      err = errno;
+      what = "unshare";
+    } else if (chdir(dir.c_str()) != 0) {
+      err = errno;
+      what = "chdir";
+    } else if (mount("overlay", target.c_str(), "overlay", 0,
+                     options.c_str()) != 0) {
+      err = errno;
+      what = "mount";
+    }
+  });
+  t.join();
+  if (err != 0) {
+    return absl::InternalError(absl::StrCat("cannot mount overlay on ", target,
+                                            " from ", dir, " (", what,
+                                            "): ", strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(
     const std::vector<std::string>& lowers, const std::string& upper,
@@ -268,28 +421,39 @@ absl::StatusOr<std::unique_ptr<OverlayMount>> OverlayMount::Mount(
           absl::StrCat("overlay lower directory ", l, " contains ':' or ','"));
     }
   }
-  std::string options =
-      absl::StrCat("lowerdir=", absl::StrJoin(top_first, ":"));
-  if (!upper.empty()) {
-    absl::StrAppend(&options, ",upperdir=", upper, ",workdir=", work);
+  auto options_for = [&](const std::vector<std::string>& lower_paths) {
+    std::string options =
+        absl::StrCat("lowerdir=", absl::StrJoin(lower_paths, ":"));
+    if (!upper.empty()) {
+      absl::StrAppend(&options, ",upperdir=", upper, ",workdir=", work);
+    }
+    // Plain copy-up semantics, so the upper dir is a complete diff: no
+    // metadata-only copies, no directory-rename redirects (nofollow: none
+    // made, none followed; "off" is refused in a user namespace), no index.
+    absl::StrAppend(&options, ",index=off,redirect_dir=nofollow,metacopy=off");
+    // In a user namespace overlayfs may keep its metadata only in user.*
+    // xattrs (archives::OverlayXattrPrefix).
+    if (archives::OverlayUsesUserXattrs())
+      absl::StrAppend(&options, ",userxattr");
+    return options;
+  };
+  // mount(2) takes one page of options, its last byte a NUL.
+  const size_t max_options = static_cast<size_t>(sysconf(_SC_PAGESIZE)) - 1;
+  std::string options = options_for(top_first);
+  std::string from_dir;
+  if (options.size() > max_options) {
+    if (std::optional<RelativePaths> relative =
+            RelativeToCommonDirectory(top_first)) {
+      from_dir = relative->dir;
+      options = options_for(relative->paths);
+    }
   }
-  // Plain copy-up semantics, so the upper dir is a complete diff: no
-  // metadata-only copies, no directory-rename redirects (nofollow: none
-  // made, none followed; "off" is refused in a user namespace), no index.
-  absl::StrAppend(&options, ",index=off,redirect_dir=nofollow,metacopy=off");
-  // In a user namespace overlayfs may keep its metadata only in user.*
-  // xattrs (archives::OverlayXattrPrefix).
-  if (archives::OverlayUsesUserXattrs())
-    absl::StrAppend(&options, ",userxattr");
-  if (options.size() >= 4000) {
+  if (options.size() > max_options) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "too many layers (", lowers.size(),
         ") for one overlay mount: the mount options exceed a page"));
   }
-  if (mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot mount overlay on ", target,
-                                            ": ", strerror(errno)));
-  }
+  RETURN_IF_ERROR(MountOverlayFrom(from_dir, target, options));
   return std::unique_ptr<OverlayMount>(new OverlayMount(target));
 }
 

@@ -3,6 +3,12 @@
 //
 // Layout under the root directory:
 //   snapshots/<chain id hex>/   one layer, unpacked in overlayfs lower format
+//   l/<short id>                a symlink to ../snapshots/<chain id hex>: the
+//                               name a mount's lowerdir option uses (the
+//                               chain id's first 12 hex digits, one more for
+//                               each clash), as Docker's overlay2 driver
+//                               keeps l/<id> links; with OverlayMount's
+//                               relative paths 127 layers fit one mount
 //   tmp/<pid>-XXXXXX/           this process's scratch (upper/work dirs,
 //                               mount points), removed when stale
 //   empty/                      an empty lower for images without layers
@@ -31,8 +37,10 @@ class Snapshotter {
       const std::string& root, BlobStore* blobs, std::string ns);
   ~Snapshotter();
 
-  // Ensures every layer is unpacked; returns the snapshot directories from
-  // the bottom layer to the top one. `diff_ids` parallel to `layers`.
+  // Ensures every layer is unpacked; returns, from the bottom layer to the
+  // top one, each snapshot's short path (l/<short id>, a symlink to the
+  // snapshot directory) to stack with OverlayMount. `diff_ids` parallel to
+  // `layers`, each "sha256:<64 hex digits>" (INVALID_ARGUMENT otherwise).
   absl::StatusOr<std::vector<std::string>> Prepare(
       const std::vector<image::Descriptor>& layers,
       const std::vector<std::string>& diff_ids);
@@ -50,8 +58,8 @@ class Snapshotter {
   };
   absl::StatusOr<std::vector<Info>> List();
   // Removes a snapshot (moved out of snapshots/ first, so it is there whole
-  // or not at all). Only while no step of this snapshotter runs: the
-  // caller makes sure.
+  // or not at all) and its short names. Only while no step of this
+  // snapshotter runs: the caller makes sure.
   absl::Status Remove(const std::string& name);
 
   // A new directory in this process's scratch area.
@@ -61,6 +69,9 @@ class Snapshotter {
  private:
   Snapshotter(std::string root, BlobStore* blobs, std::string ns);
   std::string PathFor(const std::string& chain_id) const;
+  // The short path l/<id> of the snapshot directory `hex`, made if missing.
+  absl::StatusOr<std::string> ShortPath(const std::string& hex);
+  void RemoveShortNames(const std::string& hex);
   absl::Status Unpack(const image::Descriptor& layer,
                       const std::string& diff_id, const std::string& chain_id);
 
@@ -78,7 +89,11 @@ class Snapshotter {
 class OverlayMount {
  public:
   // Read-write: `lowers` bottom to top, a fresh `upper` and `work` dir.
-  // Read-only when `upper` is empty.
+  // Read-only when `upper` is empty. All paths absolute. The options of a
+  // mount must fit one page; when absolute lower paths do not, the lowers
+  // are given relative to their common directory and the mount made from
+  // there (on a thread with a working directory of its own), as containerd's
+  // overlay snapshotter does. RESOURCE_EXHAUSTED when even that is too long.
   static absl::StatusOr<std::unique_ptr<OverlayMount>> Mount(
       const std::vector<std::string>& lowers, const std::string& upper,
       const std::string& work, const std::string& target,

@@ -140,12 +140,23 @@ class SnapshotsTest : public ::testing::Test {
   std::unique_ptr<Snapshotter> snap_;
 };
 
+std::string RealPath(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::canonical(path, ec).string();
+}
+
 TEST_F(SnapshotsTest, PrepareUnpacksEachLayerUnderItsChainId) {
   std::vector<std::string> dirs = PrepareOrDie();
   ASSERT_EQ(dirs.size(), 2u);
   std::vector<std::string> chain = image::ChainIds(diff_ids_);
-  EXPECT_EQ(dirs[0], absl::StrCat(root_, "/snapshots/", chain[0].substr(7)));
-  EXPECT_EQ(dirs[1], absl::StrCat(root_, "/snapshots/", chain[1].substr(7)));
+  // Each by its short name: l/ and the chain id's first 12 digits.
+  std::string real_root = RealPath(root_);
+  EXPECT_EQ(dirs[0], absl::StrCat(real_root, "/l/", chain[0].substr(7, 12)));
+  EXPECT_EQ(dirs[1], absl::StrCat(real_root, "/l/", chain[1].substr(7, 12)));
+  EXPECT_EQ(RealPath(dirs[0]),
+            absl::StrCat(real_root, "/snapshots/", chain[0].substr(7)));
+  EXPECT_EQ(RealPath(dirs[1]),
+            absl::StrCat(real_root, "/snapshots/", chain[1].substr(7)));
   EXPECT_EQ(Read(dirs[0] + "/a.txt"), "A");
   EXPECT_EQ(Read(dirs[0] + "/d/inner"), "I");
   EXPECT_TRUE(IsWhiteout(dirs[1] + "/a.txt"));
@@ -172,13 +183,13 @@ TEST_F(SnapshotsTest, ListShowsSizesAndUseAndRemoveTakesOneOut) {
   ASSERT_EQ(list->size(), 2u);
   std::map<std::string, Snapshotter::Info> by_name;
   for (const auto& i : *list) by_name[i.name] = i;
-  std::string bottom = std::filesystem::path(dirs[0]).filename();
-  std::string top = std::filesystem::path(dirs[1]).filename();
+  std::string bottom = std::filesystem::path(RealPath(dirs[0])).filename();
+  std::string top = std::filesystem::path(RealPath(dirs[1])).filename();
   EXPECT_EQ(by_name[bottom].used, 1000000000);
   EXPECT_GT(by_name[top].used, 1000000000);
   EXPECT_GT(by_name[bottom].bytes, 0);
   ASSERT_TRUE(snap_->Remove(bottom).ok());
-  EXPECT_FALSE(Exists(dirs[0]));
+  EXPECT_FALSE(Exists(dirs[0]));  // nor its short name
   EXPECT_TRUE(Exists(dirs[1] + "/c.txt"));
   EXPECT_EQ(snap_->List()->size(), 1u);
   EXPECT_TRUE(snap_->Remove(bottom).ok());  // already gone: nothing to do
@@ -187,6 +198,47 @@ TEST_F(SnapshotsTest, ListShowsSizesAndUseAndRemoveTakesOneOut) {
   // Prepare unpacks a removed snapshot again.
   EXPECT_EQ(PrepareOrDie(), dirs);
   EXPECT_EQ(Read(dirs[0] + "/a.txt"), "A");
+}
+
+TEST_F(SnapshotsTest, AShortNameTakenByAnotherSnapshotGetsAnotherDigit) {
+  std::vector<std::string> chain = image::ChainIds(diff_ids_);
+  std::string hex = chain[1].substr(7);
+  std::string real_root = RealPath(root_);
+  // Another snapshot with the same first 12 digits holds the short name.
+  ASSERT_EQ(symlink("../snapshots/other",
+                    (root_ + "/l/" + hex.substr(0, 12)).c_str()),
+            0);
+  std::vector<std::string> dirs = PrepareOrDie();
+  ASSERT_EQ(dirs.size(), 2u);
+  EXPECT_EQ(dirs[1], absl::StrCat(real_root, "/l/", hex.substr(0, 13)));
+  EXPECT_EQ(Read(dirs[1] + "/c.txt"), "C");
+  // The same name again on the next Prepare.
+  EXPECT_EQ(PrepareOrDie(), dirs);
+  ASSERT_TRUE(snap_->Remove(hex).ok());
+  EXPECT_FALSE(Exists(dirs[1]));
+  // The other snapshot's name is not this one's to remove.
+  EXPECT_TRUE(Exists(root_ + "/l/" + hex.substr(0, 12)));
+}
+
+TEST_F(SnapshotsTest, OpenRemovesShortNamesOfRemovedSnapshots) {
+  std::vector<std::string> dirs = PrepareOrDie();
+  ASSERT_EQ(dirs.size(), 2u);
+  // A crash after the snapshot went, before its name did.
+  ASSERT_TRUE(RemoveAll(RealPath(dirs[0])).ok());
+  auto other = Snapshotter::Open(root_, &blobs_, kNs);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE(Exists(dirs[0]));
+  EXPECT_TRUE(Exists(dirs[1]));
+}
+
+TEST_F(SnapshotsTest, PrepareRefusesADiffIdThatIsNoDigest) {
+  for (const std::string& bad :
+       {std::string("sha256:../../../etc"), std::string("sha256:a:b,c"),
+        std::string("md5:") + std::string(32, 'a')}) {
+    auto dirs = snap_->Prepare({layers_[0]}, {bad});
+    EXPECT_EQ(dirs.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_THAT(ListDir(root_ + "/snapshots"), IsEmpty());
 }
 
 TEST_F(SnapshotsTest, PrepareOfAMissingBlobFails) {
@@ -294,6 +346,97 @@ TEST_F(SnapshotsTest, DestructorUnmounts) {
     ASSERT_TRUE(mount.ok()) << mount.status();
     ASSERT_TRUE(IsMountPoint(*target));
   }
+  EXPECT_FALSE(IsMountPoint(*target));
+}
+
+// Docker's most: 127 layers, each in a snapshot under a root deep enough
+// that their absolute paths exceed the page mount(2) takes.
+TEST(OverlayMountTest, OneHundredTwentySevenLayersMountInOnePage) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string tmpl =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/many-layers.XXXXXX");
+  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  const std::string base = tmpl;
+  std::string root = base;
+  for (int i = 0; i < 3; ++i) absl::StrAppend(&root, "/", std::string(40, 'd'));
+  MemoryBlobStore blobs;
+  std::vector<image::Descriptor> layers;
+  std::vector<std::string> diff_ids;
+  constexpr int kLayers = image::kMaxImageLayers;
+  for (int i = 0; i < kLayers; ++i) {
+    std::string dir = absl::StrCat(base, "/src", i);
+    ASSERT_TRUE(MakeDirs(dir + "/files").ok());
+    ASSERT_TRUE(
+        WriteStringToFile(absl::StrCat(dir, "/files/f", i), absl::StrCat(i))
+            .ok());
+    // Each layer overwrites /top: the topmost must win.
+    ASSERT_TRUE(WriteStringToFile(dir + "/top", absl::StrCat(i)).ok());
+    auto layer =
+        archives::WriteLayer(dir, archives::LayerOptions{}, dir + ".tar");
+    ASSERT_TRUE(layer.ok()) << layer.status();
+    auto bytes = ReadFileToString(dir + ".tar");
+    ASSERT_TRUE(bytes.ok());
+    ASSERT_TRUE(blobs.Put(kNs, *bytes).ok());
+    layers.push_back(image::Descriptor{layer->media_type, layer->digest});
+    diff_ids.push_back(layer->diff_id);
+  }
+  auto snap = Snapshotter::Open(root, &blobs, kNs);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  auto lowers = (*snap)->Prepare(layers, diff_ids);
+  ASSERT_TRUE(lowers.ok()) << lowers.status();
+  ASSERT_EQ(lowers->size(), static_cast<size_t>(kLayers));
+  size_t absolute = 0;
+  for (const std::string& l : *lowers) absolute += RealPath(l).size() + 1;
+  ASSERT_GT(absolute, 4096u) << "the paths would fit as they are";
+
+  char cwd_before[4096];
+  ASSERT_NE(getcwd(cwd_before, sizeof cwd_before), nullptr);
+  auto target = (*snap)->TempDir("mnt-");
+  auto upper = (*snap)->TempDir("upper-");
+  auto work = (*snap)->TempDir("work-");
+  auto rw_target = (*snap)->TempDir("rw-");
+  ASSERT_TRUE(target.ok() && upper.ok() && work.ok() && rw_target.ok());
+  {
+    auto ro =
+        OverlayMount::Mount(*lowers, "", "", *target, (*snap)->empty_dir());
+    ASSERT_TRUE(ro.ok()) << ro.status();
+    EXPECT_TRUE(IsMountPoint(*target));
+    EXPECT_EQ(ListDir(*target + "/files").size(), static_cast<size_t>(kLayers));
+    EXPECT_EQ(Read(*target + "/files/f0"), "0");
+    EXPECT_EQ(Read(*target + "/files/f126"), "126");
+    EXPECT_EQ(Read(*target + "/top"), "126");
+
+    auto rw = OverlayMount::Mount(*lowers, *upper, *work, *rw_target,
+                                  (*snap)->empty_dir());
+    ASSERT_TRUE(rw.ok()) << rw.status();
+    ASSERT_TRUE(WriteStringToFile(*rw_target + "/top", "new").ok());
+    EXPECT_EQ(Read(*rw_target + "/files/f64"), "64");
+    ASSERT_TRUE((*rw)->Unmount().ok());
+    EXPECT_EQ(Read(*upper + "/top"), "new");
+  }
+  EXPECT_FALSE(IsMountPoint(*target));
+  // The mount changed directory on a thread of its own, not the process.
+  char cwd_after[4096];
+  ASSERT_NE(getcwd(cwd_after, sizeof cwd_after), nullptr);
+  EXPECT_STREQ(cwd_after, cwd_before);
+  snap->reset();
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
+}
+
+TEST_F(SnapshotsTest, LowersTooLongEvenRelativeAreRefused) {
+  // 127 lowers of 64-character names: 8 KiB of options however given.
+  std::vector<std::string> lowers;
+  for (int i = 0; i < image::kMaxImageLayers; ++i) {
+    std::string name = absl::StrCat(i);
+    name.resize(64, 'x');
+    lowers.push_back(absl::StrCat(base_, "/", name));
+    ASSERT_TRUE(MakeDirs(lowers.back()).ok());
+  }
+  auto target = snap_->TempDir("mnt-");
+  ASSERT_TRUE(target.ok());
+  auto mount = OverlayMount::Mount(lowers, "", "", *target, snap_->empty_dir());
+  EXPECT_EQ(mount.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_FALSE(IsMountPoint(*target));
 }
 
