@@ -1,6 +1,9 @@
 #include "registry/reference.h"
 
+#include <vector>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -8,74 +11,142 @@
 namespace stagefarm::registry {
 namespace {
 
-bool IsHexDigest(absl::string_view d) {
-  if (!absl::ConsumePrefix(&d, "sha256:") || d.size() != 64) return false;
-  for (char c : d) {
+constexpr size_t kNameTotalLengthMax = 255;
+constexpr size_t kTagLengthMax = 128;
+
+bool IsLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool IsWord(char c) { return absl::ascii_isalnum(c) || c == '_'; }
+
+// [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*. Taking each
+// separator greedily accepts the same strings as the regular expression:
+// every separator must be followed by a letter or digit.
+bool IsPathComponent(absl::string_view c) {
+  size_t i = 0;
+  auto alnum_run = [&] {
+    size_t start = i;
+    while (i < c.size() && IsLowerAlnum(c[i])) ++i;
+    return i > start;
+  };
+  if (!alnum_run()) return false;
+  while (i < c.size()) {
+    if (c[i] == '.') {
+      ++i;
+    } else if (c[i] == '_') {
+      ++i;
+      if (i < c.size() && c[i] == '_') ++i;
+    } else if (c[i] == '-') {
+      while (i < c.size() && c[i] == '-') ++i;
+    } else {
+      return false;
+    }
+    if (!alnum_run()) return false;
+  }
+  return true;
+}
+
+// [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
+bool IsDomainLabel(absl::string_view l) {
+  if (l.empty() || !absl::ascii_isalnum(l.front()) ||
+      !absl::ascii_isalnum(l.back())) {
+    return false;
+  }
+  for (char c : l) {
+    if (!absl::ascii_isalnum(c) && c != '-') return false;
+  }
+  return true;
+}
+
+bool IsDigits(absl::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!absl::ascii_isdigit(c)) return false;
+  }
+  return true;
+}
+
+// host [":" port], host: labels joined by '.' or "[" hex digits and ':' "]".
+bool IsDomain(absl::string_view d) {
+  absl::string_view host = d;
+  absl::string_view rest;
+  if (absl::StartsWith(d, "[")) {
+    size_t close = d.find(']');
+    if (close == absl::string_view::npos || close == 1) return false;
+    for (char c : d.substr(1, close - 1)) {
+      if (!absl::ascii_isxdigit(c) && c != ':') return false;
+    }
+    rest = d.substr(close + 1);
+    return rest.empty() || (absl::ConsumePrefix(&rest, ":") && IsDigits(rest));
+  }
+  if (size_t colon = d.find(':'); colon != absl::string_view::npos) {
+    host = d.substr(0, colon);
+    if (!IsDigits(d.substr(colon + 1))) return false;
+  }
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (!IsDomainLabel(label)) return false;
+  }
+  return true;
+}
+
+// [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+bool IsTag(absl::string_view t) {
+  if (t.empty() || t.size() > kTagLengthMax || !IsWord(t[0])) return false;
+  for (char c : t) {
+    if (!IsWord(c) && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+// [A-Za-z][A-Za-z0-9]* ( [-_+.] [A-Za-z][A-Za-z0-9]* )*
+bool IsDigestAlgorithm(absl::string_view a) {
+  bool need_letter = true;
+  for (char c : a) {
+    if (need_letter) {
+      if (!absl::ascii_isalpha(c)) return false;
+      need_letter = false;
+    } else if (c == '-' || c == '_' || c == '+' || c == '.') {
+      need_letter = true;
+    } else if (!absl::ascii_isalnum(c)) {
+      return false;
+    }
+  }
+  return !need_letter;
+}
+
+bool IsLowerHex(absl::string_view s) {
+  for (char c : s) {
     if (!absl::ascii_isdigit(c) && (c < 'a' || c > 'f')) return false;
   }
   return true;
 }
 
-// One path component: [a-z0-9]+ joined by ".", "_", "__" or "-"s.
-bool IsComponent(absl::string_view c) {
-  if (c.empty()) return false;
-  if (!absl::ascii_isalnum(c.front()) || !absl::ascii_isalnum(c.back())) {
-    return false;
+// Docker's splitDockerDomain: the first component is a domain when it
+// looks like one, or has an upper-case letter (no path component may).
+void SplitDomain(absl::string_view text, std::string* domain,
+                 std::string* remainder) {
+  size_t slash = text.find('/');
+  if (slash == absl::string_view::npos) {
+    *domain = kDockerHub;
+    *remainder = absl::StrCat("library/", text);
+    return;
   }
-  for (size_t i = 0; i < c.size(); ++i) {
-    char ch = c[i];
-    if (absl::ascii_isdigit(ch) || (ch >= 'a' && ch <= 'z')) continue;
-    if (ch == '.' || ch == '_' || ch == '-') {
-      // separators: "." and "_" alone, "__", or any run of "-"
-      if (ch == '.' && !absl::ascii_isalnum(c[i + 1])) return false;
-      if (ch == '_' && c[i + 1] == '_' && !absl::ascii_isalnum(c[i + 2])) {
-        return false;
-      }
-      continue;
-    }
-    return false;
-  }
-  return true;
-}
-
-bool IsTag(absl::string_view t) {
-  if (t.empty() || t.size() > 128) return false;
-  for (size_t i = 0; i < t.size(); ++i) {
-    char c = t[i];
-    bool word = absl::ascii_isalnum(c) || c == '_';
-    if (!word && (i == 0 || (c != '.' && c != '-'))) return false;
-  }
-  return true;
-}
-
-// host[:port]: letters, digits, '.' and '-' (or an [IPv6] address), and a
-// numeric port.
-bool IsHost(absl::string_view h) {
-  absl::string_view port;
-  if (absl::StartsWith(h, "[")) {
-    size_t close = h.find(']');
-    if (close == absl::string_view::npos || close == 1) return false;
-    for (char c : h.substr(1, close - 1)) {
-      if (!absl::ascii_isxdigit(c) && c != ':') return false;
-    }
-    port = h.substr(close + 1);
-    if (!port.empty() && !absl::ConsumePrefix(&port, ":")) return false;
+  absl::string_view first = text.substr(0, slash);
+  absl::string_view rest = text.substr(slash + 1);
+  if (first == "localhost" || absl::StrContains(first, '.') ||
+      absl::StrContains(first, ':') || absl::AsciiStrToLower(first) != first) {
+    *domain = std::string(first);
+    *remainder = std::string(rest);
   } else {
-    size_t colon = h.find(':');
-    if (colon != absl::string_view::npos) {
-      port = h.substr(colon + 1);
-      if (port.empty()) return false;
-      h = h.substr(0, colon);
-    }
-    if (h.empty()) return false;
-    for (char c : h) {
-      if (!absl::ascii_isalnum(c) && c != '.' && c != '-') return false;
-    }
+    *domain = kDockerHub;
+    *remainder = std::string(text);
   }
-  for (char c : port) {
-    if (!absl::ascii_isdigit(c)) return false;
+  if (*domain == "index.docker.io" || *domain == "registry-1.docker.io") {
+    *domain = kDockerHub;
   }
-  return port.size() <= 5;
+  if (*domain == kDockerHub && !absl::StrContains(*remainder, '/')) {
+    *remainder = absl::StrCat("library/", *remainder);
+  }
 }
 
 }  // namespace
@@ -89,64 +160,67 @@ std::string Reference::String() const {
 
 absl::StatusOr<Reference> ParseReference(absl::string_view text) {
   auto bad = [&](absl::string_view why) {
+    // Escaped, and bounded: the text may be any bytes, of any length.
+    absl::string_view shown = text.substr(0, 512);
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid image reference \"", text, "\": ", why));
+        absl::StrCat("invalid image reference \"", absl::CHexEscape(shown),
+                     shown.size() < text.size() ? "..." : "", "\": ", why));
   };
-  if (text.empty()) return bad("empty");
-  Reference ref;
-  absl::string_view rest = text;
-  size_t at = rest.find('@');
-  if (at != absl::string_view::npos) {
-    ref.digest = std::string(rest.substr(at + 1));
-    if (!IsHexDigest(ref.digest)) {
-      return bad("the digest must be sha256: and 64 lower-case hex digits");
-    }
-    rest = rest.substr(0, at);
+  constexpr char kFormat[] = "invalid reference format";
+  if (text.empty()) {
+    return bad(absl::StrCat(kFormat,
+                            ": repository name must have at least one "
+                            "component"));
   }
-  size_t slash = rest.rfind('/');
-  size_t colon = rest.rfind(':');
-  if (colon != absl::string_view::npos &&
-      (slash == absl::string_view::npos || colon > slash)) {
-    ref.tag = std::string(rest.substr(colon + 1));
-    if (!IsTag(ref.tag)) {
-      return bad("a tag is up to 128 letters, digits, '_', '.' and '-'");
-    }
-    rest = rest.substr(0, colon);
-  }
-  std::vector<absl::string_view> parts = absl::StrSplit(rest, '/');
-  size_t first = 0;
-  if (parts.size() > 1 &&
-      (absl::StrContains(parts[0], '.') || absl::StrContains(parts[0], ':') ||
-       parts[0] == "localhost")) {
-    ref.registry = std::string(parts[0]);
-    first = 1;
-  } else {
-    ref.registry = kDockerHub;
-  }
-  if (ref.registry == "index.docker.io" ||
-      ref.registry == "registry-1.docker.io") {
-    ref.registry = kDockerHub;
-  }
-  if (!IsHost(ref.registry)) {
+  if (text.size() == 64 && IsLowerHex(text)) {
     return bad(
-        absl::StrCat("\"", ref.registry, "\" is not a registry host[:port]"));
+        "invalid repository name, cannot specify 64-byte hexadecimal strings");
   }
-  for (size_t i = first; i < parts.size(); ++i) {
-    if (!IsComponent(parts[i])) {
-      return bad(absl::StrCat(
-          "repository component \"", parts[i],
-          "\" must be lower-case letters and digits joined by '.', '_' or "
-          "'-'"));
+  Reference ref;
+  std::string remainder;
+  SplitDomain(text, &ref.registry, &remainder);
+  // Docker checks the case of the path (up to any ':') before the rest.
+  absl::string_view remote =
+      absl::string_view(remainder).substr(0, remainder.find(':'));
+  if (absl::AsciiStrToLower(remote) != remote) {
+    return bad(absl::StrCat(kFormat, ": repository name must be lowercase"));
+  }
+
+  absl::string_view rest = remainder;
+  if (size_t at = rest.find('@'); at != absl::string_view::npos) {
+    absl::string_view digest = rest.substr(at + 1);
+    rest = rest.substr(0, at);
+    size_t colon = digest.find(':');
+    if (colon == absl::string_view::npos) return bad(kFormat);
+    absl::string_view algorithm = digest.substr(0, colon);
+    absl::string_view hex = digest.substr(colon + 1);
+    if (!IsDigestAlgorithm(algorithm) || hex.size() < 32) return bad(kFormat);
+    for (char c : hex) {
+      if (!absl::ascii_isxdigit(c)) return bad(kFormat);
     }
-    if (!ref.repository.empty()) ref.repository += "/";
-    absl::StrAppend(&ref.repository, parts[i]);
+    if (algorithm != "sha256") {
+      return bad("unsupported digest algorithm (only sha256 is)");
+    }
+    if (hex.size() != 64) return bad("invalid checksum digest length");
+    if (!IsLowerHex(hex)) return bad("invalid checksum digest format");
+    ref.digest = std::string(digest);
   }
-  if (ref.repository.empty()) return bad("no repository");
-  if (ref.registry == kDockerHub && first == parts.size() - 1 &&
-      !absl::StrContains(ref.repository, '/')) {
-    ref.repository = absl::StrCat("library/", ref.repository);
+  absl::string_view path = rest;
+  if (size_t colon = rest.find(':'); colon != absl::string_view::npos) {
+    path = rest.substr(0, colon);
+    ref.tag = std::string(rest.substr(colon + 1));
+    if (!IsTag(ref.tag)) return bad(kFormat);
   }
-  if (ref.repository.size() > 255) return bad("repository over 255 bytes");
+  if (!IsDomain(ref.registry)) return bad(kFormat);
+  for (absl::string_view component : absl::StrSplit(path, '/')) {
+    if (!IsPathComponent(component)) return bad(kFormat);
+  }
+  ref.repository = std::string(path);
+  if (ref.registry.size() + 1 + ref.repository.size() > kNameTotalLengthMax) {
+    return bad(absl::StrCat(kFormat,
+                            ": repository name must not be more than 255 "
+                            "characters"));
+  }
   if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
   return ref;
 }

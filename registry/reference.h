@@ -1,7 +1,18 @@
-// Image references as a registry sees them (the OCI distribution
-// reference grammar Docker uses): "busybox" is
+// Image references as a registry sees them, by Docker's grammar
+// (distribution/reference, ParseNormalizedNamed): "busybox" is
 // docker.io/library/busybox:latest, "127.0.0.1:5000/team/app:1" names a
-// repository on that host. Pure.
+// repository on that host.
+//
+//   reference  := name [ ":" tag ] [ "@" digest ]
+//   name       := [ domain "/" ] path            (at most 255 bytes in all)
+//   domain     := host [ ":" port ]               host: DNS labels or [IPv6]
+//   path       := component ( "/" component )*
+//   component  := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+//   tag        := [A-Za-z0-9_] [A-Za-z0-9_.-]{0,127}
+//   digest     := "sha256:" 64 lower-case hex digits
+//
+// The first component is a domain when it holds '.' or ':', is
+// "localhost", or has an upper-case letter (as Docker decides). Pure.
 #ifndef STAGEFARM_REGISTRY_REFERENCE_H_
 #define STAGEFARM_REGISTRY_REFERENCE_H_
 
@@ -28,8 +39,10 @@ struct Reference {
   std::string String() const;
 };
 
-// INVALID_ARGUMENT naming what is wrong (empty, upper case in the
-// repository, a bad tag or digest).
+// INVALID_ARGUMENT with Docker's message ("invalid reference format",
+// "invalid reference format: repository name must be lowercase", ...)
+// naming `text` (escaped: the message is printable ASCII whatever the
+// bytes were).
 absl::StatusOr<Reference> ParseReference(absl::string_view text);
 
 // Whether `host` ("127.0.0.1:5000", "localhost", "[::1]:5000") is this
