@@ -147,6 +147,8 @@ absl::StatusOr<Descriptor> ImportDockerArchive(ImageStore* store,
     return absl::InvalidArgumentError(
         "manifest.json: expected [{\"Config\": ..., \"Layers\": [...]}]");
   }
+  // Refused before any layer is stored.
+  RETURN_IF_ERROR(CheckLayerCount(m[0]["Layers"].size(), "the image"));
   ASSIGN_OR_RETURN(std::string config_path,
                    Inside(root, m[0]["Config"].get<std::string>()));
   ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(config_path));
@@ -196,6 +198,10 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
       return absl::InvalidArgumentError(
           absl::StrCat("manifest ", OciDigest(d.digest), ": no config"));
     }
+    // Refused before any blob is stored.
+    ASSIGN_OR_RETURN(std::vector<Descriptor> layers, ParseManifestLayers(mj));
+    RETURN_IF_ERROR(CheckLayerCount(
+        layers.size(), absl::StrCat("the image ", OciDigest(d.digest))));
     ASSIGN_OR_RETURN(Descriptor cd, ParseDescriptor(mj["config"], "config"));
     ASSIGN_OR_RETURN(std::string cp, blob(cd));
     ASSIGN_OR_RETURN(std::string config_bytes, ReadFileToString(cp));
@@ -222,10 +228,19 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
   }
   // Attestation manifests too: the index names them.
   ASSIGN_OR_RETURN(std::vector<Descriptor> all, IndexManifests(mj));
+  std::vector<std::string> docs;
   for (const Descriptor& m : all) {
     ASSIGN_OR_RETURN(std::string ep, blob(m));
     ASSIGN_OR_RETURN(std::string em, ReadFileToString(ep));
-    RETURN_IF_ERROR(import_image(m, em));
+    // Every platform's depth before any platform's blobs are stored.
+    ASSIGN_OR_RETURN(json ej, ParseJson(em, "manifest"));
+    ASSIGN_OR_RETURN(std::vector<Descriptor> layers, ParseManifestLayers(ej));
+    RETURN_IF_ERROR(CheckLayerCount(
+        layers.size(), absl::StrCat("the image ", OciDigest(m.digest))));
+    docs.push_back(std::move(em));
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    RETURN_IF_ERROR(import_image(all[i], docs[i]));
   }
   RETURN_IF_ERROR(store->blobs()->Put(store->ns(), manifest));
   return Descriptor{kMediaTypeIndex, md.digest};

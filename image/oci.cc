@@ -1,11 +1,13 @@
 #include "image/oci.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -31,19 +33,60 @@ nlohmann::json DescriptorJson(const Descriptor& d) {
                         {"size", d.digest.size()}};
 }
 
+namespace {
+
+// A required field: missing is as malformed as mistyped (json.h says
+// NOT_FOUND, which would read as "no such image").
+template <typename T>
+absl::StatusOr<T> Required(absl::StatusOr<T> v) {
+  if (absl::IsNotFound(v.status())) {
+    return absl::InvalidArgumentError(v.status().message());
+  }
+  return v;
+}
+
+absl::Status NotAnObject(const nlohmann::json& j, absl::string_view field) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is a ", json::TypeName(j), ", not an object"));
+}
+
+// The optional string members of a platform object ("" when absent).
+absl::StatusOr<platform::Platform> ParsePlatform(const nlohmann::json& p,
+                                                 absl::string_view field) {
+  std::string text[3];
+  const char* keys[3] = {"os", "architecture", "variant"};
+  for (int i = 0; i < 3; ++i) {
+    ASSIGN_OR_RETURN(std::optional<std::string> v,
+                     json::OptionalString(p, keys[i], field));
+    text[i] = v.value_or("");
+  }
+  return platform::FromOci(text[0], text[1], text[2]);
+}
+
+}  // namespace
+
+absl::Status CheckLayerCount(size_t layers, absl::string_view image) {
+  if (layers <= static_cast<size_t>(kMaxImageLayers)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "max depth exceeded: ", image, " has ", layers, " layers, more than the ",
+      kMaxImageLayers, " an image may have"));
+}
+
 absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j,
                                            absl::string_view field) {
-  if (!j.is_object() || !j.contains("digest") || !j["digest"].is_string() ||
-      !j.contains("size") || !j["size"].is_number_integer()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": a descriptor needs a digest and a size"));
-  }
+  if (!j.is_object()) return NotAnObject(j, field);
   Descriptor d;
-  if (j.contains("mediaType") && j["mediaType"].is_string()) {
-    d.media_type = j["mediaType"].get<std::string>();
+  ASSIGN_OR_RETURN(std::optional<std::string> media,
+                   json::OptionalString(j, "mediaType", field));
+  d.media_type = media.value_or("");
+  ASSIGN_OR_RETURN(std::string digest,
+                   Required(json::String(j, "digest", field)));
+  ASSIGN_OR_RETURN(int64_t size, Required(json::Int(j, "size", field)));
+  if (size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": field \"size\" is negative (", size, ")"));
   }
-  ASSIGN_OR_RETURN(d.digest, ParseOciDigest(j["digest"].get<std::string>(),
-                                            j["size"].get<int64_t>(), field));
+  ASSIGN_OR_RETURN(d.digest, ParseOciDigest(digest, size, field));
   return d;
 }
 
@@ -106,28 +149,40 @@ bool IsIndex(const nlohmann::json& doc) {
          (type.empty() && doc.contains("manifests") && !doc.contains("config"));
 }
 
-absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc) {
-  if (!IsIndex(doc) || !doc["manifests"].is_array()) {
+namespace {
+
+// The "manifests" array of an index, its mediaType checked.
+absl::StatusOr<const nlohmann::json*> IndexArray(const nlohmann::json& doc) {
+  if (!doc.is_object()) return NotAnObject(doc, "image index");
+  RETURN_IF_ERROR(
+      json::OptionalString(doc, "mediaType", "image index").status());
+  ASSIGN_OR_RETURN(const nlohmann::json* manifests,
+                   json::OptionalArray(doc, "manifests", "image index"));
+  if (!IsIndex(doc) || manifests == nullptr) {
     return absl::InvalidArgumentError("image index: no manifests array");
   }
+  return manifests;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc) {
+  ASSIGN_OR_RETURN(const nlohmann::json* manifests, IndexArray(doc));
   std::vector<IndexEntry> out;
   int i = 0;
-  for (const nlohmann::json& m : doc["manifests"]) {
+  for (const nlohmann::json& m : *manifests) {
     std::string field = absl::StrCat("index.manifests[", i++, "]");
-    if (!m.is_object() || !m.contains("platform") ||
-        !m["platform"].is_object()) {
-      continue;
-    }
-    const nlohmann::json& p = m["platform"];
-    auto text = [&p](const char* key) {
-      return p.contains(key) && p[key].is_string() ? p[key].get<std::string>()
-                                                   : std::string();
-    };
-    if (text("os") == "unknown") continue;  // attestations
+    if (!m.is_object()) return NotAnObject(m, field);
+    ASSIGN_OR_RETURN(const nlohmann::json* p,
+                     json::OptionalObject(m, "platform", field));
+    if (p == nullptr) continue;  // not an image of a platform
+    std::string pfield = absl::StrCat(field, ".platform");
+    ASSIGN_OR_RETURN(std::optional<std::string> os,
+                     json::OptionalString(*p, "os", pfield));
+    if (os == "unknown") continue;  // attestations
     IndexEntry e;
     ASSIGN_OR_RETURN(e.manifest, ParseDescriptor(m, field));
-    e.platform =
-        platform::FromOci(text("os"), text("architecture"), text("variant"));
+    ASSIGN_OR_RETURN(e.platform, ParsePlatform(*p, pfield));
     out.push_back(std::move(e));
   }
   return out;
@@ -135,12 +190,10 @@ absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc) {
 
 absl::StatusOr<std::vector<Descriptor>> IndexManifests(
     const nlohmann::json& doc) {
-  if (!IsIndex(doc) || !doc["manifests"].is_array()) {
-    return absl::InvalidArgumentError("image index: no manifests array");
-  }
+  ASSIGN_OR_RETURN(const nlohmann::json* manifests, IndexArray(doc));
   std::vector<Descriptor> out;
   int i = 0;
-  for (const nlohmann::json& m : doc["manifests"]) {
+  for (const nlohmann::json& m : *manifests) {
     ASSIGN_OR_RETURN(
         Descriptor d,
         ParseDescriptor(m, absl::StrCat("index.manifests[", i++, "]")));
@@ -151,12 +204,27 @@ absl::StatusOr<std::vector<Descriptor>> IndexManifests(
 
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text,
                                          absl::string_view what) {
-  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,
-                                           /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": invalid JSON"));
+  return json::Parse(text, what);
+}
+
+absl::StatusOr<std::vector<Descriptor>> ParseManifestLayers(
+    const nlohmann::json& manifest) {
+  if (!manifest.is_object()) return NotAnObject(manifest, "image manifest");
+  ASSIGN_OR_RETURN(const nlohmann::json* layers,
+                   json::OptionalArray(manifest, "layers", "image manifest"));
+  if (layers == nullptr) {
+    return absl::InvalidArgumentError("image manifest: no layers array");
   }
-  return j;
+  std::vector<Descriptor> out;
+  out.reserve(layers->size());
+  int i = 0;
+  for (const auto& l : *layers) {
+    ASSIGN_OR_RETURN(
+        Descriptor d,
+        ParseDescriptor(l, absl::StrCat("manifest.layers[", i++, "]")));
+    out.push_back(std::move(d));
+  }
+  return out;
 }
 
 absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,
@@ -165,25 +233,22 @@ absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,
                    ParseJson(manifest_bytes, "image manifest"));
   ASSIGN_OR_RETURN(nlohmann::json config,
                    ParseJson(config_bytes, "image config"));
-  if (!manifest.is_object() || !manifest.contains("layers") ||
-      !manifest["layers"].is_array()) {
-    return absl::InvalidArgumentError("image manifest: no layers array");
-  }
   Image image;
-  int i = 0;
-  for (const auto& l : manifest["layers"]) {
-    ASSIGN_OR_RETURN(
-        Descriptor d,
-        ParseDescriptor(l, absl::StrCat("manifest.layers[", i++, "]")));
-    image.layers.push_back(std::move(d));
+  ASSIGN_OR_RETURN(image.layers, ParseManifestLayers(manifest));
+  if (!config.is_object()) return NotAnObject(config, "image config");
+  ASSIGN_OR_RETURN(const nlohmann::json* rootfs,
+                   json::OptionalObject(config, "rootfs", "image config"));
+  const nlohmann::json* diff_ids = nullptr;
+  if (rootfs != nullptr) {
+    ASSIGN_OR_RETURN(diff_ids, json::OptionalArray(*rootfs, "diff_ids",
+                                                   "image config.rootfs"));
   }
-  if (!config.is_object() || !config.contains("rootfs") ||
-      !config["rootfs"].is_object() || !config["rootfs"].contains("diff_ids") ||
-      !config["rootfs"]["diff_ids"].is_array()) {
+  if (diff_ids == nullptr) {
     return absl::InvalidArgumentError("image config: no rootfs.diff_ids");
   }
-  for (const auto& d : config["rootfs"]["diff_ids"]) {
-    if (!d.is_string() || !absl::StartsWith(d.get<std::string>(), "sha256:")) {
+  for (const auto& d : *diff_ids) {
+    if (!d.is_string() ||
+        !absl::StartsWith(d.get_ref<const std::string&>(), "sha256:")) {
       return absl::InvalidArgumentError(
           "image config: rootfs.diff_ids holds a non-sha256 entry");
     }
@@ -194,9 +259,9 @@ absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,
         "image: the manifest has ", image.layers.size(),
         " layers but the config lists ", image.diff_ids.size(), " diff_ids"));
   }
-  if (!config.contains("config") || !config["config"].is_object()) {
-    config["config"] = nlohmann::json::object();
-  }
+  ASSIGN_OR_RETURN(const nlohmann::json* inner,
+                   json::OptionalObject(config, "config", "image config"));
+  if (inner == nullptr) config["config"] = nlohmann::json::object();
   image.config = std::move(config);
   return image;
 }

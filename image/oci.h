@@ -6,6 +6,7 @@
 #ifndef STAGEFARM_IMAGE_OCI_H_
 #define STAGEFARM_IMAGE_OCI_H_
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,17 @@ inline constexpr char kMediaTypeDockerLayer[] =
 inline constexpr char kDefaultPath[] =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// The most layers an image may have: Docker's bound (its layer store refuses
+// a deeper chain with "max depth exceeded"), which also keeps an image's
+// lower directories within what one overlay mount takes. Pull, import and
+// build refuse more, each through CheckLayerCount.
+inline constexpr int kMaxImageLayers = 127;
+
+// RESOURCE_EXHAUSTED "max depth exceeded: <image> has <n> layers, more than
+// the 127 an image may have" when `layers` > kMaxImageLayers; `image` names
+// the image (a reference, a file, a build stage).
+absl::Status CheckLayerCount(size_t layers, absl::string_view image);
+
 struct Descriptor {
   std::string media_type;
   Digest digest;
@@ -48,6 +60,9 @@ absl::StatusOr<Digest> ParseOciDigest(absl::string_view text, int64_t size,
                                       absl::string_view field);
 
 nlohmann::json DescriptorJson(const Descriptor& d);
+// A descriptor object: "digest" a sha256 string, "size" a non-negative
+// integer, "mediaType" a string if present. INVALID_ARGUMENT naming `field`
+// and the member otherwise.
 absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j,
                                            absl::string_view field);
 
@@ -79,11 +94,18 @@ nlohmann::json MakeIndex(const std::vector<IndexEntry>& entries);
 // True for a document that is an image index or a Docker manifest list.
 bool IsIndex(const nlohmann::json& doc);
 // The entries of an index with a platform (others, such as attestation
-// manifests, are skipped). INVALID_ARGUMENT for a malformed entry.
+// manifests, are skipped). INVALID_ARGUMENT for a malformed entry or a
+// member of the wrong type (a mediaType that is no string, an entry that is
+// no object, a platform whose os is a number, ...).
 absl::StatusOr<std::vector<IndexEntry>> ParseIndex(const nlohmann::json& doc);
 // Every manifest an index names, attestation manifests included, in order.
 absl::StatusOr<std::vector<Descriptor>> IndexManifests(
     const nlohmann::json& doc);
+
+// The "layers" of an image manifest, each a descriptor (any count: the
+// callers that take an image check CheckLayerCount).
+absl::StatusOr<std::vector<Descriptor>> ParseManifestLayers(
+    const nlohmann::json& manifest);
 
 // Checks a config document: rootfs.diff_ids present, one per layer.
 absl::StatusOr<Image> ParseImage(absl::string_view manifest_bytes,

@@ -9,7 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "nlohmann/json.hpp"
+#include "common/json.h"
+#include "common/status_macros.h"
 #include "registry/reference.h"
 
 namespace stagefarm::registry {
@@ -94,15 +95,18 @@ absl::StatusOr<std::optional<Credentials>> LookupCredentials(
   if (!in) return std::nullopt;
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  absl::StatusOr<nlohmann::json> parsed = json::Parse(ss.str(), config_path);
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(config_path, ": not a JSON object"));
   }
   auto helper_note = [&]() -> absl::StatusOr<std::optional<Credentials>> {
+    ASSIGN_OR_RETURN(const nlohmann::json* helpers,
+                     json::OptionalObject(j, "credHelpers", config_path));
     bool helper = j.contains("credsStore") ||
-                  (j.contains("credHelpers") && j["credHelpers"].is_object() &&
-                   j["credHelpers"].contains(registry));
+                  (helpers != nullptr && helpers->contains(registry));
     if (helper) {
       return absl::UnimplementedError(absl::StrCat(
           config_path, " keeps the credentials for ", registry,
@@ -111,33 +115,45 @@ absl::StatusOr<std::optional<Credentials>> LookupCredentials(
     }
     return std::nullopt;
   };
-  if (!j.contains("auths") || !j["auths"].is_object()) return helper_note();
-  for (const auto& [key, entry] : j["auths"].items()) {
-    if (HostOfKey(key) != registry || !entry.is_object()) continue;
+  ASSIGN_OR_RETURN(const nlohmann::json* auths,
+                   json::OptionalObject(j, "auths", config_path));
+  if (auths == nullptr) return helper_note();
+  for (const auto& [key, entry] : auths->items()) {
+    if (HostOfKey(key) != registry) continue;
+    std::string field = absl::StrCat(config_path, ": auths[\"", key, "\"]");
+    if (!entry.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " is a ", json::TypeName(entry), ", not an object"));
+    }
+    ASSIGN_OR_RETURN(std::optional<std::string> auth,
+                     json::OptionalString(entry, "auth", field));
+    ASSIGN_OR_RETURN(std::optional<std::string> username,
+                     json::OptionalString(entry, "username", field));
+    ASSIGN_OR_RETURN(std::optional<std::string> password,
+                     json::OptionalString(entry, "password", field));
+    ASSIGN_OR_RETURN(std::optional<std::string> identity,
+                     json::OptionalString(entry, "identitytoken", field));
     Credentials c;
-    if (entry.contains("auth") && entry["auth"].is_string() &&
-        !entry["auth"].get<std::string>().empty()) {
+    if (auth.has_value() && !auth->empty()) {
       std::string decoded;
-      if (!absl::Base64Unescape(entry["auth"].get<std::string>(), &decoded) ||
+      if (!absl::Base64Unescape(*auth, &decoded) ||
           decoded.find(':') == std::string::npos) {
         return absl::InvalidArgumentError(
-            absl::StrCat(config_path, ": auths[\"", key,
-                         "\"].auth is not base64 of user:password"));
+            absl::StrCat(field, ".auth is not base64 of user:password"));
       }
       size_t colon = decoded.find(':');
       c.username = decoded.substr(0, colon);
       c.password = decoded.substr(colon + 1);
       return c;
     }
-    if (entry.contains("username") && entry["username"].is_string() &&
-        entry.contains("password") && entry["password"].is_string()) {
-      c.username = entry["username"].get<std::string>();
-      c.password = entry["password"].get<std::string>();
+    if (username.has_value() && password.has_value()) {
+      c.username = *username;
+      c.password = *password;
       return c;
     }
-    if (entry.contains("identitytoken") && entry["identitytoken"].is_string()) {
+    if (identity.has_value()) {
       c.username = "<token>";
-      c.password = entry["identitytoken"].get<std::string>();
+      c.password = *identity;
       return c;
     }
   }

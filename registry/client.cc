@@ -20,16 +20,13 @@
 #include "common/status_macros.h"
 #include "image/oci.h"
 #include "registry/auth.h"
+#include "registry/responses.h"
 
 namespace stagefarm::registry {
 namespace {
 
-using image::Descriptor;
-using image::OciDigest;
-using nlohmann::json;
+using image::CheckLayerCount;
 
-constexpr char kDockerManifestList[] =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
 constexpr char kAcceptManifests[] =
     "Accept: application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json, "
@@ -51,15 +48,15 @@ bool FileExists(const std::string& path) {
   return access(path.c_str(), R_OK) == 0;
 }
 
-// An HTTP error from the registry as a status naming what was asked.
+// An HTTP error from the registry as a status naming what was asked. The
+// status is the HTTP status's; an odd error body only adds its own error.
 absl::Status HttpError(const std::string& what, const http::HttpResponse& r) {
   std::string detail = absl::StrCat("HTTP ", r.status);
-  // Registries answer {"errors":[{"code":..,"message":..}]}.
-  json j = json::parse(r.body, nullptr, false);
-  if (j.is_object() && j.contains("errors") && j["errors"].is_array() &&
-      !j["errors"].empty() && j["errors"][0].is_object()) {
-    absl::StrAppend(&detail, " ", j["errors"][0].value("code", ""), ": ",
-                    j["errors"][0].value("message", ""));
+  absl::StatusOr<std::string> body = ParseErrorBody(r.body);
+  if (!body.ok()) {
+    absl::StrAppend(&detail, " (", body.status().message(), ")");
+  } else if (!body->empty()) {
+    absl::StrAppend(&detail, " ", *body);
   }
   std::string msg = absl::StrCat(what, ": ", detail);
   switch (r.status) {
@@ -280,17 +277,13 @@ absl::StatusOr<std::string> RegistryClient::Authorize(
   if (r.status != 200) {
     return HttpError(absl::StrCat("token for ", scope, " from ", realm), r);
   }
-  json j = json::parse(r.body, nullptr, false);
-  std::string token;
-  if (j.is_object()) {
-    token = j.value("token", "");
-    if (token.empty()) token = j.value("access_token", "");
+  absl::StatusOr<std::string> token = ParseTokenAnswer(r.body);
+  if (!token.ok()) {
+    return absl::Status(token.status().code(),
+                        absl::StrCat("the token service ", realm, ": ",
+                                     token.status().message()));
   }
-  if (token.empty()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("the token service ", realm, " returned no token"));
-  }
-  return "Bearer " + token;
+  return "Bearer " + *token;
 }
 
 absl::StatusOr<http::HttpResponse> RegistryClient::Send(
@@ -385,34 +378,27 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
           absl::StrCat("the manifest ", ep.base, " sent for ", name, " is ",
                        got, ", not the ", want_digest, " asked for"));
     }
-    std::string type = r.Header("content-type");
-    json j = json::parse(r.body, nullptr, false);
-    if (j.is_object() && j.contains("mediaType") &&
-        j["mediaType"].is_string()) {
-      type = j["mediaType"].get<std::string>();
-    }
-    if (j.is_object() && j.value("schemaVersion", 0) == 1) {
-      return absl::UnimplementedError(
-          absl::StrCat(name,
-                       " has a schema 1 manifest, which is deprecated and not "
-                       "supported; push it again with a current tool"));
-    }
-    return std::make_pair(std::move(r.body), type);
+    return std::make_pair(std::move(r.body), r.Header("content-type"));
+  };
+  // An error in what the registry sent, naming the registry and the image.
+  auto sent = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("registry ", ep.host, ": ",
+                                               s.message(), " (", name, ")"));
+  };
+  auto parse = [&](const std::pair<std::string, std::string>& got)
+      -> absl::StatusOr<ManifestAnswer> {
+    absl::StatusOr<ManifestAnswer> m =
+        ParseManifestAnswer(got.first, got.second);
+    if (!m.ok()) return sent(m.status());
+    return m;
   };
   if (progress) progress(absl::StrCat("pulling ", name, " from ", ep.base));
   ASSIGN_OR_RETURN(auto manifest, get_manifest(ref.ManifestRef(), ref.digest));
-  ASSIGN_OR_RETURN(json mj, image::ParseJson(manifest.first, "manifest"));
-  if (manifest.second == image::kMediaTypeIndex ||
-      manifest.second == kDockerManifestList || mj.contains("manifests")) {
-    absl::StatusOr<std::vector<image::IndexEntry>> entries =
-        image::ParseIndex(mj);
-    if (!entries.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the image index of ", name, ": ", entries.status().message()));
-    }
+  ASSIGN_OR_RETURN(ManifestAnswer answer, parse(manifest));
+  if (answer.is_index) {
     std::string chosen;
     std::vector<std::string> offered;
-    for (const image::IndexEntry& e : *entries) {
+    for (const image::IndexEntry& e : answer.platforms) {
       offered.push_back(e.platform.String());
       if (chosen.empty() && e.platform == want) {
         chosen = image::OciDigest(e.manifest.digest);
@@ -424,14 +410,15 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
           offered.empty() ? "none" : absl::StrJoin(offered, ", "), ")"));
     }
     ASSIGN_OR_RETURN(manifest, get_manifest(chosen, chosen));
-    ASSIGN_OR_RETURN(mj, image::ParseJson(manifest.first, "manifest"));
+    ASSIGN_OR_RETURN(answer, parse(manifest));
+    if (answer.is_index) {
+      return sent(absl::InvalidArgumentError(
+          absl::StrCat("the image for ", want.String(), " is another index")));
+    }
   }
-  if (!mj.is_object() || !mj.contains("config")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the manifest of ", name, " has no config"));
-  }
-  ASSIGN_OR_RETURN(image::Descriptor config,
-                   image::ParseDescriptor(mj["config"], "manifest.config"));
+  // Docker's bound, before any blob is fetched.
+  RETURN_IF_ERROR(CheckLayerCount(answer.layers.size(), name));
+  const image::Descriptor& config = answer.config;
   if (config.digest.size() > kMaxConfigBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("the config of ", name, " is ", config.digest.size(),
@@ -440,10 +427,11 @@ absl::StatusOr<image::ResolvedImage> RegistryClient::PullFrom(
   RETURN_IF_ERROR(FetchBlob(ep, ref, scope, config.digest, store));
   ASSIGN_OR_RETURN(std::string config_bytes,
                    store->blobs()->Get(store->ns(), config.digest));
-  ASSIGN_OR_RETURN(image::Image image,
-                   image::ParseImage(manifest.first, config_bytes));
+  absl::StatusOr<image::Image> image =
+      image::ParseImage(manifest.first, config_bytes);
+  if (!image.ok()) return sent(image.status());
   std::vector<Digest> layers;
-  for (const image::Descriptor& l : image.layers) layers.push_back(l.digest);
+  for (const image::Descriptor& l : image->layers) layers.push_back(l.digest);
   ASSIGN_OR_RETURN(std::vector<Digest> missing,
                    store->blobs()->FindMissing(store->ns(), layers));
   int64_t bytes = 0;
