@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/fs_util.h"
+#include "common/json.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm::attest {
@@ -432,7 +433,7 @@ std::string SpdxDocument(const std::vector<Package>& packages,
            {"creationInfo",
             {{"created", created}, {"creators", {"Tool: stagefarm-0.1.0"}}}},
            {"packages", std::move(pkgs)}};
-  return doc.dump();
+  return stagefarm::json::Dump(doc);
 }
 
 }  // namespace stagefarm::attest

@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json.h"
 #include "common/sha256.h"
 #include "nlohmann/json.hpp"
 
@@ -180,10 +181,9 @@ absl::StatusOr<std::string> SignEnvelope(const Key* key,
     if (!sig.ok()) return sig.status();
     sigs.push_back({{"keyid", key->id()}, {"sig", absl::Base64Escape(*sig)}});
   }
-  return json{{"payloadType", std::string(payload_type)},
-              {"payload", absl::Base64Escape(payload)},
-              {"signatures", std::move(sigs)}}
-      .dump();
+  return stagefarm::json::Dump(json{{"payloadType", std::string(payload_type)},
+                                    {"payload", absl::Base64Escape(payload)},
+                                    {"signatures", std::move(sigs)}});
 }
 
 absl::StatusOr<Envelope> ParseEnvelope(absl::string_view text) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/json.h"
+
 namespace stagefarm::buildview {
 namespace {
 
@@ -174,8 +176,7 @@ TEST_F(BuildViewTest, JsonCarriesBytesThatAreNotUtf8AsReplacements) {
   build_.set_error("bad \xff byte");
   nlohmann::json j = ToJson(MakeView(build_, events_));
   EXPECT_EQ(j["stages"][2]["steps"][1]["error"], "exit code 3: test failed");
-  std::string text =
-      j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string text = stagefarm::json::Dump(j);
   EXPECT_NE(text.find("bad \xEF\xBF\xBD byte"), std::string::npos) << text;
 }
 

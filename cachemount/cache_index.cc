@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "cachemount/shared_cache_mounts.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 
 namespace stagefarm::cachemount {
@@ -68,7 +69,7 @@ absl::Status Save(RemoteBlobStore* store, std::vector<CacheInfo> caches) {
   }
   // The document is a blob the record names (an action result's inline
   // fields are not returned unless asked for).
-  const std::string doc = json{{"caches", list}}.dump();
+  const std::string doc = stagefarm::json::Dump(json{{"caches", list}});
   RETURN_IF_ERROR(store->client()->WriteString(doc));
   reapi::ActionResult ar;
   auto* f = ar.add_output_files();

@@ -13,6 +13,7 @@
 #include "cli/exit_status.h"
 #include "cli/vcs.h"
 #include "common/fs_util.h"
+#include "common/json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
@@ -197,17 +198,16 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
       VcsInfo vcs = ReadVcsInfo(request.context_dir);
       in.vcs_source = vcs.source;
       in.vcs_revision = vcs.revision;
-      mine.push_back(
-          {attest::kSlsaProvenanceV1, attest::ProvenanceStatement(in).dump()});
+      mine.push_back({attest::kSlsaProvenanceV1,
+                      stagefarm::json::Dump(attest::ProvenanceStatement(in))});
     }
     if (options.sbom) {
       ASSIGN_OR_RETURN(json doc,
                        ScanSbom(local, b.state, subject_name, finished,
                                 b.entry.manifest.digest.hash()));
-      mine.push_back(
-          {attest::kSpdxPredicate,
-           attest::Statement(subjects, attest::kSpdxPredicate, std::move(doc))
-               .dump()});
+      mine.push_back({attest::kSpdxPredicate,
+                      stagefarm::json::Dump(attest::Statement(
+                          subjects, attest::kSpdxPredicate, std::move(doc)))});
       // BuildKit's BUILDKIT_SBOM_SCAN_STAGE: other stages' packages too,
       // each its own document. Their steps are in the cache by now.
       dockerfile::PlanOptions po = request.plan_options;
@@ -230,10 +230,10 @@ absl::StatusOr<image::Descriptor> AttachAttestations(
                      finished,
                      absl::StrCat(b.entry.manifest.digest.hash(), "/stage-",
                                   st->index)));
-        mine.push_back({attest::kSpdxPredicate,
-                        attest::Statement(subjects, attest::kSpdxPredicate,
-                                          std::move(stage_doc))
-                            .dump()});
+        mine.push_back(
+            {attest::kSpdxPredicate,
+             stagefarm::json::Dump(attest::Statement(
+                 subjects, attest::kSpdxPredicate, std::move(stage_doc)))});
       }
     }
     per.push_back(std::move(mine));

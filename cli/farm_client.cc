@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/fs_util.h"
 #include "common/grpc_status.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
 #include "farmapi/build_spec.h"
@@ -466,9 +467,8 @@ absl::Status WriteTrace(const v1::BuildRecord& record,
                         const std::string& path) {
   const std::vector<v1::Event> events(record.events().begin(),
                                       record.events().end());
-  const std::string text =
-      buildview::TraceEvents(buildview::MakeView(record.build(), events))
-          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string text = stagefarm::json::Dump(
+      buildview::TraceEvents(buildview::MakeView(record.build(), events)));
   if (path.empty() || path == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fputc('\n', stdout);

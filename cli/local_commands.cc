@@ -27,6 +27,7 @@
 #include "cli/vcs.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "engine/user_db.h"
 #include "frontend/dockerfile/dockerignore.h"
@@ -237,7 +238,7 @@ int ImageInspectCommand(const LocalOptions& local, const std::string& name) {
     layers.push_back(image::DescriptorJson(d));
   }
   out["layers"] = layers;
-  std::cout << out.dump(2) << "\n";
+  std::cout << stagefarm::json::Dump(out, 2) << "\n";
   return 0;
 }
 

@@ -4,6 +4,7 @@
 // command given.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -11,7 +12,9 @@
 #include "common/tls.h"
 #include "executor/rootless.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   using namespace stagefarm;
   CLI::App app{"stagefarm: a distributed build farm for Dockerfiles"};
   app.require_subcommand(1);
@@ -59,4 +62,19 @@ int main(int argc, char** argv) {
     return c.run();
   }
   return cli::kUsageError;
+}
+
+}  // namespace
+
+// No input may abort the client: what a library throws past a command is
+// reported as an error, with the failure's exit code.
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: internal error: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "error: internal error: an unknown exception\n";
+  }
+  return stagefarm::cli::kFailure;
 }

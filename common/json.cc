@@ -88,7 +88,7 @@ std::string ValidUtf8(absl::string_view bytes) {
       out.append("\xEF\xBF\xBD");
       ++i;
     } else {
-      out.append(bytes.substr(i, n));
+      out.append(bytes.data() + i, n);
       i += n;
     }
   }
@@ -117,7 +117,7 @@ absl::StatusOr<nlohmann::json> Parse(absl::string_view text,
   } catch (const nlohmann::json::parse_error& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": not JSON (at byte ", e.byte, ")"));
-  } catch (const std::exception& e) {
+  } catch (const std::exception&) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": not JSON"));
   }
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/json.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm {
@@ -45,8 +46,7 @@ std::string Now() {
 // A text field's value, quoted when it has spaces or quotes.
 std::string TextValue(const std::string& v) {
   if (!v.empty() && v.find_first_of(" \"=\t\n") == std::string::npos) return v;
-  return nlohmann::json(v).dump(-1, ' ', false,
-                                nlohmann::json::error_handler_t::replace);
+  return json::Dump(nlohmann::json(v));
 }
 
 }  // namespace
@@ -78,7 +78,7 @@ void Log(const char* level, absl::string_view message,
     for (const auto& [k, v] : fields) {
       if (!v.empty()) j[k] = v;
     }
-    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line = json::Dump(j);
   } else {
     line = absl::StrCat(Now(), " ", absl::AsciiStrToUpper(level), " ",
                         c.program, ": ", message);

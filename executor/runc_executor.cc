@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 #include "executor/seccomp_profile.h"
@@ -501,7 +502,8 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   }
   ASSIGN_OR_RETURN(json config,
                    MakeRuntimeSpec(resolved, options_, bundle, netns_path));
-  RETURN_IF_ERROR(WriteFile(bundle + "/config.json", config.dump(1, '\t')));
+  RETURN_IF_ERROR(
+      WriteFile(bundle + "/config.json", stagefarm::json::Dump(config, 1)));
   if (network != Network::kNone) {
     RETURN_IF_ERROR(WriteFile(bundle + "/resolv.conf", resolv));
     RETURN_IF_ERROR(WriteFile(bundle + "/hosts", HostsFile(spec.hostname)));

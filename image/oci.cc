@@ -277,7 +277,7 @@ nlohmann::json MakeManifest(const Descriptor& config,
 }
 
 std::string Serialize(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return stagefarm::json::Dump(j);
 }
 
 std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids) {

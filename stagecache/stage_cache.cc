@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cachekey/cache_key.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 
 namespace stagefarm::stagecache {
@@ -90,7 +91,7 @@ absl::Status StoreStage(CasClient* cas, const std::string& key,
   nlohmann::json j{{"version", kStageResultVersion},
                    {"state", state_json},
                    {"steps", steps}};
-  std::string text = j.dump();
+  std::string text = stagefarm::json::Dump(j);
   RETURN_IF_ERROR(cas->WriteString(text));
   reapi::ActionResult ar;
   auto* f = ar.add_output_files();

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "frontend/dockerfile/text.h"
 #include "nlohmann/json.hpp"
 
@@ -158,7 +159,7 @@ bool FastStringArray(absl::string_view s, std::vector<std::string>* out) {
         ++i;
         break;
       }
-      if (c < 0x20 || c >= 0x80) return false;
+      if (c < 0x20) return false;
       if (c == '\\') {
         if (i + 1 >= s.size()) return false;
         char e = s[i + 1];
@@ -193,13 +194,20 @@ bool FastStringArray(absl::string_view s, std::vector<std::string>* out) {
         i += 2;
         continue;
       }
+      // Go's decoder reads a byte that is not UTF-8 as U+FFFD.
       size_t run = i;
+      bool ascii = true;
       while (run < s.size() && s[run] != '"' && s[run] != '\\' &&
-             static_cast<unsigned char>(s[run]) >= 0x20 &&
-             static_cast<unsigned char>(s[run]) < 0x80) {
+             static_cast<unsigned char>(s[run]) >= 0x20) {
+        ascii = ascii && static_cast<unsigned char>(s[run]) < 0x80;
         ++run;
       }
-      str.append(s.data() + i, run - i);
+      absl::string_view part = s.substr(i, run - i);
+      if (ascii) {
+        str.append(part.data(), part.size());
+      } else {
+        str.append(stagefarm::json::ValidUtf8(part));
+      }
       i = run;
     }
     out->push_back(std::move(str));
@@ -222,7 +230,7 @@ JsonResult ParseJsonArray(absl::string_view rest,
   // Anything unusual (numbers, nesting, \u escapes, control bytes) goes
   // through a full JSON parser for the exact verdict.
   nlohmann::json value;
-  std::istringstream in{std::string(rest)};
+  std::istringstream in{stagefarm::json::ValidUtf8(rest)};
   try {
     in >> value;
   } catch (const nlohmann::json::exception&) {

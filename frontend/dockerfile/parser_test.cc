@@ -15,6 +15,32 @@ std::string DumpOf(absl::string_view text) {
   return parsed.ok() ? DumpBuildkitResult(*parsed) : "";
 }
 
+// A byte that is not UTF-8 inside a JSON array is read as U+FFFD, as Go's
+// decoder does; the array stays an array (exec form), never shell form.
+TEST(ParserTest, JsonArraysTakeBytesThatAreNotUtf8) {
+  auto parsed = Parse(
+      "FROM busybox\n"
+      "CMD [\"echo\", \"caf\xe9\"]\n"
+      "ENTRYPOINT [\"a\\u00e9\", \"\xff\xfe x\"]\n"
+      "RUN echo caf\xe9\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->children.size(), 4u);
+  const Node& cmd = parsed->children[1];
+  EXPECT_TRUE(cmd.json);
+  ASSERT_EQ(cmd.args.size(), 2u);
+  EXPECT_EQ(cmd.args[1], "caf\xEF\xBF\xBD");
+  const Node& entrypoint = parsed->children[2];
+  EXPECT_TRUE(entrypoint.json);
+  ASSERT_EQ(entrypoint.args.size(), 2u);
+  EXPECT_EQ(entrypoint.args[0], "a\xC3\xA9");
+  EXPECT_EQ(entrypoint.args[1], "\xEF\xBF\xBD\xEF\xBF\xBD x");
+  // Shell form keeps the bytes as written.
+  const Node& run = parsed->children[3];
+  EXPECT_FALSE(run.json);
+  ASSERT_EQ(run.args.size(), 1u);
+  EXPECT_EQ(run.args[0], "echo caf\xe9");
+}
+
 TEST(ParserTest, HeredocBodiesAreReadAndNotParsed) {
   auto parsed = Parse(
       "FROM busybox\n"

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json.h"
 #include "nlohmann/json.hpp"
 
 namespace stagefarm::dockerfile {
@@ -79,7 +80,7 @@ std::string PlanAsJson(const Plan& plan) {
   }
   j["target"] = plan.target;
   j["warnings"] = plan.warnings;
-  return j.dump(2) + "\n";
+  return stagefarm::json::Dump(j, 2) + "\n";
 }
 
 std::string PlanAsDot(const Plan& plan) {
