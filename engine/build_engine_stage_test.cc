@@ -2,25 +2,15 @@
 // one needs, then Assemble), as farm workers run it, gives the very image a
 // whole Build gives. Runs real containers: needs root, runc and
 // /bin/busybox (busybox-static); skipped otherwise.
-#include <unistd.h>
-
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
-#include "blobstore/memory_blob_store.h"
 #include "engine/build_engine.h"
-#include "executor/runc_executor.h"
+#include "engine/test_engine.h"
 #include "gtest/gtest.h"
-#include "image/image_archive.h"
-#include "snapshot/snapshots.h"
 
 namespace stagefarm::engine {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr char kDockerfile[] = R"(FROM busybox AS a
 RUN echo a > /a
@@ -31,72 +21,13 @@ COPY --from=b /b /b
 RUN cat /a /b > /ab
 )";
 
-class StageTest : public ::testing::Test {
+class StageTest : public BusyboxEngineTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0 || access("/bin/busybox", X_OK) != 0) {
-      GTEST_SKIP() << "needs root and /bin/busybox";
-    }
-    const char* tmp = getenv("TEST_TMPDIR");
-    std::string base =
-        absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/stage_test.XXXXXX");
-    ASSERT_NE(mkdtemp(base.data()), nullptr);
-    dir_ = base;
-    std::string rootfs = dir_ + "/busybox";
-    fs::create_directories(rootfs + "/bin");
-    fs::create_directories(rootfs + "/etc");
-    fs::copy_file("/bin/busybox", rootfs + "/bin/busybox");
-    for (const char* applet : {"sh", "echo", "cat"}) {
-      fs::create_symlink("busybox", rootfs + "/bin/" + applet);
-    }
-    std::ofstream(rootfs + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\n";
-    std::ofstream(rootfs + "/etc/group") << "root:x:0:\n";
-    fs::create_directories(dir_ + "/scratch");
-    fs::create_directories(dir_ + "/context");
-    images_ = std::make_unique<image::ImageStore>(&blobs_, "ns",
-                                                  dir_ + "/images.json");
-    auto busybox = image::ImportImage(images_.get(), rootfs, dir_ + "/scratch");
-    ASSERT_TRUE(busybox.ok()) << busybox.status();
-    ASSERT_TRUE(images_->Tag("busybox", busybox->digest).ok());
-    auto snapshots =
-        snapshot::Snapshotter::Open(dir_ + "/worker", &blobs_, "ns");
-    ASSERT_TRUE(snapshots.ok()) << snapshots.status();
-    snapshots_ = std::move(*snapshots);
-    executor::RuncOptions ro;
-    ro.state_dir = dir_ + "/runc";
-    ro.bundles_dir = dir_ + "/bundles";
-    auto executor = executor::RuncExecutor::Create(ro);
-    ASSERT_TRUE(executor.ok()) << executor.status();
-    executor_ = std::move(*executor);
-    EngineOptions eo;
-    eo.ns = "ns";
-    eo.cache_mounts = dir_ + "/cache-mounts";
-    engine_ = std::make_unique<BuildEngine>(
-        &blobs_, &blobs_, images_.get(), snapshots_.get(), executor_.get(), eo);
-  }
-  void TearDown() override {
-    engine_.reset();
-    executor_.reset();
-    snapshots_.reset();
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-
   BuildRequest Request() {
-    BuildRequest r;
-    r.dockerfile = kDockerfile;
-    r.dockerfile_name = "Dockerfile";
-    r.context_dir = dir_ + "/context";
+    BuildRequest r = BusyboxEngineTest::Request(kDockerfile);
     r.no_cache = true;  // every step runs, in both ways of building
-    r.source_date_epoch = 1700000000;
     return r;
   }
-
-  std::string dir_;
-  MemoryBlobStore blobs_;
-  std::unique_ptr<image::ImageStore> images_;
-  std::unique_ptr<snapshot::Snapshotter> snapshots_;
-  std::unique_ptr<executor::Executor> executor_;
-  std::unique_ptr<BuildEngine> engine_;
 };
 
 TEST_F(StageTest, StageByStageEqualsWholeBuild) {

@@ -206,6 +206,14 @@ absl::Status StageRunner::ResolveBase() {
     state_.key = base_key("scratch");
   } else {
     ASSIGN_OR_RETURN(image::ResolvedImage image, ResolveImage(stage_.base));
+    // An image stored before pulls refused such depth.
+    absl::Status depth =
+        image::CheckLayerCount(image.image.layers.size(), stage_.base);
+    if (!depth.ok()) {
+      return absl::Status(depth.code(),
+                          absl::StrCat(s_.request->dockerfile_name, ":",
+                                       stage_.line, ": ", depth.message()));
+    }
     state_.config = image.image.config;
     state_.layers = image.image.layers;
     state_.diff_ids = image.image.diff_ids;
@@ -337,6 +345,7 @@ absl::StatusOr<StageRunner::Rootfs> StageRunner::MountRootfs() {
   ASSIGN_OR_RETURN(
       r.mount, snapshot::OverlayMount::Mount(lowers, r.upper, r.work, target,
                                              e_->snapshots_->empty_dir()));
+  r.lowers = std::move(lowers);
   return r;
 }
 
@@ -401,6 +410,8 @@ absl::StatusOr<std::optional<double>> StageRunner::Begin(
   while (true) {
     ASSIGN_OR_RETURN(bool hit, TryCache(key, history, display));
     if (hit) return std::nullopt;
+    // Whether the step makes a layer shows only once it has run.
+    RETURN_IF_ERROR(CheckRoomForLayer());
     if (s_.request->no_cache || e_->TryClaim(key, s_.cancel)) break;
     // Another build ran this very step meanwhile: its result is cached.
     if (s_.cancel != nullptr && s_.cancel->load()) {
@@ -419,12 +430,19 @@ absl::StatusOr<bool> StageRunner::TryCache(const std::string& key,
                                            const std::string& display) {
   ASSIGN_OR_RETURN(std::optional<StepResult> hit, LookupCache(key));
   if (!hit) return false;
+  if (!hit->empty) RETURN_IF_ERROR(CheckRoomForLayer());
   ApplyResult(*hit, history);
   state_.key = key;
   ++*s_.cached;
   EmitStep(BuildEvent::Kind::kStepCached, display, 0, key,
            hit->empty ? 0 : hit->layer.digest.size());
   return true;
+}
+
+absl::Status StageRunner::CheckRoomForLayer() const {
+  return image::CheckLayerCount(
+      state_.layers.size() + 1,
+      absl::StrCat("stage ", name_, " with this step"));
 }
 
 std::string StageRunner::Workdir() {

@@ -168,6 +168,7 @@ class StageRunner {
   struct Rootfs {
     std::unique_ptr<snapshot::OverlayMount> mount;
     std::string upper, work, dir;
+    std::vector<std::string> lowers;  // bottom to top, as mounted
     std::string path() const { return mount->path(); }
   };
 
@@ -190,6 +191,9 @@ class StageRunner {
   absl::StatusOr<bool> TryCache(const std::string& key,
                                 const std::string& history,
                                 const std::string& display);
+  // Refuses a step that may add a layer to a stage that has as many as an
+  // image may have (Docker's "max depth exceeded"), before it runs.
+  absl::Status CheckRoomForLayer() const;
 
   std::string Workdir();
 

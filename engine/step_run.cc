@@ -33,6 +33,7 @@
 #include "frontend/dockerfile/parser.h"
 #include "http/fetch.h"
 #include "platform/emulation.h"
+#include "snapshot/unchanged_dirs.h"
 
 namespace stagefarm::engine {
 
@@ -425,6 +426,10 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   }
   RETURN_IF_ERROR(rootfs.mount->Unmount());
   RemoveStubs(rootfs.upper, stubs);
+  // The directories copied up only for the stubs (etc/ for hosts and
+  // resolv.conf) or for files made and removed: a RUN that changed nothing
+  // makes no layer, as with BuildKit.
+  snapshot::RemoveUnchangedDirs(rootfs.upper, rootfs.lowers);
   return Finish(std::move(rootfs), key, history, *started);
 }
 
