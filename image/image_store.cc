@@ -8,13 +8,16 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/fs_util.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 
 namespace stagefarm::image {
@@ -150,7 +153,7 @@ absl::StatusOr<nlohmann::json> ImageStore::ReadIndexLocked() {
 
 absl::Status ImageStore::WriteIndexLocked(const nlohmann::json& index) {
   std::string tmp = absl::StrCat(index_path_, ".tmp.", getpid());
-  std::string text = index.dump(2) + "\n";
+  std::string text = json::Dump(index, 2) + "\n";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     return absl::InternalError(
@@ -182,6 +185,14 @@ absl::Status ImageStore::WriteIndexLocked(const nlohmann::json& index) {
 
 absl::Status ImageStore::Tag(absl::string_view name, const Digest& manifest) {
   ASSIGN_OR_RETURN(std::string ref, NormalizeReference(name));
+  // The index is JSON, which holds only UTF-8: any other name would be
+  // stored changed. The callers check names by Docker's grammar first
+  // (registry/reference.h); this keeps the store from storing another name.
+  if (!json::IsValidUtf8(ref)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid image reference \"", absl::CHexEscape(ref),
+                     "\": invalid reference format"));
+  }
   ASSIGN_OR_RETURN(int64_t size, TotalSize(manifest));
   if (tags_ != nullptr) {
     return tags_->Set(ImageRecord{ref, manifest, size, NowRfc3339()});
@@ -216,12 +227,17 @@ absl::StatusOr<std::vector<ImageRecord>> ImageStore::List() {
     }
     ImageRecord r;
     r.name = it.key();
-    ASSIGN_OR_RETURN(r.manifest,
-                     ParseOciDigest(v["manifest"].get<std::string>(),
-                                    v["manifest_size"].get<int64_t>(),
-                                    absl::StrCat(index_path_, ": ", r.name)));
-    r.size = v.value("size", int64_t{0});
-    r.created = v.value("created", std::string());
+    std::string what = absl::StrCat(index_path_, ": ", r.name);
+    ASSIGN_OR_RETURN(std::string manifest, json::String(v, "manifest", what));
+    ASSIGN_OR_RETURN(int64_t manifest_size,
+                     json::Int(v, "manifest_size", what));
+    ASSIGN_OR_RETURN(r.manifest, ParseOciDigest(manifest, manifest_size, what));
+    ASSIGN_OR_RETURN(std::optional<int64_t> size,
+                     json::OptionalInt(v, "size", what));
+    ASSIGN_OR_RETURN(std::optional<std::string> created,
+                     json::OptionalString(v, "created", what));
+    r.size = size.value_or(0);
+    r.created = created.value_or("");
     out.push_back(std::move(r));
   }
   return out;

@@ -365,6 +365,40 @@ TEST_F(ImageStoreTest, TagRejectsAnInvalidName) {
   EXPECT_EQ(IndexText(), "<missing>");
 }
 
+TEST_F(ImageStoreTest, ANameThatIsNotUtf8IsRefusedNotStoredChanged) {
+  Descriptor a = MakeImage("a");
+  absl::Status s = store_->Tag("caf\xe9:1", a.digest);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("caf\\xe9"));
+  EXPECT_THAT(s.message(), HasSubstr("invalid reference format"));
+  EXPECT_EQ(IndexText(), "<missing>");
+  // The store still works, and writes names beyond ASCII that are UTF-8.
+  ASSERT_TRUE(store_->Tag("app:1", a.digest).ok());
+  auto list = store_->List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "app:1");
+}
+
+TEST_F(ImageStoreTest, AnEntryWithFieldsOfOtherTypesIsAnErrorNotACrash) {
+  Descriptor a = MakeImage("a");
+  std::string good =
+      absl::StrCat(R"({"app:1": {"manifest": ")", OciDigest(a.digest),
+                   R"(", "manifest_size": )", a.digest.size());
+  ASSERT_TRUE(WriteStringToFile(index_, good + R"(, "size": "big"}})").ok());
+  auto list = store_->List();
+  EXPECT_EQ(testing::CodeOf(list), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(list.status().message(), HasSubstr("size"));
+  ASSERT_TRUE(WriteStringToFile(index_, good + R"(, "created": 7}})").ok());
+  list = store_->List();
+  EXPECT_EQ(testing::CodeOf(list), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(list.status().message(), HasSubstr("created"));
+  ASSERT_TRUE(WriteStringToFile(index_, good + "}}").ok());
+  list = store_->List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ((*list)[0].manifest, a.digest);
+}
+
 TEST_F(ImageStoreTest, ResolveOfATagWhoseBlobsWereEvictedNamesTheImage) {
   Descriptor a = MakeImage("a");
   ASSERT_TRUE(store_->Tag("app:1", a.digest).ok());
