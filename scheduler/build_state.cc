@@ -92,6 +92,7 @@ v1::StoredBuild ToRecord(
     ss->set_cached(st.cached);
     ss->set_platform(st.platform);
     ss->set_avoid_worker(st.avoid_worker);
+    for (const std::string& d : st.worker_deaths) ss->add_worker_deaths(d);
     if (st.status == StageStatus::kLeased) {
       ss->set_lease_id(st.lease);
       ss->set_worker(lease_worker(st.lease));
@@ -159,6 +160,7 @@ std::shared_ptr<BuildState> FromRecord(const v1::StoredBuild& stored,
     st.cached = ss.cached();
     st.platform = ss.platform();
     st.avoid_worker = ss.avoid_worker();
+    st.worker_deaths = {ss.worker_deaths().begin(), ss.worker_deaths().end()};
   }
   b->events = std::move(events);
   for (const v1::Event& e : b->events) b->event_bytes += EventBytes(e);

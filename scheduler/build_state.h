@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ struct StageState {
   // A reproducibility rebuild's stage: the worker that ran it the first
   // time, which must not run it again.
   std::string avoid_worker;
+  // Worker processes that died while they held the stage, each "worker W:
+  // process died while running step N (...)"; the build fails at the
+  // scheduler's max_worker_deaths.
+  std::vector<std::string> worker_deaths;
 };
 
 // About what an event holds in memory: its encoded size and the message's
@@ -94,6 +99,14 @@ struct LeaseState {
   int stage = -1;
   std::string worker;
   std::chrono::steady_clock::time_point deadline;
+  // The worker process holding it (LeaseRequest.incarnation; "" from a
+  // worker that does not attend), the step it said it started last, and
+  // when its Attend stream ended (a process that does not come back by
+  // the death grace died).
+  std::string incarnation;
+  int step = 0;
+  std::string instruction;
+  std::optional<std::chrono::steady_clock::time_point> orphaned_since;
 };
 
 // The worker a ready stage should go to: of the stages it needs (its base

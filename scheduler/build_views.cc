@@ -17,9 +17,9 @@
 
 namespace stagefarm::scheduler {
 
-grpc::Status SchedulerService::ListBuilds(grpc::ServerContext* context,
-                                          const v1::ListBuildsRequest* request,
-                                          v1::ListBuildsResponse* response) {
+grpc::Status SchedulerService::ListBuildsBody(
+    grpc::ServerContext* context, const v1::ListBuildsRequest* request,
+    v1::ListBuildsResponse* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   if (request->limit() < 0) {
@@ -124,7 +124,7 @@ std::vector<v1::BuildSummary> SchedulerService::Summaries(
   return out;
 }
 
-grpc::Status SchedulerService::WatchBuild(
+grpc::Status SchedulerService::WatchBuildBody(
     grpc::ServerContext* context, const v1::WatchBuildRequest* request,
     grpc::ServerWriter<v1::BuildUpdate>* writer) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
@@ -145,7 +145,7 @@ grpc::Status SchedulerService::WatchBuild(
   return Stream(context, b, writer, /*owner=*/false);
 }
 
-grpc::Status SchedulerService::CancelBuild(
+grpc::Status SchedulerService::CancelBuildBody(
     grpc::ServerContext* context, const v1::CancelBuildRequest* request,
     v1::CancelBuildResponse* /*response*/) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
@@ -169,9 +169,9 @@ absl::Status SchedulerService::Cancel(const Tenant* caller,
   return absl::OkStatus();
 }
 
-grpc::Status SchedulerService::GetBuild(grpc::ServerContext* context,
-                                        const v1::GetBuildRequest* request,
-                                        v1::BuildRecord* response) {
+grpc::Status SchedulerService::GetBuildBody(grpc::ServerContext* context,
+                                            const v1::GetBuildRequest* request,
+                                            v1::BuildRecord* response) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<v1::BuildRecord> record = Record(*caller, request->build_id());

@@ -8,9 +8,9 @@
 
 namespace stagefarm::scheduler {
 
-grpc::Status SchedulerService::LockCache(grpc::ServerContext* context,
-                                         const v1::LockCacheRequest* request,
-                                         v1::LockCacheResponse* response) {
+grpc::Status SchedulerService::LockCacheBody(
+    grpc::ServerContext* context, const v1::LockCacheRequest* request,
+    v1::LockCacheResponse* response) {
   if (absl::Status s = CheckWorkerCaller(context, "lock caches"); !s.ok()) {
     return ToGrpcStatus(s);
   }

@@ -2,63 +2,72 @@
 
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
+#include "scheduler/rpc_boundary.h"
 
 namespace stagefarm::scheduler {
 
 grpc::Status ExecutionService::Execute(
     grpc::ServerContext* context, const reapi::ExecuteRequest* request,
     grpc::ServerWriter<google::longrunning::Operation>* writer) {
-  absl::StatusOr<SchedulerService::ActionStart> start =
-      scheduler_->StartAction(context, *request);
-  if (!start.ok()) return ToGrpcStatus(start.status());
-  if (start->cached) {
-    google::longrunning::Operation op;
-    op.set_name(absl::StrCat(SchedulerService::kOperationPrefix, "cached-",
-                             request->action_digest().hash()));
-    reapi::ExecuteOperationMetadata metadata;
-    metadata.set_stage(reapi::ExecutionStage::COMPLETED);
-    *metadata.mutable_action_digest() = request->action_digest();
-    op.mutable_metadata()->PackFrom(metadata);
-    op.set_done(true);
-    op.mutable_response()->PackFrom(*start->cached);
-    writer->Write(op);
-    return grpc::Status::OK;
-  }
-  return scheduler_->FollowAction(
-      context, start->build,
-      [writer](const google::longrunning::Operation& op) {
-        return writer->Write(op);
-      });
+  return ContainRpc("Execute", [&] {
+    absl::StatusOr<SchedulerService::ActionStart> start =
+        scheduler_->StartAction(context, *request);
+    if (!start.ok()) return ToGrpcStatus(start.status());
+    if (start->cached) {
+      google::longrunning::Operation op;
+      op.set_name(absl::StrCat(SchedulerService::kOperationPrefix, "cached-",
+                               request->action_digest().hash()));
+      reapi::ExecuteOperationMetadata metadata;
+      metadata.set_stage(reapi::ExecutionStage::COMPLETED);
+      *metadata.mutable_action_digest() = request->action_digest();
+      op.mutable_metadata()->PackFrom(metadata);
+      op.set_done(true);
+      op.mutable_response()->PackFrom(*start->cached);
+      writer->Write(op);
+      return grpc::Status::OK;
+    }
+    return scheduler_->FollowAction(
+        context, start->build,
+        [writer](const google::longrunning::Operation& op) {
+          return writer->Write(op);
+        });
+  });
 }
 
 grpc::Status ExecutionService::WaitExecution(
     grpc::ServerContext* context, const reapi::WaitExecutionRequest* request,
     grpc::ServerWriter<google::longrunning::Operation>* writer) {
-  absl::StatusOr<std::shared_ptr<BuildState>> b =
-      scheduler_->FindAction(context, request->name());
-  if (!b.ok()) return ToGrpcStatus(b.status());
-  return scheduler_->FollowAction(
-      context, *b, [writer](const google::longrunning::Operation& op) {
-        return writer->Write(op);
-      });
+  return ContainRpc("WaitExecution", [&] {
+    absl::StatusOr<std::shared_ptr<BuildState>> b =
+        scheduler_->FindAction(context, request->name());
+    if (!b.ok()) return ToGrpcStatus(b.status());
+    return scheduler_->FollowAction(
+        context, *b, [writer](const google::longrunning::Operation& op) {
+          return writer->Write(op);
+        });
+  });
 }
 
 grpc::Status OperationsService::GetOperation(
     grpc::ServerContext* context,
     const google::longrunning::GetOperationRequest* request,
     google::longrunning::Operation* response) {
-  absl::StatusOr<google::longrunning::Operation> op =
-      scheduler_->GetOperation(context, request->name());
-  if (!op.ok()) return ToGrpcStatus(op.status());
-  *response = *std::move(op);
-  return grpc::Status::OK;
+  return ContainRpc("GetOperation", [&] {
+    absl::StatusOr<google::longrunning::Operation> op =
+        scheduler_->GetOperation(context, request->name());
+    if (!op.ok()) return ToGrpcStatus(op.status());
+    *response = *std::move(op);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status OperationsService::CancelOperation(
     grpc::ServerContext* context,
     const google::longrunning::CancelOperationRequest* request,
     google::protobuf::Empty*) {
-  return ToGrpcStatus(scheduler_->CancelOperation(context, request->name()));
+  return ContainRpc("CancelOperation", [&] {
+    return ToGrpcStatus(scheduler_->CancelOperation(context, request->name()));
+  });
 }
 
 grpc::Status OperationsService::ListOperations(

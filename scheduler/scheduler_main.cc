@@ -96,6 +96,10 @@ void RegisterSchedulerMetrics(stagefarm::Metrics* m,
   m->Counter("stagefarm_scheduler_lease_expiries_total",
              "Leases lost (worker gone or cut off) since start", {},
              read(&Stats::lease_expiries));
+  m->Counter("stagefarm_scheduler_worker_deaths_total",
+             "Stages lost with a worker process that died while it held "
+             "them, since start",
+             {}, read(&Stats::worker_deaths));
   const char* lookups = "Stage cache lookups since start, by result";
   m->Counter("stagefarm_scheduler_stage_cache_lookups_total", lookups,
              {{"result", "hit"}}, read(&Stats::stage_cache_hits));
@@ -123,7 +127,8 @@ int main(int argc, char** argv) {
                  "JSON file of tenants (common/tenants.h): callers must be "
                  "known and see only their own builds and instances; only "
                  "workers lease stages");
-  int lease_ms = 10000, heartbeat_ms = 1000;
+  int lease_ms = 10000, heartbeat_ms = 1000, death_grace_ms = 1000;
+  int max_worker_deaths = 2;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any)")
       ->required();
   app.add_option("--lease-timeout-ms", lease_ms,
@@ -133,6 +138,15 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "how often workers report while they run a stage")
       ->check(CLI::Range(50, 600000));
+  app.add_option("--worker-death-grace-ms", death_grace_ms,
+                 "a worker process whose connection ended while it held a "
+                 "stage and that is not back within this long died: its "
+                 "stages run again elsewhere at once")
+      ->check(CLI::Range(0, 600000));
+  app.add_option("--max-worker-deaths", max_worker_deaths,
+                 "a stage that killed this many worker processes fails its "
+                 "build instead of going to another worker (default 2)")
+      ->check(CLI::Range(1, 100));
   std::string http_listen;
   app.add_option("--http-listen", http_listen,
                  "HOST:PORT for the web view and its JSON API (port 0: any; "
@@ -207,6 +221,8 @@ int main(int argc, char** argv) {
   }
   options.lease_timeout = std::chrono::milliseconds(lease_ms);
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  options.worker_death_grace = std::chrono::milliseconds(death_grace_ms);
+  options.max_worker_deaths = max_worker_deaths;
   options.state_dir = state_dir;
   options.cas_address = cas;
   options.tenants = daemon->tenants;

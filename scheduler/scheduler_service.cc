@@ -74,6 +74,7 @@ void SchedulerService::Stop() {
     stopping_ = true;
     for (auto& [id, b] : builds_) b->cv.SignalAll();
     changes_cv_.SignalAll();
+    for (grpc::ServerContext* attend : attend_contexts_) attend->TryCancel();
   }
   work_cv_.SignalAll();
   reaper_cv_.SignalAll();
@@ -144,6 +145,7 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.dispatches = dispatches_;
   s.dispatches_by_platform = dispatches_by_platform_;
   s.lease_expiries = lease_expiries_;
+  s.worker_deaths = worker_deaths_;
   s.stage_cache_hits = stage_cache_hits_.load();
   s.stage_cache_misses = stage_cache_misses_.load();
   s.actions_queued = actions_queued_.load();
@@ -237,7 +239,7 @@ absl::Status SchedulerService::Admit(const Tenant* caller) {
                    "when one has finished"));
 }
 
-grpc::Status SchedulerService::Build(
+grpc::Status SchedulerService::BuildBody(
     grpc::ServerContext* context, const v1::SubmitBuildRequest* request,
     grpc::ServerWriter<v1::BuildUpdate>* writer) {
   const v1::BuildSpec& spec = request->spec();
@@ -368,9 +370,9 @@ grpc::Status SchedulerService::Stream(
   }
 }
 
-grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
-                                       const v1::GetFarmRequest* /*request*/,
-                                       v1::FarmInfo* response) {
+grpc::Status SchedulerService::GetFarmBody(
+    grpc::ServerContext* context, const v1::GetFarmRequest* /*request*/,
+    v1::FarmInfo* response) {
   if (absl::Status s = Caller(context).status(); !s.ok()) {
     return ToGrpcStatus(s);
   }
@@ -381,9 +383,9 @@ grpc::Status SchedulerService::GetFarm(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
-                                          const v1::ListImagesRequest* request,
-                                          v1::ListImagesResponse* response) {
+grpc::Status SchedulerService::ListImagesBody(
+    grpc::ServerContext* context, const v1::ListImagesRequest* request,
+    v1::ListImagesResponse* response) {
   if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
       !s.ok()) {
     return ToGrpcStatus(s);
@@ -395,9 +397,9 @@ grpc::Status SchedulerService::ListImages(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
-                                        const v1::SetImageRequest* request,
-                                        v1::SetImageResponse* /*response*/) {
+grpc::Status SchedulerService::SetImageBody(
+    grpc::ServerContext* context, const v1::SetImageRequest* request,
+    v1::SetImageResponse* /*response*/) {
   if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
       !s.ok()) {
     return ToGrpcStatus(s);
@@ -416,7 +418,7 @@ grpc::Status SchedulerService::SetImage(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status SchedulerService::RemoveImage(
+grpc::Status SchedulerService::RemoveImageBody(
     grpc::ServerContext* context, const v1::RemoveImageRequest* request,
     v1::RemoveImageResponse* /*response*/) {
   if (absl::Status s = CheckInstanceCaller(context, request->instance_name());
@@ -438,9 +440,9 @@ grpc::Status SchedulerService::RemoveImage(
       images_.Remove(request->instance_name(), request->name()));
 }
 
-grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
-                                     const v1::LeaseRequest* request,
-                                     v1::LeaseResponse* response) {
+grpc::Status SchedulerService::LeaseBody(grpc::ServerContext* context,
+                                         const v1::LeaseRequest* request,
+                                         v1::LeaseResponse* response) {
   if (absl::Status s = CheckWorkerCaller(context, "lease stages"); !s.ok()) {
     return ToGrpcStatus(s);
   }
@@ -492,9 +494,19 @@ grpc::Status SchedulerService::Lease(grpc::ServerContext* context,
       st.status = StageStatus::kLeased;
       ++st.attempts;
       st.lease = RandomId();
-      leases_[st.lease] =
-          LeaseState{build_id, index, request->worker(),
-                     std::chrono::steady_clock::now() + options_.lease_timeout};
+      LeaseState& lease = leases_[st.lease];
+      lease.build = build_id;
+      lease.stage = index;
+      lease.worker = request->worker();
+      lease.deadline =
+          std::chrono::steady_clock::now() + options_.lease_timeout;
+      lease.incarnation = request->incarnation();
+      if (!lease.incarnation.empty() &&
+          attending_.count(lease.incarnation) == 0) {
+        // Its process's Attend stream is not open (yet, or any more):
+        // the death grace decides unless it (re)opens.
+        lease.orphaned_since = std::chrono::steady_clock::now();
+      }
       Event(b, "stage-started", st.display,
             absl::StrCat(
                 "on ", request->worker(),
@@ -608,9 +620,9 @@ std::string SchedulerService::LiveWorkerPlatforms() {
   return absl::StrJoin(out, ", ");
 }
 
-grpc::Status SchedulerService::Report(grpc::ServerContext* context,
-                                      const v1::StageReport* request,
-                                      v1::StageReportResponse* response) {
+grpc::Status SchedulerService::ReportBody(grpc::ServerContext* context,
+                                          const v1::StageReport* request,
+                                          v1::StageReportResponse* response) {
   if (absl::Status s = CheckWorkerCaller(context, "report stages"); !s.ok()) {
     return ToGrpcStatus(s);
   }
@@ -704,47 +716,61 @@ void SchedulerService::ExpireLeases() {
   while (!stopping_) {
     reaper_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
     auto now = std::chrono::steady_clock::now();
-    if (now - streams_checked >= std::chrono::seconds(1)) {
-      // Streams whose client went away: their owner's build is cancelled.
-      streams_checked = now;
-      for (const auto& [context, b] : streams_) {
-        if (context->IsCancelled()) b->cv.SignalAll();
-      }
+    // The reaper's thread must not die of a build's content either.
+    try {
+      ReapOnce(now, &streams_checked);
+    } catch (const std::exception& e) {
+      LogError(absl::StrCat("the lease reaper: internal error: ", e.what()));
+    } catch (...) {
+      LogError("the lease reaper: internal error: an unknown exception");
     }
-    bool changed = false;
-    for (auto it = leases_.begin(); it != leases_.end();) {
-      if (it->second.deadline > now) {
-        ++it;
-        continue;
-      }
-      LeaseState lease = it->second;
-      it = leases_.erase(it);
-      ++lease_expiries_;
-      auto bit = builds_.find(lease.build);
-      if (bit == builds_.end() || bit->second->finished) continue;
-      BuildState* b = bit->second.get();
-      StageState& st = b->stages[lease.stage];
-      changed = true;
-      if (st.attempts >= options_.max_attempts) {
-        Finish(b, static_cast<int>(grpc::StatusCode::UNAVAILABLE),
-               absl::StrCat("stage ", st.display, " was lost by ", st.attempts,
-                            " workers (no report within the lease time); "
-                            "the last was ",
-                            lease.worker));
-        continue;
-      }
-      Event(b, "retry", st.display,
-            absl::StrCat(lease.worker,
-                         " stopped reporting; the stage runs again"),
-            lease.worker);
-      Enqueue(bit->second, lease.stage);
-      SaveOrLog(b);
+  }
+}
+
+void SchedulerService::ReapOnce(
+    std::chrono::steady_clock::time_point now,
+    std::chrono::steady_clock::time_point* streams_checked) {
+  ReapOrphans(now);
+  if (now - *streams_checked >= std::chrono::seconds(1)) {
+    // Streams whose client went away: their owner's build is cancelled.
+    *streams_checked = now;
+    for (const auto& [context, b] : streams_) {
+      if (context->IsCancelled()) b->cv.SignalAll();
     }
-    if (changed) {
-      mu_.Unlock();
-      work_cv_.SignalAll();
-      mu_.Lock();
+  }
+  bool changed = false;
+  for (auto it = leases_.begin(); it != leases_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
     }
+    LeaseState lease = it->second;
+    it = leases_.erase(it);
+    ++lease_expiries_;
+    auto bit = builds_.find(lease.build);
+    if (bit == builds_.end() || bit->second->finished) continue;
+    BuildState* b = bit->second.get();
+    StageState& st = b->stages[lease.stage];
+    changed = true;
+    if (st.attempts >= options_.max_attempts) {
+      Finish(b, static_cast<int>(grpc::StatusCode::UNAVAILABLE),
+             absl::StrCat("stage ", st.display, " was lost by ", st.attempts,
+                          " workers (no report within the lease time); "
+                          "the last was ",
+                          lease.worker));
+      continue;
+    }
+    Event(
+        b, "retry", st.display,
+        absl::StrCat(lease.worker, " stopped reporting; the stage runs again"),
+        lease.worker);
+    Enqueue(bit->second, lease.stage);
+    SaveOrLog(b);
+  }
+  if (changed) {
+    mu_.Unlock();
+    work_cv_.SignalAll();
+    mu_.Lock();
   }
 }
 

@@ -13,6 +13,12 @@
 // lease timeout is taken back and its stage queued again, up to three
 // attempts, after which the build fails naming the stage. A client that
 // goes away cancels its build; workers learn it from their next report.
+// Each worker process also holds an Attend stream for its life: when it
+// ends and the process does not come back at once, the process died (a
+// network cut leaves the stream hanging: the lease timeout decides), and
+// its stages are taken back without waiting for the lease timeout; a stage
+// that killed two worker processes fails its build instead of being
+// offered to a third (poison).
 //
 // With a state directory every change to a build (its stages, leases and
 // events) is written to the scheduler's own RocksDB before anyone hears of
@@ -59,6 +65,12 @@ struct SchedulerOptions {
   std::chrono::milliseconds lease_timeout{10000};
   std::chrono::milliseconds heartbeat{1000};
   int max_attempts = 3;
+  // A worker process that held a stage and died (its Attend stream ended
+  // and it did not come back within worker_death_grace) loses the stage at
+  // once; at the max_worker_deaths'th death the stage has killed, the build
+  // fails naming them rather than offering the stage to another worker.
+  std::chrono::milliseconds worker_death_grace{1000};
+  int max_worker_deaths = 2;
   // Finished builds kept (listed, watchable, in the web view) besides the
   // running ones; older ones are forgotten, also in --state.
   size_t keep_finished = 200;
@@ -118,6 +130,8 @@ class SchedulerService final : public v1::Scheduler::Service {
     size_t workers = 0;       // asked for work in the last minute
     size_t busy_workers = 0;  // holding at least one lease
     int64_t builds_submitted = 0, dispatches = 0, lease_expiries = 0;
+    // Stages lost with a worker process that died while it held them.
+    int64_t worker_deaths = 0;
     int64_t stage_cache_hits = 0, stage_cache_misses = 0;
     int64_t disk_full_errors = 0;  // state writes refused: disk full
     // REAPI actions: queued, answered from the action cache, joined to an
@@ -170,6 +184,11 @@ class SchedulerService final : public v1::Scheduler::Service {
   grpc::Status Report(grpc::ServerContext* context,
                       const v1::StageReport* request,
                       v1::StageReportResponse* response) override;
+  // worker_presence.cc
+  grpc::Status Attend(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::AttendResponse, v1::WorkerPresence>* stream)
+      override;
   // cache_locks.cc
   grpc::Status LockCache(grpc::ServerContext* context,
                          const v1::LockCacheRequest* request,
@@ -234,6 +253,73 @@ class SchedulerService final : public v1::Scheduler::Service {
                            v1::RemoveImageResponse* response) override;
 
  private:
+  // The handlers' bodies; the overrides above (rpc_boundary.cc) run them
+  // inside ContainRpc, so an exception on a request's content answers
+  // INTERNAL with its text instead of aborting or gRPC's bare UNKNOWN.
+  grpc::Status BuildBody(grpc::ServerContext* context,
+                         const v1::SubmitBuildRequest* request,
+                         grpc::ServerWriter<v1::BuildUpdate>* writer);
+  grpc::Status LeaseBody(grpc::ServerContext* context,
+                         const v1::LeaseRequest* request,
+                         v1::LeaseResponse* response);
+  grpc::Status ReportBody(grpc::ServerContext* context,
+                          const v1::StageReport* request,
+                          v1::StageReportResponse* response);
+  grpc::Status AttendBody(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::AttendResponse, v1::WorkerPresence>* stream);
+  grpc::Status LockCacheBody(grpc::ServerContext* context,
+                             const v1::LockCacheRequest* request,
+                             v1::LockCacheResponse* response);
+  grpc::Status SshAgentBody(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream);
+  grpc::Status ServeSshBody(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream);
+  grpc::Status ListBuildsBody(grpc::ServerContext* context,
+                              const v1::ListBuildsRequest* request,
+                              v1::ListBuildsResponse* response);
+  grpc::Status WatchBuildBody(grpc::ServerContext* context,
+                              const v1::WatchBuildRequest* request,
+                              grpc::ServerWriter<v1::BuildUpdate>* writer);
+  grpc::Status CancelBuildBody(grpc::ServerContext* context,
+                               const v1::CancelBuildRequest* request,
+                               v1::CancelBuildResponse* response);
+  grpc::Status GetBuildBody(grpc::ServerContext* context,
+                            const v1::GetBuildRequest* request,
+                            v1::BuildRecord* response);
+  grpc::Status GetFarmBody(grpc::ServerContext* context,
+                           const v1::GetFarmRequest* request,
+                           v1::FarmInfo* response);
+  grpc::Status ListImagesBody(grpc::ServerContext* context,
+                              const v1::ListImagesRequest* request,
+                              v1::ListImagesResponse* response);
+  grpc::Status SetImageBody(grpc::ServerContext* context,
+                            const v1::SetImageRequest* request,
+                            v1::SetImageResponse* response);
+  grpc::Status RemoveImageBody(grpc::ServerContext* context,
+                               const v1::RemoveImageRequest* request,
+                               v1::RemoveImageResponse* response);
+  // Worker presence (worker_presence.cc). An incarnation's Attend streams
+  // all ended: its leases are orphaned, lost at the death grace unless it
+  // comes back.
+  void Orphan(const std::string& incarnation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A stage a worker process held is lost with the process: counted
+  // against the stage, queued again or, at max_worker_deaths, the build
+  // fails. `how`: "process died while running step 2 (RUN ...)".
+  void LostWithWorker(const std::string& lease_id, const std::string& how)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // "while running step 2 (RUN ...)", or "before its first step".
+  static std::string WhileRunning(int step, const std::string& instruction);
+  // The reaper's part: orphaned leases past the grace are lost.
+  void ReapOrphans(std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The reaper's round (ExpireLeases), inside an exception boundary.
+  void ReapOnce(std::chrono::steady_clock::time_point now,
+                std::chrono::steady_clock::time_point* streams_checked)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The calling tenant (null when tenants are off), or the refusal.
   absl::StatusOr<const Tenant*> Caller(grpc::ServerContext* context) const;
   absl::Status CheckInstanceCaller(grpc::ServerContext* context,
@@ -345,6 +431,12 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Workers waiting for work now: how many of their calls wait.
   std::map<std::string, int> asking_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, LeaseState> leases_ ABSL_GUARDED_BY(mu_);
+  // Worker processes (incarnations) by how many Attend streams each has
+  // open now; an incarnation that had one and has none is not here.
+  std::map<std::string, int> attending_ ABSL_GUARDED_BY(mu_);
+  // The open Attend calls, cancelled by Stop (a blocked read wakes).
+  std::set<grpc::ServerContext*> attend_contexts_ ABSL_GUARDED_BY(mu_);
+  int64_t worker_deaths_ ABSL_GUARDED_BY(mu_) = 0;
   SshRelay ssh_relay_;
   // sharing=locked caches: (instance, cache id) -> the lease holding it
   // (a lease no longer in leases_ holds nothing). Not kept in --state.

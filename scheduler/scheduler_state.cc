@@ -62,10 +62,14 @@ absl::Status SchedulerService::OpenState() {
     for (auto& [index, st] : b->stages) {
       if (st.status == StageStatus::kLeased && !st.lease.empty()) {
         // Workers need a moment to reconnect: at least 5 s.
-        leases_[st.lease] = LeaseState{
-            b->id, index, st.worker,
+        // A restored lease names no process: the lease timeout decides.
+        LeaseState& lease = leases_[st.lease];
+        lease.build = b->id;
+        lease.stage = index;
+        lease.worker = st.worker;
+        lease.deadline =
             now + std::max<std::chrono::milliseconds>(options_.lease_timeout,
-                                                      std::chrono::seconds(5))};
+                                                      std::chrono::seconds(5));
         ++leased;
       } else if (st.status == StageStatus::kLeased ||
                  st.status == StageStatus::kQueued) {

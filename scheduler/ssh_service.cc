@@ -5,7 +5,7 @@
 
 namespace stagefarm::scheduler {
 
-grpc::Status SchedulerService::ServeSsh(
+grpc::Status SchedulerService::ServeSshBody(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream) {
   absl::StatusOr<const Tenant*> caller = Caller(context);
@@ -35,7 +35,7 @@ grpc::Status SchedulerService::ServeSsh(
   return ssh_relay_.ServeClient(context, first.build_id(), ids, stream);
 }
 
-grpc::Status SchedulerService::SshAgent(
+grpc::Status SchedulerService::SshAgentBody(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::SshFrame, v1::SshFrame>* stream) {
   if (absl::Status s = CheckWorkerCaller(context, "reach SSH agents");

@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
                "user's subordinate ids, steps in rootless runc, their "
                "network through slirp4netns (no cgroups: no memory or pids "
                "limits; no --sandbox-deny)");
+  // Test only, hidden from --help: tests/e2e/farm_poison_test.sh makes a
+  // worker die on a marked step to check that the farm contains it.
+  app.add_option("--test-crash-on-step-containing", f.test_crash_marker,
+                 "test only: abort the process when a step whose "
+                 "instruction contains this starts")
+      ->group("");
   CLI11_PARSE(app, argc, argv);
   if (rootless && geteuid() == 0 && !stagefarm::InUserNamespace()) {
     std::cerr << "stagefarm-worker: --rootless is for an ordinary user; "
@@ -158,9 +164,14 @@ int main(int argc, char** argv) {
                                    absl::StrJoin(f.emulated_platforms, ","),
                                    ")"))
             << std::endl;
+  // The scheduler watches this process through its Attend stream, held
+  // until every slot has reported its last stage.
+  std::thread attend([&] { worker->Attend(); });
   std::vector<std::thread> slots;
   for (int i = 0; i < f.slots; ++i) slots.emplace_back([&] { worker->Slot(); });
   worker->SayWhenConnected();
   for (auto& t : slots) t.join();
+  worker->StopAttending();
+  attend.join();
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <netdb.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -29,6 +31,7 @@
 #include "cachemount/shared_cache_mounts.h"
 #include "common/channel.h"
 #include "common/clock.h"
+#include "common/contain.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -84,6 +87,15 @@ std::vector<std::string> AddressesOf(absl::string_view target) {
   }
   freeaddrinfo(res);
   return out;
+}
+
+// A new process's incarnation: random, so a restarted worker (same name)
+// is told apart from the process it replaces.
+std::string NewIncarnation() {
+  std::random_device random;
+  std::string bytes(12, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return absl::BytesToHexString(bytes);
 }
 
 // The scheduler's stage cache and wire events.
@@ -147,7 +159,73 @@ class Worker : public WorkerDaemon {
     cas_target_ = CasClient::Connect(f_.cas);
     scheduler_channel_ = FarmChannel(f_.scheduler);
     scheduler_ = v1::Scheduler::NewStub(scheduler_channel_);
+    FindLostStages();
     return absl::OkStatus();
+  }
+
+  void Attend() override {
+    while (true) {
+      grpc::ClientContext ctx;
+      ctx.set_wait_for_ready(true);
+      v1::WorkerPresence hello;
+      hello.set_worker(f_.name);
+      hello.set_incarnation(incarnation_);
+      {
+        absl::MutexLock lock(&attend_mu_);
+        if (attend_stopped_) return;
+        attend_ctx_ = &ctx;
+        for (const v1::HeldStage& h : lost_) *hello.add_lost() = h;
+      }
+      auto stream = scheduler_->Attend(&ctx);
+      v1::AttendResponse ack;
+      if (stream->Write(hello) && stream->Read(&ack)) {
+        {
+          absl::MutexLock lock(&write_mu_);
+          attend_stream_ = stream.get();
+        }
+        {
+          absl::MutexLock lock(&attend_mu_);
+          attend_state_ = AttendState::kAttending;
+          // The scheduler has dealt with them.
+          for (const v1::HeldStage& h : lost_) {
+            (void)unlink(LeaseFile(h.lease_id()).c_str());
+          }
+          lost_.clear();
+        }
+        stagefarm::LogInfo(
+            "attending the scheduler",
+            {{"worker", f_.name}, {"incarnation", incarnation_}});
+        while (stream->Read(&ack)) {
+        }
+        absl::MutexLock lock(&write_mu_);
+        attend_stream_ = nullptr;
+      }
+      {
+        absl::MutexLock lock(&attend_mu_);
+        attend_ctx_ = nullptr;
+      }
+      grpc::Status s = stream->Finish();
+      if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        // An older scheduler: leases time out as before.
+        absl::MutexLock lock(&attend_mu_);
+        attend_state_ = AttendState::kUnsupported;
+        return;
+      }
+      {
+        absl::MutexLock lock(&attend_mu_);
+        if (attend_stopped_) return;
+        if (attend_state_ == AttendState::kUnknown) {
+          attend_state_ = AttendState::kFailed;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+
+  void StopAttending() override {
+    absl::MutexLock lock(&attend_mu_);
+    attend_stopped_ = true;
+    if (attend_ctx_ != nullptr) attend_ctx_->TryCancel();
   }
 
   // Logs when the scheduler is first reached (operators and tests wait
@@ -165,6 +243,16 @@ class Worker : public WorkerDaemon {
   }
 
   void Slot() override {
+    {
+      // Leases name this process only once the scheduler watches it (or
+      // cannot: an older scheduler, or not reached within 5 s).
+      absl::MutexLock lock(&attend_mu_);
+      auto ready = [this] {
+        attend_mu_.AssertHeld();
+        return attend_state_ != AttendState::kUnknown;
+      };
+      attend_mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(5));
+    }
     while (!stop_->load()) {
       if (!RoomToWork()) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -178,6 +266,12 @@ class Worker : public WorkerDaemon {
       req.set_wait_ms(5000);
       req.set_slots(f_.slots);
       req.set_layer_cache_bytes(counters_.cache_bytes);
+      {
+        absl::MutexLock lock(&attend_mu_);
+        if (attend_state_ != AttendState::kUnsupported) {
+          req.set_incarnation(incarnation_);
+        }
+      }
       for (const std::string& p : f_.native_platforms) {
         req.add_native_platforms(p);
       }
@@ -191,7 +285,20 @@ class Worker : public WorkerDaemon {
         continue;
       }
       if (!resp.has_task()) continue;
-      RunTask(resp.task(), std::max(50, resp.heartbeat_ms()));
+      // The stage's own run is contained in RunTaskLocked (the stage fails
+      // with the text); this keeps the slot alive whatever else escapes.
+      try {
+        RunTask(resp.task(), std::max(50, resp.heartbeat_ms()));
+      } catch (const std::exception& e) {
+        stagefarm::LogError(
+            absl::StrCat("a stage's task: internal error: ", e.what()),
+            {{"worker", f_.name}, {"build", resp.task().build_id()}});
+      } catch (...) {
+        stagefarm::LogError(
+            "a stage's task: internal error: an unknown "
+            "exception",
+            {{"worker", f_.name}, {"build", resp.task().build_id()}});
+      }
     }
   }
 
@@ -565,6 +672,11 @@ class Worker : public WorkerDaemon {
   }
 
   void RunTaskLocked(const v1::StageTask& task, int heartbeat_ms) {
+    {
+      v1::HeldStage held;
+      held.set_lease_id(task.lease_id());
+      Hold(held);
+    }
     Outbox outbox;
     std::atomic<bool> cancel{false};
     std::atomic<bool> running{true};
@@ -666,22 +778,54 @@ class Worker : public WorkerDaemon {
     });
     engine::StageOutcome outcome;
     std::string execute_response;
-    auto result = task.spec().has_action()
-                      ? RunAction(task, &cancel, &execute_response)
-                      : Run(
-                            task,
-                            [&](const engine::BuildEvent& ev) {
-                              v1::Event e = ToWire(ev);
-                              e.set_unix_time(UnixSeconds());
-                              outbox.Add(std::move(e));
-                            },
-                            &cancel, &outcome);
+    // What a build's content makes a library throw stops here: the stage
+    // fails with the text, and the worker lives on.
+    const std::string where =
+        absl::StrCat("worker ", f_.name, ": stage ", task.stage_index());
+    absl::StatusOr<engine::BuildResult> result =
+        ContainExceptions(where, [&]() -> absl::StatusOr<engine::BuildResult> {
+          if (task.spec().has_action()) {
+            return RunAction(task, &cancel, &execute_response);
+          }
+          return Run(
+              task,
+              [&](const engine::BuildEvent& ev) {
+                if (ev.kind == engine::BuildEvent::Kind::kStepStarted) {
+                  StepStarted(task, ev);
+                }
+                v1::Event e = ToWire(ev);
+                e.set_unix_time(UnixSeconds());
+                outbox.Add(std::move(e));
+              },
+              &cancel, &outcome);
+        });
     {
       absl::MutexLock lock(&beat_mu);
       running = false;
     }
     beat_cv.SignalAll();
     heartbeat.join();
+    absl::StatusOr<v1::StageReport> made =
+        ContainExceptions(where, [&]() -> absl::StatusOr<v1::StageReport> {
+          return FinalReport(task, result, outcome, execute_response);
+        });
+    if (!made.ok()) {
+      ++counters_.stages_failed;
+      v1::StageReport failed;
+      failed.set_finished(true);
+      failed.set_code(static_cast<int>(made.status().code()));
+      failed.set_error(std::string(made.status().message()));
+      made = std::move(failed);
+    }
+    finish(*std::move(made));
+    (void)unlink(LeaseFile(task.lease_id()).c_str());
+  }
+
+  // The report that ends a stage: its result, or its failure.
+  v1::StageReport FinalReport(const v1::StageTask& task,
+                              const absl::StatusOr<engine::BuildResult>& result,
+                              const engine::StageOutcome& outcome,
+                              const std::string& execute_response) {
     v1::StageReport last;
     last.set_finished(true);
     if (result.ok() && task.spec().has_action()) {
@@ -712,7 +856,84 @@ class Worker : public WorkerDaemon {
                     {"stage", std::to_string(task.stage_index())},
                     {"lease", task.lease_id()},
                     {"error", result.ok() ? "" : result.status().ToString()}});
-    finish(std::move(last));
+    return last;
+  }
+
+  // Presence and lease files: the stage this process holds and the step
+  // it is at, told to the scheduler (Attend) and kept in WORK/leases, so
+  // that a restarted process can tell what its predecessor died running.
+  std::string LeaseFile(const std::string& lease_id) const {
+    return absl::StrCat(f_.work, "/leases/", absl::BytesToHexString(lease_id));
+  }
+
+  void Hold(const v1::HeldStage& held) {
+    absl::Status s = MakeDirs(f_.work + "/leases", 0700);
+    if (s.ok()) {
+      s = WriteFileAtomically(LeaseFile(held.lease_id()),
+                              held.SerializeAsString(), 0600);
+    }
+    if (!s.ok()) {
+      stagefarm::LogError("cannot note the stage held: " + s.ToString(),
+                          {{"worker", f_.name}});
+    }
+    v1::WorkerPresence message;
+    *message.mutable_step() = held;
+    absl::MutexLock lock(&write_mu_);
+    if (attend_stream_ != nullptr) attend_stream_->Write(message);
+  }
+
+  void StepStarted(const v1::StageTask& task, const engine::BuildEvent& ev) {
+    v1::HeldStage held;
+    held.set_lease_id(task.lease_id());
+    held.set_step(ev.step);
+    held.set_instruction(ev.text);
+    Hold(held);
+    if (!f_.test_crash_marker.empty() &&
+        absl::StrContains(ev.text, f_.test_crash_marker)) {
+      // Test only: end as a process killed by a bug or the OOM killer
+      // would. The short wait lets the step's presence message leave, as
+      // it would have long before in a step that ran a while.
+      stagefarm::LogError(
+          "test-only fault (--test-crash-on-step-containing): aborting",
+          {{"worker", f_.name},
+           {"build", task.build_id()},
+           {"step", std::to_string(ev.step)}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      struct rlimit no_core = {0, 0};
+      setrlimit(RLIMIT_CORE, &no_core);
+      std::abort();
+    }
+  }
+
+  // The lease files a previous process of this work directory left: the
+  // stages it held when it ended, told to the scheduler at the first
+  // Attend.
+  void FindLostStages() {
+    std::string dir = f_.work + "/leases";
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) return;
+    std::vector<v1::HeldStage> found;
+    while (struct dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::string path = absl::StrCat(dir, "/", e->d_name);
+      absl::StatusOr<std::string> bytes = ReadFileToString(path);
+      v1::HeldStage held;
+      if (!bytes.ok() || !held.ParseFromString(*bytes) ||
+          held.lease_id().empty()) {
+        (void)unlink(path.c_str());  // a partial write of a dying process
+        continue;
+      }
+      stagefarm::LogError(
+          "the previous process of this worker ended while "
+          "holding a stage",
+          {{"worker", f_.name},
+           {"lease", held.lease_id()},
+           {"step", std::to_string(held.step())}});
+      found.push_back(std::move(held));
+    }
+    closedir(d);
+    absl::MutexLock lock(&attend_mu_);
+    lost_ = std::move(found);
   }
 
   WorkerFlags f_;
@@ -727,6 +948,18 @@ class Worker : public WorkerDaemon {
       ABSL_GUARDED_BY(mu_);
   Counters counters_;
   std::atomic<bool> had_room_{true};
+  // Presence (Attend).
+  const std::string incarnation_ = NewIncarnation();
+  enum class AttendState { kUnknown, kAttending, kFailed, kUnsupported };
+  absl::Mutex attend_mu_;
+  AttendState attend_state_ ABSL_GUARDED_BY(attend_mu_) = AttendState::kUnknown;
+  bool attend_stopped_ ABSL_GUARDED_BY(attend_mu_) = false;
+  grpc::ClientContext* attend_ctx_ ABSL_GUARDED_BY(attend_mu_) = nullptr;
+  std::vector<v1::HeldStage> lost_ ABSL_GUARDED_BY(attend_mu_);
+  // Writes on the open stream, one at a time (steps of several slots).
+  absl::Mutex write_mu_;
+  grpc::ClientReaderWriter<v1::WorkerPresence, v1::AttendResponse>*
+      attend_stream_ ABSL_GUARDED_BY(write_mu_) = nullptr;
 };
 
 void Worker::RegisterMetrics(Metrics* m) {

@@ -50,6 +50,10 @@ struct WorkerFlags {
   // RUN --network=host runs when the build has the network.host
   // entitlement (--allow-insecure-entitlement network.host).
   bool permit_host_network = false;
+  // Test only (--test-crash-on-step-containing): the process aborts when a
+  // step whose instruction contains this starts, as a worker killed by a
+  // bug or the OOM killer would end. Empty: never.
+  std::string test_crash_marker;
 };
 
 class WorkerDaemon {
@@ -65,6 +69,13 @@ class WorkerDaemon {
   virtual absl::Status OpenExistingInstances() = 0;
   // One slot: leases and runs stages until `stop`.
   virtual void Slot() = 0;
+  // Holds the scheduler's Attend stream for this process's life (the
+  // scheduler sees the process die when it closes), reopening it when it
+  // breaks, and tells it of the stages a previous process of this work
+  // directory held when it ended; returns after StopAttending.
+  virtual void Attend() = 0;
+  // Ends Attend; called once the slots have returned (no stage is held).
+  virtual void StopAttending() = 0;
   // Logs when the scheduler is first reached (operators and tests wait for
   // it).
   virtual void SayWhenConnected() = 0;
