@@ -394,6 +394,91 @@ TEST_F(ImageArchiveTest, FailedExportLeavesNoPartialOrTempFile) {
   EXPECT_TRUE(ListDir(out_).empty());
 }
 
+// A docker-archive and an OCI archive of one image of `layers` layers.
+struct DeepArchive {
+  std::map<std::string, std::string> docker, oci;
+  std::vector<Digest> layer_digests;
+};
+DeepArchive MakeDeepArchive(int layers) {
+  DeepArchive out;
+  nlohmann::json config = EmptyImageConfig();
+  nlohmann::json docker_layers = nlohmann::json::array();
+  std::vector<Descriptor> descriptors;
+  for (int i = 0; i < layers; ++i) {
+    std::string bytes = absl::StrCat("layer ", i);
+    Digest d = Digest::Of(bytes);
+    out.layer_digests.push_back(d);
+    descriptors.push_back(Descriptor{archives::kMediaTypeLayerTar, d});
+    config["rootfs"]["diff_ids"].push_back(OciDigest(d));
+    std::string path = absl::StrCat("blobs/sha256/", d.hash());
+    out.docker[path] = bytes;
+    out.oci[path] = bytes;
+    docker_layers.push_back(path);
+  }
+  std::string config_bytes = Serialize(config);
+  Digest cd = Digest::Of(config_bytes);
+  std::string config_path = absl::StrCat("blobs/sha256/", cd.hash());
+  out.docker[config_path] = config_bytes;
+  out.docker["manifest.json"] =
+      Serialize(nlohmann::json::array({{{"Config", config_path},
+                                        {"RepoTags", {"deep:1"}},
+                                        {"Layers", docker_layers}}}));
+  std::string manifest =
+      Serialize(MakeManifest(Descriptor{kMediaTypeConfig, cd}, descriptors));
+  Digest md = Digest::Of(manifest);
+  out.oci[config_path] = config_bytes;
+  out.oci[absl::StrCat("blobs/sha256/", md.hash())] = manifest;
+  out.oci["oci-layout"] = R"({"imageLayoutVersion":"1.0.0"})";
+  out.oci["index.json"] = Serialize(nlohmann::json{
+      {"schemaVersion", 2},
+      {"manifests", {DescriptorJson(Descriptor{kMediaTypeManifest, md})}}});
+  return out;
+}
+
+TEST_F(ImageArchiveTest, MoreThan127LayersIsRefusedBeforeAnyLayerIsStored) {
+  DeepArchive deep = MakeDeepArchive(130);
+  for (const auto* files : {&deep.docker, &deep.oci}) {
+    std::string path = out_ + "/deep.tar";
+    WriteTar(path, *files);
+    auto imported = ImportImage(store_.get(), path, scratch_);
+    EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kResourceExhausted)
+        << imported.status();
+    EXPECT_THAT(std::string(imported.status().message()),
+                HasSubstr("max depth exceeded"));
+    EXPECT_THAT(std::string(imported.status().message()),
+                HasSubstr("has 130 layers, more than the 127"));
+    auto missing = blobs_.FindMissing(kNs, deep.layer_digests);
+    ASSERT_TRUE(missing.ok());
+    EXPECT_EQ(missing->size(), deep.layer_digests.size());
+  }
+  // The bound itself is imported, from either format.
+  DeepArchive deepest = MakeDeepArchive(kMaxImageLayers);
+  for (const auto* files : {&deepest.docker, &deepest.oci}) {
+    std::string path = out_ + "/deepest.tar";
+    WriteTar(path, *files);
+    auto imported = ImportImage(store_.get(), path, scratch_);
+    ASSERT_TRUE(imported.ok()) << imported.status();
+    auto image = store_->Load(imported->digest);
+    ASSERT_TRUE(image.ok()) << image.status();
+    EXPECT_EQ(image->image.layers.size(), static_cast<size_t>(kMaxImageLayers));
+  }
+}
+
+TEST_F(ImageArchiveTest, OddTypesInAnOciLayoutAreNamed) {
+  DeepArchive image = MakeDeepArchive(1);
+  auto parsed = ParseJson(image.oci["index.json"], "index.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  nlohmann::json index = *parsed;
+  index["manifests"][0]["size"] = "12";
+  image.oci["index.json"] = Serialize(index);
+  std::string path = out_ + "/odd.tar";
+  WriteTar(path, image.oci);
+  auto imported = ImportImage(store_.get(), path, scratch_);
+  EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(imported.status().message()),
+              HasSubstr("field \"size\" is a string, not a integer"));
+}
+
 TEST_F(ImageArchiveTest, ExportOfAnUnknownManifestFails) {
   absl::Status s = ExportImage(store_.get(), Digest::Of("nothing"), {"app:1"},
                                ArchiveFormat::kOci, out_ + "/img.tar");

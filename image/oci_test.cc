@@ -211,6 +211,80 @@ TEST(ParseImageTest, RejectsLayerWithBadDigest) {
   EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// --- Types and bounds ---
+
+TEST(CheckLayerCountTest, DockersBound) {
+  EXPECT_TRUE(CheckLayerCount(0, "x").ok());
+  EXPECT_TRUE(CheckLayerCount(kMaxImageLayers, "x").ok());
+  absl::Status s = CheckLayerCount(kMaxImageLayers + 1, "reg/app:1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(),
+            "max depth exceeded: reg/app:1 has 128 layers, more than the 127 "
+            "an image may have");
+}
+
+TEST(ParseDescriptorTest, EveryMemberIsTypeChecked) {
+  const std::string digest = absl::StrCat("\"sha256:", Hex('a'), "\"");
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"[]", "d is a array, not an object"},
+      {absl::StrCat(R"({"mediaType":1,"digest":)", digest, R"(,"size":1})"),
+       "d: field \"mediaType\" is a number, not a string"},
+      {R"({"digest":5,"size":1})", "d: field \"digest\" is a number"},
+      {absl::StrCat(R"({"digest":)", digest, R"(,"size":"1"})"),
+       "d: field \"size\" is a string, not a integer"},
+      {absl::StrCat(R"({"digest":)", digest, R"(,"size":-1})"),
+       "d: field \"size\" is negative"},
+      {absl::StrCat(R"({"digest":)", digest, "}"),
+       "d: field \"size\" is missing"},
+  };
+  for (const Case& c : cases) {
+    auto j = ParseJson(c.text, "t");
+    ASSERT_TRUE(j.ok()) << c.text;
+    auto d = ParseDescriptor(*j, "d");
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_THAT(d.status().message(), HasSubstr(c.message)) << c.text;
+  }
+}
+
+TEST(ParseIndexTest, OddMembersAreErrorsNotCrashes) {
+  for (const char* text : {
+           R"({"mediaType":"application/vnd.oci.image.index.v1+json"})",
+           R"({"mediaType":"application/vnd.oci.image.index.v1+json",)"
+           R"("manifests":{}})",
+           R"({"manifests":[1]})",
+           R"({"manifests":[{"platform":[]}]})",
+           R"({"manifests":[{"platform":{"os":1}}]})",
+           R"({"manifests":[{"platform":{"os":"linux","variant":2}}]})",
+       }) {
+    auto j = ParseJson(text, "t");
+    ASSERT_TRUE(j.ok()) << text;
+    EXPECT_EQ(ParseIndex(*j).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << text;
+    EXPECT_EQ(IndexManifests(*j).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << text;
+  }
+}
+
+TEST(ParseImageTest, ConfigMembersOfTheWrongTypeAreNamed) {
+  auto image = ParseImage(ManifestWithLayers({}), R"({"rootfs":"layers"})");
+  EXPECT_THAT(image.status().message(),
+              HasSubstr("field \"rootfs\" is a string, not a object"));
+  image = ParseImage(ManifestWithLayers({}),
+                     R"({"rootfs":{"diff_ids":[]},"config":[]})");
+  EXPECT_THAT(image.status().message(),
+              HasSubstr("field \"config\" is a array, not a object"));
+  image = ParseImage(ManifestWithLayers({}),
+                     R"({"rootfs":{"diff_ids":[]},"config":null})");
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_TRUE(image->config["config"].is_object());
+}
+
 // --- Serialize ---
 
 TEST(SerializeTest, SortsKeysWithoutSpaces) {
