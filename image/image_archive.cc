@@ -16,6 +16,7 @@
 #include "archives/layer_tar.h"
 #include "blobstore/blob_files.h"
 #include "common/fs_util.h"
+#include "common/json.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 
@@ -198,6 +199,8 @@ absl::StatusOr<Descriptor> ImportOciLayout(ImageStore* store,
       return absl::InvalidArgumentError(
           absl::StrCat("manifest ", OciDigest(d.digest), ": no config"));
     }
+    RETURN_IF_ERROR(
+        stagefarm::json::OptionalString(mj, "mediaType", "manifest").status());
     // Refused before any blob is stored.
     ASSIGN_OR_RETURN(std::vector<Descriptor> layers, ParseManifestLayers(mj));
     RETURN_IF_ERROR(CheckLayerCount(

@@ -477,6 +477,29 @@ TEST_F(ImageArchiveTest, OddTypesInAnOciLayoutAreNamed) {
   EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(imported.status().message()),
               HasSubstr("field \"size\" is a string, not a integer"));
+
+  // A manifest whose mediaType is a number (index.json names it anew).
+  image = MakeDeepArchive(1);
+  std::string manifest_path;
+  for (const auto& [name, bytes] : image.oci) {
+    if (absl::StrContains(bytes, "\"layers\"")) manifest_path = name;
+  }
+  ASSERT_FALSE(manifest_path.empty());
+  auto manifest = ParseJson(image.oci[manifest_path], "manifest");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  (*manifest)["mediaType"] = 5;
+  std::string odd = Serialize(*manifest);
+  image.oci.erase(manifest_path);
+  Digest md = Digest::Of(odd);
+  image.oci[absl::StrCat("blobs/sha256/", md.hash())] = odd;
+  image.oci["index.json"] = Serialize(nlohmann::json{
+      {"schemaVersion", 2},
+      {"manifests", {DescriptorJson(Descriptor{kMediaTypeManifest, md})}}});
+  WriteTar(path, image.oci);
+  imported = ImportImage(store_.get(), path, scratch_);
+  EXPECT_EQ(testing::CodeOf(imported), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(imported.status().message()),
+              HasSubstr("field \"mediaType\" is a number, not a string"));
 }
 
 TEST_F(ImageArchiveTest, ExportOfAnUnknownManifestFails) {
