@@ -139,6 +139,16 @@ TEST_F(CredentialsTest, BadFilesAndHelpersAreErrors) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   c = LookupCredentials(Write(R"({"auths": {"h": {"auth": "!!!"}}})"), "h");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  // Members of the wrong type are named, not skipped.
+  c = LookupCredentials(Write(R"({"auths": {"h": {"auth": 5}}})"), "h");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("field \"auth\" is a number"),
+            std::string::npos)
+      << c.status();
+  c = LookupCredentials(Write(R"({"auths": []})"), "h");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  c = LookupCredentials(Write(R"({"auths": {"h": "x"}})"), "h");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   c = LookupCredentials(Write(R"({"credsStore": "desktop"})"), "h");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_NE(c.status().message().find("credential helper"), std::string::npos);
