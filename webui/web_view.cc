@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "buildview/build_view.h"
+#include "common/json.h"
 #include "registry/reference.h"
 #include "webui/assets.h"
 
@@ -37,9 +38,7 @@ constexpr int64_t kBlobDownloadBytes = 256 << 20;  // downloaded whole
 constexpr size_t kEarlierBuildsSearched = 1000;
 constexpr int kEarlierRecordsRead = 20;
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string Dump(const json& j) { return stagefarm::json::Dump(j); }
 
 void SendJson(HttpResponse* resp, int status, const json& j) {
   resp->Send(status, "application/json; charset=utf-8", Dump(j),
@@ -144,6 +143,62 @@ json ActionResultJson(const reapi::ActionResult& result) {
           {"worker", result.execution_metadata().worker()}};
 }
 
+// A descriptor (of a config, a layer, a manifest) as the pages read it:
+// an object with a string digest, a number size, a string mediaType if
+// any.
+absl::Status CheckDescriptor(const json& d, const std::string& what) {
+  if (!d.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is a ", stagefarm::json::TypeName(d), ", not an object"));
+  }
+  absl::StatusOr<std::string> digest =
+      stagefarm::json::String(d, "digest", what);
+  if (!digest.ok()) return digest.status();
+  absl::StatusOr<int64_t> size = stagefarm::json::Int(d, "size", what);
+  if (!size.ok()) return size.status();
+  return stagefarm::json::OptionalString(d, "mediaType", what).status();
+}
+
+// Whether `doc` is an image manifest or index whose fields have the
+// types the OCI spec gives them: "manifest", "index", or "json" with
+// *note saying which field is not (the pages then show it as JSON).
+std::string DocumentKind(const json& doc, std::string* note) {
+  if (!doc.is_object()) return "json";
+  const bool manifest = doc.contains("layers") && doc.contains("config");
+  const bool index = !manifest && doc.contains("manifests");
+  if (!manifest && !index) return "json";
+  const std::string what = manifest ? "manifest" : "index";
+  absl::Status s =
+      stagefarm::json::OptionalString(doc, "mediaType", what).status();
+  if (s.ok() && manifest) {
+    s = CheckDescriptor(doc["config"], "manifest: config");
+    absl::StatusOr<const json*> layers =
+        stagefarm::json::OptionalArray(doc, "layers", what);
+    if (s.ok() && !layers.ok()) s = layers.status();
+    for (size_t i = 0; s.ok() && *layers != nullptr && i < (*layers)->size();
+         ++i) {
+      s = CheckDescriptor((**layers)[i],
+                          absl::StrCat("manifest: layers[", i, "]"));
+    }
+  } else if (s.ok()) {
+    absl::StatusOr<const json*> list =
+        stagefarm::json::OptionalArray(doc, "manifests", what);
+    if (!list.ok()) s = list.status();
+    for (size_t i = 0; s.ok() && *list != nullptr && i < (*list)->size(); ++i) {
+      const json& m = (**list)[i];
+      const std::string name = absl::StrCat("index: manifests[", i, "]");
+      s = CheckDescriptor(m, name);
+      if (s.ok()) {
+        s = stagefarm::json::OptionalObject(m, "platform", name).status();
+      }
+    }
+  }
+  if (s.ok()) return what;
+  *note =
+      absl::StrCat("shown as JSON, not as an image ", what, ": ", s.message());
+  return "json";
+}
+
 // What a blob is, judged by its bytes: an image document, JSON, a REAPI
 // Directory, Tree or ActionResult (messages that parse and serialize back
 // to the same bytes), text, or binary.
@@ -156,18 +211,12 @@ json DescribeBlob(const std::string& data, bool truncated) {
            });
   };
   if (!truncated && !data.empty() && (data[0] == '{' || data[0] == '[')) {
-    json doc = json::parse(data, nullptr, /*allow_exceptions=*/false);
-    if (!doc.is_discarded()) {
-      std::string media =
-          doc.is_object() ? doc.value("mediaType", std::string()) : "";
-      if (doc.is_object() && doc.contains("layers") && doc.contains("config")) {
-        out["kind"] = "manifest";
-      } else if (doc.is_object() && doc.contains("manifests")) {
-        out["kind"] = "index";
-      } else {
-        out["kind"] = "json";
-      }
-      out["json"] = doc;
+    absl::StatusOr<json> doc = stagefarm::json::Parse(data, "blob");
+    if (doc.ok()) {
+      std::string note;
+      out["kind"] = DocumentKind(*doc, &note);
+      if (!note.empty()) out["note"] = note;
+      out["json"] = *std::move(doc);
       return out;
     }
   }
@@ -213,10 +262,8 @@ json DescribeBlob(const std::string& data, bool truncated) {
       return out;
     }
   }
-  const bool text =
-      data.find('\0') == std::string::npos &&
-      json(data).dump(-1, ' ', false, json::error_handler_t::ignore) ==
-          json(data).dump(-1, ' ', false, json::error_handler_t::replace);
+  const bool text = data.find('\0') == std::string::npos &&
+                    stagefarm::json::IsValidUtf8(data);
   if (text) {
     out["kind"] = "text";
     out["text"] = data;
@@ -233,14 +280,21 @@ absl::StatusOr<std::unique_ptr<WebView>> WebView::Start(WebViewOptions options,
                                                         FarmSource* source) {
   auto view = std::unique_ptr<WebView>(new WebView(options, source));
   WebView* raw = view.get();
+  HttpServerOptions server_options;
+  server_options.listen = options.listen;
+  server_options.threads = options.threads;
+  server_options.cert_file = options.cert_file;
+  server_options.key_file = options.key_file;
+  server_options.max_connections_per_address =
+      options.max_connections_per_address;
+  server_options.request_timeout = options.request_timeout;
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
-      options.listen, options.threads,
-      [raw](const HttpRequest& req, HttpResponse* resp) {
+      server_options, [raw](const HttpRequest& req, HttpResponse* resp) {
         raw->Handle(req, resp);
-      },
-      options.cert_file, options.key_file);
+      });
   if (!server.ok()) return server.status();
   view->server_ = *std::move(server);
+  view->broadcaster_ = std::thread([raw] { raw->Broadcast(); });
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   view->url_ = absl::StrCat(options.cert_file.empty() ? "http" : "https", "://",
@@ -250,10 +304,17 @@ absl::StatusOr<std::unique_ptr<WebView>> WebView::Start(WebViewOptions options,
 
 WebView::~WebView() {
   Stop();
+  if (broadcaster_.joinable()) broadcaster_.join();
   server_.reset();
 }
 
-void WebView::Stop() { stopping_ = true; }
+void WebView::Stop() {
+  stopping_ = true;
+  absl::MutexLock lock(&streams_mu_);
+  for (const auto& s : streams_) {
+    if (s->stream != nullptr) s->stream->Close();
+  }
+}
 
 bool WebView::Authenticate(const HttpRequest& req, HttpResponse* resp,
                            const Tenant** caller) {
@@ -438,33 +499,91 @@ void WebView::Build(const HttpRequest& req, const Tenant* caller,
   SendError(resp, 404, "no such page of a build");
 }
 
-void WebView::Events(const Tenant* caller, HttpResponse* resp) {
-  (void)caller;  // the stream says only that something changed
-  resp->Stream(
-      200, "text/event-stream", [this](const HttpResponse::Write& write) {
-        uint64_t seen = source_->ChangeCount();
-        if (!write(absl::StrCat("retry: 2000\nevent: change\ndata: ", seen,
-                                "\n\n"))) {
-          return;
-        }
-        absl::Time last_write = absl::Now();
-        while (!stopping_) {
-          source_->WaitForChange(seen, absl::Now() + absl::Seconds(1));
-          const uint64_t now = source_->ChangeCount();
-          if (now != seen) {
-            seen = now;
-            if (!write(absl::StrCat("event: change\ndata: ", seen, "\n\n"))) {
-              return;
-            }
-            last_write = absl::Now();
-            // Coalesce: a busy farm changes many times a second.
-            absl::SleepFor(absl::Milliseconds(250));
-          } else if (absl::Now() - last_write > absl::Seconds(15)) {
-            if (!write(": keep-alive\n\n")) return;
-            last_write = absl::Now();
-          }
-        }
-      });
+void WebView::PruneStreamsLocked() {
+  streams_.remove_if([](const std::shared_ptr<EventStream>& s) {
+    return s->stream != nullptr && s->stream->closed();
+  });
+}
+
+void WebView::Events(const HttpRequest& req, const Tenant* caller,
+                     HttpResponse* resp) {
+  // The stream says only that something changed: the same for everyone.
+  auto slot = std::make_shared<EventStream>();
+  slot->tenant = caller != nullptr ? caller->name : "";
+  slot->address = req.remote_addr;
+  {
+    absl::MutexLock lock(&streams_mu_);
+    PruneStreamsLocked();
+    int tenant = 0, address = 0;
+    for (const auto& s : streams_) {
+      tenant += s->tenant == slot->tenant ? 1 : 0;
+      address += s->address == slot->address ? 1 : 0;
+    }
+    if (caller != nullptr && tenant >= options_.max_streams_per_tenant) {
+      return SendError(
+          resp, 429,
+          absl::StrCat("too many open event streams for tenant ", caller->name,
+                       " (at most ", options_.max_streams_per_tenant,
+                       "): close other pages of the web view"));
+    }
+    if (address >= options_.max_streams_per_address) {
+      return SendError(
+          resp, 429,
+          absl::StrCat("too many open event streams from ", slot->address,
+                       " (at most ", options_.max_streams_per_address,
+                       "): close other pages of the web view"));
+    }
+    streams_.push_back(slot);
+  }
+  resp->Hold(200, "text/event-stream",
+             [this, slot](std::shared_ptr<HttpStream> stream) {
+               const std::string hello = absl::StrCat(
+                   "retry: 2000\nevent: change\ndata: ", source_->ChangeCount(),
+                   "\n\n");
+               absl::MutexLock lock(&streams_mu_);
+               if (stream == nullptr || stopping_ || !stream->Write(hello)) {
+                 if (stream != nullptr) stream->Close();
+                 streams_.remove(slot);
+                 return;
+               }
+               slot->stream = std::move(stream);
+             });
+}
+
+void WebView::Broadcast() {
+  uint64_t seen = source_->ChangeCount();
+  absl::Time last_write = absl::Now();
+  while (!stopping_) {
+    source_->WaitForChange(seen, absl::Now() + absl::Seconds(1));
+    if (stopping_) break;
+    const uint64_t now = source_->ChangeCount();
+    std::string message;
+    if (now != seen) {
+      seen = now;
+      message = absl::StrCat("event: change\ndata: ", seen, "\n\n");
+    } else if (absl::Now() - last_write > absl::Seconds(15)) {
+      message = ": keep-alive\n\n";
+    } else {
+      continue;
+    }
+    {
+      absl::MutexLock lock(&streams_mu_);
+      PruneStreamsLocked();
+      for (const auto& s : streams_) {
+        if (s->stream != nullptr) s->stream->Write(message);
+      }
+    }
+    last_write = absl::Now();
+    // Coalesce: a busy farm changes many times a second.
+    if (message[0] == 'e') {
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+  }
+  absl::MutexLock lock(&streams_mu_);
+  for (const auto& s : streams_) {
+    if (s->stream != nullptr) s->stream->Close();
+  }
+  streams_.clear();
 }
 
 void WebView::Cache(const Tenant* caller, HttpResponse* resp) {
@@ -603,17 +722,19 @@ void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
   if (parts.size() == 1 && parts[0] == "session") {
     if (req.method == "POST") {
       // The answer carries the session cookie.
-      json body = json::parse(req.body, nullptr, false);
-      std::string token = body.is_object() && body.contains("token") &&
-                                  body["token"].is_string()
-                              ? body["token"].get<std::string>()
-                              : "";
       if (!source_->TenantsOn()) {
         return SendError(resp, 409,
                          "this farm has no tenants: nothing to sign in");
       }
-      if (token.empty()) return SendError(resp, 400, "token: missing");
-      absl::StatusOr<const Tenant*> t = source_->ByToken(token);
+      absl::StatusOr<json> body = stagefarm::json::Parse(req.body, "body");
+      if (!body.ok()) return SendStatus(resp, body.status());
+      absl::StatusOr<std::optional<std::string>> token =
+          stagefarm::json::OptionalString(*body, "token", "body");
+      if (!token.ok()) return SendStatus(resp, token.status());
+      if (!token->has_value() || (*token)->empty()) {
+        return SendError(resp, 400, "token: missing");
+      }
+      absl::StatusOr<const Tenant*> t = source_->ByToken(**token);
       if (!t.ok()) return SendStatus(resp, t.status());
       const std::string id = RandomToken();
       {
@@ -643,7 +764,9 @@ void WebView::Handle(const HttpRequest& req, HttpResponse* resp) {
     return Build(req, caller, parts[1], parts.size() == 3 ? parts[2] : "",
                  resp);
   }
-  if (parts.size() == 1 && parts[0] == "events") return Events(caller, resp);
+  if (parts.size() == 1 && parts[0] == "events") {
+    return Events(req, caller, resp);
+  }
   if (parts.size() == 1 && parts[0] == "workers") {
     return SendJson(resp, 200, {{"workers", source_->Workers(caller)}});
   }

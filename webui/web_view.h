@@ -3,14 +3,20 @@
 // tenants, every API call needs the tenant's token: a bearer header, or a
 // session cookie the login form gets for it (HttpOnly, SameSite=Strict;
 // POSTs also need the X-Stagefarm header, which other sites' forms cannot
-// send). Thread-safe.
+// send). An open page's event stream holds no thread: the server keeps it
+// (HttpServer::Hold) and one thread here writes every stream's events;
+// a tenant and a client address may each have only so many open (429 past
+// the caps). Thread-safe.
 #ifndef STAGEFARM_WEBUI_WEB_VIEW_H_
 #define STAGEFARM_WEBUI_WEB_VIEW_H_
 
+#include <atomic>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -24,8 +30,16 @@ struct WebViewOptions {
   std::string listen;  // HOST:PORT
   // PEM files: with them the view is served over HTTPS only.
   std::string cert_file, key_file;
-  int threads = 48;  // each open page's event stream holds one
+  int threads = 48;  // requests served at once (event streams hold none)
   absl::Duration session_lifetime = absl::Hours(12);
+  // Open event streams (/api/v1/events) of one tenant (with tenants on)
+  // and from one client address; one more is answered 429.
+  int max_streams_per_tenant = 32;
+  int max_streams_per_address = 64;
+  // The server's bounds on connections (HttpServerOptions): per address
+  // in the request pool at once, and how long a request may take to come.
+  int max_connections_per_address = 32;
+  absl::Duration request_timeout = absl::Seconds(10);
 };
 
 class WebView {
@@ -54,7 +68,10 @@ class WebView {
   void Build(const HttpRequest& req, const Tenant* caller,
              const std::string& id, const std::string& what,
              HttpResponse* resp);
-  void Events(const Tenant* caller, HttpResponse* resp);
+  void Events(const HttpRequest& req, const Tenant* caller, HttpResponse* resp);
+  // The thread that writes every open event stream's events.
+  void Broadcast();
+  void PruneStreamsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu_);
   void Cache(const Tenant* caller, HttpResponse* resp);
   void Blob(const HttpRequest& req, const Tenant* caller,
             const std::string& hash, const std::string& size,
@@ -82,6 +99,17 @@ class WebView {
   };
   absl::Mutex mu_;
   std::map<std::string, SessionState> sessions_ ABSL_GUARDED_BY(mu_);
+
+  // An open event stream, counted from the request (stream null until
+  // the server holds it).
+  struct EventStream {
+    std::string tenant;  // "" with tenants off
+    std::string address;
+    std::shared_ptr<HttpStream> stream;
+  };
+  absl::Mutex streams_mu_;
+  std::list<std::shared_ptr<EventStream>> streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::thread broadcaster_;
 };
 
 }  // namespace stagefarm::webui
