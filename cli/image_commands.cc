@@ -9,14 +9,49 @@
 #include <memory>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/attestations.h"
 #include "cli/commands.h"
 #include "cli/local_commands.h"
+#include "common/byte_size_flag.h"
+#include "registry/reference.h"
 
 namespace stagefarm::cli {
+namespace {
+
+// An image name the user gives (to build, tag, pull, push or run) must
+// follow Docker's reference grammar: refused before any work starts, with
+// Docker's message naming the value (CLI11 names the flag).
+CLI::Validator ImageReference() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        absl::StatusOr<registry::Reference> r = registry::ParseReference(value);
+        return r.ok() ? std::string() : std::string(r.status().message());
+      },
+      "", "image reference");
+}
+
+// Docker's bound: a memory limit under 6 MiB cannot start a container.
+CLI::Validator MemoryLimit() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        int64_t bytes = 0;
+        if (!absl::SimpleAtoi(value, &bytes) || bytes < 0) {
+          return "must be 0 (no limit) or a size";
+        }
+        if (bytes != 0 && bytes < (int64_t{6} << 20)) {
+          return absl::StrCat("minimum memory limit allowed is 6MB (got ",
+                              value, " bytes)");
+        }
+        return "";
+      },
+      "", "memory limit");
+}
+
+}  // namespace
 
 void AddStoreFlags(CLI::App* sub, LocalOptions* local) {
   sub->add_option("--cas", local->cas_address,
@@ -64,7 +99,8 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       "build", "build a Dockerfile on this machine (embedded engine)");
   build->add_option("-f,--file", f->build_flags.file,
                     "the Dockerfile (default CONTEXT/Dockerfile)");
-  build->add_option("-t,--tag", f->build_flags.tags, "NAME:TAG (repeatable)");
+  build->add_option("-t,--tag", f->build_flags.tags, "NAME:TAG (repeatable)")
+      ->check(ImageReference());
   build->add_option("--target", f->build_flags.target, "the stage to build");
   build->add_option("--provenance", f->build_flags.provenance,
                     "record SLSA provenance: min or max (mode=min|max, "
@@ -94,8 +130,9 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                   "run every step, ignoring the step cache");
   build
       ->add_option("--log-max-bytes", f->build_flags.log_max_bytes,
-                   "bytes of each step's output shown live (default 2 MiB; "
+                   "bytes of each step's output shown live (default 2m; "
                    "a farm may allow less); the whole output is kept")
+      ->transform(ByteSize())
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30));
   build
       ->add_option("--ssh", f->build_flags.ssh,
@@ -127,8 +164,14 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
                    "give the build an entitlement: network.host (RUN "
                    "--network=host) or security.insecure (repeatable)")
       ->allow_extra_args(false);
-  build->add_option("--memory", local->memory_bytes,
-                    "memory limit of each RUN in bytes (0: none)");
+  AddByteSizeOption(build, "-m,--memory", &local->memory_bytes,
+                    "memory limit of each RUN: bytes, or with a unit b, k, "
+                    "m, g (256m, 1g; 0: none)")
+      ->check(MemoryLimit());
+  AddByteSizeOption(build, "--shm-size", &local->shm_bytes,
+                    "size of each RUN's /dev/shm: bytes, or with a unit b, "
+                    "k, m, g (default 64m)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
   build->add_option("--pids-limit", local->pids_limit,
                     "process limit of each RUN (0: none)");
   build->add_option("context", f->build_flags.context, "the build context")
@@ -149,13 +192,16 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
       "import",
       "import a docker-archive, OCI archive or layout, or a root file system");
   import->add_option("path", f->import_path, "FILE-OR-DIR")->required();
-  import->add_option("-t,--tag", f->import_tags, "NAME:TAG (repeatable)");
+  import->add_option("-t,--tag", f->import_tags, "NAME:TAG (repeatable)")
+      ->check(ImageReference());
   import->add_option("--platform", local->platform,
                      "OS/ARCH[/VARIANT] of a root file system imported "
                      "(default: this machine's)");
   CLI::App* index = image->add_subcommand(
       "index", "tag an image index over images of different platforms");
-  index->add_option("-t,--tag", f->index_tag, "NAME:TAG")->required();
+  index->add_option("-t,--tag", f->index_tag, "NAME:TAG")
+      ->required()
+      ->check(ImageReference());
   index->add_option("images", f->index_sources, "IMAGE ...")->required();
   CLI::App* ls = image->add_subcommand("ls", "list images");
   CLI::App* inspect = image->add_subcommand("inspect", "print an image");
@@ -206,18 +252,24 @@ void AddImageCommands(CLI::App* app, LocalOptions* local, Commands* out) {
   CLI::App* pull =
       app->add_subcommand("pull", "fetch an image from a registry and tag it");
   pull->add_option("ref", f->pull_ref, "[REGISTRY/]REPO[:TAG|@DIGEST]")
-      ->required();
+      ->required()
+      ->check(ImageReference());
   pull->add_option("--platform", local->platform,
                    "OS/ARCH[/VARIANT] to pull from an index (default: this "
                    "machine's)");
   add_local_flags(pull);
   CLI::App* push = app->add_subcommand("push", "send an image to a registry");
-  push->add_option("name", f->push_name, "the local image")->required();
+  push->add_option("name", f->push_name, "the local image")
+      ->required()
+      ->check(ImageReference());
   push->add_option("dest", f->push_dest,
-                   "REGISTRY/REPO:TAG to push to (default: NAME)");
+                   "REGISTRY/REPO:TAG to push to (default: NAME)")
+      ->check(ImageReference());
   add_local_flags(push);
   CLI::App* run = app->add_subcommand("run", "run an image's command");
-  run->add_option("image", f->run_image, "NAME:TAG")->required();
+  run->add_option("image", f->run_image, "NAME:TAG")
+      ->required()
+      ->check(ImageReference());
   run->add_option("--platform", local->platform,
                   "OS/ARCH[/VARIANT] to run (emulated when foreign)");
   run->add_option("--network", local->run_network,

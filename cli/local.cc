@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Local>> Local::Open(const LocalOptions& o) {
   ro.force_no_network = o.force_no_network;
   ro.default_memory_bytes = o.memory_bytes;
   ro.default_pids_limit = o.pids_limit;
+  if (o.shm_bytes > 0) ro.shm_bytes = o.shm_bytes;
   ro.rootless = stagefarm::InUserNamespace();
   ASSIGN_OR_RETURN(l->executor_, executor::RuncExecutor::Create(ro));
   engine::EngineOptions eo;

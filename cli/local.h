@@ -36,6 +36,7 @@ struct LocalOptions {
   bool force_no_network = false;
   int64_t memory_bytes = 0;
   int64_t pids_limit = 0;
+  int64_t shm_bytes = 0;  // each RUN's /dev/shm; 0: the runtime's 64 MiB
   // HOST:PORT of a stagefarm-cas (or any REAPI CAS) to keep blobs and the
   // action cache in, and its instance name; "" = the local store.
   std::string cas_address;

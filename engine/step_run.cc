@@ -27,6 +27,7 @@
 #include "engine/copy.h"
 #include "engine/stage_runner.h"
 #include "engine/user_db.h"
+#include "executor/memory_kill.h"
 #include "frontend/dockerfile/dockerignore.h"
 #include "frontend/dockerfile/entitlements.h"
 #include "frontend/dockerfile/expand.h"
@@ -420,7 +421,7 @@ absl::Status StageRunner::RunRun(const ExpandedStep& step,
   if (result->exit_code != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         At(inst), ": process \"", absl::StrJoin(args, " "),
-        "\" did not complete successfully: exit code: ", result->exit_code,
+        "\" did not complete successfully: ", executor::DescribeExit(*result),
         result->output_tail.empty() ? "" : "\n--- last output ---\n",
         result->output_tail, clipped.empty() ? "" : "\n--- ", clipped));
   }

@@ -63,6 +63,10 @@ struct ExecSpec {
 struct ExecResult {
   int exit_code = 0;        // 128 + signal when killed by a signal
   std::string output_tail;  // the last ~4 KiB of combined output
+  // The kernel killed a process of the step because the step went over its
+  // memory limit (memory_limit_bytes; see memory_kill.h).
+  bool killed_for_memory = false;
+  int64_t memory_limit_bytes = 0;
 };
 
 class Executor {

@@ -29,6 +29,7 @@
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
+#include "executor/memory_kill.h"
 #include "executor/seccomp_profile.h"
 #include "executor/slirp_network.h"
 
@@ -87,7 +88,7 @@ json Mount(const std::string& destination, const std::string& type,
   return mount;
 }
 
-json DefaultMounts() {
+json DefaultMounts(int64_t shm_bytes) {
   json mounts = json::array();
   mounts.push_back(Mount("/proc", "proc", "proc", {}));
   mounts.push_back(Mount("/dev", "tmpfs", "tmpfs",
@@ -95,9 +96,9 @@ json DefaultMounts() {
   mounts.push_back(Mount("/dev/pts", "devpts", "devpts",
                          {"nosuid", "noexec", "newinstance", "ptmxmode=0666",
                           "mode=0620", "gid=5"}));
-  mounts.push_back(
-      Mount("/dev/shm", "tmpfs", "shm",
-            {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
+  mounts.push_back(Mount("/dev/shm", "tmpfs", "shm",
+                         {"nosuid", "noexec", "nodev", "mode=1777",
+                          absl::StrCat("size=", shm_bytes)}));
   mounts.push_back(
       Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   return mounts;
@@ -326,7 +327,7 @@ absl::StatusOr<json> MakeRuntimeSpec(const ExecSpec& spec,
   if (network == Network::kSandbox && netns_path.empty()) {
     return absl::InvalidArgumentError("a sandboxed network needs a namespace");
   }
-  json mounts = DefaultMounts();
+  json mounts = DefaultMounts(options.shm_bytes);
   AddSysMounts(options.rootless, network != Network::kHost, &mounts);
   if (network != Network::kNone) {
     mounts.push_back(Mount("/etc/resolv.conf", "bind",
@@ -510,9 +511,17 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   }
 
   const std::string log_path = bundle + "/runtime.log";
-  const std::vector<std::string> runc_args = {
+  std::vector<std::string> runc_args = {
       "--root", options_.state_dir, "--log", log_path, "--log-format", "json",
       "run",    "--bundle",         bundle,  id};
+  // With a memory limit the container is kept after it exits, so that its
+  // cgroups' counters say whether the kernel killed it for memory
+  // (memory_kill.h); it is deleted below.
+  const int64_t memory_limit = options_.rootless ? 0
+                               : spec.memory_bytes > 0
+                                   ? spec.memory_bytes
+                                   : options_.default_memory_bytes;
+  if (memory_limit > 0) runc_args.insert(runc_args.end() - 3, "--keep");
   // A foreground `runc run` forwards the signals it receives to the
   // container, and runc 1.1.5 (Debian's) forwards the SIGURG its own Go
   // runtime sends itself to preempt goroutines, which happens often on a
@@ -617,8 +626,16 @@ absl::StatusOr<ExecResult> RuncExecutor::Run(const ExecSpec& spec) {
   if (child.output_fd >= 0) close(child.output_fd);
   if (pidfd >= 0) close(pidfd);
 
-  // `runc run` deletes the container when it exits normally; after a kill or
-  // a crash of runc the state may remain.
+  if (memory_limit > 0 && !cancelled && wait_error.ok()) {
+    absl::StatusOr<std::string> state = ReadFileIfExists(
+        absl::StrCat(options_.state_dir, "/", id, "/state.json"));
+    result.memory_limit_bytes = memory_limit;
+    result.killed_for_memory =
+        state.ok() &&
+        KilledForMemory(*state, ExitCodeFromWaitStatus(wait_status));
+  }
+  // `runc run` deletes the container when it exits normally (unless kept,
+  // above); after a kill or a crash of runc the state may remain.
   struct stat state_st;
   if (cancelled || !wait_error.ok() ||
       stat(absl::StrCat(options_.state_dir, "/", id).c_str(), &state_st) == 0) {

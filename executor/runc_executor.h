@@ -68,6 +68,8 @@ struct RuncOptions {
   // Limits used when ExecSpec leaves them at 0; 0 here means none.
   int64_t default_memory_bytes = 0;
   int64_t default_pids_limit = 0;
+  // The size of each container's /dev/shm (Docker's --shm-size).
+  int64_t shm_bytes = int64_t{64} << 20;
   // Containers' cgroups are made at CGROUP_PARENT/ID in each controller.
   std::string cgroup_parent = "/stagefarm";
   // The process is root of a user namespace, not of the machine

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "executor/memory_kill.h"
 #include "executor/runc_executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -389,6 +390,49 @@ TEST_F(RuncExecutorIntegrationTest, MemoryLimit) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->exit_code, 137) << result->output_tail;
   EXPECT_THAT(result->output_tail, Not(HasSubstr("survived")));
+}
+
+TEST_F(RuncExecutorIntegrationTest, AKillForMemoryIsReported) {
+  // A pipeline over the limit: the kernel kills tail.
+  ExecSpec hog = Spec("head -c 300m /dev/zero | tail");
+  hog.memory_bytes = 64 << 20;
+  absl::StatusOr<ExecResult> result = executor_->Run(hog);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 137) << result->output_tail;
+  EXPECT_TRUE(result->killed_for_memory);
+  EXPECT_EQ(DescribeExit(*result),
+            "exit code: 137: killed by the kernel: out of memory (the step's "
+            "memory limit is 64 MiB)");
+
+  // Within the limit, and killed otherwise: no word of memory.
+  ExecSpec fits = Spec("head -c 1m /dev/zero | tail | wc -c; exit 3");
+  fits.memory_bytes = 64 << 20;
+  result = executor_->Run(fits);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 3);
+  EXPECT_FALSE(result->killed_for_memory);
+  // (A shell below the container's init: init ignores SIGKILL from inside.)
+  ExecSpec killed = Spec("sh -c 'kill -9 $$'; exit $?");
+  killed.memory_bytes = 64 << 20;
+  result = executor_->Run(killed);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 137);
+  EXPECT_FALSE(result->killed_for_memory);
+  EXPECT_EQ(DescribeExit(*result), "exit code: 137");
+}
+
+TEST_F(RuncExecutorIntegrationTest, ShmSize) {
+  RuncOptions options = executor_->options();
+  options.shm_bytes = 16 << 20;
+  absl::StatusOr<std::unique_ptr<RuncExecutor>> sized =
+      RuncExecutor::Create(options);
+  ASSERT_TRUE(sized.ok()) << sized.status();
+  absl::StatusOr<ExecResult> result =
+      (*sized)->Run(Spec("grep ' /dev/shm ' /proc/mounts"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(result->output_tail, HasSubstr("size=16384k"));
+  EXPECT_THAT(RunOk(Spec("grep ' /dev/shm ' /proc/mounts")),
+              HasSubstr("size=65536k"));
 }
 
 TEST_F(RuncExecutorIntegrationTest, CancelKillsContainer) {

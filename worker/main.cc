@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/byte_size_flag.h"
 #include "common/daemon.h"
 #include "common/fs_util.h"
 #include "executor/rootless.h"
@@ -34,21 +35,25 @@ int main(int argc, char** argv) {
   app.add_option("--runtime", f.runtime, "OCI runtime: runc or crun");
   app.add_option("--cache-bytes", f.cache_bytes,
                  "unpacked layers kept on disk (least recently used removed "
-                 "first; default 20 GiB)")
+                 "first; default 20 GiB; bytes or a size such as 500m, 20g)")
+      ->transform(stagefarm::ByteSize())
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--action-cache-bytes", f.action_cache_bytes,
                  "input files of REAPI actions kept per CAS instance, "
                  "hard-linked into actions (least recently used removed "
                  "first; default 10 GiB)")
+      ->transform(stagefarm::ByteSize())
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--cache-mount-bytes", f.cache_mount_bytes,
                  "what a CAS instance's shared cache mounts may hold "
                  "together (least recently published pruned first; 0: no "
                  "bound; default 10 GiB)")
+      ->transform(stagefarm::ByteSize())
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--min-free-bytes", f.min_free_bytes,
                  "take no stages while the work directory's volume has less "
                  "free (default 512 MiB)")
+      ->transform(stagefarm::ByteSize())
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   std::string platforms;
   app.add_option("--platforms", platforms,
