@@ -19,33 +19,10 @@
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 #include "contexttree/context_upload.h"
+#include "remoteexec/command_rules.h"
 
 namespace stagefarm::remoteexec {
 namespace {
-
-// A path the Command names (working directory, outputs): relative, no
-// "." or ".." components, no empty ones; "" only where `empty_ok`.
-absl::Status CheckRelative(absl::string_view path, absl::string_view field,
-                           bool empty_ok) {
-  if (path.empty()) {
-    return empty_ok ? absl::OkStatus()
-                    : absl::InvalidArgumentError(
-                          absl::StrCat("Command.", field, ": empty path"));
-  }
-  if (path.front() == '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Command.", field, ": \"", path,
-                     "\" is absolute; it must be relative"));
-  }
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part.empty() || part == "." || part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Command.", field, ": \"", path,
-                       "\" has an empty, \".\" or \"..\" component"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // Whether a failure to prepare or run the action is the action's own (the
 // client hears it in the response) rather than this worker's.
@@ -114,11 +91,13 @@ absl::StatusOr<reapi::ExecuteResponse> ActionRunner::Run(
 }
 
 absl::Status ActionRunner::MakeOwnedDirs(const std::string& root,
-                                         absl::string_view rel) {
+                                         absl::string_view rel,
+                                         absl::string_view what) {
   std::string inside;  // the path so far, relative to root
   for (absl::string_view part : absl::StrSplit(rel, '/', absl::SkipEmpty())) {
     inside = Join(inside, part);
-    ASSIGN_OR_RETURN(std::string path, ResolveInRoot(root, inside, true));
+    ASSIGN_OR_RETURN(std::string path,
+                     ResolveInInputRoot(root, inside, true, what));
     struct stat st;
     if (lstat(path.c_str(), &st) == 0) {
       if (!S_ISDIR(st.st_mode)) {
@@ -183,24 +162,10 @@ absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
                      " is not a Command message"));
   }
   const reapi::Command& c = p->command;
-  if (c.arguments().empty()) {
-    return absl::InvalidArgumentError("Command.arguments: empty");
-  }
-  for (const auto& v : c.environment_variables()) {
-    if (v.name().empty() || absl::StrContains(v.name(), '=')) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Command.environment_variables: bad name \"", v.name(), "\""));
-    }
-  }
-  RETURN_IF_ERROR(
-      CheckRelative(c.working_directory(), "working_directory", true));
+  // Before anything runs: what the kernel or the sandbox could not take
+  // (a NUL in the environment) is the action's fault, and says so.
+  RETURN_IF_ERROR(CheckCommand(c));
   p->working_directory = c.working_directory();
-  for (const auto* list :
-       {&c.output_paths(), &c.output_files(), &c.output_directories()}) {
-    for (const std::string& out : *list) {
-      RETURN_IF_ERROR(CheckRelative(out, "output_paths", false));
-    }
-  }
   const auto& t = p->action.timeout();
   p->timeout =
       std::chrono::seconds(t.seconds()) + std::chrono::nanoseconds(t.nanos());
@@ -223,13 +188,17 @@ absl::Status ActionRunner::Prepare(const ActionRequest& request, Prepared* p) {
   RETURN_IF_ERROR(files_->Materialize(cas, *input_root, p->root, options_.uid,
                                       options_.gid, &fetched));
   SetTime(p->metadata.mutable_input_fetch_completed_timestamp(), absl::Now());
-  RETURN_IF_ERROR(MakeOwnedDirs(p->root, p->working_directory));
-  for (const auto* list :
-       {&c.output_paths(), &c.output_files(), &c.output_directories()}) {
+  RETURN_IF_ERROR(MakeOwnedDirs(p->root, p->working_directory,
+                                "Command.working_directory"));
+  for (const auto& [list, field] :
+       {std::pair{&c.output_paths(), "output_paths"},
+        std::pair{&c.output_files(), "output_files"},
+        std::pair{&c.output_directories(), "output_directories"}}) {
     for (const std::string& out : *list) {
       std::string rel = Join(p->working_directory, out);
       RETURN_IF_ERROR(
-          MakeOwnedDirs(p->root, rel.substr(0, rel.rfind('/') + 1)));
+          MakeOwnedDirs(p->root, rel.substr(0, rel.rfind('/') + 1),
+                        absl::StrCat("Command.", field, " \"", out, "\"")));
     }
   }
 
@@ -357,7 +326,9 @@ absl::Status ActionRunner::UploadOutputs(const Prepared& p,
   enum class Want { kFile, kDirectory, kAny };
   auto collect = [&](const std::string& out, Want want) -> absl::Status {
     const std::string rel = Join(p.working_directory, out);
-    ASSIGN_OR_RETURN(std::string host, ResolveInRoot(p.root, rel, false));
+    ASSIGN_OR_RETURN(std::string host,
+                     ResolveInInputRoot(p.root, rel, false,
+                                        absl::StrCat("output \"", out, "\"")));
     struct stat st;
     if (lstat(host.c_str(), &st) != 0) return absl::OkStatus();  // not made
     if (S_ISLNK(st.st_mode)) {

@@ -28,13 +28,11 @@
 #include "common/digest.h"
 #include "executor/executor.h"
 #include "image/image_store.h"
+#include "remoteexec/command_rules.h"
 #include "remoteexec/file_cache.h"
 #include "snapshot/snapshots.h"
 
 namespace stagefarm::remoteexec {
-
-// Where the input root is inside the sandbox.
-inline constexpr char kExecRoot[] = "/stagefarm/exec";
 
 struct ActionRequest {
   Digest action;
@@ -83,8 +81,9 @@ class ActionRunner {
       const std::atomic<bool>* cancel);
   absl::Status UploadOutputs(const Prepared& p, reapi::ActionResult* result);
   // Each directory of `rel` below `root` (made owned by the action's user
-  // where missing).
-  absl::Status MakeOwnedDirs(const std::string& root, absl::string_view rel);
+  // where missing); `what` names the path in errors.
+  absl::Status MakeOwnedDirs(const std::string& root, absl::string_view rel,
+                             absl::string_view what);
 
   RemoteBlobStore* store_;
   FileCache* files_;
