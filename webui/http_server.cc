@@ -260,6 +260,10 @@ namespace {
 // address has and which are held is ours.
 class Server final : public httplib::Server {
  public:
+  // cpp-httplib listens with a backlog of 5: a burst of connections
+  // would wait for the clients' SYN retries (a second and more).
+  void WidenBacklog() { ::listen(svr_sock_, SOMAXCONN); }
+
   explicit Server(HttpServer::Impl* impl) : impl_(impl) {
     impl_->process_request = [this](httplib::Stream& strm, bool close,
                                     bool& closed, SSL* ssl) {
@@ -275,8 +279,15 @@ class Server final : public httplib::Server {
   HttpServer::Impl* impl_;
 };
 
-// Answers 429 without reading the request, and closes.
+// Answers 429 and closes. The request is read for a moment and dropped
+// (closing on unread bytes would reset the connection before the client
+// reads the answer).
 void Refuse(int fd, const std::string& addr, int cap) {
+  char drain[4096];
+  if (PollUntil(fd, POLLIN, absl::Now() + absl::Milliseconds(100)) > 0) {
+    while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0) {
+    }
+  }
   const std::string body =
       absl::StrCat("too many connections from ", addr, " (at most ", cap,
                    " at once): retry later\n");
@@ -286,7 +297,6 @@ void Refuse(int fd, const std::string& addr, int cap) {
       body.size(), "\r\nConnection: close\r\nRetry-After: 1\r\n\r\n", body);
   (void)!send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   shutdown(fd, SHUT_WR);
-  char drain[4096];
   while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0) {
   }
 }
@@ -563,6 +573,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     return absl::UnavailableError(absl::StrCat(
         "--http-listen ", listen, ": cannot listen there (in use?)"));
   }
+  static_cast<Server*>(impl->server.get())->WidenBacklog();
   httplib::Server* raw = impl->server.get();
   impl->loop = std::thread([raw] { raw->listen_after_bind(); });
   // Until it runs, stop() would not stop it.
