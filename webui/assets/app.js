@@ -525,7 +525,8 @@ function casPage(query) {
     let body = kind === 'action'
       ? `<p>The action cache\u2019s entry for action <span class="mono">${esc(hash.slice(0, 16))}</span></p>`
       : `<p>${esc(b.kind)}, ${esc(bytes(b.size))}${b.truncated ? ' (first part shown)' : ''}
-      &middot; <a href="${esc(raw)}" download>download</a></p>`;
+      &middot; <a href="${esc(raw)}" download>download</a></p>${
+        b.note ? `<p class="muted" data-note>${esc(b.note)}</p>` : ''}`;
     if (b.kind === 'directory') {
       body += `<table aria-label="directory"><thead><tr><th>Name</th><th>Type</th><th>Digest</th></tr></thead><tbody>${
         b.entries.map((e) => `<tr><td>${esc(e.name)}</td><td>${esc(e.type)}${e.executable ? ' (x)' : ''}</td><td>${
