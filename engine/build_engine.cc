@@ -23,6 +23,7 @@
 #include "blobstore/blob_files.h"
 #include "cachekey/cache_key.h"
 #include "common/clock.h"
+#include "common/contain.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "engine/copy.h"
@@ -197,7 +198,8 @@ absl::StatusOr<BuildResult> BuildEngine::Build(
       // stage (FROM, COPY --from, RUN --mount from) run while that stage
       // does, as BuildKit's solver runs them; StageResult waits there.
       StageRunner runner(shared, index);
-      absl::StatusOr<ImageState> result = runner.Run();
+      absl::StatusOr<ImageState> result =
+          ContainExceptions("stage", [&] { return runner.Run(); });
       if (!result.ok()) {
         failed = true;
         stop = true;
@@ -284,7 +286,8 @@ absl::StatusOr<StageOutcome> BuildEngine::RunStage(
                              &run,
                              &cached};
   StageRunner runner(shared, index);
-  ASSIGN_OR_RETURN(ImageState state, runner.Run());
+  ASSIGN_OR_RETURN(ImageState state,
+                   ContainExceptions("stage", [&] { return runner.Run(); }));
   StageOutcome out;
   out.state = std::move(state);
   out.steps_run = run.load();

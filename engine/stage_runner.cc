@@ -23,6 +23,7 @@
 #include "blobstore/blob_files.h"
 #include "cachekey/cache_key.h"
 #include "common/clock.h"
+#include "common/contain.h"
 #include "common/fs_util.h"
 #include "common/status_macros.h"
 #include "engine/copy.h"
@@ -41,31 +42,6 @@ constexpr int kStepResultVersion = 1;
 
 }  // namespace
 
-std::vector<std::string> JsonStrings(const json& j) {
-  std::vector<std::string> out;
-  if (!j.is_array()) return out;
-  for (const auto& v : j) {
-    if (v.is_string()) out.push_back(v.get<std::string>());
-  }
-  return out;
-}
-
-std::string EnvKey(absl::string_view kv) {
-  return std::string(kv.substr(0, kv.find('=')));
-}
-
-void SetEnv(json* config, const std::string& key, const std::string& value) {
-  json& env = (*config)["Env"];
-  if (!env.is_array()) env = json::array();
-  for (auto& e : env) {
-    if (e.is_string() && EnvKey(e.get<std::string>()) == key) {
-      e = absl::StrCat(key, "=", value);
-      return;
-    }
-  }
-  env.push_back(absl::StrCat(key, "=", value));
-}
-
 // A step's working directory joined with a possibly relative path.
 std::string JoinWorkdir(const std::string& workdir, const std::string& path) {
   if (!path.empty() && path[0] == '/') return CleanAbsolute(path);
@@ -74,8 +50,12 @@ std::string JoinWorkdir(const std::string& workdir, const std::string& path) {
 }
 
 absl::Status StageRunner::RunStep(const ExpandedStep& step) {
-  return std::visit([&](const auto& value) { return Step(step, value); },
-                    step.instruction->value);
+  // No step's input may abort the process: what a library throws is this
+  // step's failure.
+  return ContainExceptions("step", [&] {
+    return std::visit([&](const auto& value) { return Step(step, value); },
+                      step.instruction->value);
+  });
 }
 
 absl::StatusOr<ImageState> StageRunner::Run() {
@@ -267,10 +247,7 @@ cachekey::CacheKeyBuilder StageRunner::KeyBuilder(const ExpandedStep& step) {
 }
 
 std::vector<std::string> StageRunner::ShellArgs(const std::string& cmd) {
-  std::vector<std::string> shell = JsonStrings(Cfg()["Shell"]);
-  if (shell.empty()) shell = {"/bin/sh", "-c"};
-  shell.push_back(cmd);
-  return shell;
+  return engine::ShellArgs(Cfg(), cmd);
 }
 
 absl::StatusOr<std::optional<StageRunner::StepResult>> StageRunner::LookupCache(
@@ -440,9 +417,7 @@ absl::StatusOr<bool> StageRunner::TryCache(const std::string& key,
 }
 
 absl::Status StageRunner::CheckRoomForLayer() const {
-  return image::CheckLayerCount(
-      state_.layers.size() + 1,
-      absl::StrCat("stage ", name_, " with this step"));
+  return image::CheckLayerCount(state_.layers.size() + 1, "this step's image");
 }
 
 std::string StageRunner::Workdir() {

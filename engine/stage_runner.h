@@ -20,6 +20,7 @@
 #include "common/fs_util.h"
 #include "engine/build_engine.h"
 #include "engine/copy.h"
+#include "engine/image_config.h"
 #include "engine/step_log.h"
 #include "executor/executor.h"
 #include "frontend/dockerfile/dockerignore.h"
@@ -34,12 +35,6 @@ namespace stagefarm::engine {
 using dockerfile::ExpandedStep;
 using dockerfile::Instruction;
 using nlohmann::json;
-
-std::vector<std::string> JsonStrings(const json& j);
-
-std::string EnvKey(absl::string_view kv);
-
-void SetEnv(json* config, const std::string& key, const std::string& value);
 
 // A step's working directory joined with a possibly relative path.
 std::string JoinWorkdir(const std::string& workdir, const std::string& path);
@@ -121,30 +116,13 @@ class StageRunner {
   }
   absl::Status Step(const ExpandedStep& step, const dockerfile::FromInst&);
   absl::Status Step(const ExpandedStep& step, const dockerfile::ArgInst&);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::EnvInst&);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::LabelInst&);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::CmdInst& cmd);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::EntrypointInst& entrypoint);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::ShellInst& shell);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::UserInst&);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::ExposeInst&);
-  absl::Status Step(const ExpandedStep& step, const dockerfile::VolumeInst&);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::StopSignalInst&);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::HealthcheckInst& h);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::OnbuildInst& onbuild);
-  absl::Status Step(const ExpandedStep& step,
-                    const dockerfile::MaintainerInst& maintainer);
-  // CMD and ENTRYPOINT.
-  absl::Status SetCommand(const ExpandedStep& step,
-                          const dockerfile::Command& c, bool is_cmd);
-  // A metadata step's end: its key and an empty-layer history entry.
-  absl::Status FinishMetadata(cachekey::CacheKeyBuilder key,
-                              const std::string& history);
+  // Every other instruction changes only the image config
+  // (engine/image_config.h), applied in step_metadata.cc.
+  template <typename Inst>
+  absl::Status Step(const ExpandedStep& step, const Inst&) {
+    return Metadata(step);
+  }
+  absl::Status Metadata(const ExpandedStep& step);
 
   std::vector<std::string> ShellArgs(const std::string& cmd);
 

@@ -70,32 +70,9 @@ void StageRunner::RemoveStubs(const std::string& upper,
   }
 }
 
-// The process a RUN starts: the shell form through the stage's SHELL
-// (heredocs appended, or `RUN <<EOF` run as the script), the exec form as
-// written.
 std::vector<std::string> StageRunner::RunArgs(const ExpandedStep& step,
                                               const dockerfile::RunInst& run) {
-  const Instruction& inst = *step.instruction;
-  std::vector<std::string> args;
-  if (run.command.shell_form) {
-    std::string script = absl::StrJoin(run.command.args, " ");
-    if (!inst.heredocs.empty()) {
-      std::string trimmed(absl::StripAsciiWhitespace(script));
-      if (inst.heredocs.size() == 1 && absl::StartsWith(trimmed, "<<") &&
-          trimmed.find(' ') == std::string::npos) {
-        // RUN <<EOF: the body is the script.
-        script = inst.heredocs[0].content;
-      } else {
-        for (const auto& h : inst.heredocs) {
-          absl::StrAppend(&script, "\n", h.content, h.name);
-        }
-      }
-    }
-    args = ShellArgs(script);
-  } else {
-    args = run.command.args;
-  }
-  return args;
+  return engine::RunArgs(step, run, Cfg());
 }
 
 // A RUN's cache key: the command, environment, user, working directory,

@@ -4,6 +4,7 @@
 #include "attest/provenance.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "frontend/dockerfile/plan.h"
 #include "platform/platform.h"
@@ -69,8 +70,9 @@ absl::StatusOr<std::string> MakeProvenance(const BuildState& b,
   in.started = Rfc3339(static_cast<int64_t>(b.submitted));
   in.finished = Rfc3339(static_cast<int64_t>(finished_at));
   in.reproduced = reproduced;
-  return attest::SignEnvelope(signer.key, attest::kMediaTypeInToto,
-                              attest::ProvenanceStatement(in).dump());
+  return attest::SignEnvelope(
+      signer.key, attest::kMediaTypeInToto,
+      stagefarm::json::Dump(attest::ProvenanceStatement(in)));
 }
 
 }  // namespace stagefarm::scheduler

@@ -5,7 +5,7 @@
 # same context. Both images are loaded into dockerd and exported as
 # containers; every path's type, mode, owner, size, content and link
 # target, and the config (Env, Cmd, Entrypoint, WorkingDir, User, Labels,
-# ExposedPorts, Volumes), must be equal unless docs/compatibility.md lists
+# ExposedPorts, Volumes, Healthcheck), must be equal unless docs/compatibility.md lists
 # the difference (a line "- `CASE` `PATH-OR-FIELD`: reason").
 # Usage: compat_test.sh BIN_DIR   (needs root, runc, busybox-static, docker.io, jq)
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -52,7 +52,7 @@ listing() {
 }
 
 config() { # IMAGE
-  $DOCKER image inspect "$1" | jq -S -c '.[0].Config | {Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes}'
+  $DOCKER image inspect "$1" | jq -S -c '.[0].Config | {Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes, Healthcheck}'
 }
 
 for case_dir in "$ROOT"/tests/compat/cases/*/; do
@@ -75,7 +75,7 @@ for case_dir in "$ROOT"/tests/compat/cases/*/; do
     allowed "$name" "$path" || diffs="$diffs $path"
   done < <(diff <(cat "$WORK/$name.sf.list") <(cat "$WORK/$name.bk.list") | grep -E '^[<>]' | awk '{print $2}' | sort -u)
   a=$(config "compat-$name:sf"); b=$(config "compat-$name:bk")
-  for field in Env Cmd Entrypoint WorkingDir User Labels ExposedPorts Volumes; do
+  for field in Env Cmd Entrypoint WorkingDir User Labels ExposedPorts Volumes Healthcheck; do
     if [ "$(jq -c ".$field" <<<"$a")" != "$(jq -c ".$field" <<<"$b")" ]; then
       allowed "$name" "$field" || diffs="$diffs config.$field"
     fi
@@ -85,7 +85,7 @@ for case_dir in "$ROOT"/tests/compat/cases/*/; do
   else
     fail "compat $name" "differs from BuildKit in:$diffs"
     diff "$WORK/$name.sf.list" "$WORK/$name.bk.list" | grep -E '^[<>]' | head -6 | sed 's/^/    /'
-    for field in Env Cmd Entrypoint WorkingDir User Labels ExposedPorts Volumes; do
+    for field in Env Cmd Entrypoint WorkingDir User Labels ExposedPorts Volumes Healthcheck; do
       [ "$(jq -c ".$field" <<<"$a")" = "$(jq -c ".$field" <<<"$b")" ] ||
         echo "    $field: stagefarm $(jq -c ".$field" <<<"$a") BuildKit $(jq -c ".$field" <<<"$b")"
     done
