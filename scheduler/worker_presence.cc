@@ -137,6 +137,14 @@ void SchedulerService::LostWithWorker(const std::string& lease_id,
       e.set_kind("failed");
       e.set_stage(st.display);
       e.set_step(lease.step);
+      // Steps in the stage, as the worker's events said.
+      for (auto it = b->events.rbegin(); it != b->events.rend(); ++it) {
+        if (it->kind() == "started" && it->stage() == st.display &&
+            it->steps() > 0) {
+          e.set_steps(it->steps());
+          break;
+        }
+      }
       e.set_text(why);
       e.set_worker(lease.worker);
       e.set_unix_time(UnixNow());
