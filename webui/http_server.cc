@@ -248,9 +248,8 @@ struct HttpServer::Impl {
   }
   // One connection from start to end, on a pool thread.
   bool Serve(httplib::Server* server, const std::atomic<int>& svr_sock, int fd);
-  using ProcessRequest =
-      std::function<bool(httplib::Stream&, bool, bool&, SSL*)>;
-  ProcessRequest process_request;
+  // cpp-httplib's Server::process_request (protected there).
+  std::function<bool(httplib::Stream&, bool, bool&)> process_request;
 };
 
 namespace {
@@ -266,9 +265,8 @@ class Server final : public httplib::Server {
 
   explicit Server(HttpServer::Impl* impl) : impl_(impl) {
     impl_->process_request = [this](httplib::Stream& strm, bool close,
-                                    bool& closed, SSL* ssl) {
-      return process_request(strm, close, closed,
-                             [ssl](httplib::Request& req) { req.ssl = ssl; });
+                                    bool& closed) {
+      return process_request(strm, close, closed, nullptr);
     };
   }
 
@@ -348,7 +346,7 @@ bool HttpServer::Impl::Serve(httplib::Server* /*server*/,
     if (!conn.WaitForRequest(wait_until, svr_sock)) break;
     conn.StartRequest(absl::Now() + options.request_timeout);
     bool closed = false;
-    ret = process_request(conn, left == 1, closed, ssl);
+    ret = process_request(conn, left == 1, closed);
     if (state.on_held || !ret || closed) break;
     wait_until = absl::Now() + options.idle_timeout;
   }
