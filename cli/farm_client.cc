@@ -99,6 +99,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
     const std::atomic<bool>* cancel) {
   v1::BuildSpec spec;
   for (const auto& [id, path] : request.secrets) {
+    RETURN_IF_ERROR(farmapi::CheckMapKey("--secret id", id));
     // Sent with the build to the workers that need it; the scheduler keeps
     // it in memory only.
     std::ifstream in(path, std::ios::binary);
@@ -118,7 +119,7 @@ absl::StatusOr<engine::BuildResult> FarmBuild(
   // The agents' ids go with the build; the agents stay here, served
   // while the build runs (SshAgentServer).
   for (const auto& [id, path] : request.ssh) spec.add_ssh_ids(id);
-  farmapi::ToSpec(request, &spec);
+  RETURN_IF_ERROR(farmapi::ToSpec(request, &spec));
   spec.set_instance_name(store->client()->instance_name());
   spec.set_provenance(options.provenance);
   spec.set_subject_name(options.subject_name);

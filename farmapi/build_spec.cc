@@ -1,6 +1,8 @@
 #include "farmapi/build_spec.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/json.h"
 #include "common/status_macros.h"
 #include "platform/platform.h"
 
@@ -15,7 +17,21 @@ archives::Compression CompressionOf(const std::string& name) {
 
 }  // namespace
 
-void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
+absl::Status CheckMapKey(absl::string_view flag, absl::string_view key) {
+  if (stagefarm::json::IsValidUtf8(key)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      flag, ": the name \"", absl::CHexEscape(key),
+      "\" is not UTF-8; a farm build's names must be (values may be any "
+      "bytes)"));
+}
+
+absl::Status ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
+  for (const auto& [k, v] : request.plan_options.build_args) {
+    RETURN_IF_ERROR(CheckMapKey("--build-arg", k));
+  }
+  for (const auto& [k, v] : request.labels) {
+    RETURN_IF_ERROR(CheckMapKey("--label", k));
+  }
   spec->set_dockerfile(request.dockerfile);
   spec->set_dockerfile_name(request.dockerfile_name);
   spec->set_dockerignore(request.dockerignore);
@@ -38,6 +54,7 @@ void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec) {
   for (const auto& [name, d] : request.images) {
     d.ToProto(&(*spec->mutable_images())[name]);
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<engine::BuildRequest> FromSpec(const v1::BuildSpec& spec) {

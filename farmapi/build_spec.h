@@ -15,8 +15,14 @@ namespace stagefarm::farmapi {
 
 // The Dockerfile and its name, .dockerignore, build args, target,
 // --no-cache, labels, SOURCE_DATE_EPOCH, compression and level, the log
-// limit and the images already resolved.
-void ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec);
+// limit and the images already resolved. The names of build args and labels
+// are the keys of proto maps, which must be UTF-8: one that is not is
+// INVALID_ARGUMENT naming the flag (their values are bytes).
+absl::Status ToSpec(const engine::BuildRequest& request, v1::BuildSpec* spec);
+
+// A proto map key given on the command line (`flag`): INVALID_ARGUMENT
+// unless it is UTF-8.
+absl::Status CheckMapKey(absl::string_view flag, absl::string_view key);
 
 // The same fields back. An invalid image digest is INVALID_ARGUMENT naming
 // the image.

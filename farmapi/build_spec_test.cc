@@ -28,7 +28,7 @@ engine::BuildRequest Full() {
 TEST(BuildSpecTest, RoundTripKeepsEveryField) {
   engine::BuildRequest in = Full();
   v1::BuildSpec spec;
-  ToSpec(in, &spec);
+  ASSERT_TRUE(ToSpec(in, &spec).ok());
   absl::StatusOr<engine::BuildRequest> out = FromSpec(spec);
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->dockerfile, in.dockerfile);
@@ -56,12 +56,37 @@ TEST(BuildSpecTest, EachCompressionAndNoEpochSurvive) {
     engine::BuildRequest in;
     in.compression = c;
     v1::BuildSpec spec;
-    ToSpec(in, &spec);
+    ASSERT_TRUE(ToSpec(in, &spec).ok());
     absl::StatusOr<engine::BuildRequest> out = FromSpec(spec);
     ASSERT_TRUE(out.ok());
     EXPECT_EQ(out->compression, c);
     EXPECT_FALSE(out->source_date_epoch.has_value());
   }
+}
+
+// Arg and label values are bytes; their names are proto map keys, which
+// must be UTF-8: refused naming the flag, never a spec that fails to parse.
+TEST(BuildSpecTest, NamesThatAreNotUtf8AreRefusedValuesAreBytes) {
+  engine::BuildRequest in;
+  in.plan_options.build_args["A"] = "caf\xe9";
+  in.labels["l"] = "\xff";
+  in.dockerfile_name = "Dockerfile.\xe9";
+  v1::BuildSpec spec;
+  ASSERT_TRUE(ToSpec(in, &spec).ok());
+  std::string wire = spec.SerializeAsString();
+  v1::BuildSpec back;
+  ASSERT_TRUE(back.ParseFromString(wire));
+  absl::StatusOr<engine::BuildRequest> out = FromSpec(back);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->plan_options.build_args["A"], "caf\xe9");
+  EXPECT_EQ(out->labels["l"], "\xff");
+  EXPECT_EQ(out->dockerfile_name, "Dockerfile.\xe9");
+
+  in.plan_options.build_args["caf\xe9"] = "1";
+  absl::Status s = ToSpec(in, &spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--build-arg"), absl::string_view::npos);
+  EXPECT_NE(s.message().find("caf\\xe9"), absl::string_view::npos);
 }
 
 TEST(BuildSpecTest, EmptyNameIsDockerfile) {
