@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/digest.h"
+#include "registry/reference.h"
 
 namespace stagefarm::scheduler {
 
@@ -10,6 +12,12 @@ absl::Status ImageIndex::Check(const v1::ImageTag& tag) {
   if (tag.name().empty() || tag.name().size() > 4096) {
     return absl::InvalidArgumentError(
         "image.name: empty or longer than 4096 bytes");
+  }
+  // A name Docker would refuse (a client speaking the API directly may
+  // send one the CLI never would).
+  if (absl::Status s = registry::ParseReference(tag.name()).status(); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image.name: ", s.message()));
   }
   if (!Digest::FromProto(tag.manifest()).ok()) {
     return absl::InvalidArgumentError("image.manifest: not a valid digest");

@@ -48,6 +48,15 @@ TEST(ImageIndexTest, CheckRefusesBadNamesAndDigests) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ImageIndex::Check(Tag(std::string(4097, 'x'))).code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ImageIndex::Check(Tag("docker.io/library/app:1")).ok());
+  // Names Docker refuses, from a client that skipped the CLI's check.
+  for (const char* name : {"a<b>c:1", "x/UPPER:1", "../../x", "caf\xe9:1"}) {
+    absl::Status s = ImageIndex::Check(Tag(name));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(s.message().find("invalid reference format"),
+              absl::string_view::npos)
+        << s.message();
+  }
   v1::ImageTag bad = Tag("app:1");
   bad.mutable_manifest()->set_hash("nothex");
   absl::Status s = ImageIndex::Check(bad);
