@@ -3,7 +3,7 @@
 # (separate processes on 127.0.0.1, port 0, temp dirs); clients build with
 # --server/--cas. Independent stages run on different workers at once, a
 # second checkout builds nothing, a worker killed mid-RUN loses its stage to
-# another, failures name file:line, Ctrl-C cancels the remote work, and a
+# another (its death seen at once), failures name file:line, Ctrl-C cancels the remote work, and a
 # scheduler that dies gives a clear error instead of a hang.
 # Usage: farm_test.sh BIN_DIR   (needs root, runc, busybox-static)
 . "$(dirname "$0")/lib.sh"
@@ -141,8 +141,11 @@ kill -KILL "${WORKERS[$idx]}" 2>/dev/null
 wait $bp
 rc=$?
 check "farm: the build survives a worker killed mid-RUN (SIGKILL to $victim)" "0" "$rc"
-check_contains "farm: the stage moved to another worker" "$victim stopped reporting; the stage runs again" \
-  "$(cat "$c.log")"
+# The scheduler sees the process die (its Attend stream ends), not a lease
+# timeout, and says where it died.
+check_contains "farm: the stage moved to another worker, the death seen at once" \
+  "worker $victim: process died while running step 1 (RUN echo started" "$(cat "$c.log")"
+check_contains "farm: and runs again" "the stage runs again on another worker" "$(cat "$c.log")"
 check "farm: the result is complete" "finished" "$("$SF" run farm-kill:1 cat /f 2>&1)"
 start_worker "w${victim#w}b"
 
