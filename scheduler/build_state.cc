@@ -92,6 +92,7 @@ v1::StoredBuild ToRecord(
     ss->set_cached(st.cached);
     ss->set_platform(st.platform);
     ss->set_avoid_worker(st.avoid_worker);
+    ss->set_waiting_for(st.waiting_for);
     for (const std::string& d : st.worker_deaths) ss->add_worker_deaths(d);
     if (st.status == StageStatus::kLeased) {
       ss->set_lease_id(st.lease);

@@ -44,6 +44,9 @@ struct StageState {
   // process died while running step N (...)"; the build fails at the
   // scheduler's max_worker_deaths.
   std::vector<std::string> worker_deaths;
+  // Waiting (kWaiting, its dependencies done) for the identical stage of
+  // this build, in flight (scheduler/stage_joins.cc); not in the record.
+  std::string waiting_for;
 };
 
 // About what an event holds in memory: its encoded size and the message's

@@ -47,6 +47,7 @@ void SchedulerService::AddBuild(std::shared_ptr<BuildState> b) {
 }
 
 void SchedulerService::NotRunning(BuildState* b) {
+  ReleaseStageRuns(b);
   if (running_.erase(b) == 0) return;
   std::string key = ActionJoinKey(b->spec);
   if (key.empty()) return;

@@ -151,6 +151,7 @@ SchedulerService::Stats SchedulerService::GetStats() {
   s.actions_queued = actions_queued_.load();
   s.action_cache_hits = action_cache_hits_.load();
   s.actions_joined = actions_joined_.load();
+  s.stages_joined = stages_joined_;
   s.disk_full_errors = state_ ? state_->disk_full_errors() : 0;
   return s;
 }
@@ -176,7 +177,10 @@ void SchedulerService::Event(BuildState* b, const std::string& kind,
 
 void SchedulerService::QueueReady(const std::shared_ptr<BuildState>& b) {
   for (auto& [index, st] : b->stages) {
-    if (st.status != StageStatus::kWaiting) continue;
+    // A stage waiting for an identical one in flight is done by it.
+    if (st.status != StageStatus::kWaiting || !st.waiting_for.empty()) {
+      continue;
+    }
     bool ready = true;
     for (int dep : st.depends_on) {
       if (b->stages[dep].status != StageStatus::kDone) ready = false;
@@ -187,6 +191,7 @@ void SchedulerService::QueueReady(const std::shared_ptr<BuildState>& b) {
 
 void SchedulerService::Enqueue(const std::shared_ptr<BuildState>& b,
                                int index) {
+  if (JoinStage(b, index)) return;
   StageState& st = b->stages[index];
   st.status = StageStatus::kQueued;
   st.queued_at = std::chrono::steady_clock::now();
@@ -696,6 +701,7 @@ grpc::Status SchedulerService::ReportBody(grpc::ServerContext* context,
       std::string base = BaseImageKey(*b, st);
       if (!base.empty()) bases_.Ran(base, worker);
       Event(b, "stage-done", st.display, absl::StrCat("on ", worker), worker);
+      StageRan(b, done.stage);
       if (done.stage == b->target) {
         *b->result.mutable_manifest() = request->manifest();
         b->result.set_execute_response(request->execute_response());

@@ -137,6 +137,9 @@ class SchedulerService final : public v1::Scheduler::Service {
     // REAPI actions: queued, answered from the action cache, joined to an
     // identical one in flight.
     int64_t actions_queued = 0, action_cache_hits = 0, actions_joined = 0;
+    // Dockerfile stages that waited for another build's identical stage
+    // in flight instead of running (stage_joins.cc).
+    int64_t stages_joined = 0;
     // Stages dispatched by (platform, "native" or "emulated").
     std::map<std::pair<std::string, std::string>, int64_t>
         dispatches_by_platform;
@@ -489,6 +492,30 @@ class SchedulerService final : public v1::Scheduler::Service {
   // Instance and action digest of a build that runs a cacheable action;
   // empty for any other build.
   static std::string ActionJoinKey(const v1::BuildSpec& spec);
+  // Identical Dockerfile stages in flight (stage_joins.cc): by instance
+  // and stage key, the stage of a running build queued or leased for it
+  // and the stages of other builds waiting for its result.
+  struct StageRun {
+    std::string build;
+    int stage = -1;
+    std::vector<std::pair<std::string, int>> waiters;  // (build, stage)
+  };
+  absl::flat_hash_map<std::string, StageRun> stage_runs_ ABSL_GUARDED_BY(mu_);
+  int64_t stages_joined_ ABSL_GUARDED_BY(mu_) = 0;
+  // The index's key of a stage; "" for one that runs alone (no cache, a
+  // rebuild, an action, a target found in the stage cache).
+  static std::string StageJoinKey(const BuildState& b, const StageState& st);
+  // The run's stage while it is queued or leased in a running build.
+  const StageState* StageInFlight(const StageRun& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Before a stage is queued: true when it now waits for an identical
+  // stage in flight (not queued); else it is the index's run of its key.
+  bool JoinStage(const std::shared_ptr<BuildState>& b, int index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stage is done: the stages waiting for it complete from its result.
+  void StageRan(BuildState* b, int index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `b` stopped running: the stages waiting for its runs are queued.
+  void ReleaseStageRuns(BuildState* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::set<std::pair<double, std::string>> by_time_ ABSL_GUARDED_BY(mu_);
   // Grows with every change the views show (events, submissions, ends);
   // changes_cv_ wakes the web view's event streams.
