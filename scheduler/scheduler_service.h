@@ -512,6 +512,10 @@ class SchedulerService final : public v1::Scheduler::Service {
   // stage in flight (not queued); else it is the index's run of its key.
   bool JoinStage(const std::shared_ptr<BuildState>& b, int index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the run of `b`'s stage `index` from the index and returns the
+  // live stages that waited for it (their waiting_for cleared).
+  std::vector<std::pair<std::shared_ptr<BuildState>, int>> TakeWaiters(
+      const BuildState& b, int index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The stage is done: the stages waiting for it complete from its result.
   void StageRan(BuildState* b, int index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `b` stopped running: the stages waiting for its runs are queued.

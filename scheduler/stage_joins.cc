@@ -78,12 +78,15 @@ bool SchedulerService::JoinStage(const std::shared_ptr<BuildState>& b,
   return false;
 }
 
-void SchedulerService::StageRan(BuildState* b, int index) {
-  const StageState& st = b->stages[index];
-  auto it = stage_runs_.find(StageJoinKey(*b, st));
-  if (it == stage_runs_.end() || it->second.build != b->id ||
+std::vector<std::pair<std::shared_ptr<BuildState>, int>>
+SchedulerService::TakeWaiters(const BuildState& b, int index) {
+  std::vector<std::pair<std::shared_ptr<BuildState>, int>> out;
+  auto st = b.stages.find(index);
+  if (st == b.stages.end()) return out;
+  auto it = stage_runs_.find(StageJoinKey(b, st->second));
+  if (it == stage_runs_.end() || it->second.build != b.id ||
       it->second.stage != index) {
-    return;
+    return out;
   }
   std::vector<std::pair<std::string, int>> waiters =
       std::move(it->second.waiters);
@@ -91,14 +94,21 @@ void SchedulerService::StageRan(BuildState* b, int index) {
   for (const auto& [build, stage] : waiters) {
     auto wit = builds_.find(build);
     if (wit == builds_.end() || wit->second->finished) continue;
-    std::shared_ptr<BuildState> w = wit->second;
-    auto sit = w->stages.find(stage);
-    if (sit == w->stages.end() || sit->second.waiting_for != b->id ||
+    auto sit = wit->second->stages.find(stage);
+    if (sit == wit->second->stages.end() || sit->second.waiting_for != b.id ||
         sit->second.status != StageStatus::kWaiting) {
       continue;
     }
-    StageState& ws = sit->second;
-    ws.waiting_for.clear();
+    sit->second.waiting_for.clear();
+    out.emplace_back(wit->second, stage);
+  }
+  return out;
+}
+
+void SchedulerService::StageRan(BuildState* b, int index) {
+  const StageState& st = b->stages[index];
+  for (const auto& [w, stage] : TakeWaiters(*b, index)) {
+    StageState& ws = w->stages[stage];
     ws.result = st.result;
     if (stage == w->target) {
       // As a target found in the stage cache: its image is left to make.
@@ -123,26 +133,11 @@ void SchedulerService::StageRan(BuildState* b, int index) {
 }
 
 void SchedulerService::ReleaseStageRuns(BuildState* b) {
-  for (const auto& [index, st] : b->stages) {
-    auto it = stage_runs_.find(StageJoinKey(*b, st));
-    if (it == stage_runs_.end() || it->second.build != b->id ||
-        it->second.stage != index) {
-      continue;
-    }
-    std::vector<std::pair<std::string, int>> waiters =
-        std::move(it->second.waiters);
-    stage_runs_.erase(it);
-    for (const auto& [build, stage] : waiters) {
-      auto wit = builds_.find(build);
-      if (wit == builds_.end() || wit->second->finished) continue;
-      std::shared_ptr<BuildState> w = wit->second;
-      auto sit = w->stages.find(stage);
-      if (sit == w->stages.end() || sit->second.waiting_for != b->id ||
-          sit->second.status != StageStatus::kWaiting) {
-        continue;
-      }
-      sit->second.waiting_for.clear();
-      Event(w.get(), "retry", sit->second.display,
+  std::vector<int> indexes;
+  for (const auto& [index, st] : b->stages) indexes.push_back(index);
+  for (int index : indexes) {
+    for (const auto& [w, stage] : TakeWaiters(*b, index)) {
+      Event(w.get(), "retry", w->stages[stage].display,
             absl::StrCat("build ", b->id,
                          " ended without this stage's result; it runs here"),
             "");
