@@ -46,6 +46,7 @@
 #include "snapshot/snapshots.h"
 #include "stagecache/stage_cache.h"
 #include "stagefarm/v1/farm.grpc.pb.h"
+#include "worker/lease_files.h"
 #include "worker/outbox.h"
 #include "worker/ssh_proxy.h"
 #include "worker/task_cache_sync.h"
@@ -188,7 +189,7 @@ class Worker : public WorkerDaemon {
           attend_state_ = AttendState::kAttending;
           // The scheduler has dealt with them.
           for (const v1::HeldStage& h : lost_) {
-            (void)unlink(LeaseFile(h.lease_id()).c_str());
+            lease_files_.Forget(h.lease_id());
           }
           lost_.clear();
         }
@@ -818,7 +819,7 @@ class Worker : public WorkerDaemon {
       made = std::move(failed);
     }
     finish(*std::move(made));
-    (void)unlink(LeaseFile(task.lease_id()).c_str());
+    lease_files_.Forget(task.lease_id());
   }
 
   // The report that ends a stage: its result, or its failure.
@@ -859,20 +860,10 @@ class Worker : public WorkerDaemon {
     return last;
   }
 
-  // Presence and lease files: the stage this process holds and the step
-  // it is at, told to the scheduler (Attend) and kept in WORK/leases, so
-  // that a restarted process can tell what its predecessor died running.
-  std::string LeaseFile(const std::string& lease_id) const {
-    return absl::StrCat(f_.work, "/leases/", absl::BytesToHexString(lease_id));
-  }
-
+  // Presence: the stage this process holds and the step it is at, told to
+  // the scheduler (Attend) and noted in WORK/leases (lease_files.h).
   void Hold(const v1::HeldStage& held) {
-    absl::Status s = MakeDirs(f_.work + "/leases", 0700);
-    if (s.ok()) {
-      s = WriteFileAtomically(LeaseFile(held.lease_id()),
-                              held.SerializeAsString(), 0600);
-    }
-    if (!s.ok()) {
+    if (absl::Status s = lease_files_.Note(held); !s.ok()) {
       stagefarm::LogError("cannot note the stage held: " + s.ToString(),
                           {{"worker", f_.name}});
     }
@@ -905,38 +896,24 @@ class Worker : public WorkerDaemon {
     }
   }
 
-  // The lease files a previous process of this work directory left: the
-  // stages it held when it ended, told to the scheduler at the first
-  // Attend.
+  // The stages a previous process of this work directory held when it
+  // ended, told to the scheduler at the first Attend.
   void FindLostStages() {
-    std::string dir = f_.work + "/leases";
-    DIR* d = opendir(dir.c_str());
-    if (d == nullptr) return;
-    std::vector<v1::HeldStage> found;
-    while (struct dirent* e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      std::string path = absl::StrCat(dir, "/", e->d_name);
-      absl::StatusOr<std::string> bytes = ReadFileToString(path);
-      v1::HeldStage held;
-      if (!bytes.ok() || !held.ParseFromString(*bytes) ||
-          held.lease_id().empty()) {
-        (void)unlink(path.c_str());  // a partial write of a dying process
-        continue;
-      }
+    std::vector<v1::HeldStage> found = lease_files_.Leftovers();
+    for (const v1::HeldStage& held : found) {
       stagefarm::LogError(
           "the previous process of this worker ended while "
           "holding a stage",
           {{"worker", f_.name},
            {"lease", held.lease_id()},
            {"step", std::to_string(held.step())}});
-      found.push_back(std::move(held));
     }
-    closedir(d);
     absl::MutexLock lock(&attend_mu_);
     lost_ = std::move(found);
   }
 
   WorkerFlags f_;
+  const LeaseFiles lease_files_{f_.work + "/leases"};
   const std::atomic<bool>* stop_;
   std::unique_ptr<executor::Executor> executor_;
   CasTarget cas_target_;
