@@ -19,15 +19,9 @@ PIDS=()
 declare -A WPID
 trap stop_farm EXIT
 MARK=POISON-$$-$RANDOM
-"$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
-PIDS+=($!)
-CAS=$(listen_addr "$WORK/cas.log")
 # A long lease timeout: a stage taken back within it was taken back because
 # the worker's death was seen, not because its lease ran out.
-"$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-  --lease-timeout-ms 30000 --heartbeat-ms 200 >"$WORK/scheduler.log" 2>&1 &
-PIDS+=($!)
-SCHED=$(listen_addr "$WORK/scheduler.log")
+start_cas_and_scheduler --http-listen 127.0.0.1:0 --lease-timeout-ms 30000
 UI=$(grep -oE 'http://[0-9.:]+/' "$WORK/scheduler.log" | head -1)
 if [ -z "$CAS" ] || [ -z "$SCHED" ]; then
   fail "farm" "the CAS or the scheduler did not start"

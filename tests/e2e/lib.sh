@@ -150,6 +150,17 @@ make_ssh_client_image() {
 # A farm a script starts itself: it sets BIN, CAS and SCHED, keeps the CAS's
 # and the scheduler's PIDs in PIDS and the workers' in WPID (declare -A),
 # by name.
+# start_cas_and_scheduler [scheduler flags...]: a CAS on $WORK/cas and a
+# scheduler on 127.0.0.1 (port 0), logs in $WORK; sets CAS and SCHED, adds
+# both PIDs to PIDS (so not to be run in a subshell).
+start_cas_and_scheduler() {
+  "$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
+  PIDS+=($!)
+  CAS=$(listen_addr "$WORK/cas.log")
+  "$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --heartbeat-ms 200 "$@" >"$WORK/scheduler.log" 2>&1 &
+  PIDS+=($!)
+  SCHED=$(listen_addr "$WORK/scheduler.log")
+}
 # start_farm_worker NAME [worker flags...]: a worker working in $WORK/NAME;
 # returns once it has reached the scheduler.
 start_farm_worker() {

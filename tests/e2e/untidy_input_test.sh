@@ -137,13 +137,7 @@ workers_alive() {
 run_cases embedded
 
 # --- a farm of two workers ---------------------------------------------------
-"$BIN/stagefarm-cas" --listen 127.0.0.1:0 --data "$WORK/cas" >"$WORK/cas.log" 2>&1 &
-PIDS+=($!)
-CAS=$(listen_addr "$WORK/cas.log")
-"$BIN/stagefarm-scheduler" --listen 127.0.0.1:0 --lease-timeout-ms 3000 --heartbeat-ms 200 \
-  >"$WORK/scheduler.log" 2>&1 &
-PIDS+=($!)
-SCHED=$(listen_addr "$WORK/scheduler.log")
+start_cas_and_scheduler --lease-timeout-ms 3000
 export STAGEFARM_HOME=$WORK/client STAGEFARM_CAS=$CAS STAGEFARM_SERVER=$SCHED
 "$SF" image import "$WORK/busybox" -t busybox >/dev/null
 start_farm_worker w1
